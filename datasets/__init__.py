@@ -1,0 +1,1 @@
+"""Sources of temporal streams (installed as ``sigmadelta.datasets``)."""

@@ -1,0 +1,1 @@
+"""Model definitions and small trained checkpoints (installed as ``sigmadelta.models``)."""

@@ -1,0 +1,1 @@
+"""sigmadelta placeholder"""
