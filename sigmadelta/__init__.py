@@ -1,1 +1,38 @@
-"""sigmadelta placeholder"""
+"""sigmadelta: event-driven sigma-delta simulation of converted PyTorch networks.
+
+The pipeline, one frame's trip through it::
+
+    torch model --convert--> Network (graph) --Simulator (engine, kernels)--> outputs + Stats
+                                           \\--reference (dense, torch)-----> outputs
+
+>>> import sigmadelta as sd
+>>> net = sd.convert(model, input_shape=(1, 144, 176), scale=32.0)
+>>> res = sd.simulate(net, frames)        # res.outputs [T, ...], res.stats.synops [T, layers]
+>>> ref = sd.reference(net, frames)       # the same quantized net, dense
+>>> sd.save(net, "net.h5"); net = sd.load("net.h5")
+"""
+
+from ._version import __version__
+from .convert import UnsupportedLayerError, convert
+from .engine import Result, Simulator, simulate
+from .graph import Network
+from .io import FormatError, load, read_run, save
+from .reference import Reference, reference
+from .stats import Stats
+
+__all__ = [
+    "__version__",
+    "convert",
+    "simulate",
+    "reference",
+    "Simulator",
+    "Reference",
+    "Result",
+    "Stats",
+    "Network",
+    "save",
+    "load",
+    "read_run",
+    "FormatError",
+    "UnsupportedLayerError",
+]

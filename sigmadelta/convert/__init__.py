@@ -1,1 +1,187 @@
-"""placeholder"""
+"""PyTorch -> sigma-delta network conversion.
+
+``convert`` traces the model with ``torch.fx`` (``nn.Sequential``, nested or not,
+and any fx-traceable module), propagates shapes from ``input_shape``, maps every
+call through :mod:`sigmadelta.convert.mappers`, folds BatchNorm, drops Dropout
+and Identity, and sets each weight layer's input quantizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.fx
+import torch.nn as nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from .. import graph as g
+from .mappers import FUNCTION_MAPPERS, METHOD_MAPPERS, MODULE_MAPPERS, UnsupportedLayerError
+
+__all__ = ["convert", "UnsupportedLayerError", "MODULE_MAPPERS", "FUNCTION_MAPPERS",
+           "METHOD_MAPPERS", "per_layer"]
+
+
+class _Context:
+    """What mappers see: the graph built so far and fx-name -> node index."""
+
+    def __init__(self):
+        self.nodes: list[g.Node] = []
+        self.env: dict[str, int] = {}
+
+    @staticmethod
+    def path(node: torch.fx.Node) -> str:
+        return str(node.target) if node.op == "call_module" else node.name
+
+    def add(self, cls, node: torch.fx.Node, inputs=None, **params) -> int:
+        shape = tuple(int(s) for s in node.meta["tensor_meta"].shape[1:])
+        if len(shape) not in (1, 3):
+            raise UnsupportedLayerError(
+                f"{self.path(node)}: tensors of shape {shape} (only [N] and [C, H, W] are supported)")
+        if inputs is None:
+            inputs = (self.env[node.args[0].name],)
+        self.nodes.append(cls(name=self.path(node), inputs=tuple(inputs), shape=shape, **params))
+        return len(self.nodes) - 1
+
+
+def per_layer(value, names: list[str], what: str) -> list:
+    """Resolve a number, a list (one per weight layer) or a dict by layer name."""
+    if isinstance(value, Mapping):
+        unknown = set(value) - set(names)
+        if unknown:
+            raise ValueError(f"{what} names unknown layers {sorted(unknown)}; layers are {names}")
+        missing = [n for n in names if n not in value]
+        if missing:
+            raise ValueError(f"{what} has no value for layers {missing}")
+        return [value[n] for n in names]
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != len(names):
+            raise ValueError(f"{what} has {len(value)} values for {len(names)} weight layers {names}")
+        return list(value)
+    return [value] * len(names)
+
+
+def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> torch.fx.GraphModule:
+    if type(model) in MODULE_MAPPERS:
+        model = nn.Sequential(model)
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    except Exception as e:  # fx raises many types
+        raise UnsupportedLayerError(f"cannot trace {type(model).__name__} with torch.fx: {e}") from e
+    try:
+        ShapeProp(gm).propagate(torch.zeros((1, *input_shape)))
+    except Exception as e:
+        raise ValueError(f"the model does not accept input_shape {input_shape} "
+                         f"(batch axis excluded): {e}") from e
+    return gm
+
+
+def _map_node(ctx: _Context, gm: torch.fx.GraphModule, node: torch.fx.Node) -> int:
+    if node.op == "call_module":
+        mod = gm.get_submodule(node.target)
+        mapper = MODULE_MAPPERS.get(type(mod))
+        if mapper is None:
+            raise UnsupportedLayerError(
+                f"cannot convert module '{node.target}' of type {type(mod).__module__}."
+                f"{type(mod).__name__}")
+        return mapper(ctx, node, mod)
+    if node.op == "call_function":
+        mapper = FUNCTION_MAPPERS.get(node.target)
+        if mapper is None:
+            name = getattr(node.target, "__name__", str(node.target))
+            raise UnsupportedLayerError(f"cannot convert function call '{node.name}' ({name})")
+        return mapper(ctx, node, None)
+    if node.op == "call_method":
+        mapper = METHOD_MAPPERS.get(node.target)
+        if mapper is None:
+            raise UnsupportedLayerError(
+                f"cannot convert tensor method call '{node.name}' (.{node.target}())")
+        return mapper(ctx, node, None)
+    raise UnsupportedLayerError(f"cannot convert '{node.name}' ({node.op} {node.target})")
+
+
+def convert(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    scale: float | Sequence[float] | Mapping[str, float] = 32.0,
+    quantizer: str = "herding",
+    threshold: float | Sequence[float] | Mapping[str, float] | None = None,
+    weight_bits: int | Sequence[int] | Mapping[str, int] | None = None,
+) -> g.Network:
+    """Convert a PyTorch model into a sigma-delta :class:`~sigmadelta.graph.Network`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        ``nn.Sequential`` (nested too) or any ``torch.fx``-traceable module made of
+        the supported layers (see :mod:`sigmadelta.convert.mappers`).
+    input_shape : tuple of int
+        One frame's shape without the batch axis: ``(784,)`` or ``(C, H, W)``.
+    scale : float, list or dict
+        Herding scale ``k`` of each weight layer's input (``s`` spikes carry ``1/k``):
+        one number, one per weight layer in order, or a dict by layer name.
+    quantizer : {"herding", "threshold"}
+        The input quantizer of every weight layer (see :mod:`sigmadelta.graph`).
+    threshold : float, list or dict
+        Send threshold of the ``"threshold"`` quantizer (required for it).
+    weight_bits : int, list or dict, optional
+        Fixed-point weights (see :mod:`sigmadelta.fixedpoint`); None keeps float weights.
+
+    Raises
+    ------
+    UnsupportedLayerError
+        A module, function or argument that cannot be converted, naming its path and type.
+    ValueError
+        Bad ``input_shape``, ``scale <= 0``, ``threshold < 0``, unknown quantizer.
+    """
+    input_shape = tuple(int(s) for s in input_shape)
+    if quantizer not in g.QUANTIZERS:
+        raise ValueError(f"quantizer must be one of {g.QUANTIZERS}, got {quantizer!r}")
+    if quantizer == "threshold" and threshold is None:
+        raise ValueError('quantizer="threshold" needs threshold=... (one or per layer)')
+    was_training = model.training
+    model.eval()
+    try:
+        net = _build(model, input_shape)
+    finally:
+        model.train(was_training)
+    names = net.layer_names
+    scales = [float(s) for s in per_layer(scale, names, "scale")]
+    thresholds = [float(t) for t in per_layer(0.0 if threshold is None else threshold, names,
+                                              "threshold")]
+    for name, k, t in zip(names, scales, thresholds, strict=True):
+        if not np.isfinite(k) or k <= 0:
+            raise ValueError(f"scale of layer {name!r} must be > 0, got {k}")
+        if not np.isfinite(t) or t < 0:
+            raise ValueError(f"threshold of layer {name!r} must be >= 0, got {t}")
+    for layer, k, t in zip(net.weight_layers, scales, thresholds, strict=True):
+        layer.quantizer, layer.scale, layer.threshold = quantizer, k, t
+    if weight_bits is not None:
+        from ..fixedpoint import quantize_weights
+
+        quantize_weights(net, weight_bits)
+    return net
+
+
+def _build(model: nn.Module, input_shape: tuple[int, ...]) -> g.Network:
+    gm = _trace(model, input_shape)
+    ctx = _Context()
+    output = None
+    with torch.no_grad():
+        for node in gm.graph.nodes:
+            if node.op == "placeholder":
+                if ctx.nodes:
+                    raise UnsupportedLayerError("models with more than one input are not supported")
+                ctx.nodes.append(g.Input(name="input", inputs=(), shape=input_shape))
+                ctx.env[node.name] = 0
+            elif node.op == "output":
+                out = node.args[0]
+                if not isinstance(out, torch.fx.Node):
+                    raise UnsupportedLayerError("the model must return a single tensor")
+                output = ctx.env[out.name]
+            else:
+                ctx.env[node.name] = _map_node(ctx, gm, node)
+    if not any(isinstance(n, (g.Dense, g.Conv)) for n in ctx.nodes):
+        raise UnsupportedLayerError("the model has no Linear or Conv2d layer to convert")
+    return g.Network(nodes=ctx.nodes, output=output)

@@ -1,1 +1,6 @@
-"""placeholder"""
+"""Files: the versioned HDF5 network format and chunked run recordings."""
+
+from .netfile import FORMAT_VERSION, FormatError, load, save
+from .record import RunRecorder, read_run
+
+__all__ = ["save", "load", "FORMAT_VERSION", "FormatError", "RunRecorder", "read_run"]

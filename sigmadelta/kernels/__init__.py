@@ -1,1 +1,32 @@
-"""placeholder"""
+"""Pure Numba kernels over arrays: the innermost work of one frame.
+
+Every kernel takes and mutates plain arrays (no Python objects) and has a slow,
+obvious NumPy twin in :mod:`sigmadelta.kernels.numpy_twins` that the tests
+compare it against. Conventions shared by all kernels:
+
+* a node's value is a flat float array in the engine's channels-last layout
+  (``[H, W, C]`` flattened for images, ``[N]`` for vectors);
+* the neurons touched in a frame are listed in ``touched[:count[0]]``, without
+  duplicates; ``stamp[i] == frame`` marks ``i`` as already listed this frame;
+* events are ``(ev_idx[e], ev_val[e])`` for ``e < n_events``.
+"""
+
+from .elementwise import activation_update, add_update, concat_update, flatten_update
+from .pool import pool_update
+from .quantize import herding_encode, mark_changed, threshold_encode, touch_all
+from .scatter import conv_scatter, dense_scatter, expand_pixel_groups
+
+__all__ = [
+    "activation_update",
+    "add_update",
+    "concat_update",
+    "conv_scatter",
+    "dense_scatter",
+    "expand_pixel_groups",
+    "flatten_update",
+    "herding_encode",
+    "mark_changed",
+    "pool_update",
+    "threshold_encode",
+    "touch_all",
+]

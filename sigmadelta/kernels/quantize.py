@@ -1,0 +1,87 @@
+"""Input change detection and the two sigma-delta quantizers (encoders)."""
+
+import numpy as np
+from numba import njit
+
+__all__ = ["mark_changed", "touch_all", "herding_encode", "threshold_encode"]
+
+
+@njit(cache=True)
+def mark_changed(value, new, touched, count):
+    """Copy ``new`` into ``value`` and list the indices whose value changed.
+
+    ``touched[:count[0]] = {i : new[i] != value[i]}``; then ``value[:] = new``.
+    """
+    n = 0
+    for i in range(value.shape[0]):
+        if new[i] != value[i]:
+            value[i] = new[i]
+            touched[n] = i
+            n += 1
+    count[0] = n
+
+
+@njit(cache=True)
+def touch_all(touched, count):
+    """List every neuron as touched: ``touched[:N] = 0..N-1``."""
+    for i in range(touched.shape[0]):
+        touched[i] = i
+    count[0] = touched.shape[0]
+
+
+@njit(cache=True)
+def herding_encode(x, touched, count, total, k, ev_idx, ev_val):
+    """Herding (sigma-delta with carry) encoder, O'Connor & Welling 2017.
+
+    For each touched input neuron ``i``::
+
+        phi_i += k * (a_t - a_prev);  s_i = round(phi_i);  phi_i -= s_i
+
+    implemented exactly through the running integer sum ``total_i = sum(s_i)``
+    (``phi_i = k*a_t - total_i``): ``s_i = round(k * x_i) - total_i``, so that
+    ``sum(s) == round(k * a_t)`` holds exactly in floating point.
+
+    Returns
+    -------
+    n_events : int
+        Number of nonzero spikes written to ``ev_idx/ev_val`` (``ev_val`` = s).
+    """
+    n = 0
+    for t in range(count[0]):
+        i = touched[t]
+        q = np.rint(k * x[i])
+        s = q - total[i]
+        if s != 0.0:
+            total[i] = q
+            ev_idx[n] = i
+            ev_val[n] = s
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def threshold_encode(x, touched, count, sent, threshold, ev_idx, ev_val):
+    """Threshold (graded) sigma-delta encoder, as Lava's SigmaDelta / DeltaCNN.
+
+    For each touched input neuron ``i``::
+
+        d = x_i - sent_i
+        if |d| >= threshold:  send d;  sent_i += d     (sent_i becomes x_i)
+        else:                 nothing; d carries over to the next frame
+
+    With ``threshold == 0`` every nonzero change is sent.
+
+    Returns
+    -------
+    n_events : int
+    """
+    n = 0
+    for t in range(count[0]):
+        i = touched[t]
+        d = x[i] - sent[i]
+        if d != 0.0 and abs(d) >= threshold:
+            sent[i] = x[i]
+            ev_idx[n] = i
+            ev_val[n] = d
+            n += 1
+    return n

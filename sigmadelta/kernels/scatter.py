@@ -1,0 +1,114 @@
+"""Event scatter into weight layers: the synaptic operations (sigma)."""
+
+from numba import njit
+
+__all__ = ["dense_scatter", "conv_scatter", "expand_pixel_groups"]
+
+
+@njit(cache=True)
+def dense_scatter(ev_idx, ev_val, n_events, gain, w_t, z):
+    """Integrate events into a fully connected layer.
+
+    For each event ``(i, s)``: ``z[:] += gain * s * W[:, i]`` with ``w_t = W.T``
+    (``[in, out]``, so the row of input ``i`` is contiguous).
+
+    Returns
+    -------
+    synops : int
+        ``n_events * n_out``.
+    additions : float
+        ``sum(|s|) * n_out`` (additions a unary, integer-spike receiver performs).
+    """
+    n_out = w_t.shape[1]
+    mag = 0.0
+    for e in range(n_events):
+        i = ev_idx[e]
+        v = ev_val[e] * gain
+        mag += abs(ev_val[e])
+        for j in range(n_out):
+            z[j] += v * w_t[i, j]
+    return n_events * n_out, mag * n_out
+
+
+@njit(cache=True)
+def conv_scatter(
+    ev_idx, ev_val, n_events, gain, w_cl, z, in_hw, out_hw, stride, padding, dilation,
+    groups, pg_list, pg_count, pg_stamp, frame,
+):
+    """Integrate events into a 2-D convolution, channels-last.
+
+    An event ``(i, s)`` at input pixel ``(iy, ix)``, channel ``c`` (group
+    ``g = c // (C_in/groups)``) reaches every output pixel ``(oy, ox)`` with
+    ``oy*sy - py + ky*dy == iy`` and ``ox*sx - px + kx*dx == ix`` for some tap
+    ``(ky, kx)`` inside the output: ``z[oy, ox, g*Cg:(g+1)*Cg] += gain*s*w_cl[ky, kx, c, :]``
+    with ``w_cl[ky, kx, c, j] = W[g*Cg + j, c - g*C_in/groups, ky, kx]``.
+    The (pixel, group) pairs reached are listed once each in ``pg_list``.
+
+    Returns
+    -------
+    synops : int
+        In-bounds fan-out summed over events (taps inside the output x Cg).
+    additions : float
+        The same, weighted by ``|s|``.
+    """
+    kh, kw, c_in, cg = w_cl.shape
+    h_in, w_in = in_hw[0], in_hw[1]
+    h_out, w_out = out_hw[0], out_hw[1]
+    c_out = cg * groups
+    c_in_g = c_in // groups
+    synops = 0
+    adds = 0.0
+    npg = pg_count[0]
+    for e in range(n_events):
+        i = ev_idx[e]
+        c = i % c_in
+        p = i // c_in
+        iy = p // w_in
+        ix = p % w_in
+        g = c // c_in_g
+        v = ev_val[e] * gain
+        fan = 0
+        for ky in range(kh):
+            ny = iy + padding[0] - ky * dilation[0]
+            if ny < 0 or ny % stride[0] != 0:
+                continue
+            oy = ny // stride[0]
+            if oy >= h_out:
+                continue
+            for kx in range(kw):
+                nx = ix + padding[1] - kx * dilation[1]
+                if nx < 0 or nx % stride[1] != 0:
+                    continue
+                ox = nx // stride[1]
+                if ox >= w_out:
+                    continue
+                q = oy * w_out + ox
+                base = q * c_out + g * cg
+                for j in range(cg):
+                    z[base + j] += v * w_cl[ky, kx, c, j]
+                fan += cg
+                pg = q * groups + g
+                if pg_stamp[pg] != frame:
+                    pg_stamp[pg] = frame
+                    pg_list[npg] = pg
+                    npg += 1
+        synops += fan
+        adds += abs(ev_val[e]) * fan
+    pg_count[0] = npg
+    return synops, adds
+
+
+@njit(cache=True)
+def expand_pixel_groups(pg_list, pg_count, groups, cg, touched, count):
+    """List the neurons of every touched (pixel, group): ``p*C + g*Cg + j``."""
+    n = 0
+    c_out = groups * cg
+    for t in range(pg_count[0]):
+        pg = pg_list[t]
+        p = pg // groups
+        g = pg % groups
+        base = p * c_out + g * cg
+        for j in range(cg):
+            touched[n] = base + j
+            n += 1
+    count[0] = n

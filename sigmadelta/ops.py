@@ -1,0 +1,274 @@
+"""Runtime operators: each graph node's state arrays and its kernel call for one frame.
+
+The engine (:mod:`sigmadelta.engine`) owns the frame loop; this module turns
+every :mod:`sigmadelta.graph` node into an operator holding small NamedTuples of
+arrays (structure of arrays) and calling one or two kernels per frame.
+
+Layout: a node of shape ``(C, H, W)`` keeps its value channels-last, flattened
+from ``[H, W, C]``, so that a conv event updates a contiguous row of output
+channels; a vector node ``(N,)`` is stored as is.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import graph as g
+from . import kernels as K
+
+__all__ = ["NodeState", "QuantState", "build_ops", "to_internal", "to_torch_layout", "grid"]
+
+_ACT_CODES = {"relu": 0, "leaky": 1, "clip": 2, "identity": 3}
+
+
+class NodeState(NamedTuple):
+    """A node's output: ``value`` [N] and the neurons touched this frame."""
+
+    value: np.ndarray  # float [N], channels-last
+    touched: np.ndarray  # int64 [N]: touched[:count[0]] lists this frame's neurons
+    count: np.ndarray  # int64 [1]
+    stamp: np.ndarray  # int64 [N]: frame number at which a neuron was last listed
+
+
+class QuantState(NamedTuple):
+    """A weight layer's input encoder: its memory and this frame's event queue."""
+
+    memory: np.ndarray  # herding: running sum of spikes; threshold: the value already sent
+    ev_idx: np.ndarray  # int64 [N_in]
+    ev_val: np.ndarray  # float [N_in]
+
+
+def grid(shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """``(H, W)`` as an int64 array and the channel count ``C`` of a node shape."""
+    if len(shape) == 3:
+        return np.array(shape[1:], dtype=np.int64), int(shape[0])
+    return np.array((1, 1), dtype=np.int64), int(shape[0])
+
+
+def to_internal(x: np.ndarray) -> np.ndarray:
+    """PyTorch layout ``[C, H, W]`` (or ``[N]``) to the engine's flat channels-last."""
+    return x.transpose(1, 2, 0).ravel() if x.ndim == 3 else x.ravel()
+
+
+def to_torch_layout(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The engine's flat channels-last value back to PyTorch layout ``shape``."""
+    if len(shape) == 3:
+        c, h, w = shape
+        return value.reshape(h, w, c).transpose(2, 0, 1)
+    return value.reshape(shape)
+
+
+def _node_state(size: int, dtype) -> NodeState:
+    return NodeState(
+        np.zeros(size, dtype), np.zeros(size, np.int64), np.zeros(1, np.int64),
+        np.full(size, -1, np.int64),
+    )
+
+
+def _pair(v) -> np.ndarray:
+    return np.asarray(v, dtype=np.int64).reshape(2)
+
+
+class InputOp:
+    """Input: copy the frame and list the pixels whose value changed."""
+
+    def __init__(self, node, ins, out):
+        self.out = out
+
+    def set_frame(self, frame: np.ndarray) -> None:
+        self._frame = frame
+
+    def step(self, frame_no: int, prime: bool) -> None:
+        o = self.out
+        if prime:
+            o.value[:] = self._frame
+            K.touch_all(o.touched, o.count)
+        else:
+            K.mark_changed(o.value, self._frame, o.touched, o.count)
+
+
+class WeightOp:
+    """Dense or conv layer: encode the input change as spikes, scatter them, list outputs.
+
+    Per frame::
+
+        events = Q(input value at touched neurons)         # herding or threshold
+        z += W * events * gain                              # gain = 1/k for herding
+        touched = outputs that received at least one event  # (all of them on the first frame)
+    """
+
+    def __init__(self, node: g.Dense | g.Conv, ins: list[NodeState], out: NodeState, dtype,
+                 in_shape: tuple[int, ...]):
+        self.node, self.inp, self.out = node, ins[0], out
+        n_in = self.inp.value.shape[0]
+        self.q = QuantState(np.zeros(n_in, dtype), np.zeros(n_in, np.int64), np.zeros(n_in, dtype))
+        self.herding = node.quantizer == "herding"
+        self.gain = 1.0 / node.scale if self.herding else 1.0
+        self.bias_cl = np.tile(node.bias.astype(dtype), out.value.shape[0] // node.bias.shape[0])
+        if isinstance(node, g.Dense):
+            self.w = np.ascontiguousarray(node.weight.T, dtype=dtype)
+        else:
+            self._init_conv(node, dtype, in_shape)
+
+    def _init_conv(self, node: g.Conv, dtype, in_shape: tuple[int, ...]) -> None:
+        c_out, c_in_g, kh, kw = node.weight.shape
+        groups = node.groups
+        cg = c_out // groups
+        w = node.weight.reshape(groups, cg, c_in_g, kh, kw)
+        # w_cl[ky, kx, g*c_in_g + cl, j] = W[g*cg + j, cl, ky, kx]
+        self.w = np.ascontiguousarray(
+            w.transpose(3, 4, 0, 2, 1).reshape(kh, kw, groups * c_in_g, cg), dtype=dtype
+        )
+        self.in_hw, _ = grid(in_shape)
+        self.out_hw, _ = grid(node.shape)
+        self.geom = (_pair(node.stride), _pair(node.padding), _pair(node.dilation))
+        n_pg = int(np.prod(self.out_hw)) * groups
+        self.pg = (np.zeros(n_pg, np.int64), np.zeros(1, np.int64), np.full(n_pg, -1, np.int64))
+        self.groups, self.cg = groups, cg
+
+    def reset(self) -> None:
+        self.q.memory[:] = 0
+        self.out.value[:] = self.bias_cl
+
+    def _encode(self) -> int:
+        i, q = self.inp, self.q
+        if self.herding:
+            return K.herding_encode(i.value, i.touched, i.count, q.memory, self.node.scale,
+                                    q.ev_idx, q.ev_val)
+        return K.threshold_encode(i.value, i.touched, i.count, q.memory, self.node.threshold,
+                                  q.ev_idx, q.ev_val)
+
+    def step(self, frame_no: int, prime: bool) -> tuple[int, int, float, int]:
+        """Run one frame; return ``(events, synops, additions, neuron_updates)``."""
+        n_ev = self._encode()
+        o, q = self.out, self.q
+        if isinstance(self.node, g.Dense):
+            synops, adds = K.dense_scatter(q.ev_idx, q.ev_val, n_ev, self.gain, self.w, o.value)
+            if prime or n_ev:
+                K.touch_all(o.touched, o.count)
+            else:
+                o.count[0] = 0
+        else:
+            pg_list, pg_count, pg_stamp = self.pg
+            pg_count[0] = 0
+            stride, padding, dilation = self.geom
+            synops, adds = K.conv_scatter(
+                q.ev_idx, q.ev_val, n_ev, self.gain, self.w, o.value, self.in_hw, self.out_hw,
+                stride, padding, dilation, self.groups, pg_list, pg_count, pg_stamp, frame_no,
+            )
+            if prime:
+                K.touch_all(o.touched, o.count)
+            else:
+                K.expand_pixel_groups(pg_list, pg_count, self.groups, self.cg, o.touched, o.count)
+        if not self.herding:
+            adds = synops
+        return n_ev, int(synops), float(adds), int(o.count[0])
+
+
+class ActivationOp:
+    """Elementwise nonlinearity on the touched neurons; shares its input's touched list."""
+
+    def __init__(self, node: g.Activation, ins, out):
+        self.inp, self.out = ins[0], out
+        self.args = (_ACT_CODES[node.fn], float(node.alpha), float(node.lo), float(node.hi))
+
+    def step(self, frame_no: int, prime: bool) -> None:
+        K.activation_update(self.inp.value, self.out.value, self.inp.touched, self.inp.count,
+                            *self.args)
+
+
+class PoolOp:
+    """Average / max pooling of every window containing a touched input."""
+
+    def __init__(self, node: g.Pool, ins, out, in_shape):
+        self.inp, self.out = ins[0], out
+        self.in_hw, self.c = grid(in_shape)
+        self.out_hw, _ = grid(node.shape)
+        self.geom = (_pair(node.kernel), _pair(node.stride), _pair(node.padding), node.op == "max")
+
+    def step(self, frame_no: int, prime: bool) -> None:
+        i, o = self.inp, self.out
+        kernel, stride, padding, is_max = self.geom
+        K.pool_update(i.value, i.touched, i.count, self.in_hw, self.c, self.out_hw, kernel,
+                      stride, padding, is_max, o.value, o.touched, o.count, o.stamp, frame_no)
+
+
+class FlattenOp:
+    """Channels-last ``[H, W, C]`` to PyTorch's flat ``[C*H*W]`` order."""
+
+    def __init__(self, node, ins, out, in_shape):
+        self.inp, self.out = ins[0], out
+        hw, self.c = grid(in_shape)
+        self.hw = int(np.prod(hw))
+
+    def step(self, frame_no: int, prime: bool) -> None:
+        i, o = self.inp, self.out
+        K.flatten_update(i.value, i.touched, i.count, self.hw, self.c, o.value, o.touched, o.count)
+
+
+class AddOp:
+    """Residual sum of two inputs; only neurons touched in either one are recomputed."""
+
+    def __init__(self, node, ins, out):
+        self.a, self.b = ins
+        self.out = out
+
+    def step(self, frame_no: int, prime: bool) -> None:
+        a, b, o = self.a, self.b, self.out
+        K.add_update(a.value, b.value, o.value, a.touched, a.count, b.touched, b.count,
+                     o.touched, o.count, o.stamp, frame_no)
+
+
+class ConcatOp:
+    """Channel concatenation, channels-last: inputs fill disjoint channel ranges."""
+
+    def __init__(self, node, ins, out, in_shapes):
+        self.ins, self.out = ins, out
+        self.c_out = int(node.shape[0])
+        self.c_in = [int(s[0]) for s in in_shapes]
+        self.offsets = np.cumsum([0] + self.c_in[:-1]).tolist()
+
+    def step(self, frame_no: int, prime: bool) -> None:
+        o = self.out
+        o.count[0] = 0
+        for inp, c, off in zip(self.ins, self.c_in, self.offsets, strict=True):
+            K.concat_update(inp.value, inp.touched, inp.count, c, off, self.c_out, o.value,
+                            o.touched, o.count)
+
+
+def build_ops(net: g.Network, dtype=np.float64) -> tuple[list, list[NodeState], list[WeightOp]]:
+    """Allocate every node's state and operator, in topological order."""
+    states: list[NodeState] = []
+    ops: list = []
+    for node in net.nodes:
+        ins = [states[j] for j in node.inputs]
+        in_shapes = [net.nodes[j].shape for j in node.inputs]
+        if isinstance(node, g.Activation):
+            src = ins[0]  # elementwise: share the touched list, own the values
+            out = NodeState(np.zeros(node.size, dtype), src.touched, src.count, src.stamp)
+        else:
+            out = _node_state(node.size, dtype)
+        states.append(out)
+        ops.append(_make_op(node, ins, out, in_shapes, dtype))
+    weight_ops = [op for op in ops if isinstance(op, WeightOp)]
+    return ops, states, weight_ops
+
+
+def _make_op(node, ins, out, in_shapes, dtype):
+    if isinstance(node, g.Input):
+        return InputOp(node, ins, out)
+    if isinstance(node, (g.Dense, g.Conv)):
+        return WeightOp(node, ins, out, dtype, in_shapes[0])
+    if isinstance(node, g.Activation):
+        return ActivationOp(node, ins, out)
+    if isinstance(node, g.Pool):
+        return PoolOp(node, ins, out, in_shapes[0])
+    if isinstance(node, g.Flatten):
+        return FlattenOp(node, ins, out, in_shapes[0])
+    if isinstance(node, g.Add):
+        return AddOp(node, ins, out)
+    if isinstance(node, g.Concat):
+        return ConcatOp(node, ins, out, in_shapes)
+    raise TypeError(f"no runtime operator for node {node.name!r} of kind {node.kind!r}")
