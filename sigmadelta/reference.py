@@ -55,7 +55,10 @@ class Reference:
         self._sent: dict[int, torch.Tensor | None] = {i: None for i in self._w}
 
     def step(self, frame: np.ndarray) -> np.ndarray:
-        """One frame ``[*input_shape]`` -> output ``[*output_shape]`` (float64)."""
+        """One frame ``[*input_shape]`` -> output ``[*output_shape]`` (float64).
+
+        Every node's value of that frame stays in ``self.values`` (batch of one).
+        """
         vals: list[torch.Tensor] = []
         for i, n in enumerate(self.net.nodes):
             ins = [vals[j] for j in n.inputs]
@@ -67,6 +70,7 @@ class Reference:
             else:
                 v = _apply(n, ins)
             vals.append(v)
+        self.values = vals
         return vals[self.net.output][0].numpy()
 
     @staticmethod

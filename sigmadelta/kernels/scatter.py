@@ -52,7 +52,7 @@ def conv_scatter(
         The same, weighted by ``|s|``.
     """
     kh, kw, c_in, cg = w_cl.shape
-    h_in, w_in = in_hw[0], in_hw[1]
+    w_in = in_hw[1]
     h_out, w_out = out_hw[0], out_hw[1]
     c_out = cg * groups
     c_in_g = c_in // groups

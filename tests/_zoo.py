@@ -1,0 +1,106 @@
+"""Small models covering every supported layer type, and smooth test streams."""
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class FunctionalRelu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(12, 16), nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x)).relu())
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c0 = nn.Conv2d(2, 6, 3, padding=1)
+        self.c1 = nn.Conv2d(6, 6, 3, padding=1)
+        self.c2 = nn.Conv2d(6, 6, 1)
+        self.head = nn.Linear(6 * 8 * 8, 4)
+
+    def forward(self, x):
+        y = torch.relu(self.c0(x))
+        y = y + F.relu(self.c1(y))
+        y = torch.add(y, self.c2(y))
+        return self.head(torch.flatten(y, 1))
+
+
+class Concat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 4, 3, padding=1)
+        self.b = nn.Conv2d(2, 3, 1)
+        self.c = nn.Conv2d(7, 5, 3, stride=2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        y = torch.cat([F.relu(self.a(x)), F.relu(self.b(x))], dim=1)
+        return self.fc(self.pool(F.relu(self.c(y))).flatten(1))
+
+
+def _bn(m):
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                mod.running_mean.uniform_(-0.3, 0.3)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+    return m
+
+
+C = (2, 8, 8)
+ZOO = {
+    # name: (factory, input_shape)
+    "linear": (lambda: nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 5)), (12,)),
+    "functional_relu": (FunctionalRelu, (12,)),
+    "leaky_bn1d_dropout": (lambda: nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.LeakyReLU(0.1),
+                                                 nn.Dropout(0.5), nn.Linear(16, 5)), (12,)),
+    "relu6_hardtanh_identity": (lambda: nn.Sequential(nn.Linear(12, 16), nn.ReLU6(), nn.Identity(),
+                                                      nn.Linear(16, 8), nn.Hardtanh(-0.5, 0.5),
+                                                      nn.Linear(8, 3)), (12,)),
+    "conv": (lambda: nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3)), C),
+    "conv_stride_pad_dil": (lambda: nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=2, dilation=2),
+                                                  nn.ReLU(), nn.Conv2d(4, 3, (3, 1), padding=(1, 0))), C),
+    "conv_groups_depthwise": (lambda: nn.Sequential(nn.Conv2d(2, 6, 3, padding=1, groups=2), nn.ReLU(),
+                                                    nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.ReLU(),
+                                                    nn.Conv2d(6, 2, 1)), C),
+    "bn2d_maxpool": (lambda: nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                           nn.MaxPool2d(3, stride=2, padding=1), nn.Conv2d(4, 3, 3)), C),
+    "avgpool_adaptive": (lambda: nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(),
+                                               nn.AvgPool2d(2), nn.Conv2d(4, 4, 3, padding=1),
+                                               nn.AvgPool2d(3, stride=1, padding=1), nn.ReLU(),
+                                               nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)), C),
+    "nested_sequential": (lambda: nn.Sequential(nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU()),
+                                                nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(108, 4)))),
+                          C),
+    "residual": (Residual, C),
+    "concat": (Concat, C),
+}
+
+
+def make(name, seed=0):
+    factory, shape = ZOO[name]
+    torch.manual_seed(seed)
+    return _bn(factory()).eval(), shape
+
+
+def smooth_stream(shape, t=12, seed=0, moving=0.5):
+    """Frames in [0, 1] where a random subset of pixels drifts smoothly; the rest is static."""
+    rng = np.random.default_rng(seed)
+    base = rng.random(shape)
+    mask = rng.random(shape) < moving
+    phase = rng.random(shape) * 6.28
+    frames = [base + mask * 0.15 * np.sin(0.4 * i + phase) for i in range(t)]
+    return np.clip(np.stack(frames), 0, 1).astype(np.float32)
+
+
+def ann(model, frames):
+    with torch.no_grad():
+        return model(torch.from_numpy(frames).float()).numpy()

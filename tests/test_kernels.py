@@ -1,0 +1,180 @@
+"""Every Numba kernel against its slow NumPy twin, on random inputs."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sigmadelta import kernels as K
+from sigmadelta.kernels import numpy_twins as T
+
+
+def _touched(rng, n, frac=0.4):
+    idx = np.flatnonzero(rng.random(n) < frac).astype(np.int64)
+    touched = np.zeros(n, np.int64)
+    touched[: len(idx)] = idx
+    return touched, np.array([len(idx)], np.int64)
+
+
+def _both(fn_name, *args):
+    """Run kernel and twin on deep copies of the arguments; return (results, arg copies)."""
+    a = [x.copy() if isinstance(x, np.ndarray) else x for x in args]
+    b = [x.copy() if isinstance(x, np.ndarray) else x for x in args]
+    return getattr(K, fn_name)(*a), a, getattr(T, fn_name)(*b), b
+
+
+def _listed(touched, count):
+    return sorted(touched[: count[0]].tolist())
+
+
+def test_mark_changed_and_touch_all():
+    rng = np.random.default_rng(0)
+    value = rng.random(50)
+    new = value.copy()
+    new[[3, 7, 20]] += 0.5
+    ra, a, rb, b = _both("mark_changed", value, new, np.zeros(50, np.int64), np.zeros(1, np.int64))
+    assert _listed(a[2], a[3]) == _listed(b[2], b[3]) == [3, 7, 20]
+    np.testing.assert_array_equal(a[0], new)
+    t, c = np.zeros(9, np.int64), np.zeros(1, np.int64)
+    K.touch_all(t, c)
+    assert _listed(t, c) == list(range(9))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31), st.floats(0.5, 200))
+def test_herding_encode(seed, k):
+    rng = np.random.default_rng(seed)
+    n = 40
+    x = rng.normal(0, 1, n)
+    total = np.rint(k * rng.normal(0, 1, n))
+    touched, count = _touched(rng, n)
+    args = (x, touched, count, total, k, np.zeros(n, np.int64), np.zeros(n))
+    na, a, nb, b = _both("herding_encode", *args)
+    assert na == nb
+    np.testing.assert_array_equal(a[3], b[3])
+    np.testing.assert_array_equal(a[5][:na], b[5][:nb])
+    np.testing.assert_array_equal(a[6][:na], b[6][:nb])
+    # the paper's algebra: after encoding, the running sum equals round(k*x) on touched neurons
+    idx = touched[: count[0]]
+    np.testing.assert_array_equal(a[3][idx], np.rint(k * x[idx]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31), st.floats(0.0, 1.0))
+def test_threshold_encode(seed, thr):
+    rng = np.random.default_rng(seed)
+    n = 40
+    x, sent = rng.normal(0, 1, n), rng.normal(0, 1, n)
+    touched, count = _touched(rng, n)
+    na, a, nb, b = _both("threshold_encode", x, touched, count, sent, thr, np.zeros(n, np.int64),
+                         np.zeros(n))
+    assert na == nb
+    np.testing.assert_array_equal(a[3], b[3])
+    np.testing.assert_array_equal(a[6][:na], b[6][:nb])
+    assert np.all(np.abs(a[6][:na]) >= thr)
+
+
+def test_dense_scatter():
+    rng = np.random.default_rng(1)
+    w_t = rng.normal(size=(30, 7))
+    ev_idx = rng.choice(30, 10, replace=False).astype(np.int64)
+    ev_val = rng.integers(-3, 4, 10).astype(float)
+    ra, a, rb, b = _both("dense_scatter", ev_idx, ev_val, 10, 0.25, w_t, rng.normal(size=7))
+    assert ra[0] == rb[0] == 70
+    assert ra[1] == pytest.approx(rb[1])
+    np.testing.assert_allclose(a[5], b[5], rtol=1e-12)
+
+
+@pytest.mark.parametrize("geom", [
+    # (h, w, c_in, c_out, k, stride, padding, dilation, groups)
+    (7, 9, 4, 6, 3, (1, 1), (1, 1), (1, 1), 1),
+    (8, 8, 4, 4, 3, (2, 2), (1, 0), (1, 1), 2),
+    (9, 7, 6, 6, 3, (1, 2), (2, 2), (2, 1), 6),   # depthwise, dilated
+    (6, 6, 3, 5, 1, (1, 1), (0, 0), (1, 1), 1),
+    (10, 10, 2, 3, 5, (3, 3), (2, 2), (1, 1), 1),
+])
+def test_conv_scatter(geom):
+    h, w, c_in, c_out, k, stride, padding, dilation, groups = geom
+    rng = np.random.default_rng(2)
+    h_out = (h + 2 * padding[0] - dilation[0] * (k - 1) - 1) // stride[0] + 1
+    w_out = (w + 2 * padding[1] - dilation[1] * (k - 1) - 1) // stride[1] + 1
+    cg = c_out // groups
+    w_cl = rng.normal(size=(k, k, c_in, cg))
+    n_ev = 25
+    ev_idx = rng.choice(h * w * c_in, n_ev, replace=False).astype(np.int64)
+    ev_val = rng.normal(size=n_ev)
+    n_pg = h_out * w_out * groups
+    args = (ev_idx, ev_val, n_ev, 0.5, w_cl, rng.normal(size=h_out * w_out * c_out),
+            np.array([h, w]), np.array([h_out, w_out]), np.array(stride), np.array(padding),
+            np.array(dilation), groups, np.zeros(n_pg, np.int64), np.zeros(1, np.int64),
+            np.full(n_pg, -1, np.int64), 3)
+    ra, a, rb, b = _both("conv_scatter", *args)
+    assert ra[0] == rb[0]
+    assert ra[1] == pytest.approx(rb[1])
+    np.testing.assert_allclose(a[5], b[5], rtol=1e-12, atol=1e-12)
+    assert _listed(a[12], a[13]) == _listed(b[12], b[13])
+    # expand the listed (pixel, group) pairs into neurons
+    ta, ca = np.zeros(h_out * w_out * c_out, np.int64), np.zeros(1, np.int64)
+    tb, cb = ta.copy(), ca.copy()
+    K.expand_pixel_groups(a[12], a[13], groups, cg, ta, ca)
+    T.expand_pixel_groups(b[12], b[13], groups, cg, tb, cb)
+    assert _listed(ta, ca) == _listed(tb, cb)
+
+
+@pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (1, 0.1, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0)])
+def test_activation_update(fn, alpha, lo, hi):
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=20), rng.normal(size=20)
+    touched, count = _touched(rng, 20)
+    _, a, _, b = _both("activation_update", x, y, touched, count, fn, alpha, lo, hi)
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_add_update():
+    rng = np.random.default_rng(4)
+    ta, ca = _touched(rng, 30)
+    tb, cb = _touched(rng, 30)
+    args = (rng.normal(size=30), rng.normal(size=30), rng.normal(size=30), ta, ca, tb, cb,
+            np.zeros(30, np.int64), np.zeros(1, np.int64), np.full(30, -1, np.int64), 0)
+    _, a, _, b = _both("add_update", *args)
+    np.testing.assert_array_equal(a[2], b[2])
+    assert _listed(a[7], a[8]) == _listed(b[7], b[8])
+
+
+def test_concat_and_flatten_update():
+    rng = np.random.default_rng(5)
+    hw, c_in, c_out, off = 6, 3, 8, 2
+    x = rng.normal(size=hw * c_in)
+    t, c = _touched(rng, hw * c_in)
+    args = (x, t, c, c_in, off, c_out, np.zeros(hw * c_out), np.zeros(hw * c_out, np.int64),
+            np.array([0], np.int64))
+    _, a, _, b = _both("concat_update", *args)
+    np.testing.assert_array_equal(a[6], b[6])
+    assert _listed(a[7], a[8]) == _listed(b[7], b[8])
+    args = (x, t, c, hw, c_in, np.zeros(hw * c_in), np.zeros(hw * c_in, np.int64),
+            np.zeros(1, np.int64))
+    _, a, _, b = _both("flatten_update", *args)
+    np.testing.assert_array_equal(a[5], b[5])
+    # flatten is PyTorch's channels-first order of the channels-last input
+    full = np.zeros(hw * c_in)
+    K.flatten_update(x, np.arange(hw * c_in), np.array([hw * c_in]), hw, c_in, full,
+                     np.zeros(hw * c_in, np.int64), np.zeros(1, np.int64))
+    np.testing.assert_array_equal(full, x.reshape(hw, c_in).T.ravel())
+
+
+@pytest.mark.parametrize("is_max", [True, False])
+@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 1), (1, 1)),
+                                                   ((7, 5), (7, 5), (0, 0))])
+def test_pool_update(is_max, kernel, stride, padding):
+    rng = np.random.default_rng(6)
+    h, w, c = 7, 5, 3
+    h_out = (h + 2 * padding[0] - kernel[0]) // stride[0] + 1
+    w_out = (w + 2 * padding[1] - kernel[1]) // stride[1] + 1
+    t, cnt = _touched(rng, h * w * c, 0.2)
+    n_out = h_out * w_out * c
+    args = (rng.normal(size=h * w * c), t, cnt, np.array([h, w]), c, np.array([h_out, w_out]),
+            np.array(kernel), np.array(stride), np.array(padding), is_max, np.zeros(n_out),
+            np.zeros(n_out, np.int64), np.zeros(1, np.int64), np.full(n_out, -1, np.int64), 1)
+    _, a, _, b = _both("pool_update", *args)
+    np.testing.assert_allclose(a[10], b[10], rtol=1e-12)
+    assert _listed(a[11], a[12]) == _listed(b[11], b[12])
