@@ -1,1 +1,55 @@
-"""Sources of temporal streams (installed as ``sigmadelta.datasets``)."""
+"""Sources of temporal streams (installed as ``sigmadelta.datasets``).
+
+Every source is a :class:`FrameSource`: a re-iterable stream of ``float32``
+frames of fixed, channels-first shape.  Use :func:`open_source` with an
+embedded name (:func:`list_embedded`) or a path, or :func:`as_source` to wrap
+arrays and files.
+
+Examples
+--------
+>>> from sigmadelta.datasets import open_source
+>>> src = open_source("carphone", size=(72, 88), limit=30)  # doctest: +SKIP
+>>> src.frame_shape, len(src)  # doctest: +SKIP
+((1, 72, 88), 30)
+"""
+
+from .arrays import ArraySource, HDF5Source, NpySource, write_hdf5
+from .base import FrameSource, MissingDependencyError, SourceError, frame_range
+from .digits import DigitSet, TemporalDigits, load_digits, load_mnist, read_idx, temporal_order
+from .embedded import (
+    EMBEDDED_VIDEOS,
+    as_source,
+    embedded_video_path,
+    list_embedded,
+    open_embedded,
+    open_source,
+)
+from .moving import MovingDigits, MovingMNISTNpy
+from .video import VIDEO_EXTENSIONS, VideoSource
+
+__all__ = [
+    "EMBEDDED_VIDEOS",
+    "VIDEO_EXTENSIONS",
+    "ArraySource",
+    "DigitSet",
+    "FrameSource",
+    "HDF5Source",
+    "MissingDependencyError",
+    "MovingDigits",
+    "MovingMNISTNpy",
+    "NpySource",
+    "SourceError",
+    "TemporalDigits",
+    "VideoSource",
+    "as_source",
+    "embedded_video_path",
+    "frame_range",
+    "list_embedded",
+    "load_digits",
+    "load_mnist",
+    "open_embedded",
+    "open_source",
+    "read_idx",
+    "temporal_order",
+    "write_hdf5",
+]
