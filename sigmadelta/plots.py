@@ -1,0 +1,56 @@
+"""PNG reports of a run's activity (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .stats import Stats
+
+__all__ = ["plot_activity"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_activity(stats: Stats, path: str | os.PathLike, title: str = "") -> str:
+    """Write a PNG: synops per layer over time (vs dense MACs), reduction bars, update share.
+
+    Returns the path written.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(1, 3, figsize=(16, 4.5))
+    t = np.arange(stats.n_frames)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, name in enumerate(stats.layer_names):
+        c = colors[j % len(colors)]
+        ax[0].semilogy(t, np.maximum(stats.synops[:, j], 0.5), color=c, label=name)
+        ax[0].axhline(stats.dense_macs[0, j], color=c, ls=":", lw=0.8)
+        share = stats.neuron_updates[:, j] / max(stats.n_neurons[j], 1)
+        ax[2].plot(t, 100 * share, color=c, label=name)
+    ax[0].set(xlabel="frame", ylabel="synops (dotted: dense MACs)", title="activity per layer")
+    ax[0].legend(fontsize=7)
+    red = stats.reduction()
+    names = list(stats.layer_names) + ["total"]
+    vals = np.append(red, stats.total_reduction())
+    bars = ax[1].bar(range(len(names)), np.where(np.isfinite(vals), vals, 0), color="tab:green")
+    for b, v in zip(bars, vals, strict=True):
+        ax[1].annotate(f"{v:.1f}x", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
+                       va="bottom", fontsize=8)
+    ax[1].set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax[1].set(ylabel="dense MACs / synops", title="op reduction per layer")
+    ax[2].set(xlabel="frame", ylabel="% of neurons recomputed", title="neurons updated")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = os.fspath(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,50 @@
+"""The sigmadelta command: convert -> simulate -> report, and its errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from _zoo import make, smooth_stream
+
+import sigmadelta as sd
+from sigmadelta.cli import main
+
+
+def test_convert_simulate_report(tmp_path, capsys):
+    model, shape = make("conv")
+    torch.save(model, tmp_path / "model.pt")
+    frames = smooth_stream(shape, t=6)
+    np.save(tmp_path / "frames.npy", frames)
+    net_path, run_path = str(tmp_path / "net.h5"), str(tmp_path / "run.h5")
+    assert main(["convert", str(tmp_path / "model.pt"), "--input-shape", "2,8,8", "--scale", "16,40",
+                 "-o", net_path]) == 0
+    net = sd.load(net_path)
+    assert [n.scale for n in net.weight_layers] == [16.0, 40.0]
+    assert main(["simulate", net_path, str(tmp_path / "frames.npy"), "-o", run_path, "-q"]) == 0
+    stats, outputs, complete = sd.read_run(run_path)
+    assert complete
+    np.testing.assert_allclose(outputs, sd.simulate(net, frames, progress=False).outputs, rtol=1e-6)
+    assert main(["report", run_path, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "reduction" in out and '"reduction"' in out
+    png = (tmp_path / "run.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_module_factory_spec_and_errors(tmp_path, capsys):
+    assert main(["convert", "torch.nn:Identity", "--input-shape", "4", "-o",
+                 str(tmp_path / "n.h5")]) == 2
+    assert "no Linear or Conv2d" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "missing.h5")]) == 2
+    assert "no such" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["convert", "no_such_module_xyz:f", "--input-shape", "4"])
+
+
+def test_console_help():
+    out = subprocess.run([sys.executable, "-m", "sigmadelta.cli", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for word in ("convert", "simulate", "report"):
+        assert word in out
