@@ -88,6 +88,8 @@ class _Weighted(Node):
     scale: float = 32.0
     threshold: float = 0.0
     weight_bits: int = 0  # 0: float weights; >0: fixed point (see sigmadelta.fixedpoint)
+    weight_scale: float = 0.0  # fixed point: weight = integer * weight_scale
+    acc_bits: int = 32  # fixed point: signed accumulator width checked for overflow
 
     @property
     def in_shape(self) -> tuple[int, ...]:

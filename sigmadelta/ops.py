@@ -17,6 +17,7 @@ import numpy as np
 
 from . import graph as g
 from . import kernels as K
+from .fixedpoint import AccumulatorOverflowError, integer_weights
 
 __all__ = ["NodeState", "QuantState", "build_ops", "to_internal", "to_torch_layout", "grid"]
 
@@ -103,20 +104,28 @@ class WeightOp:
                  in_shape: tuple[int, ...]):
         self.node, self.inp, self.out = node, ins[0], out
         n_in = self.inp.value.shape[0]
-        self.q = QuantState(np.zeros(n_in, dtype), np.zeros(n_in, np.int64), np.zeros(n_in, dtype))
+        self.fixed = node.weight_bits > 0
+        # fixed point: integer spikes and weights accumulate exactly in int64 (see fixedpoint)
+        wdtype = np.int64 if self.fixed else dtype
+        self.q = QuantState(np.zeros(n_in, dtype), np.zeros(n_in, np.int64), np.zeros(n_in, wdtype))
         self.herding = node.quantizer == "herding"
-        self.gain = 1.0 / node.scale if self.herding else 1.0
+        self.gain = 1 if self.fixed else (1.0 / node.scale if self.herding else 1.0)
         self.bias_cl = np.tile(node.bias.astype(dtype), out.value.shape[0] // node.bias.shape[0])
+        self.acc = np.zeros(out.value.shape[0], np.int64) if self.fixed else out.value
+        if self.fixed:
+            self.acc_limit = 2 ** (node.acc_bits - 1) - 1
+            self.acc_gain = node.weight_scale / node.scale
+        weight = integer_weights(node) if self.fixed else node.weight
         if isinstance(node, g.Dense):
-            self.w = np.ascontiguousarray(node.weight.T, dtype=dtype)
+            self.w = np.ascontiguousarray(weight.T, dtype=wdtype)
         else:
-            self._init_conv(node, dtype, in_shape)
+            self._init_conv(node, weight, wdtype, in_shape)
 
-    def _init_conv(self, node: g.Conv, dtype, in_shape: tuple[int, ...]) -> None:
-        c_out, c_in_g, kh, kw = node.weight.shape
+    def _init_conv(self, node: g.Conv, weight: np.ndarray, dtype, in_shape: tuple[int, ...]) -> None:
+        c_out, c_in_g, kh, kw = weight.shape
         groups = node.groups
         cg = c_out // groups
-        w = node.weight.reshape(groups, cg, c_in_g, kh, kw)
+        w = weight.reshape(groups, cg, c_in_g, kh, kw)
         # w_cl[ky, kx, g*c_in_g + cl, j] = W[g*cg + j, cl, ky, kx]
         self.w = np.ascontiguousarray(
             w.transpose(3, 4, 0, 2, 1).reshape(kh, kw, groups * c_in_g, cg), dtype=dtype
@@ -130,6 +139,7 @@ class WeightOp:
 
     def reset(self) -> None:
         self.q.memory[:] = 0
+        self.acc[:] = 0
         self.out.value[:] = self.bias_cl
 
     def _encode(self) -> int:
@@ -145,7 +155,7 @@ class WeightOp:
         n_ev = self._encode()
         o, q = self.out, self.q
         if isinstance(self.node, g.Dense):
-            synops, adds = K.dense_scatter(q.ev_idx, q.ev_val, n_ev, self.gain, self.w, o.value)
+            synops, adds = K.dense_scatter(q.ev_idx, q.ev_val, n_ev, self.gain, self.w, self.acc)
             if prime or n_ev:
                 K.touch_all(o.touched, o.count)
             else:
@@ -155,16 +165,29 @@ class WeightOp:
             pg_count[0] = 0
             stride, padding, dilation = self.geom
             synops, adds = K.conv_scatter(
-                q.ev_idx, q.ev_val, n_ev, self.gain, self.w, o.value, self.in_hw, self.out_hw,
+                q.ev_idx, q.ev_val, n_ev, self.gain, self.w, self.acc, self.in_hw, self.out_hw,
                 stride, padding, dilation, self.groups, pg_list, pg_count, pg_stamp, frame_no,
             )
             if prime:
                 K.touch_all(o.touched, o.count)
             else:
                 K.expand_pixel_groups(pg_list, pg_count, self.groups, self.cg, o.touched, o.count)
+        if self.fixed:
+            self._check_overflow(frame_no)
         if not self.herding:
             adds = synops
         return n_ev, int(synops), float(adds), int(o.count[0])
+
+
+    def _check_overflow(self, frame_no: int) -> None:
+        o = self.out
+        bad = K.fixed_point_update(self.acc, o.touched, o.count, self.acc_gain, self.bias_cl, o.value,
+                                   self.acc_limit)
+        if bad >= 0:
+            raise AccumulatorOverflowError(
+                f"layer {self.node.name!r}: accumulator overflow at frame {frame_no}, neuron {bad} "
+                f"(channels-last index): {int(self.acc[bad])} is outside the signed "
+                f"{self.node.acc_bits}-bit range; use fewer weight bits, a smaller scale or more acc_bits")
 
 
 class ActivationOp:

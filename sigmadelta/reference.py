@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from . import graph as g
 from .engine import iter_checked
+from .fixedpoint import AccumulatorOverflowError, integer_weights
 
 __all__ = ["reference", "Reference"]
 
@@ -46,7 +47,8 @@ class Reference:
         self._w = {}
         for i, n in enumerate(net.nodes):
             if isinstance(n, (g.Dense, g.Conv)):
-                self._w[i] = (torch.from_numpy(np.asarray(n.weight, np.float64)),
+                w = integer_weights(n) if n.weight_bits else n.weight
+                self._w[i] = (torch.from_numpy(np.asarray(w, np.float64)),
                               torch.from_numpy(np.asarray(n.bias, np.float64)))
         self.reset()
 
@@ -64,21 +66,33 @@ class Reference:
             ins = [vals[j] for j in n.inputs]
             if isinstance(n, g.Input):
                 v = torch.from_numpy(np.asarray(frame, np.float64))[None]
+            elif i in self._w and n.weight_bits:
+                v = _integer_layer(n, ins[0], *self._w[i])
             elif i in self._w:
                 xq, self._sent[i] = _quantize(n, ins[0], self._sent[i])
-                v = self._weighted(n, xq, *self._w[i])
+                v = _weighted(n, xq, *self._w[i])
             else:
                 v = _apply(n, ins)
             vals.append(v)
         self.values = vals
         return vals[self.net.output][0].numpy()
 
-    @staticmethod
-    def _weighted(n, x, w, b):
-        if isinstance(n, g.Dense):
-            return F.linear(x, w, b)
-        return F.conv2d(x, w, b, stride=n.stride, padding=n.padding, dilation=n.dilation,
-                        groups=n.groups)
+
+
+def _weighted(n, x, w, b):
+    if isinstance(n, g.Dense):
+        return F.linear(x, w, b)
+    return F.conv2d(x, w, b, stride=n.stride, padding=n.padding, dilation=n.dilation, groups=n.groups)
+
+
+def _integer_layer(n, x, w_int, b):
+    """Fixed point: ``acc = W_int @ round(k*x)`` (exact integers), ``z = acc*delta/k + b``."""
+    acc = _weighted(n, torch.round(n.scale * x), w_int, None)
+    limit = 2 ** (n.acc_bits - 1) - 1
+    if acc.numel() and (acc.max() > limit or acc.min() < -limit - 1):
+        raise AccumulatorOverflowError(
+            f"layer {n.name!r}: accumulator outside the signed {n.acc_bits}-bit range (dense reference)")
+    return acc * (n.weight_scale / n.scale) + b.reshape((-1,) + (1,) * (acc.ndim - 2))
 
 
 def _apply(n: g.Node, ins: list[torch.Tensor]) -> torch.Tensor:

@@ -11,7 +11,13 @@ compare it against. Conventions shared by all kernels:
 * events are ``(ev_idx[e], ev_val[e])`` for ``e < n_events``.
 """
 
-from .elementwise import activation_update, add_update, concat_update, flatten_update
+from .elementwise import (
+    activation_update,
+    add_update,
+    concat_update,
+    fixed_point_update,
+    flatten_update,
+)
 from .pool import pool_update
 from .quantize import herding_encode, mark_changed, threshold_encode, touch_all
 from .scatter import conv_scatter, dense_scatter, expand_pixel_groups
@@ -23,6 +29,7 @@ __all__ = [
     "conv_scatter",
     "dense_scatter",
     "expand_pixel_groups",
+    "fixed_point_update",
     "flatten_update",
     "herding_encode",
     "mark_changed",

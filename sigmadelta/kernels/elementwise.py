@@ -2,7 +2,9 @@
 
 from numba import njit
 
-__all__ = ["activation_update", "add_update", "concat_update", "flatten_update"]
+__all__ = [
+    "activation_update", "add_update", "concat_update", "flatten_update", "fixed_point_update",
+]
 
 RELU, LEAKY, CLIP, IDENTITY = 0, 1, 2, 3
 
@@ -78,3 +80,21 @@ def flatten_update(x, touched_in, count_in, hw, c, y, touched, count):
         touched[n] = o
         n += 1
     count[0] = n
+
+
+@njit(cache=True)
+def fixed_point_update(acc, touched, count, c, bias, z, limit):
+    """Real pre-activations of touched neurons from integer accumulators.
+
+    ``z_i = acc_i * c + bias_i`` with ``c = weight_scale / k``. Returns the first
+    touched neuron whose ``|acc_i| > limit`` (an overflow of the accumulator's
+    signed range), or -1.
+    """
+    bad = -1
+    for t in range(count[0]):
+        i = touched[t]
+        a = acc[i]
+        if bad < 0 and (a > limit or a < -limit - 1):
+            bad = i
+        z[i] = a * c + bias[i]
+    return bad

@@ -19,6 +19,7 @@ __all__ = [
     "add_update",
     "concat_update",
     "flatten_update",
+    "fixed_point_update",
     "pool_update",
 ]
 
@@ -156,3 +157,10 @@ def pool_update(
         y[o] = win.max() if is_max else win.sum() / (kernel[0] * kernel[1])
     stamp[out] = frame
     _set_list(touched, count, out)
+
+
+def fixed_point_update(acc, touched, count, c, bias, z, limit):
+    idx = touched[: count[0]]
+    z[idx] = acc[idx] * c + bias[idx]
+    over = idx[(acc[idx] > limit) | (acc[idx] < -limit - 1)]
+    return int(over[0]) if len(over) else -1
