@@ -1,0 +1,198 @@
+"""``sigmadelta demo``: a trained network simulated as sigma-delta spikes on real video.
+
+This module belongs to the command-line layer: it is the one place where the
+library reaches for the shipped models (``sigmadelta.models``) and streams
+(``sigmadelta.datasets``), and it imports them only when the demo runs.
+
+Tasks
+-----
+face (default)
+    The shipped fully convolutional face detector on the carphone video (or any
+    other embedded video / video file, as 144x176 grayscale). Per-frame decision:
+    the cell of the maximum face logit and whether it is positive.
+digits
+    The SDQN MLP (64-200-200-10) on Temporal digits: accuracy of the ANN and of
+    the sigma-delta net, synops per frame against one dense pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+__all__ = ["add_demo_parser", "run_face_demo", "run_digits_demo", "DEFAULT_FACE_SCALES"]
+
+# Per-layer herding scales of the face demo: the operating point chosen on the
+# error-vs-synops frontier of scripts/pareto.py (see README).
+DEFAULT_FACE_SCALES: dict[str, float] | float = 24.0
+
+
+def _face_model():
+    from sigmadelta.models import list_pretrained, load_pretrained
+
+    names = [n for n in list_pretrained() if "face" in n]
+    if not names:
+        raise FileNotFoundError("no pretrained face detector is shipped in sigmadelta.models")
+    return load_pretrained(names[0]), names[0]
+
+
+def _relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12))
+
+
+def _ann_outputs(model, frames: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return np.concatenate([model(torch.from_numpy(frames[i:i + 32])).numpy()
+                               for i in range(0, len(frames), 32)])
+
+
+def _spike_maps(net, frames: np.ndarray, picks: list[int]) -> dict[int, np.ndarray]:
+    """Herding spikes into the first weight layer at the picked frames (from the reference)."""
+    import sigmadelta as sd
+
+    ref = sd.Reference(net)
+    layer = net.weight_layers[0]
+    j = net.nodes.index(layer)
+    src = net.nodes[j].inputs[0]
+    prev = 0.0
+    maps = {}
+    for t, f in enumerate(frames[: max(picks) + 1]):
+        ref.step(f)
+        q = np.rint(layer.scale * ref.values[src][0].numpy())
+        if t in picks:
+            maps[t] = np.abs(q - prev).sum(0)
+        prev = q
+    return maps
+
+
+def run_face_demo(video: str = "carphone", frames: int | None = None, out: str = "demo_out",
+                  scale=None, progress: bool = True) -> dict:
+    """Run the face-detector demo; print the report, write PNG + HDF5 into ``out``."""
+    import sigmadelta as sd
+    from sigmadelta.datasets import open_source
+    from sigmadelta.models import face_decision
+
+    os.makedirs(out, exist_ok=True)
+    model, name = _face_model()
+    src = open_source(video, size=(144, 176), gray=True, **({"limit": frames} if frames else {}))
+    x = np.stack(list(src)).astype(np.float32)
+    net = sd.convert(model, x.shape[1:], scale=DEFAULT_FACE_SCALES if scale is None else scale)
+    t0 = time.perf_counter()
+    res = sd.simulate(net, x, record=os.path.join(out, "run.h5"), progress=progress)
+    sim_s = time.perf_counter() - t0
+    ann = _ann_outputs(model, x)
+    dec_ann = [face_decision(a) for a in ann]
+    dec_sd = [face_decision(o) for o in res.outputs]
+    agree = float(np.mean([a == b for a, b in zip(dec_ann, dec_sd, strict=True)]))
+    near = float(np.mean([abs(a[0] - b[0]) <= 1 and abs(a[1] - b[1]) <= 1 and a[2] == b[2]
+                          for a, b in zip(dec_ann, dec_sd, strict=True)]))
+    report = {
+        "model": name, "video": video, "frames": len(x), "frame_shape": list(x.shape[1:]),
+        "scales": {n.name: n.scale for n in net.weight_layers},
+        "synops_per_frame": res.stats.per_frame()["synops"],
+        "dense_macs_per_frame": res.stats.per_frame()["dense_macs"],
+        "reduction": res.stats.total_reduction(),
+        "relative_error": _relative_error(res.outputs, ann),
+        "psnr_db": float(10 * np.log10(np.ptp(ann) ** 2 / np.mean((res.outputs - ann) ** 2))),
+        "decision_agreement": agree, "decision_agreement_within_1_cell": near,
+        "faces_found_ann": float(np.mean([d[2] for d in dec_ann])),
+        "simulate_seconds": sim_s,
+    }
+    print(f"\n{name} on {video}: {len(x)} frames of {x.shape[1:]}, herding scales {report['scales']}")
+    print(res.stats.summary())
+    print(f"fidelity vs the dense ANN: relative error {report['relative_error']:.4f}, "
+          f"PSNR {report['psnr_db']:.1f} dB; per-frame decision (face cell + presence) "
+          f"agreement {100 * agree:.1f}% ({100 * near:.1f}% within one cell)")
+    print(f"simulated in {sim_s:.1f} s ({len(x) / sim_s:.1f} frames/s)")
+    picks = [int(i) for i in np.linspace(1, len(x) - 1, 3)]
+    _face_figure(x, ann, res.outputs, _spike_maps(net, x, picks), dec_ann, dec_sd, picks,
+                 os.path.join(out, "frames.png"))
+    from sigmadelta.plots import plot_activity
+
+    plot_activity(res.stats, os.path.join(out, "activity.png"), title=f"{name} on {video}")
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {out}/activity.png, {out}/frames.png, {out}/run.h5, {out}/report.json")
+    return report
+
+
+def _face_figure(x, ann, sdo, spikes, dec_ann, dec_sd, picks, path):
+    from sigmadelta.plots import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(len(picks), 4, figsize=(13, 2.9 * len(picks)), squeeze=False)
+    lo, hi = float(ann.min()), float(ann.max())
+    for r, t in enumerate(picks):
+        ax[r, 0].imshow(x[t, 0], cmap="gray", vmin=0, vmax=1)
+        for k, (out, dec) in enumerate(((ann[t, 0], dec_ann[t]), (sdo[t, 0], dec_sd[t]))):
+            ax[r, 1 + k].imshow(out, cmap="magma", vmin=lo, vmax=hi)
+            ax[r, 1 + k].plot(dec[1], dec[0], "c+" if dec[2] else "wx", ms=12, mew=2)
+        ax[r, 3].imshow(spikes[t], cmap="viridis")
+        for c, title in enumerate((f"input, frame {t}", "ANN face logits", "sigma-delta logits",
+                                   f"spikes into layer 1 ({int(spikes[t].sum())})")):
+            ax[r, c].set_title(title, fontsize=9)
+            ax[r, c].axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def run_digits_demo(scale=None, progress: bool = True, out: str = "demo_out") -> dict:
+    """SDQN MLP on Temporal digits: ANN vs sigma-delta accuracy and synops per frame."""
+    import sigmadelta as sd
+    from sigmadelta.datasets import open_source
+    from sigmadelta.models import list_pretrained, load_pretrained
+
+    name = next(n for n in list_pretrained() if "sdqn" in n)
+    model = load_pretrained(name)
+    src = open_source("temporal-digits")
+    x = np.stack(list(src)).astype(np.float32)
+    labels = np.asarray(src.labels)
+    net = sd.convert(model, x.shape[1:], scale=16.0 if scale is None else scale)
+    res = sd.simulate(net, x, progress=progress)
+    ann = _ann_outputs(model, x)
+    acc_ann = float(np.mean(ann.argmax(1) == labels))
+    acc_sd = float(np.mean(res.outputs.argmax(1) == labels))
+    pf = res.stats.per_frame()
+    print(res.stats.summary())
+    print(f"{name} on temporal-digits ({len(x)} frames): accuracy ANN {100 * acc_ann:.2f}%, "
+          f"sigma-delta {100 * acc_sd:.2f}%; synops per frame {pf['synops']:.0f} vs one dense "
+          f"pass {pf['dense_macs']:.0f} MACs ({pf['synops'] / pf['dense_macs']:.2f} of a pass)")
+    os.makedirs(out, exist_ok=True)
+    from sigmadelta.plots import plot_activity
+
+    plot_activity(res.stats, os.path.join(out, "digits_activity.png"), title=f"{name} on temporal digits")
+    return {"accuracy_ann": acc_ann, "accuracy_sd": acc_sd, **pf}
+
+
+def add_demo_parser(sub) -> None:
+    """Register ``sigmadelta demo`` on the CLI's subparsers."""
+    d = sub.add_parser(
+        "demo", help="a trained network as sigma-delta spikes on real video, with what it saved",
+        description="Stream a real video through a shipped, trained network converted to a "
+                    "sigma-delta network; print per-layer events, synops, dense MACs, reduction, "
+                    "share of neurons updated, fidelity against the dense ANN and energy; write a "
+                    "PNG report and the HDF5 recording. Embedded choices: --task face (default) "
+                    "with --video carphone (default), bikes, bigbuckbunny or a video file of "
+                    "yours; --task digits (SDQN MLP on Temporal digits).")
+    d.add_argument("--task", choices=["face", "digits"], default="face")
+    d.add_argument("--video", default="carphone",
+                   help="embedded video (carphone, bikes, bigbuckbunny) or a video file path")
+    d.add_argument("--frames", type=int, default=None, help="at most this many frames")
+    d.add_argument("--scale", default=None, help="override the herding scale (one number)")
+    d.add_argument("--out", default="demo_out", help="output folder (PNG, run.h5, report.json)")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args) -> None:
+    scale = float(args.scale) if args.scale else None
+    if args.task == "digits":
+        run_digits_demo(scale=scale, progress=not args.quiet, out=args.out)
+    else:
+        run_face_demo(args.video, args.frames, args.out, scale=scale, progress=not args.quiet)
