@@ -14,21 +14,26 @@ The pipeline, one frame's trip through it::
 
 from ._version import __version__
 from .convert import UnsupportedLayerError, convert
-from .engine import Result, Simulator, simulate
+from .engine import Result, Simulator, simulate, simulate_batch
 from .graph import Network
 from .io import FormatError, load, read_run, save
 from .reference import Reference, reference
+from .scales import calibrate_percentile, optimize_scales, uniform_scales
 from .stats import Stats
 
 __all__ = [
     "__version__",
     "convert",
     "simulate",
+    "simulate_batch",
     "reference",
     "Simulator",
     "Reference",
     "Result",
     "Stats",
+    "optimize_scales",
+    "calibrate_percentile",
+    "uniform_scales",
     "Network",
     "save",
     "load",

@@ -1,0 +1,486 @@
+"""Choosing the scales: compute-penalised scale optimisation and simple calibrations.
+
+A sigma-delta network is only as good as the scale ``k_l`` (herding) or the
+threshold ``theta_l`` (threshold quantizer) at the input of every weight layer
+``l``. Following O'Connor & Welling, "Sigma Delta Quantized Networks" (2016),
+:func:`optimize_scales` minimises by gradient descent on ``log k`` (or ``log theta``)
+
+.. math::
+
+    J = E\\big(f_q(x), f_{ann}(x)\\big) + \\lambda \\, \\frac{\\sum_l S_l}{M},
+
+* ``E``: ``"kl"`` = mean over frames of ``KL(softmax(y_ann) || softmax(y_q))``;
+  ``"l2"`` = ``mean((y_q - y_ann)^2) / var(y_ann)``; ``"l1"`` =
+  ``mean|y_q - y_ann| / mean|y_ann|`` (``var`` / ``mean`` over the whole stream), all unitless;
+* ``S_l``: surrogate synaptic operations per frame of layer ``l`` (below);
+* ``M``: the network's dense MACs per frame, so ``lambda`` is unitless
+  (``lambda = 0.1``: a 10 % cost share weighs as much as 0.1 of error).
+
+The rounding net
+----------------
+:class:`RoundingNet` walks the converted graph in torch. At every weight-layer
+input ``a`` (a window of consecutive frames ``a_0 .. a_{W-1}``) it applies the
+quantizer with the *rounding noise held constant* (straight-through):
+
+* herding: ``e = round(k a) - k a`` (in quanta, detached), ``x_hat = a + e / k``
+  (so ``x_hat == round(k a) / k`` in value, ``d x_hat / d a = 1`` and
+  ``d x_hat / d k = -e / k^2``: the noise shrinks as ``1/k``);
+* threshold (frame pair ``(t-1, t)``, assuming ``a_{t-1}`` was sent):
+  ``d = a_t - a_{t-1}``, ``r = -d [|d| < theta]`` (the unsent change),
+  ``e = r / theta`` (detached), ``x_hat_t = a_t + theta e``.
+
+Cost surrogates (per input neuron ``i`` with exact in-bounds fan-out ``F_i``,
+computed by differentiating a convolution of ones; ``Delta a = a_t - a_{t-1}``)
+
+* herding, ``cost="soft"`` (default): ``S = sum_i (1 - exp(-k |Delta a_i|)) F_i``, a smooth
+  event probability: ``~ k |Delta a|`` for small changes and ``-> 1`` (one event) for large
+  ones, with a gradient everywhere, so that scales whose every change already spikes
+  (saturated) can still come down;
+* herding, ``cost="synops"``: with the herding residual uniform in ``[-1/2, 1/2)``, a
+  neuron emits a (nonzero) spike with probability ``min(1, k |Delta a|)``:
+  ``S = sum_i min(1, k |Delta a_i|) F_i`` (exact in expectation, but flat when saturated);
+* herding, ``cost="additions"`` (the paper's): the spikes sum to
+  ``|s| ~ k |Delta a|``: ``S = sum_i k |Delta a_i| F_i`` (the ``additions`` counter);
+* threshold: ``S = sum_i sigmoid((|Delta a_i| - theta) / (tau theta)) F_i``,
+  a smooth event indicator of relative temperature ``tau`` (default 0.1).
+
+Frame-pair surrogates ignore the herding residual's and the threshold carry-over's
+memory; measure the result with :func:`sigmadelta.simulate`, the real event count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import graph as g
+from .convert import convert, per_layer
+from .engine import check_frames
+from .reference import _apply
+
+__all__ = [
+    "LOSSES",
+    "PER",
+    "COSTS",
+    "RoundingNet",
+    "fan_out",
+    "uniform_scales",
+    "calibrate_percentile",
+    "scale_objective",
+    "optimize_scales",
+]
+
+LOSSES = ("kl", "l2", "l1")
+PER = ("layer", "unit")
+COSTS = ("synops", "soft", "additions")
+
+
+def fan_out(node: g.Dense | g.Conv, in_shape: Sequence[int]) -> torch.Tensor:
+    """In-bounds fan-out of every input neuron of a weight layer (PyTorch layout, float64).
+
+    Dense: ``F_i = n_out``. Conv: ``F = d/dx sum(conv(x, ones))``, i.e. the number of
+    (output pixel, output channel) pairs whose window holds the input neuron in bounds.
+    """
+    if isinstance(node, g.Dense):
+        return torch.full(tuple(in_shape), float(node.weight.shape[0]), dtype=torch.float64)
+    x = torch.ones((1, *in_shape), dtype=torch.float64, requires_grad=True)
+    ones = torch.ones(node.weight.shape, dtype=torch.float64)
+    y = F.conv2d(x, ones, None, node.stride, node.padding, node.dilation, node.groups).sum()
+    (grad,) = torch.autograd.grad(y, x)
+    return grad[0]
+
+
+class RoundingNet(nn.Module):
+    """Differentiable surrogate of a converted network (see the module docstring).
+
+    Parameters
+    ----------
+    net : Network
+        From :func:`sigmadelta.convert`; its weights are copied, its scales ignored.
+    quantizer : {"herding", "threshold"}
+        Which quantizer the trainable values ``exp(log_q)`` are: scales ``k`` or thresholds.
+    per : {"layer", "unit"}
+        One value per weight layer, or one per input neuron (shape of the layer's input).
+    init : list
+        Initial value of each weight layer (a float, or an array of its input shape).
+    cost : {"soft", "synops", "additions"}
+        Herding cost surrogate; ignored by the threshold quantizer.
+    temperature : float
+        Relative temperature ``tau`` of the threshold event sigmoid.
+    """
+
+    def __init__(self, net: g.Network, quantizer: str = "herding", per: str = "layer",
+                 init: Sequence | None = None, cost: str = "soft", temperature: float = 0.1,
+                 dtype: torch.dtype = torch.float32):
+        super().__init__()
+        _check_choice(quantizer, g.QUANTIZERS, "quantizer")
+        _check_choice(per, PER, "per")
+        _check_choice(cost, COSTS, "cost")
+        self.net, self.quantizer, self.per, self.cost = net, quantizer, per, cost
+        self.temperature, self.dtype = float(temperature), dtype
+        layers = net.weight_layers
+        self.names = [n.name for n in layers]
+        self.in_shapes = [net.nodes[n.inputs[0]].shape for n in layers]
+        self.fanouts = [fan_out(n, s).to(dtype) for n, s in zip(layers, self.in_shapes, strict=True)]
+        self.params_of = {id(n): (torch.as_tensor(np.asarray(n.weight), dtype=dtype),
+                                  torch.as_tensor(np.asarray(n.bias), dtype=dtype)) for n in layers}
+        self.dense_macs = float(net.dense_macs().sum())
+        init = [1.0] * len(layers) if init is None else list(init)
+        logs = []
+        for v, shape in zip(init, self.in_shapes, strict=True):
+            v = np.broadcast_to(np.asarray(v, np.float64), shape if per == "unit" else np.shape(v))
+            if per == "layer" and v.size != 1:
+                raise ValueError(f'per="layer" needs one value per layer, got shape {v.shape}')
+            logs.append(nn.Parameter(torch.log(torch.as_tensor(np.array(v).reshape(
+                shape if per == "unit" else ()), dtype=dtype))))
+        self.log_q = nn.ParameterList(logs)
+        #: ``(e, c)`` of the last forward per layer: rounding noise and value correction
+        self.last_noise: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(layers)
+        #: if set (e.g. ``list(rn.last_noise)``), used instead of recomputing ``(e, c)``: the
+        #: surrogate with the rounding noise frozen, a smooth function of the log values
+        self.frozen_noise: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def values(self) -> dict[str, float | np.ndarray]:
+        """Current scales (herding) or thresholds, by layer name."""
+        out: dict[str, float | np.ndarray] = {}
+        for name, lq in zip(self.names, self.log_q, strict=True):
+            v = torch.exp(lq).detach().double().numpy()
+            out[name] = float(v) if self.per == "layer" else v.copy()
+        return out
+
+    def forward(self, frames: torch.Tensor, quantize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run a window of consecutive frames ``[W, *input_shape]``.
+
+        Returns the outputs ``[W, *output_shape]`` and the surrogate synops per frame
+        of every weight layer ``[L]`` (zeros when ``quantize`` is False: the float ANN).
+        """
+        vals: list[torch.Tensor] = []
+        costs = []
+        j = 0
+        for n in self.net.nodes:
+            ins = [vals[i] for i in n.inputs]
+            if isinstance(n, g.Input):
+                v = frames.to(self.dtype)
+            elif isinstance(n, (g.Dense, g.Conv)):
+                x = ins[0]
+                if quantize:
+                    x, c = self._quantize(j, x)
+                    costs.append(c)
+                v = _layer(n, x, *self.params_of[id(n)])
+                j += 1
+            else:
+                v = _apply(n, ins)
+            vals.append(v)
+        cost = torch.stack(costs) if costs else torch.zeros(j, dtype=self.dtype)
+        return vals[self.net.output], cost
+
+    def _quantize(self, j: int, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x_hat = s + c``: ``s`` the surrogate (noise ``e`` constant) and ``c = v - s``
+        (detached), a float-rounding-sized correction that makes the value exactly the
+        quantizer's ``v``, so that a level shared by two frames gives exactly zero change."""
+        q = torch.exp(self.log_q[j])
+        fan, pairs = self.fanouts[j], max(a.shape[0] - 1, 1)
+        da = a[1:] - a[:-1]
+        frozen = self.frozen_noise[j] if self.frozen_noise is not None else None
+        with torch.no_grad():
+            if frozen is not None:
+                e = frozen[0]
+            elif self.quantizer == "herding":
+                r = torch.round(q * a)
+                e, v = r - q * a, r / q
+            else:
+                keep = da.abs() < q
+                e = torch.where(keep, -da, torch.zeros_like(da)) / q
+                v = torch.cat([a[:1], torch.where(keep, a[:-1], a[1:])])
+        if self.quantizer == "herding":
+            s = a + e / q
+            rate = q * da.abs()
+            events = {"synops": lambda: rate.clamp(max=1.0), "soft": lambda: 1 - torch.exp(-rate),
+                      "additions": lambda: rate}[self.cost]()
+        else:
+            s = torch.cat([a[:1], a[1:] + q * e])
+            events = torch.sigmoid((da.abs() - q) / (self.temperature * q))
+        c = frozen[1] if frozen is not None else (v - s).detach()
+        self.last_noise[j] = (e, c)
+        return s + c, (events * fan).sum() / pairs
+
+    def objective(self, frames: torch.Tensor, ref: torch.Tensor, lam: float, loss: str = "kl",
+                  norm: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(J, E, S/M)`` of a window; ``ref`` = float-ANN outputs of the same frames.
+
+        The error is taken on frames ``1..W-1`` (frame 0 only opens the first pair).
+        """
+        y, c = self(frames)
+        err = _error(y[1:], ref[1:], loss, norm)
+        share = c.sum() / self.dense_macs
+        return err + lam * share, err, share
+
+
+def _layer(n: g.Dense | g.Conv, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if isinstance(n, g.Dense):
+        return F.linear(x, w, b)
+    return F.conv2d(x, w, b, n.stride, n.padding, n.dilation, n.groups)
+
+
+def _check_choice(value, choices, what: str) -> None:
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {tuple(choices)}, got {value!r}")
+
+
+def _as_net(net_or_model, input_shape) -> g.Network:
+    if isinstance(net_or_model, g.Network):
+        return net_or_model
+    if input_shape is None:
+        raise ValueError("input_shape is required when a torch model (not a Network) is given")
+    return convert(net_or_model, input_shape)
+
+
+def _frames(frames, input_shape: Sequence[int]) -> torch.Tensor:
+    """Validate ``[T, *input_shape]`` (T >= 2, floating, finite) into a float64 tensor."""
+    shape = tuple(int(s) for s in input_shape)
+    arr = check_frames(frames, shape)
+    if arr.shape[0] < 2:
+        raise ValueError(f"need at least 2 frames (changes between frames set the cost), got {arr.shape[0]}")
+    return torch.as_tensor(np.asarray(arr, np.float64))
+
+
+def uniform_scales(net_or_model: g.Network | nn.Module, input_shape: Sequence[int] | None = None,
+                   k: float = 32.0) -> dict[str, float]:
+    """The same scale ``k`` for every weight layer: ``{name: k}``.
+
+    Parameters
+    ----------
+    net_or_model : Network or torch.nn.Module
+        A converted network, or a model (then ``input_shape`` is required).
+    input_shape : tuple of int, optional
+        One frame's shape, batch excluded.
+    k : float
+        The scale (``> 0``); for the threshold quantizer use ``1/k`` as threshold.
+    """
+    if not np.isfinite(k) or k <= 0:
+        raise ValueError(f"k must be a finite number > 0, got {k}")
+    return {name: float(k) for name in _as_net(net_or_model, input_shape).layer_names}
+
+
+def _layer_inputs(rn: RoundingNet, frames: torch.Tensor, chunk: int = 256) -> list[list[torch.Tensor]]:
+    """Float-ANN values at every weight layer's input, in chunks of frames."""
+    idx = [n.inputs[0] for n in rn.net.weight_layers]
+    out: list[list[torch.Tensor]] = [[] for _ in idx]
+    with torch.no_grad():
+        for s in range(0, frames.shape[0], chunk):
+            vals: list[torch.Tensor] = []
+            for n in rn.net.nodes:
+                ins = [vals[i] for i in n.inputs]
+                if isinstance(n, g.Input):
+                    v = frames[s:s + chunk].to(rn.dtype)
+                elif isinstance(n, (g.Dense, g.Conv)):
+                    v = _layer(n, ins[0], *rn.params_of[id(n)])
+                else:
+                    v = _apply(n, ins)
+                vals.append(v)
+            for j, i in enumerate(idx):
+                out[j].append(vals[i])
+    return out
+
+
+def calibrate_percentile(model: nn.Module | g.Network, frames, input_shape: Sequence[int] | None = None,
+                         percentile: float = 99.9, levels: float = 32.0) -> dict[str, float]:
+    """Per-layer scales from activation percentiles: ``k_l = levels / P_p(|a_l|)``.
+
+    ``P_p(|a_l|)`` is the ``percentile``-th percentile of the nonzero magnitudes of
+    layer ``l``'s input activations in the float ANN over ``frames`` (the robust
+    maximum of the ANN-to-SNN conversion toolkits, Rueckauer et al. 2017), so that
+    this range is cut into about ``levels`` quanta. A layer whose input is always
+    zero gets ``k = levels``. For the threshold quantizer use ``1 / k_l``.
+
+    Returns
+    -------
+    dict
+        ``{layer name: k_l > 0}``, accepted by ``sd.convert(model, input_shape, scale=...)``.
+    """
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    if not np.isfinite(levels) or levels <= 0:
+        raise ValueError(f"levels must be a finite number > 0, got {levels}")
+    net = _as_net(model, input_shape)
+    rn = RoundingNet(net, dtype=torch.float64)
+    out = {}
+    for name, chunks in zip(rn.names, _layer_inputs(rn, _frames(frames, net.input_shape)), strict=True):
+        a = torch.cat(chunks).abs().flatten().numpy()
+        a = a[a > 0]
+        p = float(np.percentile(a, percentile)) if a.size else 1.0
+        out[name] = float(levels) / p
+    return out
+
+
+def _reference_outputs(rn: RoundingNet, frames: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([rn(frames[s:s + chunk], quantize=False)[0]
+                          for s in range(0, frames.shape[0], chunk)])
+
+
+def _error(y: torch.Tensor, ref: torch.Tensor, loss: str, norm: float) -> torch.Tensor:
+    """Unitless output error of a window (see module docstring); ``norm`` from the whole stream."""
+    if loss == "kl":
+        logp = F.log_softmax(ref, dim=1)
+        return (logp.exp() * (logp - F.log_softmax(y, dim=1))).sum(1).mean()
+    if loss == "l2":
+        return ((y - ref) ** 2).mean() / norm
+    return (y - ref).abs().mean() / norm
+
+
+def _norm(ref: torch.Tensor, loss: str) -> float:
+    if loss == "kl":
+        if ref.ndim != 2:
+            raise ValueError(f'loss="kl" needs a classifier with output [C], got output shape '
+                             f'{tuple(ref.shape[1:])}; use loss="l2" or "l1"')
+        return 1.0
+    v = float(ref.var()) if loss == "l2" else float(ref.abs().mean())
+    return v if v > 0 else 1.0
+
+
+def _validate(lam, loss, per, quantizer, epochs, lr, cost) -> None:
+    if not isinstance(lam, (int, float)) or not np.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+    _check_choice(loss, LOSSES, "loss")
+    _check_choice(per, PER, "per")
+    _check_choice(quantizer, g.QUANTIZERS, "quantizer")
+    _check_choice(cost, COSTS, "cost")
+    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+
+
+def _init_values(model, frames, input_shape, net, init, quantizer) -> list:
+    """Resolve ``init`` (None: percentile calibration with 32 levels) to a list per layer."""
+    names = net.layer_names
+    if init is None:
+        k = calibrate_percentile(net, frames, input_shape)
+        vals = [k[n] for n in names]
+        return [1.0 / v for v in vals] if quantizer == "threshold" else vals
+    vals = per_layer(init, names, "init")
+    for name, v in zip(names, vals, strict=True):
+        a = np.asarray(v, np.float64)
+        if not np.all(np.isfinite(a)) or np.any(a <= 0):
+            raise ValueError(f"init of layer {name!r} must be finite and > 0")
+    return vals
+
+
+def scale_objective(model: nn.Module | g.Network, frames, input_shape: Sequence[int] | None,
+                    values: float | Sequence | Mapping, lam: float, loss: str = "kl",
+                    quantizer: str = "herding", per: str = "layer", cost: str = "soft") -> dict:
+    """Evaluate the surrogate objective ``J = E + lam * S / M`` on a whole stream.
+
+    ``values`` are scales (herding) or thresholds, in any form ``init`` of
+    :func:`optimize_scales` accepts. Returns ``{"objective", "error", "cost"}``
+    (``cost`` is the surrogate ``sum_l S_l / M``, a fraction of a dense pass).
+    """
+    _validate(lam, loss, per, quantizer, 1, 1.0, cost)
+    net = _as_net(model, input_shape)
+    x = _frames(frames, net.input_shape)
+    vals = _init_values(model, x, input_shape, net, values, quantizer)
+    rn = RoundingNet(net, quantizer, per, vals, cost, dtype=torch.float64)
+    ref = _reference_outputs(rn, x)
+    norm = _norm(ref, loss)
+    with torch.no_grad():
+        obj, err, share = rn.objective(x, ref, lam, loss, norm)
+    return {"objective": float(obj), "error": float(err), "cost": float(share)}
+
+
+def _windows(n: int, window: int, rng: np.random.Generator) -> list[slice]:
+    """Windows of ``window`` consecutive frames overlapping by one: every pair once."""
+    step = max(window - 1, 1)
+    starts = np.arange(0, max(n - 1, 1), step)
+    return [slice(int(s), int(min(s + window, n))) for s in rng.permutation(starts)]
+
+
+def _fit(rn: RoundingNet, x: torch.Tensor, ref: torch.Tensor, lam: float, loss: str, norm: float,
+         epochs: int, lr: float, window: int, seed: int, progress, history: list | None) -> None:
+    """Adam on ``rn.log_q`` over shuffled windows; epoch means into ``history``."""
+    opt = torch.optim.Adam(rn.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    bar = tqdm(range(epochs), desc=f"scales lam={lam:g}", disable=None if progress is None else not progress)
+    for epoch in bar:
+        sums = np.zeros(3)
+        wins = _windows(x.shape[0], window, rng)
+        for w in wins:
+            obj, err, share = rn.objective(x[w], ref[w], lam, loss, norm)
+            opt.zero_grad()
+            obj.backward()
+            opt.step()
+            sums += (obj.item(), err.item(), share.item())
+        mean = sums / len(wins)
+        bar.set_postfix(J=f"{mean[0]:.4g}", E=f"{mean[1]:.3g}", ops=f"{mean[2]:.3g}")
+        if history is not None:
+            history.append({"epoch": epoch, "objective": mean[0], "error": mean[1], "cost": mean[2]})
+
+
+def optimize_scales(
+    model: nn.Module | g.Network, frames, input_shape: Sequence[int] | None, lam: float,
+    loss: str = "kl", per: str = "layer", epochs: int = 20, lr: float = 0.05,
+    quantizer: str = "herding", init: float | Sequence | Mapping | None = None,
+    progress: bool | None = None, seed: int = 0, cost: str = "soft", window: int = 64,
+    temperature: float = 0.1, history: list | None = None,
+) -> dict[str, float | np.ndarray]:
+    """Optimise per-layer (or per-unit) scales or thresholds: ``min J = E + lam * S / M``.
+
+    Adam on ``log k`` (herding) or ``log theta`` (threshold) over windows of
+    ``window`` consecutive frames (shuffled, every frame pair once per epoch); the
+    rounding noise is held constant in the gradient (see the module docstring).
+
+    Parameters
+    ----------
+    model : torch.nn.Module or Network
+        The float model (converted internally) or an already converted network.
+    frames : array [T, *input_shape]
+        A training stream, ``T >= 2`` floating, finite frames.
+    input_shape : tuple of int
+        One frame's shape (may be None when a Network is given).
+    lam : float
+        Weight of the cost share (``>= 0``; 0 minimises the error alone).
+    loss : {"kl", "l2", "l1"}
+        Output error ``E``: KL of the softmaxes (classifiers) or normalised L2 / L1.
+    per : {"layer", "unit"}
+        One value per weight layer, or one per input neuron of every weight layer.
+    epochs, lr : int, float
+        Passes over the stream and the Adam step on the log values.
+    quantizer : {"herding", "threshold"}
+        Returns scales (``scale=``) for herding, thresholds (``threshold=``) otherwise.
+    init : float, list or dict, optional
+        Start values; None: :func:`calibrate_percentile` (32 levels; threshold ``1/k``).
+    progress : bool, optional
+        tqdm bar over epochs (default: only on a terminal).
+    seed : int
+        Seed of the window order.
+    cost : {"soft", "synops", "additions"}
+        Herding cost surrogate per neuron: ``1 - exp(-k|Delta a|)``, ``min(1, k|Delta a|)``
+        or ``k|Delta a|`` (module docstring).
+    window, temperature : int, float
+        Frames per optimisation step; relative temperature of the threshold sigmoid.
+    history : list, optional
+        If given, one dict ``{"epoch", "objective", "error", "cost"}`` (epoch means) is
+        appended per epoch.
+
+    Returns
+    -------
+    dict
+        ``{layer name: value}``: floats for ``per="layer"``, arrays of the layer's
+        input shape (PyTorch layout) for ``per="unit"``.
+    """
+    _validate(lam, loss, per, quantizer, epochs, lr, cost)
+    if not isinstance(window, (int, np.integer)) or window < 2:
+        raise ValueError(f"window must be an integer >= 2, got {window!r}")
+    net = _as_net(model, input_shape)
+    x = _frames(frames, net.input_shape)
+    vals = _init_values(model, x, input_shape, net, init, quantizer)
+    rn = RoundingNet(net, quantizer, per, vals, cost, temperature)
+    ref = _reference_outputs(rn, x)
+    norm = _norm(ref, loss)
+    _fit(rn, x, ref, lam, loss, norm, epochs, lr, window, seed, progress, history)
+    return rn.values()
