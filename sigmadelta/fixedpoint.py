@@ -51,6 +51,8 @@ def quantize_weights(net: Network, weight_bits: int | Sequence[int] | Mapping[st
         if layer.quantizer != "herding":
             raise ValueError(f"layer {layer.name!r}: fixed-point weights need the herding quantizer "
                              f"(integer spikes), not {layer.quantizer!r}")
+        if np.ndim(layer.scale):
+            raise ValueError(f"layer {layer.name!r}: fixed-point weights need one scale per layer")
         if not 8 <= acc_bits <= 64:
             raise ValueError(f"acc_bits must be in 8..64, got {acc_bits}")
         w = np.asarray(layer.weight, np.float64)

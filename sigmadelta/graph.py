@@ -85,7 +85,7 @@ class _Weighted(Node):
     weight: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     quantizer: str = "herding"
-    scale: float = 32.0
+    scale: float | np.ndarray = 32.0  # one k, or one per input neuron (the input's shape)
     threshold: float = 0.0
     weight_bits: int = 0  # 0: float weights; >0: fixed point (see sigmadelta.fixedpoint)
     weight_scale: float = 0.0  # fixed point: weight = integer * weight_scale
@@ -226,11 +226,12 @@ class Network:
         for i, n in enumerate(self.nodes):
             q = ""
             if isinstance(n, _Weighted):
-                q = (
-                    f"herding k={n.scale:g}"
-                    if n.quantizer == "herding"
-                    else f"threshold {n.threshold:g}"
-                )
+                if n.quantizer == "threshold":
+                    q = f"threshold {n.threshold:g}"
+                elif np.ndim(n.scale):
+                    q = f"herding k per unit in [{np.min(n.scale):.3g}, {np.max(n.scale):.3g}]"
+                else:
+                    q = f"herding k={n.scale:g}"
                 if n.weight_bits:
                     q += f", {n.weight_bits}-bit weights"
             rows.append(f"{i:3d} {n.kind:10s} {n.name:24s} {str(n.inputs):10s} {str(n.shape):16s} {q}")

@@ -30,7 +30,8 @@ __all__ = ["reference", "Reference"]
 
 def _quantize(node: g.Dense | g.Conv, x: torch.Tensor, sent: torch.Tensor | None):
     if node.quantizer == "herding":
-        return torch.round(node.scale * x) / node.scale, sent
+        k = torch.as_tensor(np.asarray(node.scale, np.float64))
+        return torch.round(k * x) / k, sent
     if sent is None:
         sent = torch.zeros_like(x)
     d = x - sent

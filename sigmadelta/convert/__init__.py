@@ -147,12 +147,11 @@ def convert(
     finally:
         model.train(was_training)
     names = net.layer_names
-    scales = [float(s) for s in per_layer(scale, names, "scale")]
+    scales = [_scale_value(net, layer, k) for layer, k in
+              zip(net.weight_layers, per_layer(scale, names, "scale"), strict=True)]
     thresholds = [float(t) for t in per_layer(0.0 if threshold is None else threshold, names,
                                               "threshold")]
-    for name, k, t in zip(names, scales, thresholds, strict=True):
-        if not np.isfinite(k) or k <= 0:
-            raise ValueError(f"scale of layer {name!r} must be > 0, got {k}")
+    for name, t in zip(names, thresholds, strict=True):
         if not np.isfinite(t) or t < 0:
             raise ValueError(f"threshold of layer {name!r} must be >= 0, got {t}")
     for layer, k, t in zip(net.weight_layers, scales, thresholds, strict=True):
@@ -162,6 +161,26 @@ def convert(
 
         quantize_weights(net, weight_bits)
     return net
+
+
+def _scale_value(net: g.Network, layer, k):
+    """A layer's herding scale: a positive number, or positive values per input neuron
+    (an array of the layer's input shape, or one value per input channel)."""
+    in_shape = net.nodes[layer.inputs[0]].shape
+    if np.ndim(k) == 0:
+        k = float(k)
+        if not np.isfinite(k) or k <= 0:
+            raise ValueError(f"scale of layer {layer.name!r} must be > 0, got {k}")
+        return k
+    k = np.asarray(k, np.float64)
+    if k.shape == in_shape[:1] and len(in_shape) == 3:
+        k = np.broadcast_to(k[:, None, None], in_shape)
+    if k.shape != in_shape:
+        raise ValueError(f"per-unit scale of layer {layer.name!r} has shape {k.shape}; its input "
+                         f"has shape {in_shape} (or give one value per channel)")
+    if not (np.isfinite(k).all() and (k > 0).all()):
+        raise ValueError(f"scale of layer {layer.name!r} must be > 0 everywhere")
+    return np.ascontiguousarray(k)
 
 
 def _build(model: nn.Module, input_shape: tuple[int, ...]) -> g.Network:

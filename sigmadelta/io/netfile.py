@@ -61,7 +61,7 @@ def _node_from_group(grp: h5py.Group):
     kw = {}
     defaults = cls(name="", inputs=(), shape=()).params()
     for key, default in defaults.items():
-        if isinstance(default, np.ndarray):
+        if isinstance(default, np.ndarray) or key in grp:  # arrays (also per-unit scales)
             kw[key] = np.asarray(grp[key][()])
         elif key in grp.attrs:
             val = grp.attrs[key]
