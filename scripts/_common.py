@@ -1,0 +1,98 @@
+"""Helpers shared by the training scripts (seeding, data split, checkpoint writing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "DIGITS_N_TRAIN",
+    "command_line",
+    "count_params",
+    "digits_split",
+    "save_checkpoint",
+    "seed_everything",
+]
+
+#: scikit-learn digits: the first 1400 samples train, the remaining 397 test (the same
+#: split as the "Temporal digits" stream of ``sigmadelta.datasets``).
+DIGITS_N_TRAIN = 1400
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a seeded torch generator for data order."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn digits scaled to [0, 1] (``X / 16``), deterministic split.
+
+    Returns
+    -------
+    x_train, y_train, x_test, y_test : numpy.ndarray
+        ``x`` as float32 ``(N, 64)``, ``y`` as int64 ``(N,)``.
+    """
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    y = data.target.astype(np.int64)
+    n = DIGITS_N_TRAIN
+    return x[:n], y[:n], x[n:], y[n:]
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def command_line() -> str:
+    """The command that ran this script, with the script path relative to the repo."""
+    script = Path(sys.argv[0]).resolve()
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        rel = os.path.relpath(script, repo)
+    except ValueError:
+        rel = script.name
+    return " ".join(["python", rel, *sys.argv[1:]])
+
+
+def save_checkpoint(model: nn.Module, out_dir: str | Path, info: dict[str, Any]) -> Path:
+    """Write ``<name>.pt`` (float32 state_dict) and ``<name>.json`` into ``out_dir``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Trained model.
+    out_dir : str or Path
+        Destination folder (created if missing).
+    info : dict
+        Metadata; must contain ``"name"``. ``"weights"`` and ``"n_params"`` are added.
+
+    Returns
+    -------
+    Path
+        Path of the JSON file written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = info["name"]
+    state = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save(state, out / f"{name}.pt")
+    record = dict(info)
+    record["weights"] = f"{name}.pt"
+    record["n_params"] = count_params(model)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
