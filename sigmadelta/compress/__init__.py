@@ -17,12 +17,14 @@ from .kl import (
     kl_lognormal_invgamma,
 )
 from .layers import BayesConv2d, BayesLinear, GHSScale, GNJScale, bayesianize
-from .prune import DEFAULT_THRESHOLD, masked_copy, plan_pruning
+from .prune import DEFAULT_THRESHOLD, DEFAULT_THRESHOLDS, masked_copy, plan_pruning
 from .quant import CompressionReport, bits_from_variance, prune_and_quantize, quantize_fixed
-from .train import accuracy, train
+from .train import SCALE_LR_MULT, accuracy, train
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "DEFAULT_THRESHOLDS",
+    "SCALE_LR_MULT",
     "BayesConv2d",
     "BayesLinear",
     "CompressionReport",

@@ -4,6 +4,14 @@
 
 Trains a plain 64-300-100-10 MLP on the first 1400 digits, bayesianizes it,
 trains the Bayesian model, then prunes/quantises and prints test accuracies.
+
+Reference run (seed 0, defaults, 300 epochs, lr 1e-3, batch 128, test = last 397):
+
+* plain 64-300-100-10: 92.19 %
+* GNJ: Bayes eval 92.70 %, pruned 92.70 %, pruned + quantised 92.19 %;
+  64-26-44-10 (42 inputs used), 2536/50200 weights (19.8x), bits 7-7-8 (88x)
+* GHS: Bayes eval 93.20 %, pruned 92.19 %, pruned + quantised 91.69 %;
+  64-61-63-10 (47 inputs used), 5282/50200 weights (9.5x), bits 6-4-4 (62x)
 """
 
 from __future__ import annotations
@@ -36,7 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--thresholds", type=float, nargs="*", default=None)
     ap.add_argument("--bits-rule", default="min")
+    ap.add_argument("--scale-lr-mult", type=float, default=None)
+    ap.add_argument("--save", default=None, help="save the trained Bayesian model here")
     args = ap.parse_args(argv)
+    torch.set_num_threads(1)
     xtr, ytr, xte, yte = load_digits_split()
     torch.manual_seed(args.seed)
     model = nn.Sequential(nn.Linear(64, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(),
@@ -46,10 +57,14 @@ def main(argv: list[str] | None = None) -> None:
           progress=False)
     print(f"plain model: test acc {accuracy(model, xte, yte):.4f}")
     bmodel = bayesianize(model, prior=args.prior)
+    mult = None if args.scale_lr_mult is None else {args.prior: args.scale_lr_mult}
     hist = train(bmodel, xtr, ytr, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                 progress=False)
+                 progress=False, scale_lr_mult=mult)
     print(f"{args.prior}: loss {hist['loss'][0]:.3f} -> {hist['loss'][-1]:.3f}, "
+          f"nll {hist['nll'][0]:.3f} -> {hist['nll'][-1]:.3f}, "
           f"bayes (eval) test acc {accuracy(bmodel, xte, yte):.4f}")
+    if args.save:
+        torch.save(bmodel, args.save)
     thr = args.thresholds
     thr = None if not thr else (thr[0] if len(thr) == 1 else thr)
     small, rep = prune_and_quantize(bmodel, thr, quantize=False)

@@ -1,7 +1,9 @@
 """Group pruning and physical export of a Bayesian-compressed ``nn.Sequential``.
 
 A group ``g`` is kept iff ``log alpha_g < t`` (per-layer threshold ``t``,
-default :data:`DEFAULT_THRESHOLD`).  The masked model (pruned ``z_g = 0``,
+default :data:`DEFAULT_THRESHOLDS` by prior: GNJ -1; GHS -0.25 because the GHS
+``log alpha = log expm1(v)`` is bounded above by the prior-matching log-variance,
+about 0.6, and was calibrated separately on digits).  The masked model (pruned ``z_g = 0``,
 eval mode) is then exported to plain ``nn.Linear``/``nn.Conv2d`` layers with
 posterior-mean weights ``E[z] * theta``.  Units are removed physically when it
 is exact to do so, iterating to a fixed point between consecutive weight layers
@@ -21,6 +23,7 @@ columns stay as zeros) and outputs of the last one are always kept.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -28,9 +31,19 @@ from torch import Tensor, nn
 
 from .layers import BayesConv2d, BayesLinear, _BayesGroupLayer
 
-__all__ = ["DEFAULT_THRESHOLD", "LayerPlan", "masked_copy", "plan_pruning", "resolve_thresholds"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_THRESHOLDS",
+    "LayerPlan",
+    "export_plain",
+    "masked_copy",
+    "plan_pruning",
+    "resolve_thresholds",
+    "sliced_weight",
+]
 
 DEFAULT_THRESHOLD = -1.0
+DEFAULT_THRESHOLDS = {"gnj": DEFAULT_THRESHOLD, "ghs": -0.25}
 
 _ZERO_PRESERVING = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Hardtanh,
@@ -65,7 +78,7 @@ def _chain(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
         full = f"{prefix}{name}"
         if isinstance(mod, nn.Sequential):
             out.extend(_chain(mod, full + "."))
-        elif isinstance(mod, _BayesGroupLayer | _ZERO_PRESERVING | _PER_CHANNEL | _TAIL_ONLY):
+        elif isinstance(mod, (_BayesGroupLayer, *_ZERO_PRESERVING, *_PER_CHANNEL, *_TAIL_ONLY)):
             out.append((full, mod))
         else:
             raise TypeError(
@@ -75,17 +88,20 @@ def _chain(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
     return out
 
 
-def resolve_thresholds(names: list[str], thresholds: float | list | dict | None) -> list[float]:
-    """Per-layer thresholds from ``None`` (default), a float, a list or a dict by name."""
+def resolve_thresholds(names: list[str], thresholds: float | list | dict | None,
+                       priors: list[str] | None = None) -> list[float]:
+    """Per-layer thresholds from ``None`` (default by prior), a float, a list or a dict."""
+    priors = ["gnj"] * len(names) if priors is None else priors
+    defaults = [DEFAULT_THRESHOLDS.get(p, DEFAULT_THRESHOLD) for p in priors]
     if thresholds is None:
-        return [DEFAULT_THRESHOLD] * len(names)
+        return defaults
     if isinstance(thresholds, int | float):
         return [float(thresholds)] * len(names)
     if isinstance(thresholds, dict):
         unknown = set(thresholds) - set(names)
         if unknown:
             raise KeyError(f"thresholds for unknown layers {sorted(unknown)}; layers: {names}")
-        return [float(thresholds.get(n, DEFAULT_THRESHOLD)) for n in names]
+        return [float(thresholds.get(n, d)) for n, d in zip(names, defaults, strict=True)]
     thr = [float(t) for t in thresholds]
     if len(thr) != len(names):
         raise ValueError(f"{len(thr)} thresholds for {len(names)} weight layers {names}")
@@ -96,7 +112,7 @@ def masked_copy(bmodel: nn.Module, thresholds: float | list | dict | None = None
     """Deep copy of ``bmodel`` in eval mode with groups ``log alpha >= t`` masked to zero."""
     model = copy.deepcopy(bmodel).eval()
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _BayesGroupLayer)]
-    thr = resolve_thresholds([n for n, _ in layers], thresholds)
+    thr = resolve_thresholds([n for n, _ in layers], thresholds, [m.prior for _, m in layers])
     with torch.no_grad():
         for (_, layer), t in zip(layers, thr, strict=True):
             layer.group_mask.mul_((layer.log_alpha() < t).to(layer.group_mask.dtype))
@@ -161,7 +177,7 @@ def plan_pruning(bmodel: nn.Module, thresholds: float | list | dict | None = Non
     if not idx:
         raise ValueError("prune_and_quantize: model has no BayesLinear/BayesConv2d layer")
     names = [chain[i][0] for i in idx]
-    thr = resolve_thresholds(names, thresholds)
+    thr = resolve_thresholds(names, thresholds, [chain[i][1].prior for i in idx])
     plans = []
     with torch.no_grad():
         for k, i in enumerate(idx):
@@ -180,7 +196,7 @@ def plan_pruning(bmodel: nn.Module, thresholds: float | list | dict | None = Non
                                    torch.ones(w.shape[0], dtype=torch.bool),
                                    torch.ones(n_in, dtype=torch.bool), chain[i + 1:end]))
         for _, m in plans[-1].between:
-            if not isinstance(m, _ZERO_PRESERVING | _PER_CHANNEL | _TAIL_ONLY):
+            if not isinstance(m, (*_ZERO_PRESERVING, *_PER_CHANNEL, *_TAIL_ONLY)):
                 raise TypeError(f"prune_and_quantize: unsupported module {m}")
         pers = [_check_between(plans[k], plans[k + 1].layer) for k in range(len(plans) - 1)]
         changed = True
@@ -225,11 +241,13 @@ def export_plain(bmodel: nn.Module, plans: list[LayerPlan],
         w = sliced_weight(p) if weights is None else weights[k]
         b = None if p.bias is None else p.bias[p.keep_out]
         layer = p.layer
-        if isinstance(layer, BayesLinear):
-            new: nn.Module = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
-        else:
-            new = nn.Conv2d(w.shape[1], w.shape[0], layer.kernel_size, layer.stride,
-                            layer.padding, layer.dilation, bias=b is not None)
+        with warnings.catch_warnings():  # zero-sized layers when everything is pruned
+            warnings.simplefilter("ignore", UserWarning)
+            if isinstance(layer, BayesLinear):
+                new: nn.Module = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+            else:
+                new = nn.Conv2d(w.shape[1], w.shape[0], layer.kernel_size, layer.stride,
+                                layer.padding, layer.dilation, bias=b is not None)
         new = new.to(dtype=w.dtype, device=w.device)
         with torch.no_grad():
             new.weight.copy_(w)

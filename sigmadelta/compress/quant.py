@@ -52,7 +52,7 @@ def bits_from_variance(weight: Tensor, variance: Tensor, rule: str = "min") -> i
 
 
 def quantize_fixed(weight: Tensor, bits: int) -> tuple[Tensor, float]:
-    """Round ``weight`` to the grid ``Delta * k``, ``|k| <= 2^(bits-1) - 1``; returns (w_q, Delta)."""
+    """Round ``weight`` to ``Delta * k``, ``|k| <= 2^(bits-1) - 1``; returns ``(w_q, Delta)``."""
     wmax = float(weight.abs().max()) if weight.numel() else 0.0
     if wmax == 0.0:
         return weight.clone(), 0.0
@@ -137,7 +137,8 @@ def prune_and_quantize(bmodel: nn.Module, thresholds: float | list | dict | None
         Bayesianized model (nested ``nn.Sequential`` allowed); it is not modified.
     thresholds : float, list, dict or None
         Keep a group iff ``log alpha < t``.  One value, one per weight layer, or a dict
-        by layer name (missing names use ``DEFAULT_THRESHOLD = -1``).
+        by layer name; ``None``/missing names use ``DEFAULT_THRESHOLDS[prior]``
+        (GNJ -1, GHS -0.25).
     quantize : bool
         Round weights to the per-layer fixed-point grid (see module doc).
     bits_rule : {"min", "mean"}
@@ -159,7 +160,7 @@ def prune_and_quantize(bmodel: nn.Module, thresholds: float | list | dict | None
         weights.append(w)
     small = export_plain(bmodel, plans, weights)
     first = weights[0]
-    used = first.reshape(first.shape[0], first.shape[1], -1).ne(0).any(dim=2).any(dim=0)
+    used = first.transpose(0, 1).flatten(1).ne(0).any(dim=1)
     report = CompressionReport(
         layer_names=[p.name for p in plans],
         architecture=[int(first.shape[1])] + [int(w.shape[0]) for w in weights],
