@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-__all__ = ["add_demo_parser", "run_face_demo", "run_digits_demo", "DEFAULT_FACE_SCALES"]
+__all__ = ["add_demo_parser", "run_face_demo", "run_video_demo", "run_digits_demo", "DEFAULT_FACE_SCALES"]
 
 # Per-layer herding scales of the face demo: the operating point chosen on the
 # error-vs-synops frontier of scripts/pareto.py (see README).
@@ -72,53 +72,87 @@ def _spike_maps(net, frames: np.ndarray, picks: list[int]) -> dict[int, np.ndarr
 
 def run_face_demo(video: str = "carphone", frames: int | None = None, out: str = "demo_out",
                   scale=None, progress: bool = True) -> dict:
-    """Run the face-detector demo; print the report, write PNG + HDF5 into ``out``."""
-    import sigmadelta as sd
-    from sigmadelta.datasets import open_source
+    """The shipped face detector as sigma-delta spikes on a video (default: carphone)."""
     from sigmadelta.models import face_decision
 
-    os.makedirs(out, exist_ok=True)
     model, name = _face_model()
-    src = open_source(video, size=(144, 176), gray=True, **({"limit": frames} if frames else {}))
+    return run_video_demo(model, name, video, frames, out,
+                          DEFAULT_FACE_SCALES if scale is None else scale, face_decision, progress)
+
+
+def _agreement(dec_ann: list, dec_sd: list) -> tuple[float, float]:
+    """Strict (same decision) and within-one-cell agreement of per-frame decisions."""
+    strict = float(np.mean([a == b for a, b in zip(dec_ann, dec_sd, strict=True)]))
+    near = float(np.mean([abs(a[0] - b[0]) <= 1 and abs(a[1] - b[1]) <= 1 and a[2] == b[2]
+                          for a, b in zip(dec_ann, dec_sd, strict=True)]))
+    return strict, near
+
+
+def run_video_demo(model, name: str, video: str = "carphone", frames: int | None = None,
+                   out: str = "demo_out", scale=24.0, decision=None, progress: bool = True) -> dict:
+    """Convert ``model``, stream ``video`` through it, compare with the dense ANN, report.
+
+    Frames are read at the model's input size (grayscale for one channel). With a
+    ``decision(output) -> hashable`` function, per-frame decisions are compared too.
+    Prints the per-layer table, fidelity and energy; writes ``activity.png``,
+    ``frames.png``, ``run.h5`` and ``report.json`` into ``out``.
+    """
+    import sigmadelta as sd
+    from sigmadelta.datasets import open_source
+
+    os.makedirs(out, exist_ok=True)
+    shape = _input_shape(model)
+    src = open_source(video, size=shape[1:], gray=shape[0] == 1, **({"limit": frames} if frames else {}))
     x = np.stack(list(src)).astype(np.float32)
-    net = sd.convert(model, x.shape[1:], scale=DEFAULT_FACE_SCALES if scale is None else scale)
+    net = sd.convert(model, x.shape[1:], scale=scale)
     t0 = time.perf_counter()
     res = sd.simulate(net, x, record=os.path.join(out, "run.h5"), progress=progress)
     sim_s = time.perf_counter() - t0
     ann = _ann_outputs(model, x)
-    dec_ann = [face_decision(a) for a in ann]
-    dec_sd = [face_decision(o) for o in res.outputs]
-    agree = float(np.mean([a == b for a, b in zip(dec_ann, dec_sd, strict=True)]))
-    near = float(np.mean([abs(a[0] - b[0]) <= 1 and abs(a[1] - b[1]) <= 1 and a[2] == b[2]
-                          for a, b in zip(dec_ann, dec_sd, strict=True)]))
+    pf = res.stats.per_frame()
     report = {
         "model": name, "video": video, "frames": len(x), "frame_shape": list(x.shape[1:]),
         "scales": {n.name: n.scale for n in net.weight_layers},
-        "synops_per_frame": res.stats.per_frame()["synops"],
-        "dense_macs_per_frame": res.stats.per_frame()["dense_macs"],
+        "synops_per_frame": pf["synops"], "dense_macs_per_frame": pf["dense_macs"],
         "reduction": res.stats.total_reduction(),
         "relative_error": _relative_error(res.outputs, ann),
         "psnr_db": float(10 * np.log10(np.ptp(ann) ** 2 / np.mean((res.outputs - ann) ** 2))),
-        "decision_agreement": agree, "decision_agreement_within_1_cell": near,
-        "faces_found_ann": float(np.mean([d[2] for d in dec_ann])),
         "simulate_seconds": sim_s,
     }
     print(f"\n{name} on {video}: {len(x)} frames of {x.shape[1:]}, herding scales {report['scales']}")
     print(res.stats.summary())
-    print(f"fidelity vs the dense ANN: relative error {report['relative_error']:.4f}, "
-          f"PSNR {report['psnr_db']:.1f} dB; per-frame decision (face cell + presence) "
-          f"agreement {100 * agree:.1f}% ({100 * near:.1f}% within one cell)")
+    line = (f"fidelity vs the dense ANN: relative error {report['relative_error']:.4f}, "
+            f"PSNR {report['psnr_db']:.1f} dB")
+    dec_ann = dec_sd = None
+    if decision is not None:
+        dec_ann, dec_sd = [decision(a) for a in ann], [decision(o) for o in res.outputs]
+        strict, near = _agreement(dec_ann, dec_sd)
+        report.update(decision_agreement=strict, decision_agreement_within_1_cell=near)
+        line += (f"; per-frame decision agreement {100 * strict:.1f}% "
+                 f"({100 * near:.1f}% within one cell)")
+    print(line)
     print(f"simulated in {sim_s:.1f} s ({len(x) / sim_s:.1f} frames/s)")
-    picks = [int(i) for i in np.linspace(1, len(x) - 1, 3)]
-    _face_figure(x, ann, res.outputs, _spike_maps(net, x, picks), dec_ann, dec_sd, picks,
-                 os.path.join(out, "frames.png"))
-    from sigmadelta.plots import plot_activity
-
-    plot_activity(res.stats, os.path.join(out, "activity.png"), title=f"{name} on {video}")
+    _write_figures(net, x, ann, res, dec_ann, dec_sd, out, f"{name} on {video}")
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
     print(f"wrote {out}/activity.png, {out}/frames.png, {out}/run.h5, {out}/report.json")
     return report
+
+
+def _input_shape(model) -> tuple[int, ...]:
+    first = next((m for m in model.modules() if hasattr(m, "in_channels")), None)
+    if first is None:
+        raise ValueError("the video demo needs a convolutional model (Conv2d first)")
+    return (int(first.in_channels), 144, 176)
+
+
+def _write_figures(net, x, ann, res, dec_ann, dec_sd, out, title):
+    from sigmadelta.plots import plot_activity
+
+    plot_activity(res.stats, os.path.join(out, "activity.png"), title=title)
+    picks = [int(i) for i in np.linspace(1, len(x) - 1, 3)]
+    _face_figure(x, ann, res.outputs, _spike_maps(net, x, picks), dec_ann, dec_sd, picks,
+                 os.path.join(out, "frames.png"))
 
 
 def _face_figure(x, ann, sdo, spikes, dec_ann, dec_sd, picks, path):
@@ -128,12 +162,14 @@ def _face_figure(x, ann, sdo, spikes, dec_ann, dec_sd, picks, path):
     fig, ax = plt.subplots(len(picks), 4, figsize=(13, 2.9 * len(picks)), squeeze=False)
     lo, hi = float(ann.min()), float(ann.max())
     for r, t in enumerate(picks):
-        ax[r, 0].imshow(x[t, 0], cmap="gray", vmin=0, vmax=1)
-        for k, (out, dec) in enumerate(((ann[t, 0], dec_ann[t]), (sdo[t, 0], dec_sd[t]))):
-            ax[r, 1 + k].imshow(out, cmap="magma", vmin=lo, vmax=hi)
-            ax[r, 1 + k].plot(dec[1], dec[0], "c+" if dec[2] else "wx", ms=12, mew=2)
+        ax[r, 0].imshow(x[t].transpose(1, 2, 0).squeeze(), cmap="gray", vmin=0, vmax=1)
+        for k, out in enumerate((ann, sdo)):
+            ax[r, 1 + k].imshow(out[t].mean(0), cmap="magma", vmin=lo, vmax=hi)
+            dec = None if dec_ann is None else (dec_ann, dec_sd)[k][t]
+            if dec is not None:
+                ax[r, 1 + k].plot(dec[1], dec[0], "c+" if dec[2] else "wx", ms=12, mew=2)
         ax[r, 3].imshow(spikes[t], cmap="viridis")
-        for c, title in enumerate((f"input, frame {t}", "ANN face logits", "sigma-delta logits",
+        for c, title in enumerate((f"input, frame {t}", "ANN output", "sigma-delta output",
                                    f"spikes into layer 1 ({int(spikes[t].sum())})")):
             ax[r, c].set_title(title, fontsize=9)
             ax[r, c].axis("off")
@@ -185,6 +221,10 @@ def add_demo_parser(sub) -> None:
                    help="embedded video (carphone, bikes, bigbuckbunny) or a video file path")
     d.add_argument("--frames", type=int, default=None, help="at most this many frames")
     d.add_argument("--scale", default=None, help="override the herding scale (one number)")
+    d.add_argument("--model", default=None,
+                   help="your own video model instead of the face detector: a saved torch model "
+                        "file or module:factory (input 1 or 3 channels; frames at 144x176)")
+    d.add_argument("--weights", default=None, help="state dict to load into --model")
     d.add_argument("--out", default="demo_out", help="output folder (PNG, run.h5, report.json)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_demo)
@@ -194,5 +234,11 @@ def _cmd_demo(args) -> None:
     scale = float(args.scale) if args.scale else None
     if args.task == "digits":
         run_digits_demo(scale=scale, progress=not args.quiet, out=args.out)
+    elif args.model:
+        from .cli import load_torch_model
+
+        model = load_torch_model(args.model, args.weights)
+        run_video_demo(model, args.model, args.video, args.frames, args.out,
+                       24.0 if scale is None else scale, None, not args.quiet)
     else:
         run_face_demo(args.video, args.frames, args.out, scale=scale, progress=not args.quiet)
