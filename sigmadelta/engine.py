@@ -16,17 +16,19 @@ first frame's activations are sent (that frame costs about one dense pass).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .graph import Network
-from .ops import build_ops, to_internal, to_torch_layout
+from .ops import build_ops, to_torch_layout
 from .stats import Stats
 
-__all__ = ["Simulator", "simulate", "Result", "check_frames", "iter_checked"]
+__all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked"]
 
 
 @dataclass
@@ -99,17 +101,25 @@ class Simulator:
         A converted network (:func:`sigmadelta.convert` or :func:`sigmadelta.load`).
     dtype : numpy dtype
         Accumulator and state precision (float64 by default, so that the event
-        simulation matches the dense reference to rounding error).
+        simulation matches the dense reference to rounding error; float32 is
+        faster but its rounding drift can flip a downstream herding spike).
+    profile : bool
+        Accumulate the wall-clock seconds spent in every node's step:
+        ``node_seconds[i]`` (node ``i``) and ``layer_seconds[j]`` (weight layer ``j``:
+        encode + scatter + output listing). Costs two clock reads per node.
     """
 
-    def __init__(self, net: Network, dtype=np.float64):
+    def __init__(self, net: Network, dtype=np.float64, profile: bool = False):
         self.net = net
         self.dtype = np.dtype(dtype)
+        self.profile = bool(profile)
         self._ops, self._states, self._weight_ops = build_ops(net, self.dtype)
         self._out = net.output
         self._macs = net.dense_macs()
         self._n_neurons = np.array([n.size for n in net.weight_layers], np.int64)
         self.last_stats = np.zeros((4, len(self._weight_ops)), np.int64)
+        self.node_seconds = np.zeros(len(self._ops))
+        self.layer_seconds = np.zeros(len(self._weight_ops))
         self.reset()
 
     def reset(self) -> None:
@@ -118,6 +128,8 @@ class Simulator:
             s.value[:] = 0
             s.count[0] = 0
             s.stamp[:] = -1
+            if s.row_count is not None:
+                s.row_count[0] = 0
         for op in self._weight_ops:
             op.reset()
         self.frame_no = 0
@@ -134,15 +146,33 @@ class Simulator:
 
     def _step(self, frame: np.ndarray) -> np.ndarray:
         prime = self.frame_no == 0
-        self._ops[0].set_frame(to_internal(frame).astype(self.dtype, copy=False))
+        self._ops[0].set_frame(frame)
         row = self.last_stats
         j = 0
+        frame_no = self.frame_no
+        if self.profile:
+            return self._step_profiled(prime)
         for op in self._ops:
-            r = op.step(self.frame_no, prime)
+            r = op.step(frame_no, prime)
             if r is not None:
                 row[:, j] = r
                 j += 1
         self.frame_no += 1
+        return to_torch_layout(self._states[self._out].value, self.net.output_shape).copy()
+
+    def _step_profiled(self, prime: bool) -> np.ndarray:
+        row, j, clock = self.last_stats, 0, time.perf_counter
+        for k, op in enumerate(self._ops):
+            t0 = clock()
+            r = op.step(self.frame_no, prime)
+            dt = clock() - t0
+            self.node_seconds[k] += dt
+            if r is not None:
+                self.layer_seconds[j] += dt
+                row[:, j] = r
+                j += 1
+        self.frame_no += 1
+        return to_torch_layout(self._states[self._out].value, self.net.output_shape).copy()
         return to_torch_layout(self._states[self._out].value, self.net.output_shape).copy()
 
     def run(self, frames: Iterable, record: str | None = None, progress: bool | None = None,
@@ -184,13 +214,58 @@ class Simulator:
         return Result(np.stack(outs), stats)
 
 
+def _is_batch(net: Network, frames) -> bool:
+    """``frames`` is an array / tensor ``[B, T, *input_shape]`` (several streams)."""
+    ndim = getattr(frames, "ndim", None)
+    return ndim is not None and ndim == len(net.input_shape) + 2
+
+
 def simulate(net: Network, frames: Iterable, record: str | None = None,
-             progress: bool | None = None, dtype=np.float64) -> Result:
+             progress: bool | None = None, dtype=np.float64,
+             workers: int = 2) -> Result | list[Result]:
     """Run a fresh :class:`Simulator` over a stream; see :meth:`Simulator.run`.
+
+    ``frames`` of shape ``[B, T, *input_shape]`` (an array or tensor with one more
+    dimension than a stream) are ``B`` independent streams: they run through
+    :func:`simulate_batch` on ``workers`` threads and a list of ``B`` Results comes back.
 
     Examples
     --------
     >>> res = sd.simulate(net, frames)          # frames: [T, *input_shape]
     >>> res.outputs.shape, res.stats.synops.shape
+    >>> results = sd.simulate(net, clips)       # clips: [B, T, *input_shape] -> list of B
     """
+    if _is_batch(net, frames):
+        if record is not None:
+            raise ValueError("record= is for one stream; run the streams one by one to record them")
+        return simulate_batch(net, list(frames), workers=workers, dtype=dtype)
     return Simulator(net, dtype=dtype).run(frames, record=record, progress=progress)
+
+
+def simulate_batch(net: Network, sources: Iterable, workers: int = 2,
+                   dtype=np.float64) -> list[Result]:
+    """Simulate independent streams in parallel; one :class:`Result` per stream, in order.
+
+    Every stream gets its own :class:`Simulator` (its own state), so each result is
+    exactly what ``simulate(net, source)`` returns. The streams are spread over
+    ``workers`` threads; the Numba kernels release the GIL (``nogil=True``), so the
+    threads run on separate cores and only the thin Python frame loop is serialized.
+
+    Parameters
+    ----------
+    sources : iterable of streams
+        Each an array ``[T, *input_shape]`` or an iterable of frames.
+    workers : int
+        Threads to use (1: run the streams one after the other).
+    """
+    sources = list(sources)
+    if not sources:
+        raise ValueError("no streams to simulate")
+
+    def one(src) -> Result:
+        return Simulator(net, dtype=dtype).run(src, progress=False)
+
+    if workers <= 1 or len(sources) == 1:
+        return [one(src) for src in sources]
+    with ThreadPoolExecutor(max_workers=min(int(workers), len(sources))) as pool:
+        return list(pool.map(one, sources))

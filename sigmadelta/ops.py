@@ -7,6 +7,12 @@ arrays (structure of arrays) and calling one or two kernels per frame.
 Layout: a node of shape ``(C, H, W)`` keeps its value channels-last, flattened
 from ``[H, W, C]``, so that a conv event updates a contiguous row of output
 channels; a vector node ``(N,)`` is stored as is.
+
+Conv layers with groups 1 and dilation 1 run one fused kernel per frame
+(:func:`sigmadelta.kernels.conv_layer_step`) on weights in run layout; their
+output (and the activations after them) is listed by pixel (``NodeState.rows``),
+and the per-neuron list is only filled where a consumer reads it. All buffers are
+allocated once, in the constructors: the frame loop allocates nothing.
 """
 
 from __future__ import annotations
@@ -25,12 +31,21 @@ _ACT_CODES = {"relu": 0, "leaky": 1, "clip": 2, "identity": 3}
 
 
 class NodeState(NamedTuple):
-    """A node's output: ``value`` [N] and the neurons touched this frame."""
+    """A node's output: ``value`` [N] and the neurons touched this frame.
+
+    A pixel conv layer (and the activations sharing its list) also lists its touched
+    *pixels*: ``rows[:row_count[0]]``, each standing for the ``row_len`` channels
+    ``p*row_len + j``. Where ``row_len > 0`` the pixel list is always valid and the
+    neuron list is filled only if some consumer needs it (see :func:`build_ops`).
+    """
 
     value: np.ndarray  # float [N], channels-last
     touched: np.ndarray  # int64 [N]: touched[:count[0]] lists this frame's neurons
     count: np.ndarray  # int64 [1]
     stamp: np.ndarray  # int64 [N]: frame number at which a neuron was last listed
+    rows: np.ndarray | None = None  # int64 [H*W]: touched pixels (row_len > 0 only)
+    row_count: np.ndarray | None = None  # int64 [1]
+    row_len: int = 0  # channels per listed pixel; 0: no pixel list
 
 
 class QuantState(NamedTuple):
@@ -61,10 +76,12 @@ def to_torch_layout(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return value.reshape(shape)
 
 
-def _node_state(size: int, dtype) -> NodeState:
+def _node_state(node: g.Node, dtype) -> NodeState:
+    size = node.size
+    n_pix = int(np.prod(node.shape[1:])) if len(node.shape) == 3 else 1
     return NodeState(
         np.zeros(size, dtype), np.zeros(size, np.int64), np.zeros(1, np.int64),
-        np.full(size, -1, np.int64),
+        np.full(size, -1, np.int64), np.zeros(n_pix, np.int64), np.zeros(1, np.int64), 0,
     )
 
 
@@ -77,9 +94,16 @@ class InputOp:
 
     def __init__(self, node, ins, out):
         self.out = out
+        self.shape = tuple(node.shape)
+        self._frame = np.zeros_like(out.value)  # reused: no allocation per frame
 
     def set_frame(self, frame: np.ndarray) -> None:
-        self._frame = frame
+        """Copy a frame (PyTorch layout ``shape``) into the channels-last input buffer."""
+        if len(self.shape) == 3:
+            c, h, w = self.shape
+            np.copyto(self._frame.reshape(h, w, c), frame.transpose(1, 2, 0))
+        else:
+            np.copyto(self._frame, frame.reshape(-1))
 
     def step(self, frame_no: int, prime: bool) -> None:
         o = self.out
@@ -105,6 +129,7 @@ class WeightOp:
         self.node, self.inp, self.out = node, ins[0], out
         n_in = self.inp.value.shape[0]
         self.fixed = node.weight_bits > 0
+        self.pixel = False
         # fixed point: integer spikes and weights accumulate exactly in int64 (see fixedpoint)
         wdtype = np.int64 if self.fixed else dtype
         self.q = QuantState(np.zeros(n_in, dtype), np.zeros(n_in, np.int64), np.zeros(n_in, wdtype))
@@ -136,10 +161,23 @@ class WeightOp:
         n_pg = int(np.prod(self.out_hw)) * groups
         self.pg = (np.zeros(n_pg, np.int64), np.zeros(1, np.int64), np.full(n_pg, -1, np.int64))
         self.groups, self.cg = groups, cg
+        self.pixel = groups == 1 and tuple(node.dilation) == (1, 1)
+        if self.pixel:  # pixel-grouped fast path (sigmadelta.kernels.pixel)
+            n_in = self.q.ev_idx.shape[0]
+            self.w = K.run_layout(self.w, node.stride)
+            self.pgeom = K.make_geom(self.in_hw, self.out_hw, node.stride, node.padding,
+                                     (kh, kw), cg)
+            self.px = (np.zeros(n_in, np.int64), np.zeros(n_in + 1, np.int64),
+                       np.zeros(self.w.shape[1], self.w.dtype))
+            self.pg = (self.out.rows, self.out.row_count, self.pg[2])  # pixel list = node rows
+            self.expand = True  # list output neurons too; build_ops clears it when unneeded
 
     def reset(self) -> None:
         self.q.memory[:] = 0
         self.acc[:] = 0
+        if hasattr(self, "pg"):
+            self.pg[1][0] = 0
+            self.pg[2][:] = -1
         self.out.value[:] = self.bias_cl
 
     def _encode(self) -> int:
@@ -152,8 +190,13 @@ class WeightOp:
 
     def step(self, frame_no: int, prime: bool) -> tuple[int, int, float, int]:
         """Run one frame; return ``(events, synops, additions, neuron_updates)``."""
-        n_ev = self._encode()
         o, q = self.out, self.q
+        if self.pixel:
+            n_ev, synops, adds, n_out = self._pixel_step(frame_no, prime)
+            if self.fixed:
+                self._check_overflow(frame_no)
+            return n_ev, int(synops), float(adds if self.herding else synops), int(n_out)
+        n_ev = self._encode()
         if isinstance(self.node, g.Dense):
             synops, adds = K.dense_scatter(q.ev_idx, q.ev_val, n_ev, self.gain, self.w, self.acc)
             if prime or n_ev:
@@ -178,6 +221,19 @@ class WeightOp:
             adds = synops
         return n_ev, int(synops), float(adds), int(o.count[0])
 
+    def _pixel_step(self, frame_no: int, prime: bool) -> tuple[int, int, float]:
+        """Encode + scatter + output listing in one kernel call (groups 1, dilation 1)."""
+        i, o, q, node = self.inp, self.out, self.q, self.node
+        param = float(node.scale if self.herding else node.threshold)
+        pg_list, pg_count, pg_stamp = self.pg
+        px_list, px_start, vbuf = self.px
+        in_rows = i.row_len > 0
+        rows, row_count = (i.rows, i.row_count) if in_rows else (i.touched, i.count)
+        return K.conv_layer_step(
+            i.value, i.touched, i.count, rows, row_count, in_rows, q.memory, self.herding, param,
+            self.gain, self.w, self.acc, self.pgeom, q.ev_idx, q.ev_val, px_list, px_start, vbuf,
+            pg_list, pg_count, pg_stamp, frame_no, prime, self.expand, o.touched, o.count,
+        )
 
     def _check_overflow(self, frame_no: int) -> None:
         o = self.out
@@ -198,8 +254,11 @@ class ActivationOp:
         self.args = (_ACT_CODES[node.fn], float(node.alpha), float(node.lo), float(node.hi))
 
     def step(self, frame_no: int, prime: bool) -> None:
-        K.activation_update(self.inp.value, self.out.value, self.inp.touched, self.inp.count,
-                            *self.args)
+        i = self.inp
+        if i.row_len:
+            K.activation_rows(i.value, self.out.value, i.rows, i.row_count, i.row_len, *self.args)
+        else:
+            K.activation_update(i.value, self.out.value, i.touched, i.count, *self.args)
 
 
 class PoolOp:
@@ -269,14 +328,44 @@ def build_ops(net: g.Network, dtype=np.float64) -> tuple[list, list[NodeState], 
         ins = [states[j] for j in node.inputs]
         in_shapes = [net.nodes[j].shape for j in node.inputs]
         if isinstance(node, g.Activation):
-            src = ins[0]  # elementwise: share the touched list, own the values
-            out = NodeState(np.zeros(node.size, dtype), src.touched, src.count, src.stamp)
+            src = ins[0]  # elementwise: share the touched lists, own the values
+            out = src._replace(value=np.zeros(node.size, dtype))
         else:
-            out = _node_state(node.size, dtype)
+            out = _node_state(node, dtype)
+        op = _make_op(node, ins, out, in_shapes, dtype)
+        if getattr(op, "pixel", False):
+            out = out._replace(row_len=int(node.shape[0]))
+            op.out = out
         states.append(out)
-        ops.append(_make_op(node, ins, out, in_shapes, dtype))
+        ops.append(op)
+    _skip_unneeded_listing(net, ops)
     weight_ops = [op for op in ops if isinstance(op, WeightOp)]
     return ops, states, weight_ops
+
+
+def _skip_unneeded_listing(net: g.Network, ops: list) -> None:
+    """Clear ``expand`` on pixel convs whose neuron list no consumer reads.
+
+    A neuron list is read by every consumer except a pixel conv (which encodes the
+    pixel list) and an activation (which runs on the pixel list, and passes it on).
+    """
+    consumers: list[list[int]] = [[] for _ in net.nodes]
+    for j, node in enumerate(net.nodes):
+        for i in node.inputs:
+            consumers[i].append(j)
+
+    def needs(i: int) -> bool:
+        for j in consumers[i]:
+            if isinstance(net.nodes[j], g.Activation):
+                if needs(j):
+                    return True
+            elif not getattr(ops[j], "pixel", False):
+                return True
+        return False
+
+    for i, op in enumerate(ops):
+        if getattr(op, "pixel", False):
+            op.expand = op.fixed or needs(i)  # fixed point: z is rebuilt on the neuron list
 
 
 def _make_op(node, ins, out, in_shapes, dtype):

@@ -77,9 +77,9 @@ ZOO = {
                                                nn.AvgPool2d(2), nn.Conv2d(4, 4, 3, padding=1),
                                                nn.AvgPool2d(3, stride=1, padding=1), nn.ReLU(),
                                                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)), C),
-    "nested_sequential": (lambda: nn.Sequential(nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU()),
-                                                nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(108, 4)))),
-                          C),
+    "nested_sequential": (lambda: nn.Sequential(
+        nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU()),
+        nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(108, 4)))), C),
     "residual": (Residual, C),
     "concat": (Concat, C),
 }

@@ -178,3 +178,109 @@ def test_pool_update(is_max, kernel, stride, padding):
     _, a, _, b = _both("pool_update", *args)
     np.testing.assert_allclose(a[10], b[10], rtol=1e-12)
     assert _listed(a[11], a[12]) == _listed(b[11], b[12])
+
+
+def _pixel_case(h, w, c_in, c_out, k, stride, padding, herding, seed, dtype=np.float64):
+    """Arguments of conv_layer_step for a random layer and a random, pixel-ordered touched list."""
+    rng = np.random.default_rng(seed)
+    h_out = (h + 2 * padding[0] - k[0]) // stride[0] + 1
+    w_out = (w + 2 * padding[1] - k[1]) // stride[1] + 1
+    n_in, n_pix = h * w * c_in, h_out * w_out
+    w_cl = rng.normal(size=(*k, c_in, c_out)).astype(dtype)
+    w_run = K.run_layout(w_cl, stride)
+    geom = K.make_geom((h, w), (h_out, w_out), stride, padding, k, c_out)
+    touched, count = _touched(rng, n_in, 0.3)
+    x = rng.normal(size=n_in).astype(dtype)
+    memory = (np.rint(4 * rng.normal(size=n_in)) if herding else rng.normal(size=n_in)).astype(dtype)
+    param = 4.0 if herding else 0.3
+    rows = np.flatnonzero(rng.random(h * w) < 0.3).astype(np.int64)
+    return (x, touched, count, rows, np.array([len(rows)], np.int64), False, memory, herding, param,
+            0.25 if herding else 1.0, w_run, rng.normal(size=n_pix * c_out).astype(dtype), geom,
+            np.zeros(n_in, np.int64), np.zeros(n_in, dtype), np.zeros(n_in, np.int64),
+            np.zeros(n_in + 1, np.int64), np.zeros(c_in, dtype), np.zeros(n_pix, np.int64),
+            np.zeros(1, np.int64), np.full(n_pix, -1, np.int64), 5, False, True,
+            np.zeros(n_pix * c_out, np.int64), np.zeros(1, np.int64)), w_cl
+
+
+# argument positions in conv_layer_step
+_X, _MEM, _Z, _PRIME, _OT = 0, 6, 11, 22, 24
+
+
+def test_run_layout_roundtrip():
+    rng = np.random.default_rng(9)
+    for stride, k in [((1, 1), (3, 3)), ((2, 2), (3, 3)), ((2, 3), (5, 4)), ((3, 3), (2, 2))]:
+        w_cl = rng.normal(size=(*k, 3, 4))
+        geom = K.make_geom((9, 9), (3, 3), stride, (1, 1), k, 4)
+        np.testing.assert_array_equal(T._from_run(K.run_layout(w_cl, stride), geom), w_cl)
+
+
+@pytest.mark.parametrize("herding", [True, False])
+def test_encode_pixels_and_rows(herding):
+    args, _ = _pixel_case(6, 7, 5, 3, (3, 3), (1, 1), (1, 1), herding, 11)
+    x, touched, count, rows, row_count, _, memory, herding, param = args[:9]
+    bufs = args[13:17]
+    for name, call in [("encode_pixels", (x, touched, count, memory, herding, param, 5, *bufs)),
+                       ("encode_rows", (x, rows, row_count, 5, memory, herding, param, *bufs))]:
+        ra, a, rb, b = _both(name, *call)
+        assert ra == rb
+        n_px, n_ev = ra
+        for i in range(len(call)):
+            if i in (7, 8) or (name == "encode_pixels" and i == 3) or (name == "encode_rows" and i == 4):
+                np.testing.assert_array_equal(a[i][:n_ev], b[i][:n_ev])
+        np.testing.assert_array_equal(a[9][:n_px], b[9][:n_px])
+        np.testing.assert_array_equal(a[10][:n_px + 1], b[10][:n_px + 1])
+
+
+@pytest.mark.parametrize("geom", [
+    # (h, w, c_in, c_out, kernel, stride, padding)
+    (7, 9, 4, 6, (3, 3), (1, 1), (1, 1)),
+    (8, 8, 3, 4, (3, 3), (2, 2), (1, 0)),
+    (9, 7, 2, 5, (5, 4), (2, 3), (2, 1)),
+    (6, 6, 3, 5, (1, 1), (1, 1), (0, 0)),
+    (10, 10, 2, 3, (2, 2), (3, 3), (0, 0)),
+])
+@pytest.mark.parametrize("herding", [True, False])
+@pytest.mark.parametrize("in_rows", [False, True])
+def test_conv_layer_step_and_scatter_pixels(geom, herding, in_rows):
+    args, _ = _pixel_case(*geom, herding, 12)
+    args = list(args)
+    args[5] = in_rows
+    ra, a, rb, b = _both("conv_layer_step", *args)
+    assert ra[0] == rb[0] and ra[1] == rb[1] and ra[3] == rb[3]
+    assert ra[2] == pytest.approx(rb[2])
+    np.testing.assert_allclose(a[_Z], b[_Z], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(a[_MEM], b[_MEM])
+    assert _listed(a[_OT], a[_OT + 1]) == _listed(b[_OT], b[_OT + 1])
+    assert ra[3] == a[_OT + 1][0]
+    # the pixel scatter equals the flat per-event conv_scatter
+    fresh, _ = _pixel_case(*geom, herding, 12)
+    if not in_rows:
+        n_px, _ = K.encode_pixels(*fresh[:3], *fresh[6:9], geom[2], *fresh[13:17])
+        sa = K.conv_scatter_pixels(fresh[15], fresh[16], n_px, fresh[13], fresh[14], fresh[9],
+                                   *fresh[10:13], *fresh[17:22])
+        assert sa[0] == ra[1]
+        np.testing.assert_allclose(fresh[_Z], a[_Z], rtol=1e-12, atol=1e-12)
+
+
+def test_conv_layer_step_float32_prime_no_expand():
+    args, _ = _pixel_case(7, 9, 4, 6, (3, 3), (1, 1), (1, 1), True, 13, np.float32)
+    args = list(args)
+    args[_PRIME] = True
+    ra, a, rb, b = _both("conv_layer_step", *args)
+    assert ra[:2] == rb[:2]
+    np.testing.assert_allclose(a[_Z], b[_Z], rtol=1e-5, atol=1e-5)
+    assert _listed(a[_OT], a[_OT + 1]) == list(range(len(a[_Z])))
+    args[_PRIME + 1] = False  # no neuron listing: only the pixel list
+    ra, a, _, _ = _both("conv_layer_step", *args)
+    assert a[_OT + 1][0] == 0 and ra[3] == len(a[_Z])
+    assert sorted(a[18][: a[19][0]].tolist()) == list(range(63))
+
+
+@pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (1, 0.1, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0)])
+def test_activation_rows(fn, alpha, lo, hi):
+    rng = np.random.default_rng(14)
+    x, y = rng.normal(size=30), rng.normal(size=30)
+    rows = np.array([0, 3, 4, 9], np.int64)
+    _, a, _, b = _both("activation_rows", x, y, rows, np.array([3]), 3, fn, alpha, lo, hi)
+    np.testing.assert_array_equal(a[1], b[1])
+    assert np.array_equal(a[1][27:], y[27:])  # pixel 9 is not listed (row_count 3)

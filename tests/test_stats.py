@@ -34,7 +34,7 @@ def test_counts_match_brute_force(name):
     prev = [np.zeros(net.nodes[n.inputs[0]].shape) for _, n in layers]
     for t, frame in enumerate(frames):
         ref.step(frame)
-        for j, (i, layer) in enumerate(layers):
+        for j, (_, layer) in enumerate(layers):
             x = ref.values[layer.inputs[0]][0].numpy()
             q = np.rint(layer.scale * x)
             s = q - prev[j]

@@ -9,31 +9,54 @@ compare it against. Conventions shared by all kernels:
 * the neurons touched in a frame are listed in ``touched[:count[0]]``, without
   duplicates; ``stamp[i] == frame`` marks ``i`` as already listed this frame;
 * events are ``(ev_idx[e], ev_val[e])`` for ``e < n_events``.
+
+Conv layers with groups 1 and dilation 1 take the pixel-grouped path of
+:mod:`sigmadelta.kernels.pixel` (encode per pixel, one contiguous multiply-add
+per event and kernel row, one call per layer and frame); the per-event
+:func:`conv_scatter` remains for the other convs and as the reference.
 """
 
 from .elementwise import (
+    activation_rows,
     activation_update,
     add_update,
     concat_update,
     fixed_point_update,
     flatten_update,
 )
+from .pixel import (
+    conv_layer_step,
+    conv_scatter_pixels,
+    encode_pixels,
+    encode_rows,
+    list_rows,
+    make_geom,
+    run_layout,
+)
 from .pool import pool_update
 from .quantize import herding_encode, mark_changed, threshold_encode, touch_all
 from .scatter import conv_scatter, dense_scatter, expand_pixel_groups
 
 __all__ = [
+    "activation_rows",
     "activation_update",
     "add_update",
     "concat_update",
+    "conv_layer_step",
     "conv_scatter",
+    "conv_scatter_pixels",
     "dense_scatter",
+    "encode_pixels",
+    "encode_rows",
     "expand_pixel_groups",
     "fixed_point_update",
     "flatten_update",
     "herding_encode",
+    "list_rows",
+    "make_geom",
     "mark_changed",
     "pool_update",
+    "run_layout",
     "threshold_encode",
     "touch_all",
 ]

@@ -2,14 +2,17 @@
 
 from numba import njit
 
+from .prefetch import prefetch
+
 __all__ = [
-    "activation_update", "add_update", "concat_update", "flatten_update", "fixed_point_update",
+    "activation_update", "activation_rows", "add_update", "concat_update", "flatten_update",
+    "fixed_point_update",
 ]
 
 RELU, LEAKY, CLIP, IDENTITY = 0, 1, 2, 3
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def activation_update(x, y, touched, count, fn, alpha, lo, hi):
     """``y_i = f(x_i)`` for the touched ``i`` only.
 
@@ -28,7 +31,37 @@ def activation_update(x, y, touched, count, fn, alpha, lo, hi):
         y[i] = v
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
+def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
+    """:func:`activation_update` on every channel of the pixels ``rows[:row_count[0]]``.
+
+    ``y[p*c + j] = f(x[p*c + j])`` for ``j < c``: contiguous rows, no index list.
+    """
+    n_rows = row_count[0]
+    line = max(1, 64 // x.itemsize)
+    for r in range(n_rows):
+        if r + 6 < n_rows:  # cold rows: fetch a few pixels ahead
+            ahead = rows[r + 6] * c
+            for j in range(0, c, line):
+                prefetch(x, ahead + j)
+                prefetch(y, ahead + j)
+        b = rows[r] * c
+        xs = x[b:b + c]
+        ys = y[b:b + c]
+        if fn == 0:
+            for j in range(c):
+                ys[j] = xs[j] if xs[j] > 0.0 else 0.0
+        elif fn == 1:
+            for j in range(c):
+                ys[j] = xs[j] if xs[j] > 0.0 else alpha * xs[j]
+        elif fn == 2:
+            for j in range(c):
+                ys[j] = min(max(xs[j], lo), hi)
+        else:
+            ys[:] = xs
+
+
+@njit(cache=True, nogil=True)
 def add_update(a, b, y, touched_a, count_a, touched_b, count_b, touched, count, stamp, frame):
     """``y_i = a_i + b_i`` for ``i`` touched in ``a`` or ``b``; lists the union."""
     n = 0
@@ -50,7 +83,7 @@ def add_update(a, b, y, touched_a, count_a, touched_b, count_b, touched, count, 
     count[0] = n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def concat_update(x, touched_in, count_in, c_in, offset, c_out, y, touched, count):
     """Copy an input's touched neurons into the concatenation, channels-last.
 
@@ -68,7 +101,7 @@ def concat_update(x, touched_in, count_in, c_in, offset, c_out, y, touched, coun
     count[0] = n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def flatten_update(x, touched_in, count_in, hw, c, y, touched, count):
     """Channels-last ``[H*W, C]`` to PyTorch's flat order ``c*H*W + p``."""
     n = 0
@@ -82,7 +115,7 @@ def flatten_update(x, touched_in, count_in, hw, c, y, touched, count):
     count[0] = n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fixed_point_update(acc, touched, count, c, bias, z, limit):
     """Real pre-activations of touched neurons from integer accumulators.
 

@@ -21,6 +21,12 @@ __all__ = [
     "flatten_update",
     "fixed_point_update",
     "pool_update",
+    "encode_pixels",
+    "conv_scatter_pixels",
+    "conv_layer_step",
+    "encode_rows",
+    "list_rows",
+    "activation_rows",
 ]
 
 
@@ -109,6 +115,11 @@ def activation_update(x, y, touched, count, fn, alpha, lo, hi):
     y[idx] = [np.maximum(v, 0), np.where(v > 0, v, alpha * v), np.clip(v, lo, hi), v][fn]
 
 
+def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
+    idx = (rows[: row_count[0], None] * c + np.arange(c)).ravel()
+    activation_update(x, y, idx, [len(idx)], fn, alpha, lo, hi)
+
+
 def add_update(a, b, y, touched_a, count_a, touched_b, count_b, touched, count, stamp, frame):
     idx = np.union1d(touched_a[: count_a[0]], touched_b[: count_b[0]])
     y[idx] = a[idx] + b[idx]
@@ -164,3 +175,77 @@ def fixed_point_update(acc, touched, count, c, bias, z, limit):
     z[idx] = acc[idx] * c + bias[idx]
     over = idx[(acc[idx] > limit) | (acc[idx] < -limit - 1)]
     return int(over[0]) if len(over) else -1
+
+
+def encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val, px_list,
+                  px_start):
+    idx = np.zeros(len(touched), np.int64)
+    if herding:
+        n = herding_encode(x, touched, count, memory, param, idx, ev_val)
+    else:
+        n = threshold_encode(x, touched, count, memory, param, idx, ev_val)
+    pix, ch = np.divmod(idx[:n], c_in)
+    ev_ch[:n] = ch
+    starts = [e for e in range(n) if e == 0 or pix[e] != pix[e - 1]]
+    px_list[: len(starts)] = pix[starts]
+    px_start[: len(starts) + 1] = starts + [n]
+    return len(starts), n
+
+
+def _from_run(w_run, geom):
+    """Undo :func:`sigmadelta.kernels.pixel.run_layout` (``geom`` from ``make_geom``)."""
+    sy, sx, kh, kw, cg = (int(v) for v in geom[[4, 5, 8, 9, 10]])
+    w_cl = np.zeros((kh, kw, w_run.shape[1], cg), w_run.dtype)
+    slots = w_run.reshape(kh, w_run.shape[1], kw, cg)
+    for r in range(sx):
+        n, off = int(geom[11 + r]), int(geom[11 + sx + r])
+        for m in range(n):
+            w_cl[:, r + m * sx] = slots[:, :, off + n - 1 - m]
+    return w_cl
+
+
+def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, geom, vbuf,
+                        pg_list, pg_count, pg_stamp, frame):
+    counts = np.diff(px_start[: n_px + 1])
+    ev_idx = np.repeat(px_list[:n_px], counts) * w_run.shape[1] + ev_ch[: px_start[n_px]]
+    h_in, w_in, h_out, w_out, sy, sx, py, px = (int(v) for v in geom[:8])
+    return conv_scatter(ev_idx, ev_val, len(ev_idx), gain, _from_run(w_run, geom), z,
+                        (h_in, w_in), (h_out, w_out), (sy, sx), (py, px), (1, 1), 1, pg_list,
+                        pg_count, pg_stamp, frame)
+
+
+def encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val, px_list,
+                px_start):
+    idx = (rows[: row_count[0], None] * c_in + np.arange(c_in)).ravel()
+    return encode_pixels(x, idx, [len(idx)], memory, herding, param, c_in, ev_ch, ev_val,
+                         px_list, px_start)
+
+
+def list_rows(pg_list, pg_count, pg_stamp, frame, c_out, prime, expand, out_touched, out_count):
+    n_pix = len(pg_stamp)
+    if prime:
+        pg_list[:n_pix] = np.arange(n_pix)
+        pg_count[0] = n_pix
+    else:
+        pg_list[: pg_count[0]] = np.sort(pg_list[: pg_count[0]])
+    if expand:
+        expand_pixel_groups(pg_list, pg_count, 1, c_out, out_touched, out_count)
+    return int(pg_count[0]) * c_out
+
+
+def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding, param, gain,
+                    w_run, z, geom, ev_ch, ev_val, px_list, px_start, vbuf, pg_list, pg_count,
+                    pg_stamp, frame, prime, expand, out_touched, out_count):
+    c_in = w_run.shape[1]
+    if in_rows:
+        n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val,
+                                 px_list, px_start)
+    else:
+        n_px, n_ev = encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch,
+                                   ev_val, px_list, px_start)
+    pg_count[0] = 0
+    synops, adds = conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z,
+                                       geom, vbuf, pg_list, pg_count, pg_stamp, frame)
+    n_out = list_rows(pg_list, pg_count, pg_stamp, frame, len(z) // len(pg_stamp), prime, expand,
+                      out_touched, out_count)
+    return n_ev, synops, adds, n_out

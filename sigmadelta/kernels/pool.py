@@ -6,7 +6,7 @@ from numba import njit
 __all__ = ["pool_update"]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pool_update(
     x, touched_in, count_in, in_hw, c, out_hw, kernel, stride, padding, is_max,
     y, touched, count, stamp, frame,

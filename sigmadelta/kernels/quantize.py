@@ -6,7 +6,7 @@ from numba import njit
 __all__ = ["mark_changed", "touch_all", "herding_encode", "threshold_encode"]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mark_changed(value, new, touched, count):
     """Copy ``new`` into ``value`` and list the indices whose value changed.
 
@@ -21,7 +21,7 @@ def mark_changed(value, new, touched, count):
     count[0] = n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def touch_all(touched, count):
     """List every neuron as touched: ``touched[:N] = 0..N-1``."""
     for i in range(touched.shape[0]):
@@ -29,7 +29,7 @@ def touch_all(touched, count):
     count[0] = touched.shape[0]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def herding_encode(x, touched, count, total, k, ev_idx, ev_val):
     """Herding (sigma-delta with carry) encoder, O'Connor & Welling 2017.
 
@@ -59,7 +59,7 @@ def herding_encode(x, touched, count, total, k, ev_idx, ev_val):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def threshold_encode(x, touched, count, sent, threshold, ev_idx, ev_val):
     """Threshold (graded) sigma-delta encoder, as Lava's SigmaDelta / DeltaCNN.
 

@@ -5,7 +5,7 @@ from numba import njit
 __all__ = ["dense_scatter", "conv_scatter", "expand_pixel_groups"]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dense_scatter(ev_idx, ev_val, n_events, gain, w_t, z):
     """Integrate events into a fully connected layer.
 
@@ -30,7 +30,7 @@ def dense_scatter(ev_idx, ev_val, n_events, gain, w_t, z):
     return n_events * n_out, mag * n_out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def conv_scatter(
     ev_idx, ev_val, n_events, gain, w_cl, z, in_hw, out_hw, stride, padding, dilation,
     groups, pg_list, pg_count, pg_stamp, frame,
@@ -98,7 +98,7 @@ def conv_scatter(
     return synops, adds
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def expand_pixel_groups(pg_list, pg_count, groups, cg, touched, count):
     """List the neurons of every touched (pixel, group): ``p*C + g*Cg + j``."""
     n = 0

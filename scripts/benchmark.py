@@ -1,0 +1,386 @@
+"""Wall-clock benchmark: event-driven ``sd.simulate`` against dense torch at batch 1.
+
+Both sides run in this process on the same frames, network and thread count
+(``torch.set_num_threads(n)`` and ``numba.set_num_threads(n)``). Per weight layer::
+
+    kernel efficiency = (synops / s of the layer's event step: encode + scatter + listing)
+                        / (MACs / s of the same layer's dense torch op)
+
+End to end: op reduction (dense MACs / synops), wall-clock speedup (dense time /
+event time), their ratio, frames per second, peak memory, Numba first-call
+(compile or cache load) time. ``--micro``: one 3x3 conv, C_in = C_out in {16, 32, 64},
+random 5 % of the input neurons change per frame. ``--streams 1,2``: throughput of
+``sd.simulate_batch`` with that many streams on as many threads.
+
+Examples
+--------
+python scripts/benchmark.py --video carphone --frames 60
+python scripts/benchmark.py --micro --dtype float32
+python scripts/benchmark.py --net demo.h5 --video carphone --streams 1,2 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import resource
+import sys
+import time
+import tracemalloc
+
+import numba
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import sigmadelta as sd
+from sigmadelta import graph as g
+
+__all__ = ["main", "synthetic_model", "synthetic_frames", "DenseRunner", "bench_network",
+           "bench_micro", "bench_streams", "serial_fraction"]
+
+
+def synthetic_model(c_in: int = 1) -> nn.Module:
+    """conv c_in->16 s2, 16->32 s2, 32->32, 32->1 (3x3, ReLU), fixed seed."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(c_in, 16, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 1, 3, padding=1),
+    ).eval()
+
+
+def synthetic_frames(shape: tuple[int, ...], t: int, seed: int = 0) -> np.ndarray:
+    """A static texture with a bright square drifting over it (~5-10 % of pixels change)."""
+    rng = np.random.default_rng(seed)
+    base = rng.random(shape).astype(np.float32) * 0.5
+    h, w = shape[-2:]
+    side = max(2, min(h, w) // 4)
+    frames = []
+    for k in range(t):
+        f = base.copy()
+        y, x = (k * 2) % max(1, h - side), (k * 3) % max(1, w - side)
+        f[..., y:y + side, x:x + side] += 0.5
+        frames.append(f)
+    return np.stack(frames)
+
+
+class DenseRunner:
+    """Run a converted network densely with float32 torch ops, batch 1, node by node."""
+
+    def __init__(self, net: g.Network):
+        self.net = net
+        self.params = {}
+        for i, n in enumerate(net.nodes):
+            if isinstance(n, (g.Conv, g.Dense)):
+                self.params[i] = (torch.from_numpy(np.asarray(n.weight, np.float32)),
+                                  torch.from_numpy(np.asarray(n.bias, np.float32)))
+
+    def node(self, i: int, ins: list[torch.Tensor]) -> torch.Tensor:
+        """Dense output of node ``i`` (with a batch axis) from its inputs."""
+        n, x = self.net.nodes[i], ins[0] if ins else None
+        if isinstance(n, g.Conv):
+            w, b = self.params[i]
+            return F.conv2d(x, w, b, stride=n.stride, padding=n.padding, dilation=n.dilation,
+                            groups=n.groups)
+        if isinstance(n, g.Dense):
+            return F.linear(x, *self.params[i])
+        if isinstance(n, g.Activation):
+            return {"relu": F.relu, "identity": lambda v: v,
+                    "leaky": lambda v: F.leaky_relu(v, n.alpha),
+                    "clip": lambda v: v.clamp(n.lo, n.hi)}[n.fn](x)
+        if isinstance(n, g.Pool):
+            if n.op == "max":
+                return F.max_pool2d(x, n.kernel, n.stride, n.padding)
+            return F.avg_pool2d(x, n.kernel, n.stride, n.padding, count_include_pad=True)
+        if isinstance(n, g.Flatten):
+            return x.flatten(1)
+        if isinstance(n, g.Add):
+            return ins[0] + ins[1]
+        return torch.cat(ins, dim=1)
+
+    def run(self, frame: torch.Tensor, layer_seconds: np.ndarray | None = None) -> torch.Tensor:
+        """One frame; if ``layer_seconds`` is given, add each weight layer's op time to it."""
+        vals: list[torch.Tensor] = [frame[None]]
+        j = 0
+        for i in range(1, len(self.net.nodes)):
+            ins = [vals[k] for k in self.net.nodes[i].inputs]
+            if layer_seconds is not None and i in self.params:
+                t0 = time.perf_counter()
+                vals.append(self.node(i, ins))
+                layer_seconds[j] += time.perf_counter() - t0
+                j += 1
+            else:
+                vals.append(self.node(i, ins))
+        return vals[self.net.output]
+
+
+def _time_dense(net: g.Network, frames: np.ndarray, repeats: int) -> tuple[float, np.ndarray, float]:
+    """Median seconds per pass over all frames, per-layer seconds, median thread CPU seconds."""
+    runner, x = DenseRunner(net), torch.from_numpy(np.ascontiguousarray(frames, np.float32))
+    totals, layers, cpu = [], [], []
+    with torch.no_grad():
+        for f in x[:3]:
+            runner.run(f)
+        for _ in range(repeats):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            for f in x:
+                runner.run(f)
+            totals.append(time.perf_counter() - t0)
+            cpu.append(time.thread_time() - c0)
+            ls = np.zeros(len(net.weight_layers))
+            for f in x:
+                runner.run(f, ls)
+            layers.append(ls)
+    k = int(np.argsort(totals)[len(totals) // 2])
+    return float(totals[k]), np.median(np.stack(layers), axis=0), float(np.median(cpu))
+
+
+def _time_events(net: g.Network, frames: np.ndarray, dtype, repeats: int) -> dict:
+    """First-call time, median run seconds, per-layer seconds and stats of the event side."""
+    t0 = time.perf_counter()
+    sd.Simulator(net, dtype=dtype).run(frames[:2], progress=False)
+    first_call = time.perf_counter() - t0
+    totals, layers, cpu = [], [], []
+    for _ in range(repeats):
+        sim = sd.Simulator(net, dtype=dtype)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        res = sim.run(frames, progress=False)
+        totals.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+        prof = sd.Simulator(net, dtype=dtype, profile=True)
+        prof.run(frames, progress=False)
+        layers.append(prof.layer_seconds.copy())
+    tracemalloc.start()
+    sd.Simulator(net, dtype=dtype).run(frames[:4], progress=False)
+    traced_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"first_call_s": first_call, "seconds": float(np.median(totals)),
+            "cpu_seconds": float(np.median(cpu)),
+            "layer_seconds": np.median(np.stack(layers), axis=0), "stats": res.stats,
+            "traced_peak_mb": traced_peak / 2**20}
+
+
+def bench_network(net: g.Network, frames: np.ndarray, dtype=np.float64, repeats: int = 3) -> dict:
+    """Dense torch vs event simulation on one network and stream; see module docstring."""
+    dense_s, dense_layers, dense_cpu = _time_dense(net, frames, repeats)
+    ev = _time_events(net, frames, dtype, repeats)
+    st, t = ev["stats"], len(frames)
+    macs = net.dense_macs()
+    synops = st.synops.sum(0)
+    layers = []
+    for j, name in enumerate(net.layer_names):
+        syn_rate = synops[j] / max(ev["layer_seconds"][j], 1e-12)
+        mac_rate = macs[j] * t / max(dense_layers[j], 1e-12)
+        layers.append({"layer": name, "synops_per_frame": float(synops[j] / t),
+                       "dense_macs_per_frame": int(macs[j]), "event_ms_per_frame":
+                       1e3 * ev["layer_seconds"][j] / t, "dense_ms_per_frame":
+                       1e3 * dense_layers[j] / t, "gsynops_per_s": syn_rate / 1e9,
+                       "dense_gmacs_per_s": mac_rate / 1e9, "kernel_efficiency": syn_rate / mac_rate})
+    reduction = float(macs.sum() * t / max(synops.sum(), 1))
+    speedup = dense_s / ev["seconds"]
+    return {"frames": t, "dtype": np.dtype(dtype).name, "layers": layers,
+            "op_reduction": reduction, "speedup": speedup, "speedup_over_reduction":
+            speedup / reduction, "event_fps": t / ev["seconds"], "dense_fps": t / dense_s,
+            "speedup_cpu_time": dense_cpu / ev["cpu_seconds"],
+            "numba_first_call_s": ev["first_call_s"], "traced_peak_mb": ev["traced_peak_mb"],
+            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def bench_streams(net: g.Network, frames: np.ndarray, streams: list[int], dtype=np.float64,
+                  repeats: int = 3) -> list[dict]:
+    """Frames per second of ``sd.simulate_batch`` with n streams on n threads."""
+    sd.simulate_batch(net, [frames[:2]] * max(streams), workers=max(streams), dtype=dtype)
+    out, base = [], None
+    for n in streams:
+        times, cpu = [], []
+        for _ in range(repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            sd.simulate_batch(net, [frames] * n, workers=n, dtype=dtype)
+            times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        k = int(np.argsort(times)[len(times) // 2])
+        fps = n * len(frames) / times[k]
+        base = fps if base is None else base
+        out.append({"streams": n, "fps": fps, "scaling": fps / base,
+                    "cpu_over_wall": cpu[k] / times[k]})
+    return out
+
+
+def serial_fraction(net: g.Network, frames: np.ndarray, dtype=np.float64) -> dict:
+    """Share of a frame spent outside the GIL-free kernels (the Python frame loop).
+
+    Measured as the per-frame time of a static stream (the first frame repeated:
+    no events, so nearly only the Python loop and kernel dispatch run) over the
+    per-frame time of the real stream; it bounds the thread scaling (Amdahl).
+    """
+    static = np.repeat(frames[:1], len(frames), axis=0)
+    times = {}
+    for name, x in (("static", static), ("stream", frames)):
+        sim = sd.Simulator(net, dtype=dtype)
+        sim.step(x[0])
+        t0 = time.perf_counter()
+        sim.run(x[1:], progress=False)
+        times[name] = (time.perf_counter() - t0) / (len(x) - 1)
+    frac = times["static"] / times["stream"]
+    return {"static_ms_per_frame": 1e3 * times["static"], "stream_ms_per_frame":
+            1e3 * times["stream"], "serial_fraction": frac, "amdahl_2_threads": 2 / (1 + frac)}
+
+
+def _micro_frames(shape, t: int, activity: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    frames = [rng.random(n).astype(np.float32)]
+    for _ in range(t - 1):
+        f = frames[-1].copy()
+        idx = rng.choice(n, int(round(activity * n)), replace=False)
+        f[idx] += rng.normal(0, 0.5, len(idx)).astype(np.float32)
+        frames.append(f)
+    return np.stack(frames).reshape(t, *shape)
+
+
+def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, frames: int = 30,
+                dtype=np.float64, repeats: int = 5) -> list[dict]:
+    """One 3x3 conv (C_in = C_out = C, padding 1) at ``activity``: event step vs torch conv2d."""
+    out = []
+    for c in channels:
+        torch.manual_seed(c)
+        conv = nn.Conv2d(c, c, 3, padding=1).eval()
+        shape = (c, *hw)
+        net = sd.convert(conv, shape, scale=16.0)
+        x = _micro_frames(shape, frames, activity, c)
+        secs, synops, events = [], 0, 0
+        for _ in range(repeats):
+            sim = sd.Simulator(net, dtype=dtype, profile=True)
+            sim.step(x[0])  # the first frame sends everything; not part of the measure
+            sim.layer_seconds[:] = 0
+            res = sim.run(x[1:], progress=False)
+            secs.append(sim.layer_seconds[0])
+            synops, events = int(res.stats.synops.sum()), int(res.stats.events.sum())
+        t_ev = float(np.median(secs))
+        xt = torch.from_numpy(x[0])[None]
+        with torch.no_grad():
+            for _ in range(3):
+                conv(xt)
+            tt = []
+            for _ in range(max(10, frames)):
+                t0 = time.perf_counter()
+                conv(xt)
+                tt.append(time.perf_counter() - t0)
+        t_dense = float(np.median(tt))
+        macs = int(net.dense_macs()[0])
+        syn_rate, mac_rate = synops / t_ev, macs / t_dense
+        out.append({"channels": c, "hw": list(hw), "event_rate": events / ((frames - 1) * x[0].size),
+                    "event_ms_per_frame": 1e3 * t_ev / (frames - 1), "dense_ms": 1e3 * t_dense,
+                    "gsynops_per_s": syn_rate / 1e9, "dense_gmacs_per_s": mac_rate / 1e9,
+                    "kernel_efficiency": syn_rate / mac_rate})
+    return out
+
+
+def _load_model(spec: str) -> nn.Module:
+    module, _, factory = spec.partition(":")
+    return getattr(importlib.import_module(module), factory or "model")().eval()
+
+
+def _network_and_frames(args) -> tuple[g.Network, np.ndarray, str]:
+    """The network (``--net``, ``--model`` or synthetic) and the stream (video or synthetic)."""
+    frames = None
+    if args.video:
+        from sigmadelta.datasets import open_source
+
+        frames = np.stack(list(open_source(args.video, limit=args.frames))).astype(np.float32)
+    if args.net:
+        net, what = sd.load(args.net), args.net
+    else:
+        shape = tuple(args.input_shape) if args.input_shape else (
+            frames.shape[1:] if frames is not None else (1, 144, 176))
+        model = _load_model(args.model) if args.model else synthetic_model(shape[0])
+        what = args.model or "synthetic 4-layer conv"
+        scale = [float(s) for s in args.scale.split(",")]
+        net = sd.convert(model, shape, scale=scale[0] if len(scale) == 1 else scale)
+    if frames is None:
+        frames = synthetic_frames(net.input_shape, args.frames)
+    if frames.shape[1:] != tuple(net.input_shape):
+        sys.exit(f"frames have shape {frames.shape[1:]}, the network expects {net.input_shape}")
+    return net, frames, what
+
+
+def _print_network(r: dict, what: str) -> None:
+    print(f"network: {what}; {r['frames']} frames; dtype {r['dtype']}")
+    print(f"{'layer':>8} {'synops/fr':>11} {'MACs/fr':>11} {'event ms':>9} {'dense ms':>9} "
+          f"{'Gsyn/s':>7} {'GMAC/s':>7} {'eff':>6}")
+    for L in r["layers"]:
+        print(f"{L['layer']:>8} {L['synops_per_frame']:11.4g} {L['dense_macs_per_frame']:11.4g} "
+              f"{L['event_ms_per_frame']:9.3f} {L['dense_ms_per_frame']:9.3f} "
+              f"{L['gsynops_per_s']:7.2f} {L['dense_gmacs_per_s']:7.2f} {L['kernel_efficiency']:6.3f}")
+    print(f"op reduction {r['op_reduction']:.2f}x  wall-clock speedup {r['speedup']:.2f}x  "
+          f"ratio {r['speedup_over_reduction']:.2f}  event {r['event_fps']:.1f} fps  "
+          f"dense {r['dense_fps']:.1f} fps")
+    print(f"speedup in thread CPU time (robust to other load on the machine) "
+          f"{r['speedup_cpu_time']:.2f}x")
+    print(f"numba first call {r['numba_first_call_s']:.2f} s; peak traced {r['traced_peak_mb']:.1f} MiB; "
+          f"maxrss {r['maxrss_mb']:.0f} MiB")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--net", help="a converted network (.h5)")
+    p.add_argument("--model", help="module:factory returning a torch model")
+    p.add_argument("--input-shape", type=int, nargs="+", help="C H W (with --model)")
+    p.add_argument("--scale", default="8,16,16,16", help="herding scale(s), comma separated")
+    p.add_argument("--video", help="embedded name or video path (default: synthetic frames)")
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--streams", default="", help="e.g. 1,2: simulate_batch scaling")
+    p.add_argument("--micro", action="store_true", help="single-conv kernel efficiency")
+    p.add_argument("--micro-hw", type=int, nargs=2, default=(64, 64))
+    p.add_argument("--micro-channels", default="16,32,64")
+    p.add_argument("--activity", type=float, default=0.05)
+    p.add_argument("--json", action="store_true", help="print one JSON object only")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    dtype = np.dtype(args.dtype)
+    out: dict = {"threads": args.threads}
+    if args.micro:
+        out["micro"] = bench_micro([int(c) for c in args.micro_channels.split(",")],
+                                   tuple(args.micro_hw), args.activity, max(args.frames, 3),
+                                   dtype, args.repeats)
+        if not args.json:
+            for m in out["micro"]:
+                print(f"micro C={m['channels']:3d} {m['hw']} events {m['event_rate']:.3f}: event "
+                      f"{m['event_ms_per_frame']:.3f} ms/frame {m['gsynops_per_s']:.2f} Gsyn/s; dense "
+                      f"{m['dense_ms']:.3f} ms {m['dense_gmacs_per_s']:.2f} GMAC/s; "
+                      f"efficiency {m['kernel_efficiency']:.3f}")
+    else:
+        net, frames, what = _network_and_frames(args)
+        out["network"] = bench_network(net, frames, dtype, args.repeats)
+        if not args.json:
+            _print_network(out["network"], what)
+        if args.streams:
+            out["streams"] = bench_streams(net, frames, [int(s) for s in args.streams.split(",")],
+                                           dtype, args.repeats)
+            out["serial"] = serial_fraction(net, frames, dtype)
+            if not args.json:
+                for s in out["streams"]:
+                    print(f"streams {s['streams']}: {s['fps']:.1f} fps, {s['scaling']:.2f}x "
+                          f"(process cpu / wall {s['cpu_over_wall']:.2f})")
+                f = out["serial"]
+                print(f"python loop share {f['serial_fraction']:.3f} of a frame "
+                      f"({f['static_ms_per_frame']:.3f} of {f['stream_ms_per_frame']:.3f} ms): "
+                      f"2-thread bound {f['amdahl_2_threads']:.2f}x")
+    if args.json:
+        print(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""Pixel-grouped conv kernels: encode a layer's input per pixel, scatter per pixel and tap.
+
+The input of a conv layer is channels-last, so the touched neurons of one pixel
+are (almost always) listed next to each other. :func:`encode_pixels` runs the
+quantizer over the touched list and writes the events of each pixel
+contiguously (``px_list[p]`` and its events ``px_start[p]:px_start[p+1]``);
+:func:`conv_scatter_pixels` then visits every in-bounds tap of a pixel once and
+adds all of that pixel's events into the output row (``C_out`` contiguous values)::
+
+    for pixel p, for tap (ky, kx) reaching output pixel q:
+        z[q, g*Cg:(g+1)*Cg] += sum_e gain * s_e * w_cl[ky, kx, c_e, :]
+
+so the weight rows ``w_cl[ky, kx, c, :]`` and the output rows are contiguous and
+the innermost loop is a SIMD multiply-add over output channels. Index division
+happens once per pixel, not per event. :func:`conv_layer_step` chains encode,
+scatter and the listing of touched outputs in one call (one dispatch per layer
+and frame).
+
+These kernels cover groups 1 and dilation 1 (the engine falls back to
+:func:`sigmadelta.kernels.conv_scatter` otherwise); geometry is packed by
+:func:`make_geom`.
+"""
+
+import numpy as np
+from numba import njit, uint64
+
+from .prefetch import prefetch
+
+AHEAD = 6  # pixels (rows) prefetched ahead
+
+__all__ = [
+    "encode_pixels", "encode_rows", "conv_scatter_pixels", "list_rows", "conv_layer_step",
+    "make_geom", "run_layout",
+]
+
+
+def _taps(k: int, s: int, r: int) -> int:
+    """Taps ``kx = r, r+s, r+2s, ... < k`` of residue ``r``."""
+    return max(0, (k - r + s - 1) // s)
+
+
+def make_geom(in_hw, out_hw, stride, padding, kernel, cg: int) -> np.ndarray:
+    """Pack a conv layer's geometry (groups 1, dilation 1) for the pixel kernels.
+
+    ``[h_in, w_in, h_out, w_out, sy, sx, py, px, kh, kw, cg, xn[sx], xoff[sx], yn[sy]]``
+    with ``xn[r]`` the kernel columns ``kx = r (mod sx)``, ``xoff[r]`` their first
+    slot in :func:`run_layout` and ``yn[r]`` the kernel rows ``ky = r (mod sy)``.
+    """
+    (sy, sx), (kh, kw) = stride, kernel
+    xn = [_taps(kw, sx, r) for r in range(sx)]
+    xoff = np.cumsum([0] + xn[:-1]).tolist()
+    yn = [_taps(kh, sy, r) for r in range(sy)]
+    vals = [*in_hw, *out_hw, sy, sx, *padding, kh, kw, cg, *xn, *xoff, *yn]
+    return np.array([int(v) for v in vals], dtype=np.int64)
+
+
+def run_layout(w_cl: np.ndarray, stride) -> np.ndarray:
+    """Weights ``w_cl[ky, kx, c, :]`` re-laid out as ``w_run[ky, c, slot*Cg:(slot+1)*Cg]``.
+
+    Kernel column ``kx = r + m*sx`` goes to ``slot = xoff[r] + xn[r] - 1 - m``: the taps
+    of residue ``r`` in the order of the output columns they reach (increasing).
+    """
+    kh, kw, c_in, cg = w_cl.shape
+    sx = int(stride[1])
+    out = np.zeros((kh, c_in, kw, cg), w_cl.dtype)
+    off = 0
+    for r in range(sx):
+        n = _taps(kw, sx, r)
+        for m in range(n):
+            out[:, :, off + n - 1 - m] = w_cl[:, r + m * sx]
+        off += n
+    return np.ascontiguousarray(out.reshape(kh, c_in, kw * cg))
+
+
+@njit(cache=True, nogil=True)
+def encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val, px_list,
+                  px_start):
+    """Quantize the touched inputs and group the resulting events by pixel.
+
+    For each touched neuron ``i = p*C_in + c``, herding (``param = k``)::
+
+        q = round(k * x_i);  s = q - memory_i;  memory_i = q        (event if s != 0)
+
+    threshold (``param = threshold``)::
+
+        s = x_i - memory_i;  event if s != 0 and |s| >= threshold;  then memory_i = x_i
+
+    Events of consecutive touched neurons of the same pixel form one group:
+    ``px_list[g]`` is the pixel, ``ev_ch/ev_val[px_start[g]:px_start[g+1]]`` its
+    (channel, s) events. A pixel listed in two separate runs forms two groups.
+
+    Returns
+    -------
+    (n_groups, n_events)
+    """
+    n = 0
+    npx = 0
+    lo = 0
+    hi = 0  # [lo, hi): the neurons of the current pixel (group npx, maybe still empty)
+    px_start[0] = 0
+    n_touched = count[0]
+    for t in range(n_touched):
+        if t + 4 * AHEAD < n_touched:
+            prefetch(x, touched[t + 4 * AHEAD])
+            prefetch(memory, touched[t + 4 * AHEAD])
+        i = touched[t]
+        if i < lo or i >= hi or t == 0:
+            if n > px_start[npx]:  # close a non-empty group
+                npx += 1
+            p = i if c_in == 1 else i // c_in
+            lo = p * c_in
+            hi = lo + c_in
+            px_list[npx] = p
+            px_start[npx] = n
+        # branchless: always write, advance n only for a nonzero spike
+        m = memory[i]
+        if herding:
+            q = np.rint(param * x[i])
+            s = q - m
+            memory[i] = q
+        else:
+            s = x[i] - m
+            send = s != 0.0 and abs(s) >= param
+            s = s if send else 0.0
+            memory[i] = x[i] if send else m
+        ev_ch[n] = i - lo
+        ev_val[n] = s
+        n += s != 0.0
+    if n > px_start[npx]:
+        npx += 1
+    px_start[npx] = n
+    return npx, n
+
+
+@njit(cache=True, nogil=True)
+def _split(a, s):
+    """``(a mod s, a // s)`` for ``a >= 0``, without a division for strides 1 and 2."""
+    if s == 1:
+        return 0, a
+    if s == 2:
+        return a & 1, a >> 1
+    q = a // s
+    return a - q * s, q
+
+
+@njit(cache=True, nogil=True)
+def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, geom, vbuf,
+                        pg_list, pg_count, pg_stamp, frame):
+    """Integrate pixel-grouped events into a 2-D convolution (groups 1, dilation 1).
+
+    Same result as :func:`sigmadelta.kernels.conv_scatter` on the flat events
+    ``(px_list[g]*C_in + ev_ch[e], ev_val[e])`` up to the order of float additions:
+    output pixel ``(oy, ox)`` with ``oy*sy - py + ky == iy`` and ``ox*sx - px + kx == ix``
+    gets ``gain * s * W[:, c, ky, kx]``. The taps of one kernel row that reach an input
+    column ``ix`` (``kx = r + m*sx``, ``r = (ix+px) mod sx``) reach consecutive output
+    pixels, so with the weights in run layout (:func:`run_layout`) each (event, ky) is one
+    contiguous multiply-add of ``n_taps * C_out`` values. ``vbuf`` (>= C_in, dtype of
+    ``z``) is scratch. Reached output pixels are appended to ``pg_list``.
+
+    Returns ``(synops, additions)`` as :func:`sigmadelta.kernels.conv_scatter` does.
+    """
+    w_in, h_out, w_out = geom[1], geom[2], geom[3]
+    sy, sx, py, px, cg = geom[4], geom[5], geom[6], geom[7], geom[10]
+    c_in, lw, wf = w_run.shape[1], w_run.shape[2], w_run.reshape(w_run.size)
+    synops, adds, npg = 0, 0.0, pg_count[0]
+    iy, row0 = 0, -w_in - 1
+    for p in range(n_px):
+        e0, e1 = px_start[p], px_start[p + 1]
+        pix = px_list[p]
+        if pix < row0 or pix >= row0 + w_in:  # pixels mostly come in order: rarely divide
+            iy = pix // w_in
+            row0 = iy * w_in
+        ix = pix - row0
+        r, oxh = _split(ix + px, sx)
+        ox0 = max(oxh - geom[11 + r] + 1, 0)
+        ox1 = min(oxh, w_out - 1)
+        if ox0 > ox1:
+            continue
+        s0 = (geom[11 + sx + r] + geom[11 + r] - 1 - oxh + ox0) * cg
+        n_len = (ox1 - ox0 + 1) * cg
+        mag = 0.0
+        for e in range(e0, e1):
+            vbuf[e - e0] = ev_val[e] * gain
+            mag += abs(ev_val[e])
+        ry, oyh = _split(iy + py, sy)
+        fan = 0
+        for m in range(geom[11 + 2 * sx + ry]):
+            oy = oyh - m
+            if oy < 0 or oy >= h_out:
+                continue
+            zb = uint64((oy * w_out + ox0) * cg)  # unsigned: no wraparound test, SIMD loop
+            wk = (ry + m * sy) * c_in
+            for e in range(e0, e1):
+                v = vbuf[e - e0]
+                wb = uint64((wk + ev_ch[e]) * lw + s0)
+                for j in range(uint64(n_len)):
+                    z[zb + j] += v * wf[wb + j]
+            for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):
+                if pg_stamp[q] != frame:
+                    pg_stamp[q] = frame
+                    pg_list[npg] = q
+                    npg += 1
+            fan += n_len
+        synops += fan * (e1 - e0)
+        adds += mag * fan
+    pg_count[0] = npg
+    return synops, adds
+
+
+@njit(cache=True, nogil=True)
+def encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val, px_list,
+                px_start):
+    """:func:`encode_pixels` for an input listed by pixel: every channel of ``rows[:row_count[0]]``.
+
+    Same quantizer and output groups as ``encode_pixels`` on the neuron list
+    ``[p*C_in + c for p in rows for c in range(C_in)]``; no index list is read.
+    """
+    n = 0
+    npx = 0
+    n_rows = row_count[0]
+    line = max(1, 64 // x.itemsize)
+    for r in range(n_rows):
+        if r + AHEAD < n_rows:  # the rows are cold: fetch a few pixels ahead
+            ahead = rows[r + AHEAD] * c_in
+            for c in range(0, c_in, line):
+                prefetch(x, ahead + c)
+                prefetch(memory, ahead + c)
+        lo = rows[r] * c_in
+        xs = x[lo:lo + c_in]
+        ms = memory[lo:lo + c_in]
+        ss = ev_val[n:n + c_in]  # pass 1 (SIMD): every channel's spike, in place
+        hits = 0
+        for c in range(c_in):
+            m = ms[c]
+            if herding:
+                q = np.rint(param * xs[c])
+                ss[c] = q - m
+                ms[c] = q
+            else:
+                d = xs[c] - m
+                send = d != 0.0 and abs(d) >= param
+                ss[c] = d if send else 0.0
+                ms[c] = xs[c] if send else m
+            hits += ss[c] != 0.0
+        if hits == 0:
+            continue
+        px_list[npx] = rows[r]
+        px_start[npx] = n
+        npx += 1
+        k = n  # pass 2: compact the nonzero spikes (k <= n + c always)
+        for c in range(c_in):
+            v = ss[c]
+            ev_ch[k] = c
+            ev_val[k] = v
+            k += v != 0.0
+        n = k
+    px_start[npx] = n
+    return npx, n
+
+
+@njit(cache=True, nogil=True)
+def list_rows(pg_list, pg_count, pg_stamp, frame, c_out, prime, expand, out_touched, out_count):
+    """The output listing of a pixel conv layer; returns the number of touched neurons.
+
+    ``prime``: every pixel is listed (``pg_list = 0..n_pix-1``); otherwise, if more than
+    1/8 of the pixels are listed, they are re-listed in increasing order (those with
+    ``pg_stamp == frame``) so that the next passes read memory forwards. ``expand``: also list
+    the neurons ``p*C_out + j`` of every listed pixel in ``out_touched[:out_count[0]]``.
+    """
+    n_pix = pg_stamp.shape[0]
+    if prime:
+        for q in range(n_pix):
+            pg_list[q] = q
+        pg_count[0] = n_pix
+    elif 8 * pg_count[0] > n_pix:  # re-list in pixel order: later passes then stream forward
+        k = 0
+        for q in range(n_pix):
+            if pg_stamp[q] == frame:
+                pg_list[k] = q
+                k += 1
+    n = pg_count[0] * c_out
+    if expand:
+        k = 0
+        for t in range(pg_count[0]):
+            base = pg_list[t] * c_out
+            for j in range(c_out):
+                out_touched[k + j] = base + j
+            k += c_out
+        out_count[0] = n
+    return n
+
+
+@njit(cache=True, nogil=True)
+def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding, param, gain,
+                    w_run, z, geom, ev_ch, ev_val, px_list, px_start, vbuf, pg_list, pg_count,
+                    pg_stamp, frame, prime, expand, out_touched, out_count):
+    """One conv layer's frame: encode, scatter, list the touched outputs.
+
+    Encodes the input's touched neurons (:func:`encode_pixels`) or, if ``in_rows``,
+    its touched pixels (:func:`encode_rows`); scatters (:func:`conv_scatter_pixels`,
+    ``pg_count`` reset first); lists the reached output pixels in ``pg_list`` and, if
+    ``expand``, their neurons (:func:`list_rows`). Returns ``(events, synops,
+    additions, touched output neurons)``.
+    """
+    c_in = w_run.shape[1]
+    if in_rows:
+        n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val,
+                                 px_list, px_start)
+    else:
+        n_px, n_ev = encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch,
+                                   ev_val, px_list, px_start)
+    pg_count[0] = 0
+    synops, adds = conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z,
+                                       geom, vbuf, pg_list, pg_count, pg_stamp, frame)
+    n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,
+                      expand, out_touched, out_count)
+    return n_ev, synops, adds, n_out
