@@ -134,7 +134,11 @@ class WeightOp:
         wdtype = np.int64 if self.fixed else dtype
         self.q = QuantState(np.zeros(n_in, dtype), np.zeros(n_in, np.int64), np.zeros(n_in, wdtype))
         self.herding = node.quantizer == "herding"
-        self.gain = 1 if self.fixed else (1.0 / node.scale if self.herding else 1.0)
+        self.units = self.herding and np.ndim(node.scale) > 0  # one scale per input neuron
+        if self.units:
+            self.k_units = to_internal(np.asarray(node.scale, np.float64))
+            self.fanout = fan_out(node, in_shape)
+        self.gain = 1 if self.fixed else (1.0 / node.scale if self.herding and not self.units else 1.0)
         self.bias_cl = np.tile(node.bias.astype(dtype), out.value.shape[0] // node.bias.shape[0])
         self.acc = np.zeros(out.value.shape[0], np.int64) if self.fixed else out.value
         if self.fixed:
@@ -161,7 +165,7 @@ class WeightOp:
         n_pg = int(np.prod(self.out_hw)) * groups
         self.pg = (np.zeros(n_pg, np.int64), np.zeros(1, np.int64), np.full(n_pg, -1, np.int64))
         self.groups, self.cg = groups, cg
-        self.pixel = groups == 1 and tuple(node.dilation) == (1, 1)
+        self.pixel = groups == 1 and tuple(node.dilation) == (1, 1) and not self.units
         if self.pixel:  # pixel-grouped fast path (sigmadelta.kernels.pixel)
             n_in = self.q.ev_idx.shape[0]
             self.w = K.run_layout(self.w, node.stride)
@@ -182,6 +186,10 @@ class WeightOp:
 
     def _encode(self) -> int:
         i, q = self.inp, self.q
+        if self.units:
+            n, self._unit_adds = K.herding_encode_units(i.value, i.touched, i.count, q.memory,
+                                                        self.k_units, self.fanout, q.ev_idx, q.ev_val)
+            return n
         if self.herding:
             return K.herding_encode(i.value, i.touched, i.count, q.memory, self.node.scale,
                                     q.ev_idx, q.ev_val)
@@ -217,7 +225,9 @@ class WeightOp:
                 K.expand_pixel_groups(pg_list, pg_count, self.groups, self.cg, o.touched, o.count)
         if self.fixed:
             self._check_overflow(frame_no)
-        if not self.herding:
+        if self.units:
+            adds = self._unit_adds
+        elif not self.herding:
             adds = synops
         return n_ev, int(synops), float(adds), int(o.count[0])
 
@@ -366,6 +376,24 @@ def _skip_unneeded_listing(net: g.Network, ops: list) -> None:
     for i, op in enumerate(ops):
         if getattr(op, "pixel", False):
             op.expand = op.fixed or needs(i)  # fixed point: z is rebuilt on the neuron list
+
+
+def _taps(n_in: int, n_out: int, k: int, s: int, p: int, d: int) -> np.ndarray:
+    """Per input position along one axis: the taps that land inside the output."""
+    i = np.arange(n_in)[:, None] + p - d * np.arange(k)[None, :]
+    return ((i >= 0) & (i % s == 0) & (i // s < n_out)).sum(1)
+
+
+def fan_out(node: g.Dense | g.Conv, in_shape: tuple[int, ...]) -> np.ndarray:
+    """In-bounds fan-out of every input neuron, channels-last flat (synops per unit event)."""
+    if isinstance(node, g.Dense):
+        return np.full(int(np.prod(in_shape)), node.weight.shape[0], np.float64)
+    stride, padding, dilation = _pair(node.stride), _pair(node.padding), _pair(node.dilation)
+    kernel = node.weight.shape[2:]
+    ty, tx = (_taps(in_shape[1 + a], node.shape[1 + a], kernel[a], stride[a], padding[a], dilation[a])
+              for a in (0, 1))
+    per_pixel = ty[:, None] * tx[None, :] * (node.weight.shape[0] // node.groups)
+    return np.repeat(per_pixel.ravel(), in_shape[0]).astype(np.float64)
 
 
 def _make_op(node, ins, out, in_shapes, dtype):

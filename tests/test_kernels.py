@@ -284,3 +284,17 @@ def test_activation_rows(fn, alpha, lo, hi):
     _, a, _, b = _both("activation_rows", x, y, rows, np.array([3]), 3, fn, alpha, lo, hi)
     np.testing.assert_array_equal(a[1], b[1])
     assert np.array_equal(a[1][27:], y[27:])  # pixel 9 is not listed (row_count 3)
+
+
+def test_herding_encode_units():
+    rng = np.random.default_rng(9)
+    n = 40
+    x, k = rng.normal(size=n), rng.uniform(0.5, 50, n)
+    total = np.rint(k * rng.normal(size=n))
+    touched, count = _touched(rng, n)
+    args = (x, touched, count, total, k, rng.integers(1, 9, n).astype(float), np.zeros(n, np.int64),
+            np.zeros(n))
+    ra, a, rb, b = _both("herding_encode_units", *args)
+    assert ra[0] == rb[0] and ra[1] == pytest.approx(rb[1])
+    np.testing.assert_array_equal(a[3], b[3])
+    np.testing.assert_allclose(a[7][:ra[0]], b[7][:rb[0]])

@@ -73,3 +73,22 @@ def test_per_layer_scales_by_list_and_dict():
     assert [n.scale for n in net1.weight_layers] == [8.0, 100.0]
     np.testing.assert_array_equal(sd.simulate(net1, frames, progress=False).outputs,
                                   sd.simulate(net2, frames, progress=False).outputs)
+
+
+@pytest.mark.parametrize("name", ["linear", "conv_stride_pad_dil", "conv_groups_depthwise", "residual"])
+def test_per_unit_scales(name):
+    model, shape = make(name)
+    frames = smooth_stream(shape)
+    base = sd.convert(model, shape)
+    rng = np.random.default_rng(0)
+    scales = {n.name: rng.uniform(8, 64, base.nodes[n.inputs[0]].shape) for n in base.weight_layers}
+    net = sd.convert(model, shape, scale=scales)
+    res = sd.simulate(net, frames, progress=False)
+    assert _rel_err(res.outputs, sd.reference(net, frames, progress=False)) <= 1e-4
+    # one scale per unit equal everywhere is the per-layer scale, events and additions included
+    flat = sd.convert(model, shape, scale={k: np.full_like(v, 20.0) for k, v in scales.items()})
+    one = sd.simulate(sd.convert(model, shape, scale=20.0), frames, progress=False)
+    same = sd.simulate(flat, frames, progress=False)
+    np.testing.assert_allclose(same.outputs, one.outputs, rtol=0, atol=1e-9)
+    for c in ("events", "synops", "additions"):
+        np.testing.assert_array_equal(getattr(same.stats, c), getattr(one.stats, c))

@@ -34,7 +34,7 @@ from .pixel import (
     run_layout,
 )
 from .pool import pool_update
-from .quantize import herding_encode, mark_changed, threshold_encode, touch_all
+from .quantize import herding_encode, herding_encode_units, mark_changed, threshold_encode, touch_all
 from .scatter import conv_scatter, dense_scatter, expand_pixel_groups
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "fixed_point_update",
     "flatten_update",
     "herding_encode",
+    "herding_encode_units",
     "list_rows",
     "make_geom",
     "mark_changed",

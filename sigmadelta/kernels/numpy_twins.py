@@ -11,6 +11,7 @@ __all__ = [
     "mark_changed",
     "touch_all",
     "herding_encode",
+    "herding_encode_units",
     "threshold_encode",
     "dense_scatter",
     "conv_scatter",
@@ -54,6 +55,16 @@ def herding_encode(x, touched, count, total, k, ev_idx, ev_val):
     ev_idx[: len(hit)] = hit
     ev_val[: len(hit)] = s[s != 0]
     return len(hit)
+
+
+def herding_encode_units(x, touched, count, total, k, fanout, ev_idx, ev_val):
+    idx = touched[: count[0]]
+    s = np.rint(k[idx] * x[idx]) - total[idx]
+    hit = s != 0
+    total[idx[hit]] += s[hit]
+    ev_idx[: hit.sum()] = idx[hit]
+    ev_val[: hit.sum()] = s[hit] / k[idx[hit]]
+    return int(hit.sum()), float((np.abs(s[hit]) * fanout[idx[hit]]).sum())
 
 
 def threshold_encode(x, touched, count, sent, threshold, ev_idx, ev_val):

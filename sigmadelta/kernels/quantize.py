@@ -3,7 +3,7 @@
 import numpy as np
 from numba import njit
 
-__all__ = ["mark_changed", "touch_all", "herding_encode", "threshold_encode"]
+__all__ = ["mark_changed", "touch_all", "herding_encode", "herding_encode_units", "threshold_encode"]
 
 
 @njit(cache=True, nogil=True)
@@ -85,3 +85,31 @@ def threshold_encode(x, touched, count, sent, threshold, ev_idx, ev_val):
             ev_val[n] = d
             n += 1
     return n
+
+
+@njit(cache=True, nogil=True)
+def herding_encode_units(x, touched, count, total, k, fanout, ev_idx, ev_val):
+    """Herding encoder with one scale per input neuron (``per="unit"`` scales).
+
+    As :func:`herding_encode` with ``k_i`` in place of ``k``; the event carries
+    the real change ``s_i / k_i`` (so the receiver's gain is 1), and the additions
+    ``sum |s_i| * fanout_i`` are counted here.
+
+    Returns
+    -------
+    n_events : int
+    additions : float
+    """
+    n = 0
+    adds = 0.0
+    for t in range(count[0]):
+        i = touched[t]
+        q = np.rint(k[i] * x[i])
+        s = q - total[i]
+        if s != 0.0:
+            total[i] = q
+            ev_idx[n] = i
+            ev_val[n] = s / k[i]
+            adds += abs(s) * fanout[i]
+            n += 1
+    return n, adds
