@@ -25,18 +25,20 @@ import numpy as np
 
 __all__ = ["add_demo_parser", "run_face_demo", "run_video_demo", "run_digits_demo", "DEFAULT_FACE_SCALES"]
 
-# Per-layer herding scales of the face demo: the operating point chosen on the
-# error-vs-synops frontier of scripts/pareto.py (see README).
+# Herding scale of a video model without a recorded operating point.
 DEFAULT_FACE_SCALES: dict[str, float] | float = 24.0
 
 
 def _face_model():
-    from sigmadelta.models import list_pretrained, load_pretrained
+    """The shipped face detector and the per-layer scales of its recorded operating point
+    (chosen on the error-vs-synops frontier of scripts/pareto.py, see the README)."""
+    from sigmadelta.models import list_pretrained, load_pretrained, pretrained_info
 
     names = [n for n in list_pretrained() if "face" in n]
     if not names:
         raise FileNotFoundError("no pretrained face detector is shipped in sigmadelta.models")
-    return load_pretrained(names[0]), names[0]
+    op = pretrained_info(names[0]).get("operating_point", {})
+    return load_pretrained(names[0]), names[0], op.get("scales", DEFAULT_FACE_SCALES)
 
 
 def _relative_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -75,9 +77,9 @@ def run_face_demo(video: str = "carphone", frames: int | None = None, out: str =
     """The shipped face detector as sigma-delta spikes on a video (default: carphone)."""
     from sigmadelta.models import face_decision
 
-    model, name = _face_model()
-    return run_video_demo(model, name, video, frames, out,
-                          DEFAULT_FACE_SCALES if scale is None else scale, face_decision, progress)
+    model, name, scales = _face_model()
+    return run_video_demo(model, name, video, frames, out, scales if scale is None else scale,
+                          face_decision, progress)
 
 
 def _agreement(dec_ann: list, dec_sd: list) -> tuple[float, float]:

@@ -214,3 +214,17 @@ def test_kl_needs_a_vector_output_and_percentile_checks_arguments():
         calibrate_percentile(model, frames, shape, levels=-1)
     with pytest.raises(ValueError, match="input_shape"):
         uniform_scales(model, None, 4.0)
+
+
+def test_per_unit_scales_run_in_the_engine():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 4))
+    rng = np.random.default_rng(0)
+    frames = (0.5 + 0.2 * np.sin(0.3 * np.arange(16)[:, None, None, None]
+                                 + rng.random((1, 1, 6, 6)) * 6)).astype(np.float32)
+    scales = sd.optimize_scales(model, frames, (1, 6, 6), lam=0.1, loss="l2", per="unit", epochs=2,
+                                progress=False)
+    net = sd.convert(model, (1, 6, 6), scale=scales)
+    res = sd.simulate(net, frames, progress=False)
+    ref = sd.reference(net, frames, progress=False)
+    assert np.abs(res.outputs - ref).max() <= 1e-4 * max(np.ptp(ref), 1e-9)
