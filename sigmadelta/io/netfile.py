@@ -22,7 +22,7 @@ import numpy as np
 from .._version import __version__
 from ..graph import NODE_TYPES, Network
 
-__all__ = ["save", "load", "FORMAT_VERSION", "FormatError"]
+__all__ = ["save", "load", "FORMAT_VERSION", "FormatError", "open_checked"]
 
 FORMAT = "sigmadelta-network"
 FORMAT_VERSION = 1
@@ -76,6 +76,24 @@ def _node_from_group(grp: h5py.Group):
                shape=tuple(int(v) for v in grp.attrs["shape"]), **kw)
 
 
+def open_checked(path: str | os.PathLike, fmt: str, what: str) -> h5py.File:
+    """Open an HDF5 file for reading whose root ``format`` attribute is ``fmt``.
+
+    Raises FileNotFoundError (no such file) or FormatError (not HDF5, or not ``what``).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such {what} file: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise FormatError(f"{path} is not an HDF5 file ({e})") from None
+    if f.attrs.get("format") != fmt:
+        f.close()
+        raise FormatError(f"{path} is not a sigmadelta {what} file (no format={fmt!r})")
+    return f
+
+
 def load(path: str | os.PathLike) -> Network:
     """Read a network written by :func:`save`.
 
@@ -87,15 +105,7 @@ def load(path: str | os.PathLike) -> Network:
         Not HDF5, not a sigmadelta network, or a newer format version.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such network file: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise FormatError(f"{path} is not an HDF5 file ({e})") from None
-    with f:
-        if f.attrs.get("format") != FORMAT:
-            raise FormatError(f"{path} is not a sigmadelta network file (no format={FORMAT!r})")
+    with open_checked(path, FORMAT, "network") as f:
         version = int(f.attrs["format_version"])
         if version > FORMAT_VERSION:
             raise FormatError(

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from ..stats import COUNTERS, Stats
-from .netfile import FormatError
+from .netfile import open_checked
 
 __all__ = ["RunRecorder", "read_run"]
 
@@ -90,16 +90,7 @@ class RunRecorder:
 
 def read_run(path: str | os.PathLike):
     """Read a recording: returns ``(stats, outputs, complete)``."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such run file: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise FormatError(f"{path} is not an HDF5 file ({e})") from None
-    with f:
-        if f.attrs.get("format") != RUN_FORMAT:
-            raise FormatError(f"{path} is not a sigmadelta run recording")
+    with open_checked(path, RUN_FORMAT, "run recording") as f:
         n = min(f["outputs"].shape[0], *(f["stats"][c].shape[0] for c in COUNTERS[:4]))
         names = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs["layer_names"]]
         quant = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs["quantizers"]]
