@@ -293,6 +293,13 @@ def _network_and_frames(args) -> tuple[g.Network, np.ndarray, str]:
         frames = np.stack(list(open_source(args.video, limit=args.frames))).astype(np.float32)
     if args.net:
         net, what = sd.load(args.net), args.net
+    elif args.model and ":" not in args.model:  # a shipped model at its recorded operating point
+        from sigmadelta.models import load_pretrained, pretrained_info
+
+        info = pretrained_info(args.model)
+        scale = info.get("operating_point", {}).get("scales", 32.0)
+        net = sd.convert(load_pretrained(args.model), tuple(info["input_shape"]), scale=scale)
+        what = f"{args.model} (pretrained)"
     else:
         shape = tuple(args.input_shape) if args.input_shape else (
             frames.shape[1:] if frames is not None else (1, 144, 176))
@@ -328,7 +335,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--net", help="a converted network (.h5)")
-    p.add_argument("--model", help="module:factory returning a torch model")
+    p.add_argument("--model", help="module:factory returning a torch model, or a shipped model name "
+                                    "(e.g. face_detector, at its recorded operating point)")
     p.add_argument("--input-shape", type=int, nargs="+", help="C H W (with --model)")
     p.add_argument("--scale", default="8,16,16,16", help="herding scale(s), comma separated")
     p.add_argument("--video", help="embedded name or video path (default: synthetic frames)")
