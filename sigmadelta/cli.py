@@ -75,17 +75,22 @@ def cmd_convert(args) -> None:
     print(f"wrote {args.output}")
 
 
-def _frames(spec: str, limit: int | None):
-    from sigmadelta.datasets import open_source
+def _frames(spec: str, limit: int | None, shape: tuple[int, ...]):
+    """Open frames; a video is decoded at the network's size (gray for one channel)."""
+    from sigmadelta.datasets import VideoSource, open_source
 
-    return open_source(spec, limit=limit) if limit else open_source(spec)
+    kw = {"limit": limit} if limit else {}
+    src = open_source(spec, **kw)
+    if isinstance(src, VideoSource) and len(shape) == 3 and src.frame_shape != tuple(shape):
+        src = open_source(spec, size=shape[1:], gray=shape[0] == 1, **kw)
+    return src
 
 
 def cmd_simulate(args) -> None:
     import sigmadelta as sd
 
     net = sd.load(args.net)
-    src = _frames(args.frames, args.limit)
+    src = _frames(args.frames, args.limit, net.input_shape)
     res = sd.simulate(net, src, record=args.output, progress=not args.quiet)
     print(res.stats.summary())
     print(f"wrote {args.output}")
@@ -140,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run net.h5 over frames (.npy, .h5 or a video) -> run.h5")
     s.add_argument("net")
     s.add_argument("frames", help="frames [T, *input_shape]: .npy, HDF5 (dataset 'frames'), a video "
-                                  "file, or an embedded source name (e.g. carphone)")
+                                  "file, or an embedded source name (e.g. carphone); videos are "
+                                  "decoded at the network's input size")
     s.add_argument("-o", "--output", default="run.h5", help="HDF5 recording of stats and outputs")
     s.add_argument("--limit", type=int, default=None, help="at most this many frames")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

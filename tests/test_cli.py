@@ -48,3 +48,25 @@ def test_console_help():
                          text=True, check=True).stdout
     for word in ("convert", "simulate", "report"):
         assert word in out
+
+
+def test_simulate_decodes_a_video_at_the_network_size(tmp_path):
+    av = pytest.importorskip("av")
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for t in range(6):
+            img = np.zeros((48, 64, 3), np.uint8)
+            img[:, (8 * t) % 64:(8 * t) % 64 + 8] = 200
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(2 * 10 * 14, 3))
+    net_path = str(tmp_path / "n.h5")
+    sd.save(sd.convert(model, (1, 12, 16)), net_path)
+    assert main(["simulate", net_path, str(path), "-o", str(tmp_path / "r.h5"), "-q"]) == 0
+    stats, outputs, complete = sd.read_run(tmp_path / "r.h5")
+    assert complete and outputs.shape == (6, 3)
