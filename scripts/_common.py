@@ -18,6 +18,7 @@ __all__ = [
     "command_line",
     "count_params",
     "digits_split",
+    "fit",
     "save_checkpoint",
     "seed_everything",
 ]
@@ -96,3 +97,33 @@ def save_checkpoint(model: nn.Module, out_dir: str | Path, info: dict[str, Any])
     path = out / f"{name}.json"
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def fit(model: nn.Module, n: int, batch_loss, epochs: int, gen: torch.Generator, lr: float,
+        weight_decay: float, batch_size: int, desc: str) -> nn.Module:
+    """Adam with a cosine learning-rate schedule over shuffled minibatches.
+
+    ``batch_loss(idx)`` returns the loss of the samples ``idx`` (a tensor of indices into
+    the ``n`` training samples); the shuffling draws from ``gen``. Shows a progress bar
+    with the mean loss of each epoch.
+    """
+    from tqdm.auto import tqdm
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * ((n + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    bar = tqdm(range(epochs), desc=desc)
+    for _ in bar:
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for i in range(0, n, batch_size):
+            idx = perm[i : i + batch_size]
+            loss = batch_loss(idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+        bar.set_postfix(loss=f"{total / n:.4f}")
+    return model

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import command_line, digits_split, save_checkpoint, seed_everything
+from _common import command_line, digits_split, fit, save_checkpoint, seed_everything
 from sigmadelta.models import lenet5_caffe, lenet_300_100, sdqn_mlp
 from torch import nn
-from tqdm import tqdm
 
 __all__ = ["MODELS", "augment", "train", "evaluate", "main"]
 
@@ -81,26 +80,13 @@ def train(
 ) -> nn.Module:
     """Adam with a cosine learning-rate schedule, label-smoothed cross-entropy and
     affine jitter (``aug`` = strength, see :func:`augment`)."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * ((len(x) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    bar = tqdm(range(epochs), desc=desc)
-    for _ in bar:
-        model.train()
-        perm = torch.randperm(len(x), generator=gen)
-        total = 0.0
-        for i in range(0, len(x), batch_size):
-            idx = perm[i : i + batch_size]
-            xb = augment(x[idx], gen, aug) if aug > 0 else x[idx]
-            loss = loss_fn(model(xb), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss) * len(idx)
-        bar.set_postfix(loss=f"{total / len(x):.4f}")
-    return model
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        xb = augment(x[idx], gen, aug) if aug > 0 else x[idx]
+        return loss_fn(model(xb), y[idx])
+
+    return fit(model, len(x), batch_loss, epochs, gen, lr, weight_decay, batch_size, desc)
 
 
 def _run_one(name: str, args: argparse.Namespace, data: tuple[np.ndarray, ...]) -> float:

@@ -27,11 +27,10 @@ import argparse
 
 import numpy as np
 import torch
-from _common import command_line, save_checkpoint, seed_everything
+from _common import command_line, fit, save_checkpoint, seed_everything
 from sigmadelta.models import FACE_PATCH, face_detector
 from skimage import color, data, transform
 from torch import nn
-from tqdm import tqdm
 
 __all__ = ["TRAIN_IMAGES", "TEST_IMAGES", "make_patches", "main"]
 
@@ -212,24 +211,11 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, gen: torc
     xt, yt = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
     pos_weight = torch.tensor(float((yt == 0).sum()) / max(float((yt == 1).sum()), 1.0))
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(xt) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    bar = tqdm(range(epochs), desc=desc)
-    for _ in bar:
-        model.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        total = 0.0
-        for i in range(0, len(xt), batch_size):
-            idx = perm[i : i + batch_size]
-            loss = loss_fn(model(xt[idx]).flatten(), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss) * len(idx)
-        bar.set_postfix(loss=f"{total / len(xt):.4f}")
-    return model
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        return loss_fn(model(xt[idx]).flatten(), yt[idx])
+
+    return fit(model, len(xt), batch_loss, epochs, gen, lr, 1e-4, batch_size, desc)
 
 
 def carphone_frames() -> np.ndarray | None:
