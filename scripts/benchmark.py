@@ -33,10 +33,10 @@ import numba
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import sigmadelta as sd
 from sigmadelta import graph as g
+from sigmadelta.reference import dense_node
 
 __all__ = ["main", "synthetic_model", "synthetic_frames", "DenseRunner", "bench_network",
            "bench_micro", "bench_streams", "serial_fraction"]
@@ -80,26 +80,7 @@ class DenseRunner:
 
     def node(self, i: int, ins: list[torch.Tensor]) -> torch.Tensor:
         """Dense output of node ``i`` (with a batch axis) from its inputs."""
-        n, x = self.net.nodes[i], ins[0] if ins else None
-        if isinstance(n, g.Conv):
-            w, b = self.params[i]
-            return F.conv2d(x, w, b, stride=n.stride, padding=n.padding, dilation=n.dilation,
-                            groups=n.groups)
-        if isinstance(n, g.Dense):
-            return F.linear(x, *self.params[i])
-        if isinstance(n, g.Activation):
-            return {"relu": F.relu, "identity": lambda v: v,
-                    "leaky": lambda v: F.leaky_relu(v, n.alpha),
-                    "clip": lambda v: v.clamp(n.lo, n.hi)}[n.fn](x)
-        if isinstance(n, g.Pool):
-            if n.op == "max":
-                return F.max_pool2d(x, n.kernel, n.stride, n.padding)
-            return F.avg_pool2d(x, n.kernel, n.stride, n.padding, count_include_pad=True)
-        if isinstance(n, g.Flatten):
-            return x.flatten(1)
-        if isinstance(n, g.Add):
-            return ins[0] + ins[1]
-        return torch.cat(ins, dim=1)
+        return dense_node(self.net.nodes[i], ins, *self.params.get(i, (None, None)))
 
     def run(self, frame: torch.Tensor, layer_seconds: np.ndarray | None = None) -> torch.Tensor:
         """One frame; if ``layer_seconds`` is given, add each weight layer's op time to it."""

@@ -25,7 +25,7 @@ from . import graph as g
 from .engine import iter_checked
 from .fixedpoint import AccumulatorOverflowError, integer_weights
 
-__all__ = ["reference", "Reference"]
+__all__ = ["reference", "Reference", "dense_node"]
 
 
 def _quantize(node: g.Dense | g.Conv, x: torch.Tensor, sent: torch.Tensor | None):
@@ -94,6 +94,18 @@ def _integer_layer(n, x, w_int, b):
         raise AccumulatorOverflowError(
             f"layer {n.name!r}: accumulator outside the signed {n.acc_bits}-bit range (dense reference)")
     return acc * (n.weight_scale / n.scale) + b.reshape((-1,) + (1,) * (acc.ndim - 2))
+
+
+def dense_node(n: g.Node, ins: list[torch.Tensor], weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Dense PyTorch evaluation of one node on batched inputs (NCHW / NC).
+
+    Weight layers use ``weight`` and ``bias`` as given (no input quantization);
+    every other node kind is computed as PyTorch computes it.
+    """
+    if isinstance(n, (g.Dense, g.Conv)):
+        return _weighted(n, ins[0], weight, bias)
+    return _apply(n, ins)
 
 
 def _apply(n: g.Node, ins: list[torch.Tensor]) -> torch.Tensor:
