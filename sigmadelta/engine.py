@@ -24,8 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from .fixedpoint import AccumulatorOverflowError
 from .graph import Network
 from .ops import build_ops, to_torch_layout
+from .program import build_program, run_frames
 from .stats import Stats
 
 __all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked"]
@@ -109,14 +111,18 @@ class Simulator:
         encode + scatter + output listing). Costs two clock reads per node.
     """
 
-    def __init__(self, net: Network, dtype=np.float64, profile: bool = False):
+    def __init__(self, net: Network, dtype=np.float64, profile: bool = False, chunk: int = 64):
         self.net = net
         self.dtype = np.dtype(dtype)
         self.profile = bool(profile)
+        self.chunk = max(1, int(chunk))
         self._ops, self._states, self._weight_ops = build_ops(net, self.dtype)
-        self._out = net.output
+        self._prog = build_program(self._ops, self._states, net.output, self.dtype)
         self._macs = net.dense_macs()
         self._n_neurons = np.array([n.size for n in net.weight_layers], np.int64)
+        self._n_in = int(np.prod(net.input_shape))
+        self._n_out = self._states[net.output].value.shape[0]
+        self._status = np.zeros(2, np.int64)
         self.last_stats = np.zeros((4, len(self._weight_ops)), np.int64)
         self.node_seconds = np.zeros(len(self._ops))
         self.layer_seconds = np.zeros(len(self._weight_ops))
@@ -142,42 +148,67 @@ class Simulator:
         """
         frame = _as_array(frame)
         _check_one(frame, self.net.input_shape, self.frame_no)
-        return self._step(frame)
+        outs, stats = self._run_chunk(frame[None])
+        return outs[0]
 
-    def _step(self, frame: np.ndarray) -> np.ndarray:
-        prime = self.frame_no == 0
-        self._ops[0].set_frame(frame)
-        row = self.last_stats
-        j = 0
-        frame_no = self.frame_no
+    def _run_chunk(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run validated frames ``[t, *input_shape]`` through the compiled loop.
+
+        Returns the outputs (PyTorch layout) and the counters ``[t, 4, L]``; raises
+        :class:`AccumulatorOverflowError` after the frames that completed.
+        """
+        x = np.ascontiguousarray(frames.reshape(len(frames), self._n_in), dtype=self.dtype)
+        t = len(x)
+        stats = np.zeros((t, 4, len(self._weight_ops)))
+        out = np.empty((t, self._n_out), self.dtype)
         if self.profile:
-            return self._step_profiled(prime)
-        for op in self._ops:
-            r = op.step(frame_no, prime)
-            if r is not None:
-                row[:, j] = r
-                j += 1
-        self.frame_no += 1
-        return to_torch_layout(self._states[self._out].value, self.net.output_shape).copy()
+            done = self._run_profiled(x, stats, out)
+        else:
+            p = self._prog
+            done = run_frames(p.code, p.par, p.F, p.I, p.D, x, self.frame_no, 0, len(p.code), stats,
+                              out, p.out_slot, self._status)
+        self.frame_no += done
+        if done:
+            self.last_stats[:] = stats[done - 1]
+        outs = np.stack([to_torch_layout(v, self.net.output_shape) for v in out[:done]]) if done else \
+            np.empty((0, *self.net.output_shape), self.dtype)
+        if done < t:
+            self._partial = (outs, stats[:done])
+            raise self._overflow_error()
+        return outs, stats
 
-    def _step_profiled(self, prime: bool) -> np.ndarray:
-        row, j, clock = self.last_stats, 0, time.perf_counter
-        for k, op in enumerate(self._ops):
-            t0 = clock()
-            r = op.step(self.frame_no, prime)
-            dt = clock() - t0
-            self.node_seconds[k] += dt
-            if r is not None:
-                self.layer_seconds[j] += dt
-                row[:, j] = r
-                j += 1
-        self.frame_no += 1
-        return to_torch_layout(self._states[self._out].value, self.net.output_shape).copy()
-        return to_torch_layout(self._states[self._out].value, self.net.output_shape).copy()
+    def _run_profiled(self, x: np.ndarray, stats: np.ndarray, out: np.ndarray) -> int:
+        """:func:`run_frames` op by op, adding each op's wall-clock time to ``node_seconds``."""
+        p, clock, n_rows = self._prog, time.perf_counter, len(self._prog.code)
+        for t in range(len(x)):
+            for r in range(n_rows):
+                t0 = clock()
+                done = run_frames(p.code, p.par, p.F, p.I, p.D, x[t:t + 1], self.frame_no + t, r, r + 1,
+                                  stats[t:t + 1], out[t:t + 1], p.out_slot if r == n_rows - 1 else -1,
+                                  self._status)
+                self.node_seconds[p.row_op[r]] += clock() - t0
+                if not done:
+                    return t
+        layer = [k for k, op in enumerate(self._ops) if any(op is w for w in self._weight_ops)]
+        self.layer_seconds[:] = self.node_seconds[layer]
+        return len(x)
+
+    def _overflow_error(self) -> AccumulatorOverflowError:
+        row, neuron = (int(v) for v in self._status)
+        op = self._ops[self._prog.row_op[row]]
+        frame = self.frame_no  # the frame that failed (frame_no counts completed ones)
+        return AccumulatorOverflowError(
+            f"layer {op.node.name!r}: accumulator overflow at frame {frame}, neuron {neuron} "
+            f"(channels-last index): {int(op.acc[neuron])} is outside the signed "
+            f"{op.node.acc_bits}-bit range; use fewer weight bits, a smaller scale or more acc_bits")
 
     def run(self, frames: Iterable, record: str | None = None, progress: bool | None = None,
             record_chunk: int = 64) -> Result:
         """Process a stream ``[T, *input_shape]`` (array or iterable of frames).
+
+        An array goes through the compiled loop in chunks of ``chunk`` frames (one
+        Python call per chunk); an iterable (a decoder, a camera) frame by frame, as
+        the frames arrive.
 
         Parameters
         ----------
@@ -194,24 +225,44 @@ class Simulator:
         total = len(frames) if hasattr(frames, "__len__") else None
         outs, rows = [], []
         recorder, complete = None, False
+        bar = tqdm(total=total, unit="frame", desc="simulate",
+                   disable=None if progress is None else not progress)
         try:
-            bar = tqdm(iter_checked(frames, self.net.input_shape), total=total, unit="frame",
-                       desc="simulate", disable=None if progress is None else not progress)
-            for frame in bar:
-                out = self._step(frame)
-                outs.append(out)
-                rows.append(self.last_stats.copy())
+            for chunk in _chunks(frames, self.net.input_shape, self.chunk):
+                error = None
+                try:
+                    out, st = self._run_chunk(chunk)
+                except AccumulatorOverflowError as e:  # keep (and record) the frames before it
+                    (out, st), error = self._partial, e
                 if record is not None:
                     if recorder is None:
                         recorder = RunRecorder(record, self.net, chunk=record_chunk)
-                    recorder.append(self.last_stats, out)
+                    for k in range(len(out)):
+                        recorder.append(st[k].astype(np.int64), out[k])
+                if error is not None:
+                    raise error
+                outs.append(out)
+                rows.append(st)
+                bar.update(len(out))
             complete = True
         finally:
+            bar.close()
             if recorder is not None:
                 recorder.close(complete=complete)
-        stats = Stats.from_rows(self.net.layer_names, np.stack(rows), self._macs,
+        stats = Stats.from_rows(self.net.layer_names, np.concatenate(rows), self._macs,
                                 self._n_neurons, [n.quantizer for n in self.net.weight_layers])
-        return Result(np.stack(outs), stats)
+        return Result(np.concatenate(outs), stats)
+
+
+def _chunks(frames: Iterable, shape: tuple[int, ...], size: int):
+    """Validated frames as arrays: slices of ``size`` frames of an array, else one by one."""
+    if isinstance(frames, np.ndarray) or hasattr(frames, "detach"):
+        frames = check_frames(frames, shape)  # validated as a whole, before any work
+        for i in range(0, len(frames), size):
+            yield frames[i:i + size]
+        return
+    for f in iter_checked(frames, shape):  # a live stream: each frame as soon as it comes
+        yield f[None]
 
 
 def _is_batch(net: Network, frames) -> bool:

@@ -1,8 +1,9 @@
-"""Runtime operators: each graph node's state arrays and its kernel call for one frame.
+"""Runtime operators: each graph node's state arrays, laid out for its kernels.
 
-The engine (:mod:`sigmadelta.engine`) owns the frame loop; this module turns
-every :mod:`sigmadelta.graph` node into an operator holding small NamedTuples of
-arrays (structure of arrays) and calling one or two kernels per frame.
+This module turns every :mod:`sigmadelta.graph` node into an operator holding
+small NamedTuples of arrays (structure of arrays) and the weights in the layout
+its kernels read; :mod:`sigmadelta.program` compiles the operators into the op
+table that the one frame loop (:func:`sigmadelta.program.run_frames`) runs.
 
 Layout: a node of shape ``(C, H, W)`` keeps its value channels-last, flattened
 from ``[H, W, C]``, so that a conv event updates a contiguous row of output
@@ -23,9 +24,12 @@ import numpy as np
 
 from . import graph as g
 from . import kernels as K
-from .fixedpoint import AccumulatorOverflowError, integer_weights
+from .fixedpoint import integer_weights
 
-__all__ = ["NodeState", "QuantState", "build_ops", "to_internal", "to_torch_layout", "grid"]
+__all__ = [
+    "NodeState", "QuantState", "InputOp", "WeightOp", "ActivationOp", "PoolOp", "FlattenOp", "AddOp",
+    "ConcatOp", "build_ops", "to_internal", "to_torch_layout", "grid", "fan_out",
+]
 
 _ACT_CODES = {"relu": 0, "leaky": 1, "clip": 2, "identity": 3}
 
@@ -90,28 +94,11 @@ def _pair(v) -> np.ndarray:
 
 
 class InputOp:
-    """Input: copy the frame and list the pixels whose value changed."""
+    """Input: load the frame channels-last and list the neurons whose value changed."""
 
     def __init__(self, node, ins, out):
         self.out = out
         self.shape = tuple(node.shape)
-        self._frame = np.zeros_like(out.value)  # reused: no allocation per frame
-
-    def set_frame(self, frame: np.ndarray) -> None:
-        """Copy a frame (PyTorch layout ``shape``) into the channels-last input buffer."""
-        if len(self.shape) == 3:
-            c, h, w = self.shape
-            np.copyto(self._frame.reshape(h, w, c), frame.transpose(1, 2, 0))
-        else:
-            np.copyto(self._frame, frame.reshape(-1))
-
-    def step(self, frame_no: int, prime: bool) -> None:
-        o = self.out
-        if prime:
-            o.value[:] = self._frame
-            K.touch_all(o.touched, o.count)
-        else:
-            K.mark_changed(o.value, self._frame, o.touched, o.count)
 
 
 class WeightOp:
@@ -184,77 +171,6 @@ class WeightOp:
             self.pg[2][:] = -1
         self.out.value[:] = self.bias_cl
 
-    def _encode(self) -> int:
-        i, q = self.inp, self.q
-        if self.units:
-            n, self._unit_adds = K.herding_encode_units(i.value, i.touched, i.count, q.memory,
-                                                        self.k_units, self.fanout, q.ev_idx, q.ev_val)
-            return n
-        if self.herding:
-            return K.herding_encode(i.value, i.touched, i.count, q.memory, self.node.scale,
-                                    q.ev_idx, q.ev_val)
-        return K.threshold_encode(i.value, i.touched, i.count, q.memory, self.node.threshold,
-                                  q.ev_idx, q.ev_val)
-
-    def step(self, frame_no: int, prime: bool) -> tuple[int, int, float, int]:
-        """Run one frame; return ``(events, synops, additions, neuron_updates)``."""
-        o, q = self.out, self.q
-        if self.pixel:
-            n_ev, synops, adds, n_out = self._pixel_step(frame_no, prime)
-            if self.fixed:
-                self._check_overflow(frame_no)
-            return n_ev, int(synops), float(adds if self.herding else synops), int(n_out)
-        n_ev = self._encode()
-        if isinstance(self.node, g.Dense):
-            synops, adds = K.dense_scatter(q.ev_idx, q.ev_val, n_ev, self.gain, self.w, self.acc)
-            if prime or n_ev:
-                K.touch_all(o.touched, o.count)
-            else:
-                o.count[0] = 0
-        else:
-            pg_list, pg_count, pg_stamp = self.pg
-            pg_count[0] = 0
-            stride, padding, dilation = self.geom
-            synops, adds = K.conv_scatter(
-                q.ev_idx, q.ev_val, n_ev, self.gain, self.w, self.acc, self.in_hw, self.out_hw,
-                stride, padding, dilation, self.groups, pg_list, pg_count, pg_stamp, frame_no,
-            )
-            if prime:
-                K.touch_all(o.touched, o.count)
-            else:
-                K.expand_pixel_groups(pg_list, pg_count, self.groups, self.cg, o.touched, o.count)
-        if self.fixed:
-            self._check_overflow(frame_no)
-        if self.units:
-            adds = self._unit_adds
-        elif not self.herding:
-            adds = synops
-        return n_ev, int(synops), float(adds), int(o.count[0])
-
-    def _pixel_step(self, frame_no: int, prime: bool) -> tuple[int, int, float]:
-        """Encode + scatter + output listing in one kernel call (groups 1, dilation 1)."""
-        i, o, q, node = self.inp, self.out, self.q, self.node
-        param = float(node.scale if self.herding else node.threshold)
-        pg_list, pg_count, pg_stamp = self.pg
-        px_list, px_start, vbuf = self.px
-        in_rows = i.row_len > 0
-        rows, row_count = (i.rows, i.row_count) if in_rows else (i.touched, i.count)
-        return K.conv_layer_step(
-            i.value, i.touched, i.count, rows, row_count, in_rows, q.memory, self.herding, param,
-            self.gain, self.w, self.acc, self.pgeom, q.ev_idx, q.ev_val, px_list, px_start, vbuf,
-            pg_list, pg_count, pg_stamp, frame_no, prime, self.expand, o.touched, o.count,
-        )
-
-    def _check_overflow(self, frame_no: int) -> None:
-        o = self.out
-        bad = K.fixed_point_update(self.acc, o.touched, o.count, self.acc_gain, self.bias_cl, o.value,
-                                   self.acc_limit)
-        if bad >= 0:
-            raise AccumulatorOverflowError(
-                f"layer {self.node.name!r}: accumulator overflow at frame {frame_no}, neuron {bad} "
-                f"(channels-last index): {int(self.acc[bad])} is outside the signed "
-                f"{self.node.acc_bits}-bit range; use fewer weight bits, a smaller scale or more acc_bits")
-
 
 class ActivationOp:
     """Elementwise nonlinearity on the touched neurons; shares its input's touched list."""
@@ -262,13 +178,6 @@ class ActivationOp:
     def __init__(self, node: g.Activation, ins, out):
         self.inp, self.out = ins[0], out
         self.args = (_ACT_CODES[node.fn], float(node.alpha), float(node.lo), float(node.hi))
-
-    def step(self, frame_no: int, prime: bool) -> None:
-        i = self.inp
-        if i.row_len:
-            K.activation_rows(i.value, self.out.value, i.rows, i.row_count, i.row_len, *self.args)
-        else:
-            K.activation_update(i.value, self.out.value, i.touched, i.count, *self.args)
 
 
 class PoolOp:
@@ -280,12 +189,6 @@ class PoolOp:
         self.out_hw, _ = grid(node.shape)
         self.geom = (_pair(node.kernel), _pair(node.stride), _pair(node.padding), node.op == "max")
 
-    def step(self, frame_no: int, prime: bool) -> None:
-        i, o = self.inp, self.out
-        kernel, stride, padding, is_max = self.geom
-        K.pool_update(i.value, i.touched, i.count, self.in_hw, self.c, self.out_hw, kernel,
-                      stride, padding, is_max, o.value, o.touched, o.count, o.stamp, frame_no)
-
 
 class FlattenOp:
     """Channels-last ``[H, W, C]`` to PyTorch's flat ``[C*H*W]`` order."""
@@ -295,10 +198,6 @@ class FlattenOp:
         hw, self.c = grid(in_shape)
         self.hw = int(np.prod(hw))
 
-    def step(self, frame_no: int, prime: bool) -> None:
-        i, o = self.inp, self.out
-        K.flatten_update(i.value, i.touched, i.count, self.hw, self.c, o.value, o.touched, o.count)
-
 
 class AddOp:
     """Residual sum of two inputs; only neurons touched in either one are recomputed."""
@@ -306,11 +205,6 @@ class AddOp:
     def __init__(self, node, ins, out):
         self.a, self.b = ins
         self.out = out
-
-    def step(self, frame_no: int, prime: bool) -> None:
-        a, b, o = self.a, self.b, self.out
-        K.add_update(a.value, b.value, o.value, a.touched, a.count, b.touched, b.count,
-                     o.touched, o.count, o.stamp, frame_no)
 
 
 class ConcatOp:
@@ -321,13 +215,6 @@ class ConcatOp:
         self.c_out = int(node.shape[0])
         self.c_in = [int(s[0]) for s in in_shapes]
         self.offsets = np.cumsum([0] + self.c_in[:-1]).tolist()
-
-    def step(self, frame_no: int, prime: bool) -> None:
-        o = self.out
-        o.count[0] = 0
-        for inp, c, off in zip(self.ins, self.c_in, self.offsets, strict=True):
-            K.concat_update(inp.value, inp.touched, inp.count, c, off, self.c_out, o.value,
-                            o.touched, o.count)
 
 
 def build_ops(net: g.Network, dtype=np.float64) -> tuple[list, list[NodeState], list[WeightOp]]:

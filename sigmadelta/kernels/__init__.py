@@ -34,7 +34,14 @@ from .pixel import (
     run_layout,
 )
 from .pool import pool_update
-from .quantize import herding_encode, herding_encode_units, mark_changed, threshold_encode, touch_all
+from .quantize import (
+    herding_encode,
+    herding_encode_units,
+    load_frame,
+    mark_changed,
+    threshold_encode,
+    touch_all,
+)
 from .scatter import conv_scatter, dense_scatter, expand_pixel_groups
 
 __all__ = [
@@ -54,6 +61,7 @@ __all__ = [
     "herding_encode",
     "herding_encode_units",
     "list_rows",
+    "load_frame",
     "make_geom",
     "mark_changed",
     "pool_update",

@@ -8,6 +8,7 @@ twin lists the same set (the order may differ).
 import numpy as np
 
 __all__ = [
+    "load_frame",
     "mark_changed",
     "touch_all",
     "herding_encode",
@@ -35,6 +36,13 @@ def _set_list(touched, count, idx):
     idx = np.asarray(idx, dtype=touched.dtype)
     touched[: len(idx)] = idx
     count[0] = len(idx)
+
+
+def load_frame(frame, c, value, touched, count, prime):
+    new = frame.reshape(c, -1).T.ravel()
+    changed = np.arange(new.shape[0]) if prime else np.flatnonzero(new != value)
+    value[:] = new
+    _set_list(touched, count, changed)
 
 
 def mark_changed(value, new, touched, count):

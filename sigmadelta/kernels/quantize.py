@@ -3,7 +3,32 @@
 import numpy as np
 from numba import njit
 
-__all__ = ["mark_changed", "touch_all", "herding_encode", "herding_encode_units", "threshold_encode"]
+__all__ = [
+    "load_frame", "mark_changed", "touch_all", "herding_encode", "herding_encode_units", "threshold_encode",
+]
+
+
+@njit(cache=True, nogil=True)
+def load_frame(frame, c, value, touched, count, prime):
+    """Load a frame given in PyTorch layout and list the neurons whose value changed.
+
+    ``frame`` is ``[C, H, W]`` flattened (``C = c``); the engine's value is channels-last::
+
+        new[p*C + ch] = frame[ch*H*W + p]
+        touched[:count[0]] = {i : new[i] != value[i]}   (every i if ``prime``)
+        value[:] = new
+    """
+    hw = frame.shape[0] // c
+    n = 0
+    for p in range(hw):  # branchless: always write, advance n only for a change
+        for ch in range(c):
+            i = p * c + ch
+            v = frame[ch * hw + p]
+            changed = prime or v != value[i]
+            value[i] = v
+            touched[n] = i
+            n += changed
+    count[0] = n
 
 
 @njit(cache=True, nogil=True)

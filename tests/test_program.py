@@ -1,0 +1,65 @@
+"""The compiled frame loop: chunking, profiling, streaming and errors give the same run."""
+
+import numpy as np
+import pytest
+from _zoo import ZOO, make, smooth_stream
+
+import sigmadelta as sd
+from sigmadelta import kernels as K
+from sigmadelta.fixedpoint import AccumulatorOverflowError
+from sigmadelta.kernels import numpy_twins as T
+
+
+def _same(a, b):
+    np.testing.assert_array_equal(a.outputs, b.outputs)
+    for c in ("events", "synops", "additions", "neuron_updates"):
+        np.testing.assert_array_equal(getattr(a.stats, c), getattr(b.stats, c))
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_chunks_profile_and_steps_give_the_same_run(name):
+    """One call for all frames == chunks of 3 == profiled op by op == frame-by-frame steps."""
+    model, shape = make(name)
+    frames = smooth_stream(shape, t=7)
+    net = sd.convert(model, shape, scale=8.0)
+    whole = sd.Simulator(net).run(frames, progress=False)
+    _same(whole, sd.Simulator(net, chunk=3).run(frames, progress=False))
+    prof = sd.Simulator(net, profile=True)
+    _same(whole, prof.run(frames, progress=False))
+    assert (prof.node_seconds > 0).all() and prof.layer_seconds.sum() <= prof.node_seconds.sum()
+    _same(whole, sd.Simulator(net).run(iter(list(frames)), progress=False))  # a live stream
+    sim = sd.Simulator(net)
+    outs = [sim.step(f) for f in frames]
+    np.testing.assert_array_equal(np.stack(outs), whole.outputs)
+    np.testing.assert_array_equal(sim.last_stats[1], whole.stats.synops[-1])
+
+
+def test_load_frame_matches_twin():
+    rng = np.random.default_rng(0)
+    for c, prime in ((1, False), (3, False), (3, True)):
+        frame = rng.random(c * 20)
+        value = frame.reshape(c, -1).T.ravel().copy()
+        frame[rng.random(c * 20) < 0.3] += 1.0
+        outs = []
+        for fn in (K.load_frame, T.load_frame):
+            v, t, n = value.copy(), np.zeros(c * 20, np.int64), np.zeros(1, np.int64)
+            fn(frame, c, v, t, n, prime)
+            outs.append((v, sorted(t[:n[0]].tolist())))
+        np.testing.assert_array_equal(outs[0][0], outs[1][0])
+        assert outs[0][1] == outs[1][1] and (len(outs[0][1]) == c * 20) == prime
+
+
+def test_overflow_keeps_the_frames_before_it(tmp_path):
+    """A fixed-point overflow stops the run at its frame; earlier frames are recorded."""
+    model, shape = make("linear")
+    frames = smooth_stream(shape, t=6)
+    frames[4:] *= 400.0  # the jump at frame 4 overflows a 16-bit accumulator
+    net = sd.convert(model, shape, scale=16.0, weight_bits=8)
+    for layer in net.weight_layers:
+        layer.acc_bits = 16
+    with pytest.raises(AccumulatorOverflowError, match="frame 4"):
+        sd.simulate(net, frames, record=tmp_path / "run.h5", progress=False)
+    stats, outputs, complete = sd.read_run(tmp_path / "run.h5")
+    assert not complete and len(outputs) == 4
+    ok = sd.simulate(net, frames[:4], progress=False)
+    np.testing.assert_allclose(outputs, ok.outputs, rtol=1e-6)  # recorded as float32
