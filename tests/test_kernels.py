@@ -162,15 +162,10 @@ def test_concat_and_flatten_update():
     np.testing.assert_array_equal(full, x.reshape(hw, c_in).T.ravel())
 
 
-@pytest.mark.parametrize("is_max", [True, False])
-@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 1), (1, 1)),
-                                                   ((7, 5), (7, 5), (0, 0))])
-def test_pool_update(is_max, kernel, stride, padding):
-    rng = np.random.default_rng(6)
-    h, w, c = 7, 5, 3
+def _check_pool(rng, h, w, c, kernel, stride, padding, is_max, t, cnt):
+    """pool_update against its twin; returns the kernel's output list in its own order."""
     h_out = (h + 2 * padding[0] - kernel[0]) // stride[0] + 1
     w_out = (w + 2 * padding[1] - kernel[1]) // stride[1] + 1
-    t, cnt = _touched(rng, h * w * c, 0.2)
     n_out = h_out * w_out * c
     args = (rng.normal(size=h * w * c), t, cnt, np.array([h, w]), c, np.array([h_out, w_out]),
             np.array(kernel), np.array(stride), np.array(padding), is_max, np.zeros(n_out),
@@ -178,6 +173,38 @@ def test_pool_update(is_max, kernel, stride, padding):
     _, a, _, b = _both("pool_update", *args)
     np.testing.assert_allclose(a[10], b[10], rtol=1e-12)
     assert _listed(a[11], a[12]) == _listed(b[11], b[12])
+    np.testing.assert_array_equal(a[13], b[13])
+    return a[11][: a[12][0]]
+
+
+_POOL_GEOMS = [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 1), (1, 1)), ((7, 5), (7, 5), (0, 0)),
+               ((2, 3), (3, 2), (1, 0))]
+
+
+@pytest.mark.parametrize("is_max", [True, False])
+@pytest.mark.parametrize("kernel,stride,padding", _POOL_GEOMS)
+def test_pool_update(is_max, kernel, stride, padding):
+    rng = np.random.default_rng(6)
+    h, w, c = 7, 5, 3
+    t, cnt = _touched(rng, h * w * c, 0.2)
+    _check_pool(rng, h, w, c, kernel, stride, padding, is_max, t, cnt)
+
+
+@pytest.mark.parametrize("is_max", [True, False])
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize("kernel,stride,padding", _POOL_GEOMS[:2] + _POOL_GEOMS[3:])
+@pytest.mark.parametrize("frac,shuffle", [(0.98, False), (0.3, True), (0.01, True)])
+def test_pool_update_dense_and_sparse(is_max, c, kernel, stride, padding, frac, shuffle):
+    """Nearly every input touched in ascending order (the video case), a shuffled dense list, and a
+    sparse shuffled one; dense lists come out ascending."""
+    rng = np.random.default_rng(7)
+    h, w = 16, 18
+    t, cnt = _touched(rng, h * w * c, frac)
+    if shuffle:
+        rng.shuffle(t[: cnt[0]])
+    out = _check_pool(rng, h, w, c, kernel, stride, padding, is_max, t, cnt)
+    if frac > 0.1:
+        assert np.all(np.diff(out) > 0)
 
 
 def _pixel_case(h, w, c_in, c_out, k, stride, padding, herding, seed, dtype=np.float64):
