@@ -24,6 +24,8 @@ by side below: each ``_emit_*`` builds the row its ``_run_*`` reads.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -306,3 +308,24 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
         if out_slot >= 0:
             out[t, :] = F[out_slot]
     return frames.shape[0]
+
+
+def _tie_cache_to_kernels(*fns) -> None:
+    """Make the on-disk Numba cache of ``fns`` stale when any kernel source changes.
+
+    Numba checks a cached function only against its own file, but these functions
+    compile the kernels (other files) into themselves; without this, editing a kernel
+    would leave a stale compiled loop behind. Uses Numba's cache index stamp (an
+    internal attribute); if that ever moves, caching simply stays per file.
+    """
+    digest = hashlib.sha256()
+    for f in sorted(Path(K.__file__).parent.glob("*.py")):
+        digest.update(f.read_bytes())
+    for fn in fns:
+        cache_file = getattr(getattr(fn, "_cache", None), "_cache_file", None)
+        if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+            cache_file._source_stamp = (cache_file._source_stamp, digest.hexdigest())
+
+
+_tie_cache_to_kernels(_pix_core, _run_pixconv, _encode, _weight_core, _run_weight, _run_other,
+                      run_frames)

@@ -20,14 +20,22 @@ def load_frame(frame, c, value, touched, count, prime):
     """
     hw = frame.shape[0] // c
     n = 0
-    for p in range(hw):  # branchless: always write, advance n only for a change
-        for ch in range(c):
-            i = p * c + ch
-            v = frame[ch * hw + p]
-            changed = prime or v != value[i]
-            value[i] = v
-            touched[n] = i
-            n += changed
+    if c == 1:  # the common gray-video case: same layout, one streaming pass
+        for i in range(hw):
+            v = frame[i]
+            if prime or v != value[i]:
+                value[i] = v
+                touched[n] = i
+                n += 1
+    else:
+        for p in range(hw):
+            for ch in range(c):
+                i = p * c + ch
+                v = frame[ch * hw + p]
+                if prime or v != value[i]:
+                    value[i] = v
+                    touched[n] = i
+                    n += 1
     count[0] = n
 
 
