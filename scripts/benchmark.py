@@ -9,7 +9,9 @@ Both sides run in this process on the same frames, network and thread count
 End to end: op reduction (dense MACs / synops), wall-clock speedup (dense time /
 event time), their ratio, frames per second, peak memory, Numba first-call
 (compile or cache load) time. ``--micro``: one 3x3 conv, C_in = C_out in {16, 32, 64},
-random 5 % of the input neurons change per frame. ``--streams 1,2``: throughput of
+random 5 % of the input neurons change per frame; beside it, the rate of the bare
+scatter (:func:`bare_scatter`: the multiply-adds alone, no encoding or listing) on the
+same events, which bounds any event scatter on this machine. ``--streams 1,2``: throughput of
 ``sd.simulate_batch`` with that many streams on as many threads.
 
 Examples
@@ -39,7 +41,7 @@ from sigmadelta import graph as g
 from sigmadelta.reference import dense_node
 
 __all__ = ["main", "synthetic_model", "synthetic_frames", "DenseRunner", "bench_network",
-           "bench_micro", "bench_streams", "serial_fraction"]
+           "bench_micro", "bench_streams", "serial_fraction", "bare_scatter"]
 
 
 def synthetic_model(c_in: int = 1) -> nn.Module:
@@ -222,6 +224,45 @@ def _micro_frames(shape, t: int, activity: float, seed: int) -> np.ndarray:
     return np.stack(frames).reshape(t, *shape)
 
 
+@numba.njit(cache=True, nogil=True)
+def bare_scatter(pix, ch, val, w_run, z, w_img, c_out):
+    """The scatter alone: ``z[row] += v * w_run[ky, c, :]`` for every event and kernel row.
+
+    A 3x3, stride-1 conv without any bookkeeping (no encoding, no bounds, no listing):
+    per event at interior pixel ``p`` and kernel row ``ky``, one contiguous multiply-add
+    of ``3*C_out`` values into the output row starting at pixel ``p + (1-ky)*W - 1``.
+    Its rate bounds what any event scatter can reach on this machine.
+    """
+    n3, c_in, wf = 3 * c_out, w_run.shape[1], w_run.reshape(w_run.size)
+    for e in range(pix.shape[0]):
+        v = val[e]
+        for ky in range(3):
+            zb = numba.uint64((pix[e] + (1 - ky) * w_img - 1) * c_out)  # unsigned: SIMD loop
+            wb = numba.uint64((ky * c_in + ch[e]) * n3)
+            for j in range(numba.uint64(n3)):
+                z[zb + j] += v * wf[wb + j]
+
+
+def _bare_rate(c: int, hw: tuple[int, int], activity: float, frames: int, seed: int) -> float:
+    """Synops per second of :func:`bare_scatter` on random interior events at ``activity``."""
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    w_run = rng.normal(size=(3, c, 3 * c)).astype(np.float32)
+    z = np.zeros(h * w * c, np.float32)
+    n = int(round(activity * h * w * c))
+    inner = np.array([y * w + x for y in range(1, h - 1) for x in range(1, w - 1)])
+    evs = []
+    for _ in range(frames):
+        key = np.sort(rng.choice(len(inner) * c, n, replace=False))  # by pixel, as the engine
+        evs.append((inner[key // c].astype(np.int64), (key % c).astype(np.int64),
+                    rng.choice([-1.0, 1.0], n).astype(np.float32)))
+    bare_scatter(*evs[0], w_run, z, w, c)
+    t0 = time.perf_counter()
+    for e in evs:
+        bare_scatter(*e, w_run, z, w, c)
+    return frames * n * 9 * c / (time.perf_counter() - t0)
+
+
 def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, frames: int = 30,
                 dtype=np.float64, repeats: int = 5) -> list[dict]:
     """One 3x3 conv (C_in = C_out = C, padding 1) at ``activity``: event step vs torch conv2d."""
@@ -253,7 +294,10 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
         t_dense = float(np.median(tt))
         macs = int(net.dense_macs()[0])
         syn_rate, mac_rate = synops / t_ev, macs / t_dense
+        bare = _bare_rate(c, hw, activity, frames, c)
         out.append({"channels": c, "hw": list(hw), "event_rate": events / ((frames - 1) * x[0].size),
+                    "bare_gsynops_per_s": bare / 1e9, "bare_efficiency": bare / mac_rate,
+                    "share_of_bare": syn_rate / bare,
                     "event_ms_per_frame": 1e3 * t_ev / (frames - 1), "dense_ms": 1e3 * t_dense,
                     "gsynops_per_s": syn_rate / 1e9, "dense_gmacs_per_s": mac_rate / 1e9,
                     "kernel_efficiency": syn_rate / mac_rate})
@@ -348,7 +392,9 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"micro C={m['channels']:3d} {m['hw']} events {m['event_rate']:.3f}: event "
                       f"{m['event_ms_per_frame']:.3f} ms/frame {m['gsynops_per_s']:.2f} Gsyn/s; dense "
                       f"{m['dense_ms']:.3f} ms {m['dense_gmacs_per_s']:.2f} GMAC/s; "
-                      f"efficiency {m['kernel_efficiency']:.3f}")
+                      f"efficiency {m['kernel_efficiency']:.3f}; bare scatter "
+                      f"{m['bare_gsynops_per_s']:.2f} Gsyn/s (efficiency ceiling "
+                      f"{m['bare_efficiency']:.3f}), engine at {m['share_of_bare']:.2f} of it")
     else:
         net, frames, what = _network_and_frames(args)
         out["network"] = bench_network(net, frames, dtype, args.repeats)

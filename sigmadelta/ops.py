@@ -47,7 +47,7 @@ class NodeState(NamedTuple):
     touched: np.ndarray  # int64 [N]: touched[:count[0]] lists this frame's neurons
     count: np.ndarray  # int64 [1]
     stamp: np.ndarray  # int64 [N]: frame number at which a neuron was last listed
-    rows: np.ndarray | None = None  # int64 [H*W]: touched pixels (row_len > 0 only)
+    rows: np.ndarray | None = None  # int64 [H*W + 1]: touched pixels (row_len > 0 only; +1 spare)
     row_count: np.ndarray | None = None  # int64 [1]
     row_len: int = 0  # channels per listed pixel; 0: no pixel list
 
@@ -85,7 +85,7 @@ def _node_state(node: g.Node, dtype) -> NodeState:
     n_pix = int(np.prod(node.shape[1:])) if len(node.shape) == 3 else 1
     return NodeState(
         np.zeros(size, dtype), np.zeros(size, np.int64), np.zeros(1, np.int64),
-        np.full(size, -1, np.int64), np.zeros(n_pix, np.int64), np.zeros(1, np.int64), 0,
+        np.full(size, -1, np.int64), np.zeros(n_pix + 1, np.int64), np.zeros(1, np.int64), 0,
     )
 
 

@@ -224,7 +224,7 @@ def _pixel_case(h, w, c_in, c_out, k, stride, padding, herding, seed, dtype=np.f
     return (x, touched, count, rows, np.array([len(rows)], np.int64), False, memory, herding, param,
             0.25 if herding else 1.0, w_run, rng.normal(size=n_pix * c_out).astype(dtype), geom,
             np.zeros(n_in, np.int64), np.zeros(n_in, dtype), np.zeros(n_in, np.int64),
-            np.zeros(n_in + 1, np.int64), np.zeros(c_in, dtype), np.zeros(n_pix, np.int64),
+            np.zeros(n_in + 1, np.int64), np.zeros(c_in, dtype), np.zeros(n_pix + 1, np.int64),
             np.zeros(1, np.int64), np.full(n_pix, -1, np.int64), 5, False, True,
             np.zeros(n_pix * c_out, np.int64), np.zeros(1, np.int64)), w_cl
 

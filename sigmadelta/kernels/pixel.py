@@ -155,7 +155,8 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
     column ``ix`` (``kx = r + m*sx``, ``r = (ix+px) mod sx``) reach consecutive output
     pixels, so with the weights in run layout (:func:`run_layout`) each (event, ky) is one
     contiguous multiply-add of ``n_taps * C_out`` values. ``vbuf`` (>= C_in, dtype of
-    ``z``) is scratch. Reached output pixels are appended to ``pg_list``.
+    ``z``) is scratch. Reached output pixels are appended to ``pg_list``, which needs
+    one slot more than there are output pixels (the listing writes without branching).
 
     Returns ``(synops, additions)`` as :func:`sigmadelta.kernels.conv_scatter` does.
     """
@@ -195,11 +196,11 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
                 wb = uint64((wk + ev_ch[e]) * lw + s0)
                 for j in range(uint64(n_len)):
                     z[zb + j] += v * wf[wb + j]
-            for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):
-                if pg_stamp[q] != frame:
-                    pg_stamp[q] = frame
-                    pg_list[npg] = q
-                    npg += 1
+            for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):  # branchless listing
+                new = pg_stamp[q] != frame
+                pg_stamp[q] = frame
+                pg_list[npg] = q  # pg_list has one spare slot for this write
+                npg += new
             fan += n_len
         synops += fan * (e1 - e0)
         adds += mag * fan
