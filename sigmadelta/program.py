@@ -141,8 +141,7 @@ def _emit_weight(b: _Builder, op: WeightOp, j: int) -> None:
     """A dense layer, or a conv without the pixel path (groups > 1, dilation, per-unit scales)."""
     i, o, q, node, fx = op.inp, op.out, op.q, op.node, op.fixed
     dense = isinstance(node, g.Dense)
-    shape = op.w.shape if dense else op.w.shape  # [in, out] or [kh, kw, c_in, cg]
-    shape = (*shape, 0, 0) if dense else shape
+    shape = (*op.w.shape, 0, 0) if dense else op.w.shape  # [in, out] or [kh, kw, c_in, cg]
     units = (b.d(op.k_units), b.d(op.fanout)) if op.units else (-1, -1)
     if dense:
         conv = [-1] * 8
