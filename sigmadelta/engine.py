@@ -154,14 +154,17 @@ class Simulator:
         """
         frame = _as_array(frame)
         _check_one(frame, self.net.input_shape, self.frame_no)
-        outs, stats = self._run_chunk(frame[None])
+        outs, _, error = self._run_chunk(frame[None])
+        if error is not None:
+            raise error
         return outs[0]
 
-    def _run_chunk(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run_chunk(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, Exception | None]:
         """Run validated frames ``[t, *input_shape]`` through the compiled loop.
 
-        Returns the outputs (PyTorch layout) and the counters ``[t, 4, L]``; raises
-        :class:`AccumulatorOverflowError` after the frames that completed.
+        Returns the outputs of the completed frames (PyTorch layout), their counters
+        ``[t_done, 4, L]`` and, if a fixed-point accumulator overflowed, the
+        :class:`AccumulatorOverflowError` to raise (else None).
         """
         x = np.ascontiguousarray(frames.reshape(len(frames), self._n_in), dtype=self.dtype)
         t = len(x)
@@ -176,12 +179,8 @@ class Simulator:
         self.frame_no += done
         if done:
             self.last_stats[:] = stats[done - 1]
-        outs = np.stack([to_torch_layout(v, self.net.output_shape) for v in out[:done]]) if done else \
-            np.empty((0, *self.net.output_shape), self.dtype)
-        if done < t:
-            self._partial = (outs, stats[:done])
-            raise self._overflow_error()
-        return outs, stats
+        outs = np.ascontiguousarray(to_torch_layout(out[:done], self.net.output_shape))
+        return outs, stats[:done], (self._overflow_error() if done < t else None)
 
     def _run_profiled(self, x: np.ndarray, stats: np.ndarray, out: np.ndarray) -> int:
         """:func:`run_frames` op by op, adding each op's wall-clock time to ``node_seconds``.
@@ -251,11 +250,7 @@ class Simulator:
                    disable=None if progress is None else not progress)
         try:
             for chunk in _chunks(frames, self.net.input_shape, self.chunk):
-                error = None
-                try:
-                    out, st = self._run_chunk(chunk)
-                except AccumulatorOverflowError as e:  # keep (and record) the frames before it
-                    (out, st), error = self._partial, e
+                out, st, error = self._run_chunk(chunk)  # on an overflow: the frames before it
                 if record is not None:
                     if recorder is None:
                         recorder = RunRecorder(record, self.net, chunk=record_chunk)

@@ -73,11 +73,12 @@ def to_internal(x: np.ndarray) -> np.ndarray:
 
 
 def to_torch_layout(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The engine's flat channels-last value back to PyTorch layout ``shape``."""
+    """The engine's flat channels-last value (last axis; leading axes kept) in PyTorch layout."""
+    lead = value.shape[:-1]
     if len(shape) == 3:
         c, h, w = shape
-        return value.reshape(h, w, c).transpose(2, 0, 1)
-    return value.reshape(shape)
+        return np.moveaxis(value.reshape(*lead, h, w, c), -1, -3)
+    return value.reshape(*lead, *shape)
 
 
 def _node_state(node: g.Node, dtype) -> NodeState:
