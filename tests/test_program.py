@@ -26,7 +26,9 @@ def test_chunks_profile_and_steps_give_the_same_run(name):
     _same(whole, sd.Simulator(net, chunk=3).run(frames, progress=False))
     prof = sd.Simulator(net, profile=True)
     _same(whole, prof.run(frames, progress=False))
-    assert (prof.node_seconds > 0).all() and prof.layer_seconds.sum() <= prof.node_seconds.sum()
+    # a fast op's time less the cost of an empty call can round to 0; none is negative
+    assert (prof.node_seconds >= 0).all() and prof.node_seconds.sum() > 0
+    assert prof.layer_seconds.sum() <= prof.node_seconds.sum()
     _same(whole, sd.Simulator(net).run(iter(list(frames)), progress=False))  # a live stream
     sim = sd.Simulator(net)
     outs = [sim.step(f) for f in frames]

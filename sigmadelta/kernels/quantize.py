@@ -21,21 +21,21 @@ def load_frame(frame, c, value, touched, count, prime):
     hw = frame.shape[0] // c
     n = 0
     if c == 1:  # the common gray-video case: same layout, one streaming pass
-        for i in range(hw):
+        for i in range(hw):  # branchless: noisy video changes a random half of the pixels
             v = frame[i]
-            if prime or v != value[i]:
-                value[i] = v
-                touched[n] = i
-                n += 1
+            new = prime or v != value[i]
+            value[i] = v
+            touched[n] = i  # n <= i: always in bounds
+            n += new
     else:
         for p in range(hw):
             for ch in range(c):
                 i = p * c + ch
                 v = frame[ch * hw + p]
-                if prime or v != value[i]:
-                    value[i] = v
-                    touched[n] = i
-                    n += 1
+                new = prime or v != value[i]
+                value[i] = v
+                touched[n] = i
+                n += new
     count[0] = n
 
 
