@@ -289,6 +289,32 @@ def test_conv_layer_step_and_scatter_pixels(geom, herding, in_rows):
         np.testing.assert_allclose(fresh[_Z], a[_Z], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("frac,scan", [(0.002, False), (0.9, True)])
+def test_scatter_pixels_listing_by_scan_and_by_append(frac, scan):
+    """Few events: listed as reached; many: stamped, then listed by one scan. Same set."""
+    rng = np.random.default_rng(4)
+    h, w, c_in, c_out = 40, 41, 3, 5
+    geom = K.make_geom((h, w), (h, w), (1, 1), (1, 1), (3, 3), c_out)
+    w_run = K.run_layout(rng.normal(size=(3, 3, c_in, c_out)), (1, 1))
+    touched, count = _touched(rng, h * w * c_in, frac)
+    n = count[0]
+    ev_ch, ev_val = np.zeros(h * w * c_in, np.int64), np.zeros(h * w * c_in)
+    px_list, px_start = np.zeros(h * w * c_in, np.int64), np.zeros(h * w * c_in + 1, np.int64)
+    n_px, _ = K.encode_pixels(rng.normal(size=h * w * c_in) * 3, touched, count,
+                              np.zeros(h * w * c_in), True, 4.0, c_in, ev_ch, ev_val, px_list,
+                              px_start)
+    args = (px_list, px_start, n_px, ev_ch, ev_val, 0.25, w_run, np.zeros(h * w * c_out), geom,
+            np.zeros(c_in), np.zeros(h * w + 1, np.int64), np.zeros(1, np.int64),
+            np.full(h * w, -1, np.int64), 3)
+    assert (8 * n_px * 9 > h * w) == scan and n > 0  # the kernel's rule for scanning
+    ra, a, rb, b = _both("conv_scatter_pixels", *args)
+    assert ra[0] == rb[0]
+    np.testing.assert_allclose(a[7], b[7], rtol=1e-12, atol=1e-12)
+    assert _listed(a[10], a[11]) == _listed(b[10], b[11])
+    listed = a[10][: a[11][0]]
+    assert len(set(listed.tolist())) == len(listed)  # no pixel twice
+
+
 def test_conv_layer_step_float32_prime_no_expand():
     args, _ = _pixel_case(7, 9, 4, 6, (3, 3), (1, 1), (1, 1), True, 13, np.float32)
     args = list(args)

@@ -157,6 +157,10 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
     contiguous multiply-add of ``n_taps * C_out`` values. ``vbuf`` (>= C_in, dtype of
     ``z``) is scratch. Reached output pixels are appended to ``pg_list``, which needs
     one slot more than there are output pixels (the listing writes without branching).
+    If ``pg_list`` starts empty and the events may reach more than 1/8 of the output
+    pixels, the loop only stamps the reached pixels (``pg_stamp[q] = frame``) and one scan
+    of the stamps lists them afterwards, in increasing order: cheaper than testing and
+    appending per event row when most pixels are reached.
 
     Returns ``(synops, additions)`` as :func:`sigmadelta.kernels.conv_scatter` does.
     """
@@ -164,6 +168,9 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
     sy, sx, py, px, cg = geom[4], geom[5], geom[6], geom[7], geom[10]
     c_in, lw, wf = w_run.shape[1], w_run.shape[2], w_run.reshape(w_run.size)
     synops, adds, npg = 0, 0.0, pg_count[0]
+    n_out = pg_stamp.shape[0]
+    reach = geom[11 + 2 * sx] * geom[11]  # output pixels one input pixel reaches (at most, r = 0)
+    scan = npg == 0 and 8 * n_px * reach > n_out
     iy, row0 = 0, -w_in - 1
     for p in range(n_px):
         e0, e1 = px_start[p], px_start[p + 1]
@@ -196,14 +203,22 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
                 wb = uint64((wk + ev_ch[e]) * lw + s0)
                 for j in range(uint64(n_len)):
                     z[zb + j] += v * wf[wb + j]
-            for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):  # branchless listing
-                new = pg_stamp[q] != frame
-                pg_stamp[q] = frame
-                pg_list[npg] = q  # pg_list has one spare slot for this write
-                npg += new
+            if scan:
+                for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):
+                    pg_stamp[q] = frame
+            else:
+                for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):  # branchless listing
+                    new = pg_stamp[q] != frame
+                    pg_stamp[q] = frame
+                    pg_list[npg] = q  # pg_list has one spare slot for this write
+                    npg += new
             fan += n_len
         synops += fan * (e1 - e0)
         adds += mag * fan
+    if scan:
+        for q in range(n_out):  # branchless: npg <= q
+            pg_list[npg] = q
+            npg += pg_stamp[q] == frame
     pg_count[0] = npg
     return synops, adds
 
