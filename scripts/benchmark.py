@@ -100,59 +100,80 @@ class DenseRunner:
         return vals[self.net.output]
 
 
-def _time_dense(net: g.Network, frames: np.ndarray, repeats: int) -> tuple[float, np.ndarray, float]:
-    """Median seconds per pass over all frames, per-layer seconds, median thread CPU seconds."""
-    runner, x = DenseRunner(net), torch.from_numpy(np.ascontiguousarray(frames, np.float32))
-    totals, layers, cpu = [], [], []
-    with torch.no_grad():
-        for f in x[:3]:
-            runner.run(f)
-        for _ in range(repeats):
+class _DenseSide:
+    """Dense torch, batch 1, frame by frame; ``once()`` times one pass over the stream."""
+
+    def __init__(self, net: g.Network, frames: np.ndarray):
+        self.net, self.runner = net, DenseRunner(net)
+        self.x = torch.from_numpy(np.ascontiguousarray(frames, np.float32))
+        with torch.no_grad():
+            for f in self.x[:3]:
+                self.runner.run(f)
+
+    def once(self) -> tuple[float, float, np.ndarray]:
+        """(wall seconds, thread CPU seconds, per-layer seconds of a second, timed pass)."""
+        with torch.no_grad():
             t0, c0 = time.perf_counter(), time.thread_time()
-            for f in x:
-                runner.run(f)
-            totals.append(time.perf_counter() - t0)
-            cpu.append(time.thread_time() - c0)
-            ls = np.zeros(len(net.weight_layers))
-            for f in x:
-                runner.run(f, ls)
-            layers.append(ls)
-    k = int(np.argsort(totals)[len(totals) // 2])
-    return float(totals[k]), np.median(np.stack(layers), axis=0), float(np.median(cpu))
+            for f in self.x:
+                self.runner.run(f)
+            wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+            layers = np.zeros(len(self.net.weight_layers))
+            for f in self.x:
+                self.runner.run(f, layers)
+        return wall, cpu, layers
 
 
-def _time_events(net: g.Network, frames: np.ndarray, dtype, repeats: int) -> dict:
-    """First-call time, median run seconds, per-layer seconds and stats of the event side."""
-    t0 = time.perf_counter()
-    sd.Simulator(net, dtype=dtype).run(frames[:2], progress=False)
-    first_call = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sim = sd.Simulator(net, dtype=dtype)  # built once, as for a long stream: not in the timing
-    build = time.perf_counter() - t0
-    totals, layers, cpu = [], [], []
-    for _ in range(repeats):
-        sim.reset()
+class _EventSide:
+    """``sd.Simulator`` on the same stream; ``once()`` times one pass, then a profiled one."""
+
+    def __init__(self, net: g.Network, frames: np.ndarray, dtype):
+        self.net, self.frames, self.dtype = net, frames, dtype
+        t0 = time.perf_counter()
+        sd.Simulator(net, dtype=dtype).run(frames[:2], progress=False)
+        self.first_call = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self.sim = sd.Simulator(net, dtype=dtype)  # built once, as for a long stream: not timed
+        self.build = time.perf_counter() - t0
+
+    def once(self) -> tuple[float, float, np.ndarray]:
+        self.sim.reset()
         t0, c0 = time.perf_counter(), time.thread_time()
-        res = sim.run(frames, progress=False)
-        totals.append(time.perf_counter() - t0)
-        cpu.append(time.thread_time() - c0)
-        prof = sd.Simulator(net, dtype=dtype, profile=True)
-        prof.run(frames, progress=False)
-        layers.append(prof.layer_seconds.copy())
-    tracemalloc.start()
-    sd.Simulator(net, dtype=dtype).run(frames[:4], progress=False)
-    traced_peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return {"first_call_s": first_call, "build_s": build, "seconds": float(np.median(totals)),
-            "cpu_seconds": float(np.median(cpu)),
-            "layer_seconds": np.median(np.stack(layers), axis=0), "stats": res.stats,
-            "traced_peak_mb": traced_peak / 2**20}
+        self.result = self.sim.run(self.frames, progress=False)
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        prof = sd.Simulator(self.net, dtype=self.dtype, profile=True)
+        prof.run(self.frames, progress=False)
+        return wall, cpu, prof.layer_seconds.copy()
+
+    def traced_peak_mb(self) -> float:
+        tracemalloc.start()
+        sd.Simulator(self.net, dtype=self.dtype).run(self.frames[:4], progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak / 2**20
+
+
+def _best(runs: list[tuple[float, float, np.ndarray]]) -> tuple[float, float, np.ndarray]:
+    """Best (smallest) wall, CPU and per-layer time over repeats: the machine's noise only adds."""
+    return (min(r[0] for r in runs), min(r[1] for r in runs),
+            np.min(np.stack([r[2] for r in runs]), axis=0))
 
 
 def bench_network(net: g.Network, frames: np.ndarray, dtype=np.float64, repeats: int = 3) -> dict:
-    """Dense torch vs event simulation on one network and stream; see module docstring."""
-    dense_s, dense_layers, dense_cpu = _time_dense(net, frames, repeats)
-    ev = _time_events(net, frames, dtype, repeats)
+    """Dense torch vs event simulation on one network and stream; see module docstring.
+
+    The two sides alternate, pass for pass, ``repeats`` times, and each keeps its best
+    pass, so that both see the same machine load.
+    """
+    dense, event = _DenseSide(net, frames), _EventSide(net, frames, dtype)
+    d_runs, e_runs = [], []
+    for _ in range(repeats):
+        d_runs.append(dense.once())
+        e_runs.append(event.once())
+    dense_s, dense_cpu, dense_layers = _best(d_runs)
+    ev_s, ev_cpu, ev_layers = _best(e_runs)
+    ev = {"seconds": ev_s, "cpu_seconds": ev_cpu, "layer_seconds": ev_layers,
+          "stats": event.result.stats, "first_call_s": event.first_call, "build_s": event.build,
+          "traced_peak_mb": event.traced_peak_mb()}
     st, t = ev["stats"], len(frames)
     macs = net.dense_macs()
     synops = st.synops.sum(0)
@@ -178,21 +199,25 @@ def bench_network(net: g.Network, frames: np.ndarray, dtype=np.float64, repeats:
 
 def bench_streams(net: g.Network, frames: np.ndarray, streams: list[int], dtype=np.float64,
                   repeats: int = 3) -> list[dict]:
-    """Frames per second of ``sd.simulate_batch`` with n streams on n threads."""
+    """Frames per second of ``sd.simulate_batch`` with n streams on n threads.
+
+    The stream counts alternate within each repeat; each keeps its best run.
+    """
     sd.simulate_batch(net, [frames[:2]] * max(streams), workers=max(streams), dtype=dtype)
-    out, base = [], None
-    for n in streams:
-        times, cpu = [], []
-        for _ in range(repeats):
+    best: dict[int, tuple[float, float]] = {}
+    for _ in range(repeats):
+        for n in streams:
             t0, c0 = time.perf_counter(), time.process_time()
             sd.simulate_batch(net, [frames] * n, workers=n, dtype=dtype)
-            times.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-        k = int(np.argsort(times)[len(times) // 2])
-        fps = n * len(frames) / times[k]
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if n not in best or wall < best[n][0]:
+                best[n] = (wall, cpu)
+    out, base = [], None
+    for n in streams:
+        wall, cpu = best[n]
+        fps = n * len(frames) / wall
         base = fps if base is None else base
-        out.append({"streams": n, "fps": fps, "scaling": fps / base,
-                    "cpu_over_wall": cpu[k] / times[k]})
+        out.append({"streams": n, "fps": fps, "scaling": fps / base, "cpu_over_wall": cpu / wall})
     return out
 
 
@@ -247,12 +272,11 @@ def bare_scatter(pix, ch, val, w_run, z, w_img, c_out):
                 z[zb + j] += v * wf[wb + j]
 
 
-def _bare_rate(c: int, hw: tuple[int, int], activity: float, frames: int, seed: int) -> float:
-    """Synops per second of :func:`bare_scatter` on random interior events at ``activity``."""
+def _bare_events(c: int, hw: tuple[int, int], activity: float, frames: int, seed: int):
+    """Weights, output and per-frame random interior events (by pixel) for :func:`bare_scatter`."""
     rng = np.random.default_rng(seed)
     h, w = hw
     w_run = rng.normal(size=(3, c, 3 * c)).astype(np.float32)
-    z = np.zeros(h * w * c, np.float32)
     n = int(round(activity * h * w * c))
     inner = np.array([y * w + x for y in range(1, h - 1) for x in range(1, w - 1)])
     evs = []
@@ -260,16 +284,34 @@ def _bare_rate(c: int, hw: tuple[int, int], activity: float, frames: int, seed: 
         key = np.sort(rng.choice(len(inner) * c, n, replace=False))  # by pixel, as the engine
         evs.append((inner[key // c].astype(np.int64), (key % c).astype(np.int64),
                     rng.choice([-1.0, 1.0], n).astype(np.float32)))
-    bare_scatter(*evs[0], w_run, z, w, c)
+    return w_run, np.zeros(h * w * c, np.float32), evs, n
+
+
+def _micro_once(net, x, dtype, conv, xt, bare) -> tuple[float, float, float]:
+    """One pass of each side over the frames after the first: event layer seconds (profiled),
+    dense torch seconds, bare scatter seconds."""
+    sim = sd.Simulator(net, dtype=dtype, profile=True)
+    sim.step(x[0])  # the first frame sends everything; not part of the measure
+    sim.layer_seconds[:] = 0
+    sim.run(x[1:], progress=False)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        for _ in range(len(x) - 1):
+            conv(xt)
+        t_dense = time.perf_counter() - t0
+    w_run, z, evs, _ = bare
     t0 = time.perf_counter()
     for e in evs:
-        bare_scatter(*e, w_run, z, w, c)
-    return frames * n * 9 * c / (time.perf_counter() - t0)
+        bare_scatter(*e, w_run, z, xt.shape[-1], w_run.shape[1])
+    return float(sim.layer_seconds[0]), t_dense, time.perf_counter() - t0
 
 
 def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, frames: int = 30,
                 dtype=np.float64, repeats: int = 5) -> list[dict]:
-    """One 3x3 conv (C_in = C_out = C, padding 1) at ``activity``: event step vs torch conv2d."""
+    """One 3x3 conv (C_in = C_out = C, padding 1) at ``activity``: event step vs torch conv2d.
+
+    Event pass, dense pass and bare scatter alternate ``repeats`` times; each keeps its best.
+    """
     out = []
     for c in channels:
         torch.manual_seed(c)
@@ -277,32 +319,20 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
         shape = (c, *hw)
         net = sd.convert(conv, shape, scale=16.0)
         x = _micro_frames(shape, frames, activity, c)
-        secs, synops, events = [], 0, 0
-        for _ in range(repeats):
-            sim = sd.Simulator(net, dtype=dtype, profile=True)
-            sim.step(x[0])  # the first frame sends everything; not part of the measure
-            sim.layer_seconds[:] = 0
-            res = sim.run(x[1:], progress=False)
-            secs.append(sim.layer_seconds[0])
-            synops, events = int(res.stats.synops.sum()), int(res.stats.events.sum())
-        t_ev = float(np.median(secs))
         xt = torch.from_numpy(x[0])[None]
-        with torch.no_grad():
-            for _ in range(3):
-                conv(xt)
-            tt = []
-            for _ in range(max(10, frames)):
-                t0 = time.perf_counter()
-                conv(xt)
-                tt.append(time.perf_counter() - t0)
-        t_dense = float(np.median(tt))
+        bare = _bare_events(c, hw, activity, frames - 1, c)
+        _micro_once(net, x[:3], dtype, conv, xt, (*bare[:2], bare[2][:1], bare[3]))  # warm up
+        runs = [_micro_once(net, x, dtype, conv, xt, bare) for _ in range(repeats)]
+        t_ev, t_dense, t_bare = (min(r[k] for r in runs) / (frames - 1) for k in range(3))
+        res = sd.Simulator(net, dtype=dtype).run(x, progress=False)
+        synops = int(res.stats.synops[1:].sum()) / (frames - 1)
+        events = int(res.stats.events[1:].sum()) / (frames - 1)
         macs = int(net.dense_macs()[0])
-        syn_rate, mac_rate = synops / t_ev, macs / t_dense
-        bare = _bare_rate(c, hw, activity, frames, c)
-        out.append({"channels": c, "hw": list(hw), "event_rate": events / ((frames - 1) * x[0].size),
-                    "bare_gsynops_per_s": bare / 1e9, "bare_efficiency": bare / mac_rate,
-                    "share_of_bare": syn_rate / bare,
-                    "event_ms_per_frame": 1e3 * t_ev / (frames - 1), "dense_ms": 1e3 * t_dense,
+        syn_rate, mac_rate, bare_rate = synops / t_ev, macs / t_dense, bare[3] * 9 * c / t_bare
+        out.append({"channels": c, "hw": list(hw), "event_rate": events / x[0].size,
+                    "bare_gsynops_per_s": bare_rate / 1e9, "bare_efficiency": bare_rate / mac_rate,
+                    "share_of_bare": syn_rate / bare_rate,
+                    "event_ms_per_frame": 1e3 * t_ev, "dense_ms": 1e3 * t_dense,
                     "gsynops_per_s": syn_rate / 1e9, "dense_gmacs_per_s": mac_rate / 1e9,
                     "kernel_efficiency": syn_rate / mac_rate})
     return out
