@@ -317,7 +317,7 @@ def simulate_batch(net: Network, sources: Iterable, workers: int = 2,
     Every stream gets its own :class:`Simulator` (its own state), so each result is
     exactly what ``simulate(net, source)`` returns. The streams are spread over
     ``workers`` threads; the compiled frame loop releases the GIL (``nogil=True``) for a
-    whole chunk of frames, so the threads run on separate cores (1.8-1.9x with two).
+    whole chunk of frames, so the threads run on separate cores (1.7-2.0x with two).
 
     Parameters
     ----------
