@@ -189,6 +189,8 @@ class PoolOp:
         self.in_hw, self.c = grid(in_shape)
         self.out_hw, _ = grid(node.shape)
         self.geom = (_pair(node.kernel), _pair(node.stride), _pair(node.padding), node.op == "max")
+        n_in = self.inp.value.shape[0]  # the kernel's input mask, as bytes of an int64 array
+        self.hit = np.zeros((n_in + 7) // 8, np.int64)
 
 
 class FlattenOp:

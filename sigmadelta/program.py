@@ -219,7 +219,7 @@ def _emit_other(b: _Builder, op) -> None:
         kernel, stride, padding, is_max = op.geom
         b.row(POOL, [-1, b.f(i.value), b.i(i.touched), b.i(i.count), b.i(op.in_hw), op.c,
                      b.i(op.out_hw), b.i(kernel), b.i(stride), b.i(padding), int(is_max),
-                     b.f(o.value), b.i(o.touched), b.i(o.count), b.i(o.stamp)])
+                     b.f(o.value), b.i(o.touched), b.i(o.count), b.i(o.stamp), b.i(op.hit)])
     elif isinstance(op, FlattenOp):
         i = op.inp
         b.row(FLATTEN, [-1, b.f(i.value), b.i(i.touched), b.i(i.count), op.hw, op.c, b.f(o.value),
@@ -246,7 +246,8 @@ def _run_other(c, p, F, I, frame):  # noqa: E741
             K.activation_update(F[c[2]], F[c[3]], I[c[4]], I[c[5]], c[9], p[0], p[1], p[2])
     elif k == POOL:
         K.pool_update(F[c[2]], I[c[3]], I[c[4]], I[c[5]], c[6], I[c[7]], I[c[8]], I[c[9]], I[c[10]],
-                      c[11] != 0, F[c[12]], I[c[13]], I[c[14]], I[c[15]], frame)
+                      c[11] != 0, F[c[12]], I[c[13]], I[c[14]], I[c[15]], frame,
+                      I[c[16]].view(np.uint8))
     elif k == FLATTEN:
         K.flatten_update(F[c[2]], I[c[3]], I[c[4]], c[5], c[6], F[c[7]], I[c[8]], I[c[9]])
     elif k == ADD:

@@ -169,8 +169,10 @@ def _check_pool(rng, h, w, c, kernel, stride, padding, is_max, t, cnt):
     n_out = h_out * w_out * c
     args = (rng.normal(size=h * w * c), t, cnt, np.array([h, w]), c, np.array([h_out, w_out]),
             np.array(kernel), np.array(stride), np.array(padding), is_max, np.zeros(n_out),
-            np.zeros(n_out, np.int64), np.zeros(1, np.int64), np.full(n_out, -1, np.int64), 1)
+            np.zeros(n_out, np.int64), np.zeros(1, np.int64), np.full(n_out, -1, np.int64), 1,
+            np.zeros(h * w * c, np.uint8))
     _, a, _, b = _both("pool_update", *args)
+    assert not a[15].any()  # the mask is left clear for the next frame
     np.testing.assert_allclose(a[10], b[10], rtol=1e-12)
     assert _listed(a[11], a[12]) == _listed(b[11], b[12])
     np.testing.assert_array_equal(a[13], b[13])

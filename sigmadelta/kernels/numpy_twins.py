@@ -164,7 +164,7 @@ def flatten_update(x, touched_in, count_in, hw, c, y, touched, count):
 
 def pool_update(
     x, touched_in, count_in, in_hw, c, out_hw, kernel, stride, padding, is_max,
-    y, touched, count, stamp, frame,
+    y, touched, count, stamp, frame, hit,
 ):
     h_in, w_in = in_hw
     h_out, w_out = out_hw

@@ -45,7 +45,7 @@ def _scan(x, hit, h_in, w_in, c, h_out, w_out, kernel, stride, padding, is_max, 
                 for iy in range(ya, yb):
                     for ix in range(xa, xb):
                         j = (iy * w_in + ix) * c + ch
-                        any_hit |= hit[j]
+                        any_hit |= hit[j] != 0
                         if is_max:
                             acc = max(acc, x[j])
                         else:
@@ -74,7 +74,7 @@ def _scan_2x2(x, hit, w_in, c, h_out, w_out, is_max, y, touched, stamp, frame):
                     v = max(max(max(max(-np.inf, a), b), d), e)
                 else:  # same order and rounding as :func:`_scan`
                     v = ((((0.0 + a) + b) + d) + e) * 0.25
-                if (hit[j] | hit[j + c] | hit[j + row] | hit[j + row + c]) and stamp[o] != frame:
+                if (hit[j] | hit[j + c] | hit[j + row] | hit[j + row + c]) != 0 and stamp[o] != frame:
                     stamp[o] = frame
                     touched[n] = o
                     n += 1
@@ -86,7 +86,7 @@ def _scan_2x2(x, hit, w_in, c, h_out, w_out, is_max, y, touched, stamp, frame):
 @njit(cache=True, nogil=True)
 def pool_update(
     x, touched_in, count_in, in_hw, c, out_hw, kernel, stride, padding, is_max,
-    y, touched, count, stamp, frame,
+    y, touched, count, stamp, frame, hit,
 ):
     """Recompute every pooled output whose window contains a touched input.
 
@@ -96,23 +96,24 @@ def pool_update(
     ``y = (sum_{in-bounds iy, ix} x[iy, ix, ch]) / (kh*kw)`` (average, zero
     padding counted as in PyTorch's default). Outputs already stamped
     ``frame`` are skipped. When at least 1/32 of the inputs are touched they
-    are flagged in a mask and one scan of all outputs lists them in increasing
-    order (unrolled for 2x2 windows at stride 2 without padding); otherwise
-    they are listed in order of first touch.
+    are flagged in ``hit`` (uint8, one per input, all zero on entry and on
+    return: kept by the caller, so that no frame allocates) and one scan of all
+    outputs lists them in increasing order (unrolled for 2x2 windows at stride 2
+    without padding); otherwise they are listed in order of first touch.
     """
     h_in, w_in = in_hw[0], in_hw[1]
     h_out, w_out = out_hw[0], out_hw[1]
     n_in, n = count_in[0], 0
     if 32 * n_in >= h_in * w_in * c:
-        hit = np.zeros(h_in * w_in * c, np.bool_)
         for t in range(n_in):
-            hit[touched_in[t]] = True
+            hit[touched_in[t]] = 1
         if (kernel[0] == 2 and kernel[1] == 2 and stride[0] == 2 and stride[1] == 2 and padding[0] == 0
                 and padding[1] == 0 and 2 * h_out <= h_in and 2 * w_out <= w_in):
             count[0] = _scan_2x2(x, hit, w_in, c, h_out, w_out, is_max, y, touched, stamp, frame)
         else:
             count[0] = _scan(x, hit, h_in, w_in, c, h_out, w_out, kernel, stride, padding, is_max,
                              y, touched, stamp, frame)
+        hit[:h_in * w_in * c] = 0  # one memset: at least 1/32 of it was set
         return
     for t in range(n_in):
         p = touched_in[t] // c
