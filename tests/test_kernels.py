@@ -353,3 +353,26 @@ def test_herding_encode_units():
     assert ra[0] == rb[0] and ra[1] == pytest.approx(rb[1])
     np.testing.assert_array_equal(a[3], b[3])
     np.testing.assert_allclose(a[7][:ra[0]], b[7][:rb[0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_simd_row_update_is_the_scalar_update(dtype):
+    """vload / vmul_add / vstore give bit for bit the scalar z + s * w (separate roundings)."""
+    from numba import njit
+
+    from sigmadelta.kernels.simd import lanes, vload, vmul_add, vstore
+
+    @njit
+    def update(z, s, w, zb, wb, n):
+        step = lanes(z.itemsize)
+        for o in range(0, n - n % step, step):
+            vstore(z, zb + o, vmul_add(vload(z, zb + o), s, w, wb + o))
+
+    rng = np.random.default_rng(0)
+    z, w = (rng.normal(size=40) * 7).astype(dtype), (rng.normal(size=40) * 7).astype(dtype)
+    s = dtype(3) if dtype == np.int64 else dtype(0.3)
+    n = 3 * (32 // np.dtype(dtype).itemsize)
+    want = z.copy()
+    want[2:2 + n] = want[2:2 + n] + s * w[5:5 + n]
+    update(z, s, w, 2, 5, n)
+    np.testing.assert_array_equal(z, want)

@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, uint64
 
 from .prefetch import prefetch
+from .simd import lanes, vload, vmul_add, vstore
 
 AHEAD = 6  # pixels (rows) prefetched ahead
 
@@ -154,7 +155,8 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
     gets ``gain * s * W[:, c, ky, kx]``. The taps of one kernel row that reach an input
     column ``ix`` (``kx = r + m*sx``, ``r = (ix+px) mod sx``) reach consecutive output
     pixels, so with the weights in run layout (:func:`run_layout`) each (event, ky) is one
-    contiguous multiply-add of ``n_taps * C_out`` values. ``vbuf`` (>= C_in, dtype of
+    contiguous multiply-add of ``n_taps * C_out`` values (rows shorter than 8 vectors run as
+    whole SIMD vectors, :mod:`sigmadelta.kernels.simd`). ``vbuf`` (>= C_in, dtype of
     ``z``) is scratch. Reached output pixels are appended to ``pg_list``, which needs
     one slot more than there are output pixels (the listing writes without branching).
     If ``pg_list`` starts empty and the events may reach more than 1/8 of the output
@@ -168,6 +170,7 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
     sy, sx, py, px, cg = geom[4], geom[5], geom[6], geom[7], geom[10]
     c_in, lw, wf = w_run.shape[1], w_run.shape[2], w_run.reshape(w_run.size)
     synops, adds, npg = 0, 0.0, pg_count[0]
+    L = lanes(z.itemsize)  # noqa: N806
     n_out = pg_stamp.shape[0]
     reach = geom[11 + 2 * sx] * geom[11]  # output pixels one input pixel reaches (at most, r = 0)
     scan = npg == 0 and 8 * n_px * reach > n_out
@@ -186,6 +189,7 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
             continue
         s0 = (geom[11 + sx + r] + geom[11 + r] - 1 - oxh + ox0) * cg
         n_len = (ox1 - ox0 + 1) * cg
+        n_vec = uint64(n_len - n_len % L)
         mag = 0.0
         for e in range(e0, e1):
             vbuf[e - e0] = ev_val[e] * gain
@@ -201,8 +205,16 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
             for e in range(e0, e1):
                 v = vbuf[e - e0]
                 wb = uint64((wk + ev_ch[e]) * lw + s0)
-                for j in range(uint64(n_len)):
-                    z[zb + j] += v * wf[wb + j]
+                if n_len >= 8 * L:  # a long row: LLVM's own loop (4 vectors per step)
+                    for j in range(uint64(n_len)):
+                        z[zb + j] += v * wf[wb + j]
+                else:  # a short row: whole vectors, which LLVM would leave to a half-width tail
+                    o = uint64(0)
+                    while o < n_vec:
+                        vstore(z, zb + o, vmul_add(vload(z, zb + o), v, wf, wb + o))
+                        o += uint64(L)
+                    for j in range(n_vec, uint64(n_len)):
+                        z[zb + j] += v * wf[wb + j]
             if scan:
                 for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):
                     pg_stamp[q] = frame

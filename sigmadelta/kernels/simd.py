@@ -1,0 +1,114 @@
+"""Short SIMD vectors as Numba values, for row updates LLVM would run at half width.
+
+Numba's loops are vectorised by LLVM, which processes 32 floats per step and runs
+the rest of a row 4 wide (or one by one). The rows of a conv scatter are often
+short (8 to 60 floats), so most of their work falls in that tail. These
+intrinsics let a kernel write the 8-wide (256-bit) loop itself::
+
+    acc = vload(z, i)                  # z[i : i + L]          (L = lanes(z.itemsize))
+    acc = vmul_add(acc, s, w, j)       # acc + s * w[j : j + L]
+    vstore(z, i, acc)                  # z[i : i + L] = acc
+
+Indices are flat positions in 1-D contiguous arrays and are not checked (the
+caller's loop bounds keep ``i + L <= size``). The multiply and the add are
+rounded separately, as in the scalar ``acc + s * w[j]``, so a vector loop gives
+bit for bit the scalar loop's result; integer lanes (fixed point) are exact.
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_jitable, register_model
+
+__all__ = ["Vec", "lanes", "vload", "vstore", "vmul_add", "VECTOR_BYTES"]
+
+VECTOR_BYTES = 32  # AVX2; a narrower machine splits each vector, a wider one is not used fully
+
+
+@register_jitable
+def lanes(itemsize: int) -> int:
+    """Elements of one vector of items of ``itemsize`` bytes (callable in kernels too)."""
+    return VECTOR_BYTES // itemsize
+
+
+class Vec(types.Type):
+    """A vector of ``n`` elements of the scalar type ``dtype`` (an LLVM vector value)."""
+
+    def __init__(self, dtype: types.Type, n: int):
+        self.dtype, self.n = dtype, n
+        super().__init__(name=f"Vec({dtype}x{n})")
+
+
+@register_model(Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        be_type = ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), fe_type.n)
+        super().__init__(dmm, fe_type, be_type)
+
+
+def _vec_of(arr: types.Array) -> Vec:
+    return Vec(arr.dtype, lanes(arr.dtype.bitwidth // 8))
+
+
+def _ok(arr, idx) -> bool:
+    return (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
+            and isinstance(idx, types.Integer) and isinstance(arr.dtype, (types.Float, types.Integer)))
+
+
+def _ptr(context, builder, arr_ty, arr, idx_ty, idx, vty):
+    """``&arr[idx]`` as a pointer to a vector."""
+    ary = context.make_array(arr_ty)(context, builder, arr)
+    i = context.cast(builder, idx, idx_ty, types.intp)
+    return builder.bitcast(builder.gep(ary.data, [i]), vty.as_pointer())
+
+
+@intrinsic
+def vload(typingctx, arr, idx):
+    """``arr[idx : idx + L]`` as a vector (unaligned load)."""
+    if not _ok(arr, idx):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(sig.return_type)
+        ptr = _ptr(context, builder, sig.args[0], args[0], sig.args[1], args[1], vty)
+        return builder.load(ptr, align=sig.args[0].dtype.bitwidth // 8)
+
+    return _vec_of(arr)(arr, idx), codegen
+
+
+@intrinsic
+def vstore(typingctx, arr, idx, vec):
+    """``arr[idx : idx + L] = vec`` (unaligned store)."""
+    if not _ok(arr, idx) or vec != _vec_of(arr):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(sig.args[2])
+        ptr = _ptr(context, builder, sig.args[0], args[0], sig.args[1], args[1], vty)
+        builder.store(args[2], ptr, align=sig.args[0].dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.void(arr, idx, vec), codegen
+
+
+@intrinsic
+def vmul_add(typingctx, acc, s, arr, idx):
+    """``acc + s * arr[idx : idx + L]`` with the scalar ``s`` broadcast, rounded as scalars."""
+    if not _ok(arr, idx) or acc != _vec_of(arr) or not isinstance(s, (types.Float, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(sig.args[0])
+        dt = sig.args[2].dtype
+        w = builder.load(_ptr(context, builder, sig.args[2], args[2], sig.args[3], args[3], vty),
+                         align=dt.bitwidth // 8)
+        sc = context.cast(builder, args[1], sig.args[1], dt)
+        sv = builder.insert_element(cgutils.get_null_value(vty), sc, ir.Constant(ir.IntType(32), 0))
+        sv = builder.shuffle_vector(sv, ir.Constant(vty, ir.Undefined),
+                                    ir.Constant(ir.VectorType(ir.IntType(32), vty.count),
+                                                [0] * vty.count))
+        if isinstance(dt, types.Integer):
+            return builder.add(args[0], builder.mul(sv, w))
+        return builder.fadd(args[0], builder.fmul(sv, w))
+
+    return acc(acc, s, arr, idx), codegen
