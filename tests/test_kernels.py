@@ -267,6 +267,8 @@ def test_encode_pixels_and_rows(herding):
     (9, 7, 2, 5, (5, 4), (2, 3), (2, 1)),
     (6, 6, 3, 5, (1, 1), (1, 1), (0, 0)),
     (10, 10, 2, 3, (2, 2), (3, 3), (0, 0)),
+    (9, 11, 1, 8, (3, 3), (2, 2), (0, 0)),  # one input channel: encode_scatter_1ch
+    (8, 7, 1, 3, (3, 2), (1, 2), (1, 1)),
 ])
 @pytest.mark.parametrize("herding", [True, False])
 @pytest.mark.parametrize("in_rows", [False, True])
@@ -376,3 +378,27 @@ def test_simd_row_update_is_the_scalar_update(dtype):
     want[2:2 + n] = want[2:2 + n] + s * w[5:5 + n]
     update(z, s, w, 2, 5, n)
     np.testing.assert_array_equal(z, want)
+
+
+@pytest.mark.parametrize("herding", [True, False])
+@pytest.mark.parametrize("frac", [0.01, 0.7])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_encode_scatter_1ch_matches_twin(herding, frac, dtype):
+    """One input channel in one pass == encode_pixels + conv_scatter_pixels (twins)."""
+    rng = np.random.default_rng(8)
+    h, w, c_out = 30, 31, 8
+    geom = K.make_geom((h, w), (14, 15), (2, 2), (0, 0), (3, 3), c_out)
+    w_run = K.run_layout(rng.normal(size=(3, 3, 1, c_out)).astype(dtype), (2, 2))
+    pixels, count = _touched(rng, h * w, frac)
+    x = (rng.normal(size=h * w) * 2).astype(dtype)
+    memory = (np.rint(4 * rng.normal(size=h * w)) if herding else rng.normal(size=h * w))
+    args = (x, pixels, count, memory.astype(dtype), herding, 4.0 if herding else 0.3,
+            0.25 if herding else 1.0, w_run, rng.normal(size=14 * 15 * c_out).astype(dtype), geom,
+            np.zeros(14 * 15 + 1, np.int64), np.zeros(1, np.int64), np.full(14 * 15, -1, np.int64),
+            2)
+    ra, a, rb, b = _both("encode_scatter_1ch", *args)
+    assert ra[0] == rb[0] and ra[1] == rb[1] and ra[2] == pytest.approx(rb[2])
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(a[8], b[8], rtol=tol, atol=tol)
+    np.testing.assert_array_equal(a[3], b[3])
+    assert _listed(a[10], a[11]) == _listed(b[10], b[11])

@@ -25,6 +25,7 @@ __all__ = [
     "pool_update",
     "encode_pixels",
     "conv_scatter_pixels",
+    "encode_scatter_1ch",
     "conv_layer_step",
     "encode_rows",
     "list_rows",
@@ -231,6 +232,18 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
     return conv_scatter(ev_idx, ev_val, len(ev_idx), gain, _from_run(w_run, geom), z,
                         (h_in, w_in), (h_out, w_out), (sy, sx), (py, px), (1, 1), 1, pg_list,
                         pg_count, pg_stamp, frame)
+
+
+def encode_scatter_1ch(x, pixels, count, memory, herding, param, gain, w_run, z, geom, pg_list,
+                       pg_count, pg_stamp, frame):
+    n = len(pixels)
+    ev_ch, ev_val = np.zeros(n, np.int64), np.zeros(n, z.dtype)
+    px_list, px_start = np.zeros(n, np.int64), np.zeros(n + 1, np.int64)
+    n_px, n_ev = encode_pixels(x, pixels, count, memory, herding, param, 1, ev_ch, ev_val, px_list,
+                               px_start)
+    synops, adds = conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, geom,
+                                       None, pg_list, pg_count, pg_stamp, frame)
+    return n_ev, synops, adds
 
 
 def encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val, px_list,

@@ -30,8 +30,8 @@ from .simd import lanes, vload, vmul_add, vstore
 AHEAD = 6  # pixels (rows) prefetched ahead
 
 __all__ = [
-    "encode_pixels", "encode_rows", "conv_scatter_pixels", "list_rows", "conv_layer_step",
-    "make_geom", "run_layout",
+    "encode_pixels", "encode_rows", "conv_scatter_pixels", "encode_scatter_1ch", "list_rows",
+    "conv_layer_step", "make_geom", "run_layout",
 ]
 
 
@@ -215,7 +215,7 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
                         o += uint64(L)
                     for j in range(n_vec, uint64(n_len)):
                         z[zb + j] += v * wf[wb + j]
-            if scan:
+            if scan:  # (written out: a called helper here measured 10-30% slower)
                 for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):
                     pg_stamp[q] = frame
             else:
@@ -319,6 +319,82 @@ def list_rows(pg_list, pg_count, pg_stamp, frame, c_out, prime, expand, out_touc
 
 
 @njit(cache=True, nogil=True)
+def encode_scatter_1ch(x, pixels, count, memory, herding, param, gain, w_run, z, geom, pg_list,
+                       pg_count, pg_stamp, frame):
+    """:func:`encode_pixels` and :func:`conv_scatter_pixels` in one pass, for one input channel.
+
+    With one channel a pixel is one neuron and has at most one event, so the quantizer
+    (same update as :func:`encode_pixels`) feeds the scatter directly: no event list,
+    no per-pixel groups. The common first layer of gray video; 1.3x faster than the two
+    kernels on the demo's layer ``1``, with the same ``z``, memory, listing and counters.
+    ``pixels[:count[0]]`` are the touched input pixels. Returns ``(events, synops,
+    additions)``.
+    """
+    w_in, h_out, w_out = geom[1], geom[2], geom[3]
+    sy, sx, py, px, cg = geom[4], geom[5], geom[6], geom[7], geom[10]
+    lw, wf = w_run.shape[2], w_run.reshape(w_run.size)
+    L = lanes(z.itemsize)  # noqa: N806
+    n_t, n_ev, synops, adds, npg = count[0], 0, 0, 0.0, pg_count[0]
+    n_out = pg_stamp.shape[0]
+    scan = npg == 0 and 8 * n_t * geom[11 + 2 * sx] * geom[11] > n_out  # as conv_scatter_pixels
+    iy, row0 = 0, -w_in - 1
+    for t in range(n_t):
+        pix = pixels[t]
+        m = memory[pix]
+        if herding:
+            q = np.rint(param * x[pix])
+            s = q - m
+            memory[pix] = q
+        else:
+            d = x[pix] - m
+            send = d != 0.0 and abs(d) >= param
+            s = d if send else d * 0
+            memory[pix] = x[pix] if send else m
+        if s == 0:
+            continue
+        n_ev += 1
+        if pix < row0 or pix >= row0 + w_in:  # pixels mostly come in order: rarely divide
+            iy = pix // w_in
+            row0 = iy * w_in
+        r, oxh = _split(pix - row0 + px, sx)
+        ox0, ox1 = max(oxh - geom[11 + r] + 1, 0), min(oxh, w_out - 1)
+        ry, oyh = _split(iy + py, sy)
+        oy0, oy1 = max(oyh - geom[11 + 2 * sx + ry] + 1, 0), min(oyh, h_out - 1)
+        if ox0 > ox1 or oy0 > oy1:
+            continue
+        s0 = (geom[11 + sx + r] + geom[11 + r] - 1 - oxh + ox0) * cg
+        n_len = (ox1 - ox0 + 1) * cg
+        n_vec, v = uint64(n_len - n_len % L), s * gain
+        for oy in range(oy0, oy1 + 1):
+            zb = uint64((oy * w_out + ox0) * cg)
+            wb = uint64((ry + (oyh - oy) * sy) * lw + s0)
+            o = uint64(0)
+            while o < n_vec:  # rows here are short: whole vectors (see conv_scatter_pixels)
+                vstore(z, zb + o, vmul_add(vload(z, zb + o), v, wf, wb + o))
+                o += uint64(L)
+            for j in range(n_vec, uint64(n_len)):
+                z[zb + j] += v * wf[wb + j]
+            if scan:  # (written out: a called helper here measured 10-30% slower)
+                for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):
+                    pg_stamp[q] = frame
+            else:
+                for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):  # branchless listing
+                    new = pg_stamp[q] != frame
+                    pg_stamp[q] = frame
+                    pg_list[npg] = q  # pg_list has one spare slot for this write
+                    npg += new
+        fan = (oy1 - oy0 + 1) * n_len
+        synops += fan
+        adds += abs(s) * fan
+    if scan:
+        for q in range(n_out):  # branchless: npg <= q
+            pg_list[npg] = q
+            npg += pg_stamp[q] == frame
+    pg_count[0] = npg
+    return n_ev, synops, adds
+
+
+@njit(cache=True, nogil=True)
 def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding, param, gain,
                     w_run, z, geom, ev_ch, ev_val, px_list, px_start, vbuf, pg_list, pg_count,
                     pg_stamp, frame, prime, expand, out_touched, out_count):
@@ -326,20 +402,26 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
 
     Encodes the input's touched neurons (:func:`encode_pixels`) or, if ``in_rows``,
     its touched pixels (:func:`encode_rows`); scatters (:func:`conv_scatter_pixels`,
-    ``pg_count`` reset first); lists the reached output pixels in ``pg_list`` and, if
+    ``pg_count`` reset first; both in one pass, :func:`encode_scatter_1ch`, for one
+    input channel); lists the reached output pixels in ``pg_list`` and, if
     ``expand``, their neurons (:func:`list_rows`). Returns ``(events, synops,
     additions, touched output neurons)``.
     """
     c_in = w_run.shape[1]
-    if in_rows:
-        n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val,
-                                 px_list, px_start)
-    else:
-        n_px, n_ev = encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch,
-                                   ev_val, px_list, px_start)
     pg_count[0] = 0
-    synops, adds = conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z,
-                                       geom, vbuf, pg_list, pg_count, pg_stamp, frame)
+    if c_in == 1:  # one channel: a pixel is a neuron (its list is either list)
+        n_ev, synops, adds = encode_scatter_1ch(
+            x, rows if in_rows else touched, row_count if in_rows else count, memory, herding,
+            param, gain, w_run, z, geom, pg_list, pg_count, pg_stamp, frame)
+    else:
+        if in_rows:
+            n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch,
+                                     ev_val, px_list, px_start)
+        else:
+            n_px, n_ev = encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch,
+                                       ev_val, px_list, px_start)
+        synops, adds = conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z,
+                                           geom, vbuf, pg_list, pg_count, pg_stamp, frame)
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,
                       expand, out_touched, out_count)
     return n_ev, synops, adds, n_out
