@@ -73,6 +73,22 @@ def run_layout(w_cl: np.ndarray, stride) -> np.ndarray:
     return np.ascontiguousarray(out.reshape(kh, c_in, kw * cg))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _quantize(v, m, herding, param):
+    """One neuron's quantizer: ``(s, new memory)`` for value ``v`` and memory ``m``.
+
+    Herding (``param = k``): ``q = round(k*v); s = q - m; memory = q``. Threshold
+    (``param = threshold``): ``s = v - m`` if ``s != 0 and |s| >= threshold`` (then
+    ``memory = v``), else ``s = 0`` and the memory stays.
+    """
+    if herding:
+        q = np.rint(param * v)
+        return q - m, q
+    d = v - m
+    send = d != 0.0 and abs(d) >= param
+    return (d if send else d * 0), (v if send else m)
+
+
 @njit(cache=True, nogil=True)
 def encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val, px_list,
                   px_start):
@@ -114,16 +130,7 @@ def encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val
             px_list[npx] = p
             px_start[npx] = n
         # branchless: always write, advance n only for a nonzero spike
-        m = memory[i]
-        if herding:
-            q = np.rint(param * x[i])
-            s = q - m
-            memory[i] = q
-        else:
-            s = x[i] - m
-            send = s != 0.0 and abs(s) >= param
-            s = s if send else 0.0
-            memory[i] = x[i] if send else m
+        s, memory[i] = _quantize(x[i], memory[i], herding, param)
         ev_ch[n] = i - lo
         ev_val[n] = s
         n += s != 0.0
@@ -259,16 +266,7 @@ def encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val,
         ss = ev_val[n:n + c_in]  # pass 1 (SIMD): every channel's spike, in place
         hits = 0
         for c in range(c_in):
-            m = ms[c]
-            if herding:
-                q = np.rint(param * xs[c])
-                ss[c] = q - m
-                ms[c] = q
-            else:
-                d = xs[c] - m
-                send = d != 0.0 and abs(d) >= param
-                ss[c] = d if send else 0.0
-                ms[c] = xs[c] if send else m
+            ss[c], ms[c] = _quantize(xs[c], ms[c], herding, param)
             hits += ss[c] != 0.0
         if hits == 0:
             continue
@@ -340,16 +338,7 @@ def encode_scatter_1ch(x, pixels, count, memory, herding, param, gain, w_run, z,
     iy, row0 = 0, -w_in - 1
     for t in range(n_t):
         pix = pixels[t]
-        m = memory[pix]
-        if herding:
-            q = np.rint(param * x[pix])
-            s = q - m
-            memory[pix] = q
-        else:
-            d = x[pix] - m
-            send = d != 0.0 and abs(d) >= param
-            s = d if send else d * 0
-            memory[pix] = x[pix] if send else m
+        s, memory[pix] = _quantize(x[pix], memory[pix], herding, param)
         if s == 0:
             continue
         n_ev += 1
