@@ -222,7 +222,7 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
                         o += uint64(L)
                     for j in range(n_vec, uint64(n_len)):
                         z[zb + j] += v * wf[wb + j]
-            if scan:  # (written out: a called helper here measured 10-30% slower)
+            if scan:  # written out: a helper, called or inlined, measured 15-30% slower
                 for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):
                     pg_stamp[q] = frame
             else:
@@ -363,7 +363,7 @@ def encode_scatter_1ch(x, pixels, count, memory, herding, param, gain, w_run, z,
                 o += uint64(L)
             for j in range(n_vec, uint64(n_len)):
                 z[zb + j] += v * wf[wb + j]
-            if scan:  # (written out: a called helper here measured 10-30% slower)
+            if scan:  # written out: a helper, called or inlined, measured 15-30% slower
                 for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):
                     pg_stamp[q] = frame
             else:
