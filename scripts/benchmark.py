@@ -9,7 +9,8 @@ Both sides run in this process on the same frames, network and thread count
 End to end: op reduction (dense MACs / synops), wall-clock speedup (dense time /
 event time), their ratio, frames per second, peak memory, Numba first-call
 (compile or cache load) time. ``--micro``: one 3x3 conv, C_in = C_out in {16, 32, 64},
-random 5 % of the input neurons change per frame; beside it, the rate of the bare
+random 5 % of the input neurons change per frame (``--activity 0.01,0.05,0.2`` sweeps,
+``--plot sweep.png`` draws speedup and efficiency against it); beside it, the rate of the bare
 scatter (:func:`bare_scatter`: the multiply-adds alone, no encoding or listing) on the
 same events, which bounds any event scatter on this machine. ``--streams 1,2``: throughput of
 ``sd.simulate_batch`` with that many streams on as many threads.
@@ -18,6 +19,7 @@ Examples
 --------
 python scripts/benchmark.py --video carphone --frames 60
 python scripts/benchmark.py --micro --dtype float32
+python scripts/benchmark.py --micro --dtype float32 --activity 0.005,0.01,0.02,0.05,0.1,0.2 --plot sweep.png
 python scripts/benchmark.py --net demo.h5 --video carphone --streams 1,2 --json
 """
 
@@ -41,7 +43,7 @@ from sigmadelta import graph as g
 from sigmadelta.reference import dense_node
 
 __all__ = ["main", "synthetic_model", "synthetic_frames", "DenseRunner", "bench_network",
-           "bench_micro", "bench_streams", "serial_fraction", "bare_scatter"]
+           "bench_micro", "plot_micro", "bench_streams", "serial_fraction", "bare_scatter"]
 
 
 def synthetic_model(c_in: int = 1) -> nn.Module:
@@ -314,6 +316,8 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
     """One 3x3 conv (C_in = C_out = C, padding 1) at ``activity``: event step vs torch conv2d.
 
     Event pass, dense pass and bare scatter alternate ``repeats`` times; each keeps its best.
+    Per channel count: rates, ``kernel_efficiency = (synops/s) / (dense MACs/s)`` and the
+    layer's wall-clock ``speedup = dense time / event time`` (about efficiency / activity).
     """
     out = []
     for c in channels:
@@ -332,13 +336,53 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
         events = int(res.stats.events[1:].sum()) / (frames - 1)
         macs = int(net.dense_macs()[0])
         syn_rate, mac_rate, bare_rate = synops / t_ev, macs / t_dense, bare[3] * 9 * c / t_bare
-        out.append({"channels": c, "hw": list(hw), "event_rate": events / x[0].size,
+        out.append({"channels": c, "hw": list(hw), "activity": activity,
+                    "event_rate": events / x[0].size, "op_reduction": macs / max(synops, 1),
+                    "speedup": t_dense / t_ev,
                     "bare_gsynops_per_s": bare_rate / 1e9, "bare_efficiency": bare_rate / mac_rate,
                     "share_of_bare": syn_rate / bare_rate,
                     "event_ms_per_frame": 1e3 * t_ev, "dense_ms": 1e3 * t_dense,
                     "gsynops_per_s": syn_rate / 1e9, "dense_gmacs_per_s": mac_rate / 1e9,
                     "kernel_efficiency": syn_rate / mac_rate})
     return out
+
+
+def plot_micro(rows: list[dict], path: str) -> str:
+    """PNG of a micro sweep: wall-clock speedup and kernel efficiency against input activity.
+
+    Left: the event layer's speedup over dense torch per channel count, beside the op
+    reduction (the speedup at efficiency 1) and the 5x line. Right: kernel efficiency
+    and the bare-scatter ceiling. Returns the path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, c in enumerate(sorted({r["channels"] for r in rows})):
+        rs = sorted((r for r in rows if r["channels"] == c), key=lambda r: r["activity"])
+        a = [100 * r["event_rate"] for r in rs]
+        col = colors[k % len(colors)]
+        ax[0].loglog(a, [r["speedup"] for r in rs], "o-", color=col, label=f"C={c} event vs dense")
+        ax[0].loglog(a, [r["op_reduction"] for r in rs], ":", color=col, label=f"C={c} op reduction")
+        ax[1].semilogx(a, [r["kernel_efficiency"] for r in rs], "o-", color=col, label=f"C={c} engine")
+        ax[1].semilogx(a, [r["bare_efficiency"] for r in rs], "--", color=col,
+                       label=f"C={c} bare scatter")
+    ax[0].axhline(1, color="k", lw=0.8)
+    ax[0].axhline(5, color="k", lw=0.8, ls="--")
+    ax[0].set(xlabel="input neurons that spike per frame (%)", ylabel="dense time / event time",
+              title="3x3 conv, one thread: wall-clock speedup (dashed: 5x)")
+    ax[1].set(xlabel="input neurons that spike per frame (%)", ylabel="(synops/s) / (dense MACs/s)",
+              title="kernel efficiency")
+    for a in ax:
+        a.grid(True, which="both", alpha=0.3)
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _load_model(spec: str) -> nn.Module:
@@ -410,9 +454,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--micro", action="store_true", help="single-conv kernel efficiency")
     p.add_argument("--micro-hw", type=int, nargs=2, default=(64, 64))
     p.add_argument("--micro-channels", default="16,32,64")
-    p.add_argument("--activity", type=float, default=0.05)
+    p.add_argument("--activity", default="0.05",
+                   help="--micro: share of input neurons changed per frame; a comma list sweeps")
+    p.add_argument("--plot", help="--micro: write a PNG of speedup and efficiency against activity")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
     return p
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    """Parse a comma list of numbers in (0, 1]; a clear error names the flag otherwise."""
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"{flag}: expected numbers separated by commas, got {text!r}") from None
+    if not vals or any(not 0 < v <= 1 for v in vals):
+        raise SystemExit(f"{flag}: every value must lie in (0, 1], got {text!r}")
+    return vals
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -422,12 +479,17 @@ def main(argv: list[str] | None = None) -> dict:
     dtype = np.dtype(args.dtype)
     out: dict = {"threads": args.threads}
     if args.micro:
-        out["micro"] = bench_micro([int(c) for c in args.micro_channels.split(",")],
-                                   tuple(args.micro_hw), args.activity, max(args.frames, 3),
-                                   dtype, args.repeats)
+        out["micro"] = []
+        for a in _floats(args.activity, "--activity"):
+            out["micro"] += bench_micro([int(c) for c in args.micro_channels.split(",")],
+                                        tuple(args.micro_hw), a, max(args.frames, 3), dtype,
+                                        args.repeats)
+        if args.plot:
+            out["plot"] = plot_micro(out["micro"], args.plot)
         if not args.json:
             for m in out["micro"]:
-                print(f"micro C={m['channels']:3d} {m['hw']} events {m['event_rate']:.3f}: event "
+                print(f"micro C={m['channels']:3d} {m['hw']} events {m['event_rate']:.3f}: speedup "
+                      f"{m['speedup']:.2f}x (op reduction {m['op_reduction']:.1f}x); event "
                       f"{m['event_ms_per_frame']:.3f} ms/frame {m['gsynops_per_s']:.2f} Gsyn/s; dense "
                       f"{m['dense_ms']:.3f} ms {m['dense_gmacs_per_s']:.2f} GMAC/s; "
                       f"efficiency {m['kernel_efficiency']:.3f}; bare scatter "

@@ -94,7 +94,7 @@ class _Builder:
 def _emit_input(b: _Builder, op: InputOp) -> None:
     o = op.out
     b.row(INPUT, [-1, int(op.shape[0]) if len(op.shape) == 3 else 1, b.f(o.value), b.i(o.touched),
-                  b.i(o.count)])
+                  b.i(o.count), b.f(op.prev), b.i(op.mask)])
 
 
 def _emit_pixconv(b: _Builder, op: WeightOp, j: int) -> None:
@@ -295,7 +295,7 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
             c, p = code[o], par[o]
             k, bad = c[0], -1
             if k == INPUT:
-                K.load_frame(frames[t], c[2], F[c[3]], I[c[4]], I[c[5]], prime)
+                K.load_frame(frames[t], c[2], F[c[3]], F[c[6]], I[c[7]], I[c[4]], I[c[5]], prime)
             elif k == PIXCONV:
                 bad = _run_pixconv(c, p, F, I, frame_no, prime, st)
             elif k == WEIGHT:

@@ -27,3 +27,21 @@ def test_benchmark_micro_smoke():
              "--dtype", "float32")
     (m,) = r["micro"]
     assert m["channels"] == 4 and m["kernel_efficiency"] > 0
+
+
+def test_benchmark_micro_sweep_writes_plot(tmp_path):
+    png = tmp_path / "sweep.png"
+    r = _run("--micro", "--frames", "3", "--micro-hw", "8", "8", "--micro-channels", "4",
+             "--dtype", "float32", "--activity", "0.05,0.3", "--plot", str(png))
+    assert [m["activity"] for m in r["micro"]] == [0.05, 0.3]
+    for m in r["micro"]:  # the speedup and the op reduction agree with the reported times and rates
+        assert abs(m["speedup"] - m["dense_ms"] / m["event_ms_per_frame"]) < 1e-9 * m["speedup"]
+        assert m["op_reduction"] > 1
+    assert r["micro"][0]["event_rate"] < r["micro"][1]["event_rate"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_benchmark_rejects_bad_activity():
+    out = subprocess.run([sys.executable, str(SCRIPT), "--micro", "--activity", "0.05,2"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0 and "--activity" in out.stderr

@@ -36,19 +36,29 @@ def test_chunks_profile_and_steps_give_the_same_run(name):
     np.testing.assert_array_equal(sim.last_stats[1], whole.stats.synops[-1])
 
 
-def test_load_frame_matches_twin():
-    rng = np.random.default_rng(0)
-    for c, prime in ((1, False), (3, False), (3, True)):
-        frame = rng.random(c * 20)
-        value = frame.reshape(c, -1).T.ravel().copy()
-        frame[rng.random(c * 20) < 0.3] += 1.0
-        outs = []
-        for fn in (K.load_frame, T.load_frame):
-            v, t, n = value.copy(), np.zeros(c * 20, np.int64), np.zeros(1, np.int64)
-            fn(frame, c, v, t, n, prime)
-            outs.append((v, sorted(t[:n[0]].tolist())))
-        np.testing.assert_array_equal(outs[0][0], outs[1][0])
-        assert outs[0][1] == outs[1][1] and (len(outs[0][1]) == c * 20) == prime
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 5, 16, 64, 65, 130])
+def test_load_frame_matches_twin(c):
+    """Every load path (one channel, unrolled 2-4, change mask with 1-3 words per pixel)
+    lists the changed neurons in increasing order, over a stream of frames."""
+    rng = np.random.default_rng(c)
+    hw = 21
+    n = c * hw
+    words = K.mask_words(c, hw)
+    states = [(np.zeros(n), np.zeros(n if words else 0), np.zeros(words, np.int64)) for _ in range(2)]
+    frame = rng.random(n)
+    for t, share in enumerate((1.0, 0.3, 0.0, 0.02, 0.9)):
+        frame = frame.copy()
+        frame[rng.random(n) < share] += 1.0
+        lists = []
+        for fn, (value, prev, mask) in zip((K.load_frame, T.load_frame), states, strict=True):
+            touched, count = np.zeros(n + 1, np.int64), np.zeros(1, np.int64)
+            fn(frame, c, value, prev, mask, touched, count, t == 0)
+            lists.append(touched[:count[0]].tolist())
+        assert lists[0] == lists[1] and lists[0] == sorted(lists[0])
+        assert (len(lists[0]) == n) == (t == 0) and (share > 0 or not lists[0])
+        np.testing.assert_array_equal(states[0][0], frame.reshape(c, -1).T.ravel())
+        np.testing.assert_array_equal(states[0][0], states[1][0])
+        assert not states[0][2].any()  # the mask is left clear for the next frame
 
 
 def test_overflow_keeps_the_frames_before_it(tmp_path):

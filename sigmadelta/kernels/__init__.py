@@ -40,6 +40,7 @@ from .quantize import (
     herding_encode_units,
     load_frame,
     mark_changed,
+    mask_words,
     threshold_encode,
     touch_all,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "load_frame",
     "make_geom",
     "mark_changed",
+    "mask_words",
     "pool_update",
     "run_layout",
     "threshold_encode",

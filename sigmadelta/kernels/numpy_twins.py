@@ -39,7 +39,9 @@ def _set_list(touched, count, idx):
     count[0] = len(idx)
 
 
-def load_frame(frame, c, value, touched, count, prime):
+def load_frame(frame, c, value, prev, mask, touched, count, prime):
+    if prev.shape[0]:
+        prev[:] = frame
     new = frame.reshape(c, -1).T.ravel()
     changed = np.arange(new.shape[0]) if prime else np.flatnonzero(new != value)
     value[:] = new
