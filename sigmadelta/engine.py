@@ -128,6 +128,7 @@ class Simulator:
         self._n_neurons = np.array([n.size for n in net.weight_layers], np.int64)
         self._n_in = int(np.prod(net.input_shape))
         self._n_out = self._states[net.output].value.shape[0]
+        self._out_buf = np.zeros((0, self._n_out), self.dtype)  # run_frames' output rows
         self._status = np.zeros(2, np.int64)
         self.last_stats = np.zeros((4, len(self._weight_ops)), np.int64)
         self.node_seconds = np.zeros(len(self._ops))
@@ -169,7 +170,10 @@ class Simulator:
         x = np.ascontiguousarray(frames.reshape(len(frames), self._n_in), dtype=self.dtype)
         t = len(x)
         stats = np.zeros((t, 4, len(self._weight_ops)))
-        out = np.empty((t, self._n_out), self.dtype)
+        if len(self._out_buf) < t:  # kept across calls, and written once here: the compiled
+            self._out_buf = np.empty((t, self._n_out), self.dtype)  # loop never touches fresh pages
+            self._out_buf.fill(0)
+        out = self._out_buf[:t]
         if self.profile:
             done = self._run_profiled(x, stats, out)
         else:
@@ -179,7 +183,7 @@ class Simulator:
         self.frame_no += done
         if done:
             self.last_stats[:] = stats[done - 1]
-        outs = np.ascontiguousarray(to_torch_layout(out[:done], self.net.output_shape))
+        outs = np.array(to_torch_layout(out[:done], self.net.output_shape), order="C")  # a copy
         return outs, stats[:done], (self._overflow_error() if done < t else None)
 
     def _run_profiled(self, x: np.ndarray, stats: np.ndarray, out: np.ndarray) -> int:
@@ -268,7 +272,7 @@ class Simulator:
                 recorder.close(complete=complete)
         stats = Stats.from_rows(self.net.layer_names, np.concatenate(rows), self._macs,
                                 self._n_neurons, [n.quantizer for n in self.net.weight_layers])
-        return Result(np.concatenate(outs), stats)
+        return Result(outs[0] if len(outs) == 1 else np.concatenate(outs), stats)
 
 
 def _chunks(frames: Iterable, shape: tuple[int, ...], size: int):
