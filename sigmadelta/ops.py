@@ -165,6 +165,7 @@ class WeightOp:
         self.pixel = groups == 1 and tuple(node.dilation) == (1, 1) and not self.units
         if self.pixel:  # pixel-grouped fast path (sigmadelta.kernels.pixel)
             n_in = self.q.ev_idx.shape[0]
+            w_cl = self.w
             self.w = K.run_layout(self.w, node.stride)
             self.pgeom = K.make_geom(self.in_hw, self.out_hw, node.stride, node.padding,
                                      (kh, kw), cg)
@@ -172,6 +173,8 @@ class WeightOp:
                        np.zeros(self.w.shape[1], self.w.dtype))
             self.pg = (self.out.rows, self.out.row_count, self.pg[2])  # pixel list = node rows
             self.expand = True  # list output neurons too; build_ops clears it when unneeded
+            # one input channel: the spike-map path where events are dense (kernels.spikemap)
+            self.smap = K.make_map(self.pgeom, w_cl) if c_in_g == 1 else K.no_map(dtype)
 
     def reset(self) -> None:
         self.q.memory[:] = 0
@@ -179,6 +182,8 @@ class WeightOp:
         if hasattr(self, "pg"):
             self.pg[1][0] = 0
             self.pg[2][:] = -1
+        if hasattr(self, "smap") and len(self.smap[0]):
+            self.smap[0][1] = -1  # no last frame: the map path
         self.out.value[:] = self.bias_cl
 
 

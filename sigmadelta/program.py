@@ -107,19 +107,21 @@ def _emit_pixconv(b: _Builder, op: WeightOp, j: int) -> None:
             int(i.row_len > 0), b.f(q.memory), int(op.herding), int(fx), b.w(op.w, fx),
             b.w(op.acc, fx), b.i(op.pgeom), b.i(q.ev_idx), b.w(q.ev_val, fx), b.i(px_list),
             b.i(px_start), b.w(vbuf, fx), b.i(pg_list), b.i(pg_count), b.i(pg_stamp),
-            int(op.expand), b.i(o.touched), b.i(o.count), kh, c_in, lw, b.f(o.value), b.f(op.bias_cl)]
+            int(op.expand), b.i(o.touched), b.i(o.count), kh, c_in, lw, b.f(o.value), b.f(op.bias_cl),
+            b.i(op.smap[0]), b.w(op.smap[1], fx), b.w(op.smap[2], fx)]
     param = float(node.scale if op.herding else node.threshold)
     fixed = (float(op.acc_gain), float(op.acc_limit)) if fx else (0.0, 0.0)
     b.row(PIXCONV, ints, (param, float(op.gain), *fixed))
 
 
 @njit(cache=True, nogil=True)
-def _pix_core(c, p, F, I, x, memory, w, z, ev_val, vbuf, gain, frame, prime, st):  # noqa: E741
+def _pix_core(c, p, F, I, x, memory, w, z, ev_val, vbuf, smap, wtap, gain, frame, prime, st):  # noqa: E741
     """conv_layer_step on one set of weight-layer arrays (float or int64)."""
     r = K.conv_layer_step(
         x, I[c[3]], I[c[4]], I[c[5]], I[c[6]], c[7] != 0, memory, c[9] != 0, p[0], gain,
         w.reshape((c[25], c[26], c[27])), z, I[c[13]], I[c[14]], ev_val, I[c[16]], I[c[17]], vbuf,
-        I[c[19]], I[c[20]], I[c[21]], frame, prime, c[22] != 0, I[c[23]], I[c[24]])
+        I[c[19]], I[c[20]], I[c[21]], frame, prime, c[22] != 0, I[c[23]], I[c[24]], I[c[30]],
+        smap, wtap)
     j = c[1]
     st[0, j], st[1, j], st[3, j] = r[0], r[1], r[3]
     st[2, j] = r[2] if c[9] != 0 else r[1]
@@ -128,12 +130,12 @@ def _pix_core(c, p, F, I, x, memory, w, z, ev_val, vbuf, gain, frame, prime, st)
 @njit(cache=True, nogil=True)
 def _run_pixconv(c, p, F, I, frame, prime, st):  # noqa: E741
     if c[10] != 0:  # fixed point: integer spikes, weights and accumulators
-        _pix_core(c, p, F, I, F[c[2]], F[c[8]], I[c[11]], I[c[12]], I[c[15]], I[c[18]], 1, frame,
-                  prime, st)
+        _pix_core(c, p, F, I, F[c[2]], F[c[8]], I[c[11]], I[c[12]], I[c[15]], I[c[18]], I[c[31]],
+                  I[c[32]], 1, frame, prime, st)
         return K.fixed_point_update(I[c[12]], I[c[23]], I[c[24]], p[2], F[c[29]], F[c[28]],
                                     np.int64(p[3]))
-    _pix_core(c, p, F, I, F[c[2]], F[c[8]], F[c[11]], F[c[12]], F[c[15]], F[c[18]], p[1], frame,
-              prime, st)
+    _pix_core(c, p, F, I, F[c[2]], F[c[8]], F[c[11]], F[c[12]], F[c[15]], F[c[18]], F[c[31]],
+              F[c[32]], p[1], frame, prime, st)
     return -1
 
 

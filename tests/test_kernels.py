@@ -228,7 +228,7 @@ def _pixel_case(h, w, c_in, c_out, k, stride, padding, herding, seed, dtype=np.f
             np.zeros(n_in, np.int64), np.zeros(n_in, dtype), np.zeros(n_in, np.int64),
             np.zeros(n_in + 1, np.int64), np.zeros(c_in, dtype), np.zeros(n_pix + 1, np.int64),
             np.zeros(1, np.int64), np.full(n_pix, -1, np.int64), 5, False, True,
-            np.zeros(n_pix * c_out, np.int64), np.zeros(1, np.int64)), w_cl
+            np.zeros(n_pix * c_out, np.int64), np.zeros(1, np.int64), *K.make_map(geom, w_cl)), w_cl
 
 
 # argument positions in conv_layer_step
@@ -402,3 +402,63 @@ def test_encode_scatter_1ch_matches_twin(herding, frac, dtype):
     np.testing.assert_allclose(a[8], b[8], rtol=tol, atol=tol)
     np.testing.assert_array_equal(a[3], b[3])
     assert _listed(a[10], a[11]) == _listed(b[10], b[11])
+
+
+@pytest.mark.parametrize("geom", [
+    # (h, w, c_out, kernel, stride, padding)
+    (30, 31, 8, (3, 3), (2, 2), (0, 0)),
+    (12, 13, 16, (3, 3), (1, 1), (1, 1)),
+    (11, 9, 4, (5, 3), (2, 1), (2, 0)),
+    (10, 12, 8, (2, 2), (3, 2), (1, 1)),
+])
+@pytest.mark.parametrize("herding", [True, False])
+@pytest.mark.parametrize("frac", [0.02, 0.8])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_encode_map_1ch_matches_twin_and_scatter(geom, herding, frac, dtype):
+    """Spike map + gather == its twin (a loop over output pixels) == the one-channel scatter:
+    same z (bit for bit: the taps are added in the scatter's order), memory, counters, list."""
+    h, w, c_out, k, stride, pad = geom
+    h_out, w_out = (h + 2 * pad[0] - k[0]) // stride[0] + 1, (w + 2 * pad[1] - k[1]) // stride[1] + 1
+    if dtype == np.float32 and c_out % 8:
+        c_out = 8  # the map needs whole SIMD vectors per output pixel
+    rng = np.random.default_rng(c_out + k[0])
+    g = K.make_geom((h, w), (h_out, w_out), stride, pad, k, c_out)
+    w_cl = rng.normal(size=(*k, 1, c_out)) * (20 if dtype == np.int64 else 1)
+    w_cl = w_cl.astype(dtype)
+    mgeom, smap, wtap = K.make_map(g, w_cl)
+    assert len(mgeom) and prefer_first_frame(mgeom, h_out * w_out)
+    pixels, count = _touched(rng, h * w, frac)
+    fixed = dtype == np.int64
+    x = (rng.normal(size=h * w) * 2)
+    memory = np.rint(4 * rng.normal(size=h * w)) if herding else rng.normal(size=h * w)
+    if fixed:  # integer weights take integer spikes (threshold: integer inputs)
+        x, memory = np.rint(4 * x), np.rint(memory)
+    param, gain = (4.0 if herding else 0.3), (1 if fixed else (0.25 if herding else 1.0))
+    sdt = np.float64 if fixed else dtype
+    z0 = (rng.normal(size=h_out * w_out * c_out) * (100 if fixed else 1)).astype(dtype)
+    lists = (np.zeros(h_out * w_out + 1, np.int64), np.zeros(1, np.int64),
+             np.full(h_out * w_out, -1, np.int64))
+    args = (x.astype(sdt), pixels, count, memory.astype(sdt), herding, param, gain, wtap, z0,
+            g, mgeom, smap, *lists, 3)
+    ra, a, rb, b = _both("encode_map_1ch", *args)
+    sc = [v.copy() if isinstance(v, np.ndarray) else v for v in args]
+    sc[7] = K.run_layout(w_cl, stride)
+    del sc[10:12]
+    rs = K.encode_scatter_1ch(*sc)
+    assert ra[:2] == rb[:2] == rs[:2] and ra[2] == pytest.approx(rb[2]) == pytest.approx(rs[2])
+    np.testing.assert_array_equal(a[8], sc[8])  # the scatter's z, bit for bit
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(a[8], b[8], rtol=tol, atol=tol)
+    np.testing.assert_array_equal(a[3], b[3])
+    assert _listed(a[12], a[13]) == _listed(b[12], b[13]) == _listed(sc[10], sc[11])
+    assert not a[11].any() and a[10][1] == ra[0]  # map cleared; the events remembered
+
+
+def prefer_first_frame(mgeom, n_out):
+    """The map path is taken with no last frame, then only after dense frames."""
+    first = K.prefer_map(mgeom, n_out)
+    m = mgeom.copy()
+    m[1] = n_out // 10
+    sparse = K.prefer_map(m, n_out)
+    m[1] = n_out
+    return first and not sparse and K.prefer_map(m, n_out) and not K.prefer_map(m[:0], n_out)

@@ -12,7 +12,9 @@ compare it against. Conventions shared by all kernels:
 
 Conv layers with groups 1 and dilation 1 take the pixel-grouped path of
 :mod:`sigmadelta.kernels.pixel` (encode per pixel, one contiguous multiply-add
-per event and kernel row, one call per layer and frame); the per-event
+per event and kernel row), or for one dense input channel the spike map of
+:mod:`sigmadelta.kernels.spikemap`, chosen per frame by
+:func:`sigmadelta.kernels.layer.conv_layer_step` (one call per layer and frame); the per-event
 :func:`conv_scatter` remains for the other convs and as the reference.
 """
 
@@ -24,8 +26,8 @@ from .elementwise import (
     fixed_point_update,
     flatten_update,
 )
+from .layer import conv_layer_step
 from .pixel import (
-    conv_layer_step,
     conv_scatter_pixels,
     encode_pixels,
     encode_rows,
@@ -45,6 +47,7 @@ from .quantize import (
     touch_all,
 )
 from .scatter import conv_scatter, dense_scatter, expand_pixel_groups
+from .spikemap import encode_map_1ch, make_map, no_map, prefer_map
 
 __all__ = [
     "activation_rows",
@@ -55,6 +58,7 @@ __all__ = [
     "conv_scatter",
     "conv_scatter_pixels",
     "dense_scatter",
+    "encode_map_1ch",
     "encode_pixels",
     "encode_rows",
     "encode_scatter_1ch",
@@ -66,9 +70,12 @@ __all__ = [
     "list_rows",
     "load_frame",
     "make_geom",
+    "make_map",
     "mark_changed",
     "mask_words",
+    "no_map",
     "pool_update",
+    "prefer_map",
     "run_layout",
     "threshold_encode",
     "touch_all",

@@ -26,6 +26,7 @@ __all__ = [
     "encode_pixels",
     "conv_scatter_pixels",
     "encode_scatter_1ch",
+    "encode_map_1ch",
     "conv_layer_step",
     "encode_rows",
     "list_rows",
@@ -248,6 +249,37 @@ def encode_scatter_1ch(x, pixels, count, memory, herding, param, gain, w_run, z,
     return n_ev, synops, adds
 
 
+def encode_map_1ch(x, pixels, count, memory, herding, param, gain, wtap, z, geom, mgeom, smap,
+                   pg_list, pg_count, pg_stamp, frame):
+    """Per output pixel, the sum over its in-bounds taps (in order) that hold an event."""
+    h_in, w_in, h_out, w_out, sy, sx, py, px, kh, kw, cg = (int(v) for v in geom[:11])
+    idx, ev = np.zeros(len(pixels), np.int64), np.zeros(len(pixels), z.dtype)
+    encode = herding_encode if herding else threshold_encode
+    n = encode(x, pixels, count, memory, param, idx, ev)
+    spikes = np.zeros((h_in, w_in), z.dtype)
+    spikes.flat[idx[:n]] = ev[:n]
+    w = wtap.reshape(kh, kw, cg)
+    synops, adds, reached = 0, 0.0, []
+    for oy in range(h_out):
+        for ox in range(w_out):
+            q = oy * w_out + ox
+            for ky in range(kh):
+                for kx in range(kw):
+                    iy, ix = oy * sy - py + ky, ox * sx - px + kx
+                    if 0 <= iy < h_in and 0 <= ix < w_in and spikes[iy, ix] != 0:
+                        s = spikes[iy, ix]
+                        z[q * cg:(q + 1) * cg] = z[q * cg:(q + 1) * cg] + (s * gain) * w[ky, kx]
+                        synops += cg
+                        adds += float(abs(s)) * cg
+                        if not reached or reached[-1] != q:
+                            reached.append(q)
+    pg_list[pg_count[0]:pg_count[0] + len(reached)] = reached
+    pg_stamp[reached] = frame
+    pg_count[0] += len(reached)
+    mgeom[1] = n
+    return n, synops, adds
+
+
 def encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val, px_list,
                 px_start):
     idx = (rows[: row_count[0], None] * c_in + np.arange(c_in)).ravel()
@@ -269,7 +301,7 @@ def list_rows(pg_list, pg_count, pg_stamp, frame, c_out, prime, expand, out_touc
 
 def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding, param, gain,
                     w_run, z, geom, ev_ch, ev_val, px_list, px_start, vbuf, pg_list, pg_count,
-                    pg_stamp, frame, prime, expand, out_touched, out_count):
+                    pg_stamp, frame, prime, expand, out_touched, out_count, mgeom, smap, wtap):
     c_in = w_run.shape[1]
     if in_rows:
         n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val,
@@ -280,6 +312,8 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
     pg_count[0] = 0
     synops, adds = conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z,
                                        geom, vbuf, pg_list, pg_count, pg_stamp, frame)
+    if c_in == 1 and len(mgeom):
+        mgeom[1] = n_ev  # the last frame's events pick the next frame's path
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, len(z) // len(pg_stamp), prime, expand,
                       out_touched, out_count)
     return n_ev, synops, adds, n_out

@@ -12,9 +12,9 @@ adds all of that pixel's events into the output row (``C_out`` contiguous values
 
 so the weight rows ``w_cl[ky, kx, c, :]`` and the output rows are contiguous and
 the innermost loop is a SIMD multiply-add over output channels. Index division
-happens once per pixel, not per event. :func:`conv_layer_step` chains encode,
-scatter and the listing of touched outputs in one call (one dispatch per layer
-and frame).
+happens once per pixel, not per event. :func:`sigmadelta.kernels.layer.conv_layer_step`
+chains encode, scatter and the listing of touched outputs in one call (one dispatch
+per layer and frame).
 
 These kernels cover groups 1 and dilation 1 (the engine falls back to
 :func:`sigmadelta.kernels.conv_scatter` otherwise); geometry is packed by
@@ -31,7 +31,7 @@ AHEAD = 6  # pixels (rows) prefetched ahead
 
 __all__ = [
     "encode_pixels", "encode_rows", "conv_scatter_pixels", "encode_scatter_1ch", "list_rows",
-    "conv_layer_step", "make_geom", "run_layout",
+    "make_geom", "run_layout",
 ]
 
 
@@ -381,36 +381,3 @@ def encode_scatter_1ch(x, pixels, count, memory, herding, param, gain, w_run, z,
             npg += pg_stamp[q] == frame
     pg_count[0] = npg
     return n_ev, synops, adds
-
-
-@njit(cache=True, nogil=True)
-def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding, param, gain,
-                    w_run, z, geom, ev_ch, ev_val, px_list, px_start, vbuf, pg_list, pg_count,
-                    pg_stamp, frame, prime, expand, out_touched, out_count):
-    """One conv layer's frame: encode, scatter, list the touched outputs.
-
-    Encodes the input's touched neurons (:func:`encode_pixels`) or, if ``in_rows``,
-    its touched pixels (:func:`encode_rows`); scatters (:func:`conv_scatter_pixels`,
-    ``pg_count`` reset first; both in one pass, :func:`encode_scatter_1ch`, for one
-    input channel); lists the reached output pixels in ``pg_list`` and, if
-    ``expand``, their neurons (:func:`list_rows`). Returns ``(events, synops,
-    additions, touched output neurons)``.
-    """
-    c_in = w_run.shape[1]
-    pg_count[0] = 0
-    if c_in == 1:  # one channel: a pixel is a neuron (its list is either list)
-        n_ev, synops, adds = encode_scatter_1ch(
-            x, rows if in_rows else touched, row_count if in_rows else count, memory, herding,
-            param, gain, w_run, z, geom, pg_list, pg_count, pg_stamp, frame)
-    else:
-        if in_rows:
-            n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch,
-                                     ev_val, px_list, px_start)
-        else:
-            n_px, n_ev = encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch,
-                                       ev_val, px_list, px_start)
-        synops, adds = conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z,
-                                           geom, vbuf, pg_list, pg_count, pg_stamp, frame)
-    n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,
-                      expand, out_touched, out_count)
-    return n_ev, synops, adds, n_out

@@ -1,0 +1,59 @@
+"""One pixel-conv layer's frame in one call: encode, integrate, list the touched outputs.
+
+The path is chosen per layer and frame:
+
+* one input channel, events dense (:func:`sigmadelta.kernels.spikemap.prefer_map`):
+  quantize into a spike map and gather per output pixel (:mod:`.spikemap`);
+* one input channel otherwise: quantize and scatter per event in one pass
+  (:func:`sigmadelta.kernels.pixel.encode_scatter_1ch`);
+* more channels: group the events by pixel, then scatter per pixel and kernel row
+  (:func:`~sigmadelta.kernels.pixel.encode_pixels` or ``encode_rows``, then
+  ``conv_scatter_pixels``).
+
+All paths give the same ``z``, encoder memory, counters and set of touched outputs.
+"""
+
+from numba import njit
+
+from .pixel import conv_scatter_pixels, encode_pixels, encode_rows, encode_scatter_1ch, list_rows
+from .spikemap import encode_map_1ch, prefer_map
+
+__all__ = ["conv_layer_step"]
+
+
+@njit(cache=True, nogil=True)
+def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding, param, gain,
+                    w_run, z, geom, ev_ch, ev_val, px_list, px_start, vbuf, pg_list, pg_count,
+                    pg_stamp, frame, prime, expand, out_touched, out_count, mgeom, smap, wtap):
+    """One conv layer's frame (see the module docstring for the paths).
+
+    ``pg_count`` is reset first; the reached output pixels are listed in ``pg_list``
+    and, if ``expand``, their neurons in ``out_touched`` (:func:`list_rows`).
+    ``mgeom, smap, wtap``: the spike-map state of :func:`sigmadelta.kernels.spikemap.make_map`
+    (empty: never the map path). Returns ``(events, synops, additions, touched output
+    neurons)``.
+    """
+    c_in = w_run.shape[1]
+    pg_count[0] = 0
+    if c_in == 1:  # one channel: a pixel is a neuron (its list is either list)
+        pixels, n = (rows, row_count) if in_rows else (touched, count)
+        if prefer_map(mgeom, pg_stamp.shape[0]):
+            n_ev, synops, adds = encode_map_1ch(x, pixels, n, memory, herding, param, gain, wtap, z,
+                                                geom, mgeom, smap, pg_list, pg_count, pg_stamp, frame)
+        else:
+            n_ev, synops, adds = encode_scatter_1ch(x, pixels, n, memory, herding, param, gain, w_run,
+                                                    z, geom, pg_list, pg_count, pg_stamp, frame)
+            if mgeom.shape[0] > 0:
+                mgeom[1] = n_ev
+    else:
+        if in_rows:
+            n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch,
+                                     ev_val, px_list, px_start)
+        else:
+            n_px, n_ev = encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch,
+                                       ev_val, px_list, px_start)
+        synops, adds = conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z,
+                                           geom, vbuf, pg_list, pg_count, pg_stamp, frame)
+    n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,
+                      expand, out_touched, out_count)
+    return n_ev, synops, adds, n_out
