@@ -174,7 +174,7 @@ class WeightOp:
             self.pg = (self.out.rows, self.out.row_count, self.pg[2])  # pixel list = node rows
             self.expand = True  # list output neurons too; build_ops clears it when unneeded
             # one input channel: the spike-map path where events are dense (kernels.spikemap)
-            self.smap = K.make_map(self.pgeom, w_cl) if c_in_g == 1 else K.no_map(dtype)
+            self.smap = K.make_map(self.pgeom, w_cl)
 
     def reset(self) -> None:
         self.q.memory[:] = 0

@@ -43,8 +43,8 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
         else:
             n_ev, synops, adds = encode_scatter_1ch(x, pixels, n, memory, herding, param, gain, w_run,
                                                     z, geom, pg_list, pg_count, pg_stamp, frame)
-            if mgeom.shape[0] > 0:
-                mgeom[1] = n_ev
+        if mgeom.shape[0] > 0:
+            mgeom[1] = n_ev  # the next frame's path
     else:
         if in_rows:
             n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch,

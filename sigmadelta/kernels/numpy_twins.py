@@ -276,7 +276,6 @@ def encode_map_1ch(x, pixels, count, memory, herding, param, gain, wtap, z, geom
     pg_list[pg_count[0]:pg_count[0] + len(reached)] = reached
     pg_stamp[reached] = frame
     pg_count[0] += len(reached)
-    mgeom[1] = n
     return n, synops, adds
 
 

@@ -11,7 +11,7 @@ __all__ = [
 ]
 
 
-SMALL_C = 4  # up to this many input channels the frame is loaded pixel by pixel
+SMALL_C = 4  # up to this many input channels the frame is loaded pixel by pixel (load_frame branches)
 
 
 def mask_words(c: int, hw: int) -> int:
@@ -41,15 +41,9 @@ def load_frame(frame, c, value, prev, mask, touched, count, prime):
     below ``SMALL_C + 1`` channels.
     """
     hw = frame.shape[0] // c
-    if c == 1:  # the common gray-video case: same layout, one streaming pass
-        n = 0
-        for i in range(hw):  # branchless: noisy video changes a random half of the pixels
-            v = frame[i]
-            new = prime or v != value[i]
-            value[i] = v
-            touched[n] = i  # n <= i: always in bounds
-            n += new
-    elif c == 2:  # a literal channel count: the inlined loop is unrolled
+    if c == 1:  # gray video: same layout, one streaming pass (literal counts: loops unrolled)
+        n = _by_pixel(frame, 1, hw, value, touched, prime)
+    elif c == 2:
         n = _by_pixel(frame, 2, hw, value, touched, prime)
     elif c == 3:
         n = _by_pixel(frame, 3, hw, value, touched, prime)
@@ -62,7 +56,10 @@ def load_frame(frame, c, value, prev, mask, touched, count, prime):
 
 @njit(cache=True, nogil=True, inline="always")
 def _by_pixel(frame, c, hw, value, touched, prime):
-    """:func:`load_frame` pixel by pixel (branchless listing); returns the count."""
+    """:func:`load_frame` pixel by pixel; returns the count.
+
+    Branchless listing: noisy video changes a random half of the pixels.
+    """
     n = 0
     for p in range(hw):
         for ch in range(c):

@@ -11,14 +11,15 @@ three passes over plain arrays::
     B  for each output pixel q with an event in its window:
            z[q, :] += sum over taps t (in order) of  S[pad(q) + off(t)] * W[t, :]
        (one SIMD register per lane block, z row loaded and stored once) and list q
-    C  S[pad(p)] = 0 for the touched pixels (the map is all zero between frames)
+    C  S = 0 (the map is all zero between frames)
 
 ``fan(p)`` is the number of output pixels input pixel ``p`` reaches (a product of a
 row and a column table). Pass B adds each output's taps in the order the scatter
 adds its events (increasing input pixel), with the multiply and the add rounded
 separately, so ``z``, the memory, the counters and the listing equal the scatter's
 bit for bit. It visits every output pixel, so it pays when events are dense:
-:func:`prefer_map` picks it from the last frame's event count.
+:func:`prefer_map` picks it from the last frame's event count, which the caller
+keeps in ``mgeom[1]``.
 
 ``mgeom`` (:func:`make_map`): ``[wp, last_events, fan_y[h_in], fan_x[w_in]]`` with
 ``wp`` the padded row length (``last_events`` -1 before the first frame).
@@ -105,14 +106,7 @@ def encode_map_1ch(x, pixels, count, memory, herding, param, gain, wtap, z, geom
         npg = _gather(z, smap, wtap, geom, wp, geom[8], geom[9], pg_list, pg_count[0], pg_stamp,
                       frame)
     pg_count[0] = npg
-    iy, row0 = 0, -w_in - 1
-    for t in range(n_t):  # pass C
-        pix = pixels[t]
-        if pix < row0 or pix >= row0 + w_in:
-            iy = pix // w_in
-            row0 = iy * w_in
-        smap[(iy + py) * wp + pix - row0 + px] = 0
-    mgeom[1] = n_ev
+    smap[:] = 0  # pass C: one memset (events are dense when this path runs)
     return n_ev, fan * cg, adds * cg
 
 
