@@ -17,7 +17,8 @@ three passes over plain arrays::
 row and a column table). Pass B adds each output's taps in the order the scatter
 adds its events (increasing input pixel), with the multiply and the add rounded
 separately, so ``z``, the memory, the counters and the listing equal the scatter's
-bit for bit. It visits every output pixel, so it pays when events are dense:
+exactly (a tap without an event adds ``0 * w``, which can only turn a ``-0.0`` into
+``+0.0``). It visits every output pixel, so it pays when events are dense:
 :func:`prefer_map` picks it from the last frame's event count, which the caller
 keeps in ``mgeom[1]``.
 
