@@ -10,10 +10,11 @@ End to end: op reduction (dense MACs / synops), wall-clock speedup (dense time /
 event time), their ratio, frames per second, peak memory, Numba first-call
 (compile or cache load) time. ``--micro``: one 3x3 conv, C_in = C_out in {16, 32, 64},
 random 5 % of the input neurons change per frame (``--activity 0.01,0.05,0.2`` sweeps,
-``--plot sweep.png`` draws speedup and efficiency against it); beside it, the rate of the bare
-scatter (:func:`bare_scatter`: the multiply-adds alone, no encoding or listing) on the
-same events, which bounds any event scatter on this machine. ``--streams 1,2``: throughput of
-``sd.simulate_batch`` with that many streams on as many threads.
+``--plot sweep.png`` draws speedup and efficiency against it; ``scripts/_micro.py``); beside
+it, the rate of the bare scatter (:func:`bare_scatter`: the multiply-adds alone, no encoding
+or listing) on the same events, which bounds any event scatter on this machine.
+``--streams 1,2``: throughput of ``sd.simulate_batch`` with that many streams on as
+many threads.
 
 Examples
 --------
@@ -32,6 +33,7 @@ import resource
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -41,6 +43,9 @@ import torch.nn as nn
 import sigmadelta as sd
 from sigmadelta import graph as g
 from sigmadelta.reference import dense_node
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _micro import bare_scatter, bench_micro, plot_micro  # noqa: E402
 
 __all__ = ["main", "synthetic_model", "synthetic_frames", "DenseRunner", "bench_network",
            "bench_micro", "plot_micro", "bench_streams", "serial_fraction", "bare_scatter"]
@@ -244,150 +249,6 @@ def serial_fraction(net: g.Network, frames: np.ndarray, dtype=np.float64) -> dic
     frac = times["static"] / times["stream"]
     return {"static_ms_per_frame": 1e3 * times["static"], "stream_ms_per_frame":
             1e3 * times["stream"], "serial_fraction": frac, "amdahl_2_threads": 2 / (1 + frac)}
-
-
-def _micro_frames(shape, t: int, activity: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = int(np.prod(shape))
-    frames = [rng.random(n).astype(np.float32)]
-    for _ in range(t - 1):
-        f = frames[-1].copy()
-        idx = rng.choice(n, int(round(activity * n)), replace=False)
-        f[idx] += rng.normal(0, 0.5, len(idx)).astype(np.float32)
-        frames.append(f)
-    return np.stack(frames).reshape(t, *shape)
-
-
-@numba.njit(cache=True, nogil=True)
-def bare_scatter(pix, ch, val, w_run, z, w_img, c_out):
-    """The scatter alone: ``z[row] += v * w_run[ky, c, :]`` for every event and kernel row.
-
-    A 3x3, stride-1 conv without any bookkeeping (no encoding, no bounds, no listing):
-    per event at interior pixel ``p`` and kernel row ``ky``, one contiguous multiply-add
-    of ``3*C_out`` values into the output row starting at pixel ``p + (1-ky)*W - 1``.
-    Its rate bounds what any event scatter can reach on this machine.
-    """
-    n3, c_in, wf = 3 * c_out, w_run.shape[1], w_run.reshape(w_run.size)
-    for e in range(pix.shape[0]):
-        v = val[e]
-        for ky in range(3):
-            zb = numba.uint64((pix[e] + (1 - ky) * w_img - 1) * c_out)  # unsigned: SIMD loop
-            wb = numba.uint64((ky * c_in + ch[e]) * n3)
-            for j in range(numba.uint64(n3)):
-                z[zb + j] += v * wf[wb + j]
-
-
-def _bare_events(c: int, hw: tuple[int, int], activity: float, frames: int, seed: int):
-    """Weights, output and per-frame random interior events (by pixel) for :func:`bare_scatter`."""
-    rng = np.random.default_rng(seed)
-    h, w = hw
-    w_run = rng.normal(size=(3, c, 3 * c)).astype(np.float32)
-    n = int(round(activity * h * w * c))
-    inner = np.array([y * w + x for y in range(1, h - 1) for x in range(1, w - 1)])
-    evs = []
-    for _ in range(frames):
-        key = np.sort(rng.choice(len(inner) * c, n, replace=False))  # by pixel, as the engine
-        evs.append((inner[key // c].astype(np.int64), (key % c).astype(np.int64),
-                    rng.choice([-1.0, 1.0], n).astype(np.float32)))
-    return w_run, np.zeros(h * w * c, np.float32), evs, n
-
-
-def _micro_once(net, x, dtype, conv, xt, bare) -> tuple[float, float, float, float]:
-    """One pass of each side over the frames after the first: event layer seconds (profiled),
-    dense torch seconds, bare scatter seconds, event seconds of the whole frame (input too)."""
-    sim = sd.Simulator(net, dtype=dtype, profile=True)
-    sim.step(x[0])  # the first frame sends everything; not part of the measure
-    sim.node_seconds[:] = 0
-    sim.run(x[1:], progress=False)
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        for _ in range(len(x) - 1):
-            conv(xt)
-        t_dense = time.perf_counter() - t0
-    w_run, z, evs, _ = bare
-    t0 = time.perf_counter()
-    for e in evs:
-        bare_scatter(*e, w_run, z, xt.shape[-1], w_run.shape[1])
-    return (float(sim.layer_seconds[0]), t_dense, time.perf_counter() - t0,
-            float(sim.node_seconds.sum()))
-
-
-def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, frames: int = 30,
-                dtype=np.float64, repeats: int = 5) -> list[dict]:
-    """One 3x3 conv (C_in = C_out = C, padding 1) at ``activity``: event step vs torch conv2d.
-
-    Event pass, dense pass and bare scatter alternate ``repeats`` times; each keeps its best.
-    Per channel count: rates, ``kernel_efficiency = (synops/s) / (dense MACs/s)``, the
-    layer's wall-clock ``speedup = dense time / event time`` (about efficiency / activity)
-    and ``frame_speedup``, the same with the event side's input loading counted too.
-    """
-    out = []
-    for c in channels:
-        torch.manual_seed(c)
-        conv = nn.Conv2d(c, c, 3, padding=1).eval()
-        shape = (c, *hw)
-        net = sd.convert(conv, shape, scale=16.0)
-        x = _micro_frames(shape, frames, activity, c)
-        xt = torch.from_numpy(x[0])[None]
-        bare = _bare_events(c, hw, activity, frames - 1, c)
-        _micro_once(net, x[:3], dtype, conv, xt, (*bare[:2], bare[2][:1], bare[3]))  # warm up
-        runs = [_micro_once(net, x, dtype, conv, xt, bare) for _ in range(repeats)]
-        t_ev, t_dense, t_bare, t_frame = (min(r[k] for r in runs) / (frames - 1) for k in range(4))
-        res = sd.Simulator(net, dtype=dtype).run(x, progress=False)
-        synops = int(res.stats.synops[1:].sum()) / (frames - 1)
-        events = int(res.stats.events[1:].sum()) / (frames - 1)
-        macs = int(net.dense_macs()[0])
-        syn_rate, mac_rate, bare_rate = synops / t_ev, macs / t_dense, bare[3] * 9 * c / t_bare
-        out.append({"channels": c, "hw": list(hw), "activity": activity,
-                    "event_rate": events / x[0].size, "op_reduction": macs / max(synops, 1),
-                    "speedup": t_dense / t_ev, "frame_ms": 1e3 * t_frame,
-                    "frame_speedup": t_dense / t_frame,
-                    "bare_gsynops_per_s": bare_rate / 1e9, "bare_efficiency": bare_rate / mac_rate,
-                    "share_of_bare": syn_rate / bare_rate,
-                    "event_ms_per_frame": 1e3 * t_ev, "dense_ms": 1e3 * t_dense,
-                    "gsynops_per_s": syn_rate / 1e9, "dense_gmacs_per_s": mac_rate / 1e9,
-                    "kernel_efficiency": syn_rate / mac_rate})
-    return out
-
-
-def plot_micro(rows: list[dict], path: str) -> str:
-    """PNG of a micro sweep: wall-clock speedup and kernel efficiency against input activity.
-
-    Left: the event layer's speedup over dense torch per channel count (alone, and with
-    the input loading), beside the op reduction (the speedup at efficiency 1) and 5x. Right: kernel efficiency
-    and the bare-scatter ceiling. Returns the path written.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, c in enumerate(sorted({r["channels"] for r in rows})):
-        rs = sorted((r for r in rows if r["channels"] == c), key=lambda r: r["activity"])
-        a = [100 * r["event_rate"] for r in rs]
-        col = colors[k % len(colors)]
-        ax[0].loglog(a, [r["speedup"] for r in rs], "o-", color=col, label=f"C={c} conv step")
-        ax[0].loglog(a, [r["frame_speedup"] for r in rs], "s--", color=col, ms=4,
-                     label=f"C={c} with input loading")
-        ax[0].loglog(a, [r["op_reduction"] for r in rs], ":", color=col, label=f"C={c} op reduction")
-        ax[1].semilogx(a, [r["kernel_efficiency"] for r in rs], "o-", color=col, label=f"C={c} engine")
-        ax[1].semilogx(a, [r["bare_efficiency"] for r in rs], "--", color=col,
-                       label=f"C={c} bare scatter")
-    ax[0].axhline(1, color="k", lw=0.8)
-    ax[0].axhline(5, color="k", lw=0.8, ls="--")
-    ax[0].set(xlabel="input neurons that spike per frame (%)", ylabel="dense time / event time",
-              title="3x3 conv, one thread: wall-clock speedup (dashed: 5x)")
-    ax[1].set(xlabel="input neurons that spike per frame (%)", ylabel="(synops/s) / (dense MACs/s)",
-              title="kernel efficiency")
-    for a in ax:
-        a.grid(True, which="both", alpha=0.3)
-        a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def _load_model(spec: str) -> nn.Module:
