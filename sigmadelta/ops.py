@@ -97,18 +97,17 @@ def _pair(v) -> np.ndarray:
 class InputOp:
     """Input: load the frame channels-last and list the neurons whose value changed.
 
-    With more than ``kernels.SMALL_C`` channels it keeps the last frame in PyTorch layout
-    (``prev``) and a change mask (see :func:`sigmadelta.kernels.load_frame`).
+    With more than ``kernels.quantize.SMALL_C`` (4) channels it keeps the last frame in
+    PyTorch layout (``prev``) and a change mask (see :func:`sigmadelta.kernels.load_frame`).
     """
 
     def __init__(self, node, ins, out):
         self.out = out
         self.shape = tuple(node.shape)
         c = self.shape[0] if len(self.shape) == 3 else 1
-        hw = out.value.shape[0] // c
-        many = K.mask_words(c, hw) > 0
-        self.prev = np.zeros(out.value.shape[0] if many else 0, out.value.dtype)
-        self.mask = np.zeros(K.mask_words(c, hw), np.int64)
+        words = K.mask_words(c, out.value.shape[0] // c)
+        self.prev = np.zeros(out.value.shape[0] if words else 0, out.value.dtype)
+        self.mask = np.zeros(words, np.int64)
 
 
 class WeightOp:
