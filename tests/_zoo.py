@@ -82,6 +82,11 @@ ZOO = {
         nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(108, 4)))), C),
     "residual": (Residual, C),
     "concat": (Concat, C),
+    # input paths: one channel into a conv with 8 outputs (the spike map), six (the change mask)
+    "gray_first_conv": (lambda: nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(),
+                                              nn.Conv2d(8, 3, 3, padding=1)), (1, 11, 12)),
+    "many_input_channels": (lambda: nn.Sequential(nn.Conv2d(6, 4, 3, padding=1), nn.ReLU(),
+                                                  nn.Conv2d(4, 3, 3)), (6, 7, 8)),
 }
 
 
