@@ -281,20 +281,14 @@ def _skip_unneeded_listing(net: g.Network, ops: list) -> None:
             op.expand = op.fixed or needs(i)  # fixed point: z is rebuilt on the neuron list
 
 
-def _taps(n_in: int, n_out: int, k: int, s: int, p: int, d: int) -> np.ndarray:
-    """Per input position along one axis: the taps that land inside the output."""
-    i = np.arange(n_in)[:, None] + p - d * np.arange(k)[None, :]
-    return ((i >= 0) & (i % s == 0) & (i // s < n_out)).sum(1)
-
-
 def fan_out(node: g.Dense | g.Conv, in_shape: tuple[int, ...]) -> np.ndarray:
     """In-bounds fan-out of every input neuron, channels-last flat (synops per unit event)."""
     if isinstance(node, g.Dense):
         return np.full(int(np.prod(in_shape)), node.weight.shape[0], np.float64)
     stride, padding, dilation = _pair(node.stride), _pair(node.padding), _pair(node.dilation)
     kernel = node.weight.shape[2:]
-    ty, tx = (_taps(in_shape[1 + a], node.shape[1 + a], kernel[a], stride[a], padding[a], dilation[a])
-              for a in (0, 1))
+    ty, tx = (K.axis_fan(in_shape[1 + a], node.shape[1 + a], kernel[a], stride[a], padding[a],
+                         dilation[a]) for a in (0, 1))
     per_pixel = ty[:, None] * tx[None, :] * (node.weight.shape[0] // node.groups)
     return np.repeat(per_pixel.ravel(), in_shape[0]).astype(np.float64)
 

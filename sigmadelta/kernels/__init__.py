@@ -28,6 +28,7 @@ from .elementwise import (
 )
 from .layer import conv_layer_step
 from .pixel import (
+    axis_fan,
     conv_scatter_pixels,
     encode_pixels,
     encode_rows,
@@ -53,6 +54,7 @@ __all__ = [
     "activation_rows",
     "activation_update",
     "add_update",
+    "axis_fan",
     "concat_update",
     "conv_layer_step",
     "conv_scatter",

@@ -31,13 +31,22 @@ AHEAD = 6  # pixels (rows) prefetched ahead
 
 __all__ = [
     "encode_pixels", "encode_rows", "conv_scatter_pixels", "encode_scatter_1ch", "list_rows",
-    "make_geom", "run_layout",
+    "make_geom", "run_layout", "axis_fan",
 ]
 
 
 def _taps(k: int, s: int, r: int) -> int:
     """Taps ``kx = r, r+s, r+2s, ... < k`` of residue ``r``."""
     return max(0, (k - r + s - 1) // s)
+
+
+def axis_fan(n_in: int, n_out: int, k: int, s: int, p: int, d: int = 1) -> np.ndarray:
+    """Per input position along one conv axis: the taps that land inside the output.
+
+    Input ``i`` reaches output ``o`` through tap ``t < k`` when ``o*s - p + t*d == i``.
+    """
+    i = np.arange(n_in)[:, None] + p - d * np.arange(k)[None, :]
+    return ((i >= 0) & (i % s == 0) & (i // s < n_out)).sum(1)
 
 
 def make_geom(in_hw, out_hw, stride, padding, kernel, cg: int) -> np.ndarray:

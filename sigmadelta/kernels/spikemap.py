@@ -29,18 +29,12 @@ keeps in ``mgeom[1]``.
 import numpy as np
 from numba import njit, uint64
 
-from .pixel import _quantize
+from .pixel import _quantize, axis_fan
 from .simd import lanes, vload, vmul_add, vstore
 
 __all__ = ["make_map", "no_map", "prefer_map", "encode_map_1ch", "H_MAP"]
 
 H_MAP = 2  # header entries of mgeom before the fan tables
-
-
-def _fans(n_in: int, n_out: int, stride: int, pad: int, k: int) -> list[int]:
-    """Per input index, the output indices ``o`` with ``o*stride - pad + t == i``, ``0 <= t < k``."""
-    return [sum(1 for t in range(k) if (i + pad - t) % stride == 0
-                and 0 <= (i + pad - t) // stride < n_out) for i in range(n_in)]
 
 
 def make_map(geom: np.ndarray, w_cl: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,8 +49,8 @@ def make_map(geom: np.ndarray, w_cl: np.ndarray) -> tuple[np.ndarray, np.ndarray
         return no_map(w_cl.dtype)
     hp = max(h_in + py, (h_out - 1) * sy + kh)
     wp = max(w_in + px, (w_out - 1) * sx + kw)
-    mgeom = np.array([wp, -1, *_fans(h_in, h_out, sy, py, kh), *_fans(w_in, w_out, sx, px, kw)],
-                     np.int64)
+    mgeom = np.concatenate([[wp, -1], axis_fan(h_in, h_out, kh, sy, py),
+                            axis_fan(w_in, w_out, kw, sx, px)]).astype(np.int64)
     return mgeom, np.zeros(hp * wp, w_cl.dtype), np.ascontiguousarray(w_cl[:, :, 0, :]).ravel()
 
 
