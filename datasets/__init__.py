@@ -14,7 +14,13 @@ Examples
 """
 
 from .arrays import ArraySource, HDF5Source, NpySource, write_hdf5
-from .base import FrameSource, MissingDependencyError, SourceError, frame_range
+from .base import (
+    FrameSource,
+    MissingDependencyError,
+    SourceEndedEarlyWarning,
+    SourceError,
+    frame_range,
+)
 from .digits import DigitSet, TemporalDigits, load_digits, load_mnist, read_idx, temporal_order
 from .embedded import (
     EMBEDDED_VIDEOS,
@@ -38,6 +44,7 @@ __all__ = [
     "MovingDigits",
     "MovingMNISTNpy",
     "NpySource",
+    "SourceEndedEarlyWarning",
     "SourceError",
     "TemporalDigits",
     "VideoSource",

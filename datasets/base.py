@@ -18,6 +18,7 @@ import numpy as np
 __all__ = [
     "FrameSource",
     "MissingDependencyError",
+    "SourceEndedEarlyWarning",
     "SourceError",
     "check_finite",
     "frame_range",
@@ -31,6 +32,13 @@ class SourceError(ValueError):
     Raised for corrupt or unreadable files, files without usable frames, frames
     with non-finite values and other problems of the data itself.  The message
     always names the offending file (or array) and the problem.
+    """
+
+
+class SourceEndedEarlyWarning(UserWarning):
+    """A source gave fewer frames than it announced (e.g. a truncated video file).
+
+    The message names the source, the frames it gave and the frames it announced.
     """
 
 

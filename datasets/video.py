@@ -7,13 +7,14 @@ arbitrarily long videos use constant memory.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import numpy as np
 
-from .base import FrameSource, SourceError, frame_range
+from .base import FrameSource, SourceEndedEarlyWarning, SourceError, frame_range
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoSource"]
 
@@ -69,6 +70,12 @@ class VideoSource(FrameSource):
         ``(height, width)`` of the decoded frames.
     total_frames : int
         Frames in the stream before start/stride/limit.
+
+    Warns
+    -----
+    SourceEndedEarlyWarning
+        When the file decodes to fewer frames than its header announces (a
+        truncated download, say); the frames that did decode are given.
 
     Raises
     ------
@@ -196,6 +203,13 @@ class VideoSource(FrameSource):
                 raise SourceError(
                     f"{self.path}: decoding failed at frame {index + 1}: {exc}"
                 ) from exc
+        warnings.warn(  # the decoder ran dry before the last frame of the range
+            f"{self.path} ended early: {index + 1} of the {self.total_frames} frames its header "
+            f"announces could be decoded (a truncated or damaged file?); {yielded} of the "
+            f"{len(r)} frames asked for were given",
+            SourceEndedEarlyWarning,
+            stacklevel=2,
+        )
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
         fmt = "gray" if self.gray else "rgb24"

@@ -1,7 +1,11 @@
 """The ``sigmadelta`` command: convert, simulate, report, info (and demo).
 
 Each subcommand is a thin layer over the library API; run
-``sigmadelta SUBCOMMAND --help`` for its options.
+``sigmadelta SUBCOMMAND --help`` for its options. Every failure a user can cause
+(a bad file, a bad option, a network that overflows) ends in one line on stderr,
+``sigmadelta COMMAND: error: ...``, and exit status 2 (1 for an unexpected error,
+whose traceback ``sigmadelta --traceback COMMAND ...`` shows; 130 when stopped by
+Ctrl-C or SIGTERM, after the recording is closed).
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
+import threading
+import warnings
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "load_torch_model", "CLIError", "positive_int"]
 
 EPILOG = """examples:
   sigmadelta convert mypkg.nets:make_net --input-shape 1,144,176 --scale 32 -o net.h5
@@ -23,52 +30,148 @@ EPILOG = """examples:
 """
 
 
+class CLIError(Exception):
+    """A user error the command reports in one line (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, pointing at ``--help``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _shape(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in text.replace("x", ",").split(",") if v)
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a shape: {text!r} (use e.g. 1,144,176)") from None
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"not a shape: {text!r} (use e.g. 1,144,176)")
+    return shape
 
 
-def _per_layer(text: str | None):
+def _per_layer(text: str | None, option: str):
     """'32' -> 32.0; '8,16,32' -> list; 'conv1=8,fc=16' -> dict."""
     if text is None:
         return None
     parts = [p for p in text.split(",") if p]
-    if all("=" in p for p in parts):
-        return {k: float(v) for k, v in (p.split("=", 1) for p in parts)}
-    vals = [float(p) for p in parts]
+    try:
+        if parts and all("=" in p for p in parts):
+            return {k: float(v) for k, v in (p.split("=", 1) for p in parts)}
+        vals = [float(p) for p in parts]
+    except ValueError:
+        vals = []
+    if not vals:
+        raise CLIError(f"{option} {text!r}: give one number, one per weight layer (8,16,32) or "
+                       f"name=value pairs")
     return vals[0] if len(vals) == 1 else vals
 
 
+def _check_output(path: str, option: str, force: bool = True) -> None:
+    """Refuse an output path that is a directory, lies in no directory, or (without
+    ``force``) exists; before any work is done."""
+    if os.path.isdir(path):
+        raise CLIError(f"{option} {path} is a directory; name a file (e.g. {os.path.join(path, 'out')})")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise CLIError(f"{option} {path}: no such directory {parent}")
+    if not force and os.path.exists(path):
+        raise CLIError(f"{path} already exists (an earlier run?); give another {option} or "
+                       f"--force to replace it")
+
+
+def _import_factory(spec: str):
+    """``module:factory`` -> the factory; the working directory is on the import path."""
+    mod_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # a console script's path starts at its own folder
+    try:
+        module = importlib.import_module(mod_name)
+    except Exception as e:  # ImportError, or anything the module itself raises
+        raise CLIError(f"cannot import {mod_name!r} for {spec!r}: {type(e).__name__}: {e}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise CLIError(f"{spec!r}: module {mod_name!r} has no callable {attr!r}")
+    return factory
+
+
 def load_torch_model(spec: str, weights: str | None = None):
-    """A saved torch model file, or ``module:factory`` (called without arguments)."""
+    """A saved torch model file, or ``module:factory`` (called without arguments);
+    then, optionally, a state dict of ``weights`` loaded into it. In eval mode."""
     import torch
 
+    if os.path.isdir(spec):
+        raise CLIError(f"{spec} is a directory, not a saved torch model")
     if os.path.exists(spec):
-        model = torch.load(spec, map_location="cpu", weights_only=False)
+        model = _torch_load(spec, weights_only=False)
         if isinstance(model, dict):
-            raise SystemExit(f"{spec} holds a state dict, not a model: use module:factory "
-                             f"--weights {spec}")
+            raise CLIError(f"{spec} holds a state dict, not a model: use module:factory --weights {spec}")
     elif ":" in spec:
-        mod_name, _, attr = spec.partition(":")
         try:
-            model = getattr(importlib.import_module(mod_name), attr)()
-        except (ImportError, AttributeError) as e:
-            raise SystemExit(f"cannot load {spec!r}: {e}") from None
+            model = _import_factory(spec)()
+        except CLIError:
+            raise
+        except Exception as e:
+            raise CLIError(f"{spec}() raised {type(e).__name__}: {e}") from None
     else:
-        raise SystemExit(f"{spec!r} is neither a file nor a module:factory spec")
+        raise CLIError(f"{spec!r} is neither a file nor a module:factory spec")
+    if not isinstance(model, torch.nn.Module):
+        raise CLIError(f"{spec} gave a {type(model).__name__}, not a torch.nn.Module")
     if weights:
-        model.load_state_dict(torch.load(weights, map_location="cpu"))
+        _load_weights(model, weights)
     return model.eval()
+
+
+def _torch_load(path: str, weights_only: bool):
+    import torch
+
+    if not os.path.isfile(path):
+        raise CLIError(f"no such file: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as e:  # pickle, zip and torch errors alike
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CLIError(f"{path} is not a readable torch file ({type(e).__name__}: {first})") from None
+
+
+def _load_weights(model, path: str) -> None:
+    """Load a state dict, naming what does not fit (keys, then shapes)."""
+    state = _torch_load(path, weights_only=True)
+    if not isinstance(state, dict):
+        raise CLIError(f"--weights {path} holds a {type(state).__name__}, not a state dict")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    problems = [f"{what} {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+                for what, keys in (("missing", missing), ("unexpected", extra)) if keys]
+    shape = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    problems += [f"{k} is {shape[k]} in the file, {tuple(v.shape)} in the model"
+                 for k, v in own.items() if k in shape and shape[k] != tuple(v.shape)][:3]
+    if problems:
+        raise CLIError(f"--weights {path} does not fit the model: {'; '.join(problems)}")
+    model.load_state_dict(state)
 
 
 def cmd_convert(args) -> None:
     import sigmadelta as sd
 
+    _check_output(args.output, "-o")
+    scale = _per_layer(args.scale, "--scale")
     model = load_torch_model(args.model, args.weights)
-    net = sd.convert(model, args.input_shape, scale=_per_layer(args.scale) or 32.0,
-                     quantizer=args.quantizer, threshold=_per_layer(args.threshold),
+    net = sd.convert(model, args.input_shape, scale=32.0 if scale is None else scale,
+                     quantizer=args.quantizer, threshold=_per_layer(args.threshold, "--threshold"),
                      weight_bits=args.weight_bits)
     sd.save(net, args.output)
     print(net.summary())
@@ -79,6 +182,9 @@ def _frames(spec: str, limit: int | None, shape: tuple[int, ...]):
     """Open frames; a video is decoded at the network's size (gray for one channel)."""
     from sigmadelta.datasets import VideoSource, open_source
 
+    if os.path.isdir(spec):
+        raise CLIError(f"frames {spec} is a directory; give a .npy, .h5 or video file, or an "
+                       f"embedded name such as carphone")
     kw = {"limit": limit} if limit else {}
     src = open_source(spec, **kw)
     if isinstance(src, VideoSource) and len(shape) == 3 and src.frame_shape != tuple(shape):
@@ -86,29 +192,53 @@ def _frames(spec: str, limit: int | None, shape: tuple[int, ...]):
     return src
 
 
+def _kept(path: str) -> str:
+    from sigmadelta.io import read_run_info
+
+    try:
+        return f"the {read_run_info(path)['frames']} frames before it are kept in {path}"
+    except (OSError, ValueError):
+        return f"nothing was recorded in {path}"
+
+
 def cmd_simulate(args) -> None:
     import sigmadelta as sd
+    from sigmadelta.fixedpoint import AccumulatorOverflowError
 
+    out = args.output or "run.h5"
+    _check_output(out, "-o", force=args.force)
     net = sd.load(args.net)
     src = _frames(args.frames, args.limit, net.input_shape)
-    res = sd.simulate(net, src, record=args.output, progress=not args.quiet)
+    try:
+        res = sd.simulate(net, src, record=out, progress=not args.quiet)
+    except AccumulatorOverflowError as e:
+        raise CLIError(f"{e}; {_kept(out)}") from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"stopped; {_kept(out)} (complete=False)") from None
     print(res.stats.summary())
-    print(f"wrote {args.output}")
+    print(f"wrote {out}")
 
 
 def cmd_report(args) -> None:
     import sigmadelta as sd
+    from sigmadelta.io import read_run_info
     from sigmadelta.plots import plot_activity
 
+    out = args.output or os.path.splitext(args.run)[0] + ".png"
+    _check_output(out, "-o")
     stats, _, complete = sd.read_run(args.run)
+    info = read_run_info(args.run)
     print(stats.summary())
     if not complete:
         print("(the run did not finish: this covers the frames recorded before it stopped)")
-    out = args.output or os.path.splitext(args.run)[0] + ".png"
+    if info["source_complete"] is False:
+        print(f"(the source ended early: {info['frames']} of the {info['source_frames_expected']} "
+              f"frames it announced)")
     plot_activity(stats, out, title=os.path.basename(args.run))
     print(f"wrote {out}")
     if args.json:
-        print(json.dumps({"frames": stats.n_frames, "per_frame": stats.per_frame(),
+        print(json.dumps({"frames": stats.n_frames, "complete": complete,
+                          "source_complete": info["source_complete"], "per_frame": stats.per_frame(),
                           "reduction": stats.total_reduction(), "energy_J": stats.energy()}))
 
 
@@ -121,24 +251,27 @@ def cmd_info(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="sigmadelta",
         description="Convert PyTorch networks to event-driven sigma-delta networks and simulate "
                     "them frame by frame on video and other temporal streams, counting the work "
                     "(spike events, synaptic ops) against the dense network.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--traceback", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("convert", help="a torch model -> a sigma-delta network file (net.h5)")
-    c.add_argument("model", help="a saved torch model (torch.save(model)) or module:factory")
+    c.add_argument("model", help="a saved torch model (torch.save(model)) or module:factory "
+                                 "(imported from the working directory too)")
     c.add_argument("--weights", help="a state dict (.pt) to load into the model first")
     c.add_argument("--input-shape", type=_shape, required=True,
                    help="one frame's shape without batch: 784 or 1,144,176")
-    c.add_argument("--scale", default=None,
-                   help="herding scale k: one number, one per layer (8,16,32) or name=value pairs")
+    c.add_argument("--scale", default=None, help="herding scale k (> 0; default 32): one number, "
+                                                 "one per layer (8,16,32) or name=value pairs")
     c.add_argument("--quantizer", choices=["herding", "threshold"], default="herding")
     c.add_argument("--threshold", default=None, help="send threshold (threshold quantizer)")
-    c.add_argument("--weight-bits", type=int, default=None, help="fixed-point weights with this many bits")
+    c.add_argument("--weight-bits", type=positive_int, default=None,
+                   help="fixed-point weights with this many bits")
     c.add_argument("-o", "--output", default="net.h5")
     c.set_defaults(func=cmd_convert)
 
@@ -147,13 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("frames", help="frames [T, *input_shape]: .npy, HDF5 (dataset 'frames'), a video "
                                   "file, or an embedded source name (e.g. carphone); videos are "
                                   "decoded at the network's input size")
-    s.add_argument("-o", "--output", default="run.h5", help="HDF5 recording of stats and outputs")
-    s.add_argument("--limit", type=int, default=None, help="at most this many frames")
+    s.add_argument("-o", "--output", default=None,
+                   help="HDF5 recording of stats and outputs (default run.h5); an existing file "
+                        "is refused unless --force")
+    s.add_argument("--force", action="store_true", help="replace an existing -o file")
+    s.add_argument("--limit", type=positive_int, default=None, help="at most this many frames")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser("report", help="run.h5 -> a per-layer table and a PNG")
-    r.add_argument("run")
+    r.add_argument("run", help="a recording; also one still being written, or from a killed run")
     r.add_argument("-o", "--output", help="PNG path (default: next to run.h5)")
     r.add_argument("--json", action="store_true", help="also print a JSON summary")
     r.set_defaults(func=cmd_report)
@@ -171,14 +307,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(e: BaseException) -> str:
+    text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    text = " ".join(str(text).split())
+    return text or type(e).__name__
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt("stopped by SIGTERM")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``sigmadelta`` console command."""
+    """Entry point of the ``sigmadelta`` console command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    prefix = f"sigmadelta {args.command}"
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
-        args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"sigmadelta {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *a, **k: print(
+                f"{prefix}: warning: {_one_line(message) if isinstance(message, Warning) else message}",
+                file=sys.stderr)
+            args.func(args)
+    except KeyboardInterrupt as e:
+        print(f"{prefix}: {_one_line(e) if e.args else 'stopped'}", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.traceback:
+            raise
+        user = isinstance(e, (CLIError, ValueError, TypeError, OSError, ArithmeticError, KeyError))
+        print(f"{prefix}: error: {'' if user else type(e).__name__ + ': '}{_one_line(e)}"
+              f"{'' if user else ' (an unexpected error: --traceback shows where)'}", file=sys.stderr)
+        return 2 if user else 1
+    finally:
+        if main_thread and old is not None:
+            signal.signal(signal.SIGTERM, old)
     return 0
 
 

@@ -214,6 +214,8 @@ def run_digits_demo(scale=None, progress: bool = True, out: str = "demo_out") ->
 
 def add_demo_parser(sub) -> None:
     """Register ``sigmadelta demo`` on the CLI's subparsers."""
+    from .cli import positive_int
+
     d = sub.add_parser(
         "demo", help="a trained network as sigma-delta spikes on real video, with what it saved",
         description="Stream a real video through a shipped, trained network converted to a "
@@ -225,11 +227,12 @@ def add_demo_parser(sub) -> None:
     d.add_argument("--task", choices=["face", "digits"], default="face")
     d.add_argument("--video", default="carphone",
                    help="embedded video (carphone, bikes, bigbuckbunny) or a video file path")
-    d.add_argument("--frames", type=int, default=None, help="at most this many frames")
+    d.add_argument("--frames", type=positive_int, default=None, help="at most this many frames")
     d.add_argument("--scale", default=None, help="override the herding scale (one number)")
     d.add_argument("--model", default=None,
                    help="your own video model instead of the face detector: a saved torch model "
-                        "file or module:factory (input 1 or 3 channels; frames at 144x176)")
+                        "file or module:factory, imported from the working directory too (input "
+                        "1 or 3 channels; frames at 144x176)")
     d.add_argument("--weights", default=None, help="state dict to load into --model")
     d.add_argument("--out", default="demo_out", help="output folder (PNG, run.h5, report.json)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -237,7 +240,16 @@ def add_demo_parser(sub) -> None:
 
 
 def _cmd_demo(args) -> None:
-    scale = float(args.scale) if args.scale else None
+    from .cli import CLIError
+
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CLIError(f"--out {args.out} is a file; the demo writes a folder of results there")
+    try:
+        scale = None if args.scale is None else float(args.scale)
+    except ValueError:
+        raise CLIError(f"--scale {args.scale!r} is not a number") from None
+    if scale is not None and not scale > 0:
+        raise CLIError(f"--scale must be > 0, got {args.scale}")
     if args.task == "digits":
         run_digits_demo(scale=scale, progress=not args.quiet, out=args.out)
     elif args.model:

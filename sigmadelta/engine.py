@@ -33,7 +33,8 @@ from .ops import build_ops, to_torch_layout
 from .program import build_program, run_frames
 from .stats import Stats
 
-__all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked"]
+__all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked",
+           "state_dtype"]
 
 
 @dataclass
@@ -94,6 +95,21 @@ def iter_checked(frames: Iterable, shape: tuple[int, ...]):
         raise ValueError("the stream is empty: no frames to simulate")
 
 
+STATE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def state_dtype(dtype) -> np.dtype:
+    """``dtype`` as float32 or float64, the two state precisions; anything else is refused."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in STATE_DTYPES:
+        raise TypeError(f"dtype={dtype!r} is not supported: the simulation state is float32 or "
+                        f"float64 (float64 by default)")
+    return dt
+
+
 class Simulator:
     """Stateful event-driven simulation of a converted network.
 
@@ -107,7 +123,8 @@ class Simulator:
     dtype : numpy dtype
         Accumulator and state precision (float64 by default, so that the event
         simulation matches the dense reference to rounding error; float32 is
-        faster but its rounding drift can flip a downstream herding spike).
+        faster but its rounding drift can flip a downstream herding spike). Any
+        other dtype is a TypeError.
     profile : bool
         Run the compiled loop one op at a time and accumulate the wall-clock seconds
         spent in every node: ``node_seconds[i]`` (node ``i``) and ``layer_seconds[j]``
@@ -118,7 +135,7 @@ class Simulator:
 
     def __init__(self, net: Network, dtype=np.float64, profile: bool = False, chunk: int = 64):
         self.net = net
-        self.dtype = np.dtype(dtype)
+        self.dtype = state_dtype(dtype)
         self.profile = bool(profile)
         self.chunk = max(1, int(chunk))
         self._call: float | None = None
@@ -244,9 +261,18 @@ class Simulator:
             ``record_chunk`` frames as the run goes (see :mod:`sigmadelta.io.record`).
         progress : bool, optional
             Show a progress bar (default: only on a terminal).
-        """
-        from .io.record import RunRecorder
+        record_chunk : int
+            Frames per write of the recording (>= 1; checked before any work).
 
+        The recording is opened once the first frames passed validation and before they
+        run; a path another run records to is refused then (``RecordingInUseError``).
+        A stream that ends before the frames its ``len()`` announced (a truncated video)
+        is recorded with ``source_complete`` 0 beside ``source_frames_expected``.
+        """
+        from .io.record import RunRecorder, check_record_chunk
+
+        if record is not None:
+            record_chunk = check_record_chunk(record_chunk)
         total = len(frames) if hasattr(frames, "__len__") else None
         outs, rows = [], []
         recorder, complete = None, False
@@ -254,10 +280,10 @@ class Simulator:
                    disable=None if progress is None else not progress)
         try:
             for chunk in _chunks(frames, self.net.input_shape, self.chunk):
+                if record is not None and recorder is None:  # the first frames are valid
+                    recorder = RunRecorder(record, self.net, record_chunk, frames_expected=total)
                 out, st, error = self._run_chunk(chunk)  # on an overflow: the frames before it
-                if record is not None:
-                    if recorder is None:
-                        recorder = RunRecorder(record, self.net, chunk=record_chunk)
+                if recorder is not None:
                     for k in range(len(out)):
                         recorder.append(st[k].astype(np.int64), out[k])
                 if error is not None:
@@ -269,7 +295,9 @@ class Simulator:
         finally:
             bar.close()
             if recorder is not None:
-                recorder.close(complete=complete)
+                done = sum(len(o) for o in outs)
+                recorder.close(complete=complete, source_complete=None if not complete or total is None
+                               else done >= total)
         stats = Stats.from_rows(self.net.layer_names, np.concatenate(rows), self._macs,
                                 self._n_neurons, [n.quantizer for n in self.net.weight_layers])
         return Result(outs[0] if len(outs) == 1 else np.concatenate(outs), stats)

@@ -62,13 +62,33 @@ def per_layer(value, names: list[str], what: str) -> list:
     return [value] * len(names)
 
 
+def _check_float32(model: nn.Module) -> None:
+    """Refuse parameters and buffers of another precision, naming the first one."""
+    for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, t in named:
+            if t.is_floating_point() and t.dtype != torch.float32:
+                raise TypeError(f"{kind} {name!r} is {str(t.dtype).replace('torch.', '')} "
+                                f"(model.double()?); sigmadelta converts float32 models: "
+                                f"convert model.float()")
+
+
+def _check_one_input(gm: torch.fx.GraphModule) -> None:
+    inputs = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(inputs) != 1:
+        raise UnsupportedLayerError(
+            f"the model's forward takes {len(inputs)} inputs ({', '.join(inputs)}); sigmadelta "
+            f"converts models of one input tensor (one frame)")
+
+
 def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> torch.fx.GraphModule:
     if type(model) in MODULE_MAPPERS:
         model = nn.Sequential(model)
+    _check_float32(model)
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as e:  # fx raises many types
         raise UnsupportedLayerError(f"cannot trace {type(model).__name__} with torch.fx: {e}") from e
+    _check_one_input(gm)
     try:
         ShapeProp(gm).propagate(torch.zeros((1, *input_shape)))
     except Exception as e:
@@ -135,6 +155,8 @@ def convert(
     ValueError
         Bad ``input_shape``, ``scale <= 0``, ``threshold < 0``, unknown quantizer.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     input_shape = tuple(int(s) for s in input_shape)
     if quantizer not in g.QUANTIZERS:
         raise ValueError(f"quantizer must be one of {g.QUANTIZERS}, got {quantizer!r}")
@@ -167,8 +189,12 @@ def _scale_value(net: g.Network, layer, k):
     """A layer's herding scale: a positive number, or positive values per input neuron
     (an array of the layer's input shape, or one value per input channel)."""
     in_shape = net.nodes[layer.inputs[0]].shape
-    if np.ndim(k) == 0:
-        k = float(k)
+    if k is None or isinstance(k, str) or np.ndim(k) == 0:
+        try:
+            k = float(k)
+        except (TypeError, ValueError):
+            raise ValueError(f"scale of layer {layer.name!r} must be a positive number, "
+                             f"got {k!r}") from None
         if not np.isfinite(k) or k <= 0:
             raise ValueError(f"scale of layer {layer.name!r} must be > 0, got {k}")
         return k

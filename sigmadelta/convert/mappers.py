@@ -144,8 +144,9 @@ def _pool(op: str):
 
 def _adaptive_avg(ctx, node, m) -> int:
     size = m.output_size if m is not None else node.args[1]
-    oh, ow = _pair(size) if size is not None else (1, 1)
     _, h, w = ctx.nodes[ctx.env[node.args[0].name]].shape
+    oh, ow = (1, 1) if size is None else (size, size) if isinstance(size, int) else tuple(size)
+    oh, ow = h if oh is None else int(oh), w if ow is None else int(ow)  # None: keep (as torch)
     if h % oh or w % ow:
         raise UnsupportedLayerError(
             f"{ctx.path(node)}: AdaptiveAvgPool2d to {oh}x{ow} from {h}x{w} (not a divisor)")

@@ -1,6 +1,7 @@
 """Files: the versioned HDF5 network format and chunked run recordings."""
 
 from .netfile import FORMAT_VERSION, FormatError, load, save
-from .record import RunRecorder, read_run
+from .record import RecordingInUseError, RunRecorder, read_run, read_run_info
 
-__all__ = ["save", "load", "FORMAT_VERSION", "FormatError", "RunRecorder", "read_run"]
+__all__ = ["save", "load", "FORMAT_VERSION", "FormatError", "RunRecorder", "read_run",
+           "read_run_info", "RecordingInUseError"]

@@ -36,7 +36,21 @@ def save(net: Network, path: str | os.PathLike) -> None:
     """Write ``net`` to ``path`` (HDF5). The file is written to a temporary name first
     and moved into place, so an existing file is never left half-overwritten."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save the network to {path}: it is a directory")
     tmp = path + ".tmp"
+    try:
+        _write(net, tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.isfile(tmp):
+            os.remove(tmp)
+        if isinstance(e, OSError):
+            raise OSError(f"cannot save the network to {path}: {e}") from None
+        raise
+
+
+def _write(net: Network, tmp: str) -> None:
     with h5py.File(tmp, "w") as f:
         f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION,
                        sigmadelta_version=__version__, output=net.output)
@@ -50,7 +64,6 @@ def save(net: Network, path: str | os.PathLike) -> None:
                     grp.create_dataset(key, data=val)
                 else:
                     grp.attrs[key] = np.array(val) if isinstance(val, tuple) else val
-    os.replace(tmp, path)
 
 
 def _node_from_group(grp: h5py.Group):
