@@ -217,10 +217,18 @@ def test_convert_module_factory_from_the_working_directory(mypkg):
     assert net.layer_names == ["0", "2"] and net.output_shape == (2, 3, 3)
 
 
-def test_demo_model_factory_from_the_working_directory(mypkg):
+@pytest.mark.slow
+def test_demo_model_factory_from_the_working_directory(mypkg, monkeypatch, capsys):
+    """In this process, with the working directory taken off the import path as in a console
+    script (the test above runs the real one)."""
     pytest.importorskip("sigmadelta.datasets").embedded_video_path("carphone")
-    done = _console(mypkg, "demo", "--model", "mypkg.nets:make_net", "--frames", "3", "--out", "o",
-                    "-q")
-    assert done.returncode == 0, done.stderr
+    monkeypatch.chdir(mypkg)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(mypkg))])
+    for name in [m for m in sys.modules if m == "mypkg" or m.startswith("mypkg.")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert main(["demo", "--model", "mypkg.nets:make_net", "--frames", "3", "--out", "o", "-q"]) == 0
+    assert "wrote o/activity.png" in capsys.readouterr().out
     stats, outputs, complete = sd.read_run(mypkg / "o" / "run.h5")
     assert complete and outputs.shape == (3, 2, 35, 43)
+    for name in [m for m in sys.modules if m == "mypkg" or m.startswith("mypkg.")]:
+        del sys.modules[name]  # this test's package, not another's
