@@ -79,9 +79,11 @@ def _per_layer(text: str | None, option: str):
     return vals[0] if len(vals) == 1 else vals
 
 
-def _check_output(path: str, option: str, force: bool = True) -> None:
-    """Refuse an output path that is a directory, lies in no directory, or (without
-    ``force``) exists; before any work is done."""
+def _check_output(path: str, option: str, force: bool = True, inputs: tuple[str, ...] = ()) -> None:
+    """Refuse an output path that is a directory, lies in no directory, is one of the
+    command's ``inputs``, or (without ``force``) exists; before any work is done."""
+    if os.path.exists(path) and any(os.path.exists(p) and os.path.samefile(path, p) for p in inputs):
+        raise CLIError(f"{option} {path} is an input of this command; write to another file")
     if os.path.isdir(path):
         raise CLIError(f"{option} {path} is a directory; name a file (e.g. {os.path.join(path, 'out')})")
     parent = os.path.dirname(os.path.abspath(path))
@@ -167,7 +169,7 @@ def _load_weights(model, path: str) -> None:
 def cmd_convert(args) -> None:
     import sigmadelta as sd
 
-    _check_output(args.output, "-o")
+    _check_output(args.output, "-o", inputs=tuple(p for p in (args.model, args.weights) if p))
     scale = _per_layer(args.scale, "--scale")
     model = load_torch_model(args.model, args.weights)
     net = sd.convert(model, args.input_shape, scale=32.0 if scale is None else scale,
@@ -206,7 +208,7 @@ def cmd_simulate(args) -> None:
     from sigmadelta.fixedpoint import AccumulatorOverflowError
 
     out = args.output or "run.h5"
-    _check_output(out, "-o", force=args.force)
+    _check_output(out, "-o", force=args.force, inputs=(args.net, args.frames))
     net = sd.load(args.net)
     src = _frames(args.frames, args.limit, net.input_shape)
     try:
@@ -225,7 +227,7 @@ def cmd_report(args) -> None:
     from sigmadelta.plots import plot_activity
 
     out = args.output or os.path.splitext(args.run)[0] + ".png"
-    _check_output(out, "-o")
+    _check_output(out, "-o", inputs=(args.run,))
     stats, _, complete = sd.read_run(args.run)
     info = read_run_info(args.run)
     print(stats.summary())

@@ -178,6 +178,10 @@ def test_simulate_never_replaces_a_recording_silently(capsys, files, monkeypatch
                  ["simulate", "net.h5", "frames.npy", "-q", "-o", "run.h5"]):
         fails(capsys, *argv, match="run.h5 already exists .*--force")
     assert (files / "run.h5").read_bytes() == first
+    fails(capsys, "simulate", "net.h5", "frames.npy", "-q", "-o", "net.h5", "--force",
+          match="-o net.h5 is an input of this command")
+    fails(capsys, "report", "run.h5", "-o", "run.h5", match="-o run.h5 is an input")
+    assert (files / "run.h5").read_bytes() == first and sd.load(files / "net.h5")
     np.save(files / "three.npy", np.load(files / "frames.npy")[:3])
     assert main(["simulate", "net.h5", "three.npy", "-q", "--force"]) == 0
     assert len(sd.read_run(files / "run.h5")[1]) == 3
