@@ -93,6 +93,10 @@ class _WriterLock:
                 raise RecordingInUseError(
                     f"{path} is being recorded by another run (process {holder} holds "
                     f"{self.lock_path}); record to another path or wait until it ends") from None
+            except OSError as e:  # a file system without locks
+                os.close(fd)
+                raise OSError(e.errno, f"cannot lock {self.lock_path} for the recording {path}: "
+                                       f"{e.strerror}") from None
             if self._still_named(fd):
                 break
             os.close(fd)
