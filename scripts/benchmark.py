@@ -27,7 +27,6 @@ python scripts/benchmark.py --net demo.h5 --video carphone --streams 1,2 --json
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import resource
 import sys
@@ -42,7 +41,8 @@ import torch.nn as nn
 
 import sigmadelta as sd
 from sigmadelta import graph as g
-from sigmadelta.reference import dense_node
+from sigmadelta.dense import dense_node
+from sigmadelta.loaders import load_torch_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _micro import bare_scatter, bench_micro, plot_micro  # noqa: E402
@@ -251,11 +251,6 @@ def serial_fraction(net: g.Network, frames: np.ndarray, dtype=np.float64) -> dic
             1e3 * times["stream"], "serial_fraction": frac, "amdahl_2_threads": 2 / (1 + frac)}
 
 
-def _load_model(spec: str) -> nn.Module:
-    module, _, factory = spec.partition(":")
-    return getattr(importlib.import_module(module), factory or "model")().eval()
-
-
 def _network_and_frames(args) -> tuple[g.Network, np.ndarray, str]:
     """The network (``--net``, ``--model`` or synthetic) and the stream (video or synthetic)."""
     frames = None
@@ -275,7 +270,7 @@ def _network_and_frames(args) -> tuple[g.Network, np.ndarray, str]:
     else:
         shape = tuple(args.input_shape) if args.input_shape else (
             frames.shape[1:] if frames is not None else (1, 144, 176))
-        model = _load_model(args.model) if args.model else synthetic_model(shape[0])
+        model = load_torch_model(args.model) if args.model else synthetic_model(shape[0])
         what = args.model or "synthetic 4-layer conv"
         scale = [float(s) for s in args.scale.split(",")]
         net = sd.convert(model, shape, scale=scale[0] if len(scale) == 1 else scale)

@@ -20,8 +20,6 @@ Example (the README numbers)::
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -37,33 +35,10 @@ from tqdm.auto import tqdm
 
 import sigmadelta as sd
 from sigmadelta import compress
+from sigmadelta.compress.report import MODELS, PAPER, paper_arch, tables, weight_counts, write_results
 
 __all__ = ["PAPER", "Data", "compress_model", "load_data", "main", "paper_arch", "run",
            "sigma_delta", "tables"]
-
-#: model key -> (pretrained digits checkpoint, display name)
-MODELS = {"lenet300": ("digits_lenet_300_100", "LeNet-300-100"),
-          "lenet5": ("digits_lenet5_caffe", "LeNet-5-Caffe")}
-
-# Reference values on MNIST.  LeNet-5-Caffe compression rates are those of the public
-# tutorial's README (KarenUllrich/Tutorial_BayesianCompressionForDL); all other values are
-# Table 1 of Louizos, Ullrich & Welling (NIPS 2017) *as best we recall it* (not re-checked
-# against the PDF).  Architectures follow the paper: for conv layers the kept channels,
-# for fully connected layers the kept input units.  LeNet-300-100 compression rates are
-# derived here from the paper's architecture and bits with our formula (|W|/|W!=0| and
-# 32|W| / sum_l |W_l!=0| b_l), because the paper counts storage its own way.
-PAPER: dict[tuple[str, str], dict[str, Any]] = {
-    ("lenet300", "none"): {"error": 1.6, "arch": "784-300-100", "frac": 100.0, "bits": "32"},
-    ("lenet300", "gnj"): {"error": 1.8, "arch": "278-98-13", "frac": 10.8, "bits": "8-9-14",
-                          "comp_arch": 9.3, "comp_prec": 36.8},
-    ("lenet300", "ghs"): {"error": 1.8, "arch": "311-86-14", "frac": 10.6, "bits": "13-11-10",
-                          "comp_arch": 9.5, "comp_prec": 23.5},
-    ("lenet5", "none"): {"error": 0.9, "arch": "20-50-800-500", "frac": 100.0, "bits": "32"},
-    ("lenet5", "gnj"): {"error": 1.0, "arch": "8-13-88-13", "frac": 0.9, "bits": "18-10-7-9",
-                        "comp_arch": 108.0, "comp_prec": 361.0},
-    ("lenet5", "ghs"): {"error": 1.0, "arch": "5-10-76-16", "frac": 0.6, "bits": "10-10-14-13",
-                        "comp_arch": 156.0, "comp_prec": 419.0},
-}
 
 
 @dataclass
@@ -125,23 +100,6 @@ def augmented(data: Data, copies: int, strength: float, seed: int
     gen = torch.Generator().manual_seed(seed)
     xs = [data.x_train] + [augment(data.x_train, gen, strength) for _ in range(copies)]
     return torch.cat(xs), data.y_train.repeat(copies + 1)
-
-
-def paper_arch(model: nn.Module) -> str:
-    """Architecture in the paper's notation: conv -> kept channels, linear -> used inputs."""
-    parts = []
-    for mod in model.modules():
-        if isinstance(mod, nn.Conv2d):
-            parts.append(int(mod.weight.detach().flatten(1).ne(0).any(1).sum()))
-        elif isinstance(mod, nn.Linear):
-            parts.append(int(mod.weight.detach().ne(0).any(0).sum()))
-    return "-".join(str(p) for p in parts)
-
-
-def _weight_counts(model: nn.Module) -> tuple[int, int]:
-    """(total, nonzero) weights of the Linear/Conv2d layers (biases excluded)."""
-    ws = [m.weight.detach() for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
-    return sum(w.numel() for w in ws), sum(int(w.ne(0).sum()) for w in ws)
 
 
 def compress_model(base: nn.Module, prior: str, data: Data, args: argparse.Namespace,
@@ -206,7 +164,7 @@ def sigma_delta(model: nn.Module, data: Data, scales: list[float], tol: float,
 def _row(model_key: str, prior: str, model: nn.Module, data: Data, args: argparse.Namespace,
          report: compress.CompressionReport | None = None) -> dict[str, Any]:
     """One result row: ANN metrics, compression and both sigma-delta runs."""
-    n_w, n_nz = _weight_counts(model)
+    n_w, n_nz = weight_counts(model)
     row: dict[str, Any] = {
         "model": model_key, "prior": prior, "data": data.source,
         "acc": compress.accuracy(model, data.x_test, data.y_test),
@@ -245,65 +203,6 @@ def run(model_key: str, priors: list[str], args: argparse.Namespace) -> list[dic
         if args.out:
             torch.save(small, Path(args.out) / f"{model_key}_{prior}_small.pt")
     return rows
-
-
-def _fmt_paper(model_key: str, prior: str) -> list[str]:
-    p = PAPER.get((model_key, prior), {})
-    ca, cp = p.get("comp_arch"), p.get("comp_prec")
-    return [f"{p['error']:.1f}" if p else "", p.get("arch", ""),
-            f"{p['frac']:.1f}" if p else "", p.get("bits", ""),
-            f"{ca:g}x / {cp:g}x" if ca else ""]
-
-
-def tables(rows: list[dict[str, Any]]) -> tuple[str, str]:
-    """Markdown tables: (paper vs ours compression, sigma-delta compounding)."""
-    data = rows[0]["data"] if rows else "digits"
-    dname = "digits" if data == "digits" else "MNIST"
-    head = ["Model", "Method", "Error % MNIST (paper)", f"Error % {dname} (ours)",
-            "Pruned arch (paper)", "Pruned arch (ours)", "\\|w≠0\\|/\\|w\\| % (paper)",
-            "\\|w≠0\\|/\\|w\\| % (ours)", "Bits (paper)", "Bits (ours)",
-            "Compression arch / with precision (paper)", "Compression arch / with precision (ours)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        meth = "uncompressed" if r["prior"] == "none" else f"BC-{r['prior'].upper()}"
-        pe, pa, pf, pb, pc = _fmt_paper(r["model"], r["prior"])
-        ours_c = "1x / 1x" if r["prior"] == "none" else \
-            f"{r['comp_arch']:.1f}x / {r['comp_prec']:.1f}x"
-        cells = [MODELS[r["model"]][1], meth, pe, f"{r['error']:.2f}", pa, r["arch"], pf,
-                 f"{r['frac_nonzero']:.2f}", pb, r["bits"], pc, ours_c]
-        lines.append("| " + " | ".join(cells) + " |")
-    head2 = ["Model", "Method", "ANN acc %", "k (float)", "SD acc % (float)",
-             "synops/frame (float)", "k (fixed)", "SD acc % (fixed)", "synops/frame (fixed)",
-             "bit-exact", "synops reduction"]
-    lines2 = ["| " + " | ".join(head2) + " |", "|" + "---|" * len(head2)]
-    for r in rows:
-        fixed = r["prior"] != "none"
-        cells = [MODELS[r["model"]][1], "uncompressed" if not fixed else f"BC-{r['prior'].upper()}",
-                 f"{100 * r['sd_float_ann_acc']:.2f}", f"{r['sd_float_k']:g}",
-                 f"{100 * r['sd_float_acc']:.2f}", f"{r['sd_float_synops']:.0f}",
-                 f"{r['sd_fixed_k']:g}" if fixed else "-",
-                 f"{100 * r['sd_fixed_acc']:.2f}" if fixed else "-",
-                 f"{r['sd_fixed_synops']:.0f}" if fixed else "-",
-                 str(r["sd_fixed_bit_exact"]) if fixed else "-",
-                 f"{r['synops_reduction']:.1f}x" if fixed else "1x"]
-        lines2.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines), "\n".join(lines2)
-
-
-def write_results(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
-    """``results.json`` (rows + run metadata), ``results.csv`` and ``tables.md`` in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    clean = [{k: (v if not isinstance(v, dict) else {str(a): b for a, b in v.items()})
-              for k, v in r.items()} for r in rows]
-    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": clean}, indent=2,
-                                                 default=float))
-    keys = sorted({k for r in clean for k in r if not isinstance(r[k], dict)})
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(clean)
-    t1, t2 = tables(rows)
-    (out / "tables.md").write_text(f"Command: `{meta['command']}`\n\n{t1}\n\n{t2}\n")
 
 
 def _thresholds(values: list[str] | None) -> dict[str, float] | None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import json
 import sys
 import time
@@ -36,6 +35,7 @@ import torch
 from torch import nn
 
 import sigmadelta as sd
+from sigmadelta.loaders import load_torch_model
 from sigmadelta.scales import calibrate_percentile, optimize_scales, uniform_scales
 
 __all__ = ["load_model", "load_stream", "evaluate", "sweep", "pick", "plot", "main"]
@@ -73,8 +73,7 @@ def load_model(spec: str) -> tuple[nn.Module, tuple[int, ...] | None, str]:
     Returns the model, its input shape when known, and where it came from.
     """
     if ":" in spec:
-        module, factory = spec.split(":", 1)
-        return getattr(importlib.import_module(module), factory)().eval(), None, spec
+        return load_torch_model(spec), None, spec
     from sigmadelta.models import load_pretrained, pretrained_info
 
     try:

@@ -11,13 +11,14 @@ Ctrl-C or SIGTERM, after the recording is closed).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import signal
 import sys
 import threading
 import warnings
+
+from .loaders import load_torch_model
 
 __all__ = ["main", "build_parser", "load_torch_model", "CLIError", "positive_int"]
 
@@ -92,78 +93,6 @@ def _check_output(path: str, option: str, force: bool = True, inputs: tuple[str,
     if not force and os.path.exists(path):
         raise CLIError(f"{path} already exists (an earlier run?); give another {option} or "
                        f"--force to replace it")
-
-
-def _import_factory(spec: str):
-    """``module:factory`` -> the factory; the working directory is on the import path."""
-    mod_name, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # a console script's path starts at its own folder
-    try:
-        module = importlib.import_module(mod_name)
-    except Exception as e:  # ImportError, or anything the module itself raises
-        raise CLIError(f"cannot import {mod_name!r} for {spec!r}: {type(e).__name__}: {e}") from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise CLIError(f"{spec!r}: module {mod_name!r} has no callable {attr!r}")
-    return factory
-
-
-def load_torch_model(spec: str, weights: str | None = None):
-    """A saved torch model file, or ``module:factory`` (called without arguments);
-    then, optionally, a state dict of ``weights`` loaded into it. In eval mode."""
-    import torch
-
-    if os.path.isdir(spec):
-        raise CLIError(f"{spec} is a directory, not a saved torch model")
-    if os.path.exists(spec):
-        model = _torch_load(spec, weights_only=False)
-        if isinstance(model, dict):
-            raise CLIError(f"{spec} holds a state dict, not a model: use module:factory --weights {spec}")
-    elif ":" in spec:
-        try:
-            model = _import_factory(spec)()
-        except CLIError:
-            raise
-        except Exception as e:
-            raise CLIError(f"{spec}() raised {type(e).__name__}: {e}") from None
-    else:
-        raise CLIError(f"{spec!r} is neither a file nor a module:factory spec")
-    if not isinstance(model, torch.nn.Module):
-        raise CLIError(f"{spec} gave a {type(model).__name__}, not a torch.nn.Module")
-    if weights:
-        _load_weights(model, weights)
-    return model.eval()
-
-
-def _torch_load(path: str, weights_only: bool):
-    import torch
-
-    if not os.path.isfile(path):
-        raise CLIError(f"no such file: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
-    except Exception as e:  # pickle, zip and torch errors alike
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CLIError(f"{path} is not a readable torch file ({type(e).__name__}: {first})") from None
-
-
-def _load_weights(model, path: str) -> None:
-    """Load a state dict, naming what does not fit (keys, then shapes)."""
-    state = _torch_load(path, weights_only=True)
-    if not isinstance(state, dict):
-        raise CLIError(f"--weights {path} holds a {type(state).__name__}, not a state dict")
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
-    problems = [f"{what} {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-                for what, keys in (("missing", missing), ("unexpected", extra)) if keys]
-    shape = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
-    problems += [f"{k} is {shape[k]} in the file, {tuple(v.shape)} in the model"
-                 for k, v in own.items() if k in shape and shape[k] != tuple(v.shape)][:3]
-    if problems:
-        raise CLIError(f"--weights {path} does not fit the model: {'; '.join(problems)}")
-    model.load_state_dict(state)
 
 
 def cmd_convert(args) -> None:

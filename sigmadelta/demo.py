@@ -253,7 +253,7 @@ def _cmd_demo(args) -> None:
     if args.task == "digits":
         run_digits_demo(scale=scale, progress=not args.quiet, out=args.out)
     elif args.model:
-        from .cli import load_torch_model
+        from .loaders import load_torch_model
 
         model = load_torch_model(args.model, args.weights)
         run_video_demo(model, args.model, args.video, args.frames, args.out,

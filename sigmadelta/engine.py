@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .fixedpoint import AccumulatorOverflowError
+from .frames import as_array, check_frames, check_one, iter_checked
 from .graph import Network
 from .ops import build_ops, to_torch_layout
 from .program import build_program, run_frames
@@ -43,56 +44,6 @@ class Result:
 
     outputs: np.ndarray
     stats: Stats
-
-
-def _as_array(frame) -> np.ndarray:
-    if hasattr(frame, "detach"):  # a torch tensor
-        frame = frame.detach().cpu().numpy()
-    return np.asarray(frame)
-
-
-def _check_one(frame: np.ndarray, shape: tuple[int, ...], index: int) -> None:
-    if frame.shape != tuple(shape):
-        raise ValueError(f"frame {index} has shape {frame.shape}, the network expects {tuple(shape)}")
-    if not np.issubdtype(frame.dtype, np.floating):
-        raise TypeError(
-            f"frame {index} has dtype {frame.dtype}; frames must be floating point in the units "
-            f"the model was trained on (e.g. frames.astype(np.float32) / 255 for 8-bit video)"
-        )
-    if not np.isfinite(frame).all():
-        bad = "NaN" if np.isnan(frame).any() else "Inf"
-        raise ValueError(f"frame {index} contains {bad}")
-
-
-def check_frames(frames: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Validate a whole ``[T, *shape]`` array before any work; return it as an array."""
-    frames = _as_array(frames)
-    if frames.ndim != len(shape) + 1 or frames.shape[1:] != tuple(shape):
-        raise ValueError(
-            f"frames have shape {frames.shape}, expected [T, {', '.join(map(str, shape))}]"
-        )
-    if frames.shape[0] == 0:
-        raise ValueError("the stream is empty: no frames to simulate")
-    if not np.issubdtype(frames.dtype, np.floating):
-        _check_one(frames[0], shape, 0)
-    if not np.isfinite(frames).all():
-        t = int(np.flatnonzero(~np.isfinite(frames.reshape(len(frames), -1)).all(1))[0])
-        _check_one(frames[t], shape, t)
-    return frames
-
-
-def iter_checked(frames: Iterable, shape: tuple[int, ...]):
-    """Yield validated frames; raise on a bad frame before it is processed, or if empty."""
-    if isinstance(frames, np.ndarray) or hasattr(frames, "detach"):
-        yield from check_frames(frames, shape)
-        return
-    n = 0
-    for n, frame in enumerate(frames, start=1):
-        frame = _as_array(frame)
-        _check_one(frame, shape, n - 1)
-        yield frame
-    if n == 0:
-        raise ValueError("the stream is empty: no frames to simulate")
 
 
 STATE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -170,8 +121,8 @@ class Simulator:
         The frame's counters are left in ``last_stats`` (rows: events, synops,
         additions, neuron updates; one column per weight layer).
         """
-        frame = _as_array(frame)
-        _check_one(frame, self.net.input_shape, self.frame_no)
+        frame = as_array(frame)
+        check_one(frame, self.net.input_shape, self.frame_no)
         outs, _, error = self._run_chunk(frame[None])
         if error is not None:
             raise error

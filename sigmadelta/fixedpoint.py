@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .graph import Conv, Dense, Network
+from .graph import Conv, Dense, Network, per_layer
 
 __all__ = ["quantize_weights", "AccumulatorOverflowError", "integer_weights", "MAX_WEIGHT_BITS"]
 
@@ -39,8 +39,6 @@ def quantize_weights(net: Network, weight_bits: int | Sequence[int] | Mapping[st
     Modifies ``net`` in place and returns it. Needs the herding quantizer
     (integer spikes); a layer with ``0`` bits keeps float weights.
     """
-    from .convert import per_layer
-
     bits = per_layer(weight_bits, net.layer_names, "weight_bits")
     for layer, b in zip(net.weight_layers, bits, strict=True):
         b = int(b)

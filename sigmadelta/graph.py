@@ -28,6 +28,7 @@ pooling, flatten, add, concat) act on exact float values.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
@@ -46,6 +47,7 @@ __all__ = [
     "Network",
     "NODE_TYPES",
     "QUANTIZERS",
+    "per_layer",
 ]
 
 QUANTIZERS = ("herding", "threshold")
@@ -236,3 +238,20 @@ class Network:
                     q += f", {n.weight_bits}-bit weights"
             rows.append(f"{i:3d} {n.kind:10s} {n.name:24s} {str(n.inputs):10s} {str(n.shape):16s} {q}")
         return "\n".join(rows)
+
+
+def per_layer(value, names: list[str], what: str) -> list:
+    """Resolve a number, a list (one per weight layer) or a dict by layer name."""
+    if isinstance(value, Mapping):
+        unknown = set(value) - set(names)
+        if unknown:
+            raise ValueError(f"{what} names unknown layers {sorted(unknown)}; layers are {names}")
+        missing = [n for n in names if n not in value]
+        if missing:
+            raise ValueError(f"{what} has no value for layers {missing}")
+        return [value[n] for n in names]
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != len(names):
+            raise ValueError(f"{what} has {len(value)} values for {len(names)} weight layers {names}")
+        return list(value)
+    return [value] * len(names)

@@ -18,8 +18,10 @@ the slots of the op's arrays), scalars ``par[n_ops, NP]`` and three typed lists 
         out[t] = value of the output node      # channels-last
 
 so a chunk costs one Python call, and the whole loop runs without the GIL (threads
-over streams scale). The op table and the kernels' argument lists are written side
-by side below: each ``_emit_*`` builds the row its ``_run_*`` reads.
+over streams scale). Every operator class declares its row's columns once, by name
+(``SLOTS``, :mod:`sigmadelta.slots`) and fills them in its ``emit``; the ``_run_*``
+functions below read them by the same names (``c[PIX.memory]``), as compile-time
+constants. A frame's counters go to the rows :data:`sigmadelta.slots.COUNTER_ROWS`.
 """
 
 from __future__ import annotations
@@ -29,17 +31,36 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, typed, types
-from numba.np.numpy_support import from_dtype
+from numba import njit, typed
 
-from . import graph as g
 from . import kernels as K
-from .ops import ActivationOp, AddOp, ConcatOp, FlattenOp, InputOp, PoolOp, WeightOp
+from .ops import ActivationOp, AddOp, ConcatOp, FlattenOp, InputOp, PoolOp
+from .slots import (
+    ACTIVATION,
+    ADD,
+    CONCAT,
+    CONV,
+    COUNTER_ROWS,
+    DENSE,
+    FLATTEN,
+    INPUT,
+    KIND,
+    NC,
+    NP,
+    PIXCONV,
+    POOL,
+    Builder,
+)
+from .weightops import ENCODER, HERDING, UNITS, WEIGHT, ConvOp, DenseOp, PixelConvOp, WeightOp
 
 __all__ = ["Program", "build_program", "run_frames", "NC", "NP"]
 
-NC, NP = 40, 8  # columns of the code and parameter tables
-INPUT, PIXCONV, WEIGHT, ACTIVATION, POOL, FLATTEN, ADD, CONCAT = range(8)
+# the columns of every op kind (compile-time constants in the functions below)
+INP, PIX, DNS, CNV = InputOp.SLOTS[0], PixelConvOp.SLOTS[0], DenseOp.SLOTS[0], ConvOp.SLOTS[0]
+ACT, ACT_P, POO, FLT, ADD_C, CAT = (ActivationOp.SLOTS[0], ActivationOp.SLOTS[1], PoolOp.SLOTS[0],
+                                    FlattenOp.SLOTS[0], AddOp.SLOTS[0], ConcatOp.SLOTS[0])
+ENC, WGT, WP = ENCODER[0], WEIGHT[0], WEIGHT[1]  # shared by every weight op
+EVENTS, SYNOPS, ADDITIONS, UPDATES = COUNTER_ROWS
 
 
 class Program(NamedTuple):
@@ -54,225 +75,155 @@ class Program(NamedTuple):
     row_op: np.ndarray  # int64 [n_rows]: the operator (index in build_ops order) of each row
 
 
-class _Builder:
-    """Collects arrays into the typed lists and rows into the tables."""
-
-    def __init__(self, dtype):
-        self.F = typed.List.empty_list(types.Array(from_dtype(np.dtype(dtype)), 1, "C"))
-        self.I = typed.List.empty_list(types.int64[::1])
-        self.D = typed.List.empty_list(types.float64[::1])
-        self.code: list[np.ndarray] = []
-        self.par: list[np.ndarray] = []
-
-    def _slot(self, lst, a: np.ndarray) -> int:
-        lst.append(a)
-        return len(lst) - 1
-
-    def f(self, a: np.ndarray) -> int:
-        return self._slot(self.F, a)
-
-    def i(self, a) -> int:
-        return self._slot(self.I, np.ascontiguousarray(np.asarray(a, np.int64).ravel()))
-
-    def d(self, a: np.ndarray) -> int:
-        return self._slot(self.D, np.ascontiguousarray(a, np.float64).ravel())
-
-    def w(self, a: np.ndarray, fixed: bool) -> int:
-        """A weight-layer array: int64 (list I) in fixed point, else the state dtype (F)."""
-        return self.i(a) if fixed else self.f(np.ascontiguousarray(a).ravel())
-
-    def row(self, kind: int, ints: list[int], floats: tuple[float, ...] = ()) -> None:
-        c = np.full(NC, -1, np.int64)
-        c[0] = kind
-        c[1:1 + len(ints)] = ints
-        p = np.zeros(NP)
-        p[:len(floats)] = floats
-        self.code.append(c)
-        self.par.append(p)
-
-
-def _emit_input(b: _Builder, op: InputOp) -> None:
-    o = op.out
-    b.row(INPUT, [-1, int(op.shape[0]) if len(op.shape) == 3 else 1, b.f(o.value), b.i(o.touched),
-                  b.i(o.count), b.f(op.prev), b.i(op.mask)])
-
-
-def _emit_pixconv(b: _Builder, op: WeightOp, j: int) -> None:
-    i, o, q, node, fx = op.inp, op.out, op.q, op.node, op.fixed
-    rows, row_count = (i.rows, i.row_count) if i.row_len > 0 else (i.touched, i.count)
-    pg_list, pg_count, pg_stamp = op.pg
-    px_list, px_start, vbuf = op.px
-    kh, c_in, lw = op.w.shape
-    ints = [j, b.f(i.value), b.i(i.touched), b.i(i.count), b.i(rows), b.i(row_count),
-            int(i.row_len > 0), b.f(q.memory), int(op.herding), int(fx), b.w(op.w, fx),
-            b.w(op.acc, fx), b.i(op.pgeom), b.i(q.ev_idx), b.w(q.ev_val, fx), b.i(px_list),
-            b.i(px_start), b.w(vbuf, fx), b.i(pg_list), b.i(pg_count), b.i(pg_stamp),
-            int(op.expand), b.i(o.touched), b.i(o.count), kh, c_in, lw, b.f(o.value), b.f(op.bias_cl),
-            b.i(op.smap[0]), b.w(op.smap[1], fx), b.w(op.smap[2], fx)]
-    param = float(node.scale if op.herding else node.threshold)
-    fixed = (float(op.acc_gain), float(op.acc_limit)) if fx else (0.0, 0.0)
-    b.row(PIXCONV, ints, (param, float(op.gain), *fixed))
+@njit(cache=True, nogil=True)
+def _fixed_update(c, p, F, I):  # noqa: E741
+    """Fixed point: ``z = acc * acc_gain + bias`` on the touched outputs; an overflowing neuron or -1."""
+    return K.fixed_point_update(I[c[WGT.acc]], I[c[WGT.out_touched]], I[c[WGT.out_count]],
+                                p[WP.acc_gain], F[c[WGT.bias]], F[c[WGT.value]],
+                                np.int64(p[WP.acc_limit]))
 
 
 @njit(cache=True, nogil=True)
-def _pix_core(c, p, F, I, x, memory, w, z, ev_val, vbuf, smap, wtap, gain, frame, prime, st):  # noqa: E741
+def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, gain, frame, prime, st):  # noqa: E741
     """conv_layer_step on one set of weight-layer arrays (float or int64)."""
+    herding = c[PIX.enc] == HERDING
     r = K.conv_layer_step(
-        x, I[c[3]], I[c[4]], I[c[5]], I[c[6]], c[7] != 0, memory, c[9] != 0, p[0], gain,
-        w.reshape((c[25], c[26], c[27])), z, I[c[13]], I[c[14]], ev_val, I[c[16]], I[c[17]], vbuf,
-        I[c[19]], I[c[20]], I[c[21]], frame, prime, c[22] != 0, I[c[23]], I[c[24]], I[c[30]],
-        smap, wtap)
-    j = c[1]
-    st[0, j], st[1, j], st[3, j] = r[0], r[1], r[3]
-    st[2, j] = r[2] if c[9] != 0 else r[1]
+        F[c[PIX.x]], I[c[PIX.touched]], I[c[PIX.count]], I[c[PIX.rows]], I[c[PIX.row_count]],
+        c[PIX.in_rows] != 0, F[c[PIX.memory]], herding, p[WP.param], gain,
+        w.reshape((c[PIX.kh], c[PIX.c_in], c[PIX.lw])), z, I[c[PIX.geom]], I[c[PIX.ev_idx]], ev_val,
+        I[c[PIX.px_list]], I[c[PIX.px_start]], vbuf, I[c[PIX.pg_list]], I[c[PIX.pg_count]],
+        I[c[PIX.pg_stamp]], frame, prime, c[PIX.expand] != 0, I[c[PIX.out_touched]],
+        I[c[PIX.out_count]], I[c[PIX.mgeom]], smap, wtap)
+    j = c[PIX.layer]
+    st[EVENTS, j], st[SYNOPS, j], st[UPDATES, j] = r[0], r[1], r[3]
+    st[ADDITIONS, j] = r[2] if herding else r[1]
 
 
 @njit(cache=True, nogil=True)
 def _run_pixconv(c, p, F, I, frame, prime, st):  # noqa: E741
-    if c[10] != 0:  # fixed point: integer spikes, weights and accumulators
-        _pix_core(c, p, F, I, F[c[2]], F[c[8]], I[c[11]], I[c[12]], I[c[15]], I[c[18]], I[c[31]],
-                  I[c[32]], 1, frame, prime, st)
-        return K.fixed_point_update(I[c[12]], I[c[23]], I[c[24]], p[2], F[c[29]], F[c[28]],
-                                    np.int64(p[3]))
-    _pix_core(c, p, F, I, F[c[2]], F[c[8]], F[c[11]], F[c[12]], F[c[15]], F[c[18]], F[c[31]],
-              F[c[32]], p[1], frame, prime, st)
+    if c[PIX.fixed] != 0:  # fixed point: integer spikes, weights and accumulators
+        _pix_core(c, p, F, I, I[c[PIX.w]], I[c[PIX.acc]], I[c[PIX.ev_val]], I[c[PIX.vbuf]],
+                  I[c[PIX.smap]], I[c[PIX.wtap]], 1, frame, prime, st)
+        return _fixed_update(c, p, F, I)
+    _pix_core(c, p, F, I, F[c[PIX.w]], F[c[PIX.acc]], F[c[PIX.ev_val]], F[c[PIX.vbuf]],
+              F[c[PIX.smap]], F[c[PIX.wtap]], p[WP.gain], frame, prime, st)
     return -1
 
 
-def _emit_weight(b: _Builder, op: WeightOp, j: int) -> None:
-    """A dense layer, or a conv without the pixel path (groups > 1, dilation, per-unit scales)."""
-    i, o, q, node, fx = op.inp, op.out, op.q, op.node, op.fixed
-    dense = isinstance(node, g.Dense)
-    shape = (*op.w.shape, 0, 0) if dense else op.w.shape  # [in, out] or [kh, kw, c_in, cg]
-    units = (b.d(op.k_units), b.d(op.fanout)) if op.units else (-1, -1)
-    if dense:
-        conv = [-1] * 8
+@njit(cache=True, nogil=True)
+def _encode(c, p, F, I, D, ev_val):  # noqa: E741
+    """Run a weight layer's quantizer; ``(events, additions of per-unit herding)``."""
+    x, t, n, memory, ev_idx = (F[c[ENC.x]], I[c[ENC.touched]], I[c[ENC.count]], F[c[ENC.memory]],
+                               I[c[ENC.ev_idx]])
+    if c[ENC.enc] == UNITS:
+        return K.herding_encode_units(x, t, n, memory, D[c[ENC.k_units]], D[c[ENC.fanout]], ev_idx,
+                                      ev_val)
+    if c[ENC.enc] == HERDING:
+        return K.herding_encode(x, t, n, memory, p[WP.param], ev_idx, ev_val), 0.0
+    return K.threshold_encode(x, t, n, memory, p[WP.param], ev_idx, ev_val), 0.0
+
+
+@njit(cache=True, nogil=True)
+def _count(c, st, n_ev, syn, adds, unit_adds, n_out):
+    """A per-event weight layer's counters of the frame."""
+    j, enc = c[WGT.layer], c[WGT.enc]
+    st[EVENTS, j], st[SYNOPS, j], st[UPDATES, j] = n_ev, syn, n_out
+    st[ADDITIONS, j] = unit_adds if enc == UNITS else (adds if enc == HERDING else syn)
+
+
+@njit(cache=True, nogil=True)
+def _dense_core(c, p, F, I, D, ev_val, w, z, gain, prime, st):  # noqa: E741
+    """Encode, scatter ``z += W.T[i] * s`` and list the outputs (all, if any event) of a dense layer."""
+    n_ev, unit_adds = _encode(c, p, F, I, D, ev_val)
+    syn, adds = K.dense_scatter(I[c[DNS.ev_idx]], ev_val, n_ev, gain,
+                                w.reshape((c[DNS.n_in], c[DNS.n_out])), z)
+    o_t, o_n = I[c[DNS.out_touched]], I[c[DNS.out_count]]
+    if prime or n_ev:
+        K.touch_all(o_t, o_n)
     else:
-        (stride, padding, dilation), pg = op.geom, op.pg
-        conv = [b.i(op.in_hw), b.i(op.out_hw), b.i(stride), b.i(padding), b.i(dilation),
-                b.i(pg[0]), b.i(pg[1]), b.i(pg[2])]
-    kind = 0 if op.units else (1 if op.herding else 2)
-    ints = [j, b.f(i.value), b.i(i.touched), b.i(i.count), b.f(q.memory), kind, int(fx),
-            b.i(q.ev_idx), b.w(q.ev_val, fx), b.w(op.w, fx), b.w(op.acc, fx), *units, int(dense),
-            *shape, *conv, op.groups if not dense else 1, op.cg if not dense else 0, b.i(o.touched),
-            b.i(o.count), b.f(o.value), b.f(op.bias_cl)]
-    param = float(node.threshold if kind == 2 else (0.0 if op.units else node.scale))
-    fixed = (float(op.acc_gain), float(op.acc_limit)) if fx else (0.0, 0.0)
-    b.row(WEIGHT, ints, (param, float(op.gain), *fixed))
+        o_n[0] = 0
+    _count(c, st, n_ev, syn, adds, unit_adds, o_n[0])
 
 
 @njit(cache=True, nogil=True)
-def _encode(c, p, I, D, x, memory, ev_idx, ev_val):  # noqa: E741
-    """Run the layer's quantizer; ``(events, additions of per-unit herding)``."""
-    if c[6] == 0:
-        return K.herding_encode_units(x, I[c[3]], I[c[4]], memory, D[c[12]], D[c[13]], ev_idx, ev_val)
-    if c[6] == 1:
-        return K.herding_encode(x, I[c[3]], I[c[4]], memory, p[0], ev_idx, ev_val), 0.0
-    return K.threshold_encode(x, I[c[3]], I[c[4]], memory, p[0], ev_idx, ev_val), 0.0
-
-
-@njit(cache=True, nogil=True)
-def _weight_core(c, p, I, D, x, memory, ev_val, w, z, gain, frame, prime, st):  # noqa: E741
-    """Encode, scatter (dense or per-event conv) and list the outputs of one weight layer."""
-    ev_idx = I[c[8]]
-    n_ev, unit_adds = _encode(c, p, I, D, x, memory, ev_idx, ev_val)
-    o_t, o_n = I[c[29]], I[c[30]]
-    if c[14] != 0:  # dense
-        syn, adds = K.dense_scatter(ev_idx, ev_val, n_ev, gain, w.reshape((c[15], c[16])), z)
-        if prime or n_ev:
-            K.touch_all(o_t, o_n)
-        else:
-            o_n[0] = 0
-    else:
-        pg_list, pg_count, pg_stamp = I[c[24]], I[c[25]], I[c[26]]
-        pg_count[0] = 0
-        syn, adds = K.conv_scatter(ev_idx, ev_val, n_ev, gain, w.reshape((c[15], c[16], c[17], c[18])),
-                                   z, I[c[19]], I[c[20]], I[c[21]], I[c[22]], I[c[23]], c[27],
-                                   pg_list, pg_count, pg_stamp, frame)
-        if prime:
-            K.touch_all(o_t, o_n)
-        else:
-            K.expand_pixel_groups(pg_list, pg_count, c[27], c[28], o_t, o_n)
-    j = c[1]
-    st[0, j], st[1, j], st[3, j] = n_ev, syn, o_n[0]
-    st[2, j] = unit_adds if c[6] == 0 else (adds if c[6] == 1 else syn)
-
-
-@njit(cache=True, nogil=True)
-def _run_weight(c, p, F, I, D, frame, prime, st):  # noqa: E741
-    if c[7] != 0:
-        _weight_core(c, p, I, D, F[c[2]], F[c[5]], I[c[9]], I[c[10]], I[c[11]], 1, frame, prime, st)
-        return K.fixed_point_update(I[c[11]], I[c[29]], I[c[30]], p[2], F[c[32]], F[c[31]],
-                                    np.int64(p[3]))
-    _weight_core(c, p, I, D, F[c[2]], F[c[5]], F[c[9]], F[c[10]], F[c[11]], p[1], frame, prime, st)
+def _run_dense(c, p, F, I, D, prime, st):  # noqa: E741
+    if c[DNS.fixed] != 0:
+        _dense_core(c, p, F, I, D, I[c[DNS.ev_val]], I[c[DNS.w]], I[c[DNS.acc]], 1, prime, st)
+        return _fixed_update(c, p, F, I)
+    _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], F[c[DNS.w]], F[c[DNS.acc]], p[WP.gain], prime, st)
     return -1
 
 
-def _emit_other(b: _Builder, op) -> None:
-    """Rows of the non-weight nodes."""
-    o = op.out
-    if isinstance(op, ActivationOp):
-        i = op.inp
-        fn, alpha, lo, hi = op.args
-        b.row(ACTIVATION, [-1, b.f(i.value), b.f(o.value), b.i(i.touched), b.i(i.count),
-                           b.i(i.rows), b.i(i.row_count), i.row_len, fn], (alpha, lo, hi))
-    elif isinstance(op, PoolOp):
-        i = op.inp
-        kernel, stride, padding, is_max = op.geom
-        b.row(POOL, [-1, b.f(i.value), b.i(i.touched), b.i(i.count), b.i(op.in_hw), op.c,
-                     b.i(op.out_hw), b.i(kernel), b.i(stride), b.i(padding), int(is_max),
-                     b.f(o.value), b.i(o.touched), b.i(o.count), b.i(o.stamp), b.i(op.hit)])
-    elif isinstance(op, FlattenOp):
-        i = op.inp
-        b.row(FLATTEN, [-1, b.f(i.value), b.i(i.touched), b.i(i.count), op.hw, op.c, b.f(o.value),
-                        b.i(o.touched), b.i(o.count)])
-    elif isinstance(op, AddOp):
-        b.row(ADD, [-1, b.f(op.a.value), b.f(op.b.value), b.f(o.value), b.i(op.a.touched),
-                    b.i(op.a.count), b.i(op.b.touched), b.i(op.b.count), b.i(o.touched),
-                    b.i(o.count), b.i(o.stamp)])
-    elif isinstance(op, ConcatOp):
-        for k, (inp, c, off) in enumerate(zip(op.ins, op.c_in, op.offsets, strict=True)):
-            b.row(CONCAT, [-1, b.f(inp.value), b.i(inp.touched), b.i(inp.count), c, off, op.c_out,
-                           b.f(o.value), b.i(o.touched), b.i(o.count), int(k == 0)])
+@njit(cache=True, nogil=True)
+def _conv_core(c, p, F, I, D, ev_val, w, z, gain, frame, prime, st):  # noqa: E741
+    """Encode, scatter per event (:func:`conv_scatter`) and list the outputs of a conv layer."""
+    n_ev, unit_adds = _encode(c, p, F, I, D, ev_val)
+    pg_list, pg_count = I[c[CNV.pg_list]], I[c[CNV.pg_count]]
+    pg_count[0] = 0
+    syn, adds = K.conv_scatter(I[c[CNV.ev_idx]], ev_val, n_ev, gain,
+                               w.reshape((c[CNV.kh], c[CNV.kw], c[CNV.c_in], c[CNV.cg])), z,
+                               I[c[CNV.in_hw]], I[c[CNV.out_hw]], I[c[CNV.stride]], I[c[CNV.padding]],
+                               I[c[CNV.dilation]], c[CNV.groups], pg_list, pg_count,
+                               I[c[CNV.pg_stamp]], frame)
+    o_t, o_n = I[c[CNV.out_touched]], I[c[CNV.out_count]]
+    if prime:
+        K.touch_all(o_t, o_n)
     else:
-        raise TypeError(f"no program row for operator {type(op).__name__}")
+        K.expand_pixel_groups(pg_list, pg_count, c[CNV.groups], c[CNV.cg], o_t, o_n)
+    _count(c, st, n_ev, syn, adds, unit_adds, o_n[0])
+
+
+@njit(cache=True, nogil=True)
+def _run_conv(c, p, F, I, D, frame, prime, st):  # noqa: E741
+    if c[CNV.fixed] != 0:
+        _conv_core(c, p, F, I, D, I[c[CNV.ev_val]], I[c[CNV.w]], I[c[CNV.acc]], 1, frame, prime, st)
+        return _fixed_update(c, p, F, I)
+    _conv_core(c, p, F, I, D, F[c[CNV.ev_val]], F[c[CNV.w]], F[c[CNV.acc]], p[WP.gain], frame, prime,
+               st)
+    return -1
 
 
 @njit(cache=True, nogil=True)
 def _run_other(c, p, F, I, frame):  # noqa: E741
-    k = c[0]
+    k = c[KIND]
     if k == ACTIVATION:
-        if c[8] > 0:
-            K.activation_rows(F[c[2]], F[c[3]], I[c[6]], I[c[7]], c[8], c[9], p[0], p[1], p[2])
+        if c[ACT.row_len] > 0:
+            K.activation_rows(F[c[ACT.x]], F[c[ACT.y]], I[c[ACT.rows]], I[c[ACT.row_count]],
+                              c[ACT.row_len], c[ACT.fn], p[ACT_P.alpha], p[ACT_P.lo], p[ACT_P.hi])
         else:
-            K.activation_update(F[c[2]], F[c[3]], I[c[4]], I[c[5]], c[9], p[0], p[1], p[2])
+            K.activation_update(F[c[ACT.x]], F[c[ACT.y]], I[c[ACT.touched]], I[c[ACT.count]], c[ACT.fn],
+                                p[ACT_P.alpha], p[ACT_P.lo], p[ACT_P.hi])
     elif k == POOL:
-        K.pool_update(F[c[2]], I[c[3]], I[c[4]], I[c[5]], c[6], I[c[7]], I[c[8]], I[c[9]], I[c[10]],
-                      c[11] != 0, F[c[12]], I[c[13]], I[c[14]], I[c[15]], frame,
-                      I[c[16]].view(np.uint8))
+        K.pool_update(F[c[POO.x]], I[c[POO.touched]], I[c[POO.count]], I[c[POO.in_hw]], c[POO.c],
+                      I[c[POO.out_hw]], I[c[POO.kernel]], I[c[POO.stride]], I[c[POO.padding]],
+                      c[POO.is_max] != 0, F[c[POO.y]], I[c[POO.out_touched]], I[c[POO.out_count]],
+                      I[c[POO.out_stamp]], frame, I[c[POO.hit]].view(np.uint8))
     elif k == FLATTEN:
-        K.flatten_update(F[c[2]], I[c[3]], I[c[4]], c[5], c[6], F[c[7]], I[c[8]], I[c[9]])
+        K.flatten_update(F[c[FLT.x]], I[c[FLT.touched]], I[c[FLT.count]], c[FLT.hw], c[FLT.c],
+                         F[c[FLT.y]], I[c[FLT.out_touched]], I[c[FLT.out_count]])
     elif k == ADD:
-        K.add_update(F[c[2]], F[c[3]], F[c[4]], I[c[5]], I[c[6]], I[c[7]], I[c[8]], I[c[9]],
-                     I[c[10]], I[c[11]], frame)
+        K.add_update(F[c[ADD_C.a]], F[c[ADD_C.b]], F[c[ADD_C.y]], I[c[ADD_C.a_touched]],
+                     I[c[ADD_C.a_count]], I[c[ADD_C.b_touched]], I[c[ADD_C.b_count]],
+                     I[c[ADD_C.out_touched]], I[c[ADD_C.out_count]], I[c[ADD_C.out_stamp]], frame)
     elif k == CONCAT:
-        if c[11] != 0:
-            I[c[10]][0] = 0
-        K.concat_update(F[c[2]], I[c[3]], I[c[4]], c[5], c[6], c[7], F[c[8]], I[c[9]], I[c[10]])
+        if c[CAT.first] != 0:
+            I[c[CAT.out_count]][0] = 0
+        K.concat_update(F[c[CAT.x]], I[c[CAT.touched]], I[c[CAT.count]], c[CAT.c], c[CAT.offset],
+                        c[CAT.c_out], F[c[CAT.y]], I[c[CAT.out_touched]], I[c[CAT.out_count]])
 
 
 def build_program(ops: list, states: list, output: int, dtype) -> Program:
     """Compile the operators of :func:`sigmadelta.ops.build_ops` into a :class:`Program`."""
-    b, j, row_op = _Builder(dtype), 0, []
+    b, j, row_op = Builder(dtype), 0, []
     for k, op in enumerate(ops):
         n_rows = len(b.code)
-        if isinstance(op, InputOp):
-            _emit_input(b, op)
-        elif isinstance(op, WeightOp):
-            (_emit_pixconv if op.pixel else _emit_weight)(b, op, j)
+        if isinstance(op, WeightOp):
+            op.emit(b, j)
             j += 1
+        elif hasattr(op, "emit"):
+            op.emit(b)
         else:
-            _emit_other(b, op)
+            raise TypeError(f"no program row for operator {type(op).__name__}")
         row_op += [k] * (len(b.code) - n_rows)
     out_slot = b.f(states[output].value)
     return Program(np.stack(b.code), np.stack(b.par), b.F, b.I, b.D, out_slot,
@@ -284,10 +235,10 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
     """Run ops ``lo:hi`` of the program over ``frames[T, N_in]`` (PyTorch layout, flat).
 
     Frame ``t`` is frame number ``frame0 + t`` of the stream (number 0 primes: every
-    neuron is sent). Per frame and weight layer ``j``, ``stats[t, :, j]`` gets (events,
-    synops, additions, neuron updates); ``out[t]`` the output node's value if
-    ``out_slot >= 0``. Returns the number of frames completed; on a fixed-point
-    accumulator overflow it stops early and leaves ``status = (row, neuron)``.
+    neuron is sent). Per frame and weight layer ``j``, ``stats[t, :, j]`` gets the
+    counters (rows ``COUNTER_ROWS``: events, synops, additions, neuron updates);
+    ``out[t]`` the output node's value if ``out_slot >= 0``. Returns the number of frames
+    completed; on a fixed-point accumulator overflow it stops early and leaves ``status = (row, neuron)``.
     """
     for t in range(frames.shape[0]):
         frame_no = frame0 + t
@@ -295,13 +246,16 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
         st = stats[t]
         for o in range(lo, hi):
             c, p = code[o], par[o]
-            k, bad = c[0], -1
+            k, bad = c[KIND], -1
             if k == INPUT:
-                K.load_frame(frames[t], c[2], F[c[3]], F[c[6]], I[c[7]], I[c[4]], I[c[5]], prime)
+                K.load_frame(frames[t], c[INP.channels], F[c[INP.value]], F[c[INP.prev]],
+                             I[c[INP.mask]], I[c[INP.touched]], I[c[INP.count]], prime)
             elif k == PIXCONV:
                 bad = _run_pixconv(c, p, F, I, frame_no, prime, st)
-            elif k == WEIGHT:
-                bad = _run_weight(c, p, F, I, D, frame_no, prime, st)
+            elif k == DENSE:
+                bad = _run_dense(c, p, F, I, D, prime, st)
+            elif k == CONV:
+                bad = _run_conv(c, p, F, I, D, frame_no, prime, st)
             else:
                 _run_other(c, p, F, I, frame_no)
             if bad >= 0:
@@ -312,22 +266,36 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
     return frames.shape[0]
 
 
-def _tie_cache_to_kernels(*fns) -> None:
-    """Make the on-disk Numba cache of ``fns`` stale when any kernel source changes.
+# Files whose code or constants the functions above compile in: the kernels, and the
+# column layouts and kinds (frozen as constants). Numba itself checks only program.py.
+_COMPILED_IN = ("kernels/*.py", "slots.py", "weightops.py", "ops.py")
+
+
+def source_digest() -> str:
+    """SHA-256 of every file the compiled loop depends on besides this one (``_COMPILED_IN``)."""
+    root, digest = Path(__file__).parent, hashlib.sha256()
+    for pattern in _COMPILED_IN:
+        for f in sorted(root.glob(pattern)):
+            digest.update(f.name.encode() + f.read_bytes())
+    return digest.hexdigest()
+
+
+def tie_cache(fns, digest: str) -> None:
+    """Make the on-disk Numba cache of ``fns`` stale when ``digest`` changes.
 
     Numba checks a cached function only against its own file, but these functions
-    compile the kernels (other files) into themselves; without this, editing a kernel
-    would leave a stale compiled loop behind. Uses Numba's cache index stamp (an
-    internal attribute); if that ever moves, caching simply stays per file.
+    compile the kernels (other files) and the column layouts into themselves; without
+    this, editing a kernel would leave a stale compiled loop behind. The digest joins
+    the source stamp that Numba's cache index stores and compares on load
+    (``_cache._cache_file._source_stamp``, an internal attribute of the Numba versions
+    setup.cfg allows; ``tests/test_program.py`` checks that it is there and works).
     """
-    digest = hashlib.sha256()
-    for f in sorted(Path(K.__file__).parent.glob("*.py")):
-        digest.update(f.read_bytes())
     for fn in fns:
         cache_file = getattr(getattr(fn, "_cache", None), "_cache_file", None)
         if cache_file is not None and hasattr(cache_file, "_source_stamp"):
-            cache_file._source_stamp = (cache_file._source_stamp, digest.hexdigest())
+            cache_file._source_stamp = (cache_file._source_stamp, digest)
 
 
-_tie_cache_to_kernels(_pix_core, _run_pixconv, _encode, _weight_core, _run_weight, _run_other,
-                      run_frames)
+_TIED = (_fixed_update, _pix_core, _run_pixconv, _encode, _count, _dense_core, _run_dense, _conv_core,
+         _run_conv, _run_other, run_frames)
+tie_cache(_TIED, source_digest())

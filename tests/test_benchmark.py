@@ -1,9 +1,13 @@
-"""Smoke run of scripts/benchmark.py: tiny synthetic inputs, JSON parses (no timing asserts)."""
+"""Smoke run of scripts/benchmark.py: tiny synthetic inputs, JSON parses (no timing asserts).
+
+The network run (with two streams) and the sweep plot are marked slow: ``pytest -m slow``."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 
@@ -14,6 +18,7 @@ def _run(*args: str) -> dict:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_benchmark_network_smoke():
     r = _run("--frames", "4", "--input-shape", "1", "24", "32", "--streams", "1,2")
     net = r["network"]
@@ -29,6 +34,7 @@ def test_benchmark_micro_smoke():
     assert m["channels"] == 4 and m["kernel_efficiency"] > 0
 
 
+@pytest.mark.slow
 def test_benchmark_micro_sweep_writes_plot(tmp_path):
     png = tmp_path / "sweep.png"
     r = _run("--micro", "--frames", "3", "--micro-hw", "8", "8", "--micro-channels", "4",

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sigmadelta.compress.report import paper_arch
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compress.py"
 
 
@@ -32,7 +34,7 @@ def test_paper_arch_and_thresholds() -> None:
         model[0].weight[1] = 0
         model[2].weight[:, :5] = 0
         model[4].weight[:, 0] = 0
-    assert cs.paper_arch(model) == "2-7-3"
+    assert paper_arch(model) == "2-7-3"
     assert cs._thresholds(["gnj=-1", "GHS=-0.5"]) == {"gnj": -1.0, "ghs": -0.5}
     assert cs._thresholds(None) is None
 

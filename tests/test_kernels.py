@@ -1,30 +1,16 @@
-"""Every Numba kernel against its slow NumPy twin, on random inputs."""
+"""Every Numba kernel against its slow NumPy twin, on random inputs (the pixel-conv path and
+the spike map: tests/test_kernels_pixel.py)."""
 
 import numpy as np
 import pytest
+from _twins import both as _both
+from _twins import listed as _listed
+from _twins import touched_list as _touched
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sigmadelta import kernels as K
 from sigmadelta.kernels import numpy_twins as T
-
-
-def _touched(rng, n, frac=0.4):
-    idx = np.flatnonzero(rng.random(n) < frac).astype(np.int64)
-    touched = np.zeros(n, np.int64)
-    touched[: len(idx)] = idx
-    return touched, np.array([len(idx)], np.int64)
-
-
-def _both(fn_name, *args):
-    """Run kernel and twin on deep copies of the arguments; return (results, arg copies)."""
-    a = [x.copy() if isinstance(x, np.ndarray) else x for x in args]
-    b = [x.copy() if isinstance(x, np.ndarray) else x for x in args]
-    return getattr(K, fn_name)(*a), a, getattr(T, fn_name)(*b), b
-
-
-def _listed(touched, count):
-    return sorted(touched[: count[0]].tolist())
 
 
 def test_mark_changed_and_touch_all():
@@ -209,131 +195,6 @@ def test_pool_update_dense_and_sparse(is_max, c, kernel, stride, padding, frac, 
         assert np.all(np.diff(out) > 0)
 
 
-def _pixel_case(h, w, c_in, c_out, k, stride, padding, herding, seed, dtype=np.float64):
-    """Arguments of conv_layer_step for a random layer and a random, pixel-ordered touched list."""
-    rng = np.random.default_rng(seed)
-    h_out = (h + 2 * padding[0] - k[0]) // stride[0] + 1
-    w_out = (w + 2 * padding[1] - k[1]) // stride[1] + 1
-    n_in, n_pix = h * w * c_in, h_out * w_out
-    w_cl = rng.normal(size=(*k, c_in, c_out)).astype(dtype)
-    w_run = K.run_layout(w_cl, stride)
-    geom = K.make_geom((h, w), (h_out, w_out), stride, padding, k, c_out)
-    touched, count = _touched(rng, n_in, 0.3)
-    x = rng.normal(size=n_in).astype(dtype)
-    memory = (np.rint(4 * rng.normal(size=n_in)) if herding else rng.normal(size=n_in)).astype(dtype)
-    param = 4.0 if herding else 0.3
-    rows = np.flatnonzero(rng.random(h * w) < 0.3).astype(np.int64)
-    return (x, touched, count, rows, np.array([len(rows)], np.int64), False, memory, herding, param,
-            0.25 if herding else 1.0, w_run, rng.normal(size=n_pix * c_out).astype(dtype), geom,
-            np.zeros(n_in, np.int64), np.zeros(n_in, dtype), np.zeros(n_in, np.int64),
-            np.zeros(n_in + 1, np.int64), np.zeros(c_in, dtype), np.zeros(n_pix + 1, np.int64),
-            np.zeros(1, np.int64), np.full(n_pix, -1, np.int64), 5, False, True,
-            np.zeros(n_pix * c_out, np.int64), np.zeros(1, np.int64), *K.make_map(geom, w_cl)), w_cl
-
-
-# argument positions in conv_layer_step
-_X, _MEM, _Z, _PRIME, _OT = 0, 6, 11, 22, 24
-
-
-def test_run_layout_roundtrip():
-    rng = np.random.default_rng(9)
-    for stride, k in [((1, 1), (3, 3)), ((2, 2), (3, 3)), ((2, 3), (5, 4)), ((3, 3), (2, 2))]:
-        w_cl = rng.normal(size=(*k, 3, 4))
-        geom = K.make_geom((9, 9), (3, 3), stride, (1, 1), k, 4)
-        np.testing.assert_array_equal(T._from_run(K.run_layout(w_cl, stride), geom), w_cl)
-
-
-@pytest.mark.parametrize("herding", [True, False])
-def test_encode_pixels_and_rows(herding):
-    args, _ = _pixel_case(6, 7, 5, 3, (3, 3), (1, 1), (1, 1), herding, 11)
-    x, touched, count, rows, row_count, _, memory, herding, param = args[:9]
-    bufs = args[13:17]
-    for name, call in [("encode_pixels", (x, touched, count, memory, herding, param, 5, *bufs)),
-                       ("encode_rows", (x, rows, row_count, 5, memory, herding, param, *bufs))]:
-        ra, a, rb, b = _both(name, *call)
-        assert ra == rb
-        n_px, n_ev = ra
-        for i in range(len(call)):
-            if i in (7, 8) or (name == "encode_pixels" and i == 3) or (name == "encode_rows" and i == 4):
-                np.testing.assert_array_equal(a[i][:n_ev], b[i][:n_ev])
-        np.testing.assert_array_equal(a[9][:n_px], b[9][:n_px])
-        np.testing.assert_array_equal(a[10][:n_px + 1], b[10][:n_px + 1])
-
-
-@pytest.mark.parametrize("geom", [
-    # (h, w, c_in, c_out, kernel, stride, padding)
-    (7, 9, 4, 6, (3, 3), (1, 1), (1, 1)),
-    (8, 8, 3, 4, (3, 3), (2, 2), (1, 0)),
-    (9, 7, 2, 5, (5, 4), (2, 3), (2, 1)),
-    (6, 6, 3, 5, (1, 1), (1, 1), (0, 0)),
-    (10, 10, 2, 3, (2, 2), (3, 3), (0, 0)),
-    (9, 11, 1, 8, (3, 3), (2, 2), (0, 0)),  # one input channel: encode_scatter_1ch
-    (8, 7, 1, 3, (3, 2), (1, 2), (1, 1)),
-])
-@pytest.mark.parametrize("herding", [True, False])
-@pytest.mark.parametrize("in_rows", [False, True])
-def test_conv_layer_step_and_scatter_pixels(geom, herding, in_rows):
-    args, _ = _pixel_case(*geom, herding, 12)
-    args = list(args)
-    args[5] = in_rows
-    ra, a, rb, b = _both("conv_layer_step", *args)
-    assert ra[0] == rb[0] and ra[1] == rb[1] and ra[3] == rb[3]
-    assert ra[2] == pytest.approx(rb[2])
-    np.testing.assert_allclose(a[_Z], b[_Z], rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(a[_MEM], b[_MEM])
-    assert _listed(a[_OT], a[_OT + 1]) == _listed(b[_OT], b[_OT + 1])
-    assert ra[3] == a[_OT + 1][0]
-    np.testing.assert_array_equal(a[_OT + 2], b[_OT + 2])  # one channel: the events remembered
-    # the pixel scatter equals the flat per-event conv_scatter
-    fresh, _ = _pixel_case(*geom, herding, 12)
-    if not in_rows:
-        n_px, _ = K.encode_pixels(*fresh[:3], *fresh[6:9], geom[2], *fresh[13:17])
-        sa = K.conv_scatter_pixels(fresh[15], fresh[16], n_px, fresh[13], fresh[14], fresh[9],
-                                   *fresh[10:13], *fresh[17:22])
-        assert sa[0] == ra[1]
-        np.testing.assert_allclose(fresh[_Z], a[_Z], rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("frac,scan", [(0.002, False), (0.9, True)])
-def test_scatter_pixels_listing_by_scan_and_by_append(frac, scan):
-    """Few events: listed as reached; many: stamped, then listed by one scan. Same set."""
-    rng = np.random.default_rng(4)
-    h, w, c_in, c_out = 40, 41, 3, 5
-    geom = K.make_geom((h, w), (h, w), (1, 1), (1, 1), (3, 3), c_out)
-    w_run = K.run_layout(rng.normal(size=(3, 3, c_in, c_out)), (1, 1))
-    touched, count = _touched(rng, h * w * c_in, frac)
-    n = count[0]
-    ev_ch, ev_val = np.zeros(h * w * c_in, np.int64), np.zeros(h * w * c_in)
-    px_list, px_start = np.zeros(h * w * c_in, np.int64), np.zeros(h * w * c_in + 1, np.int64)
-    n_px, _ = K.encode_pixels(rng.normal(size=h * w * c_in) * 3, touched, count,
-                              np.zeros(h * w * c_in), True, 4.0, c_in, ev_ch, ev_val, px_list,
-                              px_start)
-    args = (px_list, px_start, n_px, ev_ch, ev_val, 0.25, w_run, np.zeros(h * w * c_out), geom,
-            np.zeros(c_in), np.zeros(h * w + 1, np.int64), np.zeros(1, np.int64),
-            np.full(h * w, -1, np.int64), 3)
-    assert (8 * n_px * 9 > h * w) == scan and n > 0  # the kernel's rule for scanning
-    ra, a, rb, b = _both("conv_scatter_pixels", *args)
-    assert ra[0] == rb[0]
-    np.testing.assert_allclose(a[7], b[7], rtol=1e-12, atol=1e-12)
-    assert _listed(a[10], a[11]) == _listed(b[10], b[11])
-    listed = a[10][: a[11][0]]
-    assert len(set(listed.tolist())) == len(listed)  # no pixel twice
-
-
-def test_conv_layer_step_float32_prime_no_expand():
-    args, _ = _pixel_case(7, 9, 4, 6, (3, 3), (1, 1), (1, 1), True, 13, np.float32)
-    args = list(args)
-    args[_PRIME] = True
-    ra, a, rb, b = _both("conv_layer_step", *args)
-    assert ra[:2] == rb[:2]
-    np.testing.assert_allclose(a[_Z], b[_Z], rtol=1e-5, atol=1e-5)
-    assert _listed(a[_OT], a[_OT + 1]) == list(range(len(a[_Z])))
-    args[_PRIME + 1] = False  # no neuron listing: only the pixel list
-    ra, a, _, _ = _both("conv_layer_step", *args)
-    assert a[_OT + 1][0] == 0 and ra[3] == len(a[_Z])
-    assert sorted(a[18][: a[19][0]].tolist()) == list(range(63))
-
-
 @pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (1, 0.1, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0)])
 def test_activation_rows(fn, alpha, lo, hi):
     rng = np.random.default_rng(14)
@@ -379,87 +240,3 @@ def test_simd_row_update_is_the_scalar_update(dtype):
     want[2:2 + n] = want[2:2 + n] + s * w[5:5 + n]
     update(z, s, w, 2, 5, n)
     np.testing.assert_array_equal(z, want)
-
-
-@pytest.mark.parametrize("herding", [True, False])
-@pytest.mark.parametrize("frac", [0.01, 0.7])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_encode_scatter_1ch_matches_twin(herding, frac, dtype):
-    """One input channel in one pass == encode_pixels + conv_scatter_pixels (twins)."""
-    rng = np.random.default_rng(8)
-    h, w, c_out = 30, 31, 8
-    geom = K.make_geom((h, w), (14, 15), (2, 2), (0, 0), (3, 3), c_out)
-    w_run = K.run_layout(rng.normal(size=(3, 3, 1, c_out)).astype(dtype), (2, 2))
-    pixels, count = _touched(rng, h * w, frac)
-    x = (rng.normal(size=h * w) * 2).astype(dtype)
-    memory = (np.rint(4 * rng.normal(size=h * w)) if herding else rng.normal(size=h * w))
-    args = (x, pixels, count, memory.astype(dtype), herding, 4.0 if herding else 0.3,
-            0.25 if herding else 1.0, w_run, rng.normal(size=14 * 15 * c_out).astype(dtype), geom,
-            np.zeros(14 * 15 + 1, np.int64), np.zeros(1, np.int64), np.full(14 * 15, -1, np.int64),
-            2)
-    ra, a, rb, b = _both("encode_scatter_1ch", *args)
-    assert ra[0] == rb[0] and ra[1] == rb[1] and ra[2] == pytest.approx(rb[2])
-    tol = 1e-12 if dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(a[8], b[8], rtol=tol, atol=tol)
-    np.testing.assert_array_equal(a[3], b[3])
-    assert _listed(a[10], a[11]) == _listed(b[10], b[11])
-
-
-@pytest.mark.parametrize("geom", [
-    # (h, w, c_out, kernel, stride, padding)
-    (30, 31, 8, (3, 3), (2, 2), (0, 0)),
-    (12, 13, 16, (3, 3), (1, 1), (1, 1)),
-    (11, 9, 4, (5, 3), (2, 1), (2, 0)),
-    (10, 12, 8, (2, 2), (3, 2), (1, 1)),
-])
-@pytest.mark.parametrize("herding", [True, False])
-@pytest.mark.parametrize("frac", [0.02, 0.8])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
-def test_encode_map_1ch_matches_twin_and_scatter(geom, herding, frac, dtype):
-    """Spike map + gather == its twin (a loop over output pixels) == the one-channel scatter:
-    same z (bit for bit: the taps are added in the scatter's order), memory, counters, list."""
-    h, w, c_out, k, stride, pad = geom
-    h_out, w_out = (h + 2 * pad[0] - k[0]) // stride[0] + 1, (w + 2 * pad[1] - k[1]) // stride[1] + 1
-    if dtype == np.float32 and c_out % 8:
-        c_out = 8  # the map needs whole SIMD vectors per output pixel
-    rng = np.random.default_rng(c_out + k[0])
-    g = K.make_geom((h, w), (h_out, w_out), stride, pad, k, c_out)
-    w_cl = rng.normal(size=(*k, 1, c_out)) * (20 if dtype == np.int64 else 1)
-    w_cl = w_cl.astype(dtype)
-    mgeom, smap, wtap = K.make_map(g, w_cl)
-    assert len(mgeom) and prefer_first_frame(mgeom, h_out * w_out)
-    pixels, count = _touched(rng, h * w, frac)
-    fixed = dtype == np.int64
-    x = (rng.normal(size=h * w) * 2)
-    memory = np.rint(4 * rng.normal(size=h * w)) if herding else rng.normal(size=h * w)
-    if fixed:  # integer weights take integer spikes (threshold: integer inputs)
-        x, memory = np.rint(4 * x), np.rint(memory)
-    param, gain = (4.0 if herding else 0.3), (1 if fixed else (0.25 if herding else 1.0))
-    sdt = np.float64 if fixed else dtype
-    z0 = (rng.normal(size=h_out * w_out * c_out) * (100 if fixed else 1)).astype(dtype)
-    lists = (np.zeros(h_out * w_out + 1, np.int64), np.zeros(1, np.int64),
-             np.full(h_out * w_out, -1, np.int64))
-    args = (x.astype(sdt), pixels, count, memory.astype(sdt), herding, param, gain, wtap, z0,
-            g, mgeom, smap, *lists, 3)
-    ra, a, rb, b = _both("encode_map_1ch", *args)
-    sc = [v.copy() if isinstance(v, np.ndarray) else v for v in args]
-    sc[7] = K.run_layout(w_cl, stride)
-    del sc[10:12]
-    rs = K.encode_scatter_1ch(*sc)
-    assert ra[:2] == rb[:2] == rs[:2] and ra[2] == pytest.approx(rb[2]) == pytest.approx(rs[2])
-    np.testing.assert_array_equal(a[8], sc[8])  # the scatter's z, bit for bit
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(a[8], b[8], rtol=tol, atol=tol)
-    np.testing.assert_array_equal(a[3], b[3])
-    assert _listed(a[12], a[13]) == _listed(b[12], b[13]) == _listed(sc[10], sc[11])
-    assert not a[11].any()  # the map is left clear for the next frame
-
-
-def prefer_first_frame(mgeom, n_out):
-    """The map path is taken with no last frame, then only after dense frames."""
-    first = K.prefer_map(mgeom, n_out)
-    m = mgeom.copy()
-    m[1] = n_out // 10
-    sparse = K.prefer_map(m, n_out)
-    m[1] = n_out
-    return first and not sparse and K.prefer_map(m, n_out) and not K.prefer_map(m[:0], n_out)

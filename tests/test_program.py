@@ -75,3 +75,110 @@ def test_overflow_keeps_the_frames_before_it(tmp_path):
     assert not complete and len(outputs) == 4
     ok = sd.simulate(net, frames[:4], progress=False)
     np.testing.assert_allclose(outputs, ok.outputs, rtol=1e-6)  # recorded as float32
+
+
+def test_counter_rows_are_the_stats_counters():
+    """The frame loop's counter rows, by name, in the order Stats reads them."""
+    from sigmadelta.slots import COUNTER_ROWS
+    from sigmadelta.stats import COUNTERS
+
+    assert COUNTER_ROWS._fields == COUNTERS[:len(COUNTER_ROWS)]
+    assert list(COUNTER_ROWS) == list(range(len(COUNTER_ROWS)))
+
+
+def test_every_op_kind_declares_its_columns_once():
+    """Columns are distinct and fit the tables; the weight ops share the encoder's and the
+    output's columns at the same indices (code written for the shared part reads all three)."""
+    from sigmadelta import ops
+    from sigmadelta.slots import NC, NP
+    from sigmadelta.weightops import WEIGHT
+
+    classes = [ops.InputOp, ops.DenseOp, ops.ConvOp, ops.PixelConvOp, ops.ActivationOp, ops.PoolOp,
+               ops.FlattenOp, ops.AddOp, ops.ConcatOp]
+    for cls in classes:
+        ints, floats = cls.SLOTS
+        assert sorted(ints) == list(range(1, len(ints) + 1)) and len(ints) < NC, cls
+        assert sorted(floats) == list(range(len(floats))) and len(floats) <= NP, cls
+    for cls in (ops.DenseOp, ops.ConvOp, ops.PixelConvOp):
+        for part, shared in enumerate(WEIGHT):  # int columns, then float columns
+            for name, col in zip(shared._fields, shared, strict=True):
+                assert getattr(cls.SLOTS[part], name) == col
+
+
+def test_a_row_must_fill_every_column_by_name():
+    from sigmadelta.ops import PoolOp
+    from sigmadelta.slots import POOL, Builder
+
+    b = Builder(np.float64)
+    r = b.row(POOL, PoolOp.SLOTS)
+    with pytest.raises(AttributeError, match="no column 'memory'"):
+        r.memory = 3
+    r.x, r.touched = 1, 2
+    with pytest.raises(ValueError, match=r"columns \['count', 'in_hw'"):
+        r.done()
+    assert not b.code  # nothing half-filled reaches the table
+
+
+@pytest.mark.parametrize("name", ["residual", "concat", "gray_first_conv", "conv_groups_depthwise"])
+def test_rows_hold_what_the_operators_emit(name):
+    """Each op's row names its own arrays: the op kind, and the value array of every node
+    written where the layout says (the slot points at the very same array)."""
+    from sigmadelta import ops
+    from sigmadelta.program import build_program
+
+    model, shape = make(name)
+    net = sd.convert(model, shape, scale=8.0)
+    o, states, _ = ops.build_ops(net)
+    prog = build_program(o, states, net.output, np.float64)
+    for r, c in enumerate(prog.code):
+        op = o[prog.row_op[r]]
+        cols = op.SLOTS[0]
+        if isinstance(op, ops.WeightOp):
+            assert np.shares_memory(prog.F[c[cols.value]], op.out.value)
+            assert c[cols.layer] == sum(isinstance(p, ops.WeightOp) for p in o[:prog.row_op[r]])
+        elif isinstance(op, (ops.PoolOp, ops.FlattenOp, ops.AddOp, ops.ConcatOp, ops.ActivationOp)):
+            assert np.shares_memory(prog.F[c[cols.y]], op.out.value)
+
+
+def test_compiled_loop_cache_is_tied_to_its_sources():
+    """Every function of the compiled loop carries the digest of the kernels and layouts in
+    Numba's cache stamp (fails if a Numba upgrade moves the attribute tie_cache writes)."""
+    from sigmadelta import program
+
+    digest = program.source_digest()
+    for fn in program._TIED:
+        stamp = fn._cache._cache_file._source_stamp
+        assert isinstance(stamp, tuple) and stamp[1] == digest, fn
+
+
+_TOY = '''
+import sys
+from numba import njit
+from sigmadelta.program import tie_cache
+
+@njit(cache=True)
+def f(x):
+    return x + 1
+
+tie_cache([f], sys.argv[1])
+f(1)
+print(sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))
+'''
+
+
+def test_tie_cache_recompiles_when_the_digest_changes(tmp_path):
+    """Behaviour, on a toy function: the same digest loads the cache, another recompiles."""
+    import subprocess
+    import sys
+
+    (tmp_path / "toy.py").write_text(_TOY)
+
+    def run(digest):
+        out = subprocess.run([sys.executable, str(tmp_path / "toy.py"), digest], check=True,
+                             capture_output=True, text=True, cwd=tmp_path).stdout.split()
+        return tuple(int(v) for v in out)  # (cache hits, misses)
+
+    assert run("a") == (0, 1)
+    assert run("a") == (1, 0)
+    assert run("b") == (0, 1)
+    assert run("b") == (1, 0)

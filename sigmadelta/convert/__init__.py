@@ -17,6 +17,7 @@ import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .. import graph as g
+from ..graph import per_layer
 from .mappers import FUNCTION_MAPPERS, METHOD_MAPPERS, MODULE_MAPPERS, UnsupportedLayerError
 
 __all__ = ["convert", "UnsupportedLayerError", "MODULE_MAPPERS", "FUNCTION_MAPPERS",
@@ -43,23 +44,6 @@ class _Context:
             inputs = (self.env[node.args[0].name],)
         self.nodes.append(cls(name=self.path(node), inputs=tuple(inputs), shape=shape, **params))
         return len(self.nodes) - 1
-
-
-def per_layer(value, names: list[str], what: str) -> list:
-    """Resolve a number, a list (one per weight layer) or a dict by layer name."""
-    if isinstance(value, Mapping):
-        unknown = set(value) - set(names)
-        if unknown:
-            raise ValueError(f"{what} names unknown layers {sorted(unknown)}; layers are {names}")
-        missing = [n for n in names if n not in value]
-        if missing:
-            raise ValueError(f"{what} has no value for layers {missing}")
-        return [value[n] for n in names]
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != len(names):
-            raise ValueError(f"{what} has {len(value)} values for {len(names)} weight layers {names}")
-        return list(value)
-    return [value] * len(names)
 
 
 def _check_float32(model: nn.Module) -> None:

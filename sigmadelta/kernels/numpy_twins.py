@@ -100,26 +100,43 @@ def conv_scatter(
     ev_idx, ev_val, n_events, gain, w_cl, z, in_hw, out_hw, stride, padding, dilation,
     groups, pg_list, pg_count, pg_stamp, frame,
 ):
+    """The convolution of the frame's delta image, one kernel tap at a time.
+
+    ``D[iy, ix, c] = gain * s`` for every event ``(i, s)``; for every tap ``(ky, kx)`` each
+    output pixel reads ``D`` at ``(oy*sy - py + ky*dy, ox*sx - px + kx*dx)`` (if in bounds)
+    and adds ``D[.., group channels] @ w_cl[ky, kx]`` to its group's ``cg`` outputs.
+    """
     kh, kw, c_in, cg = w_cl.shape
-    h_out, w_out = out_hw
-    zz = z.reshape(h_out, w_out, groups * cg)
-    reached = set(pg_list[: pg_count[0]].tolist())
+    (h_in, w_in), (h_out, w_out) = (int(v) for v in in_hw), (int(v) for v in out_hw)
+    c_g = c_in // groups
+    acc = np.int64 if z.dtype.kind == "i" else np.float64
+    delta = np.zeros((h_in, w_in, c_in), acc)
+    hit = np.zeros((h_in, w_in, c_in), np.int64)
+    idx, val = ev_idx[:n_events], ev_val[:n_events]
+    delta.reshape(-1)[idx] = gain * val.astype(acc)
+    hit.reshape(-1)[idx] = 1
+    mag = np.abs(val.astype(np.float64))
+    size = np.zeros((h_in, w_in, c_in))
+    size.reshape(-1)[idx] = mag
+    zz = np.zeros((h_out, w_out, groups * cg), acc)
+    reached = np.zeros((h_out, w_out, groups), bool)
     synops, adds = 0, 0.0
-    for e in range(n_events):
-        p, c = divmod(int(ev_idx[e]), c_in)
-        iy, ix = divmod(p, in_hw[1])
-        g = c // (c_in // groups)
-        for oy in range(h_out):
-            for ox in range(w_out):
-                for ky in range(kh):
-                    for kx in range(kw):
-                        if (oy * stride[0] - padding[0] + ky * dilation[0] == iy
-                                and ox * stride[1] - padding[1] + kx * dilation[1] == ix):
-                            zz[oy, ox, g * cg:(g + 1) * cg] += gain * ev_val[e] * w_cl[ky, kx, c]
-                            synops += cg
-                            adds += abs(ev_val[e]) * cg
-                            reached.add((oy * w_out + ox) * groups + g)
-    pgs = sorted(reached)
+    oy, ox = np.arange(h_out), np.arange(w_out)
+    for ky in range(kh):
+        iy = oy * stride[0] - padding[0] + ky * dilation[0]
+        for kx in range(kw):
+            ix = ox * stride[1] - padding[1] + kx * dilation[1]
+            ry, rx = (iy >= 0) & (iy < h_in), (ix >= 0) & (ix < w_in)
+            d = delta[np.ix_(iy[ry], ix[rx])]  # [h', w', c_in]: the inputs this tap reads
+            h, s = hit[np.ix_(iy[ry], ix[rx])], size[np.ix_(iy[ry], ix[rx])]
+            synops += int(h.sum()) * cg
+            adds += float(s.sum()) * cg
+            for g in range(groups):
+                ch = slice(g * c_g, (g + 1) * c_g)
+                zz[np.ix_(ry, rx, range(g * cg, (g + 1) * cg))] += d[..., ch] @ w_cl[ky, kx, ch].astype(acc)
+                reached[np.ix_(ry, rx, [g])] |= h[..., ch].any(-1, keepdims=True)
+    z += zz.reshape(-1).astype(z.dtype)
+    pgs = sorted(set(pg_list[: pg_count[0]].tolist()) | set(np.flatnonzero(reached).tolist()))
     pg_list[: len(pgs)] = pgs
     pg_stamp[pgs] = frame
     pg_count[0] = len(pgs)

@@ -1,0 +1,139 @@
+"""The one dense walk over a network in PyTorch (batched NCHW / NC, any float dtype).
+
+:func:`evaluate` computes every node of a :class:`~sigmadelta.graph.Network` on a
+batch, in topological order; what differs between its users is only what happens
+at a weight layer's input:
+
+* the dense reference (:class:`sigmadelta.reference.Reference`): the layer's own
+  quantizer (``round(k*x)/k``, or the threshold's sent values), and fixed-point
+  layers in exact integers (``fixed_point=True``);
+* the rounding net of :mod:`sigmadelta.scales`: a differentiable surrogate of the
+  quantizer, with its cost;
+* the float ANN (``quantize=None``): no quantizer at all.
+
+A weight layer ``j`` (the ``j``-th Dense / Conv node) computes::
+
+    a_hat = quantize(j, node, a)      (a without quantize)
+    z     = W @ a_hat + b             (F.linear / F.conv2d with (W, b) = weights[j])
+
+and with ``fixed_point=True`` a layer with ``weight_bits`` computes instead
+``acc = W_int @ round(k*a)`` (exact integers, checked against its ``acc_bits`` range)
+and ``z = acc * delta / k + b`` (see :mod:`sigmadelta.fixedpoint`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import graph as g
+from .fixedpoint import AccumulatorOverflowError, integer_weights
+
+__all__ = ["evaluate", "layer_weights", "weighted", "dense_node", "fixed_point_layer"]
+
+Quantize = Callable[[int, g.Node, torch.Tensor], torch.Tensor]
+
+
+def layer_weights(net: g.Network, dtype: torch.dtype = torch.float64,
+                  fixed_point: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(W, b)`` of every weight layer as tensors (``W_int`` for fixed-point layers if asked)."""
+    out = []
+    for n in net.weight_layers:
+        w = integer_weights(n) if fixed_point and n.weight_bits else n.weight
+        if dtype == torch.float64:
+            out.append((torch.from_numpy(np.asarray(w, np.float64)),
+                        torch.from_numpy(np.asarray(n.bias, np.float64))))
+        else:
+            out.append((torch.as_tensor(np.asarray(w), dtype=dtype),
+                        torch.as_tensor(np.asarray(n.bias), dtype=dtype)))
+    return out
+
+
+def evaluate(net: g.Network, x: torch.Tensor, quantize: Quantize | None = None,
+             weights: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+             fixed_point: bool = False, keep: bool = False) -> torch.Tensor | list[torch.Tensor]:
+    """Every node of ``net`` on the batch ``x`` ``[B, *input_shape]`` (see module docstring).
+
+    Parameters
+    ----------
+    quantize : callable ``(j, node, a) -> a_hat``, optional
+        The input quantizer of weight layer ``j``; None: the float network.
+    weights : list of ``(W, b)``, optional
+        One pair per weight layer (default: :func:`layer_weights` in float64).
+    fixed_point : bool
+        Compute layers with ``weight_bits`` in exact integers (``weights`` then hold
+        ``W_int`` for them), as the event simulation does.
+    keep : bool
+        Return the values of all nodes (a list, by node index), not only the output.
+    """
+    if weights is None:
+        weights = layer_weights(net, fixed_point=fixed_point)
+    vals: list[torch.Tensor] = []
+    j = 0
+    for n in net.nodes:
+        ins = [vals[i] for i in n.inputs]
+        if isinstance(n, g.Input):
+            v = x
+        elif isinstance(n, (g.Dense, g.Conv)):
+            w, b = weights[j]
+            if fixed_point and n.weight_bits:
+                v = fixed_point_layer(n, ins[0], w, b)
+            else:
+                v = weighted(n, ins[0] if quantize is None else quantize(j, n, ins[0]), w, b)
+            j += 1
+        else:
+            v = dense_node(n, ins)
+        vals.append(v)
+    return vals if keep else vals[net.output]
+
+
+def weighted(n: g.Dense | g.Conv, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """``W @ x + b`` of a weight layer: ``F.linear`` or ``F.conv2d`` with the node's geometry."""
+    if isinstance(n, g.Dense):
+        return F.linear(x, w, b)
+    return F.conv2d(x, w, b, stride=n.stride, padding=n.padding, dilation=n.dilation, groups=n.groups)
+
+
+def fixed_point_layer(n: g.Dense | g.Conv, x: torch.Tensor, w_int: torch.Tensor,
+                      b: torch.Tensor) -> torch.Tensor:
+    """Fixed point: ``acc = W_int @ round(k*x)`` (exact integers), ``z = acc*delta/k + b``."""
+    acc = weighted(n, torch.round(n.scale * x), w_int, None)
+    limit = 2 ** (n.acc_bits - 1) - 1
+    if acc.numel() and (acc.max() > limit or acc.min() < -limit - 1):
+        raise AccumulatorOverflowError(
+            f"layer {n.name!r}: accumulator outside the signed {n.acc_bits}-bit range (dense reference)")
+    return acc * (n.weight_scale / n.scale) + b.reshape((-1,) + (1,) * (acc.ndim - 2))
+
+
+def dense_node(n: g.Node, ins: list[torch.Tensor], weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Dense PyTorch evaluation of one node on batched inputs (NCHW / NC).
+
+    Weight layers use ``weight`` and ``bias`` as given (no input quantization);
+    every other node kind is computed as PyTorch computes it.
+    """
+    if isinstance(n, (g.Dense, g.Conv)):
+        return weighted(n, ins[0], weight, bias)
+    x = ins[0]
+    if isinstance(n, g.Activation):
+        if n.fn == "relu":
+            return F.relu(x)
+        if n.fn == "leaky":
+            return F.leaky_relu(x, n.alpha)
+        if n.fn == "clip":
+            return x.clamp(n.lo, n.hi)
+        return x
+    if isinstance(n, g.Pool):
+        if n.op == "max":
+            return F.max_pool2d(x, n.kernel, n.stride, n.padding)
+        return F.avg_pool2d(x, n.kernel, n.stride, n.padding, count_include_pad=True)
+    if isinstance(n, g.Flatten):
+        return x.flatten(1)
+    if isinstance(n, g.Add):
+        return ins[0] + ins[1]
+    if isinstance(n, g.Concat):
+        return torch.cat(ins, dim=1)
+    raise TypeError(f"the dense evaluator cannot evaluate node {n.name!r} of kind {n.kind!r}")

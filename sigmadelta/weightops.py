@@ -1,0 +1,248 @@
+"""Weight-layer operators: one class per kind, each with its state, columns and row.
+
+:class:`DenseOp`, :class:`ConvOp` (event by event: groups, dilation, per-unit scales)
+and :class:`PixelConvOp` (the pixel-grouped path) share :class:`WeightOp`: the
+input :class:`Encoder` (herding or threshold quantizer), the bias and the
+fixed-point accumulators. Each declares its op-table columns once (``SLOTS``, see
+:mod:`sigmadelta.slots`), fills them in :meth:`WeightOp.emit`, and
+:mod:`sigmadelta.program` reads them by name in the compiled loop.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import graph as g
+from . import kernels as K
+from .fixedpoint import integer_weights
+from .layout import NodeState, fan_out, grid, pair, to_internal
+from .slots import CONV, DENSE, PIXCONV, Builder, layout
+
+__all__ = ["QuantState", "Encoder", "WeightOp", "DenseOp", "ConvOp", "PixelConvOp", "ENCODER", "WEIGHT",
+           "UNITS", "HERDING", "THRESHOLD"]
+
+
+class QuantState(NamedTuple):
+    """A weight layer's input encoder: its memory and this frame's event queue."""
+
+    memory: np.ndarray  # herding: running sum of spikes; threshold: the value already sent
+    ev_idx: np.ndarray  # int64 [N_in]
+    ev_val: np.ndarray  # float [N_in]
+
+
+# Columns shared by every weight op: the encoder's first, then the weights' and the output's.
+ENCODER = layout("Encoder", ["layer", "x", "touched", "count", "memory", "enc", "ev_idx", "ev_val",
+                             "k_units", "fanout"], ["param", "gain", "acc_gain", "acc_limit"])
+WEIGHT = layout("Weight", ["fixed", "w", "acc", "out_touched", "out_count", "value", "bias"],
+                base=ENCODER)
+UNITS, HERDING, THRESHOLD = range(3)  # encoder kinds (column ``enc``)
+
+
+class Encoder:
+    """A weight layer's input quantizer: its state and the encoder columns of the layer's row.
+
+    ``memory``: herding, the running sum of sent spikes (in quanta); threshold, the value
+    already sent. Per frame the touched inputs are encoded into ``ev_idx[:n], ev_val[:n]``.
+    With ``units`` (herding with one scale per input neuron) ``k_units`` and ``fanout``
+    (channels-last) weigh every neuron's additions.
+    """
+
+    def __init__(self, node: g.Dense | g.Conv, n_in: int, dtype, wdtype, in_shape: tuple[int, ...]):
+        self.q = QuantState(np.zeros(n_in, dtype), np.zeros(n_in, np.int64), np.zeros(n_in, wdtype))
+        self.herding = node.quantizer == "herding"
+        self.units = self.herding and np.ndim(node.scale) > 0  # one scale per input neuron
+        self.kind = UNITS if self.units else (HERDING if self.herding else THRESHOLD)
+        if self.units:
+            self.k_units = to_internal(np.asarray(node.scale, np.float64))
+            self.fanout = fan_out(node, in_shape)
+        self.param = float(node.threshold if self.kind == THRESHOLD else
+                           (0.0 if self.units else node.scale))
+
+    def fill(self, r, b: Builder, j: int, inp: NodeState, fixed: bool) -> None:
+        """The encoder's columns of a weight op's row ``r``."""
+        r.layer, r.x, r.touched, r.count = j, b.f(inp.value), b.i(inp.touched), b.i(inp.count)
+        r.memory, r.enc, r.ev_idx, r.ev_val = (b.f(self.q.memory), self.kind, b.i(self.q.ev_idx),
+                                               b.w(self.q.ev_val, fixed))
+        r.k_units, r.fanout = (b.d(self.k_units), b.d(self.fanout)) if self.units else (-1, -1)
+        r.param = self.param
+
+    def reset(self) -> None:
+        self.q.memory[:] = 0
+
+
+class WeightOp:
+    """Dense or conv layer: encode the input change as spikes, scatter them, list outputs.
+
+    Per frame::
+
+        events = Q(input value at touched neurons)         # herding or threshold
+        z += W * events * gain                              # gain = 1/k for herding
+        touched = outputs that received at least one event  # (all of them on the first frame)
+
+    The shared part of :class:`DenseOp`, :class:`ConvOp` and :class:`PixelConvOp`
+    (the :class:`Encoder`, the bias, fixed-point accumulators); each of them owns its
+    weight layout, its columns in the op table (``SLOTS``) and its :meth:`emit`.
+    """
+
+    SLOTS = WEIGHT
+
+    def __init__(self, node: g.Dense | g.Conv, ins: list[NodeState], out: NodeState, dtype,
+                 in_shape: tuple[int, ...]):
+        self.node, self.inp, self.out = node, ins[0], out
+        self.fixed = node.weight_bits > 0
+        # fixed point: integer spikes and weights accumulate exactly in int64 (see fixedpoint)
+        self.wdtype = np.int64 if self.fixed else dtype
+        self.enc = Encoder(node, self.inp.value.shape[0], dtype, self.wdtype, in_shape)
+        self.q, self.herding, self.units = self.enc.q, self.enc.herding, self.enc.units
+        self.gain = 1 if self.fixed else (1.0 / node.scale if self.herding and not self.units else 1.0)
+        self.bias_cl = np.tile(node.bias.astype(dtype), out.value.shape[0] // node.bias.shape[0])
+        self.acc = np.zeros(out.value.shape[0], np.int64) if self.fixed else out.value
+        if self.fixed:
+            self.acc_limit = 2 ** (node.acc_bits - 1) - 1
+            self.acc_gain = node.weight_scale / node.scale
+        self.weight = integer_weights(node) if self.fixed else node.weight
+
+    def _row(self, b: Builder, kind: int, j: int):
+        """Start this op's row with the encoder's and the output's columns filled."""
+        r = b.row(kind, self.SLOTS)
+        self.enc.fill(r, b, j, self.inp, self.fixed)
+        o, fx = self.out, self.fixed
+        r.fixed, r.w, r.acc = int(fx), b.w(self.w, fx), b.w(self.acc, fx)
+        r.out_touched, r.out_count, r.value, r.bias = (b.i(o.touched), b.i(o.count), b.f(o.value),
+                                                       b.f(self.bias_cl))
+        r.gain = float(self.gain)
+        r.acc_gain, r.acc_limit = (float(self.acc_gain), float(self.acc_limit)) if fx else (0.0, 0.0)
+        return r
+
+    def emit(self, b: Builder, j: int) -> None:
+        """Append this op's row (weight layer ``j``) to the op table."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self.enc.reset()
+        self.acc[:] = 0
+        self.out.value[:] = self.bias_cl
+
+
+class DenseOp(WeightOp):
+    """A dense layer: ``z += W.T[i] * s`` for every event ``(i, s)``; every output is touched."""
+
+    SLOTS = layout("Dense", ["n_in", "n_out"], base=WEIGHT)
+
+    def __init__(self, node: g.Dense, ins, out, dtype, in_shape):
+        super().__init__(node, ins, out, dtype, in_shape)
+        self.w = np.ascontiguousarray(self.weight.T, dtype=self.wdtype)  # [in, out]
+
+    def emit(self, b: Builder, j: int) -> None:
+        r = self._row(b, DENSE, j)
+        r.n_in, r.n_out = self.w.shape
+        r.done()
+
+
+def _conv_weights(node: g.Conv, weight: np.ndarray, dtype) -> np.ndarray:
+    """``w_cl[ky, kx, g*c_in_g + cl, j] = W[g*cg + j, cl, ky, kx]`` (``cg`` outputs per group)."""
+    c_out, c_in_g, kh, kw = weight.shape
+    groups = node.groups
+    cg = c_out // groups
+    w = weight.reshape(groups, cg, c_in_g, kh, kw)
+    return np.ascontiguousarray(w.transpose(3, 4, 0, 2, 1).reshape(kh, kw, groups * c_in_g, cg),
+                                dtype=dtype)
+
+
+class ConvOp(WeightOp):
+    """A conv layer event by event (groups, dilation, per-unit scales): the general path.
+
+    Every event ``(i, s)`` adds ``s * w_cl[ky, kx, c]`` to the output pixels whose window
+    holds input neuron ``i`` (:func:`sigmadelta.kernels.conv_scatter`); the reached
+    (pixel, group) pairs are listed, then expanded to neurons.
+    """
+
+    SLOTS = layout("Conv", ["kh", "kw", "c_in", "cg", "in_hw", "out_hw", "stride", "padding",
+                            "dilation", "pg_list", "pg_count", "pg_stamp", "groups"], base=WEIGHT)
+
+    def __init__(self, node: g.Conv, ins, out, dtype, in_shape):
+        super().__init__(node, ins, out, dtype, in_shape)
+        self.w = _conv_weights(node, self.weight, self.wdtype)
+        self.in_hw, _ = grid(in_shape)
+        self.out_hw, _ = grid(node.shape)
+        self.geom = (pair(node.stride), pair(node.padding), pair(node.dilation))
+        self.groups = node.groups
+        self.cg = self.w.shape[3]
+        n_pg = int(np.prod(self.out_hw)) * self.groups
+        self.pg = (np.zeros(n_pg, np.int64), np.zeros(1, np.int64), np.full(n_pg, -1, np.int64))
+
+    def emit(self, b: Builder, j: int) -> None:
+        r = self._row(b, CONV, j)
+        r.kh, r.kw, r.c_in, r.cg = self.w.shape
+        (stride, padding, dilation), pg = self.geom, self.pg
+        r.in_hw, r.out_hw, r.stride, r.padding, r.dilation = (
+            b.i(self.in_hw), b.i(self.out_hw), b.i(stride), b.i(padding), b.i(dilation))
+        r.pg_list, r.pg_count, r.pg_stamp = b.i(pg[0]), b.i(pg[1]), b.i(pg[2])
+        r.groups = self.groups
+        r.done()
+
+    def reset(self) -> None:
+        super().reset()
+        self.pg[1][0] = 0
+        self.pg[2][:] = -1
+
+
+class PixelConvOp(WeightOp):
+    """A conv layer with groups 1 and dilation 1: the pixel-grouped path.
+
+    One fused kernel per frame (:func:`sigmadelta.kernels.conv_layer_step`) on weights in
+    run layout (:func:`sigmadelta.kernels.run_layout`): events grouped by input pixel,
+    one contiguous multiply-add per event and kernel row; one input channel uses the
+    spike map where events are dense. Its output is listed by pixel (the node's
+    ``rows``), and per neuron only if ``expand`` (see :func:`build_ops`).
+    """
+
+    SLOTS = layout("PixelConv", ["in_rows", "rows", "row_count", "geom", "px_list", "px_start",
+                                 "vbuf", "pg_list", "pg_count", "pg_stamp", "expand", "kh", "c_in",
+                                 "lw", "mgeom", "smap", "wtap"], base=WEIGHT)
+
+    @staticmethod
+    def takes(node: g.Conv) -> bool:
+        """Does the pixel path run ``node``? (groups 1, dilation 1, one scale per layer)"""
+        return (node.groups == 1 and tuple(node.dilation) == (1, 1)
+                and not (node.quantizer == "herding" and np.ndim(node.scale) > 0))
+
+    def __init__(self, node: g.Conv, ins, out, dtype, in_shape):
+        super().__init__(node, ins, out, dtype, in_shape)
+        w_cl = _conv_weights(node, self.weight, self.wdtype)
+        kh, kw, _, cg = w_cl.shape
+        self.in_hw, _ = grid(in_shape)
+        self.out_hw, _ = grid(node.shape)
+        self.w = K.run_layout(w_cl, node.stride)
+        self.pgeom = K.make_geom(self.in_hw, self.out_hw, node.stride, node.padding, (kh, kw), cg)
+        n_in = self.q.ev_idx.shape[0]
+        self.px = (np.zeros(n_in, np.int64), np.zeros(n_in + 1, np.int64),
+                   np.zeros(self.w.shape[1], self.w.dtype))
+        n_pg = int(np.prod(self.out_hw))
+        self.pg = (out.rows, out.row_count, np.full(n_pg, -1, np.int64))  # pixel list = node rows
+        self.expand = True  # list output neurons too; build_ops clears it when unneeded
+        # one input channel: the spike-map path where events are dense (kernels.spikemap)
+        self.smap = K.make_map(self.pgeom, w_cl)
+
+    def emit(self, b: Builder, j: int) -> None:
+        i, fx = self.inp, self.fixed
+        r = self._row(b, PIXCONV, j)
+        r.in_rows = int(i.row_len > 0)
+        rows, row_count = (i.rows, i.row_count) if i.row_len > 0 else (i.touched, i.count)
+        r.rows, r.row_count = b.i(rows), b.i(row_count)
+        r.geom = b.i(self.pgeom)
+        r.px_list, r.px_start, r.vbuf = b.i(self.px[0]), b.i(self.px[1]), b.w(self.px[2], fx)
+        r.pg_list, r.pg_count, r.pg_stamp = b.i(self.pg[0]), b.i(self.pg[1]), b.i(self.pg[2])
+        r.expand = int(self.expand)
+        r.kh, r.c_in, r.lw = self.w.shape
+        r.mgeom, r.smap, r.wtap = b.i(self.smap[0]), b.w(self.smap[1], fx), b.w(self.smap[2], fx)
+        r.done()
+
+    def reset(self) -> None:
+        super().reset()
+        self.pg[1][0] = 0
+        self.pg[2][:] = -1
+        if len(self.smap[0]):
+            self.smap[0][1] = -1  # no last frame: the map path

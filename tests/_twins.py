@@ -1,0 +1,43 @@
+"""Running a kernel and its NumPy twin side by side (shared by the kernel tests)."""
+
+import inspect
+
+import numpy as np
+
+from sigmadelta import kernels as K
+from sigmadelta.kernels import numpy_twins as T
+
+
+def touched_list(rng, n, frac=0.4):
+    """A random ascending list of touched neurons ``touched[:count[0]]`` of ``n``."""
+    idx = np.flatnonzero(rng.random(n) < frac).astype(np.int64)
+    touched = np.zeros(n, np.int64)
+    touched[: len(idx)] = idx
+    return touched, np.array([len(idx)], np.int64)
+
+
+def both(fn_name, *args):
+    """Run kernel and twin on deep copies of the arguments; return (results, arg copies)."""
+    a = [x.copy() if isinstance(x, np.ndarray) else x for x in args]
+    b = [x.copy() if isinstance(x, np.ndarray) else x for x in args]
+    return getattr(K, fn_name)(*a), a, getattr(T, fn_name)(*b), b
+
+
+def params(fn_name) -> list[str]:
+    """The kernel's parameter names (its twin must take the same)."""
+    names = list(inspect.signature(getattr(K, fn_name).py_func).parameters)
+    assert names == list(inspect.signature(getattr(T, fn_name)).parameters), fn_name
+    return names
+
+
+def both_named(fn_name, case: dict, **override):
+    """:func:`both` with the arguments picked by name from ``case`` (and ``override``);
+    the argument copies come back as dicts by parameter name."""
+    case = {**case, **override}
+    names = params(fn_name)
+    ra, a, rb, b = both(fn_name, *(case[n] for n in names))
+    return ra, dict(zip(names, a, strict=True)), rb, dict(zip(names, b, strict=True))
+
+
+def listed(touched, count):
+    return sorted(touched[: count[0]].tolist())
