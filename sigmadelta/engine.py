@@ -32,7 +32,7 @@ from .frames import as_array, check_frames, check_one, iter_checked
 from .graph import Network
 from .ops import build_ops, to_torch_layout
 from .program import build_program, run_frames
-from .stats import Stats
+from .stats import MEASURED, Stats
 
 __all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked",
            "state_dtype"]
@@ -98,7 +98,7 @@ class Simulator:
         self._n_out = self._states[net.output].value.shape[0]
         self._out_buf = np.zeros((0, self._n_out), self.dtype)  # run_frames' output rows
         self._status = np.zeros(2, np.int64)
-        self.last_stats = np.zeros((4, len(self._weight_ops)), np.int64)
+        self.last_stats = np.zeros((len(MEASURED), len(self._weight_ops)), np.int64)
         self.node_seconds = np.zeros(len(self._ops))
         self.layer_seconds = np.zeros(len(self._weight_ops))
         self.reset()
@@ -137,7 +137,7 @@ class Simulator:
         """
         x = np.ascontiguousarray(frames.reshape(len(frames), self._n_in), dtype=self.dtype)
         t = len(x)
-        stats = np.zeros((t, 4, len(self._weight_ops)))
+        stats = np.zeros((t, len(MEASURED), len(self._weight_ops)))
         if len(self._out_buf) < t:  # kept across calls, and written once here: the compiled
             self._out_buf = np.empty((t, self._n_out), self.dtype)  # loop never touches fresh pages
             self._out_buf.fill(0)

@@ -18,7 +18,7 @@ compiled loop reads ``c[SLOTS.x]`` as ``c[1]`` and its on-disk cache keeps worki
 (:mod:`sigmadelta.program` ties that cache to this file and :mod:`sigmadelta.ops`).
 
 The per-frame counters of a weight layer are rows of ``stats[t, :, j]``, named by
-:data:`COUNTER_ROWS` (the order of the first four :data:`sigmadelta.stats.COUNTERS`).
+:data:`COUNTER_ROWS` (in the order of :data:`sigmadelta.stats.MEASURED`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import numpy as np
 from numba import typed, types
 from numba.np.numpy_support import from_dtype
 
+from .stats import MEASURED
+
 __all__ = ["NC", "NP", "KIND", "layout", "Builder", "COUNTER_ROWS", "Counters", "INPUT", "PIXCONV",
            "DENSE", "CONV", "ACTIVATION", "POOL", "FLATTEN", "ADD", "CONCAT"]
 
@@ -37,9 +39,9 @@ KIND = 0  # column of the op kind in every row
 # op kinds (column KIND): one per operator class of sigmadelta.ops
 INPUT, PIXCONV, DENSE, CONV, ACTIVATION, POOL, FLATTEN, ADD, CONCAT = range(9)
 
-Counters = namedtuple("Counters", ["events", "synops", "additions", "neuron_updates"])
+Counters = namedtuple("Counters", MEASURED)
 #: rows of a frame's counters ``stats[t, row, layer]``, filled by the frame loop
-COUNTER_ROWS = Counters(0, 1, 2, 3)
+COUNTER_ROWS = Counters(*range(len(MEASURED)))
 
 
 def layout(name: str, ints: list[str], floats: list[str] = (), base: tuple | None = None) -> tuple:

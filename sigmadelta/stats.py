@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Stats", "ENERGY_PJ", "COUNTERS"]
+__all__ = ["Stats", "ENERGY_PJ", "COUNTERS", "MEASURED"]
 
 ENERGY_PJ = {"fp32_mac": 4.6, "fp32_add": 0.9, "int32_add": 0.1}
 COUNTERS = ("events", "synops", "additions", "neuron_updates", "dense_macs")
+MEASURED = COUNTERS[:4]  # counted per frame by the simulation (dense_macs is computed)
 
 
 @dataclass

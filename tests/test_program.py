@@ -80,10 +80,11 @@ def test_overflow_keeps_the_frames_before_it(tmp_path):
 def test_counter_rows_are_the_stats_counters():
     """The frame loop's counter rows, by name, in the order Stats reads them."""
     from sigmadelta.slots import COUNTER_ROWS
-    from sigmadelta.stats import COUNTERS
+    from sigmadelta.stats import COUNTERS, MEASURED
 
-    assert COUNTER_ROWS._fields == COUNTERS[:len(COUNTER_ROWS)]
-    assert list(COUNTER_ROWS) == list(range(len(COUNTER_ROWS)))
+    assert COUNTER_ROWS._fields == MEASURED == COUNTERS[:len(MEASURED)]
+    assert list(COUNTER_ROWS) == list(range(len(MEASURED)))
+    assert "dense_macs" not in MEASURED  # computed, not counted
 
 
 def test_every_op_kind_declares_its_columns_once():

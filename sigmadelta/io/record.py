@@ -41,7 +41,7 @@ import os
 import h5py
 import numpy as np
 
-from ..stats import COUNTERS, Stats
+from ..stats import MEASURED, Stats
 from .netfile import FormatError
 
 try:
@@ -184,7 +184,7 @@ class RunRecorder:
         f["source_frames_expected"] = np.array([expected], np.int64)
         f["source_complete"] = np.array([UNKNOWN], np.int8)
         grp = f.create_group("stats")
-        for c in COUNTERS[:4]:
+        for c in MEASURED:
             grp.create_dataset(c, shape=(0, n_layers), maxshape=(None, n_layers), dtype=np.int64,
                                chunks=(self.chunk, max(n_layers, 1)))
         out_shape = tuple(net.output_shape)
@@ -206,7 +206,7 @@ class RunRecorder:
             return
         rows, outs = np.stack(self._rows), np.stack(self._outs)
         m = self.n + len(rows)
-        for k, c in enumerate(COUNTERS[:4]):
+        for k, c in enumerate(MEASURED):
             ds = self.f["stats"][c]
             ds.resize(m, axis=0)
             ds[self.n:m] = rows[:, k]
@@ -257,7 +257,7 @@ def _open_run(path: str | os.PathLike) -> h5py.File:
 
 
 def _n_frames(f: h5py.File) -> int:
-    n = min(f["outputs"].shape[0], *(f["stats"][c].shape[0] for c in COUNTERS[:4]))
+    n = min(f["outputs"].shape[0], *(f["stats"][c].shape[0] for c in MEASURED))
     return min(n, int(f["frames"][0])) if "frames" in f else n  # version 1 files: no /frames
 
 
@@ -277,7 +277,7 @@ def read_run(path: str | os.PathLike):
             n = _n_frames(f)
             names = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs["layer_names"]]
             quant = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs["quantizers"]]
-            rows = np.stack([f["stats"][c][:n] for c in COUNTERS[:4]], axis=1)
+            rows = np.stack([f["stats"][c][:n] for c in MEASURED], axis=1)
             stats = Stats.from_rows(names, rows, f["dense_macs"][()], f["n_neurons"][()], quant)
             return stats, f["outputs"][:n], bool(f["complete"][0])
         except KeyError as e:
