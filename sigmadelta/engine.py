@@ -28,7 +28,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .fixedpoint import AccumulatorOverflowError
-from .frames import as_array, check_frames, check_one, iter_checked
+from .frames import as_array as _as_array
+from .frames import check_frames, iter_checked
+from .frames import check_one as _check_one
 from .graph import Network
 from .ops import build_ops, to_torch_layout
 from .program import build_program, run_frames
@@ -121,8 +123,8 @@ class Simulator:
         The frame's counters are left in ``last_stats`` (rows: events, synops,
         additions, neuron updates; one column per weight layer).
         """
-        frame = as_array(frame)
-        check_one(frame, self.net.input_shape, self.frame_no)
+        frame = _as_array(frame)
+        _check_one(frame, self.net.input_shape, self.frame_no)
         outs, _, error = self._run_chunk(frame[None])
         if error is not None:
             raise error
