@@ -26,14 +26,13 @@ constants. A frame's counters go to the rows :data:`sigmadelta.slots.COUNTER_ROW
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit, typed
 
 from . import kernels as K
+from .cachetie import source_digest, tie_cache
 from .ops import ActivationOp, AddOp, ConcatOp, FlattenOp, InputOp, PoolOp
 from .slots import (
     ACTIVATION,
@@ -264,37 +263,6 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
         if out_slot >= 0:
             out[t, :] = F[out_slot]
     return frames.shape[0]
-
-
-# Files whose code or constants the functions above compile in: the kernels, and the
-# column layouts and kinds (frozen as constants). Numba itself checks only program.py.
-_COMPILED_IN = ("kernels/*.py", "slots.py", "weightops.py", "ops.py")
-
-
-def source_digest() -> str:
-    """SHA-256 of every file the compiled loop depends on besides this one (``_COMPILED_IN``)."""
-    root, digest = Path(__file__).parent, hashlib.sha256()
-    for pattern in _COMPILED_IN:
-        for f in sorted(root.glob(pattern)):
-            if f.name != "numpy_twins.py":  # the tests' twins are never compiled in
-                digest.update(f.name.encode() + f.read_bytes())
-    return digest.hexdigest()
-
-
-def tie_cache(fns, digest: str) -> None:
-    """Make the on-disk Numba cache of ``fns`` stale when ``digest`` changes.
-
-    Numba checks a cached function only against its own file, but these functions
-    compile the kernels (other files) and the column layouts into themselves; without
-    this, editing a kernel would leave a stale compiled loop behind. The digest joins
-    the source stamp that Numba's cache index stores and compares on load
-    (``_cache._cache_file._source_stamp``, an internal attribute of the Numba versions
-    setup.cfg allows; ``tests/test_program.py`` checks that it is there and works).
-    """
-    for fn in fns:
-        cache_file = getattr(getattr(fn, "_cache", None), "_cache_file", None)
-        if cache_file is not None and hasattr(cache_file, "_source_stamp"):
-            cache_file._source_stamp = (cache_file._source_stamp, digest)
 
 
 _TIED = (_fixed_update, _pix_core, _run_pixconv, _encode, _count, _dense_core, _run_dense, _conv_core,

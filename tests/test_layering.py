@@ -16,7 +16,7 @@ PACKAGES = {"sigmadelta": ROOT / "sigmadelta", "sigmadelta.models": ROOT / "mode
 
 # DEVELOPERS.md, "Layout": a module imports only from its own layer or the ones before it.
 LAYERS = [
-    ["sigmadelta._version", "sigmadelta.kernels"],
+    ["sigmadelta._version", "sigmadelta.kernels", "sigmadelta.cachetie"],
     ["sigmadelta.graph", "sigmadelta.fixedpoint", "sigmadelta.stats", "sigmadelta.frames",
      "sigmadelta.io"],
     ["sigmadelta.slots", "sigmadelta.layout"],

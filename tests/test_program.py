@@ -145,23 +145,28 @@ def test_compiled_loop_cache_is_tied_to_its_sources():
     """Every function of the compiled loop carries the digest of the kernels and layouts in
     Numba's cache stamp (fails if a Numba upgrade moves the attribute tie_cache writes)."""
     from sigmadelta import program
+    from sigmadelta.cachetie import source_digest
 
-    digest = program.source_digest()
+    digest = source_digest()
     for fn in program._TIED:
         stamp = fn._cache._cache_file._source_stamp
         assert isinstance(stamp, tuple) and stamp[1] == digest, fn
 
 
 _TOY = '''
+import importlib.util
 import sys
 from numba import njit
-from sigmadelta.program import tie_cache
+
+spec = importlib.util.spec_from_file_location("cachetie", sys.argv[2])  # on its own: no torch
+cachetie = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cachetie)
 
 @njit(cache=True)
 def f(x):
     return x + 1
 
-tie_cache([f], sys.argv[1])
+cachetie.tie_cache([f], sys.argv[1])
 f(1)
 print(sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))
 '''
@@ -172,11 +177,13 @@ def test_tie_cache_recompiles_when_the_digest_changes(tmp_path):
     import subprocess
     import sys
 
+    from sigmadelta import cachetie
+
     (tmp_path / "toy.py").write_text(_TOY)
 
     def run(digest):
-        out = subprocess.run([sys.executable, str(tmp_path / "toy.py"), digest], check=True,
-                             capture_output=True, text=True, cwd=tmp_path).stdout.split()
+        out = subprocess.run([sys.executable, str(tmp_path / "toy.py"), digest, cachetie.__file__],
+                             check=True, capture_output=True, text=True, cwd=tmp_path).stdout.split()
         return tuple(int(v) for v in out)  # (cache hits, misses)
 
     assert run("a") == (0, 1)
