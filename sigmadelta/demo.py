@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-__all__ = ["add_demo_parser", "run_face_demo", "run_video_demo", "run_digits_demo", "DEFAULT_FACE_SCALES"]
+__all__ = ["run_face_demo", "run_video_demo", "run_digits_demo", "DEFAULT_FACE_SCALES"]
 
 # Herding scale of a video model without a recorded operating point.
 DEFAULT_FACE_SCALES: dict[str, float] | float = 24.0
@@ -210,53 +210,3 @@ def run_digits_demo(scale=None, progress: bool = True, out: str = "demo_out") ->
 
     plot_activity(res.stats, os.path.join(out, "digits_activity.png"), title=f"{name} on temporal digits")
     return {"accuracy_ann": acc_ann, "accuracy_sd": acc_sd, **pf}
-
-
-def add_demo_parser(sub) -> None:
-    """Register ``sigmadelta demo`` on the CLI's subparsers."""
-    from .cli import positive_int
-
-    d = sub.add_parser(
-        "demo", help="a trained network as sigma-delta spikes on real video, with what it saved",
-        description="Stream a real video through a shipped, trained network converted to a "
-                    "sigma-delta network; print per-layer events, synops, dense MACs, reduction, "
-                    "share of neurons updated, fidelity against the dense ANN and energy; write a "
-                    "PNG report and the HDF5 recording. Embedded choices: --task face (default) "
-                    "with --video carphone (default), bikes, bigbuckbunny or a video file of "
-                    "yours; --task digits (SDQN MLP on Temporal digits).")
-    d.add_argument("--task", choices=["face", "digits"], default="face")
-    d.add_argument("--video", default="carphone",
-                   help="embedded video (carphone, bikes, bigbuckbunny) or a video file path")
-    d.add_argument("--frames", type=positive_int, default=None, help="at most this many frames")
-    d.add_argument("--scale", default=None, help="override the herding scale (one number)")
-    d.add_argument("--model", default=None,
-                   help="your own video model instead of the face detector: a saved torch model "
-                        "file or module:factory, imported from the working directory too (input "
-                        "1 or 3 channels; frames at 144x176)")
-    d.add_argument("--weights", default=None, help="state dict to load into --model")
-    d.add_argument("--out", default="demo_out", help="output folder (PNG, run.h5, report.json)")
-    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    d.set_defaults(func=_cmd_demo)
-
-
-def _cmd_demo(args) -> None:
-    from .cli import CLIError
-
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise CLIError(f"--out {args.out} is a file; the demo writes a folder of results there")
-    try:
-        scale = None if args.scale is None else float(args.scale)
-    except ValueError:
-        raise CLIError(f"--scale {args.scale!r} is not a number") from None
-    if scale is not None and not scale > 0:
-        raise CLIError(f"--scale must be > 0, got {args.scale}")
-    if args.task == "digits":
-        run_digits_demo(scale=scale, progress=not args.quiet, out=args.out)
-    elif args.model:
-        from .loaders import load_torch_model
-
-        model = load_torch_model(args.model, args.weights)
-        run_video_demo(model, args.model, args.video, args.frames, args.out,
-                       24.0 if scale is None else scale, None, not args.quiet)
-    else:
-        run_face_demo(args.video, args.frames, args.out, scale=scale, progress=not args.quiet)
