@@ -13,6 +13,7 @@ Examples
 ((1, 72, 88), 30)
 """
 
+from .annotations import FaceBoxes, face_boxes, in_box, list_face_boxes
 from .arrays import ArraySource, HDF5Source, NpySource, write_hdf5
 from .base import (
     FrameSource,
@@ -38,6 +39,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "ArraySource",
     "DigitSet",
+    "FaceBoxes",
     "FrameSource",
     "HDF5Source",
     "MissingDependencyError",
@@ -50,8 +52,11 @@ __all__ = [
     "VideoSource",
     "as_source",
     "embedded_video_path",
+    "face_boxes",
     "frame_range",
+    "in_box",
     "list_embedded",
+    "list_face_boxes",
     "load_digits",
     "load_mnist",
     "open_embedded",

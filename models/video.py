@@ -26,6 +26,9 @@ __all__ = [
     "face_detector",
     "face_decision",
     "cell_to_pixel",
+    "receptive_field",
+    "cell_centre",
+    "face_hits",
 ]
 
 #: Side of the square training patches (pixels at the detector's own scale).
@@ -129,3 +132,93 @@ def cell_to_pixel(row: int, col: int, pool: int = 2) -> tuple[float, float, floa
     offset = pool * (_RF - 1) / 2 + (pool - 1) / 2
     step = pool * _STRIDE
     return row * step + offset, col * step + offset, float(pool * _RF)
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if np.ndim(v) == 0 else (int(v[0]), int(v[1]))
+
+
+def receptive_field(model: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Geometry of the output cells of a chain of convolutions and poolings.
+
+    Walks the modules of ``model`` in order (``Conv2d``, ``AvgPool2d``, ``MaxPool2d`` move the
+    geometry; pointwise modules such as ReLU and Identity do not). Per axis, with kernel ``k``,
+    stride ``s``, padding ``p`` and dilation ``d`` of each such layer, starting from
+    ``start = 0, size = 1, jump = 1``::
+
+        start <- start + ((k - 1) d / 2 - p) jump
+        size  <- size + (k - 1) d jump
+        jump  <- jump s
+
+    so output cell ``(r, c)`` is centred on input pixel ``start + (r, c) * jump`` (pixel-index
+    coordinates: pixel ``i`` has its centre at ``i``) and sees ``size`` pixels per axis.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A (nested) ``nn.Sequential`` such as :func:`face_detector`.
+
+    Returns
+    -------
+    start, jump, size : numpy.ndarray
+        Each of shape ``(2,)`` (rows, columns), in input-frame pixels.
+    """
+    start, jump, size = np.zeros(2), np.ones(2), np.ones(2)
+    for mod in model.modules():
+        if isinstance(mod, nn.Conv2d):
+            k, s, p, d = (_pair(v) for v in (mod.kernel_size, mod.stride, mod.padding,
+                                               mod.dilation))
+        elif isinstance(mod, nn.AvgPool2d | nn.MaxPool2d):
+            stride = mod.stride if mod.stride is not None else mod.kernel_size
+            dil = getattr(mod, "dilation", 1)
+            k, s, p, d = (_pair(v) for v in (mod.kernel_size, stride, mod.padding, dil))
+        else:
+            continue
+        k, s, p, d = (np.asarray(v, float) for v in (k, s, p, d))
+        start = start + ((k - 1) * d / 2 - p) * jump
+        size = size + (k - 1) * d * jump
+        jump = jump * s
+    return start, jump, size
+
+
+def cell_centre(row: int, col: int, model: nn.Module) -> tuple[float, float]:
+    """Input-pixel centre ``(y, x)`` of output cell ``(row, col)`` (see :func:`receptive_field`)."""
+    start, jump, _ = receptive_field(model)
+    return float(start[0] + row * jump[0]), float(start[1] + col * jump[1])
+
+
+def face_hits(logit_maps, boxes, model: nn.Module) -> np.ndarray:
+    """Per frame: does the centre of the decision cell (the map's maximum) lie in the box?
+
+    Parameters
+    ----------
+    logit_maps : array-like
+        ``T`` logit maps of ``model`` (``(T, H, W)``, ``(T, 1, H, W)``).
+    boxes : sequence
+        ``T`` boxes ``[x0, y0, x1, y1]`` (columns ``x0 .. x1 - 1``, rows ``y0 .. y1 - 1``) or
+        None, e.g. :func:`sigmadelta.datasets.face_boxes`.
+    model : torch.nn.Module
+        The detector that made the maps (its geometry maps cells to pixels).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(T,)`` float: 1.0 hit, 0.0 miss, NaN where the frame has no box (``np.nanmean``
+        gives the hit rate on frames with a box).
+    """
+    maps = np.asarray(logit_maps.detach().cpu().numpy() if isinstance(logit_maps, torch.Tensor)
+                      else logit_maps)
+    maps = maps.reshape(len(maps), *maps.shape[-2:])
+    if len(maps) != len(boxes):
+        raise ValueError(f"{len(maps)} logit maps but {len(boxes)} boxes")
+    from sigmadelta.datasets.annotations import in_box
+
+    start, jump, _ = receptive_field(model)
+    out = np.full(len(maps), np.nan)
+    for t, (m, box) in enumerate(zip(maps, boxes, strict=True)):
+        if box is None:
+            continue
+        r, c = np.unravel_index(int(np.argmax(m)), m.shape)
+        y, x = start + np.array([r, c]) * jump
+        out[t] = float(in_box(y, x, box))
+    return out

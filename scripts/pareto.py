@@ -101,16 +101,17 @@ def load_stream(name: str, input_shape: tuple[int, ...] | None,
     return frames.astype(np.float32), None if labels is None else np.asarray(labels)
 
 
-def _convert(model, shape, values, quantizer):
+def _convert(model, shape, values, quantizer, weight_bits=None):
     if quantizer == "herding":
-        return sd.convert(model, shape, scale=values)
+        return sd.convert(model, shape, scale=values, weight_bits=weight_bits)
     return sd.convert(model, shape, quantizer="threshold", threshold=values)
 
 
 def evaluate(model: nn.Module, shape, values, quantizer: str, frames: np.ndarray,
-             ann: np.ndarray, labels: np.ndarray | None) -> dict[str, float]:
-    """Convert with ``values`` and run the real event simulation; measure cost and error."""
-    net = _convert(model, shape, values, quantizer)
+             ann: np.ndarray, labels: np.ndarray | None, weight_bits=None) -> dict[str, float]:
+    """Convert with ``values`` (and fixed-point ``weight_bits``, if given) and run the real
+    event simulation; measure cost and error."""
+    net = _convert(model, shape, values, quantizer, weight_bits)
     res = sd.simulate(net, frames, progress=False)
     y = res.outputs.reshape(len(frames), -1)
     a = ann.reshape(len(frames), -1)
@@ -149,7 +150,8 @@ def sweep(args, model, shape, train, test, labels) -> tuple[list[dict], dict]:
         cands.append(("optimised", lam, v))
     points = []
     for method, param, values in cands:
-        m = evaluate(model, shape, values, args.quantizer, test, ann, labels)
+        m = evaluate(model, shape, values, args.quantizer, test, ann, labels,
+                     getattr(args, "weight_bits", None))
         values = {n: (float(v) if np.ndim(v) == 0 else np.asarray(v).tolist()) for n, v in values.items()}
         points.append({"method": method, "param": param, **m, **base, "values": values})
     return points, {"loss": loss, **base}
@@ -247,6 +249,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-acc-drop", type=float, default=None, help="operating point bound (points)")
     p.add_argument("--max-rel-err", type=float, default=None, help="operating point bound")
     p.add_argument("--out", default="out/pareto")
+    p.add_argument("--weight-bits", default=None,
+                   help="fixed-point weights: bits for every layer, or 'checkpoint' for the "
+                        "pretrained model's operating_point.weight_bits (herding only)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--progress", action="store_true", help="progress bars of the optimiser")
     return p.parse_args(argv)
@@ -268,6 +273,12 @@ def main(argv: list[str] | None = None) -> dict:
     test, labels = load_stream(args.stream, shape, args.frames)
     shape = shape or test.shape[1:]
     train, _ = load_stream(_train_name(args), shape, args.train_frames)
+    if args.weight_bits == "checkpoint":
+        from sigmadelta.models import pretrained_info
+
+        args.weight_bits = pretrained_info(args.model)["operating_point"]["weight_bits"]
+    elif args.weight_bits is not None:
+        args.weight_bits = int(args.weight_bits)
     print(f"model {args.model} ({origin}), input {shape}; optimise on {_train_name(args)} "
           f"({len(train)} frames), evaluate on {args.stream} ({len(test)} frames)")
     if args.max_acc_drop is None and args.max_rel_err is None:

