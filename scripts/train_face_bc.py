@@ -26,9 +26,9 @@ Steps (carphone, the test video, is never used here):
 
 Examples::
 
-    python scripts/train_face_bc.py --epochs 60 --kl-weight 8 --distill 1 --threshold -3 \\
-        --seed 0 --out models/checkpoints
-    python scripts/train_face_bc.py --choose-only --out models/checkpoints   # step 4 again
+    python scripts/train_face_bc.py --epochs 9 --kl-weight 256 --distill 1 --threshold -6 \\
+        --finetune-epochs 15 --seed 0 --out models/checkpoints    # the shipped face_detector_bc
+    python scripts/train_face_bc.py --choose-only --out models/checkpoints   # step 5 again
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ def distill_frames(teacher: nn.Module, cache: Path | None = None
 
 def _fit(model: nn.Module, d: dict[str, np.ndarray], frames: torch.Tensor, targets: torch.Tensor,
          args: argparse.Namespace, epochs: int, kl_weight: float, desc: str,
-         distill: tuple[float, float | None], snapshot: str | None = None
-         ) -> dict[str, list[float]]:
+         distill: tuple[float, float | None], snapshot: str | None = None,
+         lr: float | None = None) -> dict[str, list[float]]:
     """Adam on BCE + kl_weight / n_train * KL + distill * map MSE (see module docstring).
 
     ``kl_weight = 0`` trains a plain model (the fine-tuning of the pruned net); ``distill`` is
@@ -122,6 +122,7 @@ def _fit(model: nn.Module, d: dict[str, np.ndarray], frames: torch.Tensor, targe
     """
     weight, floor = distill
     floor = -np.inf if floor is None else floor
+    lr = args.lr if lr is None else lr
     gen = seed_everything(args.seed)
     x, y = torch.from_numpy(d["x_train"]).unsqueeze(1), torch.from_numpy(d["y_train"])
     n = len(x)
@@ -130,8 +131,8 @@ def _fit(model: nn.Module, d: dict[str, np.ndarray], frames: torch.Tensor, targe
     scale = [p for m in model.modules() if isinstance(m, compress.GNJScale) for p in m.parameters()]
     ids = {id(p) for p in scale}
     rest = [p for p in model.parameters() if id(p) not in ids]
-    opt = torch.optim.Adam([{"params": rest}, {"params": scale, "lr": args.lr * args.scale_lr_mult}],
-                           lr=args.lr)
+    opt = torch.optim.Adam([{"params": rest}, {"params": scale, "lr": lr * args.scale_lr_mult}],
+                           lr=lr)
     hist: dict[str, list[float]] = {"loss": [], "bce": [], "kl": [], "distill": []}
     bar = tqdm(range(epochs), desc=desc)
     for epoch in bar:
@@ -192,7 +193,7 @@ def finetune(model: nn.Module, bits: dict[str, int], d: dict[str, np.ndarray],
             mod.weight.register_hook(lambda g, m=masks[name]: g * m)
             parametrize.register_parametrization(mod, "weight", _FixedPoint(bits[name]))
     _fit(model, d, frames, targets, args, args.finetune_epochs, 0.0, "fine-tune",
-         (args.finetune_distill, args.finetune_floor))
+         (args.finetune_distill, args.finetune_floor), lr=args.finetune_lr)
     for mod in model.modules():
         if isinstance(mod, nn.Conv2d):
             parametrize.remove_parametrizations(mod, "weight", leave_parametrized=True)
@@ -255,10 +256,10 @@ def choose_operating_point(model: nn.Module, bits: dict[str, int], args: argpars
     pargs.weight_bits = bits
     points, meta = pareto.sweep(pargs, model, FRAME_SHAPE, train, test, None)
     op = pareto.pick(points, None, args.max_rel_err)
+    tqdm.write(pareto._table(points))
     if op is None:
         raise RuntimeError(f"no operating point within rel err {args.max_rel_err} on "
-                           f"{args.choose_stream}: {[(p['param'], p['rel_err']) for p in points]}")
-    tqdm.write(pareto._table(points))
+                           f"{args.choose_stream}")
     return {
         "chosen_by": args.choose_command,
         "method": f"{op['method']} scales, {'lam' if op['method'] == 'optimised' else 'k'}="
@@ -278,21 +279,22 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--kl-weight", type=float, default=8.0, help="KL multiplier (x 1/n_train)")
+    p.add_argument("--epochs", type=int, default=9)
+    p.add_argument("--kl-weight", type=float, default=256.0, help="KL multiplier (x 1/n_train)")
     p.add_argument("--distill", type=float, default=1.0,
                    help="weight of the logit-map distillation on non-test video frames")
     p.add_argument("--distill-batch", type=int, default=2, help="frames per minibatch")
+    p.add_argument("--finetune-lr", type=float, default=2e-3)
     p.add_argument("--finetune-distill", type=float, default=0.1,
                    help="distillation weight of the fine-tuning")
     p.add_argument("--finetune-floor", type=float, default=-8.0,
                    help="fine-tuning distillation: logits below this (clear non-face) count as equal")
-    p.add_argument("--threshold", type=float, default=-3.0, help="log-alpha pruning threshold")
+    p.add_argument("--threshold", type=float, default=-6.0, help="log-alpha pruning threshold")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--scale-lr-mult", type=float, default=5.0,
                    help="learning-rate multiplier of the group variables (faster pruning)")
     p.add_argument("--save-every", type=int, default=0, help="snapshot the Bayesian model")
-    p.add_argument("--finetune-epochs", type=int, default=10,
+    p.add_argument("--finetune-epochs", type=int, default=15,
                    help="epochs of fixed-point fine-tuning of the pruned net (no KL)")
     p.add_argument("--bayes-state", default=None,
                    help="load this saved Bayesian state (of the same command) instead of training")
@@ -306,8 +308,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train-stream", default="bikes")
     p.add_argument("--choose-stream", default="bigbuckbunny")
     p.add_argument("--max-rel-err", type=float, default=0.007)
-    p.add_argument("--lams", default="0.01,0.03,0.1,0.3,1")
-    p.add_argument("--uniform", default="4,8,16,32,64")
+    p.add_argument("--lams", default="0.001,0.003,0.01,0.03")
+    p.add_argument("--uniform", default="32,64,128,256")
     p.add_argument("--scale-epochs", type=int, default=20)
     return p.parse_args(argv)
 
@@ -328,6 +330,7 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
         hist = _fit(bmodel, d, frames, targets, args, args.epochs, args.kl_weight, "bc-gnj",
                     (args.distill, None), stem)
         torch.save(bmodel.state_dict(), f"{stem}.pt")
+    bayes_seconds = time.time() - t0
     model, report = export(bmodel, args.threshold)
     tqdm.write(report.table())
     acc0 = patch_accuracy(model, d["x_test"], d["y_test"])
@@ -356,15 +359,21 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
         "command": command_line(),
         "seed": args.seed,
         "epochs": args.epochs,
-        "train_seconds": round(seconds, 1),
+        "train_seconds": {"bayesian": round(bayes_seconds, 1),
+                          "finetune": round(seconds - bayes_seconds, 1)},
         "final_loss": {k: round(v[-1], 5) for k, v in hist.items()},
         "finetune_epochs": args.finetune_epochs,
         "metrics": {"test_patch_accuracy": round(acc, 6), "test_lfw_patch_accuracy": acc_lfw,
                     "distill_mse_non_test": round(dis, 5)},
         "compression": compression_record(report, args),
     }
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    info["compression"]["weights_kept"] = sum(int((m.weight != 0).sum()) for m in convs)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]  # after fine-tuning
+    kept = [int((m.weight != 0).sum()) for m in convs]
+    rec = info["compression"]
+    rec["weights_kept"] = sum(kept)
+    rec["compression_architecture"] = round(report.n_weights / sum(kept), 3)
+    rec["compression_precision"] = round(32.0 * report.n_weights / sum(
+        k * report.bits[n] for k, n in zip(kept, report.layer_names, strict=True)), 3)
     return model, info
 
 
