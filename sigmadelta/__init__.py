@@ -14,9 +14,11 @@ The pipeline, one frame's trip through it::
 
 from ._version import __version__
 from .convert import UnsupportedLayerError, convert
-from .engine import Result, Simulator, simulate, simulate_batch
-from .graph import Network
+from .engine import Result, Simulator, SimulatorBusyError, simulate, simulate_batch
+from .fixedpoint import AccumulatorOverflowError
+from .graph import Network, NetworkError
 from .io import FormatError, load, read_run, save
+from .numeric import NumericOverflowError
 from .reference import Reference, reference
 from .scales import calibrate_percentile, optimize_scales, uniform_scales
 from .stats import Stats
@@ -40,4 +42,8 @@ __all__ = [
     "read_run",
     "FormatError",
     "UnsupportedLayerError",
+    "NetworkError",
+    "AccumulatorOverflowError",
+    "NumericOverflowError",
+    "SimulatorBusyError",
 ]

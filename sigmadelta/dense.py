@@ -30,7 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from . import graph as g
-from .fixedpoint import AccumulatorOverflowError, integer_weights
+from .fixedpoint import (
+    AccumulatorOverflowError,
+    integer_weights,
+    max_spike_total,
+    overflow_message,
+    spike_total_message,
+)
 
 __all__ = ["evaluate", "layer_weights", "weighted", "dense_node", "fixed_point_layer"]
 
@@ -99,12 +105,22 @@ def weighted(n: g.Dense | g.Conv, x: torch.Tensor, w: torch.Tensor, b: torch.Ten
 
 def fixed_point_layer(n: g.Dense | g.Conv, x: torch.Tensor, w_int: torch.Tensor,
                       b: torch.Tensor) -> torch.Tensor:
-    """Fixed point: ``acc = W_int @ round(k*x)`` (exact integers), ``z = acc*delta/k + b``."""
-    acc = weighted(n, torch.round(n.scale * x), w_int, None)
+    """Fixed point: ``acc = W_int @ round(k*x)`` (exact integers), ``z = acc*delta/k + b``.
+
+    Inputs beyond :func:`~sigmadelta.fixedpoint.max_spike_total` and accumulators outside
+    the signed ``acc_bits`` range raise :class:`AccumulatorOverflowError`, as in the engine.
+    """
+    q = torch.round(n.scale * x)
+    qa = q.abs().flatten()
+    if qa.numel() and not bool(qa.max() <= max_spike_total(n)):
+        i = int(torch.nan_to_num(qa, nan=np.inf).argmax())
+        raise AccumulatorOverflowError(
+            spike_total_message(n, None, None, float(x.flatten()[i])) + " (dense reference)")
+    acc = weighted(n, q, w_int, None)
     limit = 2 ** (n.acc_bits - 1) - 1
     if acc.numel() and (acc.max() > limit or acc.min() < -limit - 1):
-        raise AccumulatorOverflowError(
-            f"layer {n.name!r}: accumulator outside the signed {n.acc_bits}-bit range (dense reference)")
+        worst = acc.max() if acc.max() > limit else acc.min()
+        raise AccumulatorOverflowError(overflow_message(n, None, None, int(worst)) + " (dense reference)")
     return acc * (n.weight_scale / n.scale) + b.reshape((-1,) + (1,) * (acc.ndim - 2))
 
 

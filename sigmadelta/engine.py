@@ -19,25 +19,33 @@ Validation, chunking, recording and progress stay here, in Python.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .fixedpoint import AccumulatorOverflowError
+from .fixedpoint import AccumulatorOverflowError, overflow_message, spike_total_message
 from .frames import as_array as _as_array
 from .frames import check_frames, iter_checked
 from .frames import check_one as _check_one
 from .graph import Network
+from .numeric import NumericOverflowError, first_bad_frame
+from .numeric import overflow_message as numeric_message
 from .ops import build_ops, to_torch_layout
 from .program import build_program, run_frames
 from .stats import MEASURED, Stats
 
 __all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked",
-           "state_dtype"]
+           "state_dtype", "SimulatorBusyError"]
+
+
+class SimulatorBusyError(RuntimeError):
+    """A :class:`Simulator` was used from a second thread while it was running."""
 
 
 @dataclass
@@ -84,6 +92,11 @@ class Simulator:
         (weight layer ``j``: encode + scatter + output listing), less the cost of a call.
     chunk : int
         Frames of an array run per call of the compiled loop (:func:`run_frames`).
+
+    A Simulator holds one stream's state and is used by one thread at a time: a call
+    from another thread while it runs raises :class:`SimulatorBusyError` (give each
+    thread its own Simulator, as :func:`simulate_batch` does). A numeric overflow
+    (:class:`~sigmadelta.numeric.NumericOverflowError`) stops it until :meth:`reset`.
     """
 
     def __init__(self, net: Network, dtype=np.float64, profile: bool = False, chunk: int = 64):
@@ -103,10 +116,33 @@ class Simulator:
         self.last_stats = np.zeros((len(MEASURED), len(self._weight_ops)), np.int64)
         self.node_seconds = np.zeros(len(self._ops))
         self.layer_seconds = np.zeros(len(self._weight_ops))
+        self._busy, self._broken = threading.Lock(), None
+        self._finite = [a for op in self._weight_ops for a in (op.out.value, op.q.memory)]  # numeric
         self.reset()
+
+    @contextmanager
+    def _use(self, resetting: bool = False):
+        """Hold the in-use flag for one call (a second thread gets SimulatorBusyError)."""
+        if not self._busy.acquire(blocking=False):
+            raise SimulatorBusyError(
+                "this Simulator is already running in another thread (or this call came from inside "
+                "its own run); a Simulator holds the state of one stream: give each thread its own "
+                "(sd.simulate_batch does)")
+        try:
+            if self._broken is not None and not resetting:
+                raise RuntimeError(f"this Simulator stopped on an error ({self._broken}); "
+                                   f"call reset() to start a new stream")
+            yield
+        finally:
+            self._busy.release()
 
     def reset(self) -> None:
         """Forget the stream: zero every state; the next frame is sent in full."""
+        with self._use(resetting=True):
+            self._reset()
+
+    def _reset(self) -> None:
+        self._broken = None
         for s in self._states:
             s.value[:] = 0
             s.count[0] = 0
@@ -125,7 +161,8 @@ class Simulator:
         """
         frame = _as_array(frame)
         _check_one(frame, self.net.input_shape, self.frame_no)
-        outs, _, error = self._run_chunk(frame[None])
+        with self._use():
+            outs, _, error = self._run_chunk(frame[None])
         if error is not None:
             raise error
         return outs[0]
@@ -135,7 +172,9 @@ class Simulator:
 
         Returns the outputs of the completed frames (PyTorch layout), their counters
         ``[t_done, 4, L]`` and, if a fixed-point accumulator overflowed, the
-        :class:`AccumulatorOverflowError` to raise (else None).
+        :class:`AccumulatorOverflowError` to raise (else None); a numeric overflow
+        (:mod:`sigmadelta.numeric`) ends the completed frames before it and gives a
+        :class:`NumericOverflowError`.
         """
         x = np.ascontiguousarray(frames.reshape(len(frames), self._n_in), dtype=self.dtype)
         t = len(x)
@@ -150,11 +189,20 @@ class Simulator:
             p = self._prog
             done = run_frames(p.code, p.par, p.F, p.I, p.D, x, self.frame_no, 0, len(p.code), stats,
                               out, p.out_slot, self._status)
+        fixed_stop, error = done < t, None
+        bad = first_bad_frame(stats[:done], out[:done], self._finite, self.net.layer_names, self.dtype)
+        if bad is not None:  # before a fixed-point stop, if both
+            t_bad, reason, exact = bad
+            error = NumericOverflowError(numeric_message(self.frame_no + t_bad, self.frame_no + done - 1,
+                                                         reason, self.dtype, exact))
+            self._broken, done, fixed_stop = "numeric overflow", t_bad, False
         self.frame_no += done
+        if fixed_stop:
+            error = self._overflow_error()
         if done:
             self.last_stats[:] = stats[done - 1]
         outs = np.array(to_torch_layout(out[:done], self.net.output_shape), order="C")  # a copy
-        return outs, stats[:done], (self._overflow_error() if done < t else None)
+        return outs, stats[:done], error
 
     def _run_profiled(self, x: np.ndarray, stats: np.ndarray, out: np.ndarray) -> int:
         """:func:`run_frames` op by op, adding each op's wall-clock time to ``node_seconds``.
@@ -189,13 +237,15 @@ class Simulator:
         return self._call
 
     def _overflow_error(self) -> AccumulatorOverflowError:
-        row, neuron = (int(v) for v in self._status)
+        """The error of a fixed-point stop: ``status = (row, neuron)``, or ``(row, -2 - input)``
+        when an input failed the int64 guard before the layer integrated (nothing wrapped)."""
+        row, code = (int(v) for v in self._status)
         op = self._ops[self._prog.row_op[row]]
         frame = self.frame_no  # the frame that failed (frame_no counts completed ones)
-        return AccumulatorOverflowError(
-            f"layer {op.node.name!r}: accumulator overflow at frame {frame}, neuron {neuron} "
-            f"(channels-last index): {int(op.acc[neuron])} is outside the signed "
-            f"{op.node.acc_bits}-bit range; use fewer weight bits, a smaller scale or more acc_bits")
+        if code <= -2:
+            i = -2 - code
+            return AccumulatorOverflowError(spike_total_message(op.node, frame, i, float(op.inp.value[i])))
+        return AccumulatorOverflowError(overflow_message(op.node, frame, code, int(op.acc[code])))
 
     def run(self, frames: Iterable, record: str | None = None, progress: bool | None = None,
             record_chunk: int = 64) -> Result:
@@ -222,6 +272,11 @@ class Simulator:
         A stream that ends before the frames its ``len()`` announced (a truncated video)
         is recorded with ``source_complete`` 0 beside ``source_frames_expected``.
         """
+        with self._use():
+            return self._run(frames, record, progress, record_chunk)
+
+    def _run(self, frames: Iterable, record: str | None, progress: bool | None,
+             record_chunk: int) -> Result:
         from .io.record import RunRecorder, check_record_chunk
 
         if record is not None:

@@ -11,8 +11,16 @@ Herding spikes are integers too, so the layer accumulates exactly in integers::
     z    = acc * (delta / k) + b        (the real pre-activation, for touched neurons)
 
 The event simulation is then bit-exact against the integer dense reference.
-``acc`` must fit a signed ``acc_bits`` integer (default 32); leaving that range
-raises :class:`AccumulatorOverflowError`, naming the layer, frame and neuron.
+``acc`` must fit a signed ``acc_bits`` integer (default 32, up to 64:
+``sd.convert(..., acc_bits=...)``); leaving that range raises
+:class:`AccumulatorOverflowError`, naming the layer, frame, neuron and the exact value.
+
+The accumulator is an int64 and must never wrap. Before a layer integrates a frame,
+every touched input's spike total ``q = round(k*x)`` is checked against
+:func:`max_spike_total`: with ``L`` the largest ``sum_i |W_int[j, i]|`` over output
+neurons ``j``, ``|q| <= (2**63 - 1) // (2*L)`` bounds every partial sum and product
+of the scatter within int64; a larger input raises :class:`AccumulatorOverflowError`
+before anything wraps (the dense reference applies the same bound).
 """
 
 from __future__ import annotations
@@ -23,7 +31,10 @@ import numpy as np
 
 from .graph import Conv, Dense, Network, per_layer
 
-__all__ = ["quantize_weights", "AccumulatorOverflowError", "integer_weights", "MAX_WEIGHT_BITS"]
+__all__ = ["quantize_weights", "AccumulatorOverflowError", "integer_weights", "MAX_WEIGHT_BITS",
+           "max_spike_total", "overflow_message", "spike_total_message"]
+
+INT64_MAX = 2**63 - 1
 
 MAX_WEIGHT_BITS = 16  # W_int * weight_scale stays exact in float32
 
@@ -40,6 +51,8 @@ def quantize_weights(net: Network, weight_bits: int | Sequence[int] | Mapping[st
     (integer spikes); a layer with ``0`` bits keeps float weights.
     """
     bits = per_layer(weight_bits, net.layer_names, "weight_bits")
+    if isinstance(acc_bits, bool) or not isinstance(acc_bits, (int, np.integer)) or not 8 <= acc_bits <= 64:
+        raise ValueError(f"acc_bits must be an integer in 8..64, got {acc_bits!r}")
     for layer, b in zip(net.weight_layers, bits, strict=True):
         b = int(b)
         if b == 0:
@@ -51,8 +64,6 @@ def quantize_weights(net: Network, weight_bits: int | Sequence[int] | Mapping[st
                              f"(integer spikes), not {layer.quantizer!r}")
         if np.ndim(layer.scale):
             raise ValueError(f"layer {layer.name!r}: fixed-point weights need one scale per layer")
-        if not 8 <= acc_bits <= 64:
-            raise ValueError(f"acc_bits must be in 8..64, got {acc_bits}")
         w = np.asarray(layer.weight, np.float64)
         wmax = float(np.abs(w).max())
         delta = wmax / (2 ** (b - 1) - 1) if wmax > 0 else 1.0
@@ -64,3 +75,49 @@ def quantize_weights(net: Network, weight_bits: int | Sequence[int] | Mapping[st
 def integer_weights(layer: Dense | Conv) -> np.ndarray:
     """The layer's integer weights ``W_int`` (exact: ``weight = W_int * weight_scale``)."""
     return np.rint(np.asarray(layer.weight, np.float64) / layer.weight_scale).astype(np.int64)
+
+
+def _row_l1(layer: Dense | Conv) -> int:
+    """Largest ``sum_i |W_int[j, i]|`` over the layer's output neurons (exact Python int)."""
+    w = np.abs(integer_weights(layer))
+    return int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
+
+
+def max_spike_total(layer: Dense | Conv) -> int:
+    """Largest ``|round(k*x)|`` of one input for which the int64 accumulator cannot wrap.
+
+    Every partial sum of ``acc_j`` is ``sum_i W_ji q_i`` over old and new totals, so
+    ``|q_i| <= q_max`` bounds it by ``L*q_max``; the product ``s*W`` (``|s| <= 2 q_max``)
+    by ``2*L*q_max``. Hence ``q_max = (2**63 - 1) // (2*L)``.
+    """
+    return INT64_MAX // (2 * max(_row_l1(layer), 1))
+
+
+def _advice(layer: Dense | Conv, wider: bool) -> str:
+    tips = [f"a smaller scale for layer {layer.name!r} (now k={float(layer.scale):g})",
+            f"fewer weight bits (now {layer.weight_bits})"]
+    if wider and layer.acc_bits < 64:
+        tips.append(f"a wider accumulator: sd.convert(..., weight_bits=..., acc_bits=N) with N up "
+                    f"to 64 (now {layer.acc_bits})")
+    return "use " + ", ".join(tips) + ", or inputs within the range the scale was chosen for"
+
+
+def overflow_message(layer: Dense | Conv, frame: int | None, neuron: int | None, acc: int) -> str:
+    """The :class:`AccumulatorOverflowError` text: layer, frame, neuron, exact value, advice."""
+    where = "" if frame is None else f" at frame {frame}, neuron {neuron} (channels-last index)"
+    return (f"layer {layer.name!r}: accumulator overflow{where}: {int(acc)} is outside the signed "
+            f"{layer.acc_bits}-bit range [{-2 ** (layer.acc_bits - 1)}, {2 ** (layer.acc_bits - 1) - 1}]; "
+            + _advice(layer, wider=True))
+
+
+def spike_total_message(layer: Dense | Conv, frame: int | None, neuron: int | None, x: float) -> str:
+    """The :class:`AccumulatorOverflowError` text when an input fails :func:`max_spike_total`."""
+    kx = float(layer.scale) * x
+    q = abs(int(np.rint(kx))) if np.isfinite(kx) else None
+    where = "" if frame is None else f" at frame {frame}, input neuron {neuron} (channels-last index)"
+    big = f"round(k*x) = {q}" if q is not None else "round(k*x) is not finite"
+    reach = f": the accumulator could reach {q * _row_l1(layer)}" if q is not None else ""
+    return (f"layer {layer.name!r}: input too large for exact integer accumulation{where}: "
+            f"x = {x:.6g}, {big} exceeds {max_spike_total(layer)}, the largest input total for "
+            f"which the 64-bit accumulator cannot wrap (integer weight rows sum up to "
+            f"{_row_l1(layer)} in magnitude{reach}); " + _advice(layer, wider=False))

@@ -33,6 +33,7 @@ from numba import njit, typed
 
 from . import kernels as K
 from .cachetie import source_digest, tie_cache
+from .opcheck import check_ops
 from .ops import ActivationOp, AddOp, ConcatOp, FlattenOp, InputOp, PoolOp
 from .slots import (
     ACTIVATION,
@@ -78,8 +79,15 @@ class Program(NamedTuple):
 def _fixed_update(c, p, F, I):  # noqa: E741
     """Fixed point: ``z = acc * acc_gain + bias`` on the touched outputs; an overflowing neuron or -1."""
     return K.fixed_point_update(I[c[WGT.acc]], I[c[WGT.out_touched]], I[c[WGT.out_count]],
-                                p[WP.acc_gain], F[c[WGT.bias]], F[c[WGT.value]],
-                                np.int64(p[WP.acc_limit]))
+                                p[WP.acc_gain], F[c[WGT.bias]], F[c[WGT.value]], c[WGT.acc_limit])
+
+
+@njit(cache=True, nogil=True)
+def _fixed_guard(c, p, F, I, rows, row_count, row_len):  # noqa: E741
+    """Fixed point, before integrating: ``-2 - i`` if touched input ``i``'s spike total could
+    wrap the int64 accumulator (:func:`sigmadelta.fixedpoint.max_spike_total`), else -1."""
+    bad = K.fixed_point_guard(F[c[ENC.x]], rows, row_count, row_len, p[WP.param], c[WGT.spike_max])
+    return -1 if bad < 0 else -2 - bad
 
 
 @njit(cache=True, nogil=True)
@@ -101,6 +109,10 @@ def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, gain, frame, prime, st
 @njit(cache=True, nogil=True)
 def _run_pixconv(c, p, F, I, frame, prime, st):  # noqa: E741
     if c[PIX.fixed] != 0:  # fixed point: integer spikes, weights and accumulators
+        guard = _fixed_guard(c, p, F, I, I[c[PIX.rows]], I[c[PIX.row_count]],
+                             c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)  # by pixel rows or neurons
+        if guard != -1:  # the int64 accumulator could wrap: stop before integrating
+            return guard
         _pix_core(c, p, F, I, I[c[PIX.w]], I[c[PIX.acc]], I[c[PIX.ev_val]], I[c[PIX.vbuf]],
                   I[c[PIX.smap]], I[c[PIX.wtap]], 1, frame, prime, st)
         return _fixed_update(c, p, F, I)
@@ -147,6 +159,9 @@ def _dense_core(c, p, F, I, D, ev_val, w, z, gain, prime, st):  # noqa: E741
 @njit(cache=True, nogil=True)
 def _run_dense(c, p, F, I, D, prime, st):  # noqa: E741
     if c[DNS.fixed] != 0:
+        guard = _fixed_guard(c, p, F, I, I[c[ENC.touched]], I[c[ENC.count]], 1)
+        if guard != -1:
+            return guard
         _dense_core(c, p, F, I, D, I[c[DNS.ev_val]], I[c[DNS.w]], I[c[DNS.acc]], 1, prime, st)
         return _fixed_update(c, p, F, I)
     _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], F[c[DNS.w]], F[c[DNS.acc]], p[WP.gain], prime, st)
@@ -175,6 +190,9 @@ def _conv_core(c, p, F, I, D, ev_val, w, z, gain, frame, prime, st):  # noqa: E7
 @njit(cache=True, nogil=True)
 def _run_conv(c, p, F, I, D, frame, prime, st):  # noqa: E741
     if c[CNV.fixed] != 0:
+        guard = _fixed_guard(c, p, F, I, I[c[ENC.touched]], I[c[ENC.count]], 1)
+        if guard != -1:
+            return guard
         _conv_core(c, p, F, I, D, I[c[CNV.ev_val]], I[c[CNV.w]], I[c[CNV.acc]], 1, frame, prime, st)
         return _fixed_update(c, p, F, I)
     _conv_core(c, p, F, I, D, F[c[CNV.ev_val]], F[c[CNV.w]], F[c[CNV.acc]], p[WP.gain], frame, prime,
@@ -213,6 +231,7 @@ def _run_other(c, p, F, I, frame):  # noqa: E741
 
 def build_program(ops: list, states: list, output: int, dtype) -> Program:
     """Compile the operators of :func:`sigmadelta.ops.build_ops` into a :class:`Program`."""
+    check_ops(ops, states, output)  # every kernel's indices within its arrays (sigmadelta.opcheck)
     b, j, row_op = Builder(dtype), 0, []
     for k, op in enumerate(ops):
         n_rows = len(b.code)
@@ -237,7 +256,9 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
     neuron is sent). Per frame and weight layer ``j``, ``stats[t, :, j]`` gets the
     counters (rows ``COUNTER_ROWS``: events, synops, additions, neuron updates);
     ``out[t]`` the output node's value if ``out_slot >= 0``. Returns the number of frames
-    completed; on a fixed-point accumulator overflow it stops early and leaves ``status = (row, neuron)``.
+    completed; on a fixed-point accumulator overflow it stops early and leaves ``status = (row, neuron)``,
+    or ``(row, -2 - input neuron)`` when an input's spike total failed the int64 guard
+    (:func:`sigmadelta.fixedpoint.max_spike_total`) before the layer integrated.
     """
     for t in range(frames.shape[0]):
         frame_no = frame0 + t
@@ -257,7 +278,7 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
                 bad = _run_conv(c, p, F, I, D, frame_no, prime, st)
             else:
                 _run_other(c, p, F, I, frame_no)
-            if bad >= 0:
+            if bad != -1:
                 status[0], status[1] = o, bad
                 return t
         if out_slot >= 0:
@@ -265,6 +286,6 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
     return frames.shape[0]
 
 
-_TIED = (_fixed_update, _pix_core, _run_pixconv, _encode, _count, _dense_core, _run_dense, _conv_core,
-         _run_conv, _run_other, run_frames)
+_TIED = (_fixed_update, _fixed_guard, _pix_core, _run_pixconv, _encode, _count, _dense_core, _run_dense,
+         _conv_core, _run_conv, _run_other, run_frames)
 tie_cache(_TIED, source_digest())

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import graph as g
 from . import kernels as K
-from .fixedpoint import integer_weights
+from .fixedpoint import integer_weights, max_spike_total
 from .layout import NodeState, fan_out, grid, pair, to_internal
 from .slots import CONV, DENSE, PIXCONV, Builder, layout
 
@@ -34,9 +34,10 @@ class QuantState(NamedTuple):
 
 # Columns shared by every weight op: the encoder's first, then the weights' and the output's.
 ENCODER = layout("Encoder", ["layer", "x", "touched", "count", "memory", "enc", "ev_idx", "ev_val",
-                             "k_units", "fanout"], ["param", "gain", "acc_gain", "acc_limit"])
-WEIGHT = layout("Weight", ["fixed", "w", "acc", "out_touched", "out_count", "value", "bias"],
-                base=ENCODER)
+                             "k_units", "fanout"], ["param", "gain", "acc_gain"])
+# fixed point: acc_limit (2**(acc_bits-1) - 1) and spike_max (fixedpoint.max_spike_total), exact ints
+WEIGHT = layout("Weight", ["fixed", "w", "acc", "out_touched", "out_count", "value", "bias",
+                           "acc_limit", "spike_max"], base=ENCODER)
 UNITS, HERDING, THRESHOLD = range(3)  # encoder kinds (column ``enc``)
 
 
@@ -113,7 +114,8 @@ class WeightOp:
         r.out_touched, r.out_count, r.value, r.bias = (b.i(o.touched), b.i(o.count), b.f(o.value),
                                                        b.f(self.bias_cl))
         r.gain = float(self.gain)
-        r.acc_gain, r.acc_limit = (float(self.acc_gain), float(self.acc_limit)) if fx else (0.0, 0.0)
+        r.acc_gain = float(self.acc_gain) if fx else 0.0
+        r.acc_limit, r.spike_max = (int(self.acc_limit), max_spike_total(self.node)) if fx else (0, 0)
         return r
 
     def emit(self, b: Builder, j: int) -> None:

@@ -10,7 +10,8 @@ from sigmadelta.kernels import fixed_point_update
 from sigmadelta.kernels import numpy_twins as T
 
 
-@pytest.mark.parametrize("name", ["linear", "conv_groups_depthwise", "bn2d_maxpool", "residual", "concat"])
+@pytest.mark.parametrize("name", ["linear", "conv_groups_depthwise", "bn2d_maxpool", "avgpool_adaptive",
+                                  "residual", "concat"])
 def test_bit_exact_against_integer_reference(name):
     model, shape = make(name)
     frames = smooth_stream(shape, t=8)

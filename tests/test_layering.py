@@ -18,10 +18,10 @@ PACKAGES = {"sigmadelta": ROOT / "sigmadelta", "sigmadelta.models": ROOT / "mode
 LAYERS = [
     ["sigmadelta._version", "sigmadelta.kernels", "sigmadelta.cachetie"],
     ["sigmadelta.graph", "sigmadelta.fixedpoint", "sigmadelta.stats", "sigmadelta.frames",
-     "sigmadelta.io"],
+     "sigmadelta.io", "sigmadelta.numeric"],
     ["sigmadelta.slots", "sigmadelta.layout"],
     ["sigmadelta.weightops", "sigmadelta.ops"],
-    ["sigmadelta.program"],
+    ["sigmadelta.opcheck", "sigmadelta.program"],
     ["sigmadelta.engine"],
     ["sigmadelta.convert", "sigmadelta.dense", "sigmadelta.reference", "sigmadelta.rounding",
      "sigmadelta.scales", "sigmadelta.compress", "sigmadelta.loaders"],

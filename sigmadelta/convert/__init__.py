@@ -8,6 +8,7 @@ and Identity, and sets each weight layer's input quantizer.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ class _Context:
     def __init__(self):
         self.nodes: list[g.Node] = []
         self.env: dict[str, int] = {}
+        self.storage: dict[str, set[str]] = {}  # fx name -> the fx names sharing its tensor
 
     @staticmethod
     def path(node: torch.fx.Node) -> str:
@@ -112,6 +114,7 @@ def convert(
     quantizer: str = "herding",
     threshold: float | Sequence[float] | Mapping[str, float] | None = None,
     weight_bits: int | Sequence[int] | Mapping[str, int] | None = None,
+    acc_bits: int = 32,
 ) -> g.Network:
     """Convert a PyTorch model into a sigma-delta :class:`~sigmadelta.graph.Network`.
 
@@ -131,13 +134,18 @@ def convert(
         Send threshold of the ``"threshold"`` quantizer (required for it).
     weight_bits : int, list or dict, optional
         Fixed-point weights (see :mod:`sigmadelta.fixedpoint`); None keeps float weights.
+    acc_bits : int
+        Fixed point: the signed accumulator width (8..64) beyond which the simulation
+        raises :class:`~sigmadelta.fixedpoint.AccumulatorOverflowError`.
 
     Raises
     ------
     UnsupportedLayerError
         A module, function or argument that cannot be converted, naming its path and type.
     ValueError
-        Bad ``input_shape``, ``scale <= 0``, ``threshold < 0``, unknown quantizer.
+        Bad ``input_shape``, ``scale <= 0``, ``threshold < 0``, unknown quantizer,
+        NaN/Inf parameters or BatchNorm ``running_var <= 0`` (:class:`~sigmadelta.graph.NetworkError`
+        names the layer).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -165,8 +173,8 @@ def convert(
     if weight_bits is not None:
         from ..fixedpoint import quantize_weights
 
-        quantize_weights(net, weight_bits)
-    return net
+        quantize_weights(net, weight_bits, acc_bits=acc_bits)
+    return net.validate()
 
 
 def _scale_value(net: g.Network, layer, k):
@@ -193,6 +201,49 @@ def _scale_value(net: g.Network, layer, k):
     return np.ascontiguousarray(k)
 
 
+def _inplace(node: torch.fx.Node, mod: nn.Module | None) -> bool:
+    """Whether the call writes into its first argument (``inplace=True``, ``x.relu_()``)."""
+    if mod is not None:
+        return bool(getattr(mod, "inplace", False))
+    if node.op == "call_method":
+        return str(node.target).endswith("_")
+    try:
+        bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)
+    except (TypeError, ValueError):
+        return False
+    return bool(bound.arguments.get("inplace", False))
+
+
+def _follow_aliasing(ctx: _Context, gm: torch.fx.GraphModule, node: torch.fx.Node) -> None:
+    """Follow PyTorch's aliasing: an in-place op changes every name of its input's tensor.
+
+    After ``z = F.relu(y, inplace=True)`` the later uses of ``y`` (and of anything that
+    is the same tensor: Identity, Dropout, a flatten of a flat tensor) see ``z``, as in
+    PyTorch. An in-place op on a tensor that is also seen through a view of another
+    shape (a flatten of an image) is refused.
+    """
+    src = node.args[0] if node.args else None
+    if not isinstance(src, torch.fx.Node) or src.name not in ctx.env:
+        return
+    mod = gm.get_submodule(node.target) if node.op == "call_module" else None
+    group = ctx.storage.setdefault(src.name, {src.name})
+    is_view = type(mod) is nn.Flatten or node.target in (torch.flatten, "flatten")
+    if ctx.env[node.name] == ctx.env[src.name] or is_view:  # the same tensor, or a view of it
+        group.add(node.name)
+        ctx.storage[node.name] = group
+        return
+    if not _inplace(node, mod):
+        return
+    if any(ctx.env[n] != ctx.env[src.name] for n in group):
+        raise UnsupportedLayerError(
+            f"{ctx.path(node)}: an in-place operation on a tensor that is also used through a "
+            f"view of another shape ({', '.join(sorted(group))}); use inplace=False")
+    for n in group:
+        ctx.env[n] = ctx.env[node.name]
+    group.add(node.name)
+    ctx.storage[node.name] = group
+
+
 def _build(model: nn.Module, input_shape: tuple[int, ...]) -> g.Network:
     gm = _trace(model, input_shape)
     ctx = _Context()
@@ -211,6 +262,7 @@ def _build(model: nn.Module, input_shape: tuple[int, ...]) -> g.Network:
                 output = ctx.env[out.name]
             else:
                 ctx.env[node.name] = _map_node(ctx, gm, node)
+                _follow_aliasing(ctx, gm, node)
     if not any(isinstance(n, (g.Dense, g.Conv)) for n in ctx.nodes):
         raise UnsupportedLayerError("the model has no Linear or Conv2d layer to convert")
     return g.Network(nodes=ctx.nodes, output=output)

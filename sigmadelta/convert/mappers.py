@@ -39,6 +39,12 @@ def _pair(v) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- weight layers
 def _linear(ctx, node, m: nn.Linear) -> int:
+    in_shape = ctx.nodes[ctx.env[node.args[0].name]].shape
+    if len(in_shape) != 1:
+        raise UnsupportedLayerError(
+            f"{ctx.path(node)} (Linear): its input has shape {in_shape}, and PyTorch applies Linear "
+            f"to the last axis only; sigmadelta's fully connected layers take a flat input. "
+            f"Flatten first: torch.flatten(x, 1) or nn.Flatten() before it")
     return ctx.add(g.Dense, node, weight=_np(m.weight), bias=_np(m.bias, m.out_features))
 
 
@@ -73,6 +79,13 @@ def _batchnorm(ctx, node, m) -> int:
         )
     if m.running_mean is None:
         raise UnsupportedLayerError(f"{node.target}: BatchNorm without running statistics")
+    params = [m.running_mean, m.running_var] + ([m.weight, m.bias] if m.affine else [])
+    if not all(bool(torch.isfinite(t).all()) for t in params):
+        raise ValueError(f"layer '{node.target}' ({type(m).__name__}): running statistics or affine "
+                         f"parameters contain NaN or Inf")
+    if bool((m.running_var + m.eps <= 0).any()):
+        raise ValueError(f"layer '{node.target}' ({type(m).__name__}): running_var + eps must be > 0, "
+                         f"min running_var is {float(m.running_var.min())}")
     scale = (m.weight if m.affine else torch.ones_like(m.running_var)) / torch.sqrt(
         m.running_var + m.eps)
     shift = (m.bias if m.affine else torch.zeros_like(m.running_mean)) - m.running_mean * scale

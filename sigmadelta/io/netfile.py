@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from .._version import __version__
-from ..graph import NODE_TYPES, Network
+from ..graph import NODE_TYPES, Network, NetworkError
 
 __all__ = ["save", "load", "FORMAT_VERSION", "FormatError", "open_checked"]
 
@@ -115,11 +115,19 @@ def load(path: str | os.PathLike) -> Network:
     FileNotFoundError
         No such file.
     FormatError
-        Not HDF5, not a sigmadelta network, or a newer format version.
+        Not HDF5, not a sigmadelta network, a newer format version, or a network that
+        does not pass :meth:`~sigmadelta.graph.Network.validate` (shapes, NaN weights,
+        scales, quantizer, node indices), naming the layer.
     """
     path = os.fspath(path)
     with open_checked(path, FORMAT, "network") as f:
-        version = int(f.attrs["format_version"])
+        if "format_version" not in f.attrs or "output" not in f.attrs or "layers" not in f:
+            raise FormatError(f"{path} is corrupt: it lacks format_version, output or /layers")
+        try:
+            version = int(f.attrs["format_version"])
+        except (TypeError, ValueError):
+            raise FormatError(
+                f"{path}: format_version {f.attrs['format_version']!r} is not a number") from None
         if version > FORMAT_VERSION:
             raise FormatError(
                 f"{path} has format version {version}, newer than this sigmadelta reads "
@@ -129,4 +137,9 @@ def load(path: str | os.PathLike) -> Network:
             nodes = [_node_from_group(f["layers"][k]) for k in sorted(f["layers"])]
         except KeyError as e:
             raise FormatError(f"{path} is corrupt: missing {e}") from None
-        return Network(nodes=nodes, output=int(f.attrs["output"]))
+        except (TypeError, ValueError) as e:
+            raise FormatError(f"{path} is corrupt: {e}") from None
+        try:
+            return Network(nodes=nodes, output=int(f.attrs["output"]))
+        except (NetworkError, TypeError, ValueError) as e:
+            raise FormatError(f"{path} is not a valid network: {e}") from None

@@ -23,6 +23,7 @@ from .elementwise import (
     activation_update,
     add_update,
     concat_update,
+    fixed_point_guard,
     fixed_point_update,
     flatten_update,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "encode_rows",
     "encode_scatter_1ch",
     "expand_pixel_groups",
+    "fixed_point_guard",
     "fixed_point_update",
     "flatten_update",
     "herding_encode",

@@ -1,12 +1,13 @@
 """Updates of the non-weight nodes for the neurons touched this frame."""
 
+import numpy as np
 from numba import njit
 
 from .prefetch import prefetch
 
 __all__ = [
     "activation_update", "activation_rows", "add_update", "concat_update", "flatten_update",
-    "fixed_point_update",
+    "fixed_point_update", "fixed_point_guard",
 ]
 
 RELU, LEAKY, CLIP, IDENTITY = 0, 1, 2, 3
@@ -131,3 +132,21 @@ def fixed_point_update(acc, touched, count, c, bias, z, limit):
             bad = i
         z[i] = a * c + bias[i]
     return bad
+
+
+@njit(cache=True, nogil=True)
+def fixed_point_guard(x, rows, row_count, row_len, k, qmax):
+    """First touched input whose spike total would leave the exact int64 range, or -1.
+
+    The inputs touched this frame are ``rows[r]*row_len + j`` for ``r < row_count[0]``,
+    ``j < row_len`` (``row_len = 1``: a plain neuron list). Input ``i`` fails when
+    ``|round(k * x_i)| > qmax`` (or is not finite); ``qmax`` is chosen so that no partial
+    sum of the integer accumulator can wrap (see :func:`sigmadelta.fixedpoint.max_spike_total`).
+    """
+    for r in range(row_count[0]):
+        b = rows[r] * row_len
+        for j in range(row_len):
+            q = abs(np.rint(k * x[b + j]))
+            if not q <= qmax:  # NaN too
+                return b + j
+    return -1

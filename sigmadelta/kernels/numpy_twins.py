@@ -22,6 +22,7 @@ __all__ = [
     "concat_update",
     "flatten_update",
     "fixed_point_update",
+    "fixed_point_guard",
     "pool_update",
     "encode_pixels",
     "conv_scatter_pixels",
@@ -215,6 +216,12 @@ def fixed_point_update(acc, touched, count, c, bias, z, limit):
     z[idx] = acc[idx] * c + bias[idx]
     over = idx[(acc[idx] > limit) | (acc[idx] < -limit - 1)]
     return int(over[0]) if len(over) else -1
+
+
+def fixed_point_guard(x, rows, row_count, row_len, k, qmax):
+    idx = (rows[: row_count[0], None] * row_len + np.arange(row_len)[None, :]).ravel()
+    bad = idx[~(np.abs(np.rint(k * x[idx])) <= qmax)]
+    return int(bad[0]) if len(bad) else -1
 
 
 def encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val, px_list,

@@ -15,7 +15,7 @@ def _span(i, n_out, k, s, pad):
 
 @njit(cache=True, nogil=True)
 def _window(x, oy, ox, ch, h_in, w_in, c, kernel, stride, padding, is_max):
-    """Max, or sum times ``1/(kh*kw)``, of the in-bounds inputs of output ``(oy, ox, ch)``."""
+    """Max, or sum divided by ``kh*kw``, of the in-bounds inputs of output ``(oy, ox, ch)``."""
     iy0, ix0 = oy * stride[0] - padding[0], ox * stride[1] - padding[1]
     acc = -np.inf if is_max else 0.0
     for iy in range(max(iy0, 0), min(iy0 + kernel[0], h_in)):
@@ -25,13 +25,13 @@ def _window(x, oy, ox, ch, h_in, w_in, c, kernel, stride, padding, is_max):
                 acc = max(acc, v)
             else:
                 acc += v
-    return acc if is_max else acc * (1.0 / (kernel[0] * kernel[1]))
+    return acc if is_max else acc / (kernel[0] * kernel[1])  # divided, as PyTorch: bit-identical
 
 
 @njit(cache=True, nogil=True)
 def _scan(x, hit, h_in, w_in, c, h_out, w_out, kernel, stride, padding, is_max, y, touched, stamp, frame):
     """List, in increasing order, and recompute every output whose window has ``hit`` set."""
-    inv = 1.0 / (kernel[0] * kernel[1])
+    area = kernel[0] * kernel[1]
     n, o = 0, 0
     for oy in range(h_out):
         iy0 = oy * stride[0] - padding[0]
@@ -54,7 +54,7 @@ def _scan(x, hit, h_in, w_in, c, h_out, w_out, kernel, stride, padding, is_max, 
                     stamp[o] = frame
                     touched[n] = o
                     n += 1
-                    y[o] = acc if is_max else acc * inv
+                    y[o] = acc if is_max else acc / area
                 o += 1
     return n
 
