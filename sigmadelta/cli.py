@@ -142,7 +142,7 @@ def cmd_simulate(args) -> None:
     src = _frames(args.frames, args.limit, net.input_shape)
     try:
         res = sd.simulate(net, src, record=out, progress=not args.quiet)
-    except AccumulatorOverflowError as e:
+    except (AccumulatorOverflowError, sd.NumericOverflowError) as e:
         raise CLIError(f"{e}; {_kept(out)}") from None
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"stopped; {_kept(out)} (complete=False)") from None
