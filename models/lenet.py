@@ -16,7 +16,8 @@ def _after_conv_pool(size: int, kernel: int, padding: int) -> int:
 
 
 def lenet5_caffe(
-    in_size: int = 28, padding: int | None = None, in_channels: int = 1, n_out: int = 10
+    in_size: int = 28, padding: int | None = None, in_channels: int = 1, n_out: int = 10,
+    channels: tuple[int, int] = (20, 50), hidden: int = 500,
 ) -> nn.Sequential:
     """LeNet-5 in its Caffe variant ("lenet_train_test.prototxt" of BVLC Caffe).
 
@@ -42,6 +43,11 @@ def lenet5_caffe(
         Input channels.
     n_out : int, optional
         Number of classes.
+    channels : (int, int), optional
+        Output channels of the two convolutions (20, 50 in Caffe; fewer for a
+        network pruned by Bayesian compression).
+    hidden : int, optional
+        Width of the fully connected hidden layer (500 in Caffe).
 
     Returns
     -------
@@ -52,13 +58,14 @@ def lenet5_caffe(
         padding = 0 if in_size >= 28 else 2
     s1 = _after_conv_pool(in_size, 5, padding)
     s2 = _after_conv_pool(s1, 5, padding)
+    c1, c2 = (int(c) for c in channels)
     return nn.Sequential(
-        nn.Conv2d(in_channels, 20, 5, padding=padding),
+        nn.Conv2d(in_channels, c1, 5, padding=padding),
         nn.MaxPool2d(2),
-        nn.Conv2d(20, 50, 5, padding=padding),
+        nn.Conv2d(c1, c2, 5, padding=padding),
         nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(50 * s2 * s2, 500),
+        nn.Linear(c2 * s2 * s2, hidden),
         nn.ReLU(),
-        nn.Linear(500, n_out),
+        nn.Linear(hidden, n_out),
     )

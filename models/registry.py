@@ -2,8 +2,10 @@
 
 Each checkpoint is a pair ``<name>.pt`` (a float32 ``state_dict``) and ``<name>.json``
 (metadata: factory and keyword arguments, input shape, the training command, seed,
-epochs, test metrics, number of parameters). Files are located relative to this
-package, so the registry works from a source checkout and from an installed wheel.
+epochs, test metrics, number of parameters). Checkpoints exported by Bayesian
+compression also carry a ``"compression"`` record (weights kept and total, pruned
+architecture, bits per layer, accuracy of the exported fixed-point weights). Files are
+located relative to this package, so the registry works from a source checkout and from an installed wheel.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from .lenet import lenet5_caffe
-from .mlp import lenet_300_100, sdqn_mlp
+from .mlp import lenet_300_100, mlp, sdqn_mlp
 from .video import face_detector
 
 __all__ = ["FACTORIES", "list_pretrained", "load_pretrained", "pretrained_info"]
@@ -28,6 +30,7 @@ FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "lenet_300_100": lenet_300_100,
     "lenet5_caffe": lenet5_caffe,
     "face_detector": face_detector,
+    "mlp": mlp,  # pruned fully connected nets (Bayesian compression)
 }
 
 

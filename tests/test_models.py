@@ -115,7 +115,9 @@ def test_registry_metadata() -> None:
             model(torch.rand(2, *info["input_shape"]))
     for f in resources.files("sigmadelta.models").joinpath("checkpoints").iterdir():
         total += len(f.read_bytes())
-    assert total < 3_000_000
+    # the MNIST checkpoints at the papers' sizes (LeNet-5-Caffe alone is 1.7 MB of
+    # float32, the compressed ones are stored dense with their zeros) take about 5.4 MB
+    assert total < 8_000_000
     with pytest.raises(KeyError):
         load_pretrained("no_such_model")
 
