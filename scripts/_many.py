@@ -8,13 +8,16 @@ alternate between them and each keeps its best. Reported per worker count: throu
 (frames per second over all streams, wall clock of the whole call: scatter, tasks,
 recordings, manifest) and its ratio to the first; the scheduler overhead of a task
 (an empty task's share of the wall clock when many run) and per stream (wall clock x
-workers - the tasks' own seconds, over streams); the bytes that cross the network: the
-pickled network (once per worker) and a stream's summary.
+workers - the tasks' own seconds, over streams); the share of a task's time its thread
+spent on a CPU (below 100%: other jobs on the machine took it) and the load average; the
+bytes that cross the network: the pickled network (once per worker) and a stream's summary.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +26,7 @@ import h5py
 import numpy as np
 
 import sigmadelta as sd
+from sigmadelta.many import local_cluster
 from sigmadelta.runs import read_manifest
 from sigmadelta.sources import open_stream
 
@@ -60,19 +64,18 @@ def _task_overhead(client, n: int = 200) -> float:
 
 def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repeats: int) -> dict:
     """Throughput of ``sd.simulate_many`` with each worker count (see the module docstring)."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     tmp = Path(tempfile.mkdtemp(prefix="sd-many-"))
     sources = write_segments(tmp / "frames.h5", net.input_shape, n_streams, frames)
     clusters = {}
     try:
         for w in workers:
-            cluster = LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            cluster = local_cluster(w)
             clusters[w] = (cluster, Client(cluster))
             sd.simulate_many(net, sources[:w], out=tmp / f"warm{w}", client=clusters[w][1], limit=2,
                              dtype=dtype, progress=False)  # every worker: imports, compiled loop
-        passes: dict[int, list[tuple[float, float]]] = {w: [] for w in workers}
+        passes: dict[int, list[tuple]] = {w: [] for w in workers}
         for r in range(repeats):
             for w in workers:
                 out = tmp / f"pass{r}_w{w}"
@@ -82,19 +85,22 @@ def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repe
                 wall = time.perf_counter() - t0
                 m = read_manifest(out)
                 busy = sum(s["seconds"] for s in m["streams"].values())
-                passes[w].append((wall, busy))
+                cpu = sum(s["cpu_seconds"] for s in m["streams"].values())
+                passes[w].append((wall, busy, cpu, os.getloadavg()[0]))
         overhead = {w: _task_overhead(clusters[w][1]) for w in workers}
         summary_bytes = len(pickle.dumps(next(iter(m["streams"].values()))))
     finally:
         for cluster, client in clusters.values():
             client.close()
             cluster.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     total = n_streams * frames
     rows = []
     for w in workers:
-        wall, busy = min(passes[w])
-        rows.append({"workers": w, "fps": total / wall, "wall_s": wall,
+        wall, busy, cpu, load = min(passes[w])
+        rows.append({"workers": w, "fps": total / wall, "wall_s": wall, "load_average": load,
                      "task_seconds_per_stream": busy / n_streams,
+                     "task_cpu_share": cpu / busy,
                      "overhead_per_stream_ms": 1e3 * max(wall * w - busy, 0.0) / n_streams,
                      "empty_task_ms": 1e3 * overhead[w]})
     for row in rows:
@@ -110,7 +116,8 @@ def print_many(r: dict) -> None:
           f"{r['summary_bytes']} bytes of summary back per stream")
     for w in r["workers"]:
         print(f"workers {w['workers']}: {w['fps']:.0f} frames/s ({w['scaling']:.2f}x), wall "
-              f"{w['wall_s']:.2f} s; task {w['task_seconds_per_stream']:.3f} s per stream; overhead "
+              f"{w['wall_s']:.2f} s; task {w['task_seconds_per_stream']:.3f} s per stream "
+              f"({100 * w['task_cpu_share']:.0f}% on a CPU; load average {w['load_average']:.1f}); overhead "
               f"{w['overhead_per_stream_ms']:.1f} ms per stream, {w['empty_task_ms']:.2f} ms per "
               f"empty task")
 

@@ -56,10 +56,10 @@ from .runs import (
     stream_summary,
     write_manifest,
 )
-from .sources import expand, open_stream
+from .sources import expand, open_stream, resolve
 from .stats import Stats
 
-__all__ = ["simulate_many", "network_hash", "run_stream"]
+__all__ = ["simulate_many", "network_hash", "run_stream", "local_cluster"]
 
 def network_hash(net: Network) -> str:
     """A hash of everything that defines the network (structure, parameters, quantizers).
@@ -151,7 +151,7 @@ def run_stream(net, spec: str, out: str, file: str, settings: dict, record_chunk
     way never leaves a file that looks complete. Errors of the stream (its source, its
     frames, an overflow) come back as ``{"status": "failed", "error": ...}``.
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     tmp = os.path.join(out, f".{file}.{uuid.uuid4().hex[:12]}.part")
     report = {"worker": _worker_name(), "pid": os.getpid()}
     try:
@@ -170,9 +170,9 @@ def run_stream(net, spec: str, out: str, file: str, settings: dict, record_chunk
         if os.path.exists(tmp):
             os.remove(tmp)
         return {**report, "status": FAILED, "error": f"{type(e).__name__}: {e}",
-                "seconds": time.perf_counter() - t0}
+                "seconds": time.perf_counter() - t0, "cpu_seconds": time.thread_time() - c0}
     return {**report, "status": COMPLETE, "error": None, "summary": summary,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "cpu_seconds": time.thread_time() - c0}
 
 
 def _worker_name() -> str | None:
@@ -187,9 +187,11 @@ def _worker_name() -> str | None:
 # ---------------------------------------------------------------- the client side
 
 @contextmanager
-def _connect(client, workers: int | None):
-    """A dask Client: the one given, one to an address, or a LocalCluster of processes."""
-    from distributed import Client, LocalCluster
+def _connect(client, workers: int | None, tasks: int):
+    """A dask Client: the one given, one to an address or cluster object (LocalCluster,
+    dask-jobqueue's SLURMCluster, ...), or a LocalCluster of ``workers`` processes
+    (default one per core, never more than ``tasks``) of one thread each."""
+    from distributed import Client
 
     if isinstance(client, Client):
         yield client
@@ -197,12 +199,18 @@ def _connect(client, workers: int | None):
         with Client(client) as c:
             yield c
     else:
-        n = int(workers) if workers else len(os.sched_getaffinity(0))
-        if n < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as c:
+        n = min(int(workers) if workers else len(os.sched_getaffinity(0)), tasks)
+        with local_cluster(n) as cluster, Client(cluster) as c:
             yield c
+
+
+def local_cluster(n_workers: int):
+    """A dask LocalCluster of ``n_workers`` processes, one thread each (the simulation is
+    one thread per stream), without a dashboard; its HTTP port is any free one."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                        dashboard_address=":0", scheduler_kwargs={"dashboard": False})
 
 
 def _plan(out: str, keys: list[str], net: Network, digest: str, settings: dict,
@@ -229,7 +237,7 @@ def _plan(out: str, keys: list[str], net: Network, digest: str, settings: dict,
         if k not in streams:
             streams[k] = {"file": stream_file_name(k, taken)}
             taken.add(streams[k]["file"])
-        streams[k].update(status=PENDING, error=None)
+        streams[k].update(source=resolve(k), status=PENDING, error=None)
         streams[k].pop("summary", None)
     return m, todo
 
@@ -278,6 +286,8 @@ def simulate_many(net: Network | str | os.PathLike, sources, out: str | os.PathL
         the recordings; ``runs.summary()``, ``runs.ran`` (streams run by this call).
     """
     keys = expand(sources)
+    if workers is not None and int(workers) < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be at least 1 frame, got {limit}")
     if int(record_chunk) < 1:
@@ -295,7 +305,7 @@ def simulate_many(net: Network | str | os.PathLike, sources, out: str | os.PathL
     m, todo = _plan(out, keys, net, digest, settings, overwrite)
     write_manifest(out, m)
     if todo:
-        with _connect(client, workers) as c:
+        with _connect(client, workers, len(todo)) as c:
             _run_all(c, net if net_file is None else (net_file, digest), m, todo, out,
                      record_chunk, opener, progress)
     return Runs(out, keys=keys, ran=todo)
@@ -311,9 +321,9 @@ def _run_all(c, net, m: dict, todo: list[str], out: str, record_chunk: int, open
         net = c.scatter(net, broadcast=True, hash=False)
     futures = {}
     for k in todo:
-        name = streams[k]["file"][:-3]
-        fut = c.submit(run_stream, net, k, out, streams[k]["file"], settings, record_chunk, opener,
-                       key=f"sigmadelta-{name}-{uuid.uuid4().hex[:8]}", pure=False)
+        e = streams[k]
+        fut = c.submit(run_stream, net, e["source"], out, e["file"], settings, record_chunk, opener,
+                       key=f"sigmadelta-{e['file'][:-3]}-{uuid.uuid4().hex[:8]}", pure=False)
         futures[fut] = k
     frames = 0
     bar = tqdm(total=len(todo), unit="stream", desc="simulate_many",

@@ -75,7 +75,7 @@ def plot_runs(runs, path: str | os.PathLike, title: str = "") -> str:
         ax[0].annotate(label, (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
                        va="bottom", fontsize=7)
     ax[0].set_xticks(range(len(rows)), [n[-24:] for n in names], rotation=45, ha="right", fontsize=7)
-    ax[0].set(ylabel="dense MACs / synops", title="op reduction per stream (red: failed)")
+    ax[0].set(xlabel="stream", ylabel="dense MACs / synops", title="op reduction per stream (red: failed)")
     if runs.complete:
         total = runs.total_stats()
         t = max(total.n_frames, 1)
@@ -87,7 +87,9 @@ def plot_runs(runs, path: str | os.PathLike, title: str = "") -> str:
         ax[1].legend(fontsize=8)
         ax[2].bar(x, 100 * total.update_share(), color="tab:purple")
         ax[2].set_xticks(x, total.layer_names, rotation=45, ha="right", fontsize=8)
-        ax[1].set(title=f"per layer, all {len(runs.complete)} complete streams ({total.n_frames} frames)")
+        ax[1].set(xlabel="weight layer", ylabel="per frame",
+                  title=f"per layer, all {len(runs.complete)} complete streams ({total.n_frames} frames)")
+        ax[2].set(xlabel="weight layer")
     ax[2].set(ylabel="% of neuron-frames recomputed", title="neurons updated per layer")
     fig.suptitle(title or f"{len(runs)} streams")
     fig.tight_layout()

@@ -19,7 +19,7 @@ import glob
 import os
 from pathlib import Path
 
-__all__ = ["expand", "open_stream", "split_hdf5", "HDF5_SUFFIXES"]
+__all__ = ["expand", "resolve", "open_stream", "split_hdf5", "HDF5_SUFFIXES"]
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 _GLOB_CHARS = "*?["
@@ -67,6 +67,18 @@ def split_hdf5(spec: str) -> tuple[str, str] | None:
     if Path(path).suffix.lower() in HDF5_SUFFIXES and dataset:
         return path, dataset
     return None
+
+
+def resolve(spec: str) -> str:
+    """``spec`` with a local file made absolute (``"clips/a.mp4"`` -> ``"/data/clips/a.mp4"``,
+    ``"d.h5:/x"`` -> ``"/data/d.h5:/x"``), so that a worker started elsewhere finds it on a
+    file system mounted at the same place; embedded names and anything else unchanged."""
+    if os.path.exists(spec):
+        return os.path.abspath(spec)
+    h5 = split_hdf5(spec)
+    if h5 is not None and os.path.exists(h5[0]):
+        return f"{os.path.abspath(h5[0])}:{h5[1]}"
+    return spec
 
 
 def open_stream(spec: str, input_shape: tuple[int, ...], limit: int | None = None):

@@ -22,7 +22,7 @@ from sigmadelta.datasets import write_hdf5
 
 import sigmadelta as sd
 from sigmadelta.cli import main
-from sigmadelta.many import network_hash
+from sigmadelta.many import local_cluster, network_hash
 from sigmadelta.runs import StreamError
 from sigmadelta.sources import expand, open_stream
 
@@ -34,10 +34,9 @@ COUNTERS = ("events", "synops", "additions", "neuron_updates")
 
 @pytest.fixture(scope="module")
 def client():
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
+    with local_cluster(2) as cluster, Client(cluster) as c:
         yield c
 
 
