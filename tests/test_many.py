@@ -196,3 +196,29 @@ def test_cli_many_and_report(client, net, data, tmp_path, capsys):
     assert (tmp_path / "runs" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     runs = sd.read_runs(out)
     _same(runs["carphone"], _alone(net, "carphone", limit=20))
+
+
+def test_sources_hash_and_names(net, data, tmp_path):
+    d, sources = data
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        expand([str(d / "nothing" / "*.mp4")])
+    with pytest.raises(ValueError, match="more than once"):
+        expand(["carphone", "carphone"])
+    with pytest.raises(ValueError, match="name or a path"):
+        expand([np.zeros((3, 4))])
+    with pytest.raises(ValueError, match="no streams"):
+        expand([])
+    h5 = open_stream(sources[2], SHAPE)  # file.h5:/dataset
+    np.testing.assert_array_equal(np.stack(list(h5)), smooth_stream(SHAPE, t=30, seed=7))
+    with pytest.raises(ValueError, match="the network expects"):
+        open_stream(sources[2], (1, 8, 8))
+    sd.save(net, tmp_path / "net.h5")  # a network and its file have one hash; any change another
+    assert network_hash(sd.load(tmp_path / "net.h5")) == network_hash(net)
+    other = sd.load(tmp_path / "net.h5")
+    other.weight_layers[0].weight[0, 0, 0, 0] += 1e-6
+    assert network_hash(other) != network_hash(net)
+    from sigmadelta.runs import stream_file_name
+
+    taken = {stream_file_name("clips/a b.mp4", set())}
+    assert taken == {"clips_a_b.mp4.h5"}
+    assert stream_file_name("clips/a:b.mp4", taken).startswith("clips_a_b.mp4-")
