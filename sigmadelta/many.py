@@ -61,6 +61,7 @@ from .stats import Stats
 
 __all__ = ["simulate_many", "network_hash", "run_stream", "local_cluster"]
 
+
 def network_hash(net: Network) -> str:
     """A hash of everything that defines the network (structure, parameters, quantizers).
 

@@ -33,8 +33,10 @@ COUNTERS = ("events", "synops", "additions", "neuron_updates")
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(net):
     from distributed import Client
+
+    sd.simulate(net, smooth_stream(SHAPE, t=2), progress=False)  # compiled here first, not twice
 
     with local_cluster(2) as cluster, Client(cluster) as c:
         yield c
