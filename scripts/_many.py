@@ -88,7 +88,9 @@ def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repe
                 cpu = sum(s["cpu_seconds"] for s in m["streams"].values())
                 passes[w].append((wall, busy, cpu, os.getloadavg()[0]))
         overhead = {w: _task_overhead(clusters[w][1]) for w in workers}
-        summary_bytes = len(pickle.dumps(next(iter(m["streams"].values()))))
+        entry = next(iter(m["streams"].values()))
+        summary_bytes = len(pickle.dumps(entry))  # what a task returns
+        task_bytes = len(pickle.dumps((entry["source"], str(out), entry["file"], m["settings"], 64)))
     finally:
         for cluster, client in clusters.values():
             client.close()
@@ -107,13 +109,15 @@ def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repe
         row["scaling"] = row["fps"] / rows[0]["fps"]
     return {"streams": n_streams, "frames_per_stream": frames, "dtype": np.dtype(dtype).name,
             "network_bytes": len(pickle.dumps(net)), "summary_bytes": summary_bytes,
+            "task_argument_bytes": task_bytes,
             "workers": rows}
 
 
 def print_many(r: dict) -> None:
     print(f"simulate_many: {r['streams']} streams x {r['frames_per_stream']} frames of real video, "
           f"dtype {r['dtype']}; network {r['network_bytes'] / 1024:.0f} KiB once per worker, "
-          f"{r['summary_bytes']} bytes of summary back per stream")
+          f"per stream {r['task_argument_bytes']} bytes of task arguments out and "
+          f"{r['summary_bytes']} bytes of summary back")
     for w in r["workers"]:
         print(f"workers {w['workers']}: {w['fps']:.0f} frames/s ({w['scaling']:.2f}x), wall "
               f"{w['wall_s']:.2f} s; task {w['task_seconds_per_stream']:.3f} s per stream "

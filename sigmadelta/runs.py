@@ -148,6 +148,7 @@ class Runs(Mapping):
         self.keys_ = list(m["streams"]) if keys is None else list(keys)
         self.ran = list(ran)
         self._stats: dict[str, Stats] = {}
+        self._unreadable: dict[str, str] = {}  # complete in the manifest, recording unreadable
 
     def __len__(self) -> int:
         return len(self.keys_)
@@ -170,19 +171,39 @@ class Runs(Mapping):
         self._stats[key] = stats
         return Result(outputs, stats)
 
+    def _readable(self, key: str) -> bool:
+        """A stream the manifest calls complete whose recording reads back complete."""
+        if key in self._stats:
+            return True
+        if key not in self._unreadable:
+            try:
+                self[key]
+                return True
+            except (OSError, ValueError, KeyError, StreamError) as e:
+                self._unreadable[key] = f"{type(e).__name__}: {e}"
+        return False
+
     @property
     def status(self) -> dict[str, str]:
-        """Stream key -> ``"complete"``, ``"failed"`` or ``"pending"``."""
-        return {k: self._entry(k)["status"] for k in self.keys_}
+        """Stream key -> ``"complete"``, ``"failed"``, ``"pending"`` or ``"unreadable"``
+        (complete in the manifest, but its recording is missing or broken)."""
+        out = {}
+        for k in self.keys_:
+            s = self._entry(k)["status"]
+            out[k] = "unreadable" if s == COMPLETE and not self._readable(k) else s
+        return out
 
     @property
     def errors(self) -> dict[str, str]:
-        """Stream key -> error, for the streams that failed."""
-        return {k: self._entry(k).get("error") for k in self.keys_ if self.status[k] == FAILED}
+        """Stream key -> error, for the streams that failed or cannot be read."""
+        st = self.status
+        return {k: self._unreadable.get(k) or self._entry(k).get("error") for k in self.keys_
+                if st[k] in (FAILED, "unreadable")}
 
     @property
     def complete(self) -> list[str]:
-        return [k for k in self.keys_ if self._entry(k)["status"] == COMPLETE]
+        """The streams that completed, their recordings readable."""
+        return [k for k in self.keys_ if self._entry(k)["status"] == COMPLETE and self._readable(k)]
 
     def stats(self, key: str) -> Stats:
         """The per-frame counters of one complete stream (from its recording)."""
@@ -204,10 +225,11 @@ class Runs(Mapping):
         """One dict per stream (from its recording; fidelity and errors from the manifest)
         and a last one, ``"stream": "all"``, over every complete stream."""
         out = []
+        status, errors = self.status, self.errors
         for k in self.keys_:
             entry = self._entry(k)
-            row = {"stream": k, "status": entry["status"], "error": entry.get("error")}
-            if entry["status"] == COMPLETE:
+            row = {"stream": k, "status": status[k], "error": errors.get(k)}
+            if status[k] == COMPLETE:
                 row.update(stream_summary(self.stats(k)))
                 row.update({f: entry.get("summary", {}).get(f)
                             for f in ("relative_error", "psnr_db") if f in entry.get("summary", {})})

@@ -146,14 +146,16 @@ def test_corrupt_source_fails_alone(client, net, data, tmp_path):
     d, sources = data
     (d / "bad.npy").write_bytes(b"\x93NUMPY not really" + os.urandom(64))
     (d / "bad.mp4").write_bytes(os.urandom(4096))
-    keys = [sources[0], str(d / "bad.npy"), str(d / "bad.mp4"), sources[2]]
+    np.save(d / "wrong.npy", smooth_stream((1, 8, 8), t=5))
+    keys = [sources[0], str(d / "bad.npy"), str(d / "bad.mp4"), str(d / "wrong.npy"), sources[2]]
     runs = sd.simulate_many(net, keys, out=tmp_path / "runs", client=client, limit=40)
     assert runs.status == {keys[0]: "complete", keys[1]: "failed", keys[2]: "failed",
-                           keys[3]: "complete"}
+                           keys[3]: "failed", keys[4]: "complete"}
     assert "bad.npy" in runs.errors[keys[1]] and "bad.mp4" in runs.errors[keys[2]]
+    assert "(1, 8, 8), the network expects (1, 36, 44)" in runs.errors[keys[3]]
     with pytest.raises(StreamError, match="bad.npy"):
         runs[keys[1]]
-    _same(runs[keys[3]], _alone(net, keys[3]))
+    _same(runs[keys[4]], _alone(net, keys[4]))
     m = json.loads((tmp_path / "runs" / "manifest.json").read_text())
     assert m["streams"][keys[1]]["status"] == "failed" and "bad.npy" in m["streams"][keys[1]]["error"]
     assert "failed" in sd.read_runs(tmp_path / "runs").summary()
@@ -170,6 +172,9 @@ def test_resume_runs_only_incomplete(client, net, data, tmp_path):
     m["streams"][keys[0]]["status"] = "pending"  # interrupted before it ended
     (out / "manifest.json").write_text(json.dumps(m))
     files[keys[1]].unlink()  # recording lost
+    lost = sd.read_runs(out)
+    assert lost.status[keys[1]] == "unreadable" and files[keys[1]].name in lost.errors[keys[1]]
+    assert keys[1] not in lost.complete and f"{keys[1]}" in lost.summary()
     with h5py.File(files[keys[2]], "a") as f:  # a recording that does not say complete
         f["complete"][0] = 0
     again = sd.simulate_many(net, sources, out=out, client=client, limit=40)
