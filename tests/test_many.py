@@ -98,50 +98,6 @@ def test_equals_simulate_per_stream(client, net, data, tmp_path):
     assert not [p for p in os.listdir(tmp_path / "runs") if p.endswith(".part")]
 
 
-class SlowFrames:
-    """A source that yields its frames slowly, so that a worker can be killed mid-stream."""
-
-    def __init__(self, src, delay):
-        self.src, self.delay = src, delay
-
-    def __iter__(self):
-        for f in self.src:
-            time.sleep(self.delay)
-            yield f
-
-
-def slow_opener(spec, shape, limit):
-    return SlowFrames(open_stream(spec, shape, limit), 0.02)
-
-
-def test_worker_killed_mid_run(client, net, data, tmp_path):
-    d, sources = data
-    out = tmp_path / "runs"
-    pids = client.run(os.getpid)
-    done = {}
-    run = threading.Thread(target=lambda: done.update(runs=sd.simulate_many(
-        net, sources, out=out, client=client, limit=40, opener=slow_opener, record_chunk=4)))
-    run.start()
-    deadline, victim, partial = time.time() + 60, None, None
-    while victim is None and time.time() < deadline:
-        parts = [p for p in (os.listdir(out) if out.exists() else []) if p.endswith(".part")]
-        busy = [w for w, keys in client.processing().items() if keys and w in pids]
-        if parts and busy:
-            time.sleep(0.3)  # a few chunks of that stream are on disk
-            partial = parts[0]
-            victim = busy[0]
-            os.kill(pids[victim], signal.SIGKILL)
-        time.sleep(0.02)
-    run.join(timeout=180)
-    assert victim is not None and not run.is_alive()
-    runs = done["runs"]
-    assert runs.status == dict.fromkeys(expand(sources), "complete")
-    for k in runs:
-        res = runs[k]  # readable, complete, every frame, equal to a clean run
-        _same(res, _alone(net, k))
-    assert partial not in os.listdir(out)  # the killed task's partial file was never taken
-
-
 def test_corrupt_source_fails_alone(client, net, data, tmp_path):
     d, sources = data
     (d / "bad.npy").write_bytes(b"\x93NUMPY not really" + os.urandom(64))
@@ -229,3 +185,47 @@ def test_sources_hash_and_names(net, data, tmp_path):
     taken = {stream_file_name("clips/a b.mp4", set())}
     assert taken == {"clips_a_b.mp4.h5"}
     assert stream_file_name("clips/a:b.mp4", taken).startswith("clips_a_b.mp4-")
+
+
+class SlowFrames:
+    """A source that yields its frames slowly, so that a worker can be killed mid-stream."""
+
+    def __init__(self, src, delay):
+        self.src, self.delay = src, delay
+
+    def __iter__(self):
+        for f in self.src:
+            time.sleep(self.delay)
+            yield f
+
+
+def slow_opener(spec, shape, limit):
+    return SlowFrames(open_stream(spec, shape, limit), 0.02)
+
+
+def test_worker_killed_mid_run(client, net, data, tmp_path):
+    d, sources = data
+    out = tmp_path / "runs"
+    pids = client.run(os.getpid)
+    done = {}
+    run = threading.Thread(target=lambda: done.update(runs=sd.simulate_many(
+        net, sources, out=out, client=client, limit=40, opener=slow_opener, record_chunk=4)))
+    run.start()
+    deadline, victim, partial = time.time() + 60, None, None
+    while victim is None and time.time() < deadline:
+        parts = [p for p in (os.listdir(out) if out.exists() else []) if p.endswith(".part")]
+        busy = [w for w, keys in client.processing().items() if keys and w in pids]
+        if parts and busy:
+            time.sleep(0.3)  # a few chunks of that stream are on disk
+            partial = parts[0]
+            victim = busy[0]
+            os.kill(pids[victim], signal.SIGKILL)
+        time.sleep(0.02)
+    run.join(timeout=180)
+    assert victim is not None and not run.is_alive()
+    runs = done["runs"]
+    assert runs.status == dict.fromkeys(expand(sources), "complete")
+    for k in runs:
+        res = runs[k]  # readable, complete, every frame, equal to a clean run
+        _same(res, _alone(net, k))
+    assert partial not in os.listdir(out)  # the killed task's partial file was never taken
