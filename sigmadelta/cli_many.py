@@ -26,7 +26,7 @@ def add_many_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler", default=None,
                    help="address of a running dask scheduler, e.g. tcp://host:8786")
     g.add_argument("--overwrite", action="store_true",
-                   help="replace the runs in DIR made with another network or settings")
+                   help="replace the runs in DIR made with another network or settings (so does --force)")
     g.add_argument("--fidelity", action="store_true",
                    help="also compare every stream with the dense reference (relative error, PSNR)")
     g.add_argument("--dtype", choices=["float64", "float32"], default="float64",
@@ -52,7 +52,7 @@ def cmd_simulate_many(args) -> None:
     net = sd.load(args.net)  # scattered to the workers: no shared file system needed for it
     runs = sd.simulate_many(net, args.frames, out=out, client=args.scheduler, workers=args.workers,
                             dtype=args.dtype, limit=args.limit, fidelity=args.fidelity,
-                            overwrite=args.overwrite, progress=not args.quiet)
+                            overwrite=args.overwrite or args.force, progress=not args.quiet)
     print(runs.summary())
     print(f"ran {len(runs.ran)} stream(s), {len(runs) - len(runs.ran)} already complete; wrote {out}")
     if runs.errors:

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from .engine import Simulator, iter_checked
 from .graph import Network
 from .io import load
-from .io.record import RunRecorder
+from .io.record import RunRecorder, check_record_chunk
 from .runs import (
     COMPLETE,
     FAILED,
@@ -119,10 +119,15 @@ def _pieces(frames, size: int):
 
 
 def _simulate_into(net: Network, frames, path: str, dtype, record_chunk: int,
-                   keep_outputs: bool) -> tuple[Stats, np.ndarray | None]:
-    """``Simulator(net).run`` over ``frames`` chunk by chunk, recording every frame to ``path``."""
+                   keep_outputs: bool) -> tuple[Stats, np.ndarray | None, bool | None]:
+    """``Simulator(net).run`` over ``frames`` chunk by chunk, recording every frame to ``path``.
+
+    Returns the stats, the outputs if asked, and whether the source gave every frame it
+    announced (None: it announced none), as the recording says too.
+    """
     sim = Simulator(net, dtype=dtype)
-    recorder = RunRecorder(path, net, chunk=record_chunk, dtype=sim.dtype)
+    expected = len(frames) if hasattr(frames, "__len__") else None
+    recorder = RunRecorder(path, net, record_chunk, frames_expected=expected, dtype=sim.dtype)
     parts, outs, complete = [], [], False
     try:
         for piece in _pieces(iter_checked(frames, net.input_shape), sim.chunk):
@@ -136,11 +141,13 @@ def _simulate_into(net: Network, frames, path: str, dtype, record_chunk: int,
                 outs.append(res.outputs)
         complete = True
     finally:
-        recorder.close(complete=complete)
+        done = sum(len(r) for r, _ in parts)
+        source_complete = None if not complete or expected is None else done >= expected
+        recorder.close(complete=complete, source_complete=source_complete)
     first = parts[0][1]
     stats = Stats.from_rows(first.layer_names, np.concatenate([r for r, _ in parts]),
                             first.dense_macs[0], first.n_neurons, first.quantizers)
-    return stats, (np.concatenate(outs) if keep_outputs else None)
+    return stats, (np.concatenate(outs) if keep_outputs else None), source_complete
 
 
 def run_stream(net, spec: str, out: str, file: str, settings: dict, record_chunk: int = 64,
@@ -159,9 +166,10 @@ def run_stream(net, spec: str, out: str, file: str, settings: dict, record_chunk
         if not isinstance(net, Network):
             net = _load_checked(*net)
         frames = (opener or open_stream)(spec, net.input_shape, settings["limit"])
-        stats, outputs = _simulate_into(net, frames, tmp, settings["dtype"], record_chunk,
-                                        settings["fidelity"])
+        stats, outputs, source_complete = _simulate_into(net, frames, tmp, settings["dtype"],
+                                                         record_chunk, settings["fidelity"])
         summary = stream_summary(stats)
+        report["source_complete"] = source_complete  # False: the source ended early
         if settings["fidelity"]:
             from .reference import reference
 
@@ -291,8 +299,7 @@ def simulate_many(net: Network | str | os.PathLike, sources, out: str | os.PathL
         raise ValueError(f"workers must be at least 1, got {workers}")
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be at least 1 frame, got {limit}")
-    if int(record_chunk) < 1:
-        raise ValueError(f"record_chunk must be at least 1, got {record_chunk}")
+    record_chunk = check_record_chunk(record_chunk)
     net_file = None
     if not isinstance(net, Network):
         net_file = os.path.abspath(os.fspath(net))

@@ -26,7 +26,7 @@ import numpy as np
 from ._version import __version__
 from .engine import Result
 from .graph import Network
-from .io import read_run
+from .io import read_run, read_run_info
 from .stats import Stats
 
 __all__ = ["Runs", "read_runs", "read_manifest", "write_manifest", "new_manifest",
@@ -117,16 +117,21 @@ def is_complete(out: str, entry: dict | None) -> bool:
     if not entry or entry.get("status") != COMPLETE:
         return False
     try:
-        stats, _, complete = read_run(os.path.join(out, entry["file"]))
+        info = read_run_info(os.path.join(out, entry["file"]))
     except (OSError, ValueError, KeyError):
         return False
-    return complete and stats.n_frames == entry.get("summary", {}).get("frames")
+    return info["complete"] and info["frames"] == entry.get("summary", {}).get("frames")
 
 
 def remove_parts(out: str, file: str) -> None:
+    """Remove what tasks of one stream left behind: temporary recordings (``.part``) of
+    killed attempts and their lock files (``.part.lock``)."""
     for name in os.listdir(out):
-        if name.startswith(f".{file}.") and name.endswith(".part"):
-            os.remove(os.path.join(out, name))
+        if name.startswith(f".{file}.") and name.endswith((".part", ".part.lock")):
+            try:
+                os.remove(os.path.join(out, name))
+            except FileNotFoundError:
+                pass
 
 
 # ---------------------------------------------------------------- reading runs back
@@ -230,6 +235,7 @@ class Runs(Mapping):
             entry = self._entry(k)
             row = {"stream": k, "status": status[k], "error": errors.get(k)}
             if status[k] == COMPLETE:
+                row["source_complete"] = entry.get("source_complete")
                 row.update(stream_summary(self.stats(k)))
                 row.update({f: entry.get("summary", {}).get(f)
                             for f in ("relative_error", "psnr_db") if f in entry.get("summary", {})})
@@ -268,6 +274,8 @@ class Runs(Mapping):
                 psnr = f"{r['psnr_db']:.1f}" if r.get("psnr_db") is not None else "inf"
                 line += f"{r['relative_error']:>9.2e}{psnr:>7}"
             lines.append(line)
+        lines += [f"note: the source of {r['stream']} ended before the frames it announced (a "
+                  f"truncated file?)" for r in rows if r.get("source_complete") is False]
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -95,7 +95,7 @@ def test_equals_simulate_per_stream(client, net, data, tmp_path):
     total = runs.rows()[-1]
     assert total["frames"] == 40 * 3 + 30
     assert total["synops"] == sum(_alone(net, k).stats.synops.sum() for k in keys)
-    assert not [p for p in os.listdir(tmp_path / "runs") if p.endswith(".part")]
+    assert not [p for p in os.listdir(tmp_path / "runs") if p.startswith(".")]  # no .part, no .lock
 
 
 def test_corrupt_source_fails_alone(client, net, data, tmp_path):
@@ -228,4 +228,5 @@ def test_worker_killed_mid_run(client, net, data, tmp_path):
     for k in runs:
         res = runs[k]  # readable, complete, every frame, equal to a clean run
         _same(res, _alone(net, k))
-    assert partial not in os.listdir(out)  # the killed task's partial file was never taken
+    left = os.listdir(out)  # the killed task's partial file was never taken, and is gone
+    assert partial not in left and not [p for p in left if p.startswith(".")]
