@@ -9,8 +9,11 @@ alternate between them and each keeps its best. Reported per worker count: throu
 recordings, manifest) and its ratio to the first; the scheduler overhead of a task
 (an empty task's share of the wall clock when many run) and per stream (wall clock x
 workers - the tasks' own seconds, over streams); the share of a task's time its thread
-spent on a CPU (below 100%: other jobs on the machine took it) and the load average; the
-bytes that cross the network: the pickled network (once per worker) and a stream's summary.
+spent on a CPU (below 100%: other jobs on the machine took it) and the load average;
+throughput in CPU time (all frames over the largest sum of task CPU seconds of one
+worker: the rate if every worker had a core to itself, robust to other load on the
+machine, blind to what the tasks wait for); the bytes that cross the network: the
+pickled network (once per worker) and a stream's summary.
 """
 
 from __future__ import annotations
@@ -86,7 +89,10 @@ def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repe
                 m = read_manifest(out)
                 busy = sum(s["seconds"] for s in m["streams"].values())
                 cpu = sum(s["cpu_seconds"] for s in m["streams"].values())
-                passes[w].append((wall, busy, cpu, os.getloadavg()[0]))
+                per_worker: dict[str, float] = {}
+                for s in m["streams"].values():
+                    per_worker[s["worker"]] = per_worker.get(s["worker"], 0.0) + s["cpu_seconds"]
+                passes[w].append((wall, busy, cpu, os.getloadavg()[0], max(per_worker.values())))
         overhead = {w: _task_overhead(clusters[w][1]) for w in workers}
         entry = next(iter(m["streams"].values()))
         summary_bytes = len(pickle.dumps(entry))  # what a task returns
@@ -99,14 +105,17 @@ def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repe
     total = n_streams * frames
     rows = []
     for w in workers:
-        wall, busy, cpu, load = min(passes[w])
+        wall, busy, cpu, load, _ = min(passes[w])
+        cpu_span = min(p[4] for p in passes[w])
         rows.append({"workers": w, "fps": total / wall, "wall_s": wall, "load_average": load,
+                     "cpu_fps": total / cpu_span,
                      "task_seconds_per_stream": busy / n_streams,
                      "task_cpu_share": cpu / busy,
                      "overhead_per_stream_ms": 1e3 * max(wall * w - busy, 0.0) / n_streams,
                      "empty_task_ms": 1e3 * overhead[w]})
     for row in rows:
         row["scaling"] = row["fps"] / rows[0]["fps"]
+        row["cpu_scaling"] = row["cpu_fps"] / rows[0]["cpu_fps"]
     return {"streams": n_streams, "frames_per_stream": frames, "dtype": np.dtype(dtype).name,
             "network_bytes": len(pickle.dumps(net)), "summary_bytes": summary_bytes,
             "task_argument_bytes": task_bytes,
@@ -120,7 +129,8 @@ def print_many(r: dict) -> None:
           f"{r['summary_bytes']} bytes of summary back")
     for w in r["workers"]:
         print(f"workers {w['workers']}: {w['fps']:.0f} frames/s ({w['scaling']:.2f}x), wall "
-              f"{w['wall_s']:.2f} s; task {w['task_seconds_per_stream']:.3f} s per stream "
+              f"{w['wall_s']:.2f} s; in CPU time {w['cpu_fps']:.0f} frames/s ({w['cpu_scaling']:.2f}x); "
+              f"task {w['task_seconds_per_stream']:.3f} s per stream "
               f"({100 * w['task_cpu_share']:.0f}% on a CPU; load average {w['load_average']:.1f}); overhead "
               f"{w['overhead_per_stream_ms']:.1f} ms per stream, {w['empty_task_ms']:.2f} ms per "
               f"empty task")
