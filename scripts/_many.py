@@ -41,7 +41,12 @@ VIDEOS = ("bikes", "bigbuckbunny", "carphone")
 def write_segments(path: Path, shape: tuple[int, ...], n: int, frames: int) -> list[str]:
     """``n`` segments of ``frames`` frames, spread evenly over the embedded videos played
     one after the other; written to ``path`` as datasets ``seg0..``; returns their sources."""
-    video = np.concatenate([np.stack(list(open_stream(v, shape))) for v in VIDEOS])
+    parts, need = [], n * frames  # decode no more than the segments can use
+    for v in VIDEOS:
+        have = sum(len(p) for p in parts)
+        if have < need:
+            parts.append(np.stack(list(open_stream(v, shape, need - have))))
+    video = np.concatenate(parts)
     if len(video) < frames:
         raise SystemExit(f"--frames {frames}: the videos hold only {len(video)} frames")
     starts = np.linspace(0, len(video) - frames, n).astype(int)
