@@ -146,7 +146,7 @@ def cmd_simulate(args) -> None:
     net = sd.load(args.net)
     src = _frames(frames, args.limit, net.input_shape)
     try:
-        res = sd.simulate(net, src, record=out, progress=not args.quiet)
+        res = sd.simulate(net, src, record=out, progress=not args.quiet, dtype=args.dtype)
     except (AccumulatorOverflowError, sd.NumericOverflowError) as e:
         raise CLIError(f"{e}; {_kept(out)}") from None
     except KeyboardInterrupt:

@@ -29,16 +29,22 @@ def add_many_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace the runs in DIR made with another network or settings (so does --force)")
     g.add_argument("--fidelity", action="store_true",
                    help="also compare every stream with the dense reference (relative error, PSNR)")
-    g.add_argument("--dtype", choices=["float64", "float32"], default="float64",
-                   help="simulator precision")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="simulator precision (one stream or many)")
 
 
 def is_many(args) -> bool:
-    """Several sources, a glob, a directory as output or a cluster option."""
+    """Several sources, a glob, a directory as output or a cluster option; options that
+    only many streams take are refused for one stream (a ValueError naming them)."""
     out = args.output or ""
-    return (len(args.frames) > 1 or args.workers is not None or args.scheduler is not None
+    many = (len(args.frames) > 1 or args.workers is not None or args.scheduler is not None
             or out.endswith(("/", os.sep)) or os.path.isdir(out)
             or any(c in args.frames[0] for c in "*?[") and not os.path.exists(args.frames[0]))
+    alone = [flag for flag, on in (("--fidelity", args.fidelity), ("--overwrite", args.overwrite)) if on]
+    if alone and not many:
+        raise ValueError(f"{' and '.join(alone)}: only for many streams (several sources, or "
+                         f"-o DIR/)")
+    return many
 
 
 def cmd_simulate_many(args) -> None:

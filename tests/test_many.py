@@ -159,6 +159,9 @@ def test_cli_many_and_report(client, net, data, tmp_path, capsys):
     assert (tmp_path / "runs" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     runs = sd.read_runs(out)
     _same(runs["carphone"], _alone(net, "carphone", limit=20))
+    capsys.readouterr()
+    assert main(["simulate", str(tmp_path / "net.h5"), clips[0], "--fidelity", "-o", "one.h5"]) == 2
+    assert "--fidelity: only for many streams" in capsys.readouterr().err
 
 
 def test_sources_hash_and_names(net, data, tmp_path):
