@@ -38,7 +38,8 @@ from functools import lru_cache
 import numpy as np
 from tqdm.auto import tqdm
 
-from .engine import Simulator, iter_checked
+from .engine import Simulator
+from .frames import iter_checked
 from .graph import Network
 from .io import load
 from .io.record import RunRecorder, check_record_chunk

@@ -53,6 +53,7 @@ def test_benchmark_rejects_bad_activity():
     assert out.returncode != 0 and "--activity" in out.stderr
 
 
+@pytest.mark.slow
 def test_benchmark_many_smoke():
     r = _run("--many", "2", "--workers", "1", "--frames", "4")["many"]
     assert r["streams"] == 2 and r["frames_per_stream"] == 4
