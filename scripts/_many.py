@@ -27,11 +27,11 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from sigmadelta.datasets.streams import open_stream
 
 import sigmadelta as sd
 from sigmadelta.many import local_cluster
 from sigmadelta.runs import read_manifest
-from sigmadelta.sources import open_stream
 
 __all__ = ["bench_many", "write_segments", "print_many", "many_from_args"]
 

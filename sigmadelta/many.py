@@ -57,7 +57,7 @@ from .runs import (
     stream_summary,
     write_manifest,
 )
-from .sources import expand, open_stream, resolve
+from .sources import default_opener, expand, resolve
 from .stats import Stats
 
 __all__ = ["simulate_many", "network_hash", "run_stream", "local_cluster"]
@@ -151,8 +151,8 @@ def _simulate_into(net: Network, frames, path: str, dtype, record_chunk: int,
     return stats, (np.concatenate(outs) if keep_outputs else None), source_complete
 
 
-def run_stream(net, spec: str, out: str, file: str, settings: dict, record_chunk: int = 64,
-               opener=None) -> dict:
+def run_stream(net, spec: str, out: str, file: str, settings: dict, record_chunk: int,
+               opener) -> dict:
     """One task: simulate ``spec`` and record it as ``out/file``; return its summary.
 
     ``net`` is a :class:`Network` or ``(path, hash)`` of its HDF5 file. The recording is
@@ -166,7 +166,7 @@ def run_stream(net, spec: str, out: str, file: str, settings: dict, record_chunk
     try:
         if not isinstance(net, Network):
             net = _load_checked(*net)
-        frames = (opener or open_stream)(spec, net.input_shape, settings["limit"])
+        frames = opener(spec, net.input_shape, settings["limit"])
         stats, outputs, source_complete = _simulate_into(net, frames, tmp, settings["dtype"],
                                                          record_chunk, settings["fidelity"])
         summary = stream_summary(stats)
@@ -286,8 +286,9 @@ def simulate_many(net: Network | str | os.PathLike, sources, out: str | os.PathL
     progress : bool, optional
         A progress bar over streams (default: on a terminal).
     opener : callable, optional
-        ``opener(spec, input_shape, limit)`` -> frames, instead of
-        :func:`sigmadelta.sources.open_stream` (it must be importable on the workers).
+        ``opener(spec, input_shape, limit)`` -> frames, instead of the installed one
+        (:func:`sigmadelta.sources.default_opener`:
+        :func:`sigmadelta.datasets.streams.open_stream`); it must be importable on the workers.
 
     Returns
     -------
@@ -301,6 +302,7 @@ def simulate_many(net: Network | str | os.PathLike, sources, out: str | os.PathL
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be at least 1 frame, got {limit}")
     record_chunk = check_record_chunk(record_chunk)
+    opener = opener or default_opener()
     net_file = None
     if not isinstance(net, Network):
         net_file = os.path.abspath(os.fspath(net))

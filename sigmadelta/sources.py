@@ -9,8 +9,11 @@ between machines):
 * an HDF5 dataset ``"data.h5:/frames"`` (or ``"data.h5"`` for its dataset ``frames``);
 * a glob ``"clips/*.mp4"``: one stream per file it matches (:func:`expand`).
 
-Opening goes through ``sigmadelta.datasets`` (imported when a stream is opened, like
-the demo imports the models), so the library keeps no second set of readers.
+The library does not open them itself: it never imports ``sigmadelta.datasets``. The
+opener, ``opener(spec, input_shape, limit) -> frames``, is found through the entry point
+``default`` of the group ``sigmadelta.sources`` (:func:`default_opener`), which the
+package declares as :func:`sigmadelta.datasets.streams.open_stream`; any other opener can
+be passed to :func:`sigmadelta.simulate_many` instead.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import glob
 import os
 from pathlib import Path
 
-__all__ = ["expand", "resolve", "open_stream", "split_hdf5", "HDF5_SUFFIXES"]
+__all__ = ["expand", "resolve", "split_hdf5", "default_opener", "ENTRY_POINTS", "HDF5_SUFFIXES"]
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 _GLOB_CHARS = "*?["
+ENTRY_POINTS = "sigmadelta.sources"
 
 
 def expand(sources) -> list[str]:
@@ -81,39 +85,18 @@ def resolve(spec: str) -> str:
     return spec
 
 
-def open_stream(spec: str, input_shape: tuple[int, ...], limit: int | None = None):
-    """Open one source (see the module docstring) as frames of ``input_shape``.
-
-    Parameters
-    ----------
-    spec : str
-        Embedded name, video / ``.npy`` / HDF5 path, or ``file.h5:/dataset``.
-    input_shape : tuple of int
-        The network's input; a video is decoded at this size (gray if one channel).
-    limit : int, optional
-        At most this many frames.
-
-    Returns
-    -------
-    sigmadelta.datasets.FrameSource
-        A re-iterable stream of ``float32`` frames.
+def default_opener():
+    """The installed source opener: the entry point ``default`` of ``sigmadelta.sources``.
 
     Raises
     ------
-    ValueError
-        Frames whose shape is not ``input_shape`` (the message names the source).
+    LookupError
+        No opener is installed (a broken installation): pass ``opener=`` instead.
     """
-    from sigmadelta.datasets import HDF5Source, VideoSource, open_source
+    from importlib.metadata import entry_points
 
-    shape = tuple(int(s) for s in input_shape)
-    kw = {"limit": int(limit)} if limit else {}
-    h5 = split_hdf5(spec)
-    if h5 is not None:
-        src = HDF5Source(h5[0], h5[1], **kw)
-    else:
-        src = open_source(spec, **kw)
-        if isinstance(src, VideoSource) and len(shape) == 3 and src.frame_shape != shape:
-            src = open_source(spec, size=shape[1:], gray=shape[0] == 1, **kw)
-    if tuple(src.frame_shape) != shape:
-        raise ValueError(f"{spec}: frames of shape {tuple(src.frame_shape)}, the network expects {shape}")
-    return src
+    for ep in entry_points(group=ENTRY_POINTS):
+        if ep.name == "default":
+            return ep.load()
+    raise LookupError(f"no source opener is installed (entry point 'default' of {ENTRY_POINTS!r}; "
+                      f"reinstall sigmadelta), or pass opener=")

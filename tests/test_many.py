@@ -19,12 +19,13 @@ import pytest
 import torch.nn as nn
 from _zoo import smooth_stream
 from sigmadelta.datasets import write_hdf5
+from sigmadelta.datasets.streams import open_stream
 
 import sigmadelta as sd
 from sigmadelta.cli import main
 from sigmadelta.many import local_cluster, network_hash
 from sigmadelta.runs import StreamError
-from sigmadelta.sources import expand, open_stream
+from sigmadelta.sources import expand
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers get the slow opener by value
 
