@@ -14,7 +14,7 @@ random 5 % of the input neurons change per frame (``--activity 0.01,0.05,0.2`` s
 it, the rate of the bare scatter (:func:`bare_scatter`: the multiply-adds alone, no encoding
 or listing) on the same events, which bounds any event scatter on this machine.
 ``--streams 1,2``: throughput of ``sd.simulate_batch`` with that many streams on as
-many threads.
+many threads. ``--many 8 --workers 1,2``: ``sd.simulate_many`` on 1 and 2 processes (_many.py).
 
 Examples
 --------
@@ -22,6 +22,7 @@ python scripts/benchmark.py --video carphone --frames 60
 python scripts/benchmark.py --micro --dtype float32
 python scripts/benchmark.py --micro --dtype float32 --activity 0.005,0.01,0.02,0.05,0.1,0.2 --plot sweep.png
 python scripts/benchmark.py --net demo.h5 --video carphone --streams 1,2 --json
+python scripts/benchmark.py --many 8 --workers 1,2 --frames 120
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from sigmadelta.dense import dense_node
 from sigmadelta.loaders import load_torch_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _many import many_from_args  # noqa: E402
 from _micro import bare_scatter, bench_micro, plot_micro  # noqa: E402
 
 __all__ = ["main", "synthetic_model", "synthetic_frames", "DenseRunner", "bench_network",
@@ -318,6 +320,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--activity", default="0.05",
                    help="--micro: share of input neurons changed per frame; a comma list sweeps")
     p.add_argument("--plot", help="--micro: write a PNG of speedup and efficiency against activity")
+    p.add_argument("--many", type=int, default=0, help="N: sd.simulate_many of N video streams")
+    p.add_argument("--workers", default="1,2", help="--many: worker processes to compare, e.g. 1,2")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
     return p
 
@@ -339,7 +343,9 @@ def main(argv: list[str] | None = None) -> dict:
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     dtype = np.dtype(args.dtype)
     out: dict = {"threads": args.threads}
-    if args.micro:
+    if args.many:
+        out["many"] = many_from_args(args, _network_and_frames, dtype)
+    elif args.micro:
         out["micro"] = []
         for a in _floats(args.activity, "--activity"):
             out["micro"] += bench_micro([int(c) for c in args.micro_channels.split(",")],

@@ -18,8 +18,10 @@ from .engine import Result, Simulator, SimulatorBusyError, simulate, simulate_ba
 from .fixedpoint import AccumulatorOverflowError
 from .graph import Network, NetworkError
 from .io import FormatError, load, read_run, save
+from .many import simulate_many
 from .numeric import NumericOverflowError
 from .reference import Reference, reference
+from .runs import Runs, read_runs
 from .scales import calibrate_percentile, optimize_scales, uniform_scales
 from .stats import Stats
 
@@ -28,6 +30,9 @@ __all__ = [
     "convert",
     "simulate",
     "simulate_batch",
+    "simulate_many",
+    "read_runs",
+    "Runs",
     "reference",
     "Simulator",
     "Reference",

@@ -18,6 +18,7 @@ import sys
 import threading
 import warnings
 
+from .cli_many import add_many_arguments, cmd_report_runs, cmd_simulate_many, is_many
 from .loaders import load_torch_model
 
 __all__ = ["main", "build_parser", "load_torch_model", "CLIError", "positive_int"]
@@ -26,7 +27,9 @@ EPILOG = """examples:
   sigmadelta convert mypkg.nets:make_net --input-shape 1,144,176 --scale 32 -o net.h5
   sigmadelta convert model.pt --input-shape 784 --quantizer threshold --threshold 0.02 -o net.h5
   sigmadelta simulate net.h5 frames.npy -o run.h5
+  sigmadelta simulate net.h5 carphone bikes clips/*.mp4 -o runs/ --workers 4
   sigmadelta report run.h5 -o report.png
+  sigmadelta report runs/
   sigmadelta demo
 """
 
@@ -136,12 +139,14 @@ def cmd_simulate(args) -> None:
     import sigmadelta as sd
     from sigmadelta.fixedpoint import AccumulatorOverflowError
 
-    out = args.output or "run.h5"
-    _check_output(out, "-o", force=args.force, inputs=(args.net, args.frames))
+    if is_many(args):
+        return cmd_simulate_many(args)
+    out, frames = args.output or "run.h5", args.frames[0]
+    _check_output(out, "-o", force=args.force, inputs=(args.net, frames))
     net = sd.load(args.net)
-    src = _frames(args.frames, args.limit, net.input_shape)
+    src = _frames(frames, args.limit, net.input_shape)
     try:
-        res = sd.simulate(net, src, record=out, progress=not args.quiet)
+        res = sd.simulate(net, src, record=out, progress=not args.quiet, dtype=args.dtype)
     except (AccumulatorOverflowError, sd.NumericOverflowError) as e:
         raise CLIError(f"{e}; {_kept(out)}") from None
     except KeyboardInterrupt:
@@ -155,6 +160,8 @@ def cmd_report(args) -> None:
     from sigmadelta.io import read_run_info
     from sigmadelta.plots import plot_activity
 
+    if os.path.isdir(args.run):
+        return cmd_report_runs(args)
     out = args.output or os.path.splitext(args.run)[0] + ".png"
     _check_output(out, "-o", inputs=(args.run,))
     stats, _, complete = sd.read_run(args.run)
@@ -208,19 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="run net.h5 over frames (.npy, .h5 or a video) -> run.h5")
     s.add_argument("net")
-    s.add_argument("frames", help="frames [T, *input_shape]: .npy, HDF5 (dataset 'frames'), a video "
-                                  "file, or an embedded source name (e.g. carphone); videos are "
-                                  "decoded at the network's input size")
+    s.add_argument("frames", nargs="+",
+                   help="frames [T, *input_shape]: .npy, HDF5 (dataset 'frames', or file.h5:/dataset), "
+                        "a video file, or an embedded source name (e.g. carphone); videos are "
+                        "decoded at the network's input size. Several (or a glob): many streams")
     s.add_argument("-o", "--output", default=None,
                    help="HDF5 recording of stats and outputs (default run.h5); an existing file "
-                        "is refused unless --force")
+                        "is refused unless --force. For many streams a directory (default runs/)")
     s.add_argument("--force", action="store_true", help="replace an existing -o file")
     s.add_argument("--limit", type=positive_int, default=None, help="at most this many frames")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_many_arguments(s)
     s.set_defaults(func=cmd_simulate)
 
-    r = sub.add_parser("report", help="run.h5 -> a per-layer table and a PNG")
-    r.add_argument("run", help="a recording; also one still being written, or from a killed run")
+    r = sub.add_parser("report", help="run.h5 (or a runs directory) -> a per-layer table and a PNG")
+    r.add_argument("run", help="a recording; also one still being written, or from a killed run; "
+                               "or a directory written by simulate with many streams")
     r.add_argument("-o", "--output", help="PNG path (default: next to run.h5)")
     r.add_argument("--json", action="store_true", help="also print a JSON summary")
     r.set_defaults(func=cmd_report)

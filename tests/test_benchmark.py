@@ -51,3 +51,12 @@ def test_benchmark_rejects_bad_activity():
     out = subprocess.run([sys.executable, str(SCRIPT), "--micro", "--activity", "0.05,2"],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode != 0 and "--activity" in out.stderr
+
+
+@pytest.mark.slow
+def test_benchmark_many_smoke():
+    r = _run("--many", "2", "--workers", "1", "--frames", "4")["many"]
+    assert r["streams"] == 2 and r["frames_per_stream"] == 4
+    (w,) = r["workers"]
+    assert w["workers"] == 1 and w["fps"] > 0 and w["cpu_fps"] >= w["fps"] * 0.5
+    assert r["network_bytes"] > 1000 and 0 < r["summary_bytes"] < 4096

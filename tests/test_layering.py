@@ -24,9 +24,10 @@ LAYERS = [
     ["sigmadelta.opcheck", "sigmadelta.program"],
     ["sigmadelta.engine"],
     ["sigmadelta.convert", "sigmadelta.dense", "sigmadelta.reference", "sigmadelta.rounding",
-     "sigmadelta.scales", "sigmadelta.compress", "sigmadelta.loaders"],
+     "sigmadelta.scales", "sigmadelta.compress", "sigmadelta.loaders", "sigmadelta.sources",
+     "sigmadelta.runs", "sigmadelta.many"],
     ["sigmadelta"],  # the package's __init__: the public API
-    ["sigmadelta.plots", "sigmadelta.cli", "sigmadelta.demo", "sigmadelta.models",
+    ["sigmadelta.plots", "sigmadelta.cli", "sigmadelta.cli_many", "sigmadelta.demo", "sigmadelta.models",
      "sigmadelta.datasets"],
 ]
 

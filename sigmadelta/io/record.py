@@ -6,7 +6,7 @@ Layout (format version 2)::
     /complete    int8 [1]: 1 once the run ended normally
     /frames      int64 [1]: frames whose stats and outputs are on disk (finished chunks)
     /stats/<counter>   int64 [T, L], one per counter of :class:`sigmadelta.stats.Stats`
-    /outputs           float32 [T, *output_shape]
+    /outputs           float32 [T, *output_shape] (or the dtype given to RunRecorder)
     /dense_macs, /n_neurons   int64 [L]
     /source_frames_expected   int64 [1]: frames the source announced (its len()), -1 unknown
     /source_complete   int8 [1]: 1 the source gave every announced frame, 0 it ended early,
@@ -150,11 +150,14 @@ class RunRecorder:
         Frames per write (>= 1).
     frames_expected : int, optional
         Frames the source announced (its ``len()``), kept as ``/source_frames_expected``.
+    dtype : numpy dtype
+        Of ``/outputs`` (float32 by default; the simulator's to keep them bit for bit).
     """
 
     def __init__(self, path: str | os.PathLike, net, chunk: int = 64,
-                 frames_expected: int | None = None):
+                 frames_expected: int | None = None, dtype=np.float32):
         self.path = os.fspath(path)
+        self.dtype = np.dtype(dtype)
         self.chunk = check_record_chunk(chunk)
         self.frames_expected = frames_expected
         self._rows: list[np.ndarray] = []
@@ -189,14 +192,14 @@ class RunRecorder:
                                chunks=(self.chunk, max(n_layers, 1)))
         out_shape = tuple(net.output_shape)
         f.create_dataset("outputs", shape=(0, *out_shape), maxshape=(None, *out_shape),
-                         dtype=np.float32, chunks=(self.chunk, *out_shape))
+                         dtype=self.dtype, chunks=(self.chunk, *out_shape))
         f.swmr_mode = True
         f.flush()
 
     def append(self, row: np.ndarray, output: np.ndarray) -> None:
         """Buffer one frame: ``row[4, L]`` counters and its output."""
         self._rows.append(np.array(row, np.int64))
-        self._outs.append(np.asarray(output, np.float32))
+        self._outs.append(np.asarray(output, self.dtype))
         if len(self._rows) >= self.chunk:
             self.flush()
 

@@ -1,0 +1,153 @@
+"""``scripts/benchmark.py --many N --workers 1,2``: sd.simulate_many on LocalClusters.
+
+N streams of real video (segments of the embedded carphone, bikes and bigbuckbunny
+clips decoded at the network's input size, stored as datasets of one HDF5 file and
+named ``frames.h5:/segK``) run through ``sd.simulate_many`` on a LocalCluster of 1, 2,
+... worker processes (one thread each). The clusters are started once; passes
+alternate between them and each keeps its best. Reported per worker count: throughput
+(frames per second over all streams, wall clock of the whole call: scatter, tasks,
+recordings, manifest) and its ratio to the first; the scheduler overhead of a task
+(an empty task's share of the wall clock when many run) and per stream (wall clock x
+workers - the tasks' own seconds, over streams); the share of a task's time its thread
+spent on a CPU (below 100%: other jobs on the machine took it) and the load average;
+throughput in CPU time (all frames over the largest sum of task CPU seconds of one
+worker: the rate if every worker had a core to itself, robust to other load on the
+machine, blind to what the tasks wait for); the bytes that cross the network: the
+pickled network (once per worker) and a stream's summary.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+from sigmadelta.datasets.streams import open_stream
+
+import sigmadelta as sd
+from sigmadelta.many import local_cluster
+from sigmadelta.runs import read_manifest
+
+__all__ = ["bench_many", "write_segments", "print_many", "many_from_args"]
+
+VIDEOS = ("bikes", "bigbuckbunny", "carphone")
+
+
+def write_segments(path: Path, shape: tuple[int, ...], n: int, frames: int) -> list[str]:
+    """``n`` segments of ``frames`` frames, spread evenly over the embedded videos played
+    one after the other; written to ``path`` as datasets ``seg0..``; returns their sources."""
+    parts, need = [], n * frames  # decode no more than the segments can use
+    for v in VIDEOS:
+        have = sum(len(p) for p in parts)
+        if have < need:
+            parts.append(np.stack(list(open_stream(v, shape, need - have))))
+    video = np.concatenate(parts)
+    if len(video) < frames:
+        raise SystemExit(f"--frames {frames}: the videos hold only {len(video)} frames")
+    starts = np.linspace(0, len(video) - frames, n).astype(int)
+    with h5py.File(path, "w") as f:
+        for k, s in enumerate(starts):
+            f.create_dataset(f"seg{k}", data=video[s:s + frames])
+    return [f"{path}:/seg{k}" for k in range(n)]
+
+
+def _noop(i: int) -> int:
+    return i
+
+
+def _task_overhead(client, n: int = 200) -> float:
+    """Seconds of wall clock per empty task, ``n`` submitted at once (best of 3)."""
+    best = np.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        client.gather(client.map(_noop, range(n), pure=False))
+        best = min(best, (time.perf_counter() - t0) / n)
+    return float(best)
+
+
+def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repeats: int) -> dict:
+    """Throughput of ``sd.simulate_many`` with each worker count (see the module docstring)."""
+    from distributed import Client
+
+    tmp = Path(tempfile.mkdtemp(prefix="sd-many-"))
+    sources = write_segments(tmp / "frames.h5", net.input_shape, n_streams, frames)
+    clusters = {}
+    try:
+        for w in workers:
+            cluster = local_cluster(w)
+            clusters[w] = (cluster, Client(cluster))
+            sd.simulate_many(net, sources[:w], out=tmp / f"warm{w}", client=clusters[w][1], limit=2,
+                             dtype=dtype, progress=False)  # every worker: imports, compiled loop
+        passes: dict[int, list[tuple]] = {w: [] for w in workers}
+        for r in range(repeats):
+            for w in workers:
+                out = tmp / f"pass{r}_w{w}"
+                t0 = time.perf_counter()
+                sd.simulate_many(net, sources, out=out, client=clusters[w][1], dtype=dtype,
+                                 progress=False)
+                wall = time.perf_counter() - t0
+                m = read_manifest(out)
+                busy = sum(s["seconds"] for s in m["streams"].values())
+                cpu = sum(s["cpu_seconds"] for s in m["streams"].values())
+                per_worker: dict[str, float] = {}
+                for s in m["streams"].values():
+                    per_worker[s["worker"]] = per_worker.get(s["worker"], 0.0) + s["cpu_seconds"]
+                passes[w].append((wall, busy, cpu, os.getloadavg()[0], max(per_worker.values())))
+        overhead = {w: _task_overhead(clusters[w][1]) for w in workers}
+        entry = next(iter(m["streams"].values()))
+        summary_bytes = len(pickle.dumps(entry))  # what a task returns
+        task_bytes = len(pickle.dumps((entry["source"], str(out), entry["file"], m["settings"], 64)))
+    finally:
+        for cluster, client in clusters.values():
+            client.close()
+            cluster.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    total = n_streams * frames
+    rows = []
+    for w in workers:
+        wall, busy, cpu, load, _ = min(passes[w])
+        cpu_span = min(p[4] for p in passes[w])
+        rows.append({"workers": w, "fps": total / wall, "wall_s": wall, "load_average": load,
+                     "cpu_fps": total / cpu_span,
+                     "task_seconds_per_stream": busy / n_streams,
+                     "task_cpu_share": cpu / busy,
+                     "overhead_per_stream_ms": 1e3 * max(wall * w - busy, 0.0) / n_streams,
+                     "empty_task_ms": 1e3 * overhead[w]})
+    for row in rows:
+        row["scaling"] = row["fps"] / rows[0]["fps"]
+        row["cpu_scaling"] = row["cpu_fps"] / rows[0]["cpu_fps"]
+    return {"streams": n_streams, "frames_per_stream": frames, "dtype": np.dtype(dtype).name,
+            "network_bytes": len(pickle.dumps(net)), "summary_bytes": summary_bytes,
+            "task_argument_bytes": task_bytes,
+            "workers": rows}
+
+
+def print_many(r: dict) -> None:
+    print(f"simulate_many: {r['streams']} streams x {r['frames_per_stream']} frames of real video, "
+          f"dtype {r['dtype']}; network {r['network_bytes'] / 1024:.0f} KiB once per worker, "
+          f"per stream {r['task_argument_bytes']} bytes of task arguments out and "
+          f"{r['summary_bytes']} bytes of summary back")
+    for w in r["workers"]:
+        print(f"workers {w['workers']}: {w['fps']:.0f} frames/s ({w['scaling']:.2f}x), wall "
+              f"{w['wall_s']:.2f} s; in CPU time {w['cpu_fps']:.0f} frames/s ({w['cpu_scaling']:.2f}x); "
+              f"task {w['task_seconds_per_stream']:.3f} s per stream "
+              f"({100 * w['task_cpu_share']:.0f}% on a CPU; load average {w['load_average']:.1f}); overhead "
+              f"{w['overhead_per_stream_ms']:.1f} ms per stream, {w['empty_task_ms']:.2f} ms per "
+              f"empty task")
+
+
+def many_from_args(args, network_and_frames, dtype) -> dict:
+    """benchmark.py's ``--many``: the shipped face detector unless --net/--model say otherwise."""
+    if not args.net and not args.model:
+        args.model = "face_detector"
+    net = network_and_frames(args)[0]
+    r = bench_many(net, args.many, [int(w) for w in args.workers.split(",")], args.frames, dtype,
+                   args.repeats)
+    if not args.json:
+        print_many(r)
+    return r
