@@ -244,6 +244,23 @@ def compression_record(report: compress.CompressionReport, args: argparse.Namesp
     }
 
 
+def _scaled_down(pareto, model: nn.Module, test: np.ndarray, points: list[dict], factors: str,
+                 bits: dict[str, int]) -> list[dict]:
+    """Every optimised point with all its scales multiplied by each factor in ``factors``
+    (coarser: fewer events, more error), measured on ``test`` like the sweep's points."""
+    with torch.no_grad():
+        ann = model(torch.as_tensor(test)).double().numpy()
+    out = []
+    for p in [p for p in points if p["method"] == "optimised"]:
+        for f in pareto._floats(factors):
+            values = {n: float(v) * f for n, v in p["values"].items()}
+            m = pareto.evaluate(model, FRAME_SHAPE, values, "herding", test, ann, None, bits)
+            tqdm.write(f"lam={p['param']:g} x{f:g}: {m['synops_per_frame']:.0f} synops/frame, "
+                       f"rel err {m['rel_err']:.5f}")
+            out.append({**p, **m, "method": "optimised", "factor": f, "values": values})
+    return out
+
+
 def choose_operating_point(model: nn.Module, bits: dict[str, int], args: argparse.Namespace
                            ) -> dict[str, Any]:
     """Cheapest scales within ``--max-rel-err`` on ``--choose-stream`` (pareto.py's sweep)."""
@@ -255,6 +272,7 @@ def choose_operating_point(model: nn.Module, bits: dict[str, int], args: argpars
                                "--levels", "", "--epochs", str(args.scale_epochs)])
     pargs.weight_bits = bits
     points, meta = pareto.sweep(pargs, model, FRAME_SHAPE, train, test, None)
+    points += _scaled_down(pareto, model, test, points, args.scale_down, bits)
     op = pareto.pick(points, None, args.max_rel_err)
     tqdm.write(pareto._table(points))
     if op is None:
@@ -263,7 +281,8 @@ def choose_operating_point(model: nn.Module, bits: dict[str, int], args: argpars
     return {
         "chosen_by": args.choose_command,
         "method": f"{op['method']} scales, {'lam' if op['method'] == 'optimised' else 'k'}="
-                  f"{op['param']:g} (optimised on {args.train_stream})",
+                  f"{op['param']:g} (optimised on {args.train_stream})"
+                  + (f", all scaled by {op['factor']:g}" if "factor" in op else ""),
         "choose_stream": args.choose_stream,
         "train_stream": args.train_stream,
         "max_rel_err": args.max_rel_err,
@@ -310,6 +329,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-rel-err", type=float, default=0.007)
     p.add_argument("--lams", default="0.001,0.003,0.01,0.03")
     p.add_argument("--uniform", default="32,64,128,256")
+    p.add_argument("--scale-down", default="",
+                   help="also try each optimised point with all scales times these factors")
     p.add_argument("--scale-epochs", type=int, default=20)
     return p.parse_args(argv)
 
