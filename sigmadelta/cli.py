@@ -177,7 +177,8 @@ def cmd_report(args) -> None:
     if args.json:
         print(json.dumps({"frames": stats.n_frames, "complete": complete,
                           "source_complete": info["source_complete"], "per_frame": stats.per_frame(),
-                          "reduction": stats.total_reduction(), "energy_J": stats.energy()}))
+                          "reduction": stats.total_reduction(), "energy_J": stats.energy(),
+                          "fidelity": stats.fidelity and stats.fidelity.to_dict()}))
 
 
 def cmd_info(args) -> None:
