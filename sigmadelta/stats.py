@@ -118,7 +118,7 @@ class Stats:
                        sigma_delta_with_memory=event.total)
         return out
 
-    def _energy_lines(self, model: EnergyModel | None = None) -> list[str]:
+    def _energy_lines(self, model: EnergyModel | None = None, describe: bool = True) -> list[str]:
         t = max(self.n_frames, 1)
         e = self.energy(model)
         dense, event = self.layer_energy(True, model), self.layer_energy(False, model)
@@ -134,11 +134,11 @@ class Stats:
             f"{1e6 * event.arithmetic_total / t:.4g} uJ arithmetic ({ops}), "
             f"{1e6 * event.total / t:.4g} uJ with weight reads ({event.where}, "
             f"{event.model_bytes / 1024:.3g} KB of weights)",
-            (model or EnergyModel()).describe(),
-        ]
+        ] + ([(model or EnergyModel()).describe()] if describe else [])
 
-    def summary(self) -> str:
-        """A per-layer table with totals, reduction factors and the energy estimate."""
+    def summary(self, describe_energy: bool = True) -> str:
+        """A per-layer table with totals, reduction factors and the energy estimate
+        (with the energy model's figures unless ``describe_energy`` is false)."""
         red, share = self.reduction(), self.update_share()
         t = max(self.n_frames, 1)
         head = (f"{'layer':<22}{'events/fr':>12}{'synops/fr':>13}{'MACs/fr':>13}"
@@ -156,7 +156,7 @@ class Stats:
         lines += ["-" * len(head),
                   f"{'total':<22}{pf['events']:>12.1f}{pf['synops']:>13.4g}{pf['dense_macs']:>13.4g}"
                   f"{self.total_reduction():>10.1f}x{100 * tot_share:>8.1f}%"]
-        lines += self._energy_lines()
+        lines += self._energy_lines(describe=describe_energy)
         if self.fidelity is not None:
             lines.append("fidelity vs the float ANN: " + self.fidelity.summary())
         return "\n".join(lines)
