@@ -101,7 +101,7 @@ def _input_shape(model) -> tuple[int, ...]:
 
 
 def run_digits_demo(scale=None, progress: bool = True, out: str = "demo_out") -> dict:
-    """SDQN MLP on Temporal digits: ANN vs sigma-delta accuracy and synops per frame."""
+    """SDQN MLP on Temporal digits: ANN vs sigma-delta accuracy, synops per frame, fidelity."""
     import sigmadelta as sd
     from sigmadelta.datasets import open_source
     from sigmadelta.models import list_pretrained, load_pretrained
@@ -117,6 +117,7 @@ def run_digits_demo(scale=None, progress: bool = True, out: str = "demo_out") ->
     acc_ann = float(np.mean(ann.argmax(1) == labels))
     acc_sd = float(np.mean(res.outputs.argmax(1) == labels))
     pf = res.stats.per_frame()
+    res.stats.fidelity = fidelity.fidelity(res.outputs, ann, fidelity.calibrate_delta(model, x))
     print(res.stats.summary())
     print(f"{name} on temporal-digits ({len(x)} frames): accuracy ANN {100 * acc_ann:.2f}%, "
           f"sigma-delta {100 * acc_sd:.2f}%; synops per frame {pf['synops']:.0f} vs one dense "
@@ -125,4 +126,5 @@ def run_digits_demo(scale=None, progress: bool = True, out: str = "demo_out") ->
     from sigmadelta.plots import plot_activity
 
     plot_activity(res.stats, os.path.join(out, "digits_activity.png"), title=f"{name} on temporal digits")
-    return {"accuracy_ann": acc_ann, "accuracy_sd": acc_sd, **pf}
+    return {"accuracy_ann": acc_ann, "accuracy_sd": acc_sd, **pf,
+            "fidelity": res.stats.fidelity.to_dict()}

@@ -68,4 +68,4 @@ def test_face_hit_rate_on_hand_made_maps():
 def test_digits_demo(tmp_path, capsys):
     assert main(["demo", "--task", "digits", "-q", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "accuracy ANN" in out and "of a pass" in out
+    assert "accuracy ANN" in out and "of a pass" in out and "regret agreement" in out
