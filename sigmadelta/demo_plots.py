@@ -108,7 +108,9 @@ def face_figure(x, runs, spikes, boxes, picks, path: str) -> str:
         for r, m in zip(runs, marks, strict=False):
             px, py, _ = _decision_xy(r.res.outputs[t])
             a.plot(px, py, m, ms=11, mew=2)
-        a.set_title(f"frame {t}: box, sigma-delta decisions", fontsize=8)
+        a.set_title(f"frame {t}: face box (yellow); sigma-delta decisions\n"
+                    + ", ".join(f"{m[1]} {r.det.name}" for r, m in zip(runs, marks, strict=False)),
+                    fontsize=8)
         for c, (title, out, ref) in enumerate(maps, start=1):
             ax[row, c].imshow(out[t].squeeze(0), cmap="magma", vmin=float(ref.min()), vmax=float(ref.max()))
             ax[row, c].set_title(title, fontsize=8)

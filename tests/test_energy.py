@@ -55,3 +55,4 @@ def test_stats_energy_of_a_simulated_two_layer_net():
     assert e["dense_with_memory"] == pytest.approx(macs.sum() * (4.6 + 0.5 * 10) * 1e-12)
     assert e["dense_fp32_mac"] == pytest.approx(macs.sum() * 4.6e-12)
     assert "with weight reads (SRAM 8 KB" in s.summary()
+    assert s.labels() == ["fc1 6->5", "fc2 5->3"] and "fc2 5->3" in s.summary()
