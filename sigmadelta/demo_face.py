@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 import time
 from dataclasses import dataclass, field
 
@@ -191,7 +192,7 @@ def _pct(v) -> str:
 
 def table(rows: list[dict]) -> str:
     """The side-by-side table (systems as rows)."""
-    head = (f"{'system':<34}{'weights':>13}{'bits':>10}{'ops/frame':>15}{'fewer':>7}"
+    head = (f"{'system':<34}{'weights':>13}{'bits':>10}{'ops/frame':>15}{'reduct.':>8}"
             f"{'uJ/fr':>8}{'+mem':>8}{'rel.err':>8}{'PSNR':>6}{'regret':>8}{'vs unc.':>8}"
             f"{'conf.':>7}{'face':>7}")
     lines = [head, "-" * len(head)]
@@ -199,17 +200,17 @@ def table(rows: list[dict]) -> str:
         psnr = "inf" if not np.isfinite(r["psnr_db"]) else f"{r['psnr_db']:.1f}"
         lines.append(
             f"{r['system'][:33]:<34}{r['weights_kept']:>6}/{r['weights_total']:<6}{r['bits']:>10}"
-            f"{r['ops_per_frame']:>9.3g} {r['op']:<5}{r['reduction']:>6.1f}x"
+            f"{r['ops_per_frame']:>9.3g} {r['op']:<5}{r['reduction']:>7.1f}x"
             f"{r['energy_uJ']:>8.3g}{r['energy_memory_uJ']:>8.3g}{r['relative_error']:>8.4f}"
             f"{psnr:>6}{_pct(r['regret_agreement']):>8}"
             f"{_pct(r['regret_agreement_vs_uncompressed_ann']):>8}"
             f"{_pct(r['confident_agreement']):>7}{_pct(r['face_hit']):>7}")
-    lines += ["-" * len(head),
-              "weights: kept (nonzero) / the uncompressed detector's; fewer: the uncompressed "
-              "detector's dense MACs / ops; uJ/fr: energy per frame, arithmetic; +mem: with "
-              "weight reads; rel.err, PSNR, regret: against the row's own float ANN; vs unc.: "
-              "regret agreement against the uncompressed ANN; conf.: strict agreement on "
-              "confident frames; face: decision cell centre inside the stored face box"]
+    note = ("weights: kept (nonzero) / the uncompressed detector's; reduct.: the uncompressed "
+            "detector's dense MACs / ops; uJ/fr: energy per frame, arithmetic; +mem: with weight "
+            "reads; rel.err, PSNR, regret: against the row's own float ANN; vs unc.: regret "
+            "agreement against the uncompressed ANN; conf.: strict agreement on confident frames; "
+            "face: decision cell centre inside the stored face box")
+    lines += ["-" * len(head), textwrap.fill(note, len(head))]
     return "\n".join(lines)
 
 
