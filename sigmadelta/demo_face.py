@@ -278,10 +278,10 @@ def run_face_chain(video: str = "carphone", frames: int | None = None, out: str 
     print(f"\n{video}, {len(x)} frames: dense float ANN vs sigma-delta, each against its own ANN")
     print(table(rows))
     for r in runs:
-        print(f"{r.det.name}: delta = {r.delta:.4g} (median |max-logit change| of its ANN under "
+        _wrap(f"{r.det.name}: delta = {r.delta:.4g} (median |max-logit change| of its ANN under "
               f"noise of one gray level); its ANN's argmax moves on {100 * r.fid.flip_rate:.1f}% "
               f"of frame pairs; confident frames (top-two gap > delta) {100 * r.fid.confident_share:.0f}%")
-    print(model.describe())
+    _wrap(model.describe())
     if boxes is None:
         print("face hit: no stored face boxes for this video")
     print("\n".join(targets(runs, rows)))
@@ -304,6 +304,10 @@ def run_face_chain(video: str = "carphone", frames: int | None = None, out: str 
     written += [os.path.basename(r) for r in ("run.h5", "run_bc.h5")[:len(runs)]] + ["report.json"]
     print(f"wrote {', '.join(os.path.join(out, w) for w in written)}")
     return report
+
+
+def _wrap(text: str) -> None:
+    print(textwrap.fill(text, 110, subsequent_indent="  "))
 
 
 def _fmt(net) -> dict:
