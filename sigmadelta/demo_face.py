@@ -15,7 +15,7 @@ and the regret agreement also against the uncompressed ANN; ``delta`` is each AN
 own logit change under one gray level of input noise. Energy: :mod:`sigmadelta.energy`.
 The face-hit rate is the share of frames with a stored face box (an independent
 detector's, ``sigmadelta.datasets.face_boxes``) in which the centre of the decision
-cell (the maximum logit) lies inside the box.
+cell (the maximum logit) lies inside the box (``sigmadelta.models.face_hits``).
 
 Like :mod:`sigmadelta.demo`, this module belongs to the command-line layer and reaches
 for ``sigmadelta.models`` / ``sigmadelta.datasets`` only when it runs.
@@ -78,21 +78,15 @@ def _ann(model, x: np.ndarray) -> np.ndarray:
                                for i in range(0, len(x), 32)])
 
 
-def face_hit_rate(outputs: np.ndarray, boxes, pool: int = 2) -> float | None:
-    """Share of frames with a box (``[x0, y0, x1, y1]`` frame pixels, or None) whose
-    decision cell centre (:func:`~sigmadelta.models.cell_to_pixel` of the argmax) is in it."""
-    from sigmadelta.models import cell_to_pixel, face_decision
+def face_hit_rate(outputs: np.ndarray, boxes, model) -> float | None:
+    """Share of the frames with a box whose decision cell centre lies in it
+    (:func:`sigmadelta.models.face_hits`); None without boxes or frames with a box."""
+    from sigmadelta.models import face_hits
 
     if boxes is None:
         return None
-    hits = []
-    for out, box in zip(outputs, boxes, strict=False):
-        if box is None:
-            continue
-        row, col, _ = face_decision(out)
-        y, x, _ = cell_to_pixel(row, col, pool)
-        hits.append(box[0] <= x <= box[2] and box[1] <= y <= box[3])
-    return float(np.mean(hits)) if hits else None
+    hits = face_hits(outputs, boxes, model)
+    return float(np.nanmean(hits)) if np.isfinite(hits).any() else None
 
 
 def _boxes(video: str, n: int):
@@ -100,7 +94,7 @@ def _boxes(video: str, n: int):
         from sigmadelta.datasets import face_boxes
 
         boxes = face_boxes(video)
-    except (ImportError, FileNotFoundError, KeyError, ValueError):
+    except KeyError:  # no boxes stored for this video
         return None
     return list(boxes)[:n]
 
@@ -181,7 +175,7 @@ def _rows(runs: list[Run], boxes, model: EnergyModel) -> list[dict]:
                 "regret_agreement_vs_uncompressed_ann": fd.regret_agreement(
                     out, base.ann, base.delta, PRESENCE),
                 "confident_agreement": f.confident_agreement,
-                "face_hit": face_hit_rate(out, boxes),
+                "face_hit": face_hit_rate(out, boxes, r.det.model),
             })
     return rows
 

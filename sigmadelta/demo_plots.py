@@ -82,11 +82,11 @@ def plot_frontier(points: list[dict], runs, path: str, title: str) -> str:
     return path
 
 
-def _decision_xy(out: np.ndarray):
-    from sigmadelta.models import cell_to_pixel, face_decision
+def _decision_xy(out: np.ndarray, model):
+    from sigmadelta.models import cell_centre, face_decision
 
     row, col, present = face_decision(out)
-    y, x, _ = cell_to_pixel(row, col)
+    y, x = cell_centre(row, col, model)
     return x, y, present
 
 
@@ -106,7 +106,7 @@ def face_figure(x, runs, spikes, boxes, picks, path: str) -> str:
             a.add_patch(plt.Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1],
                                       fill=False, color="y", lw=1.2))
         for r, m in zip(runs, marks, strict=False):
-            px, py, _ = _decision_xy(r.res.outputs[t])
+            px, py, _ = _decision_xy(r.res.outputs[t], r.det.model)
             a.plot(px, py, m, ms=11, mew=2)
         a.set_title(f"frame {t}: face box (yellow); sigma-delta decisions\n"
                     + ", ".join(f"{m[1]} {r.det.name}" for r, m in zip(runs, marks, strict=False)),

@@ -31,7 +31,16 @@ def test_face_demo_writes_report(tmp_path, capsys):
     assert rows[1]["reduction"] == pytest.approx(report["reduction"])
     assert rows[1]["energy_memory_uJ"] > rows[1]["energy_uJ"] > 0
     assert {p["method"] for p in report["frontier"]} == {"uniform", "optimised x c"}
-    for name in ("activity.png", "frames.png", "frontier.png", "run.h5"):
+    assert [r["system"] for r in rows] == ["dense float ANN, face_detector", "sigma-delta, face_detector",
+                                           "dense float ANN, face_detector_bc",
+                                           "sigma-delta, face_detector_bc"]
+    assert rows[3]["bits"] == "7-6-5-6" and rows[3]["weights_kept"] == 1775
+    from sigmadelta.datasets import face_boxes
+
+    has_box = any(b is not None for b in face_boxes("carphone")[:6])
+    assert (rows[3]["face_hit"] is not None) == has_box and "targets (compressed" in out
+    assert rows[3]["face_hit"] is None or 0 <= rows[3]["face_hit"] <= 1
+    for name in ("activity.png", "activity_bc.png", "frames.png", "frontier.png", "run.h5", "run_bc.h5"):
         assert (tmp_path / name).stat().st_size > 1000
     stats, _, complete = sd.read_run(tmp_path / "run.h5")
     assert complete and stats.fidelity.frames == 6
@@ -53,16 +62,17 @@ def test_spike_maps_come_from_the_event_simulation():
 
 
 def test_face_hit_rate_on_hand_made_maps():
-    from sigmadelta.models import cell_to_pixel
+    from sigmadelta.models import cell_centre, face_detector
 
+    model = face_detector(pool=2)
     maps = np.zeros((3, 1, 13, 17))
     maps[:, 0, 5, 8] = 1.0  # the decision cell of every frame: row 5, column 8
-    y, x, _ = cell_to_pixel(5, 8)
+    y, x = cell_centre(5, 8, model)
     inside = [x - 5, y - 5, x + 5, y + 5]
     outside = [0, 0, 10, 10]
-    assert face_hit_rate(maps, [inside, outside, None]) == 0.5
-    assert face_hit_rate(maps, [None, None, None]) is None
-    assert face_hit_rate(maps, None) is None
+    assert face_hit_rate(maps, [inside, outside, None], model) == 0.5
+    assert face_hit_rate(maps, [None, None, None], model) is None
+    assert face_hit_rate(maps, None, model) is None
 
 
 def test_digits_demo(tmp_path, capsys):
