@@ -269,16 +269,7 @@ def run_face_chain(video: str = "carphone", frames: int | None = None, out: str 
     boxes = _boxes(video, len(x))
     model = EnergyModel()
     rows = _rows(runs, boxes, model)
-    print(f"\n{video}, {len(x)} frames: dense float ANN vs sigma-delta, each against its own ANN")
-    print(table(rows))
-    for r in runs:
-        _wrap(f"{r.det.name}: delta = {r.delta:.4g} (median |max-logit change| of its ANN under "
-              f"noise of one gray level); its ANN's argmax moves on {100 * r.fid.flip_rate:.1f}% "
-              f"of frame pairs; confident frames (top-two gap > delta) {100 * r.fid.confident_share:.0f}%")
-    _wrap(model.describe())
-    if boxes is None:
-        print("face hit: no stored face boxes for this video")
-    print("\n".join(targets(runs, rows)))
+    _print_comparison(f"{video}, {len(x)} frames", runs, rows, boxes is None, model)
     written = []
     for r, name in zip(runs, ("activity.png", "activity_bc.png"), strict=False):
         plot_activity(r.res.stats, os.path.join(out, name), title=f"{r.det.name} on {video}")
@@ -298,6 +289,21 @@ def run_face_chain(video: str = "carphone", frames: int | None = None, out: str 
     written += [os.path.basename(r) for r in ("run.h5", "run_bc.h5")[:len(runs)]] + ["report.json"]
     print(f"wrote {', '.join(os.path.join(out, w) for w in written)}")
     return report
+
+
+def _print_comparison(what: str, runs: list[Run], rows: list[dict], no_boxes: bool,
+                      model: EnergyModel) -> None:
+    """The side-by-side table, delta and flip rate per detector, the energy model, the targets."""
+    print(f"\n{what}: dense float ANN vs sigma-delta, each against its own ANN")
+    print(table(rows))
+    for r in runs:
+        _wrap(f"{r.det.name}: delta = {r.delta:.4g} (median |max-logit change| of its ANN under "
+              f"noise of one gray level); its ANN's argmax moves on {100 * r.fid.flip_rate:.1f}% "
+              f"of frame pairs; confident frames (top-two gap > delta) {100 * r.fid.confident_share:.0f}%")
+    _wrap(model.describe())
+    if no_boxes:
+        print("face hit: no stored face boxes for this video")
+    print("\n".join(targets(runs, rows)))
 
 
 def _wrap(text: str) -> None:
