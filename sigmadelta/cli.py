@@ -177,7 +177,8 @@ def cmd_report(args) -> None:
     if args.json:
         print(json.dumps({"frames": stats.n_frames, "complete": complete,
                           "source_complete": info["source_complete"], "per_frame": stats.per_frame(),
-                          "reduction": stats.total_reduction(), "energy_J": stats.energy()}))
+                          "reduction": stats.total_reduction(), "energy_J": stats.energy(),
+                          "fidelity": stats.fidelity and stats.fidelity.to_dict()}))
 
 
 def cmd_info(args) -> None:
@@ -250,9 +251,11 @@ def _add_demo_parser(sub) -> None:
         description="Stream a real video through a shipped, trained network converted to a "
                     "sigma-delta network; print per-layer events, synops, dense MACs, reduction, "
                     "share of neurons updated, fidelity against the dense ANN and energy; write a "
-                    "PNG report and the HDF5 recording. Embedded choices: --task face (default) "
-                    "with --video carphone (default), bikes, bigbuckbunny or a video file of "
-                    "yours; --task digits (SDQN MLP on Temporal digits).")
+                    "PNG report and the HDF5 recording. Embedded choices: --task face (default: "
+                    "the face detector, uncompressed and compressed fixed-point, side by side "
+                    "with the dense float ANN) with --video carphone (default), bikes, "
+                    "bigbuckbunny or a video file of yours; --task digits (SDQN MLP on Temporal "
+                    "digits).")
     d.add_argument("--task", choices=["face", "digits"], default="face")
     d.add_argument("--video", default="carphone",
                    help="embedded video (carphone, bikes, bigbuckbunny) or a video file path")
@@ -264,6 +267,8 @@ def _add_demo_parser(sub) -> None:
                         "1 or 3 channels; frames at 144x176)")
     d.add_argument("--weights", default=None, help="state dict to load into --model")
     d.add_argument("--out", default="demo_out", help="output folder (PNG, run.h5, report.json)")
+    d.add_argument("--no-frontier", action="store_true",
+                   help="skip the error-vs-synops frontier (frontier.png) of the face task")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_demo)
 
@@ -284,9 +289,10 @@ def _cmd_demo(args) -> None:
     elif args.model:
         model = load_torch_model(args.model, args.weights)
         run_video_demo(model, args.model, args.video, args.frames, args.out,
-                       24.0 if scale is None else scale, None, not args.quiet)
+                       24.0 if scale is None else scale, not args.quiet)
     else:
-        run_face_demo(args.video, args.frames, args.out, scale=scale, progress=not args.quiet)
+        run_face_demo(args.video, args.frames, args.out, scale=scale, progress=not args.quiet,
+                      frontier=not args.no_frontier)
 
 
 def _one_line(e: BaseException) -> str:

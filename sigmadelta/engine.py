@@ -153,6 +153,19 @@ class Simulator:
             op.reset()
         self.frame_no = 0
 
+    def encoder_memory(self, layer: int | str) -> np.ndarray:
+        """A weight layer's input encoder memory, in PyTorch layout (a copy).
+
+        Herding: the running sum of the spikes sent into the layer, ``round(k * a)`` of
+        the last frame (so the spikes of a frame are the change of this across it);
+        threshold: the values already sent. ``layer``: index among the weight layers
+        or name.
+        """
+        j = self.net.layer_names.index(layer) if isinstance(layer, str) else int(layer)
+        op = self._weight_ops[j]
+        shape = self.net.nodes[op.node.inputs[0]].shape
+        return np.array(to_torch_layout(op.q.memory, shape))
+
     def step(self, frame) -> np.ndarray:
         """Process one frame ``[*input_shape]``; return the output in PyTorch layout.
 
@@ -306,8 +319,11 @@ class Simulator:
                 done = sum(len(o) for o in outs)
                 recorder.close(complete=complete, source_complete=None if not complete or total is None
                                else done >= total)
+        layers = self.net.weight_layers
         stats = Stats.from_rows(self.net.layer_names, np.concatenate(rows), self._macs,
-                                self._n_neurons, [n.quantizer for n in self.net.weight_layers])
+                                self._n_neurons, [n.quantizer for n in layers],
+                                [n.weight.size for n in layers], [n.weight_bits for n in layers],
+                                self.net.layer_labels)
         return Result(outs[0] if len(outs) == 1 else np.concatenate(outs), stats)
 
 

@@ -253,6 +253,25 @@ class Network:
     def layer_names(self) -> list[str]:
         return [n.name for n in self.weight_layers]
 
+    @property
+    def layer_labels(self) -> list[str]:
+        """What each weight layer is, numbered per kind: ``conv1 3x3/2 1->8``, ``fc2 200->10``
+        (``/s`` for a stride above 1, ``gN`` for N groups)."""
+        labels, count = [], {"conv": 0, "fc": 0}
+        for n in self.weight_layers:
+            if isinstance(n, Conv):
+                count["conv"] += 1
+                c_out, c_in_g, kh, kw = n.weight.shape
+                sh, sw = n.stride
+                stride = "" if (sh, sw) == (1, 1) else (f"/{sh}" if sh == sw else f"/{sh}x{sw}")
+                groups = f" g{n.groups}" if n.groups > 1 else ""
+                labels.append(f"conv{count['conv']} {kh}x{kw}{stride}{groups} "
+                              f"{c_in_g * n.groups}->{c_out}")
+            else:
+                count["fc"] += 1
+                labels.append(f"fc{count['fc']} {n.weight.shape[1]}->{n.weight.shape[0]}")
+        return labels
+
     def dense_macs(self) -> np.ndarray:
         """MACs per frame of each weight layer when computed densely (the ANN cost)."""
         return np.array([n.dense_macs() for n in self.weight_layers], dtype=np.int64)

@@ -29,7 +29,7 @@ def plot_activity(stats: Stats, path: str | os.PathLike, title: str = "") -> str
     fig, ax = plt.subplots(1, 3, figsize=(16, 4.5))
     t = np.arange(stats.n_frames)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for j, name in enumerate(stats.layer_names):
+    for j, name in enumerate(stats.labels()):
         c = colors[j % len(colors)]
         ax[0].semilogy(t, np.maximum(stats.synops[:, j], 0.5), color=c, label=name)
         ax[0].axhline(stats.dense_macs[0, j], color=c, ls=":", lw=0.8)
@@ -38,7 +38,7 @@ def plot_activity(stats: Stats, path: str | os.PathLike, title: str = "") -> str
     ax[0].set(xlabel="frame", ylabel="synops (dotted: dense MACs)", title="activity per layer")
     ax[0].legend(fontsize=7)
     red = stats.reduction()
-    names = list(stats.layer_names) + ["total"]
+    names = stats.labels() + ["total"]
     vals = np.append(red, stats.total_reduction())
     bars = ax[1].bar(range(len(names)), np.where(np.isfinite(vals), vals, 0), color="tab:green")
     for b, v in zip(bars, vals, strict=True):

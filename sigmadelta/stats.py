@@ -10,10 +10,13 @@ one column per weight layer, named by ``layer_names``):
 * ``neuron_updates``: output neurons recomputed (they received >= 1 event);
 * ``dense_macs``: what the ANN layer costs per frame, computed densely.
 
-Energy uses the usual 45 nm figures (Horowitz 2014): an fp32 MAC costs 4.6 pJ,
-an fp32 add 0.9 pJ, an int32 add 0.1 pJ. The dense ANN pays one fp32 MAC per MAC.
-A herding synop (integer spike) is an fp32 add (or an int32 add with fixed-point
-weights); a threshold synop carries a graded value and pays an fp32 MAC.
+Energy (:mod:`sigmadelta.energy`, 45 nm figures of Horowitz 2014): the dense ANN
+pays an fp32 MAC (4.6 pJ) per MAC; a herding synop (integer spike) an fp32 add
+(0.9 pJ) with float weights or an integer add at the layer's weight bits with
+fixed-point weights; a threshold synop carries a graded value and pays an fp32 MAC.
+With the weights' sizes known (``n_weights``, ``weight_bits``), every MAC and synop
+also reads its weight from memory. ``fidelity`` (optional) holds the run's
+:class:`~sigmadelta.fidelity.Fidelity` against its float ANN when one was measured.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .energy import Energy, EnergyModel, layer_energy
+from .fidelity import Fidelity
 
 __all__ = ["Stats", "ENERGY_PJ", "COUNTERS", "MEASURED"]
 
@@ -41,6 +47,14 @@ class Stats:
     dense_macs: np.ndarray
     n_neurons: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     quantizers: list[str] = field(default_factory=list)
+    n_weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    weight_bits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    layer_labels: list[str] = field(default_factory=list)
+    fidelity: Fidelity | None = None
+
+    def labels(self) -> list[str]:
+        """What each weight layer is (``conv1 3x3/2 1->8``), else its name."""
+        return list(self.layer_labels) if self.layer_labels else list(self.layer_names)
 
     @property
     def n_frames(self) -> int:
@@ -67,43 +81,84 @@ class Stats:
         denom = np.maximum(self.n_neurons * max(self.n_frames, 1), 1)
         return self.neuron_updates.sum(0) / denom
 
-    def energy(self) -> dict[str, float]:
-        """Energy in joules over the run: dense ANN vs sigma-delta (fp32 and int32 adds)."""
+    def _quantizers(self) -> list[str]:
+        return list(self.quantizers) or ["herding"] * self.synops.shape[1]
+
+    def layer_energy(self, dense: bool = False, model: EnergyModel | None = None) -> Energy | None:
+        """Energy of the whole run per layer (:func:`sigmadelta.energy.layer_energy`):
+        the synops of the event network, or the MACs of its dense float ANN
+        (``dense=True``). None when the weights' sizes were not recorded."""
+        if len(self.n_weights) != len(self.layer_names):
+            return None
+        bits = self.weight_bits if len(self.weight_bits) else np.zeros(len(self.layer_names), int)
+        ops = (self.dense_macs if dense else self.synops).sum(0)
+        return layer_energy(ops, self.n_weights, bits, self._quantizers(), dense, model)
+
+    def energy(self, model: EnergyModel | None = None) -> dict[str, float]:
+        """Energy in joules over the run (see :mod:`sigmadelta.energy`).
+
+        ``dense_fp32_mac`` / ``sigma_delta``: arithmetic only (dense ANN; event
+        network, each layer's op); ``dense_with_memory`` / ``sigma_delta_with_memory``:
+        plus a weight read per MAC / synop (only when the weights' sizes are known);
+        ``sigma_delta_fp32`` / ``sigma_delta_int32``: every synop as an fp32 add
+        (MAC for threshold layers) / as an int32 add.
+        """
         pj = ENERGY_PJ
-        thr = np.array([q == "threshold" for q in self.quantizers] or [False] * self.synops.shape[1])
+        thr = np.array([q == "threshold" for q in self._quantizers()])
         syn = self.synops.sum(0).astype(float)
         sd_fp32 = np.where(thr, pj["fp32_mac"], pj["fp32_add"]) * syn
-        return {
+        out = {
             "dense_fp32_mac": float(self.dense_macs.sum()) * pj["fp32_mac"] * 1e-12,
             "sigma_delta_fp32": float(sd_fp32.sum()) * 1e-12,
             "sigma_delta_int32": float(syn.sum()) * pj["int32_add"] * 1e-12,
         }
+        dense, event = self.layer_energy(True, model), self.layer_energy(False, model)
+        if dense is not None and event is not None:
+            out.update(dense_with_memory=dense.total, sigma_delta=event.arithmetic_total,
+                       sigma_delta_with_memory=event.total)
+        return out
 
-    def summary(self) -> str:
-        """A per-layer table with totals, reduction factors and the energy estimate."""
+    def _energy_lines(self, model: EnergyModel | None = None, describe: bool = True) -> list[str]:
+        t = max(self.n_frames, 1)
+        e = self.energy(model)
+        dense, event = self.layer_energy(True, model), self.layer_energy(False, model)
+        if event is None:
+            return [f"energy per frame (arithmetic): dense ANN {1e6 * e['dense_fp32_mac'] / t:.4g} uJ "
+                    f"(fp32 MAC 4.6 pJ); sigma-delta {1e6 * e['sigma_delta_fp32'] / t:.4g} uJ "
+                    f"({' / '.join(sorted(set(_op_names(self._quantizers()))))}); "
+                    f"weight sizes not recorded, memory not estimated"]
+        ops = ", ".join(sorted(set(event.op)))
+        return [
+            f"energy per frame: dense fp32 ANN {1e6 * dense.arithmetic_total / t:.4g} uJ arithmetic, "
+            f"{1e6 * dense.total / t:.4g} uJ with weight reads ({dense.where}); sigma-delta "
+            f"{1e6 * event.arithmetic_total / t:.4g} uJ arithmetic ({ops}), "
+            f"{1e6 * event.total / t:.4g} uJ with weight reads ({event.where}, "
+            f"{event.model_bytes / 1024:.3g} KB of weights)",
+        ] + ([(model or EnergyModel()).describe()] if describe else [])
+
+    def summary(self, describe_energy: bool = True) -> str:
+        """A per-layer table with totals, reduction factors and the energy estimate
+        (with the energy model's figures unless ``describe_energy`` is false)."""
         red, share = self.reduction(), self.update_share()
         t = max(self.n_frames, 1)
-        head = (f"{'layer':<18}{'events/fr':>12}{'synops/fr':>13}{'MACs/fr':>13}"
+        head = (f"{'layer':<22}{'events/fr':>12}{'synops/fr':>13}{'MACs/fr':>13}"
                 f"{'reduction':>11}{'updated':>9}")
         lines = [f"{self.n_frames} frames, {len(self.layer_names)} weight layers", head,
                  "-" * len(head)]
-        for j, name in enumerate(self.layer_names):
+        for j, name in enumerate(self.labels()):
             lines.append(
-                f"{name[:17]:<18}{self.events[:, j].sum() / t:>12.1f}"
+                f"{name[:21]:<22}{self.events[:, j].sum() / t:>12.1f}"
                 f"{self.synops[:, j].sum() / t:>13.4g}{self.dense_macs[:, j].sum() / t:>13.4g}"
                 f"{red[j]:>10.1f}x{100 * share[j]:>8.1f}%"
             )
         pf = self.per_frame()
         tot_share = self.neuron_updates.sum() / max(self.n_neurons.sum() * t, 1)
         lines += ["-" * len(head),
-                  f"{'total':<18}{pf['events']:>12.1f}{pf['synops']:>13.4g}{pf['dense_macs']:>13.4g}"
+                  f"{'total':<22}{pf['events']:>12.1f}{pf['synops']:>13.4g}{pf['dense_macs']:>13.4g}"
                   f"{self.total_reduction():>10.1f}x{100 * tot_share:>8.1f}%"]
-        e = self.energy()
-        lines.append(
-            f"energy per frame: dense ANN {1e6 * e['dense_fp32_mac'] / t:.4g} uJ (fp32 MAC 4.6 pJ); "
-            f"sigma-delta {1e6 * e['sigma_delta_fp32'] / t:.4g} uJ (fp32 add 0.9 pJ), "
-            f"{1e6 * e['sigma_delta_int32'] / t:.4g} uJ (int32 add 0.1 pJ)"
-        )
+        lines += self._energy_lines(describe=describe_energy)
+        if self.fidelity is not None:
+            lines.append("fidelity vs the float ANN: " + self.fidelity.summary())
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -111,9 +166,16 @@ class Stats:
 
     @classmethod
     def from_rows(cls, layer_names, rows: np.ndarray, dense_macs: np.ndarray,
-                  n_neurons: np.ndarray, quantizers: list[str]) -> Stats:
+                  n_neurons: np.ndarray, quantizers: list[str], n_weights=(), weight_bits=(),
+                  layer_labels=()) -> Stats:
         """Build from ``rows[T, 4, L]`` = (events, synops, additions, neuron_updates)."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1, 4, len(layer_names))
         macs = np.broadcast_to(np.asarray(dense_macs, np.int64), rows[:, 0].shape).copy()
         return cls(list(layer_names), rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy(),
-                   rows[:, 3].copy(), macs, np.asarray(n_neurons, np.int64), list(quantizers))
+                   rows[:, 3].copy(), macs, np.asarray(n_neurons, np.int64), list(quantizers),
+                   np.asarray(n_weights, np.int64), np.asarray(weight_bits, np.int64),
+                   list(layer_labels))
+
+
+def _op_names(quantizers: list[str]) -> list[str]:
+    return ["fp32 MAC 4.6 pJ" if q == "threshold" else "fp32 add 0.9 pJ" for q in quantizers]

