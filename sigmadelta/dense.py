@@ -82,7 +82,7 @@ def evaluate(net: g.Network, x: torch.Tensor, quantize: Quantize | None = None,
     for n in net.nodes:
         ins = [vals[i] for i in n.inputs]
         if isinstance(n, g.Input):
-            v = x
+            v = x.reshape(x.shape[0], *n.shape)  # (C, L) frames are held as (C, 1, L)
         elif isinstance(n, (g.Dense, g.Conv)):
             w, b = weights[j]
             if fixed_point and n.weight_bits:

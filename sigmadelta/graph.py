@@ -49,6 +49,7 @@ __all__ = [
     "NODE_TYPES",
     "QUANTIZERS",
     "per_layer",
+    "layer_label",
 ]
 
 QUANTIZERS = ("herding", "threshold")
@@ -82,8 +83,13 @@ class Node:
 
 @dataclass
 class Input(Node):
-    """The network's input: one frame of shape ``shape``."""
+    """The network's input: one frame of shape ``shape``.
 
+    A ``(C, L)`` stream (Conv1d) is held as ``shape = (C, 1, L)``; ``frame_shape``
+    then records the ``(C, L)`` the user's frames have (empty when they are ``shape``).
+    """
+
+    frame_shape: tuple[int, ...] = ()
     kind: ClassVar[str] = "input"
 
 
@@ -193,6 +199,36 @@ NODE_TYPES: dict[str, type[Node]] = {
 }
 
 
+def _axes_text(v: tuple[int, int]) -> str:
+    return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
+
+
+def layer_label(node: Node) -> str:
+    """What a layer is, for table rows and plot labels: its full name (module path) and form.
+
+    ``conv1 3x3/2 1->8`` (kernel, ``/stride`` when not 1, ``dil`` when dilated, input and
+    output channels, ``dw`` for depthwise, ``gN`` for N groups; a Conv1d's stride and
+    dilation along L only), ``fc 144->10`` for a
+    dense layer, ``name (kind)`` for any other node. The name is never shortened.
+    """
+    if isinstance(node, Conv):
+        c_out, c_in_g, kh, kw = node.weight.shape
+        text = f"{node.name} {kh}x{kw}"
+        one_d = kh == 1 and node.shape[1:2] == (1,) and node.stride[0] == node.dilation[0] == 1
+        axes = (lambda v: str(v[1])) if one_d else _axes_text  # Conv1d: along L only
+        if tuple(node.stride) != (1, 1):
+            text += "/" + axes(tuple(node.stride))
+        if tuple(node.dilation) != (1, 1):
+            text += " dil" + axes(tuple(node.dilation))
+        text += f" {c_in_g * node.groups}->{c_out}"
+        if node.groups > 1:
+            text += " dw" if node.groups == c_out == c_in_g * node.groups else f" g{node.groups}"
+        return text
+    if isinstance(node, Dense):
+        return f"{node.name} {node.weight.shape[1]}->{node.weight.shape[0]}"
+    return f"{node.name} ({node.kind})"
+
+
 @dataclass
 class Network:
     """A converted sigma-delta network.
@@ -238,7 +274,8 @@ class Network:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return self.nodes[0].shape
+        """The shape of one frame as the user gives it (``(C, L)`` for a Conv1d stream)."""
+        return tuple(self.nodes[0].frame_shape) or self.nodes[0].shape
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -252,6 +289,11 @@ class Network:
     @property
     def layer_names(self) -> list[str]:
         return [n.name for n in self.weight_layers]
+
+    @property
+    def layer_labels(self) -> list[str]:
+        """:func:`layer_label` of every weight layer (``conv1 3x3/2 1->8``)."""
+        return [layer_label(n) for n in self.weight_layers]
 
     def dense_macs(self) -> np.ndarray:
         """MACs per frame of each weight layer when computed densely (the ANN cost)."""

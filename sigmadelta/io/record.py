@@ -2,7 +2,7 @@
 
 Layout (format version 2)::
 
-    /            attrs: format="sigmadelta-run", format_version=2, layer_names, quantizers
+    /            attrs: format="sigmadelta-run", format_version=2, layer_names, layer_labels, quantizers
     /complete    int8 [1]: 1 once the run ended normally
     /frames      int64 [1]: frames whose stats and outputs are on disk (finished chunks)
     /stats/<counter>   int64 [T, L], one per counter of :class:`sigmadelta.stats.Stats`
@@ -177,6 +177,7 @@ class RunRecorder:
         f, n_layers = self.f, len(net.weight_layers)
         f.attrs.update(format=RUN_FORMAT, format_version=RUN_FORMAT_VERSION,
                        layer_names=np.array(net.layer_names, dtype=h5py.string_dtype()),
+                       layer_labels=np.array(net.layer_labels, dtype=h5py.string_dtype()),
                        quantizers=np.array([n.quantizer for n in net.weight_layers],
                                            dtype=h5py.string_dtype()))
         f["dense_macs"] = net.dense_macs()
@@ -280,8 +281,11 @@ def read_run(path: str | os.PathLike):
             n = _n_frames(f)
             names = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs["layer_names"]]
             quant = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs["quantizers"]]
+            labels = [s.decode() if isinstance(s, bytes) else str(s)
+                      for s in f.attrs.get("layer_labels", ())]  # absent in older recordings
             rows = np.stack([f["stats"][c][:n] for c in MEASURED], axis=1)
-            stats = Stats.from_rows(names, rows, f["dense_macs"][()], f["n_neurons"][()], quant)
+            stats = Stats.from_rows(names, rows, f["dense_macs"][()], f["n_neurons"][()], quant,
+                                    labels)
             return stats, f["outputs"][:n], bool(f["complete"][0])
         except KeyError as e:
             raise _incomplete(path, e) from None
