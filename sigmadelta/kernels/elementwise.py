@@ -58,8 +58,9 @@ def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
         elif fn == 2:
             for j in range(c):
                 ys[j] = min(max(xs[j], lo), hi)
-        else:
-            ys[:] = xs
+        else:  # a loop, not ys[:] = xs: a slice copy compiles Numba's shape-error formatting
+            for j in range(c):
+                ys[j] = xs[j]
 
 
 @njit(cache=True, nogil=True)
