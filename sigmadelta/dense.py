@@ -124,6 +124,17 @@ def fixed_point_layer(n: g.Dense | g.Conv, x: torch.Tensor, w_int: torch.Tensor,
     return acc * (n.weight_scale / n.scale) + b.reshape((-1,) + (1,) * (acc.ndim - 2))
 
 
+_ACTIVATIONS = {  # graph.ACTIVATIONS, as PyTorch computes them
+    "relu": lambda x, n: F.relu(x), "leaky": lambda x, n: F.leaky_relu(x, n.alpha),
+    "clip": lambda x, n: x.clamp(n.lo, n.hi), "identity": lambda x, n: x,
+    "sigmoid": lambda x, n: torch.sigmoid(x), "tanh": lambda x, n: torch.tanh(x),
+    "gelu": lambda x, n: F.gelu(x), "gelu_tanh": lambda x, n: F.gelu(x, approximate="tanh"),
+    "silu": lambda x, n: F.silu(x), "hardswish": lambda x, n: F.hardswish(x),
+    "hardsigmoid": lambda x, n: F.hardsigmoid(x), "elu": lambda x, n: F.elu(x, n.alpha),
+    "softplus": lambda x, n: F.softplus(x, n.alpha, n.hi), "mish": lambda x, n: F.mish(x),
+}
+
+
 def dense_node(n: g.Node, ins: list[torch.Tensor], weight: torch.Tensor | None = None,
                bias: torch.Tensor | None = None) -> torch.Tensor:
     """Dense PyTorch evaluation of one node on batched inputs (NCHW / NC).
@@ -135,13 +146,7 @@ def dense_node(n: g.Node, ins: list[torch.Tensor], weight: torch.Tensor | None =
         return weighted(n, ins[0], weight, bias)
     x = ins[0]
     if isinstance(n, g.Activation):
-        if n.fn == "relu":
-            return F.relu(x)
-        if n.fn == "leaky":
-            return F.leaky_relu(x, n.alpha)
-        if n.fn == "clip":
-            return x.clamp(n.lo, n.hi)
-        return x
+        return _ACTIVATIONS[n.fn](x, n)
     if isinstance(n, g.Pool):
         if n.op == "max":
             return F.max_pool2d(x, n.kernel, n.stride, n.padding)

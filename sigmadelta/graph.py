@@ -49,11 +49,14 @@ __all__ = [
     "NODE_TYPES",
     "QUANTIZERS",
     "per_layer",
+    "ACTIVATIONS",
     "layer_label",
 ]
 
 QUANTIZERS = ("herding", "threshold")
-ACTIVATIONS = ("relu", "leaky", "clip", "identity")
+#: Activation functions, in the order of their kernel codes (sigmadelta.kernels.pointwise).
+ACTIVATIONS = ("relu", "leaky", "clip", "identity", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu",
+               "hardswish", "hardsigmoid", "elu", "softplus", "mish")
 POOL_OPS = ("avg", "max")
 
 
@@ -144,10 +147,13 @@ class Conv(_Weighted):
 
 @dataclass
 class Activation(Node):
-    """Elementwise nonlinearity ``y = f(x)``.
+    """Elementwise nonlinearity ``y = f(x)``, recomputed wherever ``x`` changed.
 
-    ``fn`` is ``"relu"`` (``max(x, 0)``), ``"leaky"`` (``x if x > 0 else alpha*x``),
-    ``"clip"`` (``min(max(x, lo), hi)``: ReLU6 and Hardtanh) or ``"identity"``.
+    ``fn`` (one of ``ACTIVATIONS``) is ``"relu"`` (``max(x, 0)``), ``"leaky"``
+    (``x if x > 0 else alpha*x``), ``"clip"`` (``min(max(x, lo), hi)``: ReLU6 and
+    Hardtanh), ``"identity"``, or one of PyTorch's ``sigmoid``, ``tanh``, ``gelu``,
+    ``gelu_tanh`` (``approximate="tanh"``), ``silu``, ``hardswish``, ``hardsigmoid``,
+    ``elu`` (``alpha``), ``softplus`` (``beta = alpha``, ``threshold = hi``), ``mish``.
     """
 
     fn: str = "relu"

@@ -32,7 +32,7 @@ __all__ = [
     "to_torch_layout", "grid", "pair", "fan_out",
 ]
 
-_ACT_CODES = {"relu": 0, "leaky": 1, "clip": 2, "identity": 3}
+_ACT_CODES = {name: code for code, name in enumerate(g.ACTIVATIONS)}  # kernels.pointwise
 
 
 def _node_state(node: g.Node, dtype) -> NodeState:

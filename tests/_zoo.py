@@ -129,6 +129,28 @@ class Temporal1d(nn.Module):
         return self.fc(torch.cat([self.c4(y).mean(-1), z.flatten(1)], 1))
 
 
+class Pointwise(nn.Module):
+    """Every pointwise activation, as a module and in functional form."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(2, 6, 3, padding=1), nn.Conv2d(6, 6, 3, padding=1)
+        self.mods = nn.ModuleList([nn.Sigmoid(), nn.Tanh(), nn.GELU(), nn.GELU(approximate="tanh"),
+                                   nn.SiLU(), nn.Hardswish(), nn.Hardsigmoid(), nn.ELU(0.7),
+                                   nn.Softplus(2.0, 3.0), nn.Mish()])
+        self.fc = nn.Linear(6 * 8 * 8, 12)
+        self.fc2 = nn.Linear(12, 3)
+
+    def forward(self, x):
+        y = self.c1(x) * 2.0
+        y = sum(m(y) for m in self.mods)  # residual sums of ten activations of one conv
+        z = self.c2(y)
+        z = (torch.sigmoid(z) + torch.tanh(z) + F.gelu(z, approximate="tanh") + F.silu(z)
+             + F.hardswish(z) + F.hardsigmoid(z) + F.elu(z, 0.5) + F.softplus(z, 1.5) + F.mish(z)
+             + z.sigmoid() + z.tanh())
+        return self.fc2(F.gelu(self.fc(torch.flatten(z, 1))))
+
+
 def _bn(m):
     with torch.no_grad():
         for mod in m.modules():
@@ -179,6 +201,7 @@ ZOO = {
     "constant_arithmetic": (ConstantArithmetic, C),
     "preact_batchnorm": (PreActBN, C),
     "conv1d": (Temporal1d, (3, 20)),
+    "pointwise_activations": (Pointwise, C),
 }
 
 

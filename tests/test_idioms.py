@@ -87,7 +87,8 @@ def test_conv1d_stream_takes_frames_of_c_by_l(tmp_path):
 @pytest.mark.parametrize("f, match", [
     (lambda x: x.view(x.size(0), 2, -1), r"torch\.flatten\(x, 1\)"),
     (lambda x: x.squeeze(), "batch axis"),
-    (lambda x: x * torch.sigmoid(x), "not supported yet"),
+    (lambda x: x * torch.sigmoid(x), "two changing tensors"),
+    (lambda x: F.selu(x), "supported activations: ReLU"),
     (lambda x: x * x, "two changing tensors"),
     (lambda x: x.mean(1), "global average"),
     (lambda x: 6 / x, "reciprocal"),
@@ -110,7 +111,7 @@ def test_linear_on_a_feature_map_says_flatten_first():
 
 
 def test_unsupported_modules_carry_a_hint():
-    for mod, match in ((nn.Sigmoid(), "Sigmoid is not supported yet"),
+    for mod, match in ((nn.SELU(), "SELU is not supported .supported activations: ReLU"),
                        (nn.LayerNorm(4), "BatchNorm, which folds"),
                        (nn.Softmax(1), "apply softmax to res.outputs")):
         with pytest.raises(sd.UnsupportedLayerError, match=match):

@@ -90,6 +90,34 @@ def _hardtanh(ctx, node, m) -> int:
     return ctx.add(g.Activation, node, fn="clip", lo=float(lo), hi=float(hi))
 
 
+def _gelu(ctx, node, m) -> int:
+    approx = m.approximate if m is not None else arg(node, 1, "approximate", "none")
+    return ctx.add(g.Activation, node, fn="gelu_tanh" if approx == "tanh" else "gelu")
+
+
+def _elu(ctx, node, m) -> int:
+    alpha = m.alpha if m is not None else arg(node, 1, "alpha", 1.0)
+    return ctx.add(g.Activation, node, fn="elu", alpha=float(alpha))
+
+
+def _softplus(ctx, node, m) -> int:
+    if m is not None:
+        beta, thr = m.beta, m.threshold
+    else:
+        beta, thr = arg(node, 1, "beta", 1.0), arg(node, 2, "threshold", 20.0)
+    return ctx.add(g.Activation, node, fn="softplus", alpha=float(beta), hi=float(thr))
+
+
+_POINTWISE = {  # activation name -> module type, functions and tensor method names
+    "sigmoid": (nn.Sigmoid, (torch.sigmoid, F.sigmoid), ("sigmoid",)),
+    "tanh": (nn.Tanh, (torch.tanh, F.tanh), ("tanh",)),
+    "silu": (nn.SiLU, (F.silu,), ()),
+    "hardswish": (nn.Hardswish, (F.hardswish,), ()),
+    "hardsigmoid": (nn.Hardsigmoid, (F.hardsigmoid,), ()),
+    "mish": (nn.Mish, (F.mish,), ()),
+}
+
+
 # ---------------------------------------------------------------- shape ops
 def _flatten(ctx, node, m=None) -> int:
     if m is not None:
@@ -147,6 +175,10 @@ MODULE_MAPPERS = {
     nn.LeakyReLU: _leaky,
     nn.ReLU6: _act("clip", lo=0.0, hi=6.0),
     nn.Hardtanh: _hardtanh,
+    nn.GELU: _gelu,
+    nn.ELU: _elu,
+    nn.Softplus: _softplus,
+    **{mod: _act(fn) for fn, (mod, _, _) in _POINTWISE.items()},
     nn.Identity: _alias,
     nn.Dropout: _alias,
     nn.Dropout1d: _alias,
@@ -169,6 +201,10 @@ FUNCTION_MAPPERS = {
     F.relu6: _act("clip", lo=0.0, hi=6.0),
     F.leaky_relu: _leaky,
     F.hardtanh: _hardtanh,
+    F.gelu: _gelu,
+    F.elu: _elu,
+    F.softplus: _softplus,
+    **{f: _act(fn) for fn, (_, funcs, _) in _POINTWISE.items() for f in funcs},
     F.dropout: _alias,
     F.adaptive_avg_pool1d: idm.adaptive_pool("avg"),
     F.adaptive_avg_pool2d: idm.adaptive_pool("avg"),
@@ -194,6 +230,7 @@ FUNCTION_MAPPERS = {
 
 METHOD_MAPPERS = {
     "relu": _act("relu"),
+    **{name: _act(fn) for fn, (_, _, names) in _POINTWISE.items() for name in names},
     "flatten": _flatten,
     "add": _add,
     "mean": idm.mean,
@@ -207,11 +244,11 @@ METHOD_MAPPERS = {
     **{name: idm.arith(kind) for name, kind in idm.ARITH_METHODS.items()},
 }
 
-_NOT_YET = "is not supported yet (supported activations: ReLU, LeakyReLU, ReLU6, Hardtanh)"
 HINTS = {  # type or function name -> what to write instead / why not
-    **{n: _NOT_YET for n in ("Sigmoid", "Tanh", "GELU", "SiLU", "Hardswish", "Hardsigmoid", "ELU",
-                             "Softplus", "Mish", "sigmoid", "tanh", "gelu", "silu", "hardswish",
-                             "hardsigmoid", "elu", "softplus", "mish")},
+    **{n: "is not supported (supported activations: ReLU, LeakyReLU, ReLU6, Hardtanh, Sigmoid, "
+       "Tanh, GELU, SiLU, Hardswish, Hardsigmoid, ELU, Softplus, Mish)"
+       for n in ("SELU", "CELU", "PReLU", "RReLU", "GLU", "Softsign", "Tanhshrink", "LogSigmoid",
+                 "selu", "celu", "prelu", "rrelu", "glu", "softsign", "logsigmoid")},
     **{n: "(a normalisation over the whole frame) is not supported; use BatchNorm, which folds"
        for n in ("LayerNorm", "GroupNorm", "InstanceNorm2d", "layer_norm", "group_norm")},
     **{n: "is not supported yet (no upsampling node)" for n in ("Upsample", "interpolate",

@@ -1,35 +1,70 @@
 """Updates of the non-weight nodes for the neurons touched this frame."""
 
+import math
+
 import numpy as np
 from numba import njit
 
 from .prefetch import prefetch
 
 __all__ = [
-    "activation_update", "activation_rows", "add_update", "concat_update", "flatten_update",
-    "fixed_point_update", "fixed_point_guard",
+    "pointwise", "activation_update", "activation_rows", "add_update", "concat_update",
+    "flatten_update", "fixed_point_update", "fixed_point_guard",
 ]
 
 RELU, LEAKY, CLIP, IDENTITY = 0, 1, 2, 3
+SIGMOID, TANH, GELU, GELU_TANH, SILU, HARDSWISH, HARDSIGMOID, ELU, SOFTPLUS, MISH = range(4, 14)
+_SQRT_HALF = 0.7071067811865476
+_SQRT_2_OVER_PI = 0.7978845608028654
+
+
+@njit(cache=True, nogil=True, inline="always")
+def pointwise(v, fn, alpha, lo, hi):
+    """``f(v)`` of activation code ``fn`` (any pointwise function: a sigma-delta neuron
+    recomputes it whenever its input changes).
+
+    0 relu ``max(v, 0)``; 1 leaky ``v if v > 0 else alpha*v``; 2 clip ``min(max(v, lo), hi)``;
+    3 identity; 4 sigmoid ``1/(1 + exp(-v))``; 5 tanh; 6 gelu ``v/2 (1 + erf(v/sqrt 2))``;
+    7 gelu with PyTorch's tanh approximation; 8 silu ``v sigmoid(v)``; 9 hardswish
+    ``v min(max(v + 3, 0), 6)/6``; 10 hardsigmoid ``min(max(v + 3, 0), 6)/6``; 11 elu
+    ``v if v > 0 else alpha (exp(v) - 1)``; 12 softplus ``log(1 + exp(alpha v))/alpha``
+    (``v`` where ``alpha v > hi``); 13 mish ``v tanh(softplus(v))``.
+    """
+    if fn == 0:
+        return v if v > 0.0 else 0.0
+    if fn == 1:
+        return v if v > 0.0 else alpha * v
+    if fn == 2:
+        return min(max(v, lo), hi)
+    if fn == 4:
+        return 1.0 / (1.0 + math.exp(-v))
+    if fn == 5:
+        return math.tanh(v)
+    if fn == 6:
+        return 0.5 * v * (1.0 + math.erf(v * _SQRT_HALF))
+    if fn == 7:
+        return 0.5 * v * (1.0 + math.tanh(_SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)))
+    if fn == 8:
+        return v / (1.0 + math.exp(-v))
+    if fn == 9:
+        return v * min(max(v + 3.0, 0.0), 6.0) / 6.0
+    if fn == 10:
+        return min(max(v + 3.0, 0.0), 6.0) / 6.0
+    if fn == 11:
+        return v if v > 0.0 else alpha * (math.exp(v) - 1.0)
+    if fn == 12:
+        return v if alpha * v > hi else math.log1p(math.exp(alpha * v)) / alpha
+    if fn == 13:
+        return v * math.tanh(v if v > 20.0 else math.log1p(math.exp(v)))
+    return v
 
 
 @njit(cache=True, nogil=True)
 def activation_update(x, y, touched, count, fn, alpha, lo, hi):
-    """``y_i = f(x_i)`` for the touched ``i`` only.
-
-    ``fn``: 0 relu ``max(x, 0)``; 1 leaky ``x if x > 0 else alpha*x``;
-    2 clip ``min(max(x, lo), hi)``; 3 identity.
-    """
+    """``y_i = f(x_i)`` for the touched ``i`` only (``f``: :func:`pointwise` code ``fn``)."""
     for t in range(count[0]):
         i = touched[t]
-        v = x[i]
-        if fn == 0:
-            v = v if v > 0.0 else 0.0
-        elif fn == 1:
-            v = v if v > 0.0 else alpha * v
-        elif fn == 2:
-            v = min(max(v, lo), hi)
-        y[i] = v
+        y[i] = pointwise(x[i], fn, alpha, lo, hi)
 
 
 @njit(cache=True, nogil=True)
@@ -60,7 +95,7 @@ def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
                 ys[j] = min(max(xs[j], lo), hi)
         else:  # a loop, not ys[:] = xs: a slice copy compiles Numba's shape-error formatting
             for j in range(c):
-                ys[j] = xs[j]
+                ys[j] = pointwise(xs[j], fn, alpha, lo, hi)
 
 
 @njit(cache=True, nogil=True)
