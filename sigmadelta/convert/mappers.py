@@ -262,4 +262,5 @@ HINTS = {  # type or function name -> what to write instead / why not
     "transpose": f"(reordering axes) is not supported; {idm.FLATTEN_HINT} flattens in PyTorch order",
     "mul": "with two changing tensors is not supported",
     "getitem": "(slicing a tensor) is not supported",
+    **{n: "(splitting channels, as ShuffleNet does) is not supported yet" for n in ("chunk", "split")},
 }
