@@ -157,4 +157,8 @@ def dense_node(n: g.Node, ins: list[torch.Tensor], weight: torch.Tensor | None =
         return ins[0] + ins[1]
     if isinstance(n, g.Concat):
         return torch.cat(ins, dim=1)
+    if isinstance(n, g.Upsample):
+        return F.interpolate(x, scale_factor=tuple(float(s) for s in n.scale), mode="nearest")
+    if isinstance(n, g.Mul):
+        return ins[0] * ins[1]  # b broadcast over the pixels when it is (C, 1, 1)
     raise TypeError(f"the dense evaluator cannot evaluate node {n.name!r} of kind {n.kind!r}")

@@ -44,6 +44,8 @@ __all__ = [
     "Flatten",
     "Add",
     "Concat",
+    "Mul",
+    "Upsample",
     "Network",
     "NetworkError",
     "NODE_TYPES",
@@ -200,8 +202,30 @@ class Concat(Node):
     kind: ClassVar[str] = "concat"
 
 
+@dataclass
+class Mul(Node):
+    """Elementwise product ``y = a * b`` of two changing signals (squeeze-and-excitation).
+
+    ``b`` (the second input) has the shape of ``a`` or one value per channel,
+    ``(C, 1, 1)``, broadcast over the pixels: when gate ``b_c`` changes, every neuron of
+    channel ``c`` is recomputed; when ``a_i`` changes, neuron ``i``.
+    """
+
+    kind: ClassVar[str] = "mul"
+
+
+@dataclass
+class Upsample(Node):
+    """Nearest-neighbour upsampling by integer factors: ``y[c, i, j] = x[c, i // sh, j // sw]``
+    with ``scale = (sh, sw)``; a changed input neuron rewrites its ``sh*sw`` copies."""
+
+    scale: tuple[int, int] = (2, 2)
+    kind: ClassVar[str] = "upsample"
+
+
 NODE_TYPES: dict[str, type[Node]] = {
-    cls.kind: cls for cls in (Input, Dense, Conv, Activation, Pool, Flatten, Add, Concat)
+    cls.kind: cls for cls in (Input, Dense, Conv, Activation, Pool, Flatten, Add, Concat, Mul,
+                              Upsample)
 }
 
 
@@ -370,7 +394,7 @@ def _check_node(net: Network, i: int, node: Node) -> None:
         if not isinstance(j, (int, np.integer)) or not 0 <= j < i:
             _fail(node, f"input {j!r} is not an earlier node (nodes are in topological order, "
                         f"this is node {i})")
-    arity = {Add: 2}.get(type(node), 0 if isinstance(node, Concat) else 1)
+    arity = {Add: 2, Mul: 2}.get(type(node), 0 if isinstance(node, Concat) else 1)
     if arity and len(node.inputs) != arity:
         _fail(node, f"takes {arity} input(s), has {len(node.inputs)}")
     check = _CHECKS.get(type(node))
@@ -493,5 +517,20 @@ def _check_concat(node: Concat, in_shapes) -> None:
                     f"to {node.shape}")
 
 
+def _check_mul(node: Mul, in_shapes) -> None:
+    a, b = (tuple(s) for s in in_shapes)
+    if a != tuple(node.shape) or (b != a and not (len(a) == 3 and b == (a[0], 1, 1))):
+        _fail(node, f"inputs {a} and {b} give no product of shape {node.shape} (the second input "
+                    f"has the first's shape or one value per channel)")
+
+
+def _check_upsample(node: Upsample, in_shapes) -> None:
+    (s,) = (tuple(x) for x in in_shapes)
+    sh, sw = (int(v) for v in node.scale)
+    if len(s) != 3 or sh < 1 or sw < 1 or tuple(node.shape) != (s[0], s[1] * sh, s[2] * sw):
+        _fail(node, f"upsampling {s} by {tuple(node.scale)} does not give {node.shape}")
+
+
 _CHECKS = {Dense: _check_dense, Conv: _check_conv, Activation: _check_activation,
-           Pool: _check_pool, Flatten: _check_flatten, Add: _check_add, Concat: _check_concat}
+           Pool: _check_pool, Flatten: _check_flatten, Add: _check_add, Concat: _check_concat,
+           Mul: _check_mul, Upsample: _check_upsample}

@@ -34,7 +34,7 @@ from numba import njit, typed
 from . import kernels as K
 from .cachetie import source_digest, tie_cache
 from .opcheck import check_ops
-from .ops import ActivationOp, AddOp, ConcatOp, FlattenOp, InputOp, PoolOp
+from .ops import ActivationOp, AddOp, ConcatOp, FlattenOp, InputOp, MulOp, PoolOp, UpsampleOp
 from .slots import (
     ACTIVATION,
     ADD,
@@ -45,10 +45,12 @@ from .slots import (
     FLATTEN,
     INPUT,
     KIND,
+    MUL,
     NC,
     NP,
     PIXCONV,
     POOL,
+    UPSAMPLE,
     Builder,
 )
 from .weightops import ENCODER, HERDING, UNITS, WEIGHT, ConvOp, DenseOp, PixelConvOp, WeightOp
@@ -59,6 +61,7 @@ __all__ = ["Program", "build_program", "run_frames", "loop_compiled", "NC", "NP"
 INP, PIX, DNS, CNV = InputOp.SLOTS[0], PixelConvOp.SLOTS[0], DenseOp.SLOTS[0], ConvOp.SLOTS[0]
 ACT, ACT_P, POO, FLT, ADD_C, CAT = (ActivationOp.SLOTS[0], ActivationOp.SLOTS[1], PoolOp.SLOTS[0],
                                     FlattenOp.SLOTS[0], AddOp.SLOTS[0], ConcatOp.SLOTS[0])
+MUL_C, UPS = MulOp.SLOTS[0], UpsampleOp.SLOTS[0]
 ENC, WGT, WP = ENCODER[0], WEIGHT[0], WEIGHT[1]  # shared by every weight op
 EVENTS, SYNOPS, ADDITIONS, UPDATES = COUNTER_ROWS
 
@@ -227,6 +230,15 @@ def _run_other(c, p, F, I, frame):  # noqa: E741
         K.add_update(F[c[ADD_C.a]], F[c[ADD_C.b]], F[c[ADD_C.y]], I[c[ADD_C.a_touched]],
                      I[c[ADD_C.a_count]], I[c[ADD_C.b_touched]], I[c[ADD_C.b_count]],
                      I[c[ADD_C.out_touched]], I[c[ADD_C.out_count]], I[c[ADD_C.out_stamp]], frame)
+    elif k == UPSAMPLE:
+        K.upsample_update(F[c[UPS.x]], I[c[UPS.touched]], I[c[UPS.count]], c[UPS.w_in], c[UPS.c],
+                          c[UPS.sh], c[UPS.sw], F[c[UPS.y]], I[c[UPS.out_touched]],
+                          I[c[UPS.out_count]])
+    elif k == MUL:
+        K.mul_update(F[c[MUL_C.a]], F[c[MUL_C.b]], F[c[MUL_C.y]], I[c[MUL_C.a_touched]],
+                     I[c[MUL_C.a_count]], I[c[MUL_C.b_touched]], I[c[MUL_C.b_count]], c[MUL_C.c],
+                     c[MUL_C.per_channel] != 0, I[c[MUL_C.out_touched]], I[c[MUL_C.out_count]],
+                     I[c[MUL_C.out_stamp]], frame)
     elif k == CONCAT:
         if c[CAT.first] != 0:
             I[c[CAT.out_count]][0] = 0

@@ -213,16 +213,16 @@ CONVERTS = {
     "vgg": VGG,
     "squeezenet": SqueezeNet,
     "densenet": DenseNet,
+    "mobilenet_v3": lambda: MobileNet(act=nn.Hardswish, se=True),
+    "efficientnet_b0": lambda: MobileNet(act=nn.SiLU, se=True),
+    "unet_nearest": lambda: UNet("nearest"),
 }
 
 # name: (factory, what the error says): families needing what is not supported yet
 REFUSED = {
-    "mobilenet_v3": (lambda: MobileNet(act=nn.Hardswish, se=True), "two changing tensors"),
-    "efficientnet_b0": (lambda: MobileNet(act=nn.SiLU, se=True), "two changing tensors"),
     "shufflenet_v2": (ShuffleNet, r"chunk"),
     "unet_transpose": (UNet, "ConvTranspose2d is not supported yet"),
-    "unet_nearest": (lambda: UNet("nearest"), "interpolate is not supported yet"),
-    "unet_bilinear": (lambda: UNet("bilinear"), "interpolate is not supported yet"),
+    "unet_bilinear": (lambda: UNet("bilinear"), "bilinear upsampling is not supported yet"),
 }
 
 

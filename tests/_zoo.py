@@ -151,6 +151,35 @@ class Pointwise(nn.Module):
         return self.fc2(F.gelu(self.fc(torch.flatten(z, 1))))
 
 
+class Gating(nn.Module):
+    """Products of two changing signals: a gate per neuron and a squeeze-and-excitation gate."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(2, 4, 3, padding=1)
+        self.se1, self.se2 = nn.Conv2d(4, 2, 1), nn.Conv2d(2, 4, 1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        y = self.a(x) * torch.sigmoid(self.b(x))
+        s = F.hardsigmoid(self.se2(F.relu(self.se1(y.mean((2, 3), keepdim=True)))))
+        return self.fc(torch.flatten(s * y, 1))
+
+
+class Upsampling(nn.Module):
+    """Nearest upsampling: nn.Upsample, F.interpolate by size, and on a (C, L) stream."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.Conv2d(3, 2, 3)
+        self.up = nn.Upsample(scale_factor=2)
+        self.fc = nn.Linear(2 * 12 * 6, 3)
+
+    def forward(self, x):
+        y = F.relu(self.b(self.up(F.relu(self.a(x)))))  # (2, 6, 6)
+        return self.fc(F.interpolate(y, size=(12, 6)).flatten(1))
+
+
 def _bn(m):
     with torch.no_grad():
         for mod in m.modules():
@@ -202,6 +231,8 @@ ZOO = {
     "preact_batchnorm": (PreActBN, C),
     "conv1d": (Temporal1d, (3, 20)),
     "pointwise_activations": (Pointwise, C),
+    "gating": (Gating, C),
+    "upsampling": (Upsampling, C),
 }
 
 

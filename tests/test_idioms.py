@@ -87,9 +87,9 @@ def test_conv1d_stream_takes_frames_of_c_by_l(tmp_path):
 @pytest.mark.parametrize("f, match", [
     (lambda x: x.view(x.size(0), 2, -1), r"torch\.flatten\(x, 1\)"),
     (lambda x: x.squeeze(), "batch axis"),
-    (lambda x: x * torch.sigmoid(x), "two changing tensors"),
+    (lambda x: x * F.adaptive_avg_pool2d(x, (1, 6)), r"per-channel\s+gate of shape \(C, 1, 1\)"),
     (lambda x: F.selu(x), "supported activations: ReLU"),
-    (lambda x: x * x, "two changing tensors"),
+    (lambda x: x - x, "x - y of two tensors"),
     (lambda x: x.mean(1), "global average"),
     (lambda x: 6 / x, "reciprocal"),
     (lambda x: x[:, :2], "slicing"),
@@ -97,7 +97,8 @@ def test_conv1d_stream_takes_frames_of_c_by_l(tmp_path):
     (lambda x: x + x.size(1), "size of a tensor"),
     (lambda x: F.max_pool2d(x, 2, ceil_mode=True), "ceil_mode"),
     (lambda x: F.adaptive_avg_pool2d(x, 4), "not a divisor"),
-    (lambda x: nn.functional.interpolate(x, scale_factor=2), "upsampling"),
+    (lambda x: nn.functional.interpolate(x, scale_factor=2, mode="bilinear"), "bilinear upsampling"),
+    (lambda x: nn.functional.interpolate(x, scale_factor=1.5), "not an integer factor"),
 ])
 def test_unsupported_idioms_say_what_to_write(f, match):
     with pytest.raises(sd.UnsupportedLayerError, match=match):

@@ -66,3 +66,45 @@ def test_kernels_equal_twin(name, dtype):
     T.activation_rows(x, y_t, rows, np.array([3]), c, fn, alpha, lo, hi)
     np.testing.assert_allclose(y_k, y_t, rtol=tol, atol=tol)
     assert (y_k[40:48] == 9.0).all()  # pixel 5 is not listed
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_mul_update_equals_twin(per_channel):
+    rng = np.random.default_rng(7)
+    c, n = 4, 24  # 6 pixels of 4 channels
+    a, b = rng.normal(size=n), rng.normal(size=c if per_channel else n)
+    ta = np.array([1, 5, 6, 0, 0], np.int64)
+    tb = np.array([2, 0, 0, 0], np.int64) if per_channel else np.array([5, 9, 0, 0], np.int64)
+    out = []
+    for mod in (K, T):
+        y, touched, count, stamp = np.zeros(n), np.zeros(n, np.int64), np.zeros(1, np.int64), np.full(n, -1)
+        mod.mul_update(a, b, y, ta, np.array([3]), tb, np.array([1 if per_channel else 2]), c,
+                       per_channel, touched, count, stamp, 3)
+        out.append((y, sorted(touched[: count[0]].tolist())))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    assert out[0][1] == out[1][1]
+    expect = {1, 5, 6} | ({2, 6, 10, 14, 18, 22} if per_channel else {5, 9})
+    assert set(out[0][1]) == expect
+    i = np.array(sorted(expect))
+    np.testing.assert_allclose(out[0][0][i], a[i] * (b[i % c] if per_channel else b[i]))
+
+
+def test_upsample_update_equals_twin():
+    rng = np.random.default_rng(8)
+    c, h, w, sh, sw = 3, 2, 4, 2, 3
+    x = rng.normal(size=h * w * c)
+    ti = np.array([0, 4, 23, 13, 0], np.int64)
+    out = []
+    for mod in (K, T):
+        y, touched, count = np.zeros(h * sh * w * sw * c), np.zeros(h * sh * w * sw * c, np.int64), \
+            np.zeros(1, np.int64)
+        mod.upsample_update(x, ti, np.array([4]), w, c, sh, sw, y, touched, count)
+        out.append((y, sorted(touched[: count[0]].tolist())))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    assert out[0][1] == out[1][1] and len(out[0][1]) == 4 * sh * sw
+    full_t = np.arange(len(x), dtype=np.int64)  # against PyTorch: every neuron touched
+    y, touched, count = np.zeros(h * sh * w * sw * c), np.zeros(h * sh * w * sw * c, np.int64), \
+        np.zeros(1, np.int64)
+    K.upsample_update(x, full_t, np.array([len(x)]), w, c, sh, sw, y, touched, count)
+    ref = F.interpolate(torch.from_numpy(x.reshape(1, h, w, c)).permute(0, 3, 1, 2), scale_factor=(sh, sw))
+    np.testing.assert_array_equal(y.reshape(h * sh, w * sw, c), ref[0].permute(1, 2, 0).numpy())

@@ -25,7 +25,7 @@ import torch.fx
 from .. import graph as g
 from ._util import UnsupportedLayerError, arg, pair, to_np, torch_shape
 
-__all__ = ["reshape", "make_pool", "pool_fn", "adaptive_pool", "mean", "arith", "affine",
+__all__ = ["reshape", "upsample", "make_pool", "pool_fn", "adaptive_pool", "mean", "arith", "affine",
            "conv1d", "conv_padding", "SIZE_FUNCTIONS"]
 
 FLATTEN_HINT = "use torch.flatten(x, 1) (or x.view(x.size(0), -1))"
@@ -122,8 +122,8 @@ def adaptive_pool(op: str):
         if len(torch_shape(node.args[0])) == 2:
             oh, ow = 1, int(size[0] if isinstance(size, (list, tuple)) else size)
         else:
-            oh, ow = (h, w) if size is None else pair(size)
-            oh, ow = (h if oh is None else oh), (w if ow is None else ow)
+            oh, ow = (1, 1) if size is None else (size, size) if isinstance(size, int) else size
+            oh, ow = (h if oh is None else int(oh)), (w if ow is None else int(ow))  # None: keep
         if h % oh or w % ow:
             raise UnsupportedLayerError(
                 f"{ctx.path(node)}: adaptive pooling to {oh}x{ow} from {h}x{w} (not a divisor); "
@@ -170,10 +170,6 @@ def _coefficients(ctx, node, kind: str):
         raise UnsupportedLayerError(f"{ctx.path(node)}: division with rounding_mode")
     tensors = [v for v in (lhs, rhs) if isinstance(v, torch.fx.Node)]
     if len(tensors) == 2:
-        if kind == "mul":
-            raise UnsupportedLayerError(
-                f"{ctx.path(node)}: x * y of two changing tensors (squeeze-and-excitation, gating) "
-                f"is not supported; only products with a constant number (x * 0.5) convert")
         raise UnsupportedLayerError(
             f"{ctx.path(node)}: x {_SYMBOL[kind]} y of two tensors is not supported; residual sums "
             f"x + y are")
@@ -199,9 +195,26 @@ def arith(kind: str):
     ``torch.mul``/``div``/``add``/``sub`` and the tensor methods); ``x + y`` of two tensors
     goes to ``tensor_add``."""
     def mapper(ctx, node, m=None) -> int:
+        if kind == "mul" and all(isinstance(v, torch.fx.Node) for v in node.args[:2]) \
+                and len(node.args) >= 2:
+            return product(ctx, node, node.args[0], node.args[1])
         x, a, b = _coefficients(ctx, node, kind)
         return affine(ctx, node, ctx.env[x.name], a, b)
     return mapper
+
+
+def product(ctx, node, lhs, rhs) -> int:
+    """``x * y`` of two changing tensors: a :class:`~sigmadelta.graph.Mul`, the second
+    input the one that is broadcast (a ``(C, 1, 1)`` gate, as squeeze-and-excitation)."""
+    a, b = ctx.env[lhs.name], ctx.env[rhs.name]
+    sa, sb = ctx.nodes[a].shape, ctx.nodes[b].shape
+    if len(sa) == 3 and sa != sb and sa == (sb[0], 1, 1):
+        a, b, sa, sb = b, a, sb, sa
+    if sa != sb and not (len(sa) == 3 and sb == (sa[0], 1, 1)):
+        raise UnsupportedLayerError(
+            f"{ctx.path(node)}: x * y of shapes {sa} and {sb}; only equal shapes or a per-channel "
+            f"gate of shape (C, 1, 1) (squeeze-and-excitation) convert")
+    return ctx.add(g.Mul, node, inputs=(a, b), shape=sa)
 
 
 ARITH_FUNCTIONS = {
@@ -236,6 +249,25 @@ def affine(ctx, node, src: int, a, b) -> int:
     return ctx.add(g.Conv, node, inputs=(src,), shape=prod.shape,
                    weight=a.reshape(c, 1, 1, 1).astype(np.float32), bias=b.astype(np.float32),
                    groups=c)
+
+
+# ---------------------------------------------------------------- upsampling
+def upsample(ctx, node, m=None) -> int:
+    """``nn.Upsample`` / ``F.interpolate`` in mode "nearest" by integer factors."""
+    mode = getattr(m, "mode", None) if m is not None else arg(node, 3, "mode", "nearest")
+    if m is not None and type(m).__name__ == "UpsamplingBilinear2d":
+        mode = "bilinear"
+    if mode not in ("nearest", "nearest-exact"):
+        raise UnsupportedLayerError(
+            f"{ctx.path(node)}: {mode} upsampling is not supported yet (only mode='nearest'); "
+            f"use mode='nearest'")
+    src = _src(ctx, node)
+    _, h, w = ctx.nodes[src].shape
+    _, oh, ow = ctx.internal(node.meta["tensor_meta"].shape[1:], ctx.path(node))
+    if oh % h or ow % w:
+        raise UnsupportedLayerError(
+            f"{ctx.path(node)}: upsampling {h}x{w} to {oh}x{ow} (not an integer factor)")
+    return ctx.add(g.Upsample, node, scale=(oh // h, ow // w))
 
 
 # ---------------------------------------------------------------- Conv1d

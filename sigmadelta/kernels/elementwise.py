@@ -8,8 +8,8 @@ from numba import njit
 from .prefetch import prefetch
 
 __all__ = [
-    "pointwise", "activation_update", "activation_rows", "add_update", "concat_update",
-    "flatten_update", "fixed_point_update", "fixed_point_guard",
+    "pointwise", "activation_update", "activation_rows", "add_update", "mul_update",
+    "concat_update", "flatten_update", "upsample_update", "fixed_point_update", "fixed_point_guard",
 ]
 
 RELU, LEAKY, CLIP, IDENTITY = 0, 1, 2, 3
@@ -121,6 +121,34 @@ def add_update(a, b, y, touched_a, count_a, touched_b, count_b, touched, count, 
 
 
 @njit(cache=True, nogil=True)
+def mul_update(a, b, y, touched_a, count_a, touched_b, count_b, c, per_channel, touched, count, stamp,
+               frame):
+    """``y_i = a_i * b_i`` (``b_{i mod c}`` if ``per_channel``: one gate per channel,
+    channels-last) for ``i`` touched in ``a``, or whose ``b`` (every pixel of a touched
+    channel) was touched; lists the union."""
+    n = 0
+    for t in range(count_a[0]):
+        i = touched_a[t]
+        if stamp[i] != frame:
+            stamp[i] = frame
+            touched[n] = i
+            n += 1
+    n_pix = y.shape[0] // c if per_channel else 1
+    for t in range(count_b[0]):
+        j = touched_b[t]
+        for p in range(n_pix):
+            i = p * c + j if per_channel else j
+            if stamp[i] != frame:
+                stamp[i] = frame
+                touched[n] = i
+                n += 1
+    for t in range(n):
+        i = touched[t]
+        y[i] = a[i] * (b[i % c] if per_channel else b[i])
+    count[0] = n
+
+
+@njit(cache=True, nogil=True)
 def concat_update(x, touched_in, count_in, c_in, offset, c_out, y, touched, count):
     """Copy an input's touched neurons into the concatenation, channels-last.
 
@@ -149,6 +177,30 @@ def flatten_update(x, touched_in, count_in, hw, c, y, touched, count):
         y[o] = x[i]
         touched[n] = o
         n += 1
+    count[0] = n
+
+
+@njit(cache=True, nogil=True)
+def upsample_update(x, touched_in, count_in, w_in, c, sh, sw, y, touched, count):
+    """Nearest upsampling, channels-last: input neuron ``(p, ch)`` at pixel ``p = r*w_in + q``
+    is copied to the outputs ``((r*sh + dy)*w_in*sw + q*sw + dx)*c + ch`` (``dy < sh``,
+    ``dx < sw``), which are listed (each output has one source: no duplicates)."""
+    w_out = w_in * sw
+    n = 0
+    for t in range(count_in[0]):
+        i = touched_in[t]
+        p = i // c
+        ch = i - p * c
+        r = p // w_in
+        q = p - r * w_in
+        v = x[i]
+        for dy in range(sh):
+            base = (r * sh + dy) * w_out + q * sw
+            for dx in range(sw):
+                o = (base + dx) * c + ch
+                y[o] = v
+                touched[n] = o
+                n += 1
     count[0] = n
 
 

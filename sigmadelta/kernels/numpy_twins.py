@@ -21,6 +21,8 @@ __all__ = [
     "expand_pixel_groups",
     "activation_update",
     "add_update",
+    "mul_update",
+    "upsample_update",
     "concat_update",
     "flatten_update",
     "fixed_point_update",
@@ -179,6 +181,16 @@ def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
     activation_update(x, y, idx, [len(idx)], fn, alpha, lo, hi)
 
 
+def mul_update(a, b, y, touched_a, count_a, touched_b, count_b, c, per_channel, touched, count,
+               stamp, frame):
+    tb = touched_b[: count_b[0]]
+    from_b = (np.arange(len(y) // c)[:, None] * c + tb[None, :]).ravel() if per_channel else tb
+    idx = np.union1d(touched_a[: count_a[0]], from_b).astype(np.int64)
+    y[idx] = a[idx] * (b[idx % c] if per_channel else b[idx])
+    stamp[idx] = frame
+    _set_list(touched, count, idx)
+
+
 def add_update(a, b, y, touched_a, count_a, touched_b, count_b, touched, count, stamp, frame):
     idx = np.union1d(touched_a[: count_a[0]], touched_b[: count_b[0]])
     y[idx] = a[idx] + b[idx]
@@ -193,6 +205,16 @@ def concat_update(x, touched_in, count_in, c_in, offset, c_out, y, touched, coun
     n = count[0]
     touched[n:n + len(out)] = out
     count[0] = n + len(out)
+
+
+def upsample_update(x, touched_in, count_in, w_in, c, sh, sw, y, touched, count):
+    idx = touched_in[: count_in[0]]
+    p, ch = idx // c, idx % c
+    r, q = p // w_in, p % w_in
+    out = [((r * sh + dy) * w_in * sw + q * sw + dx) * c + ch for dy in range(sh) for dx in range(sw)]
+    out = np.concatenate(out) if out else np.zeros(0, np.int64)
+    y[out] = np.tile(x[idx], sh * sw)
+    _set_list(touched, count, out)
 
 
 def flatten_update(x, touched_in, count_in, hw, c, y, touched, count):
