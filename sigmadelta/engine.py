@@ -327,7 +327,8 @@ class Simulator:
                 recorder.close(complete=complete, source_complete=None if not complete or total is None
                                else done >= total)
         stats = Stats.from_rows(self.net.layer_names, np.concatenate(rows), self._macs,
-                                self._n_neurons, [n.quantizer for n in self.net.weight_layers])
+                                self._n_neurons, [n.quantizer for n in self.net.weight_layers],
+                                self.net.layer_labels)
         return Result(outs[0] if len(outs) == 1 else np.concatenate(outs), stats)
 
 

@@ -107,7 +107,7 @@ def test_unsupported_idioms_say_what_to_write(f, match):
 
 def test_linear_on_a_feature_map_says_flatten_first():
     model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Linear(6, 3))
-    with pytest.raises(sd.UnsupportedLayerError, match=r"flatten first: use torch\.flatten"):
+    with pytest.raises(sd.UnsupportedLayerError, match=r"Flatten first: torch\.flatten\(x, 1\)"):
         sd.convert(model, (2, 8, 8))
 
 
