@@ -175,9 +175,8 @@ def cmd_report(args) -> None:
     plot_activity(stats, out, title=os.path.basename(args.run))
     print(f"wrote {out}")
     if args.json:
-        print(json.dumps({"frames": stats.n_frames, "complete": complete,
-                          "source_complete": info["source_complete"], "per_frame": stats.per_frame(),
-                          "reduction": stats.total_reduction(), "energy_J": stats.energy(),
+        print(json.dumps({**stats.report(), "complete": complete,
+                          "source_complete": info["source_complete"],
                           "fidelity": stats.fidelity and stats.fidelity.to_dict()}))
 
 

@@ -82,7 +82,7 @@ def evaluate(net: g.Network, x: torch.Tensor, quantize: Quantize | None = None,
     for n in net.nodes:
         ins = [vals[i] for i in n.inputs]
         if isinstance(n, g.Input):
-            v = x
+            v = x.reshape(x.shape[0], *n.shape)  # (C, L) frames are held as (C, 1, L)
         elif isinstance(n, (g.Dense, g.Conv)):
             w, b = weights[j]
             if fixed_point and n.weight_bits:
@@ -124,6 +124,17 @@ def fixed_point_layer(n: g.Dense | g.Conv, x: torch.Tensor, w_int: torch.Tensor,
     return acc * (n.weight_scale / n.scale) + b.reshape((-1,) + (1,) * (acc.ndim - 2))
 
 
+_ACTIVATIONS = {  # graph.ACTIVATIONS, as PyTorch computes them
+    "relu": lambda x, n: F.relu(x), "leaky": lambda x, n: F.leaky_relu(x, n.alpha),
+    "clip": lambda x, n: x.clamp(n.lo, n.hi), "identity": lambda x, n: x,
+    "sigmoid": lambda x, n: torch.sigmoid(x), "tanh": lambda x, n: torch.tanh(x),
+    "gelu": lambda x, n: F.gelu(x), "gelu_tanh": lambda x, n: F.gelu(x, approximate="tanh"),
+    "silu": lambda x, n: F.silu(x), "hardswish": lambda x, n: F.hardswish(x),
+    "hardsigmoid": lambda x, n: F.hardsigmoid(x), "elu": lambda x, n: F.elu(x, n.alpha),
+    "softplus": lambda x, n: F.softplus(x, n.alpha, n.hi), "mish": lambda x, n: F.mish(x),
+}
+
+
 def dense_node(n: g.Node, ins: list[torch.Tensor], weight: torch.Tensor | None = None,
                bias: torch.Tensor | None = None) -> torch.Tensor:
     """Dense PyTorch evaluation of one node on batched inputs (NCHW / NC).
@@ -135,13 +146,7 @@ def dense_node(n: g.Node, ins: list[torch.Tensor], weight: torch.Tensor | None =
         return weighted(n, ins[0], weight, bias)
     x = ins[0]
     if isinstance(n, g.Activation):
-        if n.fn == "relu":
-            return F.relu(x)
-        if n.fn == "leaky":
-            return F.leaky_relu(x, n.alpha)
-        if n.fn == "clip":
-            return x.clamp(n.lo, n.hi)
-        return x
+        return _ACTIVATIONS[n.fn](x, n)
     if isinstance(n, g.Pool):
         if n.op == "max":
             return F.max_pool2d(x, n.kernel, n.stride, n.padding)
@@ -152,4 +157,8 @@ def dense_node(n: g.Node, ins: list[torch.Tensor], weight: torch.Tensor | None =
         return ins[0] + ins[1]
     if isinstance(n, g.Concat):
         return torch.cat(ins, dim=1)
+    if isinstance(n, g.Upsample):
+        return F.interpolate(x, scale_factor=tuple(float(s) for s in n.scale), mode="nearest")
+    if isinstance(n, g.Mul):
+        return ins[0] * ins[1]  # b broadcast over the pixels when it is (C, 1, 1)
     raise TypeError(f"the dense evaluator cannot evaluate node {n.name!r} of kind {n.kind!r}")

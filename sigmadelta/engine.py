@@ -19,6 +19,7 @@ Validation, chunking, recording and progress stay here, in Python.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -37,7 +38,7 @@ from .graph import Network
 from .numeric import NumericOverflowError, first_bad_frame
 from .numeric import overflow_message as numeric_message
 from .ops import build_ops, to_torch_layout
-from .program import build_program, run_frames
+from .program import build_program, loop_compiled, run_frames
 from .stats import MEASURED, Stats
 
 __all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked",
@@ -46,6 +47,9 @@ __all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", 
 
 class SimulatorBusyError(RuntimeError):
     """A :class:`Simulator` was used from a second thread while it was running."""
+
+
+_ANNOUNCED: set = set()  # (dtype, floats, fixed) whose compile was checked for in this process
 
 
 @dataclass
@@ -180,6 +184,19 @@ class Simulator:
             raise error
         return outs[0]
 
+    def _announce_compile(self, *args) -> None:
+        """Say so before the first call that will compile the frame loop (once per process)."""
+        key = (self.dtype, self._prog.floats, self._prog.fixed)
+        if key in _ANNOUNCED:
+            return
+        _ANNOUNCED.add(key)
+        if loop_compiled(*args) is False:
+            what = " and ".join(k for k, v in (("float", self._prog.floats),
+                                               ("fixed-point", self._prog.fixed)) if v)
+            tqdm.write(f"sigmadelta: compiling the event kernels ({what}, {self.dtype}) once: about "
+                       f"half a minute on an idle 2-core machine, longer on a busy one; cached for "
+                       f"later runs", file=sys.stderr)
+
     def _run_chunk(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, Exception | None]:
         """Run validated frames ``[t, *input_shape]`` through the compiled loop.
 
@@ -196,12 +213,14 @@ class Simulator:
             self._out_buf = np.empty((t, self._n_out), self.dtype)  # loop never touches fresh pages
             self._out_buf.fill(0)
         out = self._out_buf[:t]
+        p = self._prog
+        self._announce_compile(p.code, p.par, p.F, p.I, p.D, x, self.frame_no, 0, len(p.code), stats,
+                               out, p.out_slot, self._status, p.floats, p.fixed)
         if self.profile:
             done = self._run_profiled(x, stats, out)
         else:
-            p = self._prog
             done = run_frames(p.code, p.par, p.F, p.I, p.D, x, self.frame_no, 0, len(p.code), stats,
-                              out, p.out_slot, self._status)
+                              out, p.out_slot, self._status, p.floats, p.fixed)
         fixed_stop, error = done < t, None
         bad = first_bad_frame(stats[:done], out[:done], self._finite, self.net.layer_names, self.dtype)
         if bad is not None:  # before a fixed-point stop, if both
@@ -230,7 +249,7 @@ class Simulator:
                 t0 = clock()
                 done = run_frames(p.code, p.par, p.F, p.I, p.D, x[t:t + 1], self.frame_no + t, r, r + 1,
                                   stats[t:t + 1], out[t:t + 1], p.out_slot if r == n_rows - 1 else -1,
-                                  self._status)
+                                  self._status, p.floats, p.fixed)
                 self.node_seconds[p.row_op[r]] += max(clock() - t0 - call, 0.0)
                 if not done:
                     return t
@@ -244,7 +263,8 @@ class Simulator:
             p, times = self._prog, []
             for _ in range(25):
                 t0 = time.perf_counter()
-                run_frames(p.code, p.par, p.F, p.I, p.D, x, 1, 0, 0, stats, out, -1, self._status)
+                run_frames(p.code, p.par, p.F, p.I, p.D, x, 1, 0, 0, stats, out, -1, self._status,
+                           p.floats, p.fixed)
                 times.append(time.perf_counter() - t0)
             self._call = float(np.median(times))
         return self._call

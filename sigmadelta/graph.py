@@ -44,15 +44,21 @@ __all__ = [
     "Flatten",
     "Add",
     "Concat",
+    "Mul",
+    "Upsample",
     "Network",
     "NetworkError",
     "NODE_TYPES",
     "QUANTIZERS",
     "per_layer",
+    "ACTIVATIONS",
+    "layer_label",
 ]
 
 QUANTIZERS = ("herding", "threshold")
-ACTIVATIONS = ("relu", "leaky", "clip", "identity")
+#: Activation functions, in the order of their kernel codes (sigmadelta.kernels.pointwise).
+ACTIVATIONS = ("relu", "leaky", "clip", "identity", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu",
+               "hardswish", "hardsigmoid", "elu", "softplus", "mish")
 POOL_OPS = ("avg", "max")
 
 
@@ -82,8 +88,13 @@ class Node:
 
 @dataclass
 class Input(Node):
-    """The network's input: one frame of shape ``shape``."""
+    """The network's input: one frame of shape ``shape``.
 
+    A ``(C, L)`` stream (Conv1d) is held as ``shape = (C, 1, L)``; ``frame_shape``
+    then records the ``(C, L)`` the user's frames have (empty when they are ``shape``).
+    """
+
+    frame_shape: tuple[int, ...] = ()
     kind: ClassVar[str] = "input"
 
 
@@ -138,10 +149,13 @@ class Conv(_Weighted):
 
 @dataclass
 class Activation(Node):
-    """Elementwise nonlinearity ``y = f(x)``.
+    """Elementwise nonlinearity ``y = f(x)``, recomputed wherever ``x`` changed.
 
-    ``fn`` is ``"relu"`` (``max(x, 0)``), ``"leaky"`` (``x if x > 0 else alpha*x``),
-    ``"clip"`` (``min(max(x, lo), hi)``: ReLU6 and Hardtanh) or ``"identity"``.
+    ``fn`` (one of ``ACTIVATIONS``) is ``"relu"`` (``max(x, 0)``), ``"leaky"``
+    (``x if x > 0 else alpha*x``), ``"clip"`` (``min(max(x, lo), hi)``: ReLU6 and
+    Hardtanh), ``"identity"``, or one of PyTorch's ``sigmoid``, ``tanh``, ``gelu``,
+    ``gelu_tanh`` (``approximate="tanh"``), ``silu``, ``hardswish``, ``hardsigmoid``,
+    ``elu`` (``alpha``), ``softplus`` (``beta = alpha``, ``threshold = hi``), ``mish``.
     """
 
     fn: str = "relu"
@@ -188,9 +202,61 @@ class Concat(Node):
     kind: ClassVar[str] = "concat"
 
 
+@dataclass
+class Mul(Node):
+    """Elementwise product ``y = a * b`` of two changing signals (squeeze-and-excitation).
+
+    ``b`` (the second input) has the shape of ``a`` or one value per channel,
+    ``(C, 1, 1)``, broadcast over the pixels: when gate ``b_c`` changes, every neuron of
+    channel ``c`` is recomputed; when ``a_i`` changes, neuron ``i``.
+    """
+
+    kind: ClassVar[str] = "mul"
+
+
+@dataclass
+class Upsample(Node):
+    """Nearest-neighbour upsampling by integer factors: ``y[c, i, j] = x[c, i // sh, j // sw]``
+    with ``scale = (sh, sw)``; a changed input neuron rewrites its ``sh*sw`` copies."""
+
+    scale: tuple[int, int] = (2, 2)
+    kind: ClassVar[str] = "upsample"
+
+
 NODE_TYPES: dict[str, type[Node]] = {
-    cls.kind: cls for cls in (Input, Dense, Conv, Activation, Pool, Flatten, Add, Concat)
+    cls.kind: cls for cls in (Input, Dense, Conv, Activation, Pool, Flatten, Add, Concat, Mul,
+                              Upsample)
 }
+
+
+def _axes_text(v: tuple[int, int]) -> str:
+    return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
+
+
+def layer_label(node: Node) -> str:
+    """What a layer is, for table rows and plot labels: its full name (module path) and form.
+
+    ``conv1 3x3/2 1->8`` (kernel, ``/stride`` when not 1, ``dil`` when dilated, input and
+    output channels, ``dw`` for depthwise, ``gN`` for N groups; a Conv1d's stride and
+    dilation along L only), ``fc 144->10`` for a
+    dense layer, ``name (kind)`` for any other node. The name is never shortened.
+    """
+    if isinstance(node, Conv):
+        c_out, c_in_g, kh, kw = node.weight.shape
+        text = f"{node.name} {kh}x{kw}"
+        one_d = kh == 1 and node.shape[1:2] == (1,) and node.stride[0] == node.dilation[0] == 1
+        axes = (lambda v: str(v[1])) if one_d else _axes_text  # Conv1d: along L only
+        if tuple(node.stride) != (1, 1):
+            text += "/" + axes(tuple(node.stride))
+        if tuple(node.dilation) != (1, 1):
+            text += " dil" + axes(tuple(node.dilation))
+        text += f" {c_in_g * node.groups}->{c_out}"
+        if node.groups > 1:
+            text += " dw" if node.groups == c_out == c_in_g * node.groups else f" g{node.groups}"
+        return text
+    if isinstance(node, Dense):
+        return f"{node.name} {node.weight.shape[1]}->{node.weight.shape[0]}"
+    return f"{node.name} ({node.kind})"
 
 
 @dataclass
@@ -238,7 +304,8 @@ class Network:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return self.nodes[0].shape
+        """The shape of one frame as the user gives it (``(C, L)`` for a Conv1d stream)."""
+        return tuple(self.nodes[0].frame_shape) or self.nodes[0].shape
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -255,21 +322,16 @@ class Network:
 
     @property
     def layer_labels(self) -> list[str]:
-        """What each weight layer is, numbered per kind: ``conv1 3x3/2 1->8``, ``fc2 200->10``
-        (``/s`` for a stride above 1, ``gN`` for N groups)."""
+        """What each weight layer is: :func:`layer_label`, except that a bare ``nn.Sequential``
+        index as the name (``"1"``, which reads like a position) becomes the kind numbered in
+        order (``conv1 3x3/2 1->8``, ``fc2 200->10``); module paths are kept whole
+        (``features.10.conv.0 3x3 16->16 dw``)."""
         labels, count = [], {"conv": 0, "fc": 0}
         for n in self.weight_layers:
-            if isinstance(n, Conv):
-                count["conv"] += 1
-                c_out, c_in_g, kh, kw = n.weight.shape
-                sh, sw = n.stride
-                stride = "" if (sh, sw) == (1, 1) else (f"/{sh}" if sh == sw else f"/{sh}x{sw}")
-                groups = f" g{n.groups}" if n.groups > 1 else ""
-                labels.append(f"conv{count['conv']} {kh}x{kw}{stride}{groups} "
-                              f"{c_in_g * n.groups}->{c_out}")
-            else:
-                count["fc"] += 1
-                labels.append(f"fc{count['fc']} {n.weight.shape[1]}->{n.weight.shape[0]}")
+            kind = "conv" if isinstance(n, Conv) else "fc"
+            count[kind] += 1
+            label = layer_label(n)
+            labels.append(f"{kind}{count[kind]}{label[len(n.name):]}" if n.name.isdigit() else label)
         return labels
 
     def dense_macs(self) -> np.ndarray:
@@ -341,7 +403,7 @@ def _check_node(net: Network, i: int, node: Node) -> None:
         if not isinstance(j, (int, np.integer)) or not 0 <= j < i:
             _fail(node, f"input {j!r} is not an earlier node (nodes are in topological order, "
                         f"this is node {i})")
-    arity = {Add: 2}.get(type(node), 0 if isinstance(node, Concat) else 1)
+    arity = {Add: 2, Mul: 2}.get(type(node), 0 if isinstance(node, Concat) else 1)
     if arity and len(node.inputs) != arity:
         _fail(node, f"takes {arity} input(s), has {len(node.inputs)}")
     check = _CHECKS.get(type(node))
@@ -464,5 +526,20 @@ def _check_concat(node: Concat, in_shapes) -> None:
                     f"to {node.shape}")
 
 
+def _check_mul(node: Mul, in_shapes) -> None:
+    a, b = (tuple(s) for s in in_shapes)
+    if a != tuple(node.shape) or (b != a and not (len(a) == 3 and b == (a[0], 1, 1))):
+        _fail(node, f"inputs {a} and {b} give no product of shape {node.shape} (the second input "
+                    f"has the first's shape or one value per channel)")
+
+
+def _check_upsample(node: Upsample, in_shapes) -> None:
+    (s,) = (tuple(x) for x in in_shapes)
+    sh, sw = (int(v) for v in node.scale)
+    if len(s) != 3 or sh < 1 or sw < 1 or tuple(node.shape) != (s[0], s[1] * sh, s[2] * sw):
+        _fail(node, f"upsampling {s} by {tuple(node.scale)} does not give {node.shape}")
+
+
 _CHECKS = {Dense: _check_dense, Conv: _check_conv, Activation: _check_activation,
-           Pool: _check_pool, Flatten: _check_flatten, Add: _check_add, Concat: _check_concat}
+           Pool: _check_pool, Flatten: _check_flatten, Add: _check_add, Concat: _check_concat,
+           Mul: _check_mul, Upsample: _check_upsample}

@@ -23,16 +23,17 @@ import numpy as np
 from . import graph as g
 from . import kernels as K
 from .layout import NodeState, fan_out, grid, pair, to_internal, to_torch_layout
-from .slots import ACTIVATION, ADD, CONCAT, FLATTEN, INPUT, POOL, Builder, layout
+from .slots import ACTIVATION, ADD, CONCAT, FLATTEN, INPUT, MUL, POOL, UPSAMPLE, Builder, layout
 from .weightops import ConvOp, DenseOp, Encoder, PixelConvOp, QuantState, WeightOp
 
 __all__ = [
     "NodeState", "QuantState", "Encoder", "InputOp", "WeightOp", "DenseOp", "ConvOp", "PixelConvOp",
-    "ActivationOp", "PoolOp", "FlattenOp", "AddOp", "ConcatOp", "build_ops", "to_internal",
+    "ActivationOp", "PoolOp", "FlattenOp", "AddOp", "MulOp", "UpsampleOp", "ConcatOp", "build_ops",
+    "to_internal",
     "to_torch_layout", "grid", "pair", "fan_out",
 ]
 
-_ACT_CODES = {"relu": 0, "leaky": 1, "clip": 2, "identity": 3}
+_ACT_CODES = {name: code for code, name in enumerate(g.ACTIVATIONS)}  # kernels.pointwise
 
 
 def _node_state(node: g.Node, dtype) -> NodeState:
@@ -130,6 +131,25 @@ class FlattenOp:
         r.done()
 
 
+class UpsampleOp:
+    """Nearest upsampling: every touched input neuron rewrites and lists its copies."""
+
+    def __init__(self, node, ins, out, in_shape):
+        self.inp, self.out = ins[0], out
+        self.w_in, self.c = int(in_shape[2]), int(in_shape[0])
+        self.scale = tuple(int(s) for s in node.scale)
+
+    SLOTS = layout("Upsample", ["x", "touched", "count", "w_in", "c", "sh", "sw", "y", "out_touched",
+                                "out_count"])
+
+    def emit(self, b: Builder) -> None:
+        i, o, r = self.inp, self.out, b.row(UPSAMPLE, self.SLOTS)
+        r.x, r.touched, r.count, r.w_in, r.c = b.f(i.value), b.i(i.touched), b.i(i.count), self.w_in, self.c
+        r.sh, r.sw = self.scale
+        r.y, r.out_touched, r.out_count = b.f(o.value), b.i(o.touched), b.i(o.count)
+        r.done()
+
+
 class AddOp:
     """Residual sum of two inputs; only neurons touched in either one are recomputed."""
 
@@ -145,6 +165,28 @@ class AddOp:
         r.a, r.b, r.y = b.f(self.a.value), b.f(self.b.value), b.f(o.value)
         r.a_touched, r.a_count = b.i(self.a.touched), b.i(self.a.count)
         r.b_touched, r.b_count = b.i(self.b.touched), b.i(self.b.count)
+        r.out_touched, r.out_count, r.out_stamp = b.i(o.touched), b.i(o.count), b.i(o.stamp)
+        r.done()
+
+
+class MulOp:
+    """Product of two changing inputs, ``b`` per channel or per neuron (see ``graph.Mul``)."""
+
+    def __init__(self, node, ins, out, in_shapes):
+        self.a, self.b = ins
+        self.out = out
+        self.c = int(node.shape[0])
+        self.per_channel = int(in_shapes[1] != in_shapes[0])
+
+    SLOTS = layout("Mul", ["a", "b", "y", "a_touched", "a_count", "b_touched", "b_count", "c",
+                           "per_channel", "out_touched", "out_count", "out_stamp"])
+
+    def emit(self, b: Builder) -> None:
+        o, r = self.out, b.row(MUL, self.SLOTS)
+        r.a, r.b, r.y = b.f(self.a.value), b.f(self.b.value), b.f(o.value)
+        r.a_touched, r.a_count = b.i(self.a.touched), b.i(self.a.count)
+        r.b_touched, r.b_count = b.i(self.b.touched), b.i(self.b.count)
+        r.c, r.per_channel = self.c, self.per_channel
         r.out_touched, r.out_count, r.out_stamp = b.i(o.touched), b.i(o.count), b.i(o.stamp)
         r.done()
 
@@ -237,4 +279,8 @@ def _make_op(node, ins, out, in_shapes, dtype):
         return AddOp(node, ins, out)
     if isinstance(node, g.Concat):
         return ConcatOp(node, ins, out, in_shapes)
+    if isinstance(node, g.Mul):
+        return MulOp(node, ins, out, in_shapes)
+    if isinstance(node, g.Upsample):
+        return UpsampleOp(node, ins, out, in_shapes[0])
     raise TypeError(f"no runtime operator for node {node.name!r} of kind {node.kind!r}")

@@ -54,7 +54,8 @@ class Stats:
 
     def labels(self) -> list[str]:
         """What each weight layer is (``conv1 3x3/2 1->8``), else its name."""
-        return list(self.layer_labels) if self.layer_labels else list(self.layer_names)
+        return list(self.layer_labels) if len(self.layer_labels) == len(self.layer_names) else \
+            list(self.layer_names)
 
     @property
     def n_frames(self) -> int:
@@ -141,20 +142,22 @@ class Stats:
         (with the energy model's figures unless ``describe_energy`` is false)."""
         red, share = self.reduction(), self.update_share()
         t = max(self.n_frames, 1)
-        head = (f"{'layer':<22}{'events/fr':>12}{'synops/fr':>13}{'MACs/fr':>13}"
+        labels = self.labels()
+        wid = max([18] + [len(s) + 2 for s in labels])  # full labels: never cut
+        head = (f"{'layer':<{wid}}{'events/fr':>12}{'synops/fr':>13}{'MACs/fr':>13}"
                 f"{'reduction':>11}{'updated':>9}")
         lines = [f"{self.n_frames} frames, {len(self.layer_names)} weight layers", head,
                  "-" * len(head)]
-        for j, name in enumerate(self.labels()):
+        for j, name in enumerate(labels):
             lines.append(
-                f"{name[:21]:<22}{self.events[:, j].sum() / t:>12.1f}"
+                f"{name:<{wid}}{self.events[:, j].sum() / t:>12.1f}"
                 f"{self.synops[:, j].sum() / t:>13.4g}{self.dense_macs[:, j].sum() / t:>13.4g}"
                 f"{red[j]:>10.1f}x{100 * share[j]:>8.1f}%"
             )
         pf = self.per_frame()
         tot_share = self.neuron_updates.sum() / max(self.n_neurons.sum() * t, 1)
         lines += ["-" * len(head),
-                  f"{'total':<22}{pf['events']:>12.1f}{pf['synops']:>13.4g}{pf['dense_macs']:>13.4g}"
+                  f"{'total':<{wid}}{pf['events']:>12.1f}{pf['synops']:>13.4g}{pf['dense_macs']:>13.4g}"
                   f"{self.total_reduction():>10.1f}x{100 * tot_share:>8.1f}%"]
         lines += self._energy_lines(describe=describe_energy)
         if self.fidelity is not None:
@@ -163,6 +166,33 @@ class Stats:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def report(self) -> dict:
+        """The run as a JSON-ready dict; every field name says its unit and basis.
+
+        ``*_per_frame``: mean per frame, summed over layers (``layers``: per layer);
+        ``energy_J_total``: joules over the whole run, ``energy_J_per_frame`` the same
+        divided by the frames; ``energy_pJ_per_op``: what each operation is charged.
+        ``per_frame``, ``reduction`` and ``energy_J`` (a run total) are the same figures
+        under their earlier names.
+        """
+        t, pf, e = max(self.n_frames, 1), self.per_frame(), self.energy()
+        red, share = self.reduction(), self.update_share()
+        layers = [{"name": n, "label": lab, "quantizer": q,
+                   **{f"{c}_per_frame": float(getattr(self, c)[:, j].sum()) / t for c in COUNTERS},
+                   "reduction_dense_macs_per_synop": _num(red[j]), "updated_share": float(share[j])}
+                  for j, (n, lab, q) in enumerate(zip(self.layer_names, self.labels(),
+                                                      self.quantizers or [""] * len(red), strict=True))]
+        return {"frames": self.n_frames,
+                **{f"{c}_per_frame": v for c, v in pf.items()},
+                "reduction_dense_macs_per_synop": _num(self.total_reduction()),
+                "energy_J_total": e, "energy_J_per_frame": {k: v / t for k, v in e.items()},
+                "energy_pJ_per_op": {"dense_fp32_mac": ENERGY_PJ["fp32_mac"],
+                                     "sigma_delta_fp32": "fp32_add per herding synop, fp32_mac per "
+                                                         "threshold synop",
+                                     "sigma_delta_int32": ENERGY_PJ["int32_add"], **ENERGY_PJ},
+                "layers": layers,
+                "per_frame": pf, "reduction": _num(self.total_reduction()), "energy_J": e}
 
     @classmethod
     def from_rows(cls, layer_names, rows: np.ndarray, dense_macs: np.ndarray,
@@ -179,3 +209,8 @@ class Stats:
 
 def _op_names(quantizers: list[str]) -> list[str]:
     return ["fp32 MAC 4.6 pJ" if q == "threshold" else "fp32 add 0.9 pJ" for q in quantizers]
+
+
+def _num(x: float) -> float | None:
+    """A float for JSON: None for an infinite ratio (no synop at all)."""
+    return float(x) if np.isfinite(x) else None

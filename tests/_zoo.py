@@ -44,6 +44,142 @@ class Concat(nn.Module):
         return self.fc(self.pool(F.relu(self.c(y))).flatten(1))
 
 
+class ViewFlatten(nn.Module):
+    """Flatten by x.view(x.size(0), -1) after functional max pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(2, 4, 3, padding=1), nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv(x)), 2)
+        return self.fc(x.view(x.size(0), -1))
+
+
+class ViewMinusOne(nn.Module):
+    """x.view(-1, N) after functional average pooling with padding."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(2, 3, 3), nn.Linear(3 * 7 * 7, 4)
+
+    def forward(self, x):
+        x = F.relu(F.avg_pool2d(self.conv(x), 2, stride=1, padding=1))
+        return self.fc(x.view(-1, 3 * 7 * 7))
+
+
+class ReshapeMean(nn.Module):
+    """x.reshape(x.shape[0], -1) after adaptive pooling; x.mean((2, 3)) with and without keepdim."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(4, 4, 1)
+        self.fc = nn.Linear(4 * 2 * 2 + 4 + 4, 3)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        p = F.adaptive_avg_pool2d(y, 2).reshape(y.shape[0], -1)
+        m = y.mean((2, 3))
+        k = torch.flatten(self.b(y.mean(dim=[2, 3], keepdim=True)), 1).squeeze(-1)
+        return self.fc(torch.cat([p, m, F.adaptive_max_pool2d(y, 1).squeeze(-1).squeeze(-1) + k], 1))
+
+
+class ConstantArithmetic(nn.Module):
+    """x * 0.5, x / 6, x + 3, 3 - x, -x: folded into the conv before, or an affine layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(4, 3, 3)
+        self.fc = nn.Linear(3 * 6 * 6, 4)
+
+    def forward(self, x):
+        y = F.relu6(self.a(x) * 0.5 + 3) / 6  # folds into a, then an affine layer after relu6
+        z = 0.5 * (1 - self.b(y))  # folds into b
+        z = torch.relu(z).sub(0.1).mul(2.0)  # an affine layer
+        return -self.fc(torch.flatten(z, 1)) + 1  # folds into fc
+
+
+class PreActBN(nn.Module):
+    """BatchNorm not after a weight layer: on the input, after a ReLU, and on a vector."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn0, self.conv, self.bn1 = nn.BatchNorm2d(2), nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4)
+        self.fc1, self.bn2, self.fc2 = nn.Linear(4 * 6 * 6, 8), nn.BatchNorm1d(8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        y = self.bn1(F.relu(self.conv(self.bn0(x))))
+        return self.fc2(self.bn2(F.relu(self.fc1(y.flatten(1)))))
+
+
+class Temporal1d(nn.Module):
+    """Conv1d on (C, L) streams: BatchNorm1d, pooling, dilation, global mean."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.bn = nn.Conv1d(3, 6, 5, padding=2), nn.BatchNorm1d(6)
+        self.c2 = nn.Conv1d(6, 6, 3, stride=2, dilation=2, groups=2)
+        self.c3, self.c4 = nn.Conv1d(6, 4, 1), nn.Conv1d(6, 4, 1)
+        self.fc = nn.Linear(4 + 4 * 2, 3)
+
+    def forward(self, x):
+        y = F.max_pool1d(F.relu(self.bn(self.c1(x))), 2)  # (6, 10)
+        y = F.relu(self.c2(y))  # (6, 3)
+        z = self.c3(F.avg_pool1d(y, 2, stride=1))  # (4, 2)
+        return self.fc(torch.cat([self.c4(y).mean(-1), z.flatten(1)], 1))
+
+
+class Pointwise(nn.Module):
+    """Every pointwise activation, as a module and in functional form."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(2, 6, 3, padding=1), nn.Conv2d(6, 6, 3, padding=1)
+        self.mods = nn.ModuleList([nn.Sigmoid(), nn.Tanh(), nn.GELU(), nn.GELU(approximate="tanh"),
+                                   nn.SiLU(), nn.Hardswish(), nn.Hardsigmoid(), nn.ELU(0.7),
+                                   nn.Softplus(2.0, 3.0), nn.Mish()])
+        self.fc = nn.Linear(6 * 8 * 8, 12)
+        self.fc2 = nn.Linear(12, 3)
+
+    def forward(self, x):
+        y = self.c1(x) * 2.0
+        y = sum(m(y) for m in self.mods)  # residual sums of ten activations of one conv
+        z = self.c2(y)
+        z = (torch.sigmoid(z) + torch.tanh(z) + F.gelu(z, approximate="tanh") + F.silu(z)
+             + F.hardswish(z) + F.hardsigmoid(z) + F.elu(z, 0.5) + F.softplus(z, 1.5) + F.mish(z)
+             + z.sigmoid() + z.tanh())
+        return self.fc2(F.gelu(self.fc(torch.flatten(z, 1))))
+
+
+class Gating(nn.Module):
+    """Products of two changing signals: a gate per neuron and a squeeze-and-excitation gate."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(2, 4, 3, padding=1)
+        self.se1, self.se2 = nn.Conv2d(4, 2, 1), nn.Conv2d(2, 4, 1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        y = self.a(x) * torch.sigmoid(self.b(x))
+        s = F.hardsigmoid(self.se2(F.relu(self.se1(y.mean((2, 3), keepdim=True)))))
+        return self.fc(torch.flatten(s * y, 1))
+
+
+class Upsampling(nn.Module):
+    """Nearest upsampling: nn.Upsample, F.interpolate by size, and on a (C, L) stream."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.Conv2d(3, 2, 3)
+        self.up = nn.Upsample(scale_factor=2)
+        self.fc = nn.Linear(2 * 12 * 6, 3)
+
+    def forward(self, x):
+        y = F.relu(self.b(self.up(F.relu(self.a(x)))))  # (2, 6, 6)
+        return self.fc(F.interpolate(y, size=(12, 6)).flatten(1))
+
+
 def _bn(m):
     with torch.no_grad():
         for mod in m.modules():
@@ -87,6 +223,16 @@ ZOO = {
                                               nn.Conv2d(8, 3, 3, padding=1)), (1, 11, 12)),
     "many_input_channels": (lambda: nn.Sequential(nn.Conv2d(6, 4, 3, padding=1), nn.ReLU(),
                                                   nn.Conv2d(4, 3, 3)), (6, 7, 8)),
+    # idioms written in forward (sigmadelta.convert.idioms)
+    "view_flatten": (ViewFlatten, C),
+    "view_minus_one": (ViewMinusOne, C),
+    "reshape_mean": (ReshapeMean, C),
+    "constant_arithmetic": (ConstantArithmetic, C),
+    "preact_batchnorm": (PreActBN, C),
+    "conv1d": (Temporal1d, (3, 20)),
+    "pointwise_activations": (Pointwise, C),
+    "gating": (Gating, C),
+    "upsampling": (Upsampling, C),
 }
 
 

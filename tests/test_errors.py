@@ -71,12 +71,13 @@ def test_bad_scale_spec_and_quantizer():
 
 
 def test_unsupported_layer_names_path_and_type():
-    model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), nn.Sigmoid()), nn.Linear(4, 2))
-    with pytest.raises(sd.UnsupportedLayerError, match=r"'1\.1'.*Sigmoid"):
+    model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), nn.SELU()), nn.Linear(4, 2))
+    with pytest.raises(sd.UnsupportedLayerError, match=r"'1\.1'.*SELU"):
         sd.convert(model, (4,))
     with pytest.raises(sd.UnsupportedLayerError, match="ceil_mode"):
         sd.convert(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, ceil_mode=True)), (1, 9, 9))
-    with pytest.raises(sd.UnsupportedLayerError, match="BatchNorm"):
-        sd.convert(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.BatchNorm2d(2)), (1, 9, 9))
+    with pytest.raises(sd.UnsupportedLayerError, match="BatchNorm without running statistics"):
+        sd.convert(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(),
+                                 nn.BatchNorm2d(2, track_running_stats=False)), (1, 9, 9))
     with pytest.raises(sd.UnsupportedLayerError, match="no Linear or Conv2d"):
         sd.convert(nn.Sequential(nn.ReLU()), (4,))

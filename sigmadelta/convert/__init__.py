@@ -8,7 +8,9 @@ and Identity, and sets each weight layer's input quantizer.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -19,33 +21,54 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from .. import graph as g
 from ..graph import per_layer
-from .mappers import FUNCTION_MAPPERS, METHOD_MAPPERS, MODULE_MAPPERS, UnsupportedLayerError
+from .mappers import FUNCTION_MAPPERS, HINTS, METHOD_MAPPERS, MODULE_MAPPERS, UnsupportedLayerError
 
 __all__ = ["convert", "UnsupportedLayerError", "MODULE_MAPPERS", "FUNCTION_MAPPERS",
            "METHOD_MAPPERS", "per_layer"]
 
 
 class _Context:
-    """What mappers see: the graph built so far and fx-name -> node index."""
+    """What mappers see: the graph built so far and fx-name -> node index.
+
+    A ``(C, L)`` tensor (Conv1d streams) is held as ``(C, 1, L)``; values that are
+    not tensors (``x.size(0)``, ``x.shape``) map to None.
+    """
 
     def __init__(self):
         self.nodes: list[g.Node] = []
-        self.env: dict[str, int] = {}
+        self.env: dict[str, int | None] = {}  # None: not a tensor (x.size(0), x.shape)
+        self.fx: dict[str, torch.fx.Node] = {}
         self.storage: dict[str, set[str]] = {}  # fx name -> the fx names sharing its tensor
 
     @staticmethod
     def path(node: torch.fx.Node) -> str:
         return str(node.target) if node.op == "call_module" else node.name
 
-    def add(self, cls, node: torch.fx.Node, inputs=None, **params) -> int:
-        shape = tuple(int(s) for s in node.meta["tensor_meta"].shape[1:])
+    def internal(self, shape: tuple[int, ...], path: str = "") -> tuple[int, ...]:
+        """The node shape holding a PyTorch value of ``shape`` (batch axis excluded)."""
+        shape = tuple(int(s) for s in shape)
+        if len(shape) == 2:
+            return (shape[0], 1, shape[1])
         if len(shape) not in (1, 3):
             raise UnsupportedLayerError(
-                f"{self.path(node)}: tensors of shape {shape} (only [N] and [C, H, W] are supported)")
+                f"{path}: tensors of shape {shape} (only [N], [C, L] and [C, H, W] are supported)")
+        return shape
+
+    def add(self, cls, node: torch.fx.Node, inputs=None, shape=None, name=None, **params) -> int:
+        """Append a node of class ``cls`` for fx node ``node``; return its index."""
+        if shape is None:
+            shape = self.internal(node.meta["tensor_meta"].shape[1:], self.path(node))
         if inputs is None:
             inputs = (self.env[node.args[0].name],)
-        self.nodes.append(cls(name=self.path(node), inputs=tuple(inputs), shape=shape, **params))
+        self.nodes.append(cls(name=name or self.path(node), inputs=tuple(inputs), shape=shape,
+                              **params))
         return len(self.nodes) - 1
+
+    def sole_consumer(self, idx: int, node: torch.fx.Node) -> bool:
+        """Whether ``node`` is the only reader of node ``idx`` (through aliases such as Dropout)."""
+        aliases = {name for name, i in self.env.items() if i == idx}
+        users = {u for name in aliases for u in self.fx[name].users}
+        return all(u is node or u.name in aliases for u in users)
 
 
 def _check_float32(model: nn.Module) -> None:
@@ -73,38 +96,55 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> torch.fx.GraphModu
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as e:  # fx raises many types
-        raise UnsupportedLayerError(f"cannot trace {type(model).__name__} with torch.fx: {e}") from e
+        raise UnsupportedLayerError(f"cannot trace {type(model).__name__} with torch.fx: "
+                                    f"{_first_line(e)}") from None
     _check_one_input(gm)
-    try:
-        ShapeProp(gm).propagate(torch.zeros((1, *input_shape)))
+    try:  # ShapeProp prints the traceback of a failing node itself: keep it off the terminal
+        with contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(gm).propagate(torch.zeros((1, *input_shape)))
     except Exception as e:
-        raise ValueError(f"the model does not accept input_shape {input_shape} "
-                         f"(batch axis excluded): {e}") from e
+        raise ValueError(f"the model does not accept input_shape {input_shape} (batch axis "
+                         f"excluded): {_first_line(e)}") from None
     return gm
 
 
-def _map_node(ctx: _Context, gm: torch.fx.GraphModule, node: torch.fx.Node) -> int:
+def _first_line(e: Exception) -> str:
+    """The message of ``e`` without the fx graph dump that ShapeProp appends."""
+    cause = e.__cause__ or e
+    lines = [ln for ln in str(cause).splitlines() if ln.strip()]
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
+
+
+def _unsupported(what: str, key: str) -> UnsupportedLayerError:
+    hint = HINTS.get(key)
+    return UnsupportedLayerError(f"cannot convert {what}" + (f": {key} {hint}" if hint else ""))
+
+
+def _map_node(ctx: _Context, gm: torch.fx.GraphModule, node: torch.fx.Node) -> int | None:
     if node.op == "call_module":
         mod = gm.get_submodule(node.target)
         mapper = MODULE_MAPPERS.get(type(mod))
         if mapper is None:
-            raise UnsupportedLayerError(
-                f"cannot convert module '{node.target}' of type {type(mod).__module__}."
-                f"{type(mod).__name__}")
-        return mapper(ctx, node, mod)
-    if node.op == "call_function":
-        mapper = FUNCTION_MAPPERS.get(node.target)
+            raise _unsupported(f"module '{node.target}' of type {type(mod).__module__}."
+                               f"{type(mod).__name__}", type(mod).__name__)
+        target = mod
+    elif node.op == "call_function":
+        mapper, target = FUNCTION_MAPPERS.get(node.target), None
         if mapper is None:
             name = getattr(node.target, "__name__", str(node.target))
-            raise UnsupportedLayerError(f"cannot convert function call '{node.name}' ({name})")
-        return mapper(ctx, node, None)
-    if node.op == "call_method":
-        mapper = METHOD_MAPPERS.get(node.target)
+            raise _unsupported(f"function call '{node.name}' ({name})", name)
+    elif node.op == "call_method":
+        mapper, target = METHOD_MAPPERS.get(node.target), None
         if mapper is None:
-            raise UnsupportedLayerError(
-                f"cannot convert tensor method call '{node.name}' (.{node.target}())")
-        return mapper(ctx, node, None)
-    raise UnsupportedLayerError(f"cannot convert '{node.name}' ({node.op} {node.target})")
+            raise _unsupported(f"tensor method call '{node.name}' (.{node.target}())", node.target)
+    else:
+        raise _unsupported(f"'{node.name}' ({node.op} {node.target})", str(node.target))
+    sizes = [a for a in node.all_input_nodes if ctx.env[a.name] is None]
+    if sizes and not getattr(mapper, "accepts_sizes", False):
+        raise UnsupportedLayerError(
+            f"cannot convert '{node.name}': it computes with the size of a tensor "
+            f"({sizes[0].name}); only reshapes such as x.view(x.size(0), -1) may use it")
+    return mapper(ctx, node, target)
 
 
 def convert(
@@ -227,7 +267,8 @@ def _follow_aliasing(ctx: _Context, gm: torch.fx.GraphModule, node: torch.fx.Nod
         return
     mod = gm.get_submodule(node.target) if node.op == "call_module" else None
     group = ctx.storage.setdefault(src.name, {src.name})
-    is_view = type(mod) is nn.Flatten or node.target in (torch.flatten, "flatten")
+    is_view = type(mod) is nn.Flatten or node.target in (torch.flatten, "flatten", "view", "reshape",
+                                                         torch.reshape)
     if ctx.env[node.name] == ctx.env[src.name] or is_view:  # the same tensor, or a view of it
         group.add(node.name)
         ctx.storage[node.name] = group
@@ -245,24 +286,30 @@ def _follow_aliasing(ctx: _Context, gm: torch.fx.GraphModule, node: torch.fx.Nod
 
 
 def _build(model: nn.Module, input_shape: tuple[int, ...]) -> g.Network:
+    if len(input_shape) not in (1, 2, 3) or min(input_shape, default=0) < 1:
+        raise ValueError(f"input_shape {input_shape} must be (N,), (C, L) or (C, H, W), without the "
+                         f"batch axis, every size >= 1")
     gm = _trace(model, input_shape)
     ctx = _Context()
     output = None
     with torch.no_grad():
         for node in gm.graph.nodes:
+            ctx.fx[node.name] = node
             if node.op == "placeholder":
                 if ctx.nodes:
                     raise UnsupportedLayerError("models with more than one input are not supported")
-                ctx.nodes.append(g.Input(name="input", inputs=(), shape=input_shape))
+                shape = ctx.internal(input_shape, "input")
+                ctx.nodes.append(g.Input(name="input", inputs=(), shape=shape,
+                                         frame_shape=input_shape if shape != input_shape else ()))
                 ctx.env[node.name] = 0
             elif node.op == "output":
                 out = node.args[0]
-                if not isinstance(out, torch.fx.Node):
+                if not isinstance(out, torch.fx.Node) or ctx.env[out.name] is None:
                     raise UnsupportedLayerError("the model must return a single tensor")
                 output = ctx.env[out.name]
             else:
                 ctx.env[node.name] = _map_node(ctx, gm, node)
                 _follow_aliasing(ctx, gm, node)
     if not any(isinstance(n, (g.Dense, g.Conv)) for n in ctx.nodes):
-        raise UnsupportedLayerError("the model has no Linear or Conv2d layer to convert")
+        raise UnsupportedLayerError("the model has no Linear or Conv2d/Conv1d layer to convert")
     return g.Network(nodes=ctx.nodes, output=output)

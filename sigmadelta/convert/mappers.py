@@ -3,10 +3,12 @@
 Each mapper has the signature ``mapper(ctx, fx_node, target) -> int`` and
 returns the index of the graph node that now holds the fx node's value: a new
 node, or the index of its input for value-preserving layers (Identity, Dropout,
-BatchNorm folded into the preceding weight layer). ``MODULE_MAPPERS`` is keyed by
-the exact ``torch.nn`` type, ``FUNCTION_MAPPERS`` by function and
-``METHOD_MAPPERS`` by tensor method name. Anything else is an error naming the
-module path and type.
+BatchNorm folded into the preceding weight layer, reshapes that keep the layout).
+``MODULE_MAPPERS`` is keyed by the exact ``torch.nn`` type, ``FUNCTION_MAPPERS``
+by function and ``METHOD_MAPPERS`` by tensor method name; the idioms written in
+``forward`` (flatten by view/reshape, functional pooling, constant arithmetic,
+Conv1d) live in :mod:`sigmadelta.convert.idioms`. Anything else is an error
+naming the module path and type, with what to write instead where ``HINTS`` knows.
 """
 
 from __future__ import annotations
@@ -19,22 +21,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import graph as g
+from . import idioms as idm
+from ._util import UnsupportedLayerError, arg, pair, to_np, torch_shape
 
-__all__ = ["MODULE_MAPPERS", "FUNCTION_MAPPERS", "METHOD_MAPPERS", "UnsupportedLayerError"]
+__all__ = ["MODULE_MAPPERS", "FUNCTION_MAPPERS", "METHOD_MAPPERS", "UnsupportedLayerError", "HINTS"]
 
-
-class UnsupportedLayerError(TypeError):
-    """A module, function or argument the converter cannot map exactly."""
-
-
-def _np(t: torch.Tensor | None, n: int = 0) -> np.ndarray:
-    if t is None:
-        return np.zeros(n, np.float32)
-    return t.detach().cpu().numpy().astype(np.float32).copy()
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+_np, _pair = to_np, pair
 
 
 # ---------------------------------------------------------------- weight layers
@@ -48,37 +40,18 @@ def _linear(ctx, node, m: nn.Linear) -> int:
     return ctx.add(g.Dense, node, weight=_np(m.weight), bias=_np(m.bias, m.out_features))
 
 
-def _conv_padding(m: nn.Conv2d, path: str) -> tuple[int, int]:
-    if m.padding_mode != "zeros":
-        raise UnsupportedLayerError(f"{path} (Conv2d): padding_mode={m.padding_mode!r}; only 'zeros'")
-    if m.padding == "valid":
-        return (0, 0)
-    if m.padding == "same":
-        tot = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size, strict=True)]
-        if any(t % 2 for t in tot):
-            raise UnsupportedLayerError(f"{path} (Conv2d): asymmetric 'same' padding")
-        return (tot[0] // 2, tot[1] // 2)
-    return _pair(m.padding)
-
-
 def _conv2d(ctx, node, m: nn.Conv2d) -> int:
     return ctx.add(g.Conv, node, weight=_np(m.weight), bias=_np(m.bias, m.out_channels),
-                   stride=_pair(m.stride), padding=_conv_padding(m, node.target),
+                   stride=_pair(m.stride), padding=idm.conv_padding(m, node.target, 2),
                    dilation=_pair(m.dilation), groups=int(m.groups))
 
 
 def _batchnorm(ctx, node, m) -> int:
-    """Fold ``y = gamma*(z - mean)/sqrt(var + eps) + beta`` into the producer's W and b."""
-    src = node.args[0]
-    p = ctx.env[src.name]
-    prod = ctx.nodes[p]
-    if not isinstance(prod, (g.Dense, g.Conv)) or len(src.users) != 1:
-        raise UnsupportedLayerError(
-            f"{node.target} ({type(m).__name__}): BatchNorm is folded into the weight layer "
-            f"right before it, and {src.name!r} is not a weight layer used only by it"
-        )
+    """``y = gamma*(z - mean)/sqrt(var + eps) + beta``: folded into the weight layer right
+    before when it alone reads it, else an affine weight layer (see ``idioms.affine``)."""
     if m.running_mean is None:
-        raise UnsupportedLayerError(f"{node.target}: BatchNorm without running statistics")
+        raise UnsupportedLayerError(f"{node.target}: BatchNorm without running statistics "
+                                    "(track_running_stats=False)")
     params = [m.running_mean, m.running_var] + ([m.weight, m.bias] if m.affine else [])
     if not all(bool(torch.isfinite(t).all()) for t in params):
         raise ValueError(f"layer '{node.target}' ({type(m).__name__}): running statistics or affine "
@@ -90,10 +63,7 @@ def _batchnorm(ctx, node, m) -> int:
         m.running_var + m.eps)
     shift = (m.bias if m.affine else torch.zeros_like(m.running_mean)) - m.running_mean * scale
     s, t = _np(scale).astype(np.float64), _np(shift).astype(np.float64)
-    shape = (-1,) + (1,) * (prod.weight.ndim - 1)
-    prod.weight = (prod.weight * s.reshape(shape)).astype(np.float32)
-    prod.bias = (prod.bias * s + t).astype(np.float32)
-    return p
+    return idm.affine(ctx, node, ctx.env[node.args[0].name], s, t)
 
 
 # ---------------------------------------------------------------- elementwise
@@ -108,8 +78,7 @@ def _act(fn: str, **kw):
 
 
 def _leaky(ctx, node, m) -> int:
-    slope = m.negative_slope if m is not None else node.kwargs.get(
-        "negative_slope", node.args[1] if len(node.args) > 1 else 0.01)
+    slope = m.negative_slope if m is not None else arg(node, 1, "negative_slope", 0.01)
     return ctx.add(g.Activation, node, fn="leaky", alpha=float(slope))
 
 
@@ -117,9 +86,36 @@ def _hardtanh(ctx, node, m) -> int:
     if m is not None:
         lo, hi = m.min_val, m.max_val
     else:
-        lo = node.kwargs.get("min_val", node.args[1] if len(node.args) > 1 else -1.0)
-        hi = node.kwargs.get("max_val", node.args[2] if len(node.args) > 2 else 1.0)
+        lo, hi = arg(node, 1, "min_val", -1.0), arg(node, 2, "max_val", 1.0)
     return ctx.add(g.Activation, node, fn="clip", lo=float(lo), hi=float(hi))
+
+
+def _gelu(ctx, node, m) -> int:
+    approx = m.approximate if m is not None else arg(node, 1, "approximate", "none")
+    return ctx.add(g.Activation, node, fn="gelu_tanh" if approx == "tanh" else "gelu")
+
+
+def _elu(ctx, node, m) -> int:
+    alpha = m.alpha if m is not None else arg(node, 1, "alpha", 1.0)
+    return ctx.add(g.Activation, node, fn="elu", alpha=float(alpha))
+
+
+def _softplus(ctx, node, m) -> int:
+    if m is not None:
+        beta, thr = m.beta, m.threshold
+    else:
+        beta, thr = arg(node, 1, "beta", 1.0), arg(node, 2, "threshold", 20.0)
+    return ctx.add(g.Activation, node, fn="softplus", alpha=float(beta), hi=float(thr))
+
+
+_POINTWISE = {  # activation name -> module type, functions and tensor method names
+    "sigmoid": (nn.Sigmoid, (torch.sigmoid, F.sigmoid), ("sigmoid",)),
+    "tanh": (nn.Tanh, (torch.tanh, F.tanh), ("tanh",)),
+    "silu": (nn.SiLU, (F.silu,), ()),
+    "hardswish": (nn.Hardswish, (F.hardswish,), ()),
+    "hardsigmoid": (nn.Hardsigmoid, (F.hardsigmoid,), ()),
+    "mish": (nn.Mish, (F.mish,), ()),
+}
 
 
 # ---------------------------------------------------------------- shape ops
@@ -127,11 +123,9 @@ def _flatten(ctx, node, m=None) -> int:
     if m is not None:
         start, end = m.start_dim, m.end_dim
     else:
-        start = node.kwargs.get("start_dim", node.args[1] if len(node.args) > 1 else 0)
-        end = node.kwargs.get("end_dim", node.args[2] if len(node.args) > 2 else -1)
+        start, end = arg(node, 1, "start_dim", 0), arg(node, 2, "end_dim", -1)
     if start != 1 or end != -1:
-        raise UnsupportedLayerError(f"{ctx.path(node)}: flatten must keep the batch axis "
-                                    f"(start_dim=1, end_dim=-1); got {start}, {end}")
+        return idm.reshape(ctx, node)  # flatten(x) with batch 1, flatten(2), ...: by its shapes
     src = ctx.env[node.args[0].name]
     if len(ctx.nodes[src].shape) == 1:
         return src
@@ -140,37 +134,20 @@ def _flatten(ctx, node, m=None) -> int:
 
 def _pool(op: str):
     def mapper(ctx, node, m) -> int:
-        if m.ceil_mode:
-            raise UnsupportedLayerError(f"{node.target}: ceil_mode=True is not supported")
-        if op == "max" and (_pair(m.dilation) != (1, 1) or m.return_indices):
-            raise UnsupportedLayerError(f"{node.target}: MaxPool2d with dilation/return_indices")
-        if op == "avg" and m.divisor_override is not None:
-            raise UnsupportedLayerError(f"{node.target}: AvgPool2d divisor_override")
-        pad = _pair(m.padding)
-        if op == "avg" and not m.count_include_pad and pad != (0, 0):
-            raise UnsupportedLayerError(f"{node.target}: count_include_pad=False with padding")
-        k = _pair(m.kernel_size)
-        stride = _pair(m.stride if m.stride else m.kernel_size)
-        return ctx.add(g.Pool, node, op=op, kernel=k, stride=stride, padding=pad)
+        extra = (dict(dilation=m.dilation, return_indices=m.return_indices) if op == "max" else
+                 dict(count_include_pad=m.count_include_pad, divisor_override=m.divisor_override))
+        return idm.make_pool(ctx, node, op, m.kernel_size, m.stride, m.padding,
+                           ceil_mode=m.ceil_mode, **extra)
     return mapper
 
 
-def _adaptive_avg(ctx, node, m) -> int:
-    size = m.output_size if m is not None else node.args[1]
-    _, h, w = ctx.nodes[ctx.env[node.args[0].name]].shape
-    oh, ow = (1, 1) if size is None else (size, size) if isinstance(size, int) else tuple(size)
-    oh, ow = h if oh is None else int(oh), w if ow is None else int(ow)  # None: keep (as torch)
-    if h % oh or w % ow:
-        raise UnsupportedLayerError(
-            f"{ctx.path(node)}: AdaptiveAvgPool2d to {oh}x{ow} from {h}x{w} (not a divisor)")
-    return ctx.add(g.Pool, node, op="avg", kernel=(h // oh, w // ow), stride=(h // oh, w // ow))
-
-
 def _add(ctx, node, m=None) -> int:
-    args = [a for a in node.args if isinstance(a, torch.fx.Node)]
-    if len(args) != 2 or len(node.args) != 2 or node.kwargs:
-        raise UnsupportedLayerError(f"{ctx.path(node)}: only x + y of two tensors is supported")
-    a, b = (ctx.env[x.name] for x in args)
+    lhs, rhs = arg(node, 0, "input"), arg(node, 1, "other")
+    if not (isinstance(lhs, torch.fx.Node) and isinstance(rhs, torch.fx.Node)):
+        return idm.arith("add")(ctx, node)  # x + 3: constant arithmetic
+    if arg(node, 2, "alpha", 1) != 1:
+        raise UnsupportedLayerError(f"{ctx.path(node)}: torch.add with alpha; write x + y")
+    a, b = ctx.env[lhs.name], ctx.env[rhs.name]
     if ctx.nodes[a].shape != ctx.nodes[b].shape:
         raise UnsupportedLayerError(f"{ctx.path(node)}: addition with broadcasting "
                                     f"{ctx.nodes[a].shape} + {ctx.nodes[b].shape}")
@@ -178,33 +155,47 @@ def _add(ctx, node, m=None) -> int:
 
 
 def _cat(ctx, node, m=None) -> int:
-    tensors = node.args[0]
-    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+    tensors = arg(node, 0, "tensors")
+    dim = arg(node, 1, "dim", 0)
     idx = tuple(ctx.env[t.name] for t in tensors)
-    nd = len(ctx.nodes[idx[0]].shape)
-    if dim not in (1, 1 - (nd + 1)):
+    nd = len(torch_shape(tensors[0])) + 1
+    if dim % nd != 1:
         raise UnsupportedLayerError(f"{ctx.path(node)}: torch.cat only along channels (dim=1)")
     return ctx.add(g.Concat, node, inputs=idx)
 
 
+_RESHAPE = idm.reshape
 MODULE_MAPPERS = {
     nn.Linear: _linear,
     nn.Conv2d: _conv2d,
+    nn.Conv1d: idm.conv1d,
     nn.BatchNorm1d: _batchnorm,
     nn.BatchNorm2d: _batchnorm,
     nn.ReLU: _act("relu"),
     nn.LeakyReLU: _leaky,
     nn.ReLU6: _act("clip", lo=0.0, hi=6.0),
     nn.Hardtanh: _hardtanh,
+    nn.GELU: _gelu,
+    nn.ELU: _elu,
+    nn.Softplus: _softplus,
+    **{mod: _act(fn) for fn, (mod, _, _) in _POINTWISE.items()},
+    nn.Upsample: idm.upsample,
+    nn.UpsamplingNearest2d: idm.upsample,
+    nn.UpsamplingBilinear2d: idm.upsample,
     nn.Identity: _alias,
     nn.Dropout: _alias,
     nn.Dropout1d: _alias,
     nn.Dropout2d: _alias,
     nn.AlphaDropout: _alias,
     nn.Flatten: _flatten,
+    nn.AvgPool1d: _pool("avg"),
     nn.AvgPool2d: _pool("avg"),
+    nn.MaxPool1d: _pool("max"),
     nn.MaxPool2d: _pool("max"),
-    nn.AdaptiveAvgPool2d: _adaptive_avg,
+    nn.AdaptiveAvgPool1d: idm.adaptive_pool("avg"),
+    nn.AdaptiveAvgPool2d: idm.adaptive_pool("avg"),
+    nn.AdaptiveMaxPool1d: idm.adaptive_pool("max"),
+    nn.AdaptiveMaxPool2d: idm.adaptive_pool("max"),
 }
 
 FUNCTION_MAPPERS = {
@@ -213,17 +204,64 @@ FUNCTION_MAPPERS = {
     F.relu6: _act("clip", lo=0.0, hi=6.0),
     F.leaky_relu: _leaky,
     F.hardtanh: _hardtanh,
+    F.gelu: _gelu,
+    F.elu: _elu,
+    F.softplus: _softplus,
+    **{f: _act(fn) for fn, (_, funcs, _) in _POINTWISE.items() for f in funcs},
     F.dropout: _alias,
-    F.adaptive_avg_pool2d: _adaptive_avg,
+    F.interpolate: idm.upsample,
+    F.upsample: idm.upsample,
+    F.adaptive_avg_pool1d: idm.adaptive_pool("avg"),
+    F.adaptive_avg_pool2d: idm.adaptive_pool("avg"),
+    F.adaptive_max_pool1d: idm.adaptive_pool("max"),
+    F.adaptive_max_pool2d: idm.adaptive_pool("max"),
+    F.avg_pool1d: idm.pool_fn("avg"),
+    F.avg_pool2d: idm.pool_fn("avg"),
+    F.max_pool1d: idm.pool_fn("max"),
+    F.max_pool2d: idm.pool_fn("max"),
+    torch.mean: idm.mean,
     torch.flatten: _flatten,
+    torch.reshape: _RESHAPE,
+    torch.squeeze: _RESHAPE,
+    torch.unsqueeze: _RESHAPE,
     operator.add: _add,
     torch.add: _add,
     torch.cat: _cat,
     torch.concat: _cat,
+    operator.getitem: idm.SIZE_FUNCTIONS,  # indexing into x.shape / x.size() (checked in convert)
+    getattr: idm.SIZE_FUNCTIONS,  # x.shape
+    **{f: idm.arith(kind) for f, kind in idm.ARITH_FUNCTIONS.items()},
 }
 
 METHOD_MAPPERS = {
     "relu": _act("relu"),
+    **{name: _act(fn) for fn, (_, _, names) in _POINTWISE.items() for name in names},
     "flatten": _flatten,
     "add": _add,
+    "mean": idm.mean,
+    "view": _RESHAPE,
+    "reshape": _RESHAPE,
+    "squeeze": _RESHAPE,
+    "unsqueeze": _RESHAPE,
+    "size": idm.SIZE_FUNCTIONS,
+    "dim": idm.SIZE_FUNCTIONS,
+    "contiguous": _alias,
+    **{name: idm.arith(kind) for name, kind in idm.ARITH_METHODS.items()},
+}
+
+HINTS = {  # type or function name -> what to write instead / why not
+    **{n: "is not supported (supported activations: ReLU, LeakyReLU, ReLU6, Hardtanh, Sigmoid, "
+       "Tanh, GELU, SiLU, Hardswish, Hardsigmoid, ELU, Softplus, Mish)"
+       for n in ("SELU", "CELU", "PReLU", "RReLU", "GLU", "Softsign", "Tanhshrink", "LogSigmoid",
+                 "selu", "celu", "prelu", "rrelu", "glu", "softsign", "logsigmoid")},
+    **{n: "(a normalisation over the whole frame) is not supported; use BatchNorm, which folds"
+       for n in ("LayerNorm", "GroupNorm", "InstanceNorm2d", "layer_norm", "group_norm")},
+    "ConvTranspose2d": "is not supported yet (no transposed-convolution node)",
+    "Softmax": "is not supported; return the logits and apply softmax to res.outputs",
+    "softmax": "is not supported; return the logits and apply softmax to res.outputs",
+    "view": f"only flattens; {idm.FLATTEN_HINT}",
+    "permute": f"(reordering axes) is not supported; {idm.FLATTEN_HINT} flattens in PyTorch order",
+    "transpose": f"(reordering axes) is not supported; {idm.FLATTEN_HINT} flattens in PyTorch order",
+    "getitem": "(slicing a tensor) is not supported",
+    **{n: "(splitting channels, as ShuffleNet does) is not supported yet" for n in ("chunk", "split")},
 }

@@ -26,6 +26,8 @@ from .elementwise import (
     fixed_point_guard,
     fixed_point_update,
     flatten_update,
+    mul_update,
+    upsample_update,
 )
 from .layer import conv_layer_step
 from .pixel import (
@@ -55,6 +57,8 @@ __all__ = [
     "activation_rows",
     "activation_update",
     "add_update",
+    "mul_update",
+    "upsample_update",
     "axis_fan",
     "concat_update",
     "conv_layer_step",

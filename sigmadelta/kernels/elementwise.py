@@ -1,35 +1,70 @@
 """Updates of the non-weight nodes for the neurons touched this frame."""
 
+import math
+
 import numpy as np
 from numba import njit
 
 from .prefetch import prefetch
 
 __all__ = [
-    "activation_update", "activation_rows", "add_update", "concat_update", "flatten_update",
-    "fixed_point_update", "fixed_point_guard",
+    "pointwise", "activation_update", "activation_rows", "add_update", "mul_update",
+    "concat_update", "flatten_update", "upsample_update", "fixed_point_update", "fixed_point_guard",
 ]
 
 RELU, LEAKY, CLIP, IDENTITY = 0, 1, 2, 3
+SIGMOID, TANH, GELU, GELU_TANH, SILU, HARDSWISH, HARDSIGMOID, ELU, SOFTPLUS, MISH = range(4, 14)
+_SQRT_HALF = 0.7071067811865476
+_SQRT_2_OVER_PI = 0.7978845608028654
+
+
+@njit(cache=True, nogil=True, inline="always")
+def pointwise(v, fn, alpha, lo, hi):
+    """``f(v)`` of activation code ``fn`` (any pointwise function: a sigma-delta neuron
+    recomputes it whenever its input changes).
+
+    0 relu ``max(v, 0)``; 1 leaky ``v if v > 0 else alpha*v``; 2 clip ``min(max(v, lo), hi)``;
+    3 identity; 4 sigmoid ``1/(1 + exp(-v))``; 5 tanh; 6 gelu ``v/2 (1 + erf(v/sqrt 2))``;
+    7 gelu with PyTorch's tanh approximation; 8 silu ``v sigmoid(v)``; 9 hardswish
+    ``v min(max(v + 3, 0), 6)/6``; 10 hardsigmoid ``min(max(v + 3, 0), 6)/6``; 11 elu
+    ``v if v > 0 else alpha (exp(v) - 1)``; 12 softplus ``log(1 + exp(alpha v))/alpha``
+    (``v`` where ``alpha v > hi``); 13 mish ``v tanh(softplus(v))``.
+    """
+    if fn == 0:
+        return v if v > 0.0 else 0.0
+    if fn == 1:
+        return v if v > 0.0 else alpha * v
+    if fn == 2:
+        return min(max(v, lo), hi)
+    if fn == 4:
+        return 1.0 / (1.0 + math.exp(-v))
+    if fn == 5:
+        return math.tanh(v)
+    if fn == 6:
+        return 0.5 * v * (1.0 + math.erf(v * _SQRT_HALF))
+    if fn == 7:
+        return 0.5 * v * (1.0 + math.tanh(_SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)))
+    if fn == 8:
+        return v / (1.0 + math.exp(-v))
+    if fn == 9:
+        return v * min(max(v + 3.0, 0.0), 6.0) / 6.0
+    if fn == 10:
+        return min(max(v + 3.0, 0.0), 6.0) / 6.0
+    if fn == 11:
+        return v if v > 0.0 else alpha * (math.exp(v) - 1.0)
+    if fn == 12:
+        return v if alpha * v > hi else math.log1p(math.exp(alpha * v)) / alpha
+    if fn == 13:
+        return v * math.tanh(v if v > 20.0 else math.log1p(math.exp(v)))
+    return v
 
 
 @njit(cache=True, nogil=True)
 def activation_update(x, y, touched, count, fn, alpha, lo, hi):
-    """``y_i = f(x_i)`` for the touched ``i`` only.
-
-    ``fn``: 0 relu ``max(x, 0)``; 1 leaky ``x if x > 0 else alpha*x``;
-    2 clip ``min(max(x, lo), hi)``; 3 identity.
-    """
+    """``y_i = f(x_i)`` for the touched ``i`` only (``f``: :func:`pointwise` code ``fn``)."""
     for t in range(count[0]):
         i = touched[t]
-        v = x[i]
-        if fn == 0:
-            v = v if v > 0.0 else 0.0
-        elif fn == 1:
-            v = v if v > 0.0 else alpha * v
-        elif fn == 2:
-            v = min(max(v, lo), hi)
-        y[i] = v
+        y[i] = pointwise(x[i], fn, alpha, lo, hi)
 
 
 @njit(cache=True, nogil=True)
@@ -58,8 +93,9 @@ def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
         elif fn == 2:
             for j in range(c):
                 ys[j] = min(max(xs[j], lo), hi)
-        else:
-            ys[:] = xs
+        else:  # a loop, not ys[:] = xs: a slice copy compiles Numba's shape-error formatting
+            for j in range(c):
+                ys[j] = pointwise(xs[j], fn, alpha, lo, hi)
 
 
 @njit(cache=True, nogil=True)
@@ -81,6 +117,34 @@ def add_update(a, b, y, touched_a, count_a, touched_b, count_b, touched, count, 
     for t in range(n):
         i = touched[t]
         y[i] = a[i] + b[i]
+    count[0] = n
+
+
+@njit(cache=True, nogil=True)
+def mul_update(a, b, y, touched_a, count_a, touched_b, count_b, c, per_channel, touched, count, stamp,
+               frame):
+    """``y_i = a_i * b_i`` (``b_{i mod c}`` if ``per_channel``: one gate per channel,
+    channels-last) for ``i`` touched in ``a``, or whose ``b`` (every pixel of a touched
+    channel) was touched; lists the union."""
+    n = 0
+    for t in range(count_a[0]):
+        i = touched_a[t]
+        if stamp[i] != frame:
+            stamp[i] = frame
+            touched[n] = i
+            n += 1
+    n_pix = y.shape[0] // c if per_channel else 1
+    for t in range(count_b[0]):
+        j = touched_b[t]
+        for p in range(n_pix):
+            i = p * c + j if per_channel else j
+            if stamp[i] != frame:
+                stamp[i] = frame
+                touched[n] = i
+                n += 1
+    for t in range(n):
+        i = touched[t]
+        y[i] = a[i] * (b[i % c] if per_channel else b[i])
     count[0] = n
 
 
@@ -113,6 +177,30 @@ def flatten_update(x, touched_in, count_in, hw, c, y, touched, count):
         y[o] = x[i]
         touched[n] = o
         n += 1
+    count[0] = n
+
+
+@njit(cache=True, nogil=True)
+def upsample_update(x, touched_in, count_in, w_in, c, sh, sw, y, touched, count):
+    """Nearest upsampling, channels-last: input neuron ``(p, ch)`` at pixel ``p = r*w_in + q``
+    is copied to the outputs ``((r*sh + dy)*w_in*sw + q*sw + dx)*c + ch`` (``dy < sh``,
+    ``dx < sw``), which are listed (each output has one source: no duplicates)."""
+    w_out = w_in * sw
+    n = 0
+    for t in range(count_in[0]):
+        i = touched_in[t]
+        p = i // c
+        ch = i - p * c
+        r = p // w_in
+        q = p - r * w_in
+        v = x[i]
+        for dy in range(sh):
+            base = (r * sh + dy) * w_out + q * sw
+            for dx in range(sw):
+                o = (base + dx) * c + ch
+                y[o] = v
+                touched[n] = o
+                n += 1
     count[0] = n
 
 

@@ -5,6 +5,8 @@ tests; the engine never calls them. Where a kernel lists touched neurons, the
 twin lists the same set (the order may differ).
 """
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -19,6 +21,8 @@ __all__ = [
     "expand_pixel_groups",
     "activation_update",
     "add_update",
+    "mul_update",
+    "upsample_update",
     "concat_update",
     "flatten_update",
     "fixed_point_update",
@@ -150,15 +154,41 @@ def expand_pixel_groups(pg_list, pg_count, groups, cg, touched, count):
     _set_list(touched, count, idx)
 
 
+def _pointwise(v, fn, alpha, lo, hi):
+    v = np.asarray(v, np.float64)
+    with np.errstate(over="ignore"):
+        sig = 1 / (1 + np.exp(-v))
+        sp = np.log1p(np.exp(alpha * v)) / alpha if alpha else v
+        sp1 = np.where(v > 20, v, np.log1p(np.exp(v)))
+        erf = np.vectorize(math.erf)(v / math.sqrt(2)) if v.size else v
+        return {0: lambda: np.maximum(v, 0), 1: lambda: np.where(v > 0, v, alpha * v),
+                2: lambda: np.clip(v, lo, hi), 3: lambda: v, 4: lambda: sig, 5: lambda: np.tanh(v),
+                6: lambda: 0.5 * v * (1 + erf),
+                7: lambda: 0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3))),
+                8: lambda: v * sig, 9: lambda: v * np.clip(v + 3, 0, 6) / 6,
+                10: lambda: np.clip(v + 3, 0, 6) / 6,
+                11: lambda: np.where(v > 0, v, alpha * (np.exp(v) - 1)),
+                12: lambda: np.where(alpha * v > hi, v, sp), 13: lambda: v * np.tanh(sp1)}[fn]()
+
+
 def activation_update(x, y, touched, count, fn, alpha, lo, hi):
     idx = touched[: count[0]]
-    v = x[idx]
-    y[idx] = [np.maximum(v, 0), np.where(v > 0, v, alpha * v), np.clip(v, lo, hi), v][fn]
+    y[idx] = _pointwise(x[idx], fn, alpha, lo, hi)
 
 
 def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
     idx = (rows[: row_count[0], None] * c + np.arange(c)).ravel()
     activation_update(x, y, idx, [len(idx)], fn, alpha, lo, hi)
+
+
+def mul_update(a, b, y, touched_a, count_a, touched_b, count_b, c, per_channel, touched, count,
+               stamp, frame):
+    tb = touched_b[: count_b[0]]
+    from_b = (np.arange(len(y) // c)[:, None] * c + tb[None, :]).ravel() if per_channel else tb
+    idx = np.union1d(touched_a[: count_a[0]], from_b).astype(np.int64)
+    y[idx] = a[idx] * (b[idx % c] if per_channel else b[idx])
+    stamp[idx] = frame
+    _set_list(touched, count, idx)
 
 
 def add_update(a, b, y, touched_a, count_a, touched_b, count_b, touched, count, stamp, frame):
@@ -175,6 +205,16 @@ def concat_update(x, touched_in, count_in, c_in, offset, c_out, y, touched, coun
     n = count[0]
     touched[n:n + len(out)] = out
     count[0] = n + len(out)
+
+
+def upsample_update(x, touched_in, count_in, w_in, c, sh, sw, y, touched, count):
+    idx = touched_in[: count_in[0]]
+    p, ch = idx // c, idx % c
+    r, q = p // w_in, p % w_in
+    out = [((r * sh + dy) * w_in * sw + q * sw + dx) * c + ch for dy in range(sh) for dx in range(sw)]
+    out = np.concatenate(out) if out else np.zeros(0, np.int64)
+    y[out] = np.tile(x[idx], sh * sw)
+    _set_list(touched, count, out)
 
 
 def flatten_update(x, touched_in, count_in, hw, c, y, touched, count):
