@@ -6,14 +6,14 @@ one column per weight layer, named by ``layer_names``):
 * ``events``: nonzero spikes into the layer;
 * ``synops``: events x in-bounds fan-out (each one a synaptic operation);
 * ``additions``: ``sum(|s|) x fan-out`` for herding (the additions of a receiver
-  that adds the weight ``|s|`` times), equal to ``synops`` for threshold;
+  that adds the weight ``|s|`` times), equal to ``synops`` for threshold and lava;
 * ``neuron_updates``: output neurons recomputed (they received >= 1 event);
 * ``dense_macs``: what the ANN layer costs per frame, computed densely.
 
 Energy uses the usual 45 nm figures (Horowitz 2014): an fp32 MAC costs 4.6 pJ,
 an fp32 add 0.9 pJ, an int32 add 0.1 pJ. The dense ANN pays one fp32 MAC per MAC.
 A herding synop (integer spike) is an fp32 add (or an int32 add with fixed-point
-weights); a threshold synop carries a graded value and pays an fp32 MAC.
+weights); a threshold or lava synop carries a graded value and pays an fp32 MAC.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ class Stats:
     def energy(self) -> dict[str, float]:
         """Energy in joules over the run: dense ANN vs sigma-delta (fp32 and int32 adds)."""
         pj = ENERGY_PJ
-        thr = np.array([q == "threshold" for q in self.quantizers] or [False] * self.synops.shape[1])
+        graded = ("threshold", "lava")  # graded spikes: every synop multiplies
+        thr = np.array([q in graded for q in self.quantizers] or [False] * self.synops.shape[1])
         syn = self.synops.sum(0).astype(float)
         sd_fp32 = np.where(thr, pj["fp32_mac"], pj["fp32_add"]) * syn
         return {
