@@ -23,11 +23,21 @@ python scripts/benchmark.py --micro --dtype float32
 python scripts/benchmark.py --micro --dtype float32 --activity 0.005,0.01,0.02,0.05,0.1,0.2 --plot sweep.png
 python scripts/benchmark.py --net demo.h5 --video carphone --streams 1,2 --json
 python scripts/benchmark.py --many 8 --workers 1,2 --frames 120
+python scripts/benchmark.py --netx pilotnet_sdnn.net --video carphone --lava-python /path/to/py310/bin/python
+
+``--netx FILE``: a lava-dl netx network, ``timing="pipelined"``, on the video decoded at the
+network's input size, times ``--input-scale`` (default 64: Lava's 6 fractional bits) and
+rounded; our time per step against Lava's fixed-point CPU simulation on the same frames, when
+Lava imports in this process or ``--lava-python`` names an interpreter that has it
+(``scripts/lava_ground_truth.py --time``, a child process per pass). The two sides alternate,
+pass for pass; each keeps its best pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import resource
 import sys
@@ -283,6 +293,62 @@ def _network_and_frames(args) -> tuple[g.Network, np.ndarray, str]:
     return net, frames, what
 
 
+def _netx_frames(args, shape: tuple[int, ...]) -> np.ndarray:
+    from sigmadelta.datasets import open_source
+
+    if len(shape) != 3:
+        raise SystemExit("--netx: the network's input must be (C, H, W) to take a video")
+    src = open_source(args.video or "carphone", limit=args.frames, size=shape[1:], gray=shape[0] == 1)
+    frames = np.stack(list(src)).astype(np.float64)
+    if frames.shape[1:] != shape:
+        raise SystemExit(f"--netx: the video gives frames {frames.shape[1:]}, the network takes {shape}")
+    return np.rint(frames * args.input_scale)
+
+
+def _lava_pass(path: str, frames: np.ndarray, python: str | None) -> float | None:
+    """Lava's ms per step on ``frames``: in this process if Lava imports, else via ``python``."""
+    import subprocess
+    import tempfile
+
+    script = Path(__file__).resolve().parent / "lava_ground_truth.py"
+    if python is None:
+        if importlib.util.find_spec("lava") is None:
+            return None
+        sys.path.insert(0, str(script.parent))
+        from lava_ground_truth import time_lava
+
+        return 1e3 * time_lava(path, frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        npy = Path(tmp) / "frames.npy"
+        np.save(npy, frames)
+        done = subprocess.run([python, str(script), "--time", path, "--frames-npy", str(npy)],
+                              capture_output=True, text=True, check=True)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["lava_ms_per_step"])
+
+
+def bench_netx(args) -> dict:
+    """Our event engine (pipelined) against Lava's fixed-point simulation, ms per step."""
+    net = sd.load_netx(args.netx)
+    frames = _netx_frames(args, net.input_shape)
+    sd.simulate(net, frames[:2], timing="pipelined", progress=False)  # compile / load the cache
+    sim = sd.Simulator(net, dtype=np.float64, timing="pipelined")
+    ours, lava = [], []
+    for _ in range(args.repeats):
+        sim.reset()
+        t0 = time.perf_counter()
+        res = sim.run(frames, progress=False)
+        ours.append(1e3 * (time.perf_counter() - t0) / len(frames))
+        ms = _lava_pass(args.netx, frames, args.lava_python)
+        if ms is not None:
+            lava.append(ms)
+    out = {"netx": args.netx, "frames": len(frames), "ms_per_step": min(ours),
+           "op_reduction": float(net.dense_macs().sum() * len(frames) / max(res.stats.synops.sum(), 1))}
+    if lava:
+        out["lava_ms_per_step"] = min(lava)
+        out["speedup_over_lava"] = min(lava) / min(ours)
+    return out
+
+
 def _print_network(r: dict, what: str) -> None:
     print(f"network: {what}; {r['frames']} frames; dtype {r['dtype']}")
     print(f"{'layer':>8} {'synops/fr':>11} {'MACs/fr':>11} {'event ms':>9} {'dense ms':>9} "
@@ -323,6 +389,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--many", type=int, default=0, help="N: sd.simulate_many of N video streams")
     p.add_argument("--workers", default="1,2", help="--many: worker processes to compare, e.g. 1,2")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
+    p.add_argument("--netx", help="a lava-dl netx file: our time per step against Lava's")
+    p.add_argument("--lava-python", help="--netx: a Python with lava-nc and lava-dl, to time Lava")
+    p.add_argument("--input-scale", type=float, default=64.0,
+                   help="--netx: frames in [0, 1] times this, rounded (Lava's integer input)")
     return p
 
 
@@ -345,6 +415,14 @@ def main(argv: list[str] | None = None) -> dict:
     out: dict = {"threads": args.threads}
     if args.many:
         out["many"] = many_from_args(args, _network_and_frames, dtype)
+    elif args.netx:
+        out["netx"] = r = bench_netx(args)
+        if not args.json:
+            lava = (f"; Lava fixed point {r['lava_ms_per_step']:.1f} ms per step: "
+                    f"{r['speedup_over_lava']:.0f}x faster" if "lava_ms_per_step" in r else
+                    " (Lava not available: --lava-python)")
+            print(f"{r['netx']}: {r['frames']} frames, {r['ms_per_step']:.3f} ms per step (pipelined, "
+                  f"op reduction {r['op_reduction']:.1f}x){lava}")
     elif args.micro:
         out["micro"] = []
         for a in _floats(args.activity, "--activity"):

@@ -10,6 +10,7 @@ The pipeline, one frame's trip through it::
 >>> res = sd.simulate(net, frames)        # res.outputs [T, ...], res.stats.synops [T, layers]
 >>> ref = sd.reference(net, frames)       # the same quantized net, dense
 >>> sd.save(net, "net.h5"); net = sd.load("net.h5")
+>>> net = sd.load_netx("sdnn.net")        # a lava-dl netx file; run with timing="pipelined"
 """
 
 from ._version import __version__
@@ -17,7 +18,7 @@ from .convert import UnsupportedLayerError, convert
 from .engine import Result, Simulator, SimulatorBusyError, simulate, simulate_batch
 from .fixedpoint import AccumulatorOverflowError
 from .graph import Network, NetworkError
-from .io import FormatError, load, read_run, save
+from .io import FormatError, NetxError, load, load_netx, read_run, save, save_netx
 from .many import simulate_many
 from .numeric import NumericOverflowError
 from .reference import Reference, reference
@@ -44,6 +45,9 @@ __all__ = [
     "Network",
     "save",
     "load",
+    "load_netx",
+    "save_netx",
+    "NetxError",
     "read_run",
     "FormatError",
     "UnsupportedLayerError",

@@ -135,6 +135,37 @@ def _kept(path: str) -> str:
         return f"nothing was recorded in {path}"
 
 
+def _is_netx(path: str) -> bool:
+    """An HDF5 file with netx's ``/layer`` group and not our format attribute."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return "format" not in f.attrs and "layer" in f
+    except OSError:
+        return False
+
+
+def load_any(path: str):
+    """A network file: ours (``sd.save``) or a lava-dl netx file (``sd.load_netx``)."""
+    import sigmadelta as sd
+
+    return sd.load_netx(path) if _is_netx(path) else sd.load(path)
+
+
+def _is_lava(net) -> bool:
+    return any(n.quantizer == "lava" for n in net.weight_layers)
+
+
+def _scaled(src, scale: float, integers: bool):
+    """Frames times ``scale``; rounded to integers for a netx network (Lava's inputs are int)."""
+    import numpy as np
+
+    for frame in src:
+        x = np.asarray(frame, np.float64) * scale
+        yield np.rint(x) if integers else x
+
+
 def cmd_simulate(args) -> None:
     import sigmadelta as sd
     from sigmadelta.fixedpoint import AccumulatorOverflowError
@@ -143,10 +174,15 @@ def cmd_simulate(args) -> None:
         return cmd_simulate_many(args)
     out, frames = args.output or "run.h5", args.frames[0]
     _check_output(out, "-o", force=args.force, inputs=(args.net, frames))
-    net = sd.load(args.net)
+    net = load_any(args.net)
+    lava = _is_lava(net)
+    timing = args.timing or ("pipelined" if lava else "frame")
     src = _frames(frames, args.limit, net.input_shape)
+    if args.input_scale != 1.0 or lava:
+        src = _scaled(src, args.input_scale, lava)
     try:
-        res = sd.simulate(net, src, record=out, progress=not args.quiet, dtype=args.dtype)
+        res = sd.simulate(net, src, record=out, progress=not args.quiet, dtype=args.dtype,
+                          timing=timing)
     except (AccumulatorOverflowError, sd.NumericOverflowError) as e:
         raise CLIError(f"{e}; {_kept(out)}") from None
     except KeyboardInterrupt:
@@ -181,11 +217,21 @@ def cmd_report(args) -> None:
 
 
 def cmd_info(args) -> None:
-    import sigmadelta as sd
-
-    net = sd.load(args.net)
+    net = load_any(args.net)
+    if _is_lava(net):
+        print("lava-dl netx network (Lava fixed point; simulate with timing='pipelined')")
     print(net.summary())
     print(f"dense MACs per frame: {int(net.dense_macs().sum())}")
+
+
+def cmd_export(args) -> None:
+    import sigmadelta as sd
+
+    if not args.netx:
+        raise CLIError("choose the format to export: --netx")
+    _check_output(args.output, "-o", force=args.force, inputs=(args.net,))
+    sd.save_netx(load_any(args.net), args.output)
+    print(f"wrote {args.output}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", default="net.h5")
     c.set_defaults(func=cmd_convert)
 
-    s = sub.add_parser("simulate", help="run net.h5 over frames (.npy, .h5 or a video) -> run.h5")
+    s = sub.add_parser("simulate", help="run net.h5 or a lava-dl netx file over frames (.npy, .h5 "
+                                        "or a video) -> run.h5")
     s.add_argument("net")
     s.add_argument("frames", nargs="+",
                    help="frames [T, *input_shape]: .npy, HDF5 (dataset 'frames', or file.h5:/dataset), "
@@ -226,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=positive_int, default=None, help="at most this many frames")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_many_arguments(s)
+    s.add_argument("--timing", choices=["frame", "pipelined"], default=None,
+                   help="frame: every layer within a frame; pipelined: one frame of delay per "
+                        "weight layer, as on Loihi (default for netx files; else frame)")
+    s.add_argument("--input-scale", type=float, default=1.0,
+                   help="multiply frames by this (netx files: then rounded to integers, Lava's "
+                        "inputs; 64 maps [0, 1] to Lava's 6 fractional bits)")
     s.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser("report", help="run.h5 (or a runs directory) -> a per-layer table and a PNG")
@@ -235,9 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="also print a JSON summary")
     r.set_defaults(func=cmd_report)
 
-    i = sub.add_parser("info", help="describe a network file")
+    i = sub.add_parser("info", help="describe a network file (ours or lava-dl netx)")
     i.add_argument("net")
     i.set_defaults(func=cmd_info)
+
+    e = sub.add_parser("export", help="a network file -> another format (--netx: lava-dl netx)")
+    e.add_argument("net", help="net.h5 (converted with --quantizer threshold) or a netx file")
+    e.add_argument("--netx", action="store_true", help="write a lava-dl netx HDF5 file")
+    e.add_argument("-o", "--output", required=True)
+    e.add_argument("--force", action="store_true", help="replace an existing -o file")
+    e.set_defaults(func=cmd_export)
 
     _add_demo_parser(sub)
     return p

@@ -15,7 +15,7 @@ What each operation costs::
     dense ANN MAC        E = fp32 MAC + read(32-bit weight)
     herding synop        E = add + read(weight)         add: fp32 add (float weights),
                                                         int add at the layer's weight bits
-    threshold synop      E = fp32 MAC + read(weight)    (a graded spike is multiplied)
+    threshold/lava synop E = fp32 MAC + read(weight)    (a graded spike is multiplied)
     read(b-bit weight)   E = b / 64 * E_64(memory)
 
 ``memory`` is the smallest SRAM of the table that holds all of the model's weights
@@ -126,7 +126,7 @@ class Energy:
 
 def _op(quantizer: str, bits: int, dense: bool, model: EnergyModel) -> tuple[str, float]:
     h = HOROWITZ_45NM_PJ
-    if dense or quantizer == "threshold":
+    if dense or quantizer in ("threshold", "lava"):
         return "fp32 MAC", h["fp32_mult"] + h["fp32_add"]
     if bits:
         return f"int{bits} add", model.int_add_pj(bits)

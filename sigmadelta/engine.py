@@ -34,10 +34,10 @@ from .fixedpoint import AccumulatorOverflowError, overflow_message, spike_total_
 from .frames import as_array as _as_array
 from .frames import check_frames, iter_checked
 from .frames import check_one as _check_one
-from .graph import Network
+from .graph import Network, check_timing
 from .numeric import NumericOverflowError, first_bad_frame
 from .numeric import overflow_message as numeric_message
-from .ops import build_ops, to_torch_layout
+from .ops import build_ops, pipeline_order, to_torch_layout
 from .program import build_program, loop_compiled, run_frames
 from .stats import MEASURED, Stats
 
@@ -96,6 +96,12 @@ class Simulator:
         (weight layer ``j``: encode + scatter + output listing), less the cost of a call.
     chunk : int
         Frames of an array run per call of the compiled loop (:func:`run_frames`).
+    timing : {"frame", "pipelined"}
+        ``"frame"``: every layer acts on values of the same frame. ``"pipelined"`` (Loihi's,
+        what Lava computes for a :func:`sigmadelta.load_netx` network): every weight layer
+        sees what its input node held one frame earlier (zeros before the first), so a change
+        needs one frame per weight layer to reach the output, and biases act from the first
+        frame. The dense reference follows the same timing (``sd.reference(..., timing=)``).
 
     A Simulator holds one stream's state and is used by one thread at a time: a call
     from another thread while it runs raises :class:`SimulatorBusyError` (give each
@@ -103,14 +109,17 @@ class Simulator:
     (:class:`~sigmadelta.numeric.NumericOverflowError`) stops it until :meth:`reset`.
     """
 
-    def __init__(self, net: Network, dtype=np.float64, profile: bool = False, chunk: int = 64):
+    def __init__(self, net: Network, dtype=np.float64, profile: bool = False, chunk: int = 64,
+                 timing: str = "frame"):
         self.net = net
+        self.timing = check_timing(timing)
         self.dtype = state_dtype(dtype)
         self.profile = bool(profile)
         self.chunk = max(1, int(chunk))
         self._call: float | None = None
         self._ops, self._states, self._weight_ops = build_ops(net, self.dtype)
-        self._prog = build_program(self._ops, self._states, net.output, self.dtype)
+        order = pipeline_order(net) if self.timing == "pipelined" else None
+        self._prog = build_program(self._ops, self._states, net.output, self.dtype, order)
         self._macs = net.dense_macs()
         self._n_neurons = np.array([n.size for n in net.weight_layers], np.int64)
         self._n_in = int(np.prod(net.input_shape))
@@ -366,8 +375,10 @@ def _is_batch(net: Network, frames) -> bool:
 
 def simulate(net: Network, frames: Iterable, record: str | None = None,
              progress: bool | None = None, dtype=np.float64,
-             workers: int = 2) -> Result | list[Result]:
+             workers: int = 2, timing: str = "frame") -> Result | list[Result]:
     """Run a fresh :class:`Simulator` over a stream; see :meth:`Simulator.run`.
+
+    ``timing`` is ``"frame"`` or ``"pipelined"`` (Loihi's; see :class:`Simulator`).
 
     ``frames`` of shape ``[B, T, *input_shape]`` (an array or tensor with one more
     dimension than a stream) are ``B`` independent streams: they run through
@@ -379,15 +390,16 @@ def simulate(net: Network, frames: Iterable, record: str | None = None,
     >>> res.outputs.shape, res.stats.synops.shape
     >>> results = sd.simulate(net, clips)       # clips: [B, T, *input_shape] -> list of B
     """
+    check_timing(timing)
     if _is_batch(net, frames):
         if record is not None:
             raise ValueError("record= is for one stream; run the streams one by one to record them")
-        return simulate_batch(net, list(frames), workers=workers, dtype=dtype)
-    return Simulator(net, dtype=dtype).run(frames, record=record, progress=progress)
+        return simulate_batch(net, list(frames), workers=workers, dtype=dtype, timing=timing)
+    return Simulator(net, dtype=dtype, timing=timing).run(frames, record=record, progress=progress)
 
 
 def simulate_batch(net: Network, sources: Iterable, workers: int = 2,
-                   dtype=np.float64) -> list[Result]:
+                   dtype=np.float64, timing: str = "frame") -> list[Result]:
     """Simulate independent streams in parallel; one :class:`Result` per stream, in order.
 
     Every stream gets its own :class:`Simulator` (its own state), so each result is
@@ -407,7 +419,7 @@ def simulate_batch(net: Network, sources: Iterable, workers: int = 2,
         raise ValueError("no streams to simulate")
 
     def one(src) -> Result:
-        return Simulator(net, dtype=dtype).run(src, progress=False)
+        return Simulator(net, dtype=dtype, timing=timing).run(src, progress=False)
 
     if workers <= 1 or len(sources) == 1:
         return [one(src) for src in sources]

@@ -22,6 +22,13 @@ quantized per input neuron by the layer's quantizer
       d = a_t - a_sent;  if |d| >= threshold: send d, a_sent += d  # else d carries over
       x_hat = a_sent
 
+* ``"lava"`` (Lava's fixed-point SigmaDelta, for networks read by
+  :func:`sigmadelta.load_netx`; integers, ``S = 6``)::
+
+      a = k * x;  d = a - a_sent
+      if |d| >= threshold:  send s = floor(d / 2**S), a_sent = a       # the low S bits are lost
+      x_hat = sum of the s sent                                          # what the layer sees
+
 The layer then integrates ``z = W x_hat + b``; all other nodes (activations,
 pooling, flatten, add, concat) act on exact float values.
 """
@@ -53,9 +60,14 @@ __all__ = [
     "per_layer",
     "ACTIVATIONS",
     "layer_label",
+    "LAVA_SHIFT",
+    "TIMINGS",
+    "check_timing",
 ]
 
-QUANTIZERS = ("herding", "threshold")
+QUANTIZERS = ("herding", "threshold", "lava")
+TIMINGS = ("frame", "pipelined")  # see sigmadelta.Simulator
+LAVA_SHIFT = 6  # the "lava" quantizer sends d >> LAVA_SHIFT (Lava's state_exp)
 #: Activation functions, in the order of their kernel codes (sigmadelta.kernels.pointwise).
 ACTIVATIONS = ("relu", "leaky", "clip", "identity", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu",
                "hardswish", "hardsigmoid", "elu", "softplus", "mish")
@@ -64,6 +76,13 @@ POOL_OPS = ("avg", "max")
 
 class NetworkError(ValueError):
     """A network whose structure, shapes or parameters are inconsistent or not finite."""
+
+
+def check_timing(timing: str) -> str:
+    """``timing`` if it is one of :data:`TIMINGS`, else a ValueError naming them."""
+    if timing not in TIMINGS:
+        raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
+    return timing
 
 
 @dataclass
@@ -344,8 +363,8 @@ class Network:
         for i, n in enumerate(self.nodes):
             q = ""
             if isinstance(n, _Weighted):
-                if n.quantizer == "threshold":
-                    q = f"threshold {n.threshold:g}"
+                if n.quantizer in ("threshold", "lava"):
+                    q = f"{n.quantizer} {n.threshold:g}"
                 elif np.ndim(n.scale):
                     q = f"herding k per unit in [{np.min(n.scale):.3g}, {np.max(n.scale):.3g}]"
                 else:

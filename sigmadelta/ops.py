@@ -29,7 +29,7 @@ from .weightops import ConvOp, DenseOp, Encoder, PixelConvOp, QuantState, Weight
 __all__ = [
     "NodeState", "QuantState", "Encoder", "InputOp", "WeightOp", "DenseOp", "ConvOp", "PixelConvOp",
     "ActivationOp", "PoolOp", "FlattenOp", "AddOp", "MulOp", "UpsampleOp", "ConcatOp", "build_ops",
-    "to_internal",
+    "pipeline_order", "to_internal",
     "to_torch_layout", "grid", "pair", "fan_out",
 ]
 
@@ -235,6 +235,30 @@ def build_ops(net: g.Network, dtype=np.float64) -> tuple[list, list[NodeState], 
     _skip_unneeded_listing(net, ops)
     weight_ops = [op for op in ops if isinstance(op, WeightOp)]
     return ops, states, weight_ops
+
+
+def pipeline_order(net: g.Network) -> list[int]:
+    """Node (= operator) order for ``timing="pipelined"``: stages in reverse.
+
+    A stage is the input, or a weight layer with the non-weight nodes after it. Running the
+    last stage first makes every weight layer read what its input node held at the previous
+    frame, one step of delay per weight layer, as on Loihi; within a stage nodes act on
+    values of the same frame. A non-weight node fed by two stages (a residual add, a concat
+    across branches) has no such order; it is refused.
+    """
+    stage = []
+    for i, node in enumerate(net.nodes):
+        if isinstance(node, (g.Input, g.Dense, g.Conv)):
+            stage.append(i)
+            continue
+        owners = {stage[j] for j in node.inputs}
+        if len(owners) != 1:
+            raise NotImplementedError(
+                f"timing='pipelined' in the event engine: node {node.name!r} combines values "
+                "of different weight layers; use sigmadelta.reference for this network")
+        stage.append(owners.pop())
+    heads = sorted(set(stage), reverse=True)
+    return [i for h in heads for i in range(len(net.nodes)) if stage[i] == h]
 
 
 def _skip_unneeded_listing(net: g.Network, ops: list) -> None:

@@ -13,7 +13,7 @@ the slots of the op's arrays), scalars ``par[n_ops, NP]`` and three typed lists 
 :func:`run_frames` then runs a chunk of frames without coming back to Python::
 
     for t in frames:
-        for op in ops[lo:hi]:                  # topological order
+        for op in ops[lo:hi]:                  # topological order (pipelined: stages reversed)
             dispatch on the op kind -> kernels (sigmadelta.kernels), counters into stats[t]
         out[t] = value of the output node      # channels-last
 
@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, typed
 
+from . import graph as g
 from . import kernels as K
 from .cachetie import source_digest, tie_cache
 from .opcheck import check_ops
@@ -53,7 +54,7 @@ from .slots import (
     UPSAMPLE,
     Builder,
 )
-from .weightops import ENCODER, HERDING, UNITS, WEIGHT, ConvOp, DenseOp, PixelConvOp, WeightOp
+from .weightops import ENCODER, HERDING, LAVA, UNITS, WEIGHT, ConvOp, DenseOp, PixelConvOp, WeightOp
 
 __all__ = ["Program", "build_program", "run_frames", "loop_compiled", "NC", "NP"]
 
@@ -64,6 +65,7 @@ ACT, ACT_P, POO, FLT, ADD_C, CAT = (ActivationOp.SLOTS[0], ActivationOp.SLOTS[1]
 MUL_C, UPS = MulOp.SLOTS[0], UpsampleOp.SLOTS[0]
 ENC, WGT, WP = ENCODER[0], WEIGHT[0], WEIGHT[1]  # shared by every weight op
 EVENTS, SYNOPS, ADDITIONS, UPDATES = COUNTER_ROWS
+LAVA_SHIFT = g.LAVA_SHIFT  # the lava encoder's spike shift (a compile-time constant)
 
 
 class Program(NamedTuple):
@@ -137,6 +139,9 @@ def _encode(c, p, F, I, D, ev_val):  # noqa: E741
                                       ev_val)
     if c[ENC.enc] == HERDING:
         return K.herding_encode(x, t, n, memory, p[WP.param], ev_idx, ev_val), 0.0
+    if c[ENC.enc] == LAVA:
+        return K.lava_encode(x, t, n, memory, p[WP.lava_k], p[WP.param], LAVA_SHIFT, ev_idx,
+                             ev_val), 0.0
     return K.threshold_encode(x, t, n, memory, p[WP.param], ev_idx, ev_val), 0.0
 
 
@@ -246,15 +251,22 @@ def _run_other(c, p, F, I, frame):  # noqa: E741
                         c[CAT.c_out], F[c[CAT.y]], I[c[CAT.out_touched]], I[c[CAT.out_count]])
 
 
-def build_program(ops: list, states: list, output: int, dtype) -> Program:
-    """Compile the operators of :func:`sigmadelta.ops.build_ops` into a :class:`Program`."""
+def build_program(ops: list, states: list, output: int, dtype,
+                  order: list[int] | None = None) -> Program:
+    """Compile the operators of :func:`sigmadelta.ops.build_ops` into a :class:`Program`.
+
+    ``order`` lists the operators in the order they run each frame (default: topological;
+    :func:`sigmadelta.ops.pipeline_order` for ``timing="pipelined"``). Weight layer ``j``
+    keeps its (topological) counter column whatever the order.
+    """
     check_ops(ops, states, output)  # every kernel's indices within its arrays (sigmadelta.opcheck)
-    b, j, row_op = Builder(dtype), 0, []
-    for k, op in enumerate(ops):
+    b, row_op = Builder(dtype), []
+    column = {id(op): j for j, op in enumerate(o for o in ops if isinstance(o, WeightOp))}
+    for k in (range(len(ops)) if order is None else order):
+        op = ops[k]
         n_rows = len(b.code)
         if isinstance(op, WeightOp):
-            op.emit(b, j)
-            j += 1
+            op.emit(b, column[id(op)])
         elif hasattr(op, "emit"):
             op.emit(b)
         else:

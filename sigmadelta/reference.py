@@ -7,7 +7,16 @@ ordinary NCHW layout), independently of the event code:
   (the "rounding net": what the sum of herding spikes reconstructs exactly);
 * weight layer with threshold quantizer: ``sent = x where |x - sent| >= thr``
   (per neuron, kept across frames), then ``z = W @ sent + b``;
+* weight layer with the ``"lava"`` quantizer (networks from :func:`sigmadelta.load_netx`):
+  ``a = k*x``; where ``|a - sent| >= thr``: ``x_hat += floor((a - sent) / 2**6)``,
+  ``sent = a``; then ``z = W @ x_hat + b`` (integers, exact in float64);
 * activations, pooling, flatten, add and concat as in PyTorch.
+
+Timing: with ``timing="frame"`` (the default) every node sees its inputs of the same frame;
+with ``timing="pipelined"`` (Loihi's) every weight layer quantizes what its input node held
+at the previous step (zeros before the first), so a change needs one step per weight layer
+to reach the output, while biases act from the first step; all other nodes act within the
+step.
 
 With a fine scale (or a small threshold) it approaches the float ANN. The walk
 over the nodes is :func:`sigmadelta.dense.evaluate`; this module adds the
@@ -23,10 +32,33 @@ import torch
 from tqdm.auto import tqdm
 
 from . import graph as g
-from .dense import dense_node, evaluate, layer_weights
+from .dense import dense_node, evaluate, layer_weights, weighted
 from .frames import iter_checked
 
 __all__ = ["reference", "Reference", "dense_node"]
+
+_CONV_MESSAGE_BITS = 24  # Lava's fixed-point Conv wraps each step's output to signed 24 bits
+
+
+def _lava_quantize(node, x: torch.Tensor, state):
+    """Lava's delta encoding; ``state = (sent, x_hat)``; also returns this step's spikes."""
+    if state is None:
+        state = (torch.zeros_like(x), torch.zeros_like(x))
+    sent, x_hat = state
+    a = node.scale * x
+    d = a - sent
+    send = (d != 0) & (d.abs() >= node.threshold)
+    s = torch.where(send, torch.floor(d / 2 ** g.LAVA_SHIFT), torch.zeros_like(d))
+    return x_hat + s, (torch.where(send, a, sent), x_hat + s), s
+
+
+def _check_lava_step(n, s: torch.Tensor, w: torch.Tensor) -> None:
+    """Refuse a step where Lava's Conv would wrap its 24-bit output (not modelled here)."""
+    if isinstance(n, g.Conv) and s.abs().max() > 0:
+        dz = weighted(n, s, w, None)
+        if dz.abs().max() >= 2 ** (_CONV_MESSAGE_BITS - 1):
+            raise OverflowError(f"layer {n.name!r}: one step's conv output leaves Lava's signed "
+                                f"{_CONV_MESSAGE_BITS}-bit message range (Lava would wrap it)")
 
 
 def _quantize(node: g.Dense | g.Conv, x: torch.Tensor, sent: torch.Tensor | None):
@@ -44,16 +76,28 @@ def _quantize(node: g.Dense | g.Conv, x: torch.Tensor, sent: torch.Tensor | None
 class Reference:
     """Stateful dense evaluation of a :class:`~sigmadelta.graph.Network`, frame by frame."""
 
-    def __init__(self, net: g.Network):
+    def __init__(self, net: g.Network, timing: str = "frame"):
         self.net = net
+        self.timing = g.check_timing(timing)
+        if self.timing == "pipelined" and any(n.weight_bits for n in net.weight_layers):
+            raise NotImplementedError("timing='pipelined' in the dense reference: fixed-point "
+                                      "(weight_bits) layers are not delayed yet")
         self._w = layer_weights(net, torch.float64, fixed_point=True)
         self.reset()
 
     def reset(self) -> None:
-        """Forget the threshold quantizers' memory (herding is memoryless here)."""
-        self._sent: list[torch.Tensor | None] = [None] * len(self._w)
+        """Forget the quantizers' memory (herding is memoryless here) and the pipeline."""
+        self._sent: list = [None] * len(self._w)
+        self._prev_in: list[torch.Tensor | None] = [None] * len(self._w)
 
     def _quantize(self, j: int, node: g.Dense | g.Conv, x: torch.Tensor) -> torch.Tensor:
+        if self.timing == "pipelined":  # the input node's value one step earlier (zeros first)
+            x, self._prev_in[j] = (torch.zeros_like(x) if self._prev_in[j] is None
+                                   else self._prev_in[j]), x
+        if node.quantizer == "lava":
+            xq, self._sent[j], s = _lava_quantize(node, x, self._sent[j])
+            _check_lava_step(node, s, self._w[j][0])
+            return xq
         xq, self._sent[j] = _quantize(node, x, self._sent[j])
         return xq
 
@@ -67,9 +111,13 @@ class Reference:
         return self.values[self.net.output][0].numpy()
 
 
-def reference(net: g.Network, frames: Iterable, progress: bool | None = None) -> np.ndarray:
-    """Dense outputs ``[T, *output_shape]`` of the quantized network on a stream."""
-    ref = Reference(net)
+def reference(net: g.Network, frames: Iterable, progress: bool | None = None,
+              timing: str = "frame") -> np.ndarray:
+    """Dense outputs ``[T, *output_shape]`` of the quantized network on a stream.
+
+    ``timing`` is ``"frame"`` or ``"pipelined"`` (see the module docstring).
+    """
+    ref = Reference(net, timing)
     with torch.no_grad():
         outs = [ref.step(f) for f in tqdm(iter_checked(frames, net.input_shape), desc="reference",
                                           disable=None if progress is None else not progress)]

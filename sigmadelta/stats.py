@@ -6,14 +6,14 @@ one column per weight layer, named by ``layer_names``):
 * ``events``: nonzero spikes into the layer;
 * ``synops``: events x in-bounds fan-out (each one a synaptic operation);
 * ``additions``: ``sum(|s|) x fan-out`` for herding (the additions of a receiver
-  that adds the weight ``|s|`` times), equal to ``synops`` for threshold;
+  that adds the weight ``|s|`` times), equal to ``synops`` for threshold and lava;
 * ``neuron_updates``: output neurons recomputed (they received >= 1 event);
 * ``dense_macs``: what the ANN layer costs per frame, computed densely.
 
 Energy (:mod:`sigmadelta.energy`, 45 nm figures of Horowitz 2014): the dense ANN
 pays an fp32 MAC (4.6 pJ) per MAC; a herding synop (integer spike) an fp32 add
 (0.9 pJ) with float weights or an integer add at the layer's weight bits with
-fixed-point weights; a threshold synop carries a graded value and pays an fp32 MAC.
+fixed-point weights; a threshold or lava synop carries a graded value and pays an fp32 MAC.
 With the weights' sizes known (``n_weights``, ``weight_bits``), every MAC and synop
 also reads its weight from memory. ``fidelity`` (optional) holds the run's
 :class:`~sigmadelta.fidelity.Fidelity` against its float ANN when one was measured.
@@ -105,7 +105,8 @@ class Stats:
         (MAC for threshold layers) / as an int32 add.
         """
         pj = ENERGY_PJ
-        thr = np.array([q == "threshold" for q in self._quantizers()])
+        graded = ("threshold", "lava")  # graded spikes: every synop multiplies
+        thr = np.array([q in graded for q in self._quantizers()])
         syn = self.synops.sum(0).astype(float)
         sd_fp32 = np.where(thr, pj["fp32_mac"], pj["fp32_add"]) * syn
         out = {

@@ -2,7 +2,7 @@
 
 :class:`DenseOp`, :class:`ConvOp` (event by event: groups, dilation, per-unit scales)
 and :class:`PixelConvOp` (the pixel-grouped path) share :class:`WeightOp`: the
-input :class:`Encoder` (herding or threshold quantizer), the bias and the
+input :class:`Encoder` (herding, threshold or lava quantizer), the bias and the
 fixed-point accumulators. Each declares its op-table columns once (``SLOTS``, see
 :mod:`sigmadelta.slots`), fills them in :meth:`WeightOp.emit`, and
 :mod:`sigmadelta.program` reads them by name in the compiled loop.
@@ -21,31 +21,32 @@ from .layout import NodeState, fan_out, grid, pair, to_internal
 from .slots import CONV, DENSE, PIXCONV, Builder, layout
 
 __all__ = ["QuantState", "Encoder", "WeightOp", "DenseOp", "ConvOp", "PixelConvOp", "ENCODER", "WEIGHT",
-           "UNITS", "HERDING", "THRESHOLD"]
+           "UNITS", "HERDING", "THRESHOLD", "LAVA"]
 
 
 class QuantState(NamedTuple):
     """A weight layer's input encoder: its memory and this frame's event queue."""
 
-    memory: np.ndarray  # herding: running sum of spikes; threshold: the value already sent
+    memory: np.ndarray  # herding: running sum of spikes; threshold: the value already sent (lava: k*x)
     ev_idx: np.ndarray  # int64 [N_in]
     ev_val: np.ndarray  # float [N_in]
 
 
 # Columns shared by every weight op: the encoder's first, then the weights' and the output's.
 ENCODER = layout("Encoder", ["layer", "x", "touched", "count", "memory", "enc", "ev_idx", "ev_val",
-                             "k_units", "fanout"], ["param", "gain", "acc_gain"])
+                             "k_units", "fanout"], ["param", "gain", "acc_gain", "lava_k"])
 # fixed point: acc_limit (2**(acc_bits-1) - 1) and spike_max (fixedpoint.max_spike_total), exact ints
 WEIGHT = layout("Weight", ["fixed", "w", "acc", "out_touched", "out_count", "value", "bias",
                            "acc_limit", "spike_max"], base=ENCODER)
-UNITS, HERDING, THRESHOLD = range(3)  # encoder kinds (column ``enc``)
+UNITS, HERDING, THRESHOLD, LAVA = range(4)  # encoder kinds (column ``enc``)
 
 
 class Encoder:
     """A weight layer's input quantizer: its state and the encoder columns of the layer's row.
 
     ``memory``: herding, the running sum of sent spikes (in quanta); threshold, the value
-    already sent. Per frame the touched inputs are encoded into ``ev_idx[:n], ev_val[:n]``.
+    already sent (lava: ``k*x`` at the last send, see :func:`sigmadelta.kernels.lava_encode`).
+    Per frame the touched inputs are encoded into ``ev_idx[:n], ev_val[:n]``.
     With ``units`` (herding with one scale per input neuron) ``k_units`` and ``fanout``
     (channels-last) weigh every neuron's additions.
     """
@@ -54,11 +55,13 @@ class Encoder:
         self.q = QuantState(np.zeros(n_in, dtype), np.zeros(n_in, np.int64), np.zeros(n_in, wdtype))
         self.herding = node.quantizer == "herding"
         self.units = self.herding and np.ndim(node.scale) > 0  # one scale per input neuron
-        self.kind = UNITS if self.units else (HERDING if self.herding else THRESHOLD)
+        self.lava = node.quantizer == "lava"  # Lava's integer delta encoding
+        self.kind = UNITS if self.units else (HERDING if self.herding else (LAVA if self.lava else THRESHOLD))
+        self.lava_k = float(node.scale) if self.lava else 0.0  # a = k * x before the threshold
         if self.units:
             self.k_units = to_internal(np.asarray(node.scale, np.float64))
             self.fanout = fan_out(node, in_shape)
-        self.param = float(node.threshold if self.kind == THRESHOLD else
+        self.param = float(node.threshold if self.kind in (THRESHOLD, LAVA) else
                            (0.0 if self.units else node.scale))
 
     def fill(self, r, b: Builder, j: int, inp: NodeState, fixed: bool) -> None:
@@ -67,7 +70,7 @@ class Encoder:
         r.memory, r.enc, r.ev_idx, r.ev_val = (b.f(self.q.memory), self.kind, b.i(self.q.ev_idx),
                                                b.w(self.q.ev_val, fixed))
         r.k_units, r.fanout = (b.d(self.k_units), b.d(self.fanout)) if self.units else (-1, -1)
-        r.param = self.param
+        r.param, r.lava_k = self.param, self.lava_k
 
     def reset(self) -> None:
         self.q.memory[:] = 0
@@ -78,7 +81,7 @@ class WeightOp:
 
     Per frame::
 
-        events = Q(input value at touched neurons)         # herding or threshold
+        events = Q(input value at touched neurons)         # herding, threshold or lava
         z += W * events * gain                              # gain = 1/k for herding
         touched = outputs that received at least one event  # (all of them on the first frame)
 
@@ -207,8 +210,8 @@ class PixelConvOp(WeightOp):
 
     @staticmethod
     def takes(node: g.Conv) -> bool:
-        """Does the pixel path run ``node``? (groups 1, dilation 1, one scale per layer)"""
-        return (node.groups == 1 and tuple(node.dilation) == (1, 1)
+        """Does the pixel path run ``node``? (groups 1, dilation 1, one scale per layer, not lava)"""
+        return (node.groups == 1 and tuple(node.dilation) == (1, 1) and node.quantizer != "lava"
                 and not (node.quantizer == "herding" and np.ndim(node.scale) > 0))
 
     def __init__(self, node: g.Conv, ins, out, dtype, in_shape):

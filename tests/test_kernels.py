@@ -60,6 +60,24 @@ def test_threshold_encode(seed, thr):
     assert np.all(np.abs(a[6][:na]) >= thr)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from([0.0, 1.0, 4096.0, 12288.0]), st.sampled_from([1.0, 4096.0]))
+def test_lava_encode(seed, thr, k):
+    rng = np.random.default_rng(seed)
+    n = 40
+    x = rng.integers(-300, 300, n).astype(np.float64)
+    sent = k * rng.integers(-300, 300, n).astype(np.float64)
+    touched, count = _touched(rng, n)
+    na, a, nb, b = _both("lava_encode", x, touched, count, sent, k, thr, 6, np.zeros(n, np.int64),
+                         np.zeros(n))
+    assert na == nb
+    np.testing.assert_array_equal(a[3], b[3])
+    np.testing.assert_array_equal(a[7][:na], b[7][:nb])
+    np.testing.assert_array_equal(a[8][:na], b[8][:nb])
+    sent_idx = a[7][:na]
+    np.testing.assert_array_equal(a[3][sent_idx], k * x[sent_idx])  # sent neurons now hold a
+
+
 def test_dense_scatter():
     rng = np.random.default_rng(1)
     w_t = rng.normal(size=(30, 7))

@@ -190,8 +190,8 @@ def convert(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     input_shape = tuple(int(s) for s in input_shape)
-    if quantizer not in g.QUANTIZERS:
-        raise ValueError(f"quantizer must be one of {g.QUANTIZERS}, got {quantizer!r}")
+    if quantizer not in ("herding", "threshold"):  # "lava" comes only from load_netx
+        raise ValueError(f"quantizer must be 'herding' or 'threshold', got {quantizer!r}")
     if quantizer == "threshold" and threshold is None:
         raise ValueError('quantizer="threshold" needs threshold=... (one or per layer)')
     was_training = model.training

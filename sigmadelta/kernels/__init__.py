@@ -44,6 +44,7 @@ from .pool import pool_update
 from .quantize import (
     herding_encode,
     herding_encode_units,
+    lava_encode,
     load_frame,
     mark_changed,
     mask_words,
@@ -79,6 +80,7 @@ __all__ = [
     "load_frame",
     "make_geom",
     "make_map",
+    "lava_encode",
     "mark_changed",
     "mask_words",
     "no_map",

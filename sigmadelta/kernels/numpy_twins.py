@@ -16,6 +16,7 @@ __all__ = [
     "herding_encode",
     "herding_encode_units",
     "threshold_encode",
+    "lava_encode",
     "dense_scatter",
     "conv_scatter",
     "expand_pixel_groups",
@@ -92,6 +93,18 @@ def threshold_encode(x, touched, count, sent, threshold, ev_idx, ev_val):
     sent[hit] = x[hit]
     ev_idx[: len(hit)] = hit
     ev_val[: len(hit)] = d[send]
+    return len(hit)
+
+
+def lava_encode(x, touched, count, sent, k, threshold, shift, ev_idx, ev_val):
+    idx = touched[: count[0]]
+    a = k * x[idx]
+    d = (a - sent[idx]).astype(np.int64)
+    send = (d != 0) & (np.abs(d) >= threshold)
+    hit = idx[send]
+    sent[hit] = a[send]
+    ev_idx[: len(hit)] = hit
+    ev_val[: len(hit)] = d[send] >> shift  # arithmetic shift: floor
     return len(hit)
 
 

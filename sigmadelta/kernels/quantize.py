@@ -1,4 +1,4 @@
-"""Input change detection and the two sigma-delta quantizers (encoders)."""
+"""Input change detection and the sigma-delta quantizers (encoders)."""
 
 import numpy as np
 from numba import njit
@@ -7,7 +7,7 @@ from .bits import cttz
 
 __all__ = [
     "load_frame", "mask_words", "SMALL_C", "mark_changed", "touch_all", "herding_encode",
-    "herding_encode_units", "threshold_encode",
+    "herding_encode_units", "threshold_encode", "lava_encode",
 ]
 
 
@@ -177,6 +177,36 @@ def threshold_encode(x, touched, count, sent, threshold, ev_idx, ev_val):
             sent[i] = x[i]
             ev_idx[n] = i
             ev_val[n] = d
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def lava_encode(x, touched, count, sent, k, threshold, shift, ev_idx, ev_val):
+    """Lava's fixed-point delta encoding (SigmaDelta / Delta neurons), integer-valued floats.
+
+    For each touched input neuron ``i``::
+
+        a = k * x_i;  d = a - sent_i
+        if d != 0 and |d| >= threshold:  send floor(d / 2**shift);  sent_i = a
+        else:                             nothing; d carries over to the next frame
+
+    The ``shift`` low bits of a sent ``d`` are dropped, not carried.
+
+    Returns
+    -------
+    n_events : int
+    """
+    n = 0
+    div = 2.0 ** shift
+    for t in range(count[0]):
+        i = touched[t]
+        a = k * x[i]
+        d = a - sent[i]
+        if d != 0.0 and abs(d) >= threshold:
+            sent[i] = a
+            ev_idx[n] = i
+            ev_val[n] = np.floor(d / div)
             n += 1
     return n
 
