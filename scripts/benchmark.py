@@ -145,21 +145,24 @@ class _DenseSide:
 class _EventSide:
     """``sd.Simulator`` on the same stream; ``once()`` times one pass, then a profiled one."""
 
-    def __init__(self, net: g.Network, frames: np.ndarray, dtype):
-        self.net, self.frames, self.dtype = net, frames, dtype
+    def __init__(self, net: g.Network, frames: np.ndarray, dtype, path: str = "auto"):
+        self.net, self.frames, self.dtype, self.path = net, frames, dtype, path
         t0 = time.perf_counter()
         sd.Simulator(net, dtype=dtype).run(frames[:2], progress=False)
         self.first_call = time.perf_counter() - t0
         t0 = time.perf_counter()
         self.sim = sd.Simulator(net, dtype=dtype)  # built once, as for a long stream: not timed
         self.build = time.perf_counter() - t0
+        self.sim.set_conv_path(path)
 
     def once(self) -> tuple[float, float, np.ndarray]:
         self.sim.reset()
         t0, c0 = time.perf_counter(), time.thread_time()
         self.result = self.sim.run(self.frames, progress=False)
         wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        self.conv_paths = self.sim.conv_paths
         prof = sd.Simulator(self.net, dtype=self.dtype, profile=True)
+        prof.set_conv_path(self.path)
         prof.run(self.frames, progress=False)
         return wall, cpu, prof.layer_seconds.copy()
 
@@ -177,17 +180,31 @@ def _best(runs: list[tuple[float, float, np.ndarray]]) -> tuple[float, float, np
             np.min(np.stack([r[2] for r in runs]), axis=0))
 
 
-def bench_network(net: g.Network, frames: np.ndarray, dtype=np.float64, repeats: int = 3) -> dict:
+def bench_network(net: g.Network, frames: np.ndarray, dtype=np.float64, repeats: int = 3,
+                  paths: tuple[str, ...] = ("auto",)) -> dict:
     """Dense torch vs event simulation on one network and stream; see module docstring.
 
     The two sides alternate, pass for pass, ``repeats`` times, and each keeps its best
-    pass, so that both see the same machine load.
+    pass, so that both see the same machine load. With several conv ``paths`` (``"scatter"``,
+    ``"dense"``, ``"auto"``: :meth:`sd.Simulator.set_conv_path`) an event side per path joins
+    the alternation; ``by_path`` gives each one's speedup (best pass) and its spread (the
+    speedups of pass ``i``, dense over event, min and max); the other figures are the last path's.
     """
-    dense, event = _DenseSide(net, frames), _EventSide(net, frames, dtype)
-    d_runs, e_runs = [], []
+    dense = _DenseSide(net, frames)
+    sides = [_EventSide(net, frames, dtype, p) for p in paths]
+    d_runs, p_runs = [], [[] for _ in paths]
     for _ in range(repeats):
         d_runs.append(dense.once())
-        e_runs.append(event.once())
+        for side, runs in zip(sides, p_runs, strict=True):
+            runs.append(side.once())
+    by_path = {}
+    for p, side, runs in zip(paths, sides, p_runs, strict=True):
+        ratios = [d[0] / e[0] for d, e in zip(d_runs, runs, strict=True)]
+        by_path[p] = {"speedup": min(d[0] for d in d_runs) / min(e[0] for e in runs),
+                      "speedup_spread": [min(ratios), max(ratios)],
+                      "event_fps": len(frames) / min(e[0] for e in runs),
+                      "conv_paths": side.conv_paths}
+    event, e_runs = sides[-1], p_runs[-1]
     dense_s, dense_cpu, dense_layers = _best(d_runs)
     ev_s, ev_cpu, ev_layers = _best(e_runs)
     ev = {"seconds": ev_s, "cpu_seconds": ev_cpu, "layer_seconds": ev_layers,
@@ -212,7 +229,7 @@ def bench_network(net: g.Network, frames: np.ndarray, dtype=np.float64, repeats:
             speedup / reduction, "event_fps": t / ev["seconds"], "dense_fps": t / dense_s,
             "speedup_cpu_time": dense_cpu / ev["cpu_seconds"],
             "numba_first_call_s": ev["first_call_s"], "simulator_build_s": ev["build_s"],
-            "traced_peak_mb": ev["traced_peak_mb"],
+            "traced_peak_mb": ev["traced_peak_mb"], "by_path": by_path,
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -360,6 +377,10 @@ def _print_network(r: dict, what: str) -> None:
     print(f"op reduction {r['op_reduction']:.2f}x  wall-clock speedup {r['speedup']:.2f}x  "
           f"ratio {r['speedup_over_reduction']:.2f}  event {r['event_fps']:.1f} fps  "
           f"dense {r['dense_fps']:.1f} fps")
+    for p, b in r["by_path"].items():
+        print(f"conv path {p}: speedup {b['speedup']:.2f}x (passes {b['speedup_spread'][0]:.2f}-"
+              f"{b['speedup_spread'][1]:.2f}x), event {b['event_fps']:.1f} fps; frames by path "
+              f"{b['conv_paths']}")
     print(f"speedup in thread CPU time (robust to other load on the machine) "
           f"{r['speedup_cpu_time']:.2f}x")
     print(f"numba first call {r['numba_first_call_s']:.2f} s; Simulator build "
@@ -388,6 +409,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="--micro: write a PNG of speedup and efficiency against activity")
     p.add_argument("--many", type=int, default=0, help="N: sd.simulate_many of N video streams")
     p.add_argument("--workers", default="1,2", help="--many: worker processes to compare, e.g. 1,2")
+    p.add_argument("--conv-path", default="auto",
+                   help="conv layers' path(s): auto, scatter, dense; comma separated to compare "
+                        "them in one run (e.g. scatter,auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
     p.add_argument("--netx", help="a lava-dl netx file: our time per step against Lava's")
     p.add_argument("--lava-python", help="--netx: a Python with lava-nc and lava-dl, to time Lava")
@@ -410,9 +434,13 @@ def _floats(text: str, flag: str) -> list[float]:
 def main(argv: list[str] | None = None) -> dict:
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # sd.convert flushed the weights; torch's activations too
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     dtype = np.dtype(args.dtype)
     out: dict = {"threads": args.threads}
+    paths = tuple(args.conv_path.split(","))
+    if not paths or any(p not in ("auto", "scatter", "dense") for p in paths):
+        sys.exit(f"--conv-path: auto, scatter or dense (comma separated), got {args.conv_path!r}")
     if args.many:
         out["many"] = many_from_args(args, _network_and_frames, dtype)
     elif args.netx:
@@ -428,12 +456,13 @@ def main(argv: list[str] | None = None) -> dict:
         for a in _floats(args.activity, "--activity"):
             out["micro"] += bench_micro([int(c) for c in args.micro_channels.split(",")],
                                         tuple(args.micro_hw), a, max(args.frames, 3), dtype,
-                                        args.repeats)
+                                        args.repeats, paths)
         if args.plot:
             out["plot"] = plot_micro(out["micro"], args.plot)
         if not args.json:
             for m in out["micro"]:
-                print(f"micro C={m['channels']:3d} {m['hw']} events {m['event_rate']:.3f}: speedup "
+                print(f"micro C={m['channels']:3d} {m['hw']} events {m['event_rate']:.3f} "
+                      f"path {m['path']} (frames by path {m['conv_paths']}): speedup "
                       f"{m['speedup']:.2f}x, {m['frame_speedup']:.2f}x with input (op reduction "
                       f"{m['op_reduction']:.1f}x); event "
                       f"{m['event_ms_per_frame']:.3f} ms/frame {m['gsynops_per_s']:.2f} Gsyn/s; dense "
@@ -443,7 +472,7 @@ def main(argv: list[str] | None = None) -> dict:
                       f"{m['bare_efficiency']:.3f}), engine at {m['share_of_bare']:.2f} of it")
     else:
         net, frames, what = _network_and_frames(args)
-        out["network"] = bench_network(net, frames, dtype, args.repeats)
+        out["network"] = bench_network(net, frames, dtype, args.repeats, paths)
         if not args.json:
             _print_network(out["network"], what)
         if args.streams:

@@ -35,11 +35,13 @@ from .frames import as_array as _as_array
 from .frames import check_frames, iter_checked
 from .frames import check_one as _check_one
 from .graph import Network, check_timing
+from .kernels import PATH_AUTO, PATH_DENSE, PATH_SCATTER
 from .numeric import NumericOverflowError, first_bad_frame
 from .numeric import overflow_message as numeric_message
 from .ops import build_ops, pipeline_order, to_torch_layout
 from .program import build_program, loop_compiled, run_frames
 from .stats import MEASURED, Stats
+from .weightops import PixelConvOp
 
 __all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked",
            "state_dtype", "SimulatorBusyError"]
@@ -93,7 +95,8 @@ class Simulator:
     profile : bool
         Run the compiled loop one op at a time and accumulate the wall-clock seconds
         spent in every node: ``node_seconds[i]`` (node ``i``) and ``layer_seconds[j]``
-        (weight layer ``j``: encode + scatter + output listing), less the cost of a call.
+        (weight layer ``j``: encode + scatter + output listing), less the cost of a call;
+        :attr:`conv_paths` says which path (scatter or dense recompute) each frame took.
     chunk : int
         Frames of an array run per call of the compiled loop (:func:`run_frames`).
     timing : {"frame", "pipelined"}
@@ -178,6 +181,32 @@ class Simulator:
         op = self._weight_ops[j]
         shape = self.net.nodes[op.node.inputs[0]].shape
         return np.array(to_torch_layout(op.q.memory, shape))
+
+    def set_conv_path(self, path: str, layer: str | None = None) -> None:
+        """Choose how pixel-conv layers run from the next frame on (all, or the one named ``layer``).
+
+        ``"auto"`` (default): per frame, the event scatter or, where most inputs are expected
+        to spike, the dense recompute of the whole map (:mod:`sigmadelta.kernels.recompute`);
+        ``"scatter"`` or ``"dense"`` force one. Every path gives the same counters (they
+        describe the events, not the path) and the same outputs up to float rounding
+        (exactly the same in fixed point). Other conv layers always scatter.
+        """
+        modes = {"auto": PATH_AUTO, "scatter": PATH_SCATTER, "dense": PATH_DENSE}
+        if path not in modes:
+            raise ValueError(f"path must be one of {sorted(modes)}, got {path!r}")
+        names = [op.node.name for op in self._weight_ops]
+        if layer is not None and layer not in names:
+            raise ValueError(f"no weight layer {layer!r}; the layers are {names}")
+        for op in self._weight_ops:
+            if isinstance(op, PixelConvOp) and layer in (None, op.node.name):
+                op.set_path(modes[path])
+
+    @property
+    def conv_paths(self) -> dict[str, dict[str, int]]:
+        """Per pixel-conv layer, the frames it ran by each path since the last reset:
+        ``{name: {"scatter": n, "dense": m}}``."""
+        return {op.node.name: dict(zip(("scatter", "dense"), op.path_frames, strict=True))
+                for op in self._weight_ops if isinstance(op, PixelConvOp)}
 
     def step(self, frame) -> np.ndarray:
         """Process one frame ``[*input_shape]``; return the output in PyTorch layout.

@@ -60,6 +60,7 @@ __all__ = ["Program", "build_program", "run_frames", "loop_compiled", "NC", "NP"
 
 # the columns of every op kind (compile-time constants in the functions below)
 INP, PIX, DNS, CNV = InputOp.SLOTS[0], PixelConvOp.SLOTS[0], DenseOp.SLOTS[0], ConvOp.SLOTS[0]
+PIX_P = PixelConvOp.SLOTS[1]
 ACT, ACT_P, POO, FLT, ADD_C, CAT = (ActivationOp.SLOTS[0], ActivationOp.SLOTS[1], PoolOp.SLOTS[0],
                                     FlattenOp.SLOTS[0], AddOp.SLOTS[0], ConcatOp.SLOTS[0])
 MUL_C, UPS = MulOp.SLOTS[0], UpsampleOp.SLOTS[0]
@@ -98,9 +99,21 @@ def _fixed_guard(c, p, F, I, rows, row_count, row_len):  # noqa: E741
 
 
 @njit(cache=True, nogil=True)
-def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, gain, frame, prime, st):  # noqa: E741
-    """conv_layer_step on one set of weight-layer arrays (float or int64)."""
+def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, bias, gain, frame,  # noqa: E741
+              prime, st):
+    """One pixel-conv frame on one set of weight-layer arrays (float or int64): the dense
+    recompute path (``conv_layer_dense``) if ``choose_dense`` says so, else ``conv_layer_step``."""
     herding = c[PIX.enc] == HERDING
+    x, pstate, fixed = F[c[PIX.x]], I[c[PIX.pstate]], c[PIX.fixed] != 0
+    n_touched = I[c[PIX.row_count]][0] * (c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)
+    if K.choose_dense(pstate, n_touched, x.shape[0], p[PIX_P.dense_above], prime):
+        r = K.conv_layer_dense(
+            x, F[c[PIX.memory]], herding, p[WP.param], gain, c[PIX.c_in], w_cl, bias, not fixed, z,
+            I[c[PIX.geom]], mem_w, rowbuf, I[c[PIX.pg_list]], I[c[PIX.pg_count]], I[c[PIX.pg_stamp]],
+            frame, prime, c[PIX.expand] != 0, I[c[PIX.out_touched]], I[c[PIX.out_count]],
+            I[c[PIX.mgeom]])
+        _pix_count(c, st, r, herding, pstate)
+        return
     r = K.conv_layer_step(
         F[c[PIX.x]], I[c[PIX.touched]], I[c[PIX.count]], I[c[PIX.rows]], I[c[PIX.row_count]],
         c[PIX.in_rows] != 0, F[c[PIX.memory]], herding, p[WP.param], gain,
@@ -108,9 +121,16 @@ def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, gain, frame, prime, st
         I[c[PIX.px_list]], I[c[PIX.px_start]], vbuf, I[c[PIX.pg_list]], I[c[PIX.pg_count]],
         I[c[PIX.pg_stamp]], frame, prime, c[PIX.expand] != 0, I[c[PIX.out_touched]],
         I[c[PIX.out_count]], I[c[PIX.mgeom]], smap, wtap)
+    _pix_count(c, st, r, herding, pstate)
+
+
+@njit(cache=True, nogil=True)
+def _pix_count(c, st, r, herding, pstate):
+    """A pixel conv's counters of the frame from ``r = (events, synops, additions, updates)``."""
     j = c[PIX.layer]
     st[EVENTS, j], st[SYNOPS, j], st[UPDATES, j] = r[0], r[1], r[3]
     st[ADDITIONS, j] = r[2] if herding else r[1]
+    pstate[K.PATH_STATE.last_events] = r[0]
 
 
 @njit(cache=True, nogil=True)
@@ -121,11 +141,13 @@ def _run_pixconv(c, p, F, I, frame, prime, st, floats, fixed):  # noqa: E741
         if guard != -1:  # the int64 accumulator could wrap: stop before integrating
             return guard
         _pix_core(c, p, F, I, I[c[PIX.w]], I[c[PIX.acc]], I[c[PIX.ev_val]], I[c[PIX.vbuf]],
-                  I[c[PIX.smap]], I[c[PIX.wtap]], 1, frame, prime, st)
+                  I[c[PIX.smap]], I[c[PIX.wtap]], I[c[PIX.w_cl]], I[c[PIX.mem_w]], I[c[PIX.rowbuf]],
+                  I[c[PIX.acc]], 1, frame, prime, st)  # acc as the (unread) bias: added after
         return _fixed_update(c, p, F, I)
     if floats is not None:
         _pix_core(c, p, F, I, F[c[PIX.w]], F[c[PIX.acc]], F[c[PIX.ev_val]], F[c[PIX.vbuf]],
-                  F[c[PIX.smap]], F[c[PIX.wtap]], p[WP.gain], frame, prime, st)
+                  F[c[PIX.smap]], F[c[PIX.wtap]], F[c[PIX.w_cl]], F[c[PIX.mem_w]], F[c[PIX.rowbuf]],
+                  F[c[PIX.bias]], p[WP.gain], frame, prime, st)
     return -1
 
 
@@ -344,6 +366,6 @@ def loop_compiled(*args) -> bool | None:
         return None
 
 
-_TIED = (_fixed_update, _fixed_guard, _pix_core, _run_pixconv, _encode, _count, _dense_core, _run_dense,
-         _conv_core, _run_conv, _run_other, run_frames)
+_TIED = (_fixed_update, _fixed_guard, _pix_core, _pix_count, _run_pixconv, _encode, _count, _dense_core,
+         _run_dense, _conv_core, _run_conv, _run_other, run_frames)
 tie_cache(_TIED, source_digest())

@@ -206,7 +206,8 @@ class PixelConvOp(WeightOp):
 
     SLOTS = layout("PixelConv", ["in_rows", "rows", "row_count", "geom", "px_list", "px_start",
                                  "vbuf", "pg_list", "pg_count", "pg_stamp", "expand", "kh", "c_in",
-                                 "lw", "mgeom", "smap", "wtap"], base=WEIGHT)
+                                 "lw", "mgeom", "smap", "wtap", "w_cl", "mem_w", "rowbuf", "pstate"],
+                   ["dense_above"], base=WEIGHT)
 
     @staticmethod
     def takes(node: g.Conv) -> bool:
@@ -230,6 +231,14 @@ class PixelConvOp(WeightOp):
         self.expand = True  # list output neurons too; build_ops clears it when unneeded
         # one input channel: the spike-map path where events are dense (kernels.spikemap)
         self.smap = K.make_map(self.pgeom, w_cl)
+        # busy frames: the dense recompute path (kernels.recompute), chosen per frame
+        self.w_cl = w_cl
+        (py, px), c_in = pair(node.padding), w_cl.shape[2]
+        n_pad = (self.in_hw[0] + 2 * py) * (self.in_hw[1] + 2 * px) * c_in  # zero-padded input
+        self.dense_bufs = (np.zeros(n_pad, self.wdtype), np.zeros(max(cg, 8), self.wdtype))
+        self.pstate = np.zeros(len(K.PATH_STATE), np.int64)
+        # one input channel: the spike map is the dense path there (auto recomputes only on frame 0)
+        self.dense_above = K.DENSE_ABOVE if c_in > 1 else np.inf
 
     def emit(self, b: Builder, j: int) -> None:
         i, fx = self.inp, self.fixed
@@ -243,7 +252,21 @@ class PixelConvOp(WeightOp):
         r.expand = int(self.expand)
         r.kh, r.c_in, r.lw = self.w.shape
         r.mgeom, r.smap, r.wtap = b.i(self.smap[0]), b.w(self.smap[1], fx), b.w(self.smap[2], fx)
+        r.w_cl, r.mem_w, r.rowbuf = (b.w(self.w_cl, fx), b.w(self.dense_bufs[0], fx),
+                                     b.w(self.dense_bufs[1], fx))
+        r.pstate, r.dense_above = b.i(self.pstate), self.dense_above  # shared, not copied
         r.done()
+
+    def set_path(self, mode: int) -> None:
+        """Path mode of this layer from the next frame on: ``kernels.PATH_AUTO``, ``PATH_SCATTER``
+        or ``PATH_DENSE`` (same outputs and counters on every path)."""
+        self.pstate[K.PATH_STATE.mode] = mode
+
+    @property
+    def path_frames(self) -> tuple[int, int]:
+        """Frames this layer ran by the scatter and by the dense path since the last reset."""
+        ps = K.PATH_STATE
+        return int(self.pstate[ps.frames_scatter]), int(self.pstate[ps.frames_dense])
 
     def reset(self) -> None:
         super().reset()
@@ -251,3 +274,5 @@ class PixelConvOp(WeightOp):
         self.pg[2][:] = -1
         if len(self.smap[0]):
             self.smap[0][1] = -1  # no last frame: the map path
+        ps = K.PATH_STATE
+        self.pstate[[ps.last_events, ps.last_touched, ps.frames_scatter, ps.frames_dense]] = 0

@@ -14,7 +14,9 @@ Conv layers with groups 1 and dilation 1 take the pixel-grouped path of
 :mod:`sigmadelta.kernels.pixel` (encode per pixel, one contiguous multiply-add
 per event and kernel row), or for one dense input channel the spike map of
 :mod:`sigmadelta.kernels.spikemap`, chosen per frame by
-:func:`sigmadelta.kernels.layer.conv_layer_step` (one call per layer and frame); the per-event
+:func:`sigmadelta.kernels.layer.conv_layer_step` (one call per layer and frame); a busy layer
+recomputes its whole map instead (:mod:`sigmadelta.kernels.recompute`, chosen by
+:func:`choose_dense`); the per-event
 :func:`conv_scatter` remains for the other convs and as the reference.
 """
 
@@ -29,7 +31,7 @@ from .elementwise import (
     mul_update,
     upsample_update,
 )
-from .layer import conv_layer_step
+from .layer import conv_layer_dense, conv_layer_step
 from .pixel import (
     axis_fan,
     conv_scatter_pixels,
@@ -51,10 +53,26 @@ from .quantize import (
     threshold_encode,
     touch_all,
 )
+from .recompute import (
+    DENSE_ABOVE,
+    PATH_AUTO,
+    PATH_DENSE,
+    PATH_SCATTER,
+    PATH_STATE,
+    choose_dense,
+    dense_recompute,
+)
 from .scatter import conv_scatter, dense_scatter, expand_pixel_groups
 from .spikemap import encode_map_1ch, make_map, no_map, prefer_map
 
 __all__ = [
+    "DENSE_ABOVE",
+    "PATH_AUTO",
+    "PATH_DENSE",
+    "PATH_SCATTER",
+    "PATH_STATE",
+    "choose_dense",
+    "dense_recompute",
     "activation_rows",
     "activation_update",
     "add_update",
@@ -62,6 +80,7 @@ __all__ = [
     "upsample_update",
     "axis_fan",
     "concat_update",
+    "conv_layer_dense",
     "conv_layer_step",
     "conv_scatter",
     "conv_scatter_pixels",

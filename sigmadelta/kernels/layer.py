@@ -11,14 +11,18 @@ The path is chosen per layer and frame:
   ``conv_scatter_pixels``).
 
 All paths give the same ``z``, encoder memory, counters and set of touched outputs.
+A busy frame skips all of them: :func:`conv_layer_dense` recomputes the whole map
+(:mod:`sigmadelta.kernels.recompute`) with the same encoder memory, counters and
+touched outputs, and ``z`` equal up to the order of float additions.
 """
 
 from numba import njit
 
 from .pixel import conv_scatter_pixels, encode_pixels, encode_rows, encode_scatter_1ch, list_rows
+from .recompute import dense_recompute
 from .spikemap import encode_map_1ch, prefer_map
 
-__all__ = ["conv_layer_step"]
+__all__ = ["conv_layer_step", "conv_layer_dense"]
 
 
 @njit(cache=True, nogil=True)
@@ -54,6 +58,26 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
                                        ev_val, px_list, px_start)
         synops, adds = conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z,
                                            geom, vbuf, pg_list, pg_count, pg_stamp, frame)
+    n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,
+                      expand, out_touched, out_count)
+    return n_ev, synops, adds, n_out
+
+
+@njit(cache=True, nogil=True)
+def conv_layer_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w, rowbuf,
+                     pg_list, pg_count, pg_stamp, frame, prime, expand, out_touched, out_count,
+                     mgeom):
+    """One conv layer's frame by the dense recompute path (:func:`dense_recompute`).
+
+    Lists the outputs as :func:`conv_layer_step` does and leaves the frame's events in the
+    spike-map state (``mgeom``) for the next frame's choice. Returns ``(events, synops,
+    additions, touched output neurons)``.
+    """
+    pg_count[0] = 0
+    n_ev, synops, adds = dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z,
+                                         geom, mem_w, rowbuf, pg_list, pg_count, pg_stamp, frame)
+    if mgeom.shape[0] > 0:
+        mgeom[1] = n_ev  # the next frame's path
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,
                       expand, out_touched, out_count)
     return n_ev, synops, adds, n_out

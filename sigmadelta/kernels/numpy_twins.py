@@ -10,6 +10,8 @@ import math
 import numpy as np
 
 __all__ = [
+    "dense_recompute",
+    "conv_layer_dense",
     "load_frame",
     "mark_changed",
     "touch_all",
@@ -390,6 +392,46 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
                                        geom, vbuf, pg_list, pg_count, pg_stamp, frame)
     if c_in == 1 and len(mgeom):
         mgeom[1] = n_ev  # the last frame's events pick the next frame's path
+    n_out = list_rows(pg_list, pg_count, pg_stamp, frame, len(z) // len(pg_stamp), prime, expand,
+                      out_touched, out_count)
+    return n_ev, synops, adds, n_out
+
+
+def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w,
+                    rowbuf, pg_list, pg_count, pg_stamp, frame):
+    """Encode every input; the counters and reached pixels are those of scattering the events;
+    ``z`` is the conv of the whole memory (all of it scattered onto zeros) plus the bias."""
+    n = len(x)
+    all_in, n_all = np.arange(n), np.array([n])
+    idx, val = np.zeros(n, np.int64), np.zeros(n)
+    enc = herding_encode if herding else threshold_encode
+    n_ev = enc(x, all_in, n_all, memory, param, idx, val)
+    h_in, w_in, h_out, w_out, sy, sx, py, px, kh, kw, cg = (int(v) for v in geom[:11])
+    acc = np.int64 if z.dtype.kind == "i" else np.float64
+    w4 = np.asarray(w_cl).reshape(kh, kw, c_in, cg).astype(acc)
+    hw = ((h_in, w_in), (h_out, w_out), (sy, sx), (py, px), (1, 1), 1)
+    synops, adds = conv_scatter(idx, val.astype(acc), n_ev, 1, w4, np.zeros(len(z), acc), *hw,
+                                pg_list, pg_count, pg_stamp, frame)
+    m = (memory * gain).astype(mem_w.dtype)
+    mem_w.reshape(h_in + 2 * py, w_in + 2 * px, c_in)[py:py + h_in, px:px + w_in] = m.reshape(
+        h_in, w_in, c_in)
+    full = np.zeros(len(z), acc)
+    spare = (np.zeros(len(pg_stamp) + 1, np.int64), np.zeros(1, np.int64),
+             np.full(len(pg_stamp), -1, np.int64))
+    conv_scatter(all_in, m.astype(acc), n, 1, w4, full, *hw, *spare, 0)
+    z[:] = (bias + full) if use_bias else full
+    return n_ev, synops, adds
+
+
+def conv_layer_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w,
+                     rowbuf, pg_list, pg_count, pg_stamp, frame, prime, expand, out_touched,
+                     out_count, mgeom):
+    pg_count[0] = 0
+    n_ev, synops, adds = dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias,
+                                         use_bias, z, geom, mem_w, rowbuf, pg_list, pg_count,
+                                         pg_stamp, frame)
+    if len(mgeom):
+        mgeom[1] = n_ev
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, len(z) // len(pg_stamp), prime, expand,
                       out_touched, out_count)
     return n_ev, synops, adds, n_out

@@ -1,0 +1,195 @@
+"""The dense recompute path of busy conv layers and the denormal flush of conversion.
+
+Kernel against its NumPy twin and against the event scatter on the same frame; the engine
+forced path by path (and switching mid-stream) against ``sd.reference``, with counters
+identical to the scatter's.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from _twins import both_named, listed, params
+from test_kernels_pixel import _pixel_case
+
+import sigmadelta as sd
+from sigmadelta import kernels as K
+from sigmadelta.convert import FLUSH_BELOW, flush_denormals
+from sigmadelta.kernels import numpy_twins as T
+
+
+def _dense_case(geom, herding, seed, dtype):
+    """conv_layer_dense's arguments (by name) for a random layer whose z is consistent with
+    its memory (``z = bias + conv(gain * memory)``), so that scatter and recompute agree."""
+    case, w_cl = _pixel_case(*geom, herding, seed, dtype=np.float64)
+    rng = np.random.default_rng(seed + 1)
+    fixed = dtype == np.int64
+    n_in, n_z = len(case["x"]), len(case["z"])
+    if fixed:
+        w_cl = np.rint(4 * w_cl)
+    w_cl = w_cl.astype(dtype)
+    bias = (np.zeros(n_z) if fixed else rng.normal(size=n_z)).astype(dtype)  # fixed: unread
+    gain = 1 if fixed else case["gain"]
+    mem = case["memory"].astype(np.float64 if fixed else dtype)
+    # untouched inputs were encoded when they last changed: their memory matches their value
+    calm = np.setdiff1d(np.arange(len(mem)), case["touched"][: case["count"][0]])
+    mem[calm] = np.rint(case["param"] * case["x"][calm]) if herding else case["x"][calm]
+    h, w = (int(v) for v in case["geom"][:2])
+    h_out, w_out, sy, sx, py, px, kh, kw, cg = (int(v) for v in case["geom"][2:11])
+    c_in = case["c_in"]
+    acc = np.int64 if fixed else np.float64
+    z = np.zeros(n_z, acc)
+    spare = (np.zeros(h_out * w_out + 1, np.int64), np.zeros(1, np.int64),
+             np.full(h_out * w_out, -1, np.int64))
+    T.conv_scatter(np.arange(n_in), (mem * gain).astype(acc), n_in, 1, w_cl.astype(acc), z,
+                   (h, w), (h_out, w_out), (sy, sx), (py, px), (1, 1), 1, *spare, 0)
+    z = (z if fixed else bias + z).astype(dtype)
+    x = case["x"].astype(np.float64 if fixed else dtype)
+    case.update(x=x, memory=mem, gain=gain, z=z, bias=bias, use_bias=not fixed, w_cl=w_cl.ravel(),
+                w_run=K.run_layout(w_cl, (sy, sx)), ev_val=np.zeros(n_in, dtype),
+                vbuf=np.zeros(c_in, dtype), mem_w=np.zeros((h + 2 * py) * (w + 2 * px) * c_in, dtype),
+                rowbuf=np.zeros(max(cg, 8), dtype), mgeom=np.zeros(0, np.int64),
+                smap=np.zeros(0, dtype), wtap=np.zeros(0, dtype))
+    return case
+
+
+GEOMS = [(7, 9, 3, 5, (3, 3), (1, 1), (1, 1)), (8, 7, 4, 6, (3, 3), (2, 2), (1, 1)),
+         (6, 6, 2, 3, (1, 1), (1, 1), (0, 0)), (9, 8, 3, 4, (5, 3), (2, 1), (2, 0))]
+
+
+@pytest.mark.parametrize("geom", GEOMS)
+@pytest.mark.parametrize("herding,dtype", [(True, np.float64), (False, np.float64),
+                                           (True, np.float32), (True, np.int64)])
+def test_dense_recompute_matches_twin(geom, herding, dtype):
+    case = _dense_case(geom, herding, 3, dtype)
+    ra, a, rb, b = both_named("conv_layer_dense", case)
+    assert ra[0] == rb[0] and ra[1] == rb[1] and ra[3] == rb[3]
+    assert ra[2] == pytest.approx(rb[2])
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(a["z"], b["z"], rtol=tol, atol=tol)
+    np.testing.assert_array_equal(a["memory"], b["memory"])
+    assert listed(a["out_touched"], a["out_count"]) == listed(b["out_touched"], b["out_count"])
+    assert listed(a["pg_list"], a["pg_count"]) == listed(b["pg_list"], b["pg_count"])
+
+
+@pytest.mark.parametrize("geom", GEOMS)
+@pytest.mark.parametrize("herding,dtype", [(True, np.float64), (False, np.float64),
+                                           (True, np.int64)])
+@pytest.mark.parametrize("prime", [False, True])
+def test_dense_recompute_equals_scatter(geom, herding, dtype, prime):
+    """Same frame, both paths: same counters, memory, listing; z equal (exactly in fixed point)."""
+    case = _dense_case(geom, herding, 5, dtype)
+    if prime:
+        case["touched"][:] = np.arange(len(case["x"]))
+        case["count"][0] = len(case["x"])
+    scatter = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in case.items()}
+    dense = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in case.items()}
+    scatter["prime"] = dense["prime"] = prime
+    rs = K.conv_layer_step(*(scatter[n] for n in params("conv_layer_step")))
+    rd = K.conv_layer_dense(*(dense[n] for n in params("conv_layer_dense")))
+    assert rs[0] == rd[0] and rs[1] == rd[1] and rs[3] == rd[3] and rs[2] == pytest.approx(rd[2])
+    np.testing.assert_array_equal(scatter["memory"], dense["memory"])
+    assert listed(scatter["out_touched"], scatter["out_count"]) == listed(dense["out_touched"],
+                                                                         dense["out_count"])
+    if dtype == np.int64:
+        np.testing.assert_array_equal(scatter["z"], dense["z"])
+    else:
+        np.testing.assert_allclose(scatter["z"], dense["z"], rtol=1e-10, atol=1e-10)
+
+
+def test_choose_dense_modes_and_estimate():
+    ps = np.zeros(len(K.PATH_STATE), np.int64)
+    assert K.choose_dense(ps, 100, 100, 0.1, True)  # first frame: all inputs are sent
+    ps[K.PATH_STATE.last_events] = 5  # 5 events from 100 touched inputs
+    assert not K.choose_dense(ps, 100, 100, 0.1, False)  # expected 5 < 10
+    ps[K.PATH_STATE.last_events] = 30
+    assert K.choose_dense(ps, 40, 100, 0.1, False)  # expected 40 * 30 / 100 = 12 >= 10
+    ps[K.PATH_STATE.mode] = K.PATH_SCATTER
+    assert not K.choose_dense(ps, 100, 100, 0.0, False)
+    ps[K.PATH_STATE.mode] = K.PATH_DENSE
+    assert K.choose_dense(ps, 0, 100, 1.0, False)
+    assert ps[K.PATH_STATE.frames_dense] == 3 and ps[K.PATH_STATE.frames_scatter] == 2
+
+
+class _Busy(nn.Module):
+    """Conv layers of 3-8 channels, stride 1 and 2, pooling and a residual add."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.c = nn.Conv2d(8, 6, 3, stride=2, padding=1)
+        self.d = nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        y = torch.relu(self.b(y)) + y
+        return self.d(torch.relu(self.c(y)))
+
+
+def _video(t=8):
+    from sigmadelta.datasets import open_source
+
+    return np.stack(list(open_source("bikes", size=(24, 32), gray=False, limit=t)))
+
+
+def _run(net, frames, modes, dtype=np.float64):
+    """Simulate with the path mode of each frame from ``modes`` (one mode per frame)."""
+    sim = sd.Simulator(net, dtype=dtype)
+    outs, stats = [], []
+    for f, m in zip(frames, modes, strict=True):
+        sim.set_conv_path(m)
+        outs.append(sim.step(f))
+        stats.append(sim.last_stats.copy())
+    return np.stack(outs), np.stack(stats), sim.conv_paths
+
+
+@pytest.mark.parametrize("weight_bits", [None, 8])
+def test_paths_equal_reference_and_counters(weight_bits):
+    torch.manual_seed(0)
+    frames = _video()
+    net = sd.convert(_Busy().eval(), frames.shape[1:], scale=32.0, weight_bits=weight_bits)
+    ref = sd.reference(net, frames, progress=False)
+    t = len(frames)
+    runs = {name: _run(net, frames, modes) for name, modes in [
+        ("scatter", ["scatter"] * t), ("dense", ["dense"] * t), ("auto", ["auto"] * t),
+        ("switching", ["dense", "scatter", "dense", "dense", "scatter", "auto", "scatter", "dense"])]}
+    base_out, base_stats, _ = runs["scatter"]
+    for name, (out, stats, _) in runs.items():
+        err = np.abs(out - ref).max() / np.ptp(ref)
+        assert err <= 1e-6, name
+        np.testing.assert_array_equal(stats, base_stats, err_msg=name)
+        if weight_bits:  # integer sums: every path gives the same outputs exactly
+            np.testing.assert_array_equal(out, base_out, err_msg=name)
+    assert all(p == {"scatter": 0, "dense": t} for p in runs["dense"][2].values())
+    assert all(p == {"scatter": t, "dense": 0} for p in runs["scatter"][2].values())
+    assert all(p["dense"] in (4, 5) and p["scatter"] + p["dense"] == t  # one frame on "auto"
+               for p in runs["switching"][2].values())
+    assert any(p["dense"] for p in runs["auto"][2].values())  # the first frame at least
+
+
+def test_set_conv_path_errors():
+    net = sd.convert(_Busy().eval(), (3, 8, 8))
+    sim = sd.Simulator(net)
+    with pytest.raises(ValueError, match="path must be one of"):
+        sim.set_conv_path("gemm")
+    with pytest.raises(ValueError, match="no weight layer 'zz'"):
+        sim.set_conv_path("dense", layer="zz")
+
+
+def test_convert_flushes_denormal_weights():
+    conv = nn.Conv2d(2, 3, 3)
+    w = np.random.default_rng(0).normal(size=(3, 2, 3, 3)).astype(np.float32)
+    w.flat[[0, 5, 9]] = [1e-41, -3e-39, FLUSH_BELOW]  # two denormals, the smallest normal
+    w.flat[11] = -FLUSH_BELOW
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(w))
+    net = sd.convert(nn.Sequential(conv), (2, 5, 5))
+    got = net.weight_layers[0].weight
+    expected = w.copy()
+    expected.flat[[0, 5]] = 0
+    np.testing.assert_array_equal(got, expected)
+    assert got.flat[9] == FLUSH_BELOW and got.flat[11] == -FLUSH_BELOW
+    assert not ((got != 0) & (np.abs(got) < np.finfo(np.float32).tiny)).any()
+    assert w.flat[0] == np.float32(1e-41)  # the model's own weights are left alone
+    np.testing.assert_array_equal(flush_denormals(np.array([1e-300, 1.0, -2e-40])), [0, 1.0, 0])
