@@ -36,10 +36,34 @@ pooling, flatten, add, concat) act on exact float values.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import ClassVar
+from dataclasses import dataclass
 
 import numpy as np
+
+from .nodes import (  # the layer kinds, re-exported
+    ACTIVATIONS,
+    LAVA_SHIFT,
+    NODE_TYPES,
+    POOL_OPS,
+    QUANTIZERS,
+    TIMINGS,
+    Activation,
+    Add,
+    Concat,
+    Conv,
+    Dense,
+    Flatten,
+    Input,
+    Mul,
+    NetworkError,
+    Node,
+    Pool,
+    Upsample,
+    _Weighted,
+    check_node,
+    check_timing,
+    layer_label,
+)
 
 __all__ = [
     "Node",
@@ -53,229 +77,19 @@ __all__ = [
     "Concat",
     "Mul",
     "Upsample",
-    "Network",
     "NetworkError",
     "NODE_TYPES",
     "QUANTIZERS",
-    "per_layer",
     "ACTIVATIONS",
+    "POOL_OPS",
     "layer_label",
     "LAVA_SHIFT",
     "TIMINGS",
     "check_timing",
+    "Network",
+    "per_layer",
 ]
 
-QUANTIZERS = ("herding", "threshold", "lava")
-TIMINGS = ("frame", "pipelined")  # see sigmadelta.Simulator
-LAVA_SHIFT = 6  # the "lava" quantizer sends d >> LAVA_SHIFT (Lava's state_exp)
-#: Activation functions, in the order of their kernel codes (sigmadelta.kernels.pointwise).
-ACTIVATIONS = ("relu", "leaky", "clip", "identity", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu",
-               "hardswish", "hardsigmoid", "elu", "softplus", "mish")
-POOL_OPS = ("avg", "max")
-
-
-class NetworkError(ValueError):
-    """A network whose structure, shapes or parameters are inconsistent or not finite."""
-
-
-def check_timing(timing: str) -> str:
-    """``timing`` if it is one of :data:`TIMINGS`, else a ValueError naming them."""
-    if timing not in TIMINGS:
-        raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
-    return timing
-
-
-@dataclass
-class Node:
-    """Base of every layer: its name, producer indices and output shape (no batch)."""
-
-    name: str
-    inputs: tuple[int, ...]
-    shape: tuple[int, ...]
-    kind: ClassVar[str] = "node"
-
-    @property
-    def size(self) -> int:
-        """Number of neurons (elements) of the node's output."""
-        return int(np.prod(self.shape))
-
-    def params(self) -> dict:
-        """Fields beyond name/inputs/shape, for serialisation."""
-        skip = {"name", "inputs", "shape"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-
-
-@dataclass
-class Input(Node):
-    """The network's input: one frame of shape ``shape``.
-
-    A ``(C, L)`` stream (Conv1d) is held as ``shape = (C, 1, L)``; ``frame_shape``
-    then records the ``(C, L)`` the user's frames have (empty when they are ``shape``).
-    """
-
-    frame_shape: tuple[int, ...] = ()
-    kind: ClassVar[str] = "input"
-
-
-@dataclass
-class _Weighted(Node):
-    """Common fields of weight layers: parameters and the input quantizer."""
-
-    weight: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    bias: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    quantizer: str = "herding"
-    scale: float | np.ndarray = 32.0  # one k, or one per input neuron (the input's shape)
-    threshold: float = 0.0
-    weight_bits: int = 0  # 0: float weights; >0: fixed point (see sigmadelta.fixedpoint)
-    weight_scale: float = 0.0  # fixed point: weight = integer * weight_scale
-    acc_bits: int = 32  # fixed point: signed accumulator width checked for overflow
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        raise NotImplementedError
-
-
-@dataclass
-class Dense(_Weighted):
-    """Fully connected layer ``z = W x_hat + b`` with ``weight[out, in]``."""
-
-    kind: ClassVar[str] = "dense"
-
-    @property
-    def fan_in(self) -> int:
-        return int(self.weight.shape[1])
-
-    def dense_macs(self) -> int:
-        """MACs of one dense evaluation of this layer."""
-        return int(self.weight.size)
-
-
-@dataclass
-class Conv(_Weighted):
-    """2-D convolution ``z = conv(x_hat, W) + b``; ``weight[out, in/groups, kh, kw]``."""
-
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-    kind: ClassVar[str] = "conv"
-
-    def dense_macs(self) -> int:
-        """MACs of one dense evaluation: output neurons x (in/groups) x kh x kw."""
-        c_out, c_in_g, kh, kw = self.weight.shape
-        return int(np.prod(self.shape) * c_in_g * kh * kw)
-
-
-@dataclass
-class Activation(Node):
-    """Elementwise nonlinearity ``y = f(x)``, recomputed wherever ``x`` changed.
-
-    ``fn`` (one of ``ACTIVATIONS``) is ``"relu"`` (``max(x, 0)``), ``"leaky"``
-    (``x if x > 0 else alpha*x``), ``"clip"`` (``min(max(x, lo), hi)``: ReLU6 and
-    Hardtanh), ``"identity"``, or one of PyTorch's ``sigmoid``, ``tanh``, ``gelu``,
-    ``gelu_tanh`` (``approximate="tanh"``), ``silu``, ``hardswish``, ``hardsigmoid``,
-    ``elu`` (``alpha``), ``softplus`` (``beta = alpha``, ``threshold = hi``), ``mish``.
-    """
-
-    fn: str = "relu"
-    alpha: float = 0.0
-    lo: float = 0.0
-    hi: float = 6.0
-    kind: ClassVar[str] = "activation"
-
-
-@dataclass
-class Pool(Node):
-    """2-D pooling over ``kernel`` windows: ``op`` is ``"avg"`` or ``"max"``.
-
-    Average pooling divides by the full window (``count_include_pad=True``,
-    PyTorch's default); max pooling pads with ``-inf``. Global average pooling
-    (``AdaptiveAvgPool2d(1)``) is a pool whose kernel is the whole input.
-    """
-
-    op: str = "avg"
-    kernel: tuple[int, int] = (2, 2)
-    stride: tuple[int, int] = (2, 2)
-    padding: tuple[int, int] = (0, 0)
-    kind: ClassVar[str] = "pool"
-
-
-@dataclass
-class Flatten(Node):
-    """Flatten ``[C, H, W]`` to ``[C*H*W]`` in PyTorch's (channels-first) order."""
-
-    kind: ClassVar[str] = "flatten"
-
-
-@dataclass
-class Add(Node):
-    """Elementwise sum of its inputs (residual connections)."""
-
-    kind: ClassVar[str] = "add"
-
-
-@dataclass
-class Concat(Node):
-    """Concatenation of its inputs along the channel axis (axis 0 without batch)."""
-
-    kind: ClassVar[str] = "concat"
-
-
-@dataclass
-class Mul(Node):
-    """Elementwise product ``y = a * b`` of two changing signals (squeeze-and-excitation).
-
-    ``b`` (the second input) has the shape of ``a`` or one value per channel,
-    ``(C, 1, 1)``, broadcast over the pixels: when gate ``b_c`` changes, every neuron of
-    channel ``c`` is recomputed; when ``a_i`` changes, neuron ``i``.
-    """
-
-    kind: ClassVar[str] = "mul"
-
-
-@dataclass
-class Upsample(Node):
-    """Nearest-neighbour upsampling by integer factors: ``y[c, i, j] = x[c, i // sh, j // sw]``
-    with ``scale = (sh, sw)``; a changed input neuron rewrites its ``sh*sw`` copies."""
-
-    scale: tuple[int, int] = (2, 2)
-    kind: ClassVar[str] = "upsample"
-
-
-NODE_TYPES: dict[str, type[Node]] = {
-    cls.kind: cls for cls in (Input, Dense, Conv, Activation, Pool, Flatten, Add, Concat, Mul,
-                              Upsample)
-}
-
-
-def _axes_text(v: tuple[int, int]) -> str:
-    return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
-
-
-def layer_label(node: Node) -> str:
-    """What a layer is, for table rows and plot labels: its full name (module path) and form.
-
-    ``conv1 3x3/2 1->8`` (kernel, ``/stride`` when not 1, ``dil`` when dilated, input and
-    output channels, ``dw`` for depthwise, ``gN`` for N groups; a Conv1d's stride and
-    dilation along L only), ``fc 144->10`` for a
-    dense layer, ``name (kind)`` for any other node. The name is never shortened.
-    """
-    if isinstance(node, Conv):
-        c_out, c_in_g, kh, kw = node.weight.shape
-        text = f"{node.name} {kh}x{kw}"
-        one_d = kh == 1 and node.shape[1:2] == (1,) and node.stride[0] == node.dilation[0] == 1
-        axes = (lambda v: str(v[1])) if one_d else _axes_text  # Conv1d: along L only
-        if tuple(node.stride) != (1, 1):
-            text += "/" + axes(tuple(node.stride))
-        if tuple(node.dilation) != (1, 1):
-            text += " dil" + axes(tuple(node.dilation))
-        text += f" {c_in_g * node.groups}->{c_out}"
-        if node.groups > 1:
-            text += " dw" if node.groups == c_out == c_in_g * node.groups else f" g{node.groups}"
-        return text
-    if isinstance(node, Dense):
-        return f"{node.name} {node.weight.shape[1]}->{node.weight.shape[0]}"
-    return f"{node.name} ({node.kind})"
 
 
 @dataclass
@@ -318,7 +132,7 @@ class Network:
                 or not 0 <= self.output < n:
             raise NetworkError(f"the output index {self.output!r} is not a node (0..{n - 1})")
         for i, node in enumerate(self.nodes):
-            _check_node(self, i, node)
+            check_node(self, i, node)
         return self
 
     @property
@@ -393,172 +207,3 @@ def per_layer(value, names: list[str], what: str) -> list:
 
 
 # ---------------------------------------------------------------- validation
-def _fail(node: Node, msg: str):
-    raise NetworkError(f"layer {node.name!r} ({node.kind}): {msg}")
-
-
-def _positive(node: Node, what: str, values, minimum: int = 1) -> tuple[int, ...]:
-    vals = tuple(values)
-    if not all(isinstance(v, (int, np.integer)) and v >= minimum for v in vals):
-        _fail(node, f"{what} must be integers >= {minimum}, got {vals}")
-    return tuple(int(v) for v in vals)
-
-
-def _check_node(net: Network, i: int, node: Node) -> None:
-    """Structure (inputs before the node, arity), the shape, then the kind's own checks."""
-    if not isinstance(node, Node):
-        raise NetworkError(f"node {i} is a {type(node).__name__}, not a graph Node")
-    if not len(node.shape) or 0 in tuple(node.shape):
-        _fail(node, f"zero-sized or empty shape {tuple(node.shape)}: a layer needs at least one "
-                    f"neuron (remove the layer, or give it outputs)")
-    _positive(node, "the shape", node.shape)
-    if isinstance(node, Input):
-        if i != 0 or node.inputs:
-            _fail(node, "only node 0 is the input, and it has no inputs")
-        return
-    if not node.inputs:
-        _fail(node, "no inputs")
-    for j in node.inputs:
-        if not isinstance(j, (int, np.integer)) or not 0 <= j < i:
-            _fail(node, f"input {j!r} is not an earlier node (nodes are in topological order, "
-                        f"this is node {i})")
-    arity = {Add: 2, Mul: 2}.get(type(node), 0 if isinstance(node, Concat) else 1)
-    if arity and len(node.inputs) != arity:
-        _fail(node, f"takes {arity} input(s), has {len(node.inputs)}")
-    check = _CHECKS.get(type(node))
-    if check is not None:
-        check(node, [net.nodes[j].shape for j in node.inputs])
-
-
-def _finite(node: Node, what: str, a) -> None:
-    a = np.asarray(a)
-    if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
-        _fail(node, f"{what} is not finite (NaN or Inf) or not numeric")
-
-
-def _check_weighted(node: _Weighted, in_shape, w_shape: tuple[int, ...]) -> None:
-    w = np.asarray(node.weight)
-    if w.shape != w_shape:
-        _fail(node, f"weight has shape {w.shape}, expected {w_shape} from the layer's shapes")
-    _finite(node, "weight", w)
-    if np.shape(node.bias) != (w_shape[0],):
-        _fail(node, f"bias has shape {np.shape(node.bias)}, expected ({w_shape[0]},)")
-    _finite(node, "bias", node.bias)
-    if node.quantizer not in QUANTIZERS:
-        _fail(node, f"quantizer {node.quantizer!r} is not one of {QUANTIZERS}")
-    k = np.asarray(node.scale, np.float64) if np.size(node.scale) else np.zeros(1)
-    if k.ndim and k.shape != tuple(in_shape):
-        _fail(node, f"per-unit scale has shape {k.shape}, the input has shape {tuple(in_shape)}")
-    if not (np.isfinite(k).all() and (k > 0).all()):
-        _fail(node, f"scale must be finite and > 0, got {node.scale if k.ndim == 0 else 'an array'}")
-    if not (np.isfinite(node.threshold) and node.threshold >= 0):
-        _fail(node, f"threshold must be finite and >= 0, got {node.threshold}")
-    if node.weight_bits:
-        if not 2 <= node.weight_bits <= 16:
-            _fail(node, f"weight_bits must be 0 (float) or 2..16, got {node.weight_bits}")
-        if not (np.isfinite(node.weight_scale) and node.weight_scale > 0):
-            _fail(node, f"weight_scale must be finite and > 0, got {node.weight_scale}")
-        if not 8 <= node.acc_bits <= 64:
-            _fail(node, f"acc_bits must be in 8..64, got {node.acc_bits}")
-        if node.quantizer != "herding" or k.ndim:
-            _fail(node, "fixed-point weights need the herding quantizer with one scale per layer")
-
-
-def _check_dense(node: Dense, in_shapes) -> None:
-    (in_shape,) = in_shapes
-    if len(in_shape) != 1:
-        _fail(node, f"its input has shape {tuple(in_shape)}; a fully connected layer takes a flat "
-                    f"input [N] (PyTorch would apply Linear to the last axis only): flatten first, "
-                    f"e.g. torch.flatten(x, 1) or nn.Flatten()")
-    if len(node.shape) != 1:
-        _fail(node, f"output shape {node.shape} is not flat")
-    _check_weighted(node, in_shape, (node.shape[0], in_shape[0]))
-
-
-def _conv_out(n: int, k: int, s: int, p: int, d: int = 1) -> int:
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _check_conv(node: Conv, in_shapes) -> None:
-    (in_shape,) = in_shapes
-    if len(in_shape) != 3 or len(node.shape) != 3:
-        _fail(node, f"needs [C, H, W] input and output, got {tuple(in_shape)} -> {node.shape}")
-    if np.ndim(node.weight) != 4:
-        _fail(node, f"weight must be [out, in/groups, kh, kw], got shape {np.shape(node.weight)}")
-    groups = _positive(node, "groups", (node.groups,))[0]
-    stride = _positive(node, "stride", node.stride)
-    dilation = _positive(node, "dilation", node.dilation)
-    padding = _positive(node, "padding", node.padding, 0)
-    kh, kw = _positive(node, "the kernel size", np.shape(node.weight)[2:])
-    c_in, c_out = in_shape[0], node.shape[0]
-    if c_in % groups or c_out % groups:
-        _fail(node, f"{c_in} input and {c_out} output channels are not divisible by groups={groups}")
-    out_hw = tuple(_conv_out(in_shape[1 + a], (kh, kw)[a], stride[a], padding[a], dilation[a])
-                   for a in (0, 1))
-    if tuple(node.shape[1:]) != out_hw:
-        _fail(node, f"output {node.shape[1:]} does not follow from input {tuple(in_shape)}, kernel "
-                    f"{(kh, kw)}, stride {stride}, padding {padding}, dilation {dilation}: {out_hw}")
-    _check_weighted(node, in_shape, (c_out, c_in // groups, kh, kw))
-
-
-def _check_activation(node: Activation, in_shapes) -> None:
-    if tuple(in_shapes[0]) != tuple(node.shape):
-        _fail(node, f"shape {node.shape} differs from its input's {tuple(in_shapes[0])}")
-    if node.fn not in ACTIVATIONS:
-        _fail(node, f"unknown function {node.fn!r} (one of {ACTIVATIONS})")
-    _finite(node, "alpha/lo/hi", [node.alpha, node.lo, node.hi])
-    if node.lo > node.hi:
-        _fail(node, f"lo {node.lo} > hi {node.hi}")
-
-
-def _check_pool(node: Pool, in_shapes) -> None:
-    (in_shape,) = in_shapes
-    if node.op not in POOL_OPS:
-        _fail(node, f"unknown pooling {node.op!r} (one of {POOL_OPS})")
-    if len(in_shape) != 3 or len(node.shape) != 3 or node.shape[0] != in_shape[0]:
-        _fail(node, f"needs [C, H, W] in and out with equal C, got {tuple(in_shape)} -> {node.shape}")
-    kernel = _positive(node, "kernel", node.kernel)
-    stride = _positive(node, "stride", node.stride)
-    padding = _positive(node, "padding", node.padding, 0)
-    if any(2 * p > k for p, k in zip(padding, kernel, strict=True)):
-        _fail(node, f"padding {padding} exceeds half the kernel {kernel}")
-    out_hw = tuple(_conv_out(in_shape[1 + a], kernel[a], stride[a], padding[a]) for a in (0, 1))
-    if tuple(node.shape[1:]) != out_hw:
-        _fail(node, f"output {node.shape[1:]} does not follow from input {tuple(in_shape)}: {out_hw}")
-
-
-def _check_flatten(node: Flatten, in_shapes) -> None:
-    if tuple(node.shape) != (int(np.prod(in_shapes[0])),):
-        _fail(node, f"shape {node.shape} is not the flat size of its input {tuple(in_shapes[0])}")
-
-
-def _check_add(node: Add, in_shapes) -> None:
-    if any(tuple(s) != tuple(node.shape) for s in in_shapes):
-        _fail(node, f"inputs {[tuple(s) for s in in_shapes]} and output {node.shape} differ")
-
-
-def _check_concat(node: Concat, in_shapes) -> None:
-    rest = {tuple(s[1:]) for s in in_shapes} | {tuple(node.shape[1:])}
-    if len(rest) != 1 or any(len(s) != len(node.shape) for s in in_shapes) \
-            or sum(s[0] for s in in_shapes) != node.shape[0]:
-        _fail(node, f"inputs {[tuple(s) for s in in_shapes]} do not concatenate along channels "
-                    f"to {node.shape}")
-
-
-def _check_mul(node: Mul, in_shapes) -> None:
-    a, b = (tuple(s) for s in in_shapes)
-    if a != tuple(node.shape) or (b != a and not (len(a) == 3 and b == (a[0], 1, 1))):
-        _fail(node, f"inputs {a} and {b} give no product of shape {node.shape} (the second input "
-                    f"has the first's shape or one value per channel)")
-
-
-def _check_upsample(node: Upsample, in_shapes) -> None:
-    (s,) = (tuple(x) for x in in_shapes)
-    sh, sw = (int(v) for v in node.scale)
-    if len(s) != 3 or sh < 1 or sw < 1 or tuple(node.shape) != (s[0], s[1] * sh, s[2] * sw):
-        _fail(node, f"upsampling {s} by {tuple(node.scale)} does not give {node.shape}")
-
-
-_CHECKS = {Dense: _check_dense, Conv: _check_conv, Activation: _check_activation,
-           Pool: _check_pool, Flatten: _check_flatten, Add: _check_add, Concat: _check_concat,
-           Mul: _check_mul, Upsample: _check_upsample}

@@ -21,8 +21,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import graph as g
-from . import idioms as idm
 from ._util import UnsupportedLayerError, arg, pair, to_np, torch_shape
+from .idioms import (  # the forward idioms (flatten by view, functional pooling, ...)
+    ARITH_FUNCTIONS,
+    ARITH_METHODS,
+    FLATTEN_HINT,
+    SIZE_FUNCTIONS,
+    adaptive_pool,
+    affine,
+    arith,
+    conv1d,
+    conv_padding,
+    make_pool,
+    mean,
+    pool_fn,
+    reshape,
+    upsample,
+)
 
 __all__ = ["MODULE_MAPPERS", "FUNCTION_MAPPERS", "METHOD_MAPPERS", "UnsupportedLayerError", "HINTS"]
 
@@ -42,7 +57,7 @@ def _linear(ctx, node, m: nn.Linear) -> int:
 
 def _conv2d(ctx, node, m: nn.Conv2d) -> int:
     return ctx.add(g.Conv, node, weight=_np(m.weight), bias=_np(m.bias, m.out_channels),
-                   stride=_pair(m.stride), padding=idm.conv_padding(m, node.target, 2),
+                   stride=_pair(m.stride), padding=conv_padding(m, node.target, 2),
                    dilation=_pair(m.dilation), groups=int(m.groups))
 
 
@@ -63,7 +78,7 @@ def _batchnorm(ctx, node, m) -> int:
         m.running_var + m.eps)
     shift = (m.bias if m.affine else torch.zeros_like(m.running_mean)) - m.running_mean * scale
     s, t = _np(scale).astype(np.float64), _np(shift).astype(np.float64)
-    return idm.affine(ctx, node, ctx.env[node.args[0].name], s, t)
+    return affine(ctx, node, ctx.env[node.args[0].name], s, t)
 
 
 # ---------------------------------------------------------------- elementwise
@@ -125,7 +140,7 @@ def _flatten(ctx, node, m=None) -> int:
     else:
         start, end = arg(node, 1, "start_dim", 0), arg(node, 2, "end_dim", -1)
     if start != 1 or end != -1:
-        return idm.reshape(ctx, node)  # flatten(x) with batch 1, flatten(2), ...: by its shapes
+        return reshape(ctx, node)  # flatten(x) with batch 1, flatten(2), ...: by its shapes
     src = ctx.env[node.args[0].name]
     if len(ctx.nodes[src].shape) == 1:
         return src
@@ -136,7 +151,7 @@ def _pool(op: str):
     def mapper(ctx, node, m) -> int:
         extra = (dict(dilation=m.dilation, return_indices=m.return_indices) if op == "max" else
                  dict(count_include_pad=m.count_include_pad, divisor_override=m.divisor_override))
-        return idm.make_pool(ctx, node, op, m.kernel_size, m.stride, m.padding,
+        return make_pool(ctx, node, op, m.kernel_size, m.stride, m.padding,
                            ceil_mode=m.ceil_mode, **extra)
     return mapper
 
@@ -144,7 +159,7 @@ def _pool(op: str):
 def _add(ctx, node, m=None) -> int:
     lhs, rhs = arg(node, 0, "input"), arg(node, 1, "other")
     if not (isinstance(lhs, torch.fx.Node) and isinstance(rhs, torch.fx.Node)):
-        return idm.arith("add")(ctx, node)  # x + 3: constant arithmetic
+        return arith("add")(ctx, node)  # x + 3: constant arithmetic
     if arg(node, 2, "alpha", 1) != 1:
         raise UnsupportedLayerError(f"{ctx.path(node)}: torch.add with alpha; write x + y")
     a, b = ctx.env[lhs.name], ctx.env[rhs.name]
@@ -164,11 +179,11 @@ def _cat(ctx, node, m=None) -> int:
     return ctx.add(g.Concat, node, inputs=idx)
 
 
-_RESHAPE = idm.reshape
+_RESHAPE = reshape
 MODULE_MAPPERS = {
     nn.Linear: _linear,
     nn.Conv2d: _conv2d,
-    nn.Conv1d: idm.conv1d,
+    nn.Conv1d: conv1d,
     nn.BatchNorm1d: _batchnorm,
     nn.BatchNorm2d: _batchnorm,
     nn.ReLU: _act("relu"),
@@ -179,9 +194,9 @@ MODULE_MAPPERS = {
     nn.ELU: _elu,
     nn.Softplus: _softplus,
     **{mod: _act(fn) for fn, (mod, _, _) in _POINTWISE.items()},
-    nn.Upsample: idm.upsample,
-    nn.UpsamplingNearest2d: idm.upsample,
-    nn.UpsamplingBilinear2d: idm.upsample,
+    nn.Upsample: upsample,
+    nn.UpsamplingNearest2d: upsample,
+    nn.UpsamplingBilinear2d: upsample,
     nn.Identity: _alias,
     nn.Dropout: _alias,
     nn.Dropout1d: _alias,
@@ -192,10 +207,10 @@ MODULE_MAPPERS = {
     nn.AvgPool2d: _pool("avg"),
     nn.MaxPool1d: _pool("max"),
     nn.MaxPool2d: _pool("max"),
-    nn.AdaptiveAvgPool1d: idm.adaptive_pool("avg"),
-    nn.AdaptiveAvgPool2d: idm.adaptive_pool("avg"),
-    nn.AdaptiveMaxPool1d: idm.adaptive_pool("max"),
-    nn.AdaptiveMaxPool2d: idm.adaptive_pool("max"),
+    nn.AdaptiveAvgPool1d: adaptive_pool("avg"),
+    nn.AdaptiveAvgPool2d: adaptive_pool("avg"),
+    nn.AdaptiveMaxPool1d: adaptive_pool("max"),
+    nn.AdaptiveMaxPool2d: adaptive_pool("max"),
 }
 
 FUNCTION_MAPPERS = {
@@ -209,17 +224,17 @@ FUNCTION_MAPPERS = {
     F.softplus: _softplus,
     **{f: _act(fn) for fn, (_, funcs, _) in _POINTWISE.items() for f in funcs},
     F.dropout: _alias,
-    F.interpolate: idm.upsample,
-    F.upsample: idm.upsample,
-    F.adaptive_avg_pool1d: idm.adaptive_pool("avg"),
-    F.adaptive_avg_pool2d: idm.adaptive_pool("avg"),
-    F.adaptive_max_pool1d: idm.adaptive_pool("max"),
-    F.adaptive_max_pool2d: idm.adaptive_pool("max"),
-    F.avg_pool1d: idm.pool_fn("avg"),
-    F.avg_pool2d: idm.pool_fn("avg"),
-    F.max_pool1d: idm.pool_fn("max"),
-    F.max_pool2d: idm.pool_fn("max"),
-    torch.mean: idm.mean,
+    F.interpolate: upsample,
+    F.upsample: upsample,
+    F.adaptive_avg_pool1d: adaptive_pool("avg"),
+    F.adaptive_avg_pool2d: adaptive_pool("avg"),
+    F.adaptive_max_pool1d: adaptive_pool("max"),
+    F.adaptive_max_pool2d: adaptive_pool("max"),
+    F.avg_pool1d: pool_fn("avg"),
+    F.avg_pool2d: pool_fn("avg"),
+    F.max_pool1d: pool_fn("max"),
+    F.max_pool2d: pool_fn("max"),
+    torch.mean: mean,
     torch.flatten: _flatten,
     torch.reshape: _RESHAPE,
     torch.squeeze: _RESHAPE,
@@ -228,9 +243,9 @@ FUNCTION_MAPPERS = {
     torch.add: _add,
     torch.cat: _cat,
     torch.concat: _cat,
-    operator.getitem: idm.SIZE_FUNCTIONS,  # indexing into x.shape / x.size() (checked in convert)
-    getattr: idm.SIZE_FUNCTIONS,  # x.shape
-    **{f: idm.arith(kind) for f, kind in idm.ARITH_FUNCTIONS.items()},
+    operator.getitem: SIZE_FUNCTIONS,  # indexing into x.shape / x.size() (checked in convert)
+    getattr: SIZE_FUNCTIONS,  # x.shape
+    **{f: arith(kind) for f, kind in ARITH_FUNCTIONS.items()},
 }
 
 METHOD_MAPPERS = {
@@ -238,15 +253,15 @@ METHOD_MAPPERS = {
     **{name: _act(fn) for fn, (_, _, names) in _POINTWISE.items() for name in names},
     "flatten": _flatten,
     "add": _add,
-    "mean": idm.mean,
+    "mean": mean,
     "view": _RESHAPE,
     "reshape": _RESHAPE,
     "squeeze": _RESHAPE,
     "unsqueeze": _RESHAPE,
-    "size": idm.SIZE_FUNCTIONS,
-    "dim": idm.SIZE_FUNCTIONS,
+    "size": SIZE_FUNCTIONS,
+    "dim": SIZE_FUNCTIONS,
     "contiguous": _alias,
-    **{name: idm.arith(kind) for name, kind in idm.ARITH_METHODS.items()},
+    **{name: arith(kind) for name, kind in ARITH_METHODS.items()},
 }
 
 HINTS = {  # type or function name -> what to write instead / why not
@@ -259,9 +274,9 @@ HINTS = {  # type or function name -> what to write instead / why not
     "ConvTranspose2d": "is not supported yet (no transposed-convolution node)",
     "Softmax": "is not supported; return the logits and apply softmax to res.outputs",
     "softmax": "is not supported; return the logits and apply softmax to res.outputs",
-    "view": f"only flattens; {idm.FLATTEN_HINT}",
-    "permute": f"(reordering axes) is not supported; {idm.FLATTEN_HINT} flattens in PyTorch order",
-    "transpose": f"(reordering axes) is not supported; {idm.FLATTEN_HINT} flattens in PyTorch order",
+    "view": f"only flattens; {FLATTEN_HINT}",
+    "permute": f"(reordering axes) is not supported; {FLATTEN_HINT} flattens in PyTorch order",
+    "transpose": f"(reordering axes) is not supported; {FLATTEN_HINT} flattens in PyTorch order",
     "getitem": "(slicing a tensor) is not supported",
     **{n: "(splitting channels, as ShuffleNet does) is not supported yet" for n in ("chunk", "split")},
 }
