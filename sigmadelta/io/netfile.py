@@ -22,7 +22,7 @@ import numpy as np
 from .._version import __version__
 from ..graph import NODE_TYPES, Network, NetworkError
 
-__all__ = ["save", "load", "FORMAT_VERSION", "FormatError", "open_checked"]
+__all__ = ["save", "load", "FORMAT_VERSION", "FormatError", "open_checked", "open_hdf5"]
 
 FORMAT = "sigmadelta-network"
 FORMAT_VERSION = 1
@@ -89,21 +89,29 @@ def _node_from_group(grp: h5py.Group):
                shape=tuple(int(v) for v in grp.attrs["shape"]), **kw)
 
 
-def open_checked(path: str | os.PathLike, fmt: str, what: str) -> h5py.File:
-    """Open an HDF5 file for reading whose root ``format`` attribute is ``fmt``.
+def open_hdf5(path: str | os.PathLike, what: str, error: type[Exception] = FormatError) -> h5py.File:
+    """Open an existing HDF5 file for reading.
 
-    Raises FileNotFoundError (no such file) or FormatError (not HDF5, or not ``what``).
+    Raises FileNotFoundError (no such file) or ``error`` (not HDF5, or truncated).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such {what} file: {path}")
     try:
-        f = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except OSError as e:
-        raise FormatError(f"{path} is not an HDF5 file ({e})") from None
+        raise error(f"{path} is not an HDF5 file or is truncated ({e})") from None
+
+
+def open_checked(path: str | os.PathLike, fmt: str, what: str) -> h5py.File:
+    """Open an HDF5 file for reading whose root ``format`` attribute is ``fmt``.
+
+    Raises FileNotFoundError (no such file) or FormatError (not HDF5, or not ``what``).
+    """
+    f = open_hdf5(path, what)
     if f.attrs.get("format") != fmt:
         f.close()
-        raise FormatError(f"{path} is not a sigmadelta {what} file (no format={fmt!r})")
+        raise FormatError(f"{os.fspath(path)} is not a sigmadelta {what} file (no format={fmt!r})")
     return f
 
 

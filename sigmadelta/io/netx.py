@@ -37,7 +37,7 @@ import h5py
 import numpy as np
 
 from .. import graph as g
-from .netfile import FormatError
+from .netfile import FormatError, open_hdf5
 
 __all__ = ["load_netx", "save_netx", "NetxError", "SPIKE_EXP", "STATE_EXP", "lava_dense_weights"]
 
@@ -283,12 +283,7 @@ def load_netx(path: str | os.PathLike) -> g.Network:
         support; the message names the layer and the field.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such netx file: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise NetxError(f"{path} is not an HDF5 file or is truncated ({e})") from None
+    f = open_hdf5(path, "netx", NetxError)
     with f:
         try:
             return _read(f, path)
