@@ -23,28 +23,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import command_line, save_checkpoint
 from tqdm.auto import tqdm
-from train_face_bc import _teacher, distill_frames, finetune, patch_accuracy, patch_data
+from train_face_bc import (
+    _teacher,
+    distill_frames,
+    finetune,
+    patch_accuracy,
+    patch_data,
+    validation_split,
+)
 
 __all__ = ["main", "validation_split"]
-
-
-def validation_split(d: dict[str, np.ndarray], frac: float, seed: int
-                     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Stratified split of ``x_train`` / ``y_train``: (training dict without the validation
-    patches, validation patches, validation labels)."""
-    rng = np.random.default_rng(seed)
-    y = d["y_train"]
-    val = np.zeros(len(y), bool)
-    for label in (0.0, 1.0):
-        idx = np.flatnonzero(y == label)
-        val[rng.choice(idx, int(round(frac * len(idx))), replace=False)] = True
-    train = {**d, "x_train": d["x_train"][~val], "y_train": y[~val]}
-    return train, d["x_train"][val], y[val]
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -1,6 +1,11 @@
 """Bayesian compression (BC-GNJ) of the shipped face detector, exported fixed-point.
 
-Steps (carphone, the test video, is never used here):
+Steps (carphone, the test video, is never used here). A fixed validation split is carved out
+of the *training* patches first (``validation_split``: a stratified ``--val-frac`` = 15% of
+``x_train`` / ``y_train``, hard negatives included, drawn with ``numpy.random.default_rng(seed +
+7)``); it is never trained on, and every choice (variant, threshold, fine-tuning epoch) is made
+on it and on the non-test videos. The held-out test patches are measured only for the final
+figure (skipped with ``--no-test`` while variants are compared).
 
 1. start from the shipped ``face_detector`` (its weights initialise ``theta``) and
    ``compress.bayesianize(..., prior="gnj")``: one group variable ``z`` per output channel of
@@ -18,7 +23,8 @@ Steps (carphone, the test video, is never used here):
    per-layer fixed-point bits, rebuilt as ``face_detector(pool=2, channels=kept)``;
 4. fine-tune the kept weights of the pruned net on their fixed-point grids (straight-through
    rounding; pruned weights stay zero; no KL) with BCE + ``--finetune-distill`` times the same
-   distillation, logits below ``--finetune-floor`` (clear non-face) clamped in it;
+   distillation, logits below ``--finetune-floor`` (clear non-face) clamped in it; the epoch
+   (0 = the exported net) with the best validation patch accuracy is kept (ties: the earlier);
 5. operating point on the non-test videos: scales from ``sd.optimize_scales`` on ``--train-stream``
    (bikes), the cheapest point (synops per frame of the fixed-point event simulation) within
    ``--max-rel-err`` of its own float ANN on ``--choose-stream`` (bigbuckbunny);
@@ -29,6 +35,8 @@ Examples::
     python scripts/train_face_bc.py --epochs 9 --kl-weight 256 --distill 1 --threshold -6 \\
         --finetune-epochs 15 --seed 0 --out models/checkpoints    # the shipped face_detector_bc
     python scripts/train_face_bc.py --choose-only --out models/checkpoints   # step 5 again
+    python scripts/train_face_bc.py --choose-only --name face_detector --max-rel-err 0.05 \
+        --lams 0.01,0.03,0.1,0.3,1 --out models/checkpoints   # the uncompressed detector's
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ from tqdm.auto import tqdm
 
 from sigmadelta import compress
 
-__all__ = ["distill_frames", "export", "main", "finetune", "patch_data"]
+__all__ = ["distill_frames", "export", "main", "finetune", "patch_data", "validation_split"]
 
 #: Non-test videos (never carphone) for distillation and for choosing the operating point.
 NON_TEST = ("bikes", "bigbuckbunny")
@@ -86,6 +94,21 @@ def patch_data(seed: int, teacher: nn.Module, n_hard: int, cache: Path | None
     return d
 
 
+def validation_split(d: dict[str, np.ndarray], frac: float, seed: int
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Stratified split of ``x_train`` / ``y_train``: (training dict without the validation
+    patches, validation patches, validation labels); ``round(frac * n_label)`` patches of each
+    label, drawn with ``numpy.random.default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    y = d["y_train"]
+    val = np.zeros(len(y), bool)
+    for label in (0.0, 1.0):
+        idx = np.flatnonzero(y == label)
+        val[rng.choice(idx, int(round(frac * len(idx))), replace=False)] = True
+    train = {**d, "x_train": d["x_train"][~val], "y_train": y[~val]}
+    return train, d["x_train"][val], y[val]
+
+
 def load_video(name: str, limit: int | None = None) -> np.ndarray:
     """Gray frames ``[T, 1, 144, 176]`` in [0, 1] of an embedded video."""
     from sigmadelta.datasets import open_source
@@ -113,12 +136,14 @@ def distill_frames(teacher: nn.Module, cache: Path | None = None
 def _fit(model: nn.Module, d: dict[str, np.ndarray], frames: torch.Tensor, targets: torch.Tensor,
          args: argparse.Namespace, epochs: int, kl_weight: float, desc: str,
          distill: tuple[float, float | None], snapshot: str | None = None,
-         lr: float | None = None) -> dict[str, list[float]]:
+         lr: float | None = None, on_epoch=None, cosine: bool = False) -> dict[str, list[float]]:
     """Adam on BCE + kl_weight / n_train * KL + distill * map MSE (see module docstring).
 
     ``kl_weight = 0`` trains a plain model (the fine-tuning of the pruned net); ``distill`` is
     ``(weight, floor)`` (floor None: no clamp). The learning rate is constant, so the state
-    after ``e`` epochs does not depend on ``epochs``.
+    after ``e`` epochs does not depend on ``epochs``; ``cosine``: it decays instead as
+    ``lr_e = lr (1 + cos(pi e / epochs)) / 2`` over the epochs ``e = 0 .. epochs - 1``.
+    ``on_epoch(epoch)`` (1-based) is called after every epoch (model in train mode).
     """
     weight, floor = distill
     floor = -np.inf if floor is None else floor
@@ -136,6 +161,9 @@ def _fit(model: nn.Module, d: dict[str, np.ndarray], frames: torch.Tensor, targe
     hist: dict[str, list[float]] = {"loss": [], "bce": [], "kl": [], "distill": []}
     bar = tqdm(range(epochs), desc=desc)
     for epoch in bar:
+        if cosine:
+            for g, base in zip(opt.param_groups, (lr, lr * args.scale_lr_mult), strict=False):
+                g["lr"] = base * 0.5 * (1.0 + np.cos(np.pi * epoch / epochs))
         model.train()
         perm = torch.randperm(n, generator=gen)
         tot = dict.fromkeys(hist, 0.0)
@@ -163,6 +191,8 @@ def _fit(model: nn.Module, d: dict[str, np.ndarray], frames: torch.Tensor, targe
                         kept="-".join(map(str, kept[:-1])))
         if snapshot and args.save_every and (epoch + 1) % args.save_every == 0:
             torch.save(model.state_dict(), f"{snapshot}_epoch{epoch + 1}.pt")
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
     model.eval()
     return hist
 
@@ -180,10 +210,14 @@ class _FixedPoint(nn.Module):
 
 
 def finetune(model: nn.Module, bits: dict[str, int], d: dict[str, np.ndarray],
-             frames: torch.Tensor, targets: torch.Tensor, args: argparse.Namespace
-             ) -> nn.Module:
+             frames: torch.Tensor, targets: torch.Tensor, args: argparse.Namespace,
+             val: tuple[np.ndarray, np.ndarray] | None = None) -> nn.Module:
     """Retrain the pruned net's kept weights on their fixed-point grids (straight-through
-    rounding, pruned weights stay zero), no KL; the result lies exactly on the grids."""
+    rounding, pruned weights stay zero), no KL; the result lies exactly on the grids.
+
+    With ``val = (x_val, y_val)`` the epoch (0 = the start) with the best validation patch
+    accuracy is kept (ties: the earlier); the accuracies are in ``model.val_history``.
+    """
     from torch.nn.utils import parametrize
 
     masks = {}
@@ -192,11 +226,31 @@ def finetune(model: nn.Module, bits: dict[str, int], d: dict[str, np.ndarray],
             masks[name] = (mod.weight.detach() != 0).float()
             mod.weight.register_hook(lambda g, m=masks[name]: g * m)
             parametrize.register_parametrization(mod, "weight", _FixedPoint(bits[name]))
+    history: list[float] = []
+    best: list = [-1.0, 0, None]
+
+    def keep_best(epoch: int) -> None:
+        history.append(patch_accuracy(model, *val))
+        if history[-1] > best[0]:
+            best[:] = [history[-1], epoch,
+                       {k: v.detach().clone() for k, v in model.state_dict().items()}]
+        model.train()
+
+    if val is not None:
+        keep_best(0)
     _fit(model, d, frames, targets, args, args.finetune_epochs, 0.0, "fine-tune",
-         (args.finetune_distill, args.finetune_floor), lr=args.finetune_lr)
+         (args.finetune_distill, args.finetune_floor), lr=args.finetune_lr,
+         on_epoch=None if val is None else keep_best,
+         cosine=getattr(args, "finetune_cosine", False))
+    if val is not None:
+        model.load_state_dict(best[2])
+        tqdm.write(f"fine-tune: validation accuracy per epoch {[round(a, 4) for a in history]};"
+                   f" kept epoch {best[1]}")
     for mod in model.modules():
         if isinstance(mod, nn.Conv2d):
             parametrize.remove_parametrizations(mod, "weight", leave_parametrized=True)
+    model.val_history = history
+    model.val_epoch = best[1]
     return model.eval()
 
 
@@ -261,9 +315,10 @@ def _scaled_down(pareto, model: nn.Module, test: np.ndarray, points: list[dict],
     return out
 
 
-def choose_operating_point(model: nn.Module, bits: dict[str, int], args: argparse.Namespace
-                           ) -> dict[str, Any]:
-    """Cheapest scales within ``--max-rel-err`` on ``--choose-stream`` (pareto.py's sweep)."""
+def choose_operating_point(model: nn.Module, bits: dict[str, int] | None,
+                           args: argparse.Namespace) -> dict[str, Any]:
+    """Cheapest scales within ``--max-rel-err`` on ``--choose-stream`` (pareto.py's sweep);
+    ``bits`` None: float weights (the uncompressed detector)."""
     import pareto
 
     train = load_video(args.train_stream)
@@ -287,8 +342,9 @@ def choose_operating_point(model: nn.Module, bits: dict[str, int], args: argpars
         "train_stream": args.train_stream,
         "max_rel_err": args.max_rel_err,
         "scales": {n: round(float(v), 4) for n, v in op["values"].items()},
-        "weight_bits": dict(bits),
+        **({"weight_bits": dict(bits)} if bits else {}),
         "relative_error": round(op["rel_err"], 5),
+        "decision_agreement": round(op["agree"], 4),
         "synops_per_frame": round(op["synops_per_frame"]),
         "dense_macs_per_frame": round(meta["dense_macs_per_frame"]),
     }
@@ -304,6 +360,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="weight of the logit-map distillation on non-test video frames")
     p.add_argument("--distill-batch", type=int, default=2, help="frames per minibatch")
     p.add_argument("--finetune-lr", type=float, default=2e-3)
+    p.add_argument("--finetune-cosine", action="store_true",
+                   help="cosine decay of the fine-tuning learning rate (else constant)")
     p.add_argument("--finetune-distill", type=float, default=0.1,
                    help="distillation weight of the fine-tuning")
     p.add_argument("--finetune-floor", type=float, default=-8.0,
@@ -319,6 +377,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="load this saved Bayesian state (of the same command) instead of training")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--n-hard", type=int, default=4000, help="mined hard negatives")
+    p.add_argument("--val-frac", type=float, default=0.15,
+                   help="stratified share of the training patches held out for validation")
+    p.add_argument("--no-test", action="store_true",
+                   help="do not measure the held-out test patches (while comparing variants)")
     p.add_argument("--name", default="face_detector_bc")
     p.add_argument("--out", default="models/checkpoints")
     p.add_argument("--work", default="out/face_bc", help="cache and Bayesian model folder")
@@ -338,7 +400,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
     work = Path(args.work)
     teacher = _teacher()
-    d = patch_data(args.seed, teacher, args.n_hard, work)
+    full = patch_data(args.seed, teacher, args.n_hard, work)
+    d, x_val, y_val = validation_split(full, args.val_frac, args.seed + 7)
     frames, targets = distill_frames(teacher, work)
     bmodel = compress.bayesianize(teacher, prior="gnj")
     t0 = time.time()
@@ -354,18 +417,20 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
     bayes_seconds = time.time() - t0
     model, report = export(bmodel, args.threshold)
     tqdm.write(report.table())
-    acc0 = patch_accuracy(model, d["x_test"], d["y_test"])
-    tqdm.write(f"pruned and quantised: held-out patch accuracy {acc0:.4f}; fine-tuning")
+    tqdm.write(f"pruned and quantised: validation patch accuracy "
+               f"{patch_accuracy(model, x_val, y_val):.4f}; fine-tuning")
     if args.finetune_epochs > 0:
-        model = finetune(model, report.bits, d, frames, targets, args)
+        model = finetune(model, report.bits, d, frames, targets, args, (x_val, y_val))
     seconds = time.time() - t0
-    acc = patch_accuracy(model, d["x_test"], d["y_test"])
-    acc_lfw = patch_accuracy(model, d["x_lfw_test"], d["y_lfw_test"])
+    val_acc = patch_accuracy(model, x_val, y_val)
     with torch.no_grad():
         dis = float(F.mse_loss(model(frames).clamp(min=args.finetune_floor),
                                targets.clamp(min=args.finetune_floor)))
-    tqdm.write(f"exported fixed-point model: held-out patch accuracy {acc:.4f}, raw lfw {acc_lfw:.4f},"
-               f" map MSE to the shipped detector on {'+'.join(NON_TEST)} {dis:.4f}")
+    metrics = {"validation_patch_accuracy": round(val_acc, 6), "distill_mse_non_test": round(dis, 5)}
+    if not args.no_test:  # the final figure only; never used to choose
+        metrics["test_patch_accuracy"] = round(patch_accuracy(model, d["x_test"], d["y_test"]), 6)
+        metrics["test_lfw_patch_accuracy"] = patch_accuracy(model, d["x_lfw_test"], d["y_lfw_test"])
+    tqdm.write(f"exported fixed-point model: {metrics}")
     from sigmadelta.models import pretrained_info
 
     info = {
@@ -384,10 +449,20 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
                           "finetune": round(seconds - bayes_seconds, 1)},
         "final_loss": {k: round(v[-1], 5) for k, v in hist.items()},
         "finetune_epochs": args.finetune_epochs,
-        "metrics": {"test_patch_accuracy": round(acc, 6), "test_lfw_patch_accuracy": acc_lfw,
-                    "distill_mse_non_test": round(dis, 5)},
+        "metrics": metrics,
+        "validation": f"stratified {args.val_frac:g} of the training patches (numpy "
+                      f"default_rng({args.seed + 7})), never trained on; every choice made on it "
+                      "and on bikes / bigbuckbunny; test patches measured once, never to choose",
         "compression": compression_record(report, args),
     }
+    if args.finetune_epochs > 0:
+        info["compression"]["finetune"] = {
+            "epochs": args.finetune_epochs, "lr": args.finetune_lr,
+            "lr_schedule": "cosine" if args.finetune_cosine else "constant",
+            "distill": args.finetune_distill, "distill_floor": args.finetune_floor,
+            "rounding": "straight-through on the fixed-point grids",
+            "validation_accuracy_per_epoch": [round(a, 4) for a in model.val_history],
+            "epoch_kept": model.val_epoch}
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]  # after fine-tuning
     kept = [int((m.weight != 0).sum()) for m in convs]
     rec = info["compression"]
@@ -408,7 +483,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from sigmadelta.models import face_detector
 
     out = Path(args.out)
-    if args.choose_only:
+    if args.choose_only:  # the weights file is left as it is; only the JSON is rewritten
         info = json.loads((out / f"{args.name}.json").read_text())
         model = face_detector(pool=1, **{k: v for k, v in info["kwargs"].items() if k != "pool"})
         model.load_state_dict(torch.load(out / info["weights"], weights_only=True))
@@ -416,9 +491,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model, info = _train_and_export(args)
     det = face_detector(pool=2, channels=info["kwargs"]["channels"])
     det.load_state_dict(model.state_dict())
-    info["operating_point"] = choose_operating_point(det.eval(), info["compression"]["bits"],
-                                                     args)
-    save_checkpoint(model, out, info)
+    bits = info.get("compression", {}).get("bits")  # None: the float (uncompressed) detector
+    info["operating_point"] = choose_operating_point(det.eval(), bits, args)
+    if args.choose_only:
+        (out / f"{args.name}.json").write_text(json.dumps(info, indent=2) + "\n")
+    else:
+        save_checkpoint(model, out, info)
     tqdm.write(json.dumps(info["operating_point"], indent=1))
     return info
 
