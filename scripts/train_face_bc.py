@@ -278,6 +278,21 @@ def _carphone_frames() -> np.ndarray:
     return load_video("carphone")
 
 
+def _machine() -> str:
+    """CPU model, core count and load average, for the training-time record."""
+    import os
+
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                 if ln.startswith("model name")]
+        model = names[0] if names else model
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{os.cpu_count()}-vCPU {model}, 1 torch thread, shared with other jobs "
+            f"(load average {load:.1f} at the end)")
+
+
 def compression_record(report: compress.CompressionReport, args: argparse.Namespace
                        ) -> dict[str, Any]:
     """The ``compression`` entry of the checkpoint JSON."""
@@ -375,6 +390,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="epochs of fixed-point fine-tuning of the pruned net (no KL)")
     p.add_argument("--bayes-state", default=None,
                    help="load this saved Bayesian state (of the same command) instead of training")
+    p.add_argument("--bayes-seconds", type=float, default=None,
+                   help="with --bayes-state: the wall time of the run that trained it (recorded)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--n-hard", type=int, default=4000, help="mined hard negatives")
     p.add_argument("--val-frac", type=float, default=0.15,
@@ -445,8 +462,9 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
         "command": command_line(),
         "seed": args.seed,
         "epochs": args.epochs,
-        "train_seconds": {"bayesian": round(bayes_seconds, 1),
-                          "finetune": round(seconds - bayes_seconds, 1)},
+        "train_seconds": {"bayesian": round(bayes_seconds, 1) if args.bayes_seconds is None
+                          else args.bayes_seconds,
+                          "finetune": round(seconds - bayes_seconds, 1), "note": _machine()},
         "final_loss": {k: round(v[-1], 5) for k, v in hist.items()},
         "finetune_epochs": args.finetune_epochs,
         "metrics": metrics,
