@@ -1,4 +1,4 @@
-"""Helpers shared by the training scripts (seeding, data split, checkpoint writing)."""
+"""Helpers shared by the training scripts (seeding, data splits, checkpoint writing)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ __all__ = [
     "count_params",
     "digits_split",
     "fit",
+    "machine",
     "save_checkpoint",
     "seed_everything",
+    "validation_split",
 ]
 
 #: scikit-learn digits: the first 1400 samples train, the remaining 397 test (the same
@@ -127,3 +129,31 @@ def fit(model: nn.Module, n: int, batch_loss, epochs: int, gen: torch.Generator,
             total += float(loss) * len(idx)
         bar.set_postfix(loss=f"{total / n:.4f}")
     return model
+
+
+def validation_split(d: dict[str, np.ndarray], frac: float, seed: int
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Stratified split of ``x_train`` / ``y_train``: (training dict without the validation
+    patches, validation patches, validation labels); ``round(frac * n_label)`` patches of each
+    label, drawn with ``numpy.random.default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    y = d["y_train"]
+    val = np.zeros(len(y), bool)
+    for label in (0.0, 1.0):
+        idx = np.flatnonzero(y == label)
+        val[rng.choice(idx, int(round(frac * len(idx))), replace=False)] = True
+    train = {**d, "x_train": d["x_train"][~val], "y_train": y[~val]}
+    return train, d["x_train"][val], y[val]
+
+
+def machine() -> str:
+    """CPU model, core count and load average, for the training-time record."""
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                 if ln.startswith("model name")]
+        model = names[0] if names else model
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{os.cpu_count()}-vCPU {model}, 1 torch thread, shared with other jobs "
+            f"(load average {load:.1f} at the end)")

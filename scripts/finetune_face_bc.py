@@ -25,16 +25,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _common import command_line, save_checkpoint
+from _common import command_line, save_checkpoint, validation_split
 from tqdm.auto import tqdm
-from train_face_bc import (
-    _teacher,
-    distill_frames,
-    finetune,
-    patch_accuracy,
-    patch_data,
-    validation_split,
-)
+from train_face_bc import _teacher, distill_frames, finetune, patch_accuracy, patch_data
 
 __all__ = ["main", "validation_split"]
 

@@ -32,11 +32,12 @@ figure (skipped with ``--no-test`` while variants are compared).
 
 Examples::
 
-    python scripts/train_face_bc.py --epochs 9 --kl-weight 256 --distill 1 --threshold -6 \\
-        --finetune-epochs 15 --seed 0 --out models/checkpoints    # the shipped face_detector_bc
+    python scripts/train_face_bc.py --epochs 40 --kl-weight 64 --distill 1 --threshold -7 \\
+        --finetune-epochs 30 --seed 0 --out models/checkpoints    # the shipped face_detector_bc
     python scripts/train_face_bc.py --choose-only --out models/checkpoints   # step 5 again
-    python scripts/train_face_bc.py --choose-only --name face_detector --max-rel-err 0.05 \
-        --lams 0.01,0.03,0.1,0.3,1 --out models/checkpoints   # the uncompressed detector's
+    python scripts/train_face_bc.py --choose-only --name face_detector --max-rel-err 0.05 \\
+        --lams 0.01,0.03,0.1,0.3,1 --uniform 8,16,32,64,128 --out models/checkpoints
+        # the uncompressed detector's operating point (float weights), chosen the same way
 """
 
 from __future__ import annotations
@@ -51,13 +52,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import command_line, save_checkpoint, seed_everything
+from _common import command_line, machine, save_checkpoint, seed_everything, validation_split
 from torch import nn
 from tqdm.auto import tqdm
 
 from sigmadelta import compress
 
-__all__ = ["distill_frames", "export", "main", "finetune", "patch_data", "validation_split"]
+__all__ = ["distill_frames", "export", "main", "finetune", "patch_data"]
 
 #: Non-test videos (never carphone) for distillation and for choosing the operating point.
 NON_TEST = ("bikes", "bigbuckbunny")
@@ -92,21 +93,6 @@ def patch_data(seed: int, teacher: nn.Module, n_hard: int, cache: Path | None
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **d)
     return d
-
-
-def validation_split(d: dict[str, np.ndarray], frac: float, seed: int
-                     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Stratified split of ``x_train`` / ``y_train``: (training dict without the validation
-    patches, validation patches, validation labels); ``round(frac * n_label)`` patches of each
-    label, drawn with ``numpy.random.default_rng(seed)``."""
-    rng = np.random.default_rng(seed)
-    y = d["y_train"]
-    val = np.zeros(len(y), bool)
-    for label in (0.0, 1.0):
-        idx = np.flatnonzero(y == label)
-        val[rng.choice(idx, int(round(frac * len(idx))), replace=False)] = True
-    train = {**d, "x_train": d["x_train"][~val], "y_train": y[~val]}
-    return train, d["x_train"][val], y[val]
 
 
 def load_video(name: str, limit: int | None = None) -> np.ndarray:
@@ -278,25 +264,10 @@ def _carphone_frames() -> np.ndarray:
     return load_video("carphone")
 
 
-def _machine() -> str:
-    """CPU model, core count and load average, for the training-time record."""
-    import os
-
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]
-        model = names[0] if names else model
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{os.cpu_count()}-vCPU {model}, 1 torch thread, shared with other jobs "
-            f"(load average {load:.1f} at the end)")
-
-
-def compression_record(report: compress.CompressionReport, args: argparse.Namespace
-                       ) -> dict[str, Any]:
-    """The ``compression`` entry of the checkpoint JSON."""
-    return {
+def compression_record(report: compress.CompressionReport, args: argparse.Namespace,
+                       model: nn.Module) -> dict[str, Any]:
+    """The ``compression`` entry of the checkpoint JSON (``model``: after fine-tuning)."""
+    rec = {
         "method": "BC-GNJ (sigmadelta.compress.bayesianize(prior='gnj')), group = conv output "
                   "channel; initialised from the shipped face_detector",
         "kl_weight": args.kl_weight,
@@ -311,6 +282,20 @@ def compression_record(report: compress.CompressionReport, args: argparse.Namesp
         "compression_architecture": round(report.compression_architecture, 3),
         "compression_precision": round(report.compression_precision, 3),
     }
+    if args.finetune_epochs > 0:
+        rec["finetune"] = {
+            "epochs": args.finetune_epochs, "lr": args.finetune_lr,
+            "lr_schedule": "cosine" if args.finetune_cosine else "constant",
+            "distill": args.finetune_distill, "distill_floor": args.finetune_floor,
+            "rounding": "straight-through on the fixed-point grids",
+            "validation_accuracy_per_epoch": [round(a, 4) for a in model.val_history],
+            "epoch_kept": model.val_epoch}
+    kept = [int((m.weight != 0).sum()) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    rec["weights_kept"] = sum(kept)
+    rec["compression_architecture"] = round(report.n_weights / sum(kept), 3)
+    rec["compression_precision"] = round(32.0 * report.n_weights / sum(
+        k * report.bits[n] for k, n in zip(kept, report.layer_names, strict=True)), 3)
+    return rec
 
 
 def _scaled_down(pareto, model: nn.Module, test: np.ndarray, points: list[dict], factors: str,
@@ -464,30 +449,15 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
         "epochs": args.epochs,
         "train_seconds": {"bayesian": round(bayes_seconds, 1) if args.bayes_seconds is None
                           else args.bayes_seconds,
-                          "finetune": round(seconds - bayes_seconds, 1), "note": _machine()},
+                          "finetune": round(seconds - bayes_seconds, 1), "note": machine()},
         "final_loss": {k: round(v[-1], 5) for k, v in hist.items()},
         "finetune_epochs": args.finetune_epochs,
         "metrics": metrics,
         "validation": f"stratified {args.val_frac:g} of the training patches (numpy "
                       f"default_rng({args.seed + 7})), never trained on; every choice made on it "
                       "and on bikes / bigbuckbunny; test patches measured once, never to choose",
-        "compression": compression_record(report, args),
+        "compression": compression_record(report, args, model),
     }
-    if args.finetune_epochs > 0:
-        info["compression"]["finetune"] = {
-            "epochs": args.finetune_epochs, "lr": args.finetune_lr,
-            "lr_schedule": "cosine" if args.finetune_cosine else "constant",
-            "distill": args.finetune_distill, "distill_floor": args.finetune_floor,
-            "rounding": "straight-through on the fixed-point grids",
-            "validation_accuracy_per_epoch": [round(a, 4) for a in model.val_history],
-            "epoch_kept": model.val_epoch}
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]  # after fine-tuning
-    kept = [int((m.weight != 0).sum()) for m in convs]
-    rec = info["compression"]
-    rec["weights_kept"] = sum(kept)
-    rec["compression_architecture"] = round(report.n_weights / sum(kept), 3)
-    rec["compression_precision"] = round(32.0 * report.n_weights / sum(
-        k * report.bits[n] for k, n in zip(kept, report.layer_names, strict=True)), 3)
     return model, info
 
 
