@@ -1,5 +1,8 @@
 """Face boxes, the receptive-field geometry of the detector, and the compressed detector."""
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -112,3 +115,29 @@ def test_face_detector_bc_is_smaller_and_bit_exact():
     res = sd.simulate(net, frames, progress=False)
     np.testing.assert_array_equal(res.outputs, sd.reference(net, frames, progress=False))
     assert res.stats.per_frame()["synops"] > 0
+
+
+def _script_common():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "_common.py"
+    spec = importlib.util.spec_from_file_location("_face_bc_common", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_validation_split_is_stratified_disjoint_and_fixed():
+    """The validation patches the face_detector_bc choices were made on: 15% of each label of
+    the training patches, none left in training, the same draw every time."""
+    common = _script_common()
+    y = np.r_[np.zeros(200, np.float32), np.ones(100, np.float32)]
+    x = np.arange(len(y), dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
+    d = {"x_train": x, "y_train": y, "x_test": x[:3], "y_test": y[:3]}
+    train, x_val, y_val = common.validation_split(d, 0.15, 7)
+    assert (y_val == 0).sum() == 30 and (y_val == 1).sum() == 15
+    assert len(train["y_train"]) == 255 and train["x_test"] is d["x_test"]
+    ids_val, ids_train = set(x_val[:, 0, 0]), set(train["x_train"][:, 0, 0])
+    assert not ids_val & ids_train and len(ids_val | ids_train) == len(y)
+    np.testing.assert_array_equal(y[x_val[:, 0, 0].astype(int)], y_val)  # labels travel along
+    again = common.validation_split(d, 0.15, 7)
+    np.testing.assert_array_equal(again[1], x_val)
+    assert not np.array_equal(common.validation_split(d, 0.15, 8)[1], x_val)
