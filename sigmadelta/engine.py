@@ -189,7 +189,8 @@ class Simulator:
         to spike, the dense recompute of the whole map (:mod:`sigmadelta.kernels.recompute`);
         ``"scatter"`` or ``"dense"`` force one. Every path gives the same counters (they
         describe the events, not the path) and the same outputs up to float rounding
-        (exactly the same in fixed point). Other conv layers always scatter.
+        (exactly the same in fixed point). Other conv layers always scatter, and so do
+        ``"lava"`` layers (all layers: they are left out; a lava ``layer`` named: an error).
         """
         modes = {"auto": PATH_AUTO, "scatter": PATH_SCATTER, "dense": PATH_DENSE}
         if path not in modes:
@@ -199,6 +200,8 @@ class Simulator:
             raise ValueError(f"no weight layer {layer!r}; the layers are {names}")
         for op in self._weight_ops:
             if isinstance(op, PixelConvOp) and layer in (None, op.node.name):
+                if layer is None and op.enc.lava:
+                    continue
                 op.set_path(modes[path])
 
     @property

@@ -104,6 +104,7 @@ def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, b
     """One pixel-conv frame on one set of weight-layer arrays (float or int64): the dense
     recompute path (``conv_layer_dense``) if ``choose_dense`` says so, else ``conv_layer_step``."""
     herding = c[PIX.enc] == HERDING
+    mode = K.Q_HERDING if herding else (K.Q_LAVA if c[PIX.enc] == LAVA else K.Q_THRESHOLD)
     x, pstate, fixed = F[c[PIX.x]], I[c[PIX.pstate]], c[PIX.fixed] != 0
     n_touched = I[c[PIX.row_count]][0] * (c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)
     if K.choose_dense(pstate, n_touched, x.shape[0], p[PIX_P.dense_above], prime):
@@ -116,11 +117,11 @@ def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, b
         return
     r = K.conv_layer_step(
         F[c[PIX.x]], I[c[PIX.touched]], I[c[PIX.count]], I[c[PIX.rows]], I[c[PIX.row_count]],
-        c[PIX.in_rows] != 0, F[c[PIX.memory]], herding, p[WP.param], gain,
+        c[PIX.in_rows] != 0, F[c[PIX.memory]], mode, p[WP.param], gain,
         w.reshape((c[PIX.kh], c[PIX.c_in], c[PIX.lw])), z, I[c[PIX.geom]], I[c[PIX.ev_idx]], ev_val,
         I[c[PIX.px_list]], I[c[PIX.px_start]], vbuf, I[c[PIX.pg_list]], I[c[PIX.pg_count]],
         I[c[PIX.pg_stamp]], frame, prime, c[PIX.expand] != 0, I[c[PIX.out_touched]],
-        I[c[PIX.out_count]], I[c[PIX.mgeom]], smap, wtap)
+        I[c[PIX.out_count]], I[c[PIX.mgeom]], smap, wtap, p[WP.lava_k], LAVA_SHIFT)
     _pix_count(c, st, r, herding, pstate)
 
 

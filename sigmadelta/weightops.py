@@ -211,8 +211,8 @@ class PixelConvOp(WeightOp):
 
     @staticmethod
     def takes(node: g.Conv) -> bool:
-        """Does the pixel path run ``node``? (groups 1, dilation 1, one scale per layer, not lava)"""
-        return (node.groups == 1 and tuple(node.dilation) == (1, 1) and node.quantizer != "lava"
+        """Does the pixel path run ``node``? (groups 1, dilation 1, one scale per layer)"""
+        return (node.groups == 1 and tuple(node.dilation) == (1, 1)
                 and not (node.quantizer == "herding" and np.ndim(node.scale) > 0))
 
     def __init__(self, node: g.Conv, ins, out, dtype, in_shape):
@@ -237,6 +237,8 @@ class PixelConvOp(WeightOp):
         n_pad = (self.in_hw[0] + 2 * py) * (self.in_hw[1] + 2 * px) * c_in  # zero-padded input
         self.dense_bufs = (np.zeros(n_pad, self.wdtype), np.zeros(max(cg, 8), self.wdtype))
         self.pstate = np.zeros(len(K.PATH_STATE), np.int64)
+        if self.enc.lava:  # the dense path recomputes from the memory, but lava drops low bits
+            self.pstate[K.PATH_STATE.mode] = K.PATH_SCATTER
         # one input channel: the spike map is the dense path there (auto recomputes only on frame 0)
         self.dense_above = K.DENSE_ABOVE if c_in > 1 else np.inf
 
@@ -259,7 +261,11 @@ class PixelConvOp(WeightOp):
 
     def set_path(self, mode: int) -> None:
         """Path mode of this layer from the next frame on: ``kernels.PATH_AUTO``, ``PATH_SCATTER``
-        or ``PATH_DENSE`` (same outputs and counters on every path)."""
+        or ``PATH_DENSE`` (same outputs and counters on every path). A ``"lava"`` layer runs the
+        scatter only: what it sent is not its memory (the low bits of each message are dropped),
+        so the dense path, which recomputes from the memory, cannot run it."""
+        if self.enc.lava and mode != K.PATH_SCATTER:
+            raise ValueError(f"layer {self.node.name!r}: a 'lava' conv runs the scatter path only")
         self.pstate[K.PATH_STATE.mode] = mode
 
     @property

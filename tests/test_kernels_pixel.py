@@ -21,12 +21,16 @@ def _pixel_case(h, w, c_in, c_out, k, stride, padding, herding, seed, dtype=np.f
     touched, count = touched_list(rng, n_in, 0.3)
     x = rng.normal(size=n_in).astype(dtype)
     memory = (np.rint(4 * rng.normal(size=n_in)) if herding else rng.normal(size=n_in)).astype(dtype)
+    lava = herding is K.Q_LAVA
+    if lava:
+        x, memory = _lava_values(rng, n_in, dtype)
     rows = np.flatnonzero(rng.random(h * w) < 0.3).astype(np.int64)
     mgeom, smap, wtap = K.make_map(geom, w_cl)
     return dict(
         x=x, touched=touched, count=count, rows=rows, row_count=np.array([len(rows)], np.int64),
-        in_rows=False, memory=memory, herding=herding, param=4.0 if herding else 0.3,
-        gain=0.25 if herding else 1.0, w_run=K.run_layout(w_cl, stride),
+        in_rows=False, memory=memory, herding=herding,
+        param=LAVA_THR if lava else (4.0 if herding else 0.3), lava_k=LAVA_K, lava_shift=6,
+        gain=0.25 if herding is True else 1.0, w_run=K.run_layout(w_cl, stride),
         z=rng.normal(size=n_pix * c_out).astype(dtype), geom=geom, ev_ch=np.zeros(n_in, np.int64),
         ev_val=np.zeros(n_in, dtype), px_list=np.zeros(n_in, np.int64),
         px_start=np.zeros(n_in + 1, np.int64), vbuf=np.zeros(c_in, dtype),
@@ -34,6 +38,18 @@ def _pixel_case(h, w, c_in, c_out, k, stride, padding, herding, seed, dtype=np.f
         pg_stamp=np.full(n_pix, -1, np.int64), frame=5, prime=False, expand=True,
         out_touched=np.zeros(n_pix * c_out, np.int64), out_count=np.zeros(1, np.int64),
         mgeom=mgeom, smap=smap, wtap=wtap, c_in=c_in), w_cl
+
+
+LAVA_K, LAVA_THR = 64.0, 640.0  # the lava mode's a = k*x and threshold (in units of a)
+MODES = [True, False, K.Q_LAVA]  # herding, threshold, lava
+
+
+def _lava_values(rng, n, dtype):
+    """Integer inputs and memories ``k * x_sent`` for the lava mode; some changes below the
+    threshold, some sent with ``d`` not a multiple of ``2**6`` (low bits dropped)."""
+    x = np.rint(20 * rng.normal(size=n))
+    memory = LAVA_K * (x + np.rint(15 * rng.normal(size=n))) + rng.integers(-63, 64, n)
+    return x.astype(dtype), memory.astype(dtype)
 
 
 def _call(fn_name, case: dict):
@@ -49,7 +65,7 @@ def test_run_layout_roundtrip():
         np.testing.assert_array_equal(T._from_run(K.run_layout(w_cl, stride), geom), w_cl)
 
 
-@pytest.mark.parametrize("herding", [True, False])
+@pytest.mark.parametrize("herding", MODES)
 def test_encode_pixels_and_rows(herding):
     case, _ = _pixel_case(6, 7, 5, 3, (3, 3), (1, 1), (1, 1), herding, 11)
     for name in ("encode_pixels", "encode_rows"):
@@ -72,7 +88,7 @@ def test_encode_pixels_and_rows(herding):
     (9, 11, 1, 8, (3, 3), (2, 2), (0, 0)),  # one input channel: encode_scatter_1ch
     (8, 7, 1, 3, (3, 2), (1, 2), (1, 1)),
 ])
-@pytest.mark.parametrize("herding", [True, False])
+@pytest.mark.parametrize("herding", MODES)
 @pytest.mark.parametrize("in_rows", [False, True])
 def test_conv_layer_step_and_scatter_pixels(geom, herding, in_rows):
     case, _ = _pixel_case(*geom, herding, 12)
@@ -104,7 +120,7 @@ def test_scatter_pixels_listing_by_scan_and_by_append(frac, scan):
     case = dict(x=rng.normal(size=n_in) * 3, touched=touched, count=count, memory=np.zeros(n_in),
                 herding=True, param=4.0, c_in=c_in, ev_ch=np.zeros(n_in, np.int64),
                 ev_val=np.zeros(n_in), px_list=np.zeros(n_in, np.int64),
-                px_start=np.zeros(n_in + 1, np.int64))
+                px_start=np.zeros(n_in + 1, np.int64), lava_k=1.0, lava_shift=0)
     n_px, _ = _call("encode_pixels", case)
     case.update(n_px=n_px, gain=0.25, w_run=K.run_layout(rng.normal(size=(3, 3, c_in, c_out)), (1, 1)),
                 z=np.zeros(h * w * c_out), geom=geom, vbuf=np.zeros(c_in),
@@ -130,7 +146,7 @@ def test_conv_layer_step_float32_prime_no_expand():
     assert sorted(a["pg_list"][: a["pg_count"][0]].tolist()) == list(range(63))
 
 
-@pytest.mark.parametrize("herding", [True, False])
+@pytest.mark.parametrize("herding", MODES)
 @pytest.mark.parametrize("frac", [0.01, 0.7])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_encode_scatter_1ch_matches_twin(herding, frac, dtype):
@@ -142,8 +158,12 @@ def test_encode_scatter_1ch_matches_twin(herding, frac, dtype):
     pixels, count = touched_list(rng, h * w, frac)
     x = (rng.normal(size=h * w) * 2).astype(dtype)
     memory = (np.rint(4 * rng.normal(size=h * w)) if herding else rng.normal(size=h * w))
+    lava = herding is K.Q_LAVA
+    if lava:
+        x, memory = _lava_values(rng, h * w, dtype)
     case = dict(x=x, pixels=pixels, count=count, memory=memory.astype(dtype), herding=herding,
-                param=4.0 if herding else 0.3, gain=0.25 if herding else 1.0, w_run=w_run,
+                param=LAVA_THR if lava else (4.0 if herding else 0.3), lava_k=LAVA_K, lava_shift=6,
+                gain=0.25 if herding is True else 1.0, w_run=w_run,
                 z=rng.normal(size=14 * 15 * c_out).astype(dtype), geom=geom,
                 pg_list=np.zeros(14 * 15 + 1, np.int64), pg_count=np.zeros(1, np.int64),
                 pg_stamp=np.full(14 * 15, -1, np.int64), frame=2)
@@ -162,7 +182,7 @@ def test_encode_scatter_1ch_matches_twin(herding, frac, dtype):
     (11, 9, 4, (5, 3), (2, 1), (2, 0)),
     (10, 12, 8, (2, 2), (3, 2), (1, 1)),
 ])
-@pytest.mark.parametrize("herding", [True, False])
+@pytest.mark.parametrize("herding", MODES)
 @pytest.mark.parametrize("frac", [0.02, 0.8])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
 def test_encode_map_1ch_matches_twin_and_scatter(geom, herding, frac, dtype):
@@ -184,11 +204,15 @@ def test_encode_map_1ch_matches_twin_and_scatter(geom, herding, frac, dtype):
     memory = np.rint(4 * rng.normal(size=h * w)) if herding else rng.normal(size=h * w)
     if fixed:  # integer weights take integer spikes (threshold: integer inputs)
         x, memory = np.rint(4 * x), np.rint(memory)
+    lava = herding is K.Q_LAVA
+    if lava:
+        x, memory = _lava_values(rng, h * w, np.float64)
     sdt = np.float64 if fixed else dtype
     n_out = h_out * w_out
     case = dict(x=x.astype(sdt), pixels=pixels, count=count, memory=memory.astype(sdt),
-                herding=herding, param=4.0 if herding else 0.3,
-                gain=1 if fixed else (0.25 if herding else 1.0), wtap=wtap,
+                herding=herding, param=LAVA_THR if lava else (4.0 if herding else 0.3),
+                lava_k=LAVA_K, lava_shift=6,
+                gain=1 if fixed else (0.25 if herding is True else 1.0), wtap=wtap,
                 z=(rng.normal(size=n_out * c_out) * (100 if fixed else 1)).astype(dtype), geom=g,
                 mgeom=mgeom, smap=smap, pg_list=np.zeros(n_out + 1, np.int64),
                 pg_count=np.zeros(1, np.int64), pg_stamp=np.full(n_out, -1, np.int64), frame=3)

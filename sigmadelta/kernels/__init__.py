@@ -33,6 +33,9 @@ from .elementwise import (
 )
 from .layer import conv_layer_dense, conv_layer_step
 from .pixel import (
+    Q_HERDING,
+    Q_LAVA,
+    Q_THRESHOLD,
     axis_fan,
     conv_scatter_pixels,
     encode_pixels,
@@ -71,6 +74,9 @@ __all__ = [
     "PATH_DENSE",
     "PATH_SCATTER",
     "PATH_STATE",
+    "Q_HERDING",
+    "Q_LAVA",
+    "Q_THRESHOLD",
     "choose_dense",
     "dense_recompute",
     "activation_rows",

@@ -28,14 +28,16 @@ __all__ = ["conv_layer_step", "conv_layer_dense"]
 @njit(cache=True, nogil=True)
 def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding, param, gain,
                     w_run, z, geom, ev_ch, ev_val, px_list, px_start, vbuf, pg_list, pg_count,
-                    pg_stamp, frame, prime, expand, out_touched, out_count, mgeom, smap, wtap):
+                    pg_stamp, frame, prime, expand, out_touched, out_count, mgeom, smap, wtap,
+                    lava_k=1.0, lava_shift=0):
     """One conv layer's frame (see the module docstring for the paths).
 
     ``pg_count`` is reset first; the reached output pixels are listed in ``pg_list``
     and, if ``expand``, their neurons in ``out_touched`` (:func:`list_rows`).
     ``mgeom, smap, wtap``: the spike-map state of :func:`sigmadelta.kernels.spikemap.make_map`
-    (empty: never the map path). Returns ``(events, synops, additions, touched output
-    neurons)``.
+    (empty: never the map path). ``herding`` is the quantizer mode (``kernels.pixel.Q_*``;
+    ``lava_k, lava_shift`` for ``Q_LAVA``, which :func:`conv_layer_dense` does not take).
+    Returns ``(events, synops, additions, touched output neurons)``.
     """
     c_in = w_run.shape[1]
     pg_count[0] = 0
@@ -43,19 +45,21 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
         pixels, n = (rows, row_count) if in_rows else (touched, count)
         if prefer_map(mgeom, pg_stamp.shape[0]):
             n_ev, synops, adds = encode_map_1ch(x, pixels, n, memory, herding, param, gain, wtap, z,
-                                                geom, mgeom, smap, pg_list, pg_count, pg_stamp, frame)
+                                                geom, mgeom, smap, pg_list, pg_count, pg_stamp, frame,
+                                                lava_k, lava_shift)
         else:
             n_ev, synops, adds = encode_scatter_1ch(x, pixels, n, memory, herding, param, gain, w_run,
-                                                    z, geom, pg_list, pg_count, pg_stamp, frame)
+                                                    z, geom, pg_list, pg_count, pg_stamp, frame,
+                                                    lava_k, lava_shift)
         if mgeom.shape[0] > 0:
             mgeom[1] = n_ev  # the next frame's path
     else:
         if in_rows:
             n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch,
-                                     ev_val, px_list, px_start)
+                                     ev_val, px_list, px_start, lava_k, lava_shift)
         else:
             n_px, n_ev = encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch,
-                                       ev_val, px_list, px_start)
+                                       ev_val, px_list, px_start, lava_k, lava_shift)
         synops, adds = conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z,
                                            geom, vbuf, pg_list, pg_count, pg_stamp, frame)
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,

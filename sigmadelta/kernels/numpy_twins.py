@@ -103,11 +103,12 @@ def lava_encode(x, touched, count, sent, k, threshold, shift, ev_idx, ev_val):
     a = k * x[idx]
     d = (a - sent[idx]).astype(np.int64)
     send = (d != 0) & (np.abs(d) >= threshold)
-    hit = idx[send]
-    sent[hit] = a[send]
-    ev_idx[: len(hit)] = hit
-    ev_val[: len(hit)] = d[send] >> shift  # arithmetic shift: floor
-    return len(hit)
+    sent[idx[send]] = a[send]
+    s = d >> shift  # arithmetic shift: floor
+    msg = send & (s != 0)  # a message of 0 is no event
+    ev_idx[: msg.sum()] = idx[msg]
+    ev_val[: msg.sum()] = s[msg]
+    return int(msg.sum())
 
 
 def dense_scatter(ev_idx, ev_val, n_events, gain, w_t, z):
@@ -279,13 +280,18 @@ def fixed_point_guard(x, rows, row_count, row_len, k, qmax):
     return int(bad[0]) if len(bad) else -1
 
 
+def _encode_mode(x, touched, count, memory, herding, param, idx, ev_val, lava_k, lava_shift):
+    """The per-event encoder of quantizer mode ``herding`` (0 threshold, 1 herding, 2 lava)."""
+    if herding == 2:
+        return lava_encode(x, touched, count, memory, lava_k, param, lava_shift, idx, ev_val)
+    enc = herding_encode if herding else threshold_encode
+    return enc(x, touched, count, memory, param, idx, ev_val)
+
+
 def encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val, px_list,
-                  px_start):
+                  px_start, lava_k=1.0, lava_shift=0):
     idx = np.zeros(len(touched), np.int64)
-    if herding:
-        n = herding_encode(x, touched, count, memory, param, idx, ev_val)
-    else:
-        n = threshold_encode(x, touched, count, memory, param, idx, ev_val)
+    n = _encode_mode(x, touched, count, memory, herding, param, idx, ev_val, lava_k, lava_shift)
     pix, ch = np.divmod(idx[:n], c_in)
     ev_ch[:n] = ch
     starts = [e for e in range(n) if e == 0 or pix[e] != pix[e - 1]]
@@ -317,24 +323,23 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
 
 
 def encode_scatter_1ch(x, pixels, count, memory, herding, param, gain, w_run, z, geom, pg_list,
-                       pg_count, pg_stamp, frame):
+                       pg_count, pg_stamp, frame, lava_k=1.0, lava_shift=0):
     n = len(pixels)
     ev_ch, ev_val = np.zeros(n, np.int64), np.zeros(n, z.dtype)
     px_list, px_start = np.zeros(n, np.int64), np.zeros(n + 1, np.int64)
     n_px, n_ev = encode_pixels(x, pixels, count, memory, herding, param, 1, ev_ch, ev_val, px_list,
-                               px_start)
+                               px_start, lava_k, lava_shift)
     synops, adds = conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, geom,
                                        None, pg_list, pg_count, pg_stamp, frame)
     return n_ev, synops, adds
 
 
 def encode_map_1ch(x, pixels, count, memory, herding, param, gain, wtap, z, geom, mgeom, smap,
-                   pg_list, pg_count, pg_stamp, frame):
+                   pg_list, pg_count, pg_stamp, frame, lava_k=1.0, lava_shift=0):
     """Per output pixel, the sum over its in-bounds taps (in order) that hold an event."""
     h_in, w_in, h_out, w_out, sy, sx, py, px, kh, kw, cg = (int(v) for v in geom[:11])
     idx, ev = np.zeros(len(pixels), np.int64), np.zeros(len(pixels), z.dtype)
-    encode = herding_encode if herding else threshold_encode
-    n = encode(x, pixels, count, memory, param, idx, ev)
+    n = _encode_mode(x, pixels, count, memory, herding, param, idx, ev, lava_k, lava_shift)
     spikes = np.zeros((h_in, w_in), z.dtype)
     spikes.flat[idx[:n]] = ev[:n]
     w = wtap.reshape(kh, kw, cg)
@@ -359,10 +364,10 @@ def encode_map_1ch(x, pixels, count, memory, herding, param, gain, wtap, z, geom
 
 
 def encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val, px_list,
-                px_start):
+                px_start, lava_k=1.0, lava_shift=0):
     idx = (rows[: row_count[0], None] * c_in + np.arange(c_in)).ravel()
     return encode_pixels(x, idx, [len(idx)], memory, herding, param, c_in, ev_ch, ev_val,
-                         px_list, px_start)
+                         px_list, px_start, lava_k, lava_shift)
 
 
 def list_rows(pg_list, pg_count, pg_stamp, frame, c_out, prime, expand, out_touched, out_count):
@@ -379,14 +384,15 @@ def list_rows(pg_list, pg_count, pg_stamp, frame, c_out, prime, expand, out_touc
 
 def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding, param, gain,
                     w_run, z, geom, ev_ch, ev_val, px_list, px_start, vbuf, pg_list, pg_count,
-                    pg_stamp, frame, prime, expand, out_touched, out_count, mgeom, smap, wtap):
+                    pg_stamp, frame, prime, expand, out_touched, out_count, mgeom, smap, wtap,
+                    lava_k=1.0, lava_shift=0):
     c_in = w_run.shape[1]
     if in_rows:
         n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val,
-                                 px_list, px_start)
+                                 px_list, px_start, lava_k, lava_shift)
     else:
         n_px, n_ev = encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch,
-                                   ev_val, px_list, px_start)
+                                   ev_val, px_list, px_start, lava_k, lava_shift)
     pg_count[0] = 0
     synops, adds = conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z,
                                        geom, vbuf, pg_list, pg_count, pg_stamp, frame)

@@ -28,10 +28,11 @@ from .prefetch import prefetch
 from .simd import lanes, vload, vmul_add, vstore
 
 AHEAD = 6  # pixels (rows) prefetched ahead
+Q_THRESHOLD, Q_HERDING, Q_LAVA = 0, 1, 2  # quantizer modes (argument ``herding``)
 
 __all__ = [
     "encode_pixels", "encode_rows", "conv_scatter_pixels", "encode_scatter_1ch", "list_rows",
-    "make_geom", "run_layout", "axis_fan",
+    "make_geom", "run_layout", "axis_fan", "Q_THRESHOLD", "Q_HERDING", "Q_LAVA",
 ]
 
 
@@ -83,16 +84,25 @@ def run_layout(w_cl: np.ndarray, stride) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _quantize(v, m, herding, param):
+def _quantize(v, m, herding, param, lava_k, lava_shift):
     """One neuron's quantizer: ``(s, new memory)`` for value ``v`` and memory ``m``.
 
-    Herding (``param = k``): ``q = round(k*v); s = q - m; memory = q``. Threshold
-    (``param = threshold``): ``s = v - m`` if ``s != 0 and |s| >= threshold`` (then
-    ``memory = v``), else ``s = 0`` and the memory stays.
+    ``herding`` is the quantizer's mode (:data:`Q_THRESHOLD`, :data:`Q_HERDING` or
+    :data:`Q_LAVA`; ``False``/``True`` are the first two). Herding (``param = k``):
+    ``q = round(k*v); s = q - m; memory = q``. Threshold (``param = threshold``):
+    ``s = v - m`` if ``s != 0 and |s| >= threshold`` (then ``memory = v``), else ``s = 0``
+    and the memory stays. Lava (``param = threshold``, as
+    :func:`sigmadelta.kernels.lava_encode`): ``a = lava_k*v; d = a - m``; if ``d != 0 and
+    |d| >= threshold``: ``s = floor(d / 2**lava_shift)``, ``memory = a``; else ``s = 0``.
     """
-    if herding:
+    if herding == Q_HERDING:
         q = np.rint(param * v)
         return q - m, q
+    if herding == Q_LAVA:
+        a = lava_k * v
+        d = a - m
+        send = d != 0.0 and abs(d) >= param
+        return (np.floor(d * 0.5 ** lava_shift) if send else d * 0), (a if send else m)
     d = v - m
     send = d != 0.0 and abs(d) >= param
     return (d if send else d * 0), (v if send else m)
@@ -100,7 +110,7 @@ def _quantize(v, m, herding, param):
 
 @njit(cache=True, nogil=True)
 def encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val, px_list,
-                  px_start):
+                  px_start, lava_k=1.0, lava_shift=0):
     """Quantize the touched inputs and group the resulting events by pixel.
 
     For each touched neuron ``i = p*C_in + c``, herding (``param = k``)::
@@ -110,6 +120,13 @@ def encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val
     threshold (``param = threshold``)::
 
         s = x_i - memory_i;  event if s != 0 and |s| >= threshold;  then memory_i = x_i
+
+    lava (``param = threshold``, :data:`Q_LAVA`, as :func:`sigmadelta.kernels.lava_encode`)::
+
+        a = lava_k * x_i;  d = a - memory_i
+        if d != 0 and |d| >= threshold:  s = floor(d / 2**lava_shift);  memory_i = a
+
+    An event is a nonzero ``s``.
 
     Events of consecutive touched neurons of the same pixel form one group:
     ``px_list[g]`` is the pixel, ``ev_ch/ev_val[px_start[g]:px_start[g+1]]`` its
@@ -139,7 +156,7 @@ def encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val
             px_list[npx] = p
             px_start[npx] = n
         # branchless: always write, advance n only for a nonzero spike
-        s, memory[i] = _quantize(x[i], memory[i], herding, param)
+        s, memory[i] = _quantize(x[i], memory[i], herding, param, lava_k, lava_shift)
         ev_ch[n] = i - lo
         ev_val[n] = s
         n += s != 0.0
@@ -253,7 +270,7 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
 
 @njit(cache=True, nogil=True)
 def encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val, px_list,
-                px_start):
+                px_start, lava_k=1.0, lava_shift=0):
     """:func:`encode_pixels` for an input listed by pixel: every channel of ``rows[:row_count[0]]``.
 
     Same quantizer and output groups as ``encode_pixels`` on the neuron list
@@ -275,7 +292,7 @@ def encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val,
         ss = ev_val[n:n + c_in]  # pass 1 (SIMD): every channel's spike, in place
         hits = 0
         for c in range(c_in):
-            ss[c], ms[c] = _quantize(xs[c], ms[c], herding, param)
+            ss[c], ms[c] = _quantize(xs[c], ms[c], herding, param, lava_k, lava_shift)
             hits += ss[c] != 0.0
         if hits == 0:
             continue
@@ -327,7 +344,7 @@ def list_rows(pg_list, pg_count, pg_stamp, frame, c_out, prime, expand, out_touc
 
 @njit(cache=True, nogil=True)
 def encode_scatter_1ch(x, pixels, count, memory, herding, param, gain, w_run, z, geom, pg_list,
-                       pg_count, pg_stamp, frame):
+                       pg_count, pg_stamp, frame, lava_k=1.0, lava_shift=0):
     """:func:`encode_pixels` and :func:`conv_scatter_pixels` in one pass, for one input channel.
 
     With one channel a pixel is one neuron and has at most one event, so the quantizer
@@ -347,7 +364,7 @@ def encode_scatter_1ch(x, pixels, count, memory, herding, param, gain, w_run, z,
     iy, row0 = 0, -w_in - 1
     for t in range(n_t):
         pix = pixels[t]
-        s, memory[pix] = _quantize(x[pix], memory[pix], herding, param)
+        s, memory[pix] = _quantize(x[pix], memory[pix], herding, param, lava_k, lava_shift)
         if s == 0:
             continue
         n_ev += 1

@@ -191,7 +191,9 @@ def lava_encode(x, touched, count, sent, k, threshold, shift, ev_idx, ev_val):
         if d != 0 and |d| >= threshold:  send floor(d / 2**shift);  sent_i = a
         else:                             nothing; d carries over to the next frame
 
-    The ``shift`` low bits of a sent ``d`` are dropped, not carried.
+    The ``shift`` low bits of a sent ``d`` are dropped, not carried. An event is a nonzero
+    message: a sent ``d`` with ``floor(d / 2**shift) == 0`` (possible only with a threshold
+    below ``2**shift``) updates ``sent_i`` but carries nothing.
 
     Returns
     -------
@@ -205,9 +207,10 @@ def lava_encode(x, touched, count, sent, k, threshold, shift, ev_idx, ev_val):
         d = a - sent[i]
         if d != 0.0 and abs(d) >= threshold:
             sent[i] = a
+            s = np.floor(d / div)
             ev_idx[n] = i
-            ev_val[n] = np.floor(d / div)
-            n += 1
+            ev_val[n] = s
+            n += s != 0.0
     return n
 
 

@@ -101,7 +101,7 @@ def _encode_all(x, memory, herding, param, gain, c_in, mem_w, geom, pg_stamp, fr
         iy = p // w_in
         pb = ((iy + py) * w_pad + p - iy * w_in + px) * c_in - p * c_in
         for i in range(p * c_in, (p + 1) * c_in):
-            s, memory[i] = _quantize(x[i], memory[i], herding, param)
+            s, memory[i] = _quantize(x[i], memory[i], herding, param, 1.0, 0)  # never lava (see PixelConvOp)
             mem_w[pb + i] = memory[i] * gain
             e += s != 0.0
             mag += abs(s)

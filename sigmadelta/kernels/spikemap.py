@@ -74,7 +74,7 @@ def prefer_map(mgeom, n_out_pixels):
 
 @njit(cache=True, nogil=True)
 def encode_map_1ch(x, pixels, count, memory, herding, param, gain, wtap, z, geom, mgeom, smap,
-                   pg_list, pg_count, pg_stamp, frame):
+                   pg_list, pg_count, pg_stamp, frame, lava_k=1.0, lava_shift=0):
     """Same arguments, updates and result as :func:`sigmadelta.kernels.encode_scatter_1ch`
     (``wtap``, ``mgeom``, ``smap`` from :func:`make_map` instead of the run layout); see
     the module docstring. Returns ``(events, synops, additions)``.
@@ -85,7 +85,7 @@ def encode_map_1ch(x, pixels, count, memory, herding, param, gain, wtap, z, geom
     iy, row0 = 0, -w_in - 1
     for t in range(n_t):  # pass A
         pix = pixels[t]
-        s, memory[pix] = _quantize(x[pix], memory[pix], herding, param)
+        s, memory[pix] = _quantize(x[pix], memory[pix], herding, param, lava_k, lava_shift)
         if pix < row0 or pix >= row0 + w_in:  # pixels mostly come in order: rarely divide
             iy = pix // w_in
             row0 = iy * w_in
