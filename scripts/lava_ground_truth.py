@@ -22,6 +22,11 @@ input (one frame repeated) and a changing input (a new frame every step). Each n
 steady-state time per step on those frames ``[T, C, H, W]`` (after one start-up step, not
 timed); ``scripts/benchmark.py --netx`` calls it.
 
+``--wrap`` writes ``conv_wrap.npz`` (``frames``, ``out``): ``conv.net`` on the changing input
+whose values jump 1500-fold at step ``WRAP_AT``; one step's sum of the first conv then leaves
+the 24 bits Lava's Conv holds it in and wraps (sigmadelta stops there with a
+``NumericOverflowError``).
+
 ``--file NAME=PATH`` runs an existing netx file instead (for example one written by
 ``sigmadelta.save_netx``), copied to ``<NAME>.net``, on the same kind of inputs.
 
@@ -43,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 STEPS = 40
+WRAP_AT, WRAP_GAIN = 12, 1500  # --wrap: the step the input jumps at, and by how much
 SEED = 0
 NEURON = {"threshold": 0.05, "tau_grad": 0.5, "scale_grad": 1, "requires_grad": False,
           "shared_param": True, "activation": F.relu}
@@ -175,7 +181,17 @@ def main() -> None:
                     help="run an existing netx file (repeatable); --nets is then ignored")
     ap.add_argument("--time", metavar="NETX", help="time Lava on this file (see above)")
     ap.add_argument("--frames-npy", help="with --time: frames [T, C, H, W]")
+    ap.add_argument("--wrap", action="store_true", help="write conv_wrap.npz only (see above)")
     args = ap.parse_args()
+    if args.wrap:
+        out = pathlib.Path(args.out)
+        with h5py.File(out / "conv.net", "r") as f:
+            shape = tuple(int(v) for v in f["layer/0/shape"][()])
+        _, frames = inputs(shape, np.random.default_rng(SEED))
+        frames[WRAP_AT:] *= WRAP_GAIN
+        wrapped, _ = run_lava(out / "conv.net", frames)
+        np.savez_compressed(out / "conv_wrap.npz", frames=frames, out=wrapped)
+        return
     if args.time:
         import json
 

@@ -36,7 +36,7 @@ from .frames import check_frames, iter_checked
 from .frames import check_one as _check_one
 from .graph import Network, check_timing
 from .kernels import PATH_AUTO, PATH_DENSE, PATH_SCATTER
-from .numeric import NumericOverflowError, first_bad_frame
+from .numeric import NumericOverflowError, first_bad_frame, lava_range_message
 from .numeric import overflow_message as numeric_message
 from .ops import build_ops, pipeline_order, to_torch_layout
 from .program import build_program, loop_compiled, run_frames
@@ -310,12 +310,23 @@ class Simulator:
             self._call = float(np.median(times))
         return self._call
 
-    def _overflow_error(self) -> AccumulatorOverflowError:
+    def _overflow_error(self) -> AccumulatorOverflowError | NumericOverflowError:
         """The error of a fixed-point stop: ``status = (row, neuron)``, or ``(row, -2 - input)``
-        when an input failed the int64 guard before the layer integrated (nothing wrapped)."""
+        when an input failed the int64 guard before the layer integrated (nothing wrapped);
+        for a float ``"lava"`` layer, where Lava's integers would have wrapped."""
         row, code = (int(v) for v in self._status)
         op = self._ops[self._prog.row_op[row]]
         frame = self.frame_no  # the frame that failed (frame_no counts completed ones)
+        if op.lava_prev is not None and not op.fixed:
+            self._broken = "numeric overflow"
+            if code <= -2:
+                i = -2 - code
+                v = (float(op.enc.lava_k * op.inp.value[i]), 0.0, 0.0)
+            else:
+                i = code
+                v = tuple(float(a[i]) for a in (op.out.value, op.lava_prev, op.bias_cl))
+            return NumericOverflowError(lava_range_message(op.node.name, frame, code <= -2, i, *v,
+                                                           op.lava_inc))
         if code <= -2:
             i = -2 - code
             return AccumulatorOverflowError(spike_total_message(op.node, frame, i, float(op.inp.value[i])))

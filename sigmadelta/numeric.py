@@ -24,7 +24,8 @@ import numpy as np
 
 from .stats import COUNTERS
 
-__all__ = ["NumericOverflowError", "first_bad_frame", "overflow_message", "COUNTER_LIMIT"]
+__all__ = ["NumericOverflowError", "first_bad_frame", "overflow_message", "lava_range_message",
+           "COUNTER_LIMIT"]
 
 COUNTER_LIMIT = 2.0**63  # counters become int64 in Stats and recordings
 
@@ -67,3 +68,27 @@ def overflow_message(frame: int, last: int, reason: str, dtype, exact: bool) -> 
     return (f"numeric overflow {where}: {reason}. The frames before it are kept; call reset() to "
             f"start a new stream, and scale the inputs into the range the network was trained "
             f"on{wider}")
+
+
+def lava_range_message(layer: str, frame: int, is_input: bool, i: int, z: float, prev: float,
+                       bias: float, inc_limit: float) -> str:
+    """The text of :class:`NumericOverflowError` where Lava's fixed-point integers would wrap.
+
+    A ``"lava"`` layer stopped (:func:`sigmadelta.kernels.lava_range_check`) at neuron ``i``
+    with value ``z = sigma + bias`` after this step and ``prev`` before it; or, if
+    ``is_input``, at input ``i`` with ``a = z`` (``k * x``).
+    """
+    bits = int(round(np.log2(inc_limit))) + 1
+    if is_input:
+        what = (f"input neuron {i} sends a = {z:.0f}, beyond the int32 of Lava's input neuron "
+                "(the input times 2**12 must stay below 2**31; with timing='pipelined' the layer "
+                "reads the frame before)")
+    elif not -inc_limit <= z - prev < inc_limit:
+        what = (f"neuron {i} received {z - prev:.0f} in one step, beyond the {bits}-bit range "
+                "Lava's synapse holds the sum of one step in (it would wrap)")
+    else:
+        what = (f"neuron {i} reached sigma = {z - bias:.0f}, act = {z:.0f}, beyond the int32 "
+                "Lava's neuron state is held in (it would wrap)")
+    return (f"layer {layer!r} at frame {frame}: {what}, so Lava's fixed-point model would "
+            "compute something else from here on. The frames before it are kept; call reset() "
+            "to start a new stream, and scale the input down")

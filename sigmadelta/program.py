@@ -99,6 +99,16 @@ def _fixed_guard(c, p, F, I, rows, row_count, row_len):  # noqa: E741
 
 
 @njit(cache=True, nogil=True)
+def _lava_range(c, p, F):
+    """A float ``"lava"`` layer after its step: ``-1``, or where Lava's integers would have wrapped
+    (an output neuron, or ``-2 - input``: :func:`sigmadelta.kernels.lava_range_check`)."""
+    if c[WGT.enc] != LAVA or c[WGT.fixed] != 0:
+        return -1
+    return K.lava_range_check(F[c[WGT.value]], F[c[WGT.lava_prev]], F[c[WGT.bias]], p[WP.lava_inc],
+                              F[c[ENC.x]], p[WP.lava_k])
+
+
+@njit(cache=True, nogil=True)
 def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, bias, gain, frame,  # noqa: E741
               prime, st):
     """One pixel-conv frame on one set of weight-layer arrays (float or int64): the dense
@@ -149,6 +159,7 @@ def _run_pixconv(c, p, F, I, frame, prime, st, floats, fixed):  # noqa: E741
         _pix_core(c, p, F, I, F[c[PIX.w]], F[c[PIX.acc]], F[c[PIX.ev_val]], F[c[PIX.vbuf]],
                   F[c[PIX.smap]], F[c[PIX.wtap]], F[c[PIX.w_cl]], F[c[PIX.mem_w]], F[c[PIX.rowbuf]],
                   F[c[PIX.bias]], p[WP.gain], frame, prime, st)
+        return _lava_range(c, p, F)
     return -1
 
 
@@ -200,6 +211,7 @@ def _run_dense(c, p, F, I, D, prime, st, floats, fixed):  # noqa: E741
         return _fixed_update(c, p, F, I)
     if floats is not None:
         _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], F[c[DNS.w]], F[c[DNS.acc]], p[WP.gain], prime, st)
+        return _lava_range(c, p, F)
     return -1
 
 
@@ -233,6 +245,7 @@ def _run_conv(c, p, F, I, D, frame, prime, st, floats, fixed):  # noqa: E741
     if floats is not None:
         _conv_core(c, p, F, I, D, F[c[CNV.ev_val]], F[c[CNV.w]], F[c[CNV.acc]], p[WP.gain], frame, prime,
                    st)
+        return _lava_range(c, p, F)
     return -1
 
 
@@ -318,7 +331,9 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
     ``out[t]`` the output node's value if ``out_slot >= 0``. Returns the number of frames
     completed; on a fixed-point accumulator overflow it stops early and leaves ``status = (row, neuron)``,
     or ``(row, -2 - input neuron)`` when an input's spike total failed the int64 guard
-    (:func:`sigmadelta.fixedpoint.max_spike_total`) before the layer integrated.
+    (:func:`sigmadelta.fixedpoint.max_spike_total`) before the layer integrated; a float
+    ``"lava"`` layer stops the same way, after its step, where Lava's fixed-point integers would
+    have wrapped (:func:`sigmadelta.kernels.lava_range_check`).
     """
     for t in range(frames.shape[0]):
         frame_no = frame0 + t
@@ -367,6 +382,6 @@ def loop_compiled(*args) -> bool | None:
         return None
 
 
-_TIED = (_fixed_update, _fixed_guard, _pix_core, _pix_count, _run_pixconv, _encode, _count, _dense_core,
-         _run_dense, _conv_core, _run_conv, _run_other, run_frames)
+_TIED = (_fixed_update, _fixed_guard, _lava_range, _pix_core, _pix_count, _run_pixconv, _encode, _count,
+         _dense_core, _run_dense, _conv_core, _run_conv, _run_other, run_frames)
 tie_cache(_TIED, source_digest())

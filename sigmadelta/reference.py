@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from . import graph as g
 from .dense import dense_node, evaluate, layer_weights, weighted
 from .frames import iter_checked
+from .numeric import NumericOverflowError
 
 __all__ = ["reference", "Reference", "dense_node"]
 
@@ -57,8 +58,9 @@ def _check_lava_step(n, s: torch.Tensor, w: torch.Tensor) -> None:
     if isinstance(n, g.Conv) and s.abs().max() > 0:
         dz = weighted(n, s, w, None)
         if dz.abs().max() >= 2 ** (_CONV_MESSAGE_BITS - 1):
-            raise OverflowError(f"layer {n.name!r}: one step's conv output leaves Lava's signed "
-                                f"{_CONV_MESSAGE_BITS}-bit message range (Lava would wrap it)")
+            raise NumericOverflowError(f"layer {n.name!r}: one step's conv output leaves Lava's "
+                                       f"signed {_CONV_MESSAGE_BITS}-bit message range (Lava would "
+                                       "wrap it)")
 
 
 def _quantize(node: g.Dense | g.Conv, x: torch.Tensor, sent: torch.Tensor | None):

@@ -21,7 +21,7 @@ from .layout import NodeState, fan_out, grid, pair, to_internal
 from .slots import CONV, DENSE, PIXCONV, Builder, layout
 
 __all__ = ["QuantState", "Encoder", "WeightOp", "DenseOp", "ConvOp", "PixelConvOp", "ENCODER", "WEIGHT",
-           "UNITS", "HERDING", "THRESHOLD", "LAVA"]
+           "UNITS", "HERDING", "THRESHOLD", "LAVA", "LAVA_CONV_RANGE", "LAVA_DENSE_RANGE"]
 
 
 class QuantState(NamedTuple):
@@ -36,9 +36,13 @@ class QuantState(NamedTuple):
 ENCODER = layout("Encoder", ["layer", "x", "touched", "count", "memory", "enc", "ev_idx", "ev_val",
                              "k_units", "fanout"], ["param", "gain", "acc_gain", "lava_k"])
 # fixed point: acc_limit (2**(acc_bits-1) - 1) and spike_max (fixedpoint.max_spike_total), exact ints
+# lava: lava_prev (the value after the last step) and lava_inc (the synaptic sum's range), see
+# kernels.lava_range_check
 WEIGHT = layout("Weight", ["fixed", "w", "acc", "out_touched", "out_count", "value", "bias",
-                           "acc_limit", "spike_max"], base=ENCODER)
+                           "acc_limit", "spike_max", "lava_prev"], ["lava_inc"], base=ENCODER)
 UNITS, HERDING, THRESHOLD, LAVA = range(4)  # encoder kinds (column ``enc``)
+# Lava's fixed-point range of one step's synaptic sum: Conv wraps it to 24 bits, Dense to int32
+LAVA_CONV_RANGE, LAVA_DENSE_RANGE = 2.0 ** 23, 2.0 ** 31
 
 
 class Encoder:
@@ -107,6 +111,9 @@ class WeightOp:
             self.acc_limit = 2 ** (node.acc_bits - 1) - 1
             self.acc_gain = node.weight_scale / node.scale
         self.weight = integer_weights(node) if self.fixed else node.weight
+        # lava: Lava's integer widths, checked every step (kernels.lava_range_check)
+        self.lava_prev = self.bias_cl.copy() if self.enc.lava else None
+        self.lava_inc = LAVA_CONV_RANGE if isinstance(node, g.Conv) else LAVA_DENSE_RANGE
 
     def _row(self, b: Builder, kind: int, j: int):
         """Start this op's row with the encoder's and the output's columns filled."""
@@ -119,6 +126,8 @@ class WeightOp:
         r.gain = float(self.gain)
         r.acc_gain = float(self.acc_gain) if fx else 0.0
         r.acc_limit, r.spike_max = (int(self.acc_limit), max_spike_total(self.node)) if fx else (0, 0)
+        r.lava_prev = b.f(self.lava_prev) if self.lava_prev is not None else -1
+        r.lava_inc = self.lava_inc
         return r
 
     def emit(self, b: Builder, j: int) -> None:
@@ -129,6 +138,8 @@ class WeightOp:
         self.enc.reset()
         self.acc[:] = 0
         self.out.value[:] = self.bias_cl
+        if self.lava_prev is not None:
+            self.lava_prev[:] = self.bias_cl
 
 
 class DenseOp(WeightOp):

@@ -258,3 +258,30 @@ def test_simd_row_update_is_the_scalar_update(dtype):
     want[2:2 + n] = want[2:2 + n] + s * w[5:5 + n]
     update(z, s, w, 2, 5, n)
     np.testing.assert_array_equal(z, want)
+
+
+@pytest.mark.parametrize("case", ["ok", "step", "sigma", "act", "input"])
+def test_lava_range_check(case):
+    """Lava's integer widths: one step's sum within +-2**23 (conv), sigma and act within int32,
+    the input times k within int32; the first neuron out of range, else -1 and prev = value."""
+    rng = np.random.default_rng(5)
+    n, lim = 50, 2.0 ** 23
+    bias = rng.integers(-5, 5, n) * 4096.0
+    prev = bias + rng.integers(-2**30, 2**30, n)
+    value = prev + rng.integers(-2**23, 2**23, n)
+    x, k = rng.integers(0, 2**19, 20).astype(np.float64), 4096.0
+    bad = {"ok": -1, "step": 7, "sigma": 11, "act": 3, "input": -2 - 4}[case]
+    if case == "step":
+        value[7] = prev[7] + lim  # 2**23 wraps to -2**23
+    elif case == "sigma":
+        prev[11] = bias[11] + 2.0 ** 31 - 10
+        value[11] = prev[11] + 10
+    elif case == "act":
+        bias[3], prev[3], value[3] = 8192.0, 2.0 ** 31 - 4, 2.0 ** 31  # sigma 2**31 - 8192: fits
+    elif case == "input":
+        x[4] = 2.0 ** 19
+    ra, a, rb, b = _both("lava_range_check", value, prev, bias, lim, x, k)
+    assert ra == rb == bad
+    np.testing.assert_array_equal(a[1], b[1])
+    if bad == -1:
+        np.testing.assert_array_equal(a[1], value)

@@ -7,6 +7,7 @@ model (``Loihi2SimCfg(select_tag="fixed_pt")``), Lava's output sink after every 
 
 import pathlib
 import shutil
+import sys
 
 import h5py
 import numpy as np
@@ -17,6 +18,7 @@ from _zoo import make, smooth_stream
 
 import sigmadelta as sd
 from sigmadelta.io.netx import NetxError, lava_dense_weights
+from sigmadelta.numeric import NumericOverflowError
 
 DATA = pathlib.Path(__file__).parent / "data" / "lava"
 # conv: stride 2 / pad 1 and pad (1, 0); dense; sdnn: conv+conv+dense+dense (lava-dl exports);
@@ -134,6 +136,43 @@ def test_wrong_frame_layout_is_refused():
     frames, _ = _truth("sdnn", "held")
     with pytest.raises(ValueError):
         sd.simulate(net, frames.transpose(0, 3, 2, 1), timing="pipelined")  # Lava's (W, H, C)
+
+
+def test_where_lava_would_wrap_the_engine_and_reference_stop(monkeypatch):
+    """conv_wrap.npz: Lava's run of conv.net on an input that jumps 1500-fold at step 12. At step
+    13 one step's sum of the first conv leaves the 24 bits Lava's Conv holds it in: both stop
+    there, and a dense evaluation that does not stop leaves Lava's output two synapses later."""
+    net = sd.load_netx(DATA / "conv.net")
+    d = np.load(DATA / "conv_wrap.npz")
+    frames, truth = d["frames"].astype(np.float64), d["out"]
+    sim = sd.Simulator(net, timing="pipelined")
+    with pytest.raises(NumericOverflowError, match=r"layer '1:conv' at frame 13: neuron \d+ "
+                       r"received -?\d+ in one step, beyond the 24-bit range"):
+        sim.run(frames, progress=False)
+    assert sim.frame_no == 13
+    np.testing.assert_array_equal(sd.simulate(net, frames[:13], timing="pipelined",
+                                              progress=False).outputs, truth[:13])
+    with pytest.raises(NumericOverflowError, match="24-bit"):
+        sd.reference(net, frames, timing="pipelined", progress=False)
+    monkeypatch.setattr(sys.modules["sigmadelta.reference"], "_check_lava_step", lambda *a: None)
+    free = sd.reference(net, frames, timing="pipelined", progress=False)
+    differs = np.any(free.reshape(len(free), -1) != truth.reshape(len(truth), -1), axis=1)
+    assert np.flatnonzero(differs)[0] == 13 + len(net.weight_layers) - 1
+
+
+def test_input_beyond_lava_int32_is_refused():
+    """Lava's input neuron shifts the input left by 12 bits in int32: 2**19 does not fit."""
+    net = sd.load_netx(DATA / "conv.net")
+    frames, _ = _truth("conv", "held")
+    frames = frames[:4].copy()
+    frames[2, 1, 4, 5] = 2 ** 19
+    for timing, at in (("frame", 2), ("pipelined", 3)):  # pipelined: the layer reads it a step later
+        with pytest.raises(NumericOverflowError, match=rf"layer '1:conv' at frame {at}: input "
+                           r"neuron \d+ sends a = 2147483648, beyond the int32"):
+            sd.simulate(net, frames, timing=timing, progress=False)
+    frames[2, 1, 4, 5] = 2 ** 19 - 1  # fits the input neuron, but the conv's step sum cannot
+    with pytest.raises(NumericOverflowError, match=r"at frame 3: neuron \d+ received -?\d+ in one step"):
+        sd.simulate(net, frames, timing="pipelined", progress=False)
 
 
 def _edited(tmp_path, edit) -> pathlib.Path:

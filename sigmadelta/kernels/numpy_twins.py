@@ -19,6 +19,7 @@ __all__ = [
     "herding_encode_units",
     "threshold_encode",
     "lava_encode",
+    "lava_range_check",
     "dense_scatter",
     "conv_scatter",
     "expand_pixel_groups",
@@ -109,6 +110,21 @@ def lava_encode(x, touched, count, sent, k, threshold, shift, ev_idx, ev_val):
     ev_idx[: msg.sum()] = idx[msg]
     ev_val[: msg.sum()] = s[msg]
     return int(msg.sum())
+
+
+def lava_range_check(value, prev, bias, inc_limit, x, k):
+    lim = 2.0 ** 31
+    if k != 1.0:
+        bad = np.flatnonzero(~((k * x >= -lim) & (k * x < lim)))
+        if len(bad):
+            return -2 - int(bad[0])
+    inc, sigma = value - prev, value - bias
+    ok = ((inc >= -inc_limit) & (inc < inc_limit) & (sigma >= -lim) & (sigma < lim)
+          & (value >= -lim) & (value < lim))
+    bad = np.flatnonzero(~ok)
+    first = int(bad[0]) if len(bad) else len(value)
+    prev[:first] = value[:first]
+    return first if len(bad) else -1
 
 
 def dense_scatter(ev_idx, ev_val, n_events, gain, w_t, z):

@@ -7,7 +7,7 @@ from .bits import cttz
 
 __all__ = [
     "load_frame", "mask_words", "SMALL_C", "mark_changed", "touch_all", "herding_encode",
-    "herding_encode_units", "threshold_encode", "lava_encode",
+    "herding_encode_units", "threshold_encode", "lava_encode", "lava_range_check", "INT32_LIMIT",
 ]
 
 
@@ -212,6 +212,39 @@ def lava_encode(x, touched, count, sent, k, threshold, shift, ev_idx, ev_val):
             ev_val[n] = s
             n += s != 0.0
     return n
+
+
+INT32_LIMIT = 2.0 ** 31  # Lava's fixed-point state and sums are int32 (they wrap beyond)
+
+
+@njit(cache=True, nogil=True)
+def lava_range_check(value, prev, bias, inc_limit, x, k):
+    """Would Lava's fixed-point model have wrapped this step? The first bad neuron, else -1.
+
+    A ``"lava"`` layer's value is ``z = sigma + bias`` (``act = max(z, 0)``), and this step
+    added ``inc = z - prev`` (``prev``: ``z`` after the last step, then set to ``z``). Lava
+    holds ``sigma`` and ``act`` in int32 and the step's synaptic sum in ``inc_limit``
+    (``2**23``: a Conv's output wraps to 24 bits; ``2**31``: a Dense's int32 dot product),
+    and the input neuron computes ``a = k * x`` in int32 (checked if ``k != 1``)::
+
+        ok:  -inc_limit <= inc < inc_limit,  |z - bias| < 2**31,  |z| < 2**31,  |k x| < 2**31
+
+    Returns ``i`` for output neuron ``i``, ``-2 - i`` for input ``i``, ``-1`` if all are in
+    range (then ``prev = z``; at a bad neuron ``prev`` keeps its last value from there on).
+    """
+    if k != 1.0:
+        for i in range(x.shape[0]):
+            a = k * x[i]
+            if not (-INT32_LIMIT <= a < INT32_LIMIT):
+                return -2 - i
+    for i in range(value.shape[0]):
+        z = value[i]
+        inc, sigma = z - prev[i], z - bias[i]
+        if not (-inc_limit <= inc < inc_limit and -INT32_LIMIT <= sigma < INT32_LIMIT
+                and -INT32_LIMIT <= z < INT32_LIMIT):
+            return i
+        prev[i] = z
+    return -1
 
 
 @njit(cache=True, nogil=True)
