@@ -189,7 +189,9 @@ def _set(f, key, value):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda f: _set(f, "layer/2/type", np.array([b"pool"])), r"layer 2: layer type 'pool'"),
+    (lambda f: _set(f, "layer/2/type", np.array([b"pool"])),
+     r"layer 2: layer type 'pool' is not supported: lava-dl's netx does not run it either"),
+    (lambda f: _set(f, "layer/2/type", np.array([b"average"])), r"layer 2: layer type 'average'"),
     (lambda f: _set(f, "layer/4/neuron/type", "CUBA"), r"layer 4: neuron type 'CUBA'"),
     (lambda f: _set(f, "layer/4/neuron/activation", "sigmoid"), r"layer 4: neuron activation"),
     (lambda f: f.__delitem__("layer/1/weight"), r"layer 1: missing field 'weight'"),
@@ -260,7 +262,7 @@ def test_round_trip_of_an_imported_network(tmp_path):
 
 @pytest.mark.parametrize("zoo, quantizer, match", [
     ("linear", "herding", r"'herding' quantizer"),
-    ("bn2d_maxpool", "threshold", r"\(pool\): netx has no pooling"),
+    ("bn2d_maxpool", "threshold", r"\(pool\): lava-dl.s netx loader does not run pool layers"),
     ("residual", "threshold", r"residual|must follow"),
     ("leaky_bn1d_dropout", "threshold", r"'leaky' activation"),
     ("linear", "threshold", r"output layer .* has a bias"),

@@ -44,6 +44,7 @@ __all__ = ["load_netx", "save_netx", "NetxError", "SPIKE_EXP", "STATE_EXP", "lav
 SPIKE_EXP = 6  # netx's default spike exponent (graded spikes)
 STATE_EXP = 6  # Lava's state exponent for SDNN neurons (fixed in netx)
 _NEURON_KEYS = {"type", "activation", "vThMant", "sigma_output", "messageBits"}
+_LAVA_REFUSES = ("pool", "convT", "unpool")  # layer types lava-dl 0.6's netx loader cannot run
 
 
 class NetxError(FormatError):
@@ -221,6 +222,10 @@ def _read(f: h5py.File, path: str) -> g.Network:
                 nodes.append(g.Flatten(name=f"{layer}:flatten", inputs=(len(nodes) - 1,),
                                        shape=(nodes[-1].size,)))
             continue
+        if kind in _LAVA_REFUSES:
+            raise NetxError(f"netx layer {layer}: layer type {kind!r} is not supported: lava-dl's "
+                            f"netx does not run it either (lava.lib.dl.netx.hdf5.Network raises "
+                            f"NotImplementedError for {', '.join(_LAVA_REFUSES)})")
         if kind not in ("conv", "dense"):
             raise NetxError(f"netx layer {layer}: layer type {kind!r} is not supported "
                             "(input, conv, dense, flatten)")
@@ -318,7 +323,8 @@ def _stages(net: g.Network) -> list[tuple[g.Node, bool]]:
         elif isinstance(n, g.Flatten):
             flatten = True
         else:
-            why = {"pool": "netx has no pooling Lava runs", "add": "netx has no residual adds",
+            why = {"pool": "lava-dl's netx loader does not run pool layers (NotImplementedError)",
+                   "add": "netx has no residual adds",
                    "concat": "netx has no concatenation"}.get(n.kind, "netx cannot express it")
             raise NetxError(f"save_netx: node {n.name!r} ({n.kind}): {why}")
     if not out:
