@@ -27,6 +27,12 @@ shifted left by ``b`` bits with weight exponent ``-b``; Lava clips to 8 bits, tr
 ``8 - num_weight_bits`` low bits and shifts the integer sum right by ``b``); the effective
 integer weights are stored when that path is exact, and the file is refused when it is not.
 Biases are truncated to integers as Lava does.
+
+Lava holds these integers in fixed widths and wraps beyond them: one step's ``W s_in`` of a Conv
+at signed 24 bits, of a Dense at int32, ``sigma``, ``act`` and ``x << E`` at int32. The engine
+checks every ``"lava"`` layer against them each step and stops with a
+:class:`~sigmadelta.numeric.NumericOverflowError` where Lava would wrap
+(:func:`sigmadelta.kernels.lava_range_check`).
 """
 
 from __future__ import annotations
@@ -377,7 +383,9 @@ def save_netx(net: g.Network, path: str | os.PathLike) -> None:
     Refused, naming the layer and why: the herding quantizer, fixed-point herding weights,
     pooling, residual adds, concatenation, activations other than ReLU, a branching graph, an
     output that is not the last weight layer without activation, or one with a bias (Lava's
-    ``sigma_output`` neuron has none).
+    ``sigma_output`` neuron has none). Fixed point is the only route: lava-dl 0.6's netx blocks
+    have no floating-point process model (``select_tag="floating_pt"`` finds none for its
+    ``Input``), and Lava's float ``Dense`` ignores the weight exponent netx sets.
     """
     stages = _stages(net)
     lava = stages[0][0].quantizer == "lava"
