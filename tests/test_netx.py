@@ -19,6 +19,7 @@ from _zoo import make, smooth_stream
 import sigmadelta as sd
 from sigmadelta.io.netx import NetxError, lava_dense_weights
 from sigmadelta.numeric import NumericOverflowError
+from sigmadelta.weightops import PixelConvOp
 
 DATA = pathlib.Path(__file__).parent / "data" / "lava"
 # conv: stride 2 / pad 1 and pad (1, 0); dense; sdnn: conv+conv+dense+dense (lava-dl exports);
@@ -62,6 +63,22 @@ def test_event_engine_bit_exact_with_lava(lava_net, run):
     np.testing.assert_array_equal(res.outputs, truth)
     assert res.stats.synops.shape == (len(frames), len(net.weight_layers))
     assert res.stats.synops.sum() > 0
+
+
+def test_pixel_path_equals_event_scatter(lava_net, monkeypatch):
+    """netx convs run on the pixel conv path; the generic event scatter gives the same outputs
+    and the same counters, step by step."""
+    name, net = lava_net
+    frames, _ = _truth(name, "changing")
+    sim = sd.Simulator(net, timing="pipelined")
+    convs = [op for op in sim._weight_ops if op.node.kind == "conv"]
+    assert (len(convs) > 0 or name == "dense") and all(isinstance(op, PixelConvOp) for op in convs)
+    pixel = sim.run(frames, progress=False)
+    monkeypatch.setattr(PixelConvOp, "takes", staticmethod(lambda node: False))
+    scatter = sd.simulate(net, frames, timing="pipelined", progress=False)
+    np.testing.assert_array_equal(pixel.outputs, scatter.outputs)
+    for counter in ("events", "synops", "additions", "neuron_updates"):
+        np.testing.assert_array_equal(getattr(pixel.stats, counter), getattr(scatter.stats, counter))
 
 
 def test_ground_truth_is_not_trivial(lava_net):
