@@ -81,6 +81,19 @@ def test_pixel_path_equals_event_scatter(lava_net, monkeypatch):
         np.testing.assert_array_equal(getattr(pixel.stats, counter), getattr(scatter.stats, counter))
 
 
+def test_lava_convs_stay_on_the_scatter():
+    """The dense recompute path cannot run a lava conv (what it sent is not its memory): asking
+    every layer for it leaves lava convs on the scatter, naming one is an error."""
+    net = sd.load_netx(DATA / "conv.net")
+    frames, truth = _truth("conv", "changing")
+    sim = sd.Simulator(net, timing="pipelined")
+    sim.set_conv_path("dense")
+    np.testing.assert_array_equal(sim.run(frames, progress=False).outputs, truth)
+    assert all(p["dense"] == 0 for p in sim.conv_paths.values())
+    with pytest.raises(ValueError, match="'1:conv': a 'lava' conv runs the scatter path only"):
+        sim.set_conv_path("dense", layer="1:conv")
+
+
 def test_ground_truth_is_not_trivial(lava_net):
     """The changing run moves the output on most steps, and only the pipelined timing fits it."""
     name, net = lava_net
