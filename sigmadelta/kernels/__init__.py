@@ -60,7 +60,9 @@ from .recompute import (
     PATH_SCATTER,
     PATH_STATE,
     choose_dense,
+    conv_gemm,
     dense_recompute,
+    gemm_rows,
 )
 from .scatter import conv_scatter, dense_scatter, expand_pixel_groups
 from .spikemap import encode_map_1ch, make_map, no_map, prefer_map
@@ -72,7 +74,9 @@ __all__ = [
     "PATH_SCATTER",
     "PATH_STATE",
     "choose_dense",
+    "conv_gemm",
     "dense_recompute",
+    "gemm_rows",
     "activation_rows",
     "activation_update",
     "add_update",
