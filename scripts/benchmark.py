@@ -49,6 +49,7 @@ import numba
 import numpy as np
 import torch
 import torch.nn as nn
+from threadpoolctl import threadpool_limits
 
 import sigmadelta as sd
 from sigmadelta import graph as g
@@ -57,7 +58,8 @@ from sigmadelta.loaders import load_torch_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _many import many_from_args  # noqa: E402
-from _micro import bare_scatter, bench_micro, plot_micro  # noqa: E402
+from _micro import PATTERNS, bare_scatter, bench_micro, plot_micro  # noqa: E402
+from _zoo import ZOO, zoo_from_args  # noqa: E402
 
 __all__ = ["main", "synthetic_model", "synthetic_frames", "DenseRunner", "bench_network",
            "bench_micro", "plot_micro", "bench_streams", "serial_fraction", "bare_scatter"]
@@ -398,7 +400,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="8,16,16,16", help="herding scale(s), comma separated")
     p.add_argument("--video", help="embedded name or video path (default: synthetic frames)")
     p.add_argument("--frames", type=int, default=60)
-    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    p.add_argument("--dtype", default="float64",
+                   help="float64 or float32 (--zoo: a comma list, e.g. float32,float64)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--streams", default="", help="e.g. 1,2: simulate_batch scaling")
     p.add_argument("--micro", action="store_true", help="single-conv kernel efficiency")
@@ -406,7 +409,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--micro-channels", default="16,32,64")
     p.add_argument("--activity", default="0.05",
                    help="--micro: share of input neurons changed per frame; a comma list sweeps")
+    p.add_argument("--micro-pattern", default="neuron",
+                   help="--micro: how inputs change: neuron (random neurons), pixel (whole pixels), "
+                        "channels (25%% of a pixel's channels); a comma list runs each")
     p.add_argument("--plot", help="--micro: write a PNG of speedup and efficiency against activity")
+    p.add_argument("--zoo", nargs="?", const=",".join(ZOO), default=None,
+                   help="networks in common styles against dense torch (3x64x64, --video, default "
+                        "bikes; --dtype float32,float64); a comma list picks some: " + ", ".join(ZOO))
     p.add_argument("--many", type=int, default=0, help="N: sd.simulate_many of N video streams")
     p.add_argument("--workers", default="1,2", help="--many: worker processes to compare, e.g. 1,2")
     p.add_argument("--conv-path", default="auto",
@@ -436,7 +445,12 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # sd.convert flushed the weights; torch's activations too
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    dtype = np.dtype(args.dtype)
+    importlib.import_module("scipy.linalg.cython_blas")  # the BLAS the dense conv path's GEMM
+    threadpool_limits(args.threads)  # calls (loaded first, so that the limit reaches it)
+    dtypes = [np.dtype(d) for d in args.dtype.split(",") if d in ("float32", "float64")]
+    if len(dtypes) != len(args.dtype.split(",")) or (len(dtypes) > 1 and args.zoo is None):
+        sys.exit(f"--dtype: float32 or float64 (a comma list with --zoo), got {args.dtype!r}")
+    dtype = dtypes[0]
     out: dict = {"threads": args.threads}
     paths = tuple(args.conv_path.split(","))
     if not paths or any(p not in ("auto", "scatter", "dense") for p in paths):
@@ -451,19 +465,27 @@ def main(argv: list[str] | None = None) -> dict:
                     " (Lava not available: --lava-python)")
             print(f"{r['netx']}: {r['frames']} frames, {r['ms_per_step']:.3f} ms per step (pipelined, "
                   f"op reduction {r['op_reduction']:.1f}x){lava}")
+    elif args.zoo is not None:
+        out["zoo"] = zoo_from_args(args, dtypes, bench_network)
     elif args.micro:
         out["micro"] = []
-        for a in _floats(args.activity, "--activity"):
-            out["micro"] += bench_micro([int(c) for c in args.micro_channels.split(",")],
-                                        tuple(args.micro_hw), a, max(args.frames, 3), dtype,
-                                        args.repeats, paths)
+        patterns = args.micro_pattern.split(",")
+        if any(pt not in PATTERNS for pt in patterns):
+            sys.exit(f"--micro-pattern: one or more of {', '.join(PATTERNS)}, got {args.micro_pattern!r}")
+        for pt in patterns:
+            for a in _floats(args.activity, "--activity"):
+                out["micro"] += bench_micro([int(c) for c in args.micro_channels.split(",")],
+                                            tuple(args.micro_hw), a, max(args.frames, 3), dtype,
+                                            args.repeats, paths, pt)
         if args.plot:
             out["plot"] = plot_micro(out["micro"], args.plot)
         if not args.json:
             for m in out["micro"]:
-                print(f"micro C={m['channels']:3d} {m['hw']} events {m['event_rate']:.3f} "
+                print(f"micro C={m['channels']:3d} {m['hw']} {m['pattern']} events {m['event_rate']:.3f} "
                       f"path {m['path']} (frames by path {m['conv_paths']}): speedup "
-                      f"{m['speedup']:.2f}x, {m['frame_speedup']:.2f}x with input (op reduction "
+                      f"{m['speedup']:.2f}x (passes {m['speedup_spread'][0]:.2f}-"
+                      f"{m['speedup_spread'][1]:.2f}x), "
+                      f"{m['frame_speedup']:.2f}x with input (op reduction "
                       f"{m['op_reduction']:.1f}x); event "
                       f"{m['event_ms_per_frame']:.3f} ms/frame {m['gsynops_per_s']:.2f} Gsyn/s; dense "
                       f"{m['dense_ms']:.3f} ms {m['dense_gmacs_per_s']:.2f} GMAC/s; "
