@@ -162,6 +162,8 @@ def zoo_from_args(args, dtypes, bench_network) -> list[dict]:
     from sigmadelta.datasets import open_source
 
     names = args.zoo.split(",")
+    if any(n not in ZOO for n in names):
+        raise SystemExit(f"--zoo: unknown network in {args.zoo!r}; choose from {', '.join(ZOO)}")
     frames = np.stack(list(open_source(args.video or "bikes", size=(64, 64), gray=False,
                                        limit=args.frames))).astype(np.float32)
     calib = np.stack(list(open_source("bigbuckbunny", size=(64, 64), gray=False, limit=16)))

@@ -47,9 +47,10 @@ MODE, LAST_TOUCHED, FRAMES_SCATTER, FRAMES_DENSE = (PATH_STATE.mode, PATH_STATE.
                                                     PATH_STATE.frames_scatter, PATH_STATE.frames_dense)
 LAST_EVENTS = PATH_STATE.last_events
 #: auto: the dense path runs when the expected events exceed this fraction of the inputs (set
-#: from the micro benchmark: the recompute runs at about 0.44x torch, the scatter below that
-#: only beyond about 60% of the inputs spiking)
-DENSE_ABOVE = 0.6
+#: from the micro benchmark, 3x3 convs at 64x64 in float32 on a 2-vCPU AMD EPYC: the GEMM
+#: recompute, encoding included, costs about as much as the scatter at 35-50% of the inputs
+#: spiking for C=16-32, and more than it up to 50% at C=64)
+DENSE_ABOVE = 0.45
 
 
 @njit(cache=True, nogil=True)
