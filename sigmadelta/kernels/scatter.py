@@ -118,14 +118,13 @@ def _divmod(a, s):
 
 @njit(cache=True, nogil=True)
 def expand_pixel_groups(pg_list, pg_count, groups, cg, touched, count):
-    """List the neurons of every touched (pixel, group): ``p*C + g*Cg + j``."""
+    """List the neurons of every touched (pixel, group): ``p*C + g*Cg + j``.
+
+    With ``C = groups * Cg`` and ``pg = p*groups + g``, ``p*C + g*Cg = pg * Cg``: no division.
+    """
     n = 0
-    c_out = groups * cg
     for t in range(pg_count[0]):
-        pg = pg_list[t]
-        p = pg // groups
-        g = pg % groups
-        base = p * c_out + g * cg
+        base = pg_list[t] * cg
         for j in range(cg):
             touched[n] = base + j
             n += 1
