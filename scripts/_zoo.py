@@ -138,25 +138,27 @@ def zoo_model(name: str, calib: np.ndarray, seed: int = 0) -> nn.Module:
 
 
 def bench_zoo(names, frames: np.ndarray, calib: np.ndarray, dtypes, scale: float, repeats: int,
-              bench_network) -> list[dict]:
-    """Per network and event dtype: :func:`bench_network` on ``frames`` (the conv path chosen
-    per layer and frame), one row with speedup, its spread over passes and op reduction."""
+              bench_network, paths=("auto",)) -> list[dict]:
+    """Per network, event dtype and conv path (``auto``: chosen per layer and frame):
+    :func:`bench_network` on ``frames``, one row with speedup, its spread over passes and op
+    reduction (the per-layer times are those of the last path)."""
     import sigmadelta as sd
 
     rows = []
     for name in names:
         net = sd.convert(zoo_model(name, calib), SHAPE, scale=scale)
         for dt in dtypes:
-            r = bench_network(net, frames, dt, repeats)
-            b = r["by_path"]["auto"]
-            rows.append({"network": name, "dtype": np.dtype(dt).name, "speedup": b["speedup"],
-                         "speedup_spread": b["speedup_spread"], "op_reduction": r["op_reduction"],
-                         "event_fps": r["event_fps"], "dense_fps": r["dense_fps"],
-                         "layers": r["layers"], "conv_paths": b["conv_paths"]})
+            r = bench_network(net, frames, dt, repeats, paths)
+            for path, b in r["by_path"].items():
+                rows.append({"network": name, "dtype": np.dtype(dt).name, "path": path,
+                             "speedup": b["speedup"], "speedup_spread": b["speedup_spread"],
+                             "op_reduction": r["op_reduction"], "event_fps": b["event_fps"],
+                             "dense_fps": r["dense_fps"], "layers": r["layers"],
+                             "conv_paths": b["conv_paths"]})
     return rows
 
 
-def zoo_from_args(args, dtypes, bench_network) -> list[dict]:
+def zoo_from_args(args, dtypes, bench_network, paths=("auto",)) -> list[dict]:
     """``--zoo``: each network on ``--frames`` frames of ``--video`` (default bikes) at 64x64,
     BatchNorm calibrated on 16 frames of bigbuckbunny, herding scale ``--scale``."""
     from sigmadelta.datasets import open_source
@@ -168,10 +170,10 @@ def zoo_from_args(args, dtypes, bench_network) -> list[dict]:
                                        limit=args.frames))).astype(np.float32)
     calib = np.stack(list(open_source("bigbuckbunny", size=(64, 64), gray=False, limit=16)))
     rows = bench_zoo(names, frames, calib, dtypes, float(args.scale.split(",")[0]), args.repeats,
-                     bench_network)
+                     bench_network, paths)
     if not args.json:
         for r in rows:
-            print(f"zoo {r['network']:>20} {r['dtype']}: speedup {r['speedup']:.2f}x (passes "
+            print(f"zoo {r['network']:>20} {r['dtype']} {r['path']}: speedup {r['speedup']:.2f}x (passes "
                   f"{r['speedup_spread'][0]:.2f}-{r['speedup_spread'][1]:.2f}x), op reduction "
                   f"{r['op_reduction']:.1f}x, event {r['event_fps']:.0f} fps, dense "
                   f"{r['dense_fps']:.0f} fps")

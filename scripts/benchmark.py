@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{r['netx']}: {r['frames']} frames, {r['ms_per_step']:.3f} ms per step (pipelined, "
                   f"op reduction {r['op_reduction']:.1f}x){lava}")
     elif args.zoo is not None:
-        out["zoo"] = zoo_from_args(args, dtypes, bench_network)
+        out["zoo"] = zoo_from_args(args, dtypes, bench_network, paths)
     elif args.micro:
         out["micro"] = []
         patterns = args.micro_pattern.split(",")

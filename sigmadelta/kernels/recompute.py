@@ -47,10 +47,10 @@ MODE, LAST_TOUCHED, FRAMES_SCATTER, FRAMES_DENSE = (PATH_STATE.mode, PATH_STATE.
                                                     PATH_STATE.frames_scatter, PATH_STATE.frames_dense)
 LAST_EVENTS = PATH_STATE.last_events
 #: auto: the dense path runs when the expected events exceed this fraction of the inputs (set
-#: from the micro benchmark, 3x3 convs at 64x64 in float32 on a 2-vCPU AMD EPYC: the GEMM
-#: recompute, encoding included, costs about as much as the scatter at 35-50% of the inputs
-#: spiking for C=16-32, and more than it up to 50% at C=64)
-DENSE_ABOVE = 0.45
+#: from the micro benchmark, 3x3 convs at 64x64 in float32 on a 2-vCPU AMD EPYC: at 47.5% of
+#: the inputs spiking the GEMM recompute, encoding included, beat the scatter only at C=32 with
+#: random-neuron changes, tied at C=16, and lost at C=64 and with whole-pixel changes)
+DENSE_ABOVE = 0.6
 
 
 @njit(cache=True, nogil=True)
