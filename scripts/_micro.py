@@ -17,7 +17,7 @@ import torch.nn as nn
 
 import sigmadelta as sd
 
-__all__ = ["bench_micro", "plot_micro", "bare_scatter", "PATTERNS"]
+__all__ = ["bench_micro", "plot_micro", "print_micro", "bare_scatter", "PATTERNS"]
 
 
 #: how the input changes from frame to frame in the micro benchmark
@@ -211,3 +211,19 @@ def plot_micro(rows: list[dict], path: str) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def print_micro(rows: list[dict]) -> None:
+    """One line per row of :func:`bench_micro`."""
+    for m in rows:
+        print(f"micro C={m['channels']:3d} {m['hw']} {m['pattern']} events {m['event_rate']:.3f} "
+              f"path {m['path']} (frames by path {m['conv_paths']}): speedup "
+              f"{m['speedup']:.2f}x (passes {m['speedup_spread'][0]:.2f}-"
+              f"{m['speedup_spread'][1]:.2f}x), "
+              f"{m['frame_speedup']:.2f}x with input (op reduction "
+              f"{m['op_reduction']:.1f}x); event "
+              f"{m['event_ms_per_frame']:.3f} ms/frame {m['gsynops_per_s']:.2f} Gsyn/s; dense "
+              f"{m['dense_ms']:.3f} ms {m['dense_gmacs_per_s']:.2f} GMAC/s; "
+              f"efficiency {m['kernel_efficiency']:.3f}; bare scatter "
+              f"{m['bare_gsynops_per_s']:.2f} Gsyn/s (efficiency ceiling "
+              f"{m['bare_efficiency']:.3f}), engine at {m['share_of_bare']:.2f} of it")

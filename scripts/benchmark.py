@@ -13,6 +13,10 @@ random 5 % of the input neurons change per frame (``--activity 0.01,0.05,0.2`` s
 ``--plot sweep.png`` draws speedup and efficiency against it; ``scripts/_micro.py``); beside
 it, the rate of the bare scatter (:func:`bare_scatter`: the multiply-adds alone, no encoding
 or listing) on the same events, which bounds any event scatter on this machine.
+``--micro-pattern neuron,pixel,channels``: random neurons, whole pixels or a quarter of a
+pixel's channels change. ``--zoo``: networks in common styles (``scripts/_zoo.py``) on 64x64
+frames of bikes, ``--dtype float32,float64``, ``--conv-path scatter,auto`` to compare paths.
+BLAS (the dense conv path's GEMM) is limited to ``--threads`` too.
 ``--streams 1,2``: throughput of ``sd.simulate_batch`` with that many streams on as
 many threads. ``--many 8 --workers 1,2``: ``sd.simulate_many`` on 1 and 2 processes (_many.py).
 
@@ -21,6 +25,7 @@ Examples
 python scripts/benchmark.py --video carphone --frames 60
 python scripts/benchmark.py --micro --dtype float32
 python scripts/benchmark.py --micro --dtype float32 --activity 0.005,0.01,0.02,0.05,0.1,0.2 --plot sweep.png
+python scripts/benchmark.py --zoo --frames 30 --dtype float32,float64 --scale 32 --conv-path scatter,auto
 python scripts/benchmark.py --net demo.h5 --video carphone --streams 1,2 --json
 python scripts/benchmark.py --many 8 --workers 1,2 --frames 120
 python scripts/benchmark.py --netx pilotnet_sdnn.net --video carphone --lava-python /path/to/py310/bin/python
@@ -58,7 +63,7 @@ from sigmadelta.loaders import load_torch_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _many import many_from_args  # noqa: E402
-from _micro import PATTERNS, bare_scatter, bench_micro, plot_micro  # noqa: E402
+from _micro import PATTERNS, bare_scatter, bench_micro, plot_micro, print_micro  # noqa: E402
 from _zoo import ZOO, zoo_from_args  # noqa: E402
 
 __all__ = ["main", "synthetic_model", "synthetic_frames", "DenseRunner", "bench_network",
@@ -480,18 +485,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.plot:
             out["plot"] = plot_micro(out["micro"], args.plot)
         if not args.json:
-            for m in out["micro"]:
-                print(f"micro C={m['channels']:3d} {m['hw']} {m['pattern']} events {m['event_rate']:.3f} "
-                      f"path {m['path']} (frames by path {m['conv_paths']}): speedup "
-                      f"{m['speedup']:.2f}x (passes {m['speedup_spread'][0]:.2f}-"
-                      f"{m['speedup_spread'][1]:.2f}x), "
-                      f"{m['frame_speedup']:.2f}x with input (op reduction "
-                      f"{m['op_reduction']:.1f}x); event "
-                      f"{m['event_ms_per_frame']:.3f} ms/frame {m['gsynops_per_s']:.2f} Gsyn/s; dense "
-                      f"{m['dense_ms']:.3f} ms {m['dense_gmacs_per_s']:.2f} GMAC/s; "
-                      f"efficiency {m['kernel_efficiency']:.3f}; bare scatter "
-                      f"{m['bare_gsynops_per_s']:.2f} Gsyn/s (efficiency ceiling "
-                      f"{m['bare_efficiency']:.3f}), engine at {m['share_of_bare']:.2f} of it")
+            print_micro(out["micro"])
     else:
         net, frames, what = _network_and_frames(args)
         out["network"] = bench_network(net, frames, dtype, args.repeats, paths)
