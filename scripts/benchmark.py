@@ -14,7 +14,7 @@ random 5 % of the input neurons change per frame (``--activity 0.01,0.05,0.2`` s
 it, the rate of the bare scatter (:func:`bare_scatter`: the multiply-adds alone, no encoding
 or listing) on the same events, which bounds any event scatter on this machine.
 ``--micro-pattern neuron,pixel,channels``: random neurons, whole pixels or a quarter of a
-pixel's channels change. ``--zoo``: networks in common styles (``scripts/_zoo.py``) on 64x64
+pixel's channels change. ``--zoo``: networks in common styles (``scripts/_netzoo.py``) on 64x64
 frames of bikes, ``--dtype float32,float64``, ``--conv-path scatter,auto`` to compare paths.
 BLAS (the dense conv path's GEMM) is limited to ``--threads`` too.
 ``--streams 1,2``: throughput of ``sd.simulate_batch`` with that many streams on as
@@ -64,7 +64,7 @@ from sigmadelta.loaders import load_torch_model
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _many import many_from_args  # noqa: E402
 from _micro import PATTERNS, bare_scatter, bench_micro, plot_micro, print_micro  # noqa: E402
-from _zoo import ZOO, zoo_from_args  # noqa: E402
+from _netzoo import ZOO, zoo_from_args  # noqa: E402
 
 __all__ = ["main", "synthetic_model", "synthetic_frames", "DenseRunner", "bench_network",
            "bench_micro", "plot_micro", "bench_streams", "serial_fraction", "bare_scatter"]

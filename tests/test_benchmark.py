@@ -65,8 +65,12 @@ def test_benchmark_many_smoke():
 def test_micro_frames_change_by_pattern():
     """Each pattern changes the asked share of neurons, by whole pixels or a quarter of a pixel's
     channels where it says so."""
-    sys.path.insert(0, str(SCRIPT.parent))
-    from _micro import _micro_frames
+    import importlib.util  # by path: scripts/ on sys.path would shadow the tests' helpers
+
+    spec = importlib.util.spec_from_file_location("bench_micro_module", SCRIPT.parent / "_micro.py")
+    micro = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(micro)
+    _micro_frames = micro._micro_frames
 
     c, h, w, a = 16, 12, 10, 0.1
     for pattern in ("neuron", "pixel", "channels"):
