@@ -17,19 +17,38 @@ import torch.nn as nn
 
 import sigmadelta as sd
 
-__all__ = ["bench_micro", "plot_micro", "bare_scatter"]
+__all__ = ["bench_micro", "plot_micro", "print_micro", "bare_scatter", "PATTERNS"]
 
 
-def _micro_frames(shape, t: int, activity: float, seed: int) -> np.ndarray:
+#: how the input changes from frame to frame in the micro benchmark
+PATTERNS = ("neuron", "pixel", "channels")
+
+
+def _micro_frames(shape, t: int, activity: float, seed: int, pattern: str = "neuron") -> np.ndarray:
+    """``t`` frames of shape ``(C, H, W)``; each changes a share ``activity`` of the neurons.
+
+    ``neuron``: that many random neurons; ``pixel``: that share of the pixels, all channels
+    (whole-pixel changes); ``channels``: four times that share of the pixels, a random 25 %
+    of their channels each.
+    """
     rng = np.random.default_rng(seed)
-    n = int(np.prod(shape))
-    frames = [rng.random(n).astype(np.float32)]
+    c, n = shape[0], int(np.prod(shape))
+    n_px = n // c
+    frames = [rng.random(shape).astype(np.float32)]
     for _ in range(t - 1):
         f = frames[-1].copy()
-        idx = rng.choice(n, int(round(activity * n)), replace=False)
-        f[idx] += rng.normal(0, 0.5, len(idx)).astype(np.float32)
+        if pattern == "neuron":
+            mask = np.zeros(n, bool)
+            mask[rng.choice(n, int(round(activity * n)), replace=False)] = True
+        else:
+            share = activity if pattern == "pixel" else min(1.0, 4 * activity)
+            px = np.zeros(n_px, bool)
+            px[rng.choice(n_px, int(round(share * n_px)), replace=False)] = True
+            ch = np.ones((c, n_px), bool) if pattern == "pixel" else rng.random((c, n_px)) < 0.25
+            mask = (ch & px[None]).ravel()
+        f.reshape(-1)[mask] += rng.normal(0, 0.5, int(mask.sum())).astype(np.float32)
         frames.append(f)
-    return np.stack(frames).reshape(t, *shape)
+    return np.stack(frames)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -90,8 +109,11 @@ def _micro_once(net, x, dtype, conv, xt, bare, path="auto") -> tuple[float, floa
 
 
 def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, frames: int = 30,
-                dtype=np.float64, repeats: int = 5, paths=("auto",)) -> list[dict]:
+                dtype=np.float64, repeats: int = 5, paths=("auto",), pattern: str = "neuron") -> list[dict]:
     """One 3x3 conv (C_in = C_out = C, padding 1) at ``activity``: event step vs torch conv2d.
+
+    The input changes by ``pattern`` (:func:`_micro_frames`: random neurons, whole pixels
+    or a quarter of the channels of random pixels).
 
     Event pass, dense pass and bare scatter alternate ``repeats`` times, once per conv path
     of ``paths`` (:meth:`sd.Simulator.set_conv_path`); each keeps its best; one row per
@@ -106,7 +128,7 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
         conv = nn.Conv2d(c, c, 3, padding=1).eval()
         shape = (c, *hw)
         net = sd.convert(conv, shape, scale=16.0)
-        x = _micro_frames(shape, frames, activity, c)
+        x = _micro_frames(shape, frames, activity, c, pattern)
         xt = torch.from_numpy(x[0])[None]
         bare = _bare_events(c, hw, activity, frames - 1, c)
         _micro_once(net, x[:3], dtype, conv, xt, (*bare[:2], bare[2][:1], bare[3]))  # warm up
@@ -116,7 +138,8 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
                 by_path[p].append(_micro_once(net, x, dtype, conv, xt, bare, p))
         res = sd.Simulator(net, dtype=dtype).run(x, progress=False)
         for p, runs in by_path.items():
-            out.append(_micro_row(net, res, runs, c, hw, activity, frames, bare[3], x[0].size, p))
+            row = _micro_row(net, res, runs, c, hw, activity, frames, bare[3], x[0].size, p)
+            out.append({**row, "pattern": pattern})
     return out
 
 
@@ -143,44 +166,64 @@ def _micro_row(net, res, runs, c, hw, activity, frames, n_bare, n_in, path) -> d
 def plot_micro(rows: list[dict], path: str) -> str:
     """PNG of a micro sweep: wall-clock speedup and kernel efficiency against input activity.
 
-    Left: the event layer's speedup over dense torch per channel count and conv path,
-    beside the op reduction (the speedup at efficiency 1) and 0.85x. Right: kernel efficiency
-    and the bare-scatter ceiling. Returns the path written.
+    One panel per change pattern: the event layer's speedup over dense torch per channel
+    count and conv path, beside the op reduction (the speedup at efficiency 1), 1x and
+    0.85x. Last panel: kernel efficiency (first pattern) and the bare-scatter ceiling.
+    Returns the path written.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
+    patterns = [pt for pt in PATTERNS if any(r.get("pattern", "neuron") == pt for r in rows)]
+    fig, ax = plt.subplots(1, len(patterns) + 1, figsize=(5.5 * (len(patterns) + 1), 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     paths = sorted({r.get("path", "auto") for r in rows})
     marks = {"auto": "o-", "scatter": "x--", "dense": "^-."}
     for k, c in enumerate(sorted({r["channels"] for r in rows})):
         col = colors[k % len(colors)]
-        for p in paths:
-            rs = sorted((r for r in rows if r["channels"] == c and r.get("path", "auto") == p),
-                        key=lambda r: r["activity"])
-            a = [100 * r["event_rate"] for r in rs]
-            ax[0].loglog(a, [r["speedup"] for r in rs], marks[p], color=col, label=f"C={c} {p}")
-            ax[1].semilogx(a, [r["kernel_efficiency"] for r in rs], marks[p], color=col,
-                           label=f"C={c} {p}")
-        ax[0].loglog(a, [r["op_reduction"] for r in rs], ":", color=col, lw=0.8,
-                     label=f"C={c} op reduction")
-        ax[1].semilogx(a, [r["bare_efficiency"] for r in rs], ":", color=col, lw=0.8,
-                       label=f"C={c} bare scatter")
-    ax[0].axhline(1, color="k", lw=0.8)
-    ax[0].axhline(0.85, color="r", lw=0.8, ls="--")
-    ax[0].set(xlabel="input neurons that spike per frame (%)", ylabel="dense time / event time",
-              title="3x3 conv layer, one thread: wall-clock speedup over torch (red: 0.85x)")
-    ax[1].set(xlabel="input neurons that spike per frame (%)", ylabel="(synops/s) / (dense MACs/s)",
-              title="kernel efficiency")
+        for i, pt in enumerate(patterns):
+            for p in paths:
+                rs = sorted((r for r in rows if r["channels"] == c and r.get("path", "auto") == p
+                             and r.get("pattern", "neuron") == pt), key=lambda r: r["activity"])
+                a = [100 * r["event_rate"] for r in rs]
+                ax[i].loglog(a, [r["speedup"] for r in rs], marks[p], color=col, label=f"C={c} {p}")
+                if i == 0:
+                    ax[-1].semilogx(a, [r["kernel_efficiency"] for r in rs], marks[p], color=col,
+                                    label=f"C={c} {p}")
+            ax[i].loglog(a, [r["op_reduction"] for r in rs], ":", color=col, lw=0.8,
+                         label=f"C={c} op reduction")
+            if i == 0:
+                ax[-1].semilogx(a, [r["bare_efficiency"] for r in rs], ":", color=col, lw=0.8,
+                                label=f"C={c} bare scatter")
+    for i, pt in enumerate(patterns):
+        ax[i].axhline(1, color="k", lw=0.8)
+        ax[i].axhline(0.85, color="r", lw=0.8, ls="--")
+        ax[i].set(xlabel="input neurons that spike per frame (%)", ylabel="dense time / event time",
+                  title=f"3x3 conv, one thread, {pt} changes:\nspeedup over torch (red: 0.85x)")
+    ax[-1].set(xlabel="input neurons that spike per frame (%)", ylabel="(synops/s) / (dense MACs/s)",
+               title=f"kernel efficiency ({patterns[0]} changes)")
     for a in ax:
         a.grid(True, which="both", alpha=0.3)
-        a.legend(fontsize=7)
+        a.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
+def print_micro(rows: list[dict]) -> None:
+    """One line per row of :func:`bench_micro`."""
+    for m in rows:
+        print(f"micro C={m['channels']:3d} {m['hw']} {m['pattern']} events {m['event_rate']:.3f} "
+              f"path {m['path']} (frames by path {m['conv_paths']}): speedup "
+              f"{m['speedup']:.2f}x (passes {m['speedup_spread'][0]:.2f}-"
+              f"{m['speedup_spread'][1]:.2f}x), "
+              f"{m['frame_speedup']:.2f}x with input (op reduction "
+              f"{m['op_reduction']:.1f}x); event "
+              f"{m['event_ms_per_frame']:.3f} ms/frame {m['gsynops_per_s']:.2f} Gsyn/s; dense "
+              f"{m['dense_ms']:.3f} ms {m['dense_gmacs_per_s']:.2f} GMAC/s; "
+              f"efficiency {m['kernel_efficiency']:.3f}; bare scatter "
+              f"{m['bare_gsynops_per_s']:.2f} Gsyn/s (efficiency ceiling "
+              f"{m['bare_efficiency']:.3f}), engine at {m['share_of_bare']:.2f} of it")

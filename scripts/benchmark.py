@@ -13,6 +13,10 @@ random 5 % of the input neurons change per frame (``--activity 0.01,0.05,0.2`` s
 ``--plot sweep.png`` draws speedup and efficiency against it; ``scripts/_micro.py``); beside
 it, the rate of the bare scatter (:func:`bare_scatter`: the multiply-adds alone, no encoding
 or listing) on the same events, which bounds any event scatter on this machine.
+``--micro-pattern neuron,pixel,channels``: random neurons, whole pixels or a quarter of a
+pixel's channels change. ``--zoo``: networks in common styles (``scripts/_netzoo.py``) on 64x64
+frames of bikes, ``--dtype float32,float64``, ``--conv-path scatter,auto`` to compare paths.
+BLAS (the dense conv path's GEMM) is limited to ``--threads`` too.
 ``--streams 1,2``: throughput of ``sd.simulate_batch`` with that many streams on as
 many threads. ``--many 8 --workers 1,2``: ``sd.simulate_many`` on 1 and 2 processes (_many.py).
 
@@ -21,6 +25,7 @@ Examples
 python scripts/benchmark.py --video carphone --frames 60
 python scripts/benchmark.py --micro --dtype float32
 python scripts/benchmark.py --micro --dtype float32 --activity 0.005,0.01,0.02,0.05,0.1,0.2 --plot sweep.png
+python scripts/benchmark.py --zoo --frames 30 --dtype float32,float64 --scale 32 --conv-path scatter,auto
 python scripts/benchmark.py --net demo.h5 --video carphone --streams 1,2 --json
 python scripts/benchmark.py --many 8 --workers 1,2 --frames 120
 python scripts/benchmark.py --netx pilotnet_sdnn.net --video carphone --lava-python /path/to/py310/bin/python
@@ -50,6 +55,7 @@ import numba
 import numpy as np
 import torch
 import torch.nn as nn
+from threadpoolctl import threadpool_limits
 
 import sigmadelta as sd
 from sigmadelta import graph as g
@@ -58,7 +64,8 @@ from sigmadelta.loaders import load_torch_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _many import many_from_args  # noqa: E402
-from _micro import bare_scatter, bench_micro, plot_micro  # noqa: E402
+from _micro import PATTERNS, bare_scatter, bench_micro, plot_micro, print_micro  # noqa: E402
+from _netzoo import ZOO, zoo_from_args  # noqa: E402
 
 __all__ = ["main", "synthetic_model", "synthetic_frames", "DenseRunner", "bench_network",
            "bench_micro", "plot_micro", "bench_streams", "serial_fraction", "bare_scatter"]
@@ -401,7 +408,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="8,16,16,16", help="herding scale(s), comma separated")
     p.add_argument("--video", help="embedded name or video path (default: synthetic frames)")
     p.add_argument("--frames", type=int, default=60)
-    p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    p.add_argument("--dtype", default="float64",
+                   help="float64 or float32 (--zoo: a comma list, e.g. float32,float64)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--streams", default="", help="e.g. 1,2: simulate_batch scaling")
     p.add_argument("--micro", action="store_true", help="single-conv kernel efficiency")
@@ -409,7 +417,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--micro-channels", default="16,32,64")
     p.add_argument("--activity", default="0.05",
                    help="--micro: share of input neurons changed per frame; a comma list sweeps")
+    p.add_argument("--micro-pattern", default="neuron",
+                   help="--micro: how inputs change: neuron (random neurons), pixel (whole pixels), "
+                        "channels (25%% of a pixel's channels); a comma list runs each")
     p.add_argument("--plot", help="--micro: write a PNG of speedup and efficiency against activity")
+    p.add_argument("--zoo", nargs="?", const=",".join(ZOO), default=None,
+                   help="networks in common styles against dense torch (3x64x64, --video, default "
+                        "bikes; --dtype float32,float64); a comma list picks some: " + ", ".join(ZOO))
     p.add_argument("--many", type=int, default=0, help="N: sd.simulate_many of N video streams")
     p.add_argument("--workers", default="1,2", help="--many: worker processes to compare, e.g. 1,2")
     p.add_argument("--conv-path", default="auto",
@@ -439,7 +453,12 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # sd.convert flushed the weights; torch's activations too
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    dtype = np.dtype(args.dtype)
+    importlib.import_module("scipy.linalg.cython_blas")  # the BLAS the dense conv path's GEMM
+    threadpool_limits(args.threads)  # calls (loaded first, so that the limit reaches it)
+    dtypes = [np.dtype(d) for d in args.dtype.split(",") if d in ("float32", "float64")]
+    if len(dtypes) != len(args.dtype.split(",")) or (len(dtypes) > 1 and args.zoo is None):
+        sys.exit(f"--dtype: float32 or float64 (a comma list with --zoo), got {args.dtype!r}")
+    dtype = dtypes[0]
     out: dict = {"threads": args.threads}
     paths = tuple(args.conv_path.split(","))
     if not paths or any(p not in ("auto", "scatter", "dense") for p in paths):
@@ -457,25 +476,22 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{r['netx']}: {r['frames']} frames, {r['ms_per_step']:.3f} ms per step (pipelined, "
                   f"op reduction {r['op_reduction']:.1f}x){lava}; load average "
                   + ", ".join(f"{v:.1f}" for v in r["load_average"]))
+    elif args.zoo is not None:
+        out["zoo"] = zoo_from_args(args, dtypes, bench_network, paths)
     elif args.micro:
         out["micro"] = []
-        for a in _floats(args.activity, "--activity"):
-            out["micro"] += bench_micro([int(c) for c in args.micro_channels.split(",")],
-                                        tuple(args.micro_hw), a, max(args.frames, 3), dtype,
-                                        args.repeats, paths)
+        patterns = args.micro_pattern.split(",")
+        if any(pt not in PATTERNS for pt in patterns):
+            sys.exit(f"--micro-pattern: one or more of {', '.join(PATTERNS)}, got {args.micro_pattern!r}")
+        for pt in patterns:
+            for a in _floats(args.activity, "--activity"):
+                out["micro"] += bench_micro([int(c) for c in args.micro_channels.split(",")],
+                                            tuple(args.micro_hw), a, max(args.frames, 3), dtype,
+                                            args.repeats, paths, pt)
         if args.plot:
             out["plot"] = plot_micro(out["micro"], args.plot)
         if not args.json:
-            for m in out["micro"]:
-                print(f"micro C={m['channels']:3d} {m['hw']} events {m['event_rate']:.3f} "
-                      f"path {m['path']} (frames by path {m['conv_paths']}): speedup "
-                      f"{m['speedup']:.2f}x, {m['frame_speedup']:.2f}x with input (op reduction "
-                      f"{m['op_reduction']:.1f}x); event "
-                      f"{m['event_ms_per_frame']:.3f} ms/frame {m['gsynops_per_s']:.2f} Gsyn/s; dense "
-                      f"{m['dense_ms']:.3f} ms {m['dense_gmacs_per_s']:.2f} GMAC/s; "
-                      f"efficiency {m['kernel_efficiency']:.3f}; bare scatter "
-                      f"{m['bare_gsynops_per_s']:.2f} Gsyn/s (efficiency ceiling "
-                      f"{m['bare_efficiency']:.3f}), engine at {m['share_of_bare']:.2f} of it")
+            print_micro(out["micro"])
     else:
         net, frames, what = _network_and_frames(args)
         out["network"] = bench_network(net, frames, dtype, args.repeats, paths)

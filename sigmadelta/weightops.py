@@ -246,7 +246,9 @@ class PixelConvOp(WeightOp):
         self.w_cl = w_cl
         (py, px), c_in = pair(node.padding), w_cl.shape[2]
         n_pad = (self.in_hw[0] + 2 * py) * (self.in_hw[1] + 2 * px) * c_in  # zero-padded input
-        self.dense_bufs = (np.zeros(n_pad, self.wdtype), np.zeros(max(cg, 8), self.wdtype))
+        k = kh * kw * c_in  # float layers: im2col rows for GEMM; fixed point: a zero vector
+        n_scratch = max(cg, 8) if self.fixed else k * K.gemm_rows(n_pg, k, np.dtype(self.wdtype).itemsize)
+        self.dense_bufs = (np.zeros(n_pad, self.wdtype), np.zeros(n_scratch, self.wdtype))
         self.pstate = np.zeros(len(K.PATH_STATE), np.int64)
         if self.enc.lava:  # the dense path recomputes from the memory, but lava drops low bits
             self.pstate[K.PATH_STATE.mode] = K.PATH_SCATTER

@@ -60,3 +60,47 @@ def test_benchmark_many_smoke():
     (w,) = r["workers"]
     assert w["workers"] == 1 and w["fps"] > 0 and w["cpu_fps"] >= w["fps"] * 0.5
     assert r["network_bytes"] > 1000 and 0 < r["summary_bytes"] < 4096
+
+
+def test_micro_frames_change_by_pattern():
+    """Each pattern changes the asked share of neurons, by whole pixels or a quarter of a pixel's
+    channels where it says so."""
+    import importlib.util  # by path: scripts/ on sys.path would shadow the tests' helpers
+
+    spec = importlib.util.spec_from_file_location("bench_micro_module", SCRIPT.parent / "_micro.py")
+    micro = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(micro)
+    _micro_frames = micro._micro_frames
+
+    c, h, w, a = 16, 12, 10, 0.1
+    for pattern in ("neuron", "pixel", "channels"):
+        x = _micro_frames((c, h, w), 4, a, 0, pattern)
+        changed = x[1:] != x[:-1]  # (t, C, H, W)
+        assert abs(changed.mean() - a) < 0.02, pattern
+        per_px = changed.sum(1)[per := changed.any(1)]
+        if pattern == "pixel":
+            assert (per_px == c).all() and abs(per.mean() - a) < 0.02
+        elif pattern == "channels":
+            assert 0.15 < per_px.mean() / c < 0.35 and per.mean() <= 4 * a + 0.02
+        else:  # random neurons touch most pixels
+            assert per.mean() > 0.5
+
+
+@pytest.mark.slow
+def test_benchmark_zoo_smoke():
+    r = _run("--zoo", "resnet_block,depthwise_separable", "--frames", "3", "--dtype",
+             "float32,float64")
+    assert [(z["network"], z["dtype"]) for z in r["zoo"]] == [
+        ("resnet_block", "float32"), ("resnet_block", "float64"),
+        ("depthwise_separable", "float32"), ("depthwise_separable", "float64")]
+    for z in r["zoo"]:
+        assert z["speedup"] > 0 and z["op_reduction"] > 0
+        assert z["speedup_spread"][0] <= z["speedup_spread"][1]
+
+
+def test_benchmark_rejects_bad_zoo_and_dtype():
+    for args, flag in [(["--zoo", "alexnet"], "--zoo"), (["--micro", "--dtype", "float32,float64"],
+                                                        "--dtype")]:
+        out = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode != 0 and flag in out.stderr, out.stderr

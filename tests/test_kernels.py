@@ -96,8 +96,10 @@ def test_dense_scatter():
     (9, 7, 6, 6, 3, (1, 2), (2, 2), (2, 1), 6),   # depthwise, dilated
     (6, 6, 3, 5, 1, (1, 1), (0, 0), (1, 1), 1),
     (10, 10, 2, 3, 5, (3, 3), (2, 2), (1, 1), 1),
+    (8, 9, 5, 5, 3, (2, 2), (1, 1), (1, 1), 5),   # depthwise, stride 2
 ])
-def test_conv_scatter(geom):
+@pytest.mark.parametrize("ordered", [False, True])  # by pixel, as the encoders list them, or not
+def test_conv_scatter(geom, ordered):
     h, w, c_in, c_out, k, stride, padding, dilation, groups = geom
     rng = np.random.default_rng(2)
     h_out = (h + 2 * padding[0] - dilation[0] * (k - 1) - 1) // stride[0] + 1
@@ -106,6 +108,8 @@ def test_conv_scatter(geom):
     w_cl = rng.normal(size=(k, k, c_in, cg))
     n_ev = 25
     ev_idx = rng.choice(h * w * c_in, n_ev, replace=False).astype(np.int64)
+    if ordered:
+        ev_idx.sort()
     ev_val = rng.normal(size=n_ev)
     n_pg = h_out * w_out * groups
     args = (ev_idx, ev_val, n_ev, 0.5, w_cl, rng.normal(size=h_out * w_out * c_out),

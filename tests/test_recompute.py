@@ -72,13 +72,49 @@ def test_dense_recompute_matches_twin(geom, herding, dtype):
     assert listed(a["pg_list"], a["pg_count"]) == listed(b["pg_list"], b["pg_count"])
 
 
+def _scratch(case, kind):
+    """``rowbuf`` for the GEMM path (im2col rows: one, five or as the engine sizes them) or
+    for the register-blocked loop (one SIMD vector of zeros, shorter than a row)."""
+    g = case["geom"]
+    k, n_out = int(g[8] * g[9]) * case["c_in"], int(g[2] * g[3])
+    dtype = case["z"].dtype
+    if kind == "loop":  # one vector (8 lanes at most), which must be shorter than a row
+        return np.zeros(8, dtype) if k > 8 else None
+    rows = {"gemm1": 1, "gemm5": 5, "gemm": K.gemm_rows(n_out, k, dtype.itemsize)}[kind]
+    return np.zeros(rows * k, dtype)
+
+
+@pytest.mark.parametrize("geom", GEOMS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunk", ["gemm1", "gemm5", "gemm"])
+def test_conv_gemm_matches_twin(geom, dtype, chunk):
+    """im2col + BLAS by chunks of output pixels against the tap-by-tap twin, bias or not."""
+    case = _dense_case(geom, True, 7, dtype)
+    rng = np.random.default_rng(8)
+    P = rng.normal(size=case["mem_w"].shape).astype(dtype)  # padding too: the twin reads it all
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for use_bias in (True, False):
+        args = dict(P=P, w_cl=case["w_cl"], z=np.zeros_like(case["z"]), bias=case["bias"],
+                    use_bias=use_bias, cols=_scratch(case, chunk), geom=case["geom"], c_in=case["c_in"])
+        _, a, _, b = both_named("conv_gemm", args)
+        np.testing.assert_allclose(a["z"], b["z"], rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("geom", GEOMS)
 @pytest.mark.parametrize("herding,dtype", [(True, np.float64), (False, np.float64),
-                                           (True, np.int64)])
+                                           (True, np.int64), (True, np.float32)])
 @pytest.mark.parametrize("prime", [False, True])
-def test_dense_recompute_equals_scatter(geom, herding, dtype, prime):
-    """Same frame, both paths: same counters, memory, listing; z equal (exactly in fixed point)."""
+@pytest.mark.parametrize("scratch", ["gemm", "gemm1", "loop"])
+def test_dense_recompute_equals_scatter(geom, herding, dtype, prime, scratch):
+    """Same frame, both paths: same counters, memory, listing; z equal (exactly in fixed point).
+    Float layers run the conv as GEMM, or by the loop where the scratch holds no im2col row."""
     case = _dense_case(geom, herding, 5, dtype)
+    if dtype == np.int64 and scratch != "gemm":
+        pytest.skip("fixed point always runs the loop")
+    if dtype != np.int64:
+        case["rowbuf"] = _scratch(case, scratch)
+        if case["rowbuf"] is None:
+            pytest.skip("one im2col row fits in a vector")
     if prime:
         case["touched"][:] = np.arange(len(case["x"]))
         case["count"][0] = len(case["x"])
@@ -94,7 +130,8 @@ def test_dense_recompute_equals_scatter(geom, herding, dtype, prime):
     if dtype == np.int64:
         np.testing.assert_array_equal(scatter["z"], dense["z"])
     else:
-        np.testing.assert_allclose(scatter["z"], dense["z"], rtol=1e-10, atol=1e-10)
+        tol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(scatter["z"], dense["z"], rtol=tol, atol=tol)
 
 
 def test_choose_dense_modes_and_estimate():

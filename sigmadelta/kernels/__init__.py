@@ -64,7 +64,9 @@ from .recompute import (
     PATH_SCATTER,
     PATH_STATE,
     choose_dense,
+    conv_gemm,
     dense_recompute,
+    gemm_rows,
 )
 from .scatter import conv_scatter, dense_scatter, expand_pixel_groups
 from .spikemap import encode_map_1ch, make_map, no_map, prefer_map
@@ -79,7 +81,9 @@ __all__ = [
     "Q_LAVA",
     "Q_THRESHOLD",
     "choose_dense",
+    "conv_gemm",
     "dense_recompute",
+    "gemm_rows",
     "activation_rows",
     "activation_update",
     "add_update",

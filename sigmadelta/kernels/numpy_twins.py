@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 __all__ = [
+    "conv_gemm",
     "dense_recompute",
     "conv_layer_dense",
     "load_frame",
@@ -417,6 +418,19 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, len(z) // len(pg_stamp), prime, expand,
                       out_touched, out_count)
     return n_ev, synops, adds, n_out
+
+
+def conv_gemm(P, w_cl, z, bias, use_bias, cols, geom, c_in):
+    """``z = [bias +] sum over taps of P[window] @ W[ky, kx]``, tap by tap on the padded input."""
+    h_in, w_in, h_out, w_out, sy, sx, py, px, kh, kw, cg = (int(v) for v in geom[:11])
+    img = np.asarray(P, np.float64).reshape(h_in + 2 * py, w_in + 2 * px, c_in)
+    w4 = np.asarray(w_cl, np.float64).reshape(kh, kw, c_in, cg)
+    out = np.zeros((h_out, w_out, cg))
+    for ky in range(kh):
+        for kx in range(kw):
+            win = img[ky:ky + sy * (h_out - 1) + 1:sy, kx:kx + sx * (w_out - 1) + 1:sx]
+            out += win @ w4[ky, kx]
+    z[:] = out.ravel() + bias if use_bias else out.ravel()
 
 
 def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w,

@@ -4,8 +4,15 @@ Where most inputs spike, scattering event by event costs more than computing the
 again. :func:`dense_recompute` then runs, for the whole layer::
 
     s_i = Q(x_i) - memory_i;  memory_i = Q(x_i)        # one pass over every input neuron
-    z = bias + conv(gain * memory, W)                   # the whole map, row by row
+    z = bias + conv(gain * memory, W)                   # the whole map at once
     (fixed point: acc = conv(memory, W_int), no bias; the caller rebuilds z from acc)
+
+Float layers run the conv as GEMM (:func:`conv_gemm`): the zero-padded input
+(channels last) is unrolled, a chunk of output pixels at a time, into rows of
+``kh*kw*C_in`` values (im2col) and multiplied by the weights ``W[(ky, kx, c), j]``
+through ``np.dot`` (BLAS ``sgemm``/``dgemm``, called from compiled code; needs scipy).
+A 1x1, stride-1, unpadded conv multiplies the input itself. Fixed point (int64), or a
+scratch buffer shorter than one row, runs the register-blocked loop (:func:`_conv_all`).
 
 which equals the scatter's ``z += gain * conv(s, W)`` summed over the stream (exactly in
 fixed point, up to the order of float additions otherwise). The counters are those of
@@ -21,13 +28,15 @@ already known: this frame's touched inputs and the last frame's events per touch
 
 from collections import namedtuple
 
-from numba import njit
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
 
 from .pixel import _quantize, _split
 from .simd import lanes, vload, vmul_add, vstore
 
-__all__ = ["dense_recompute", "choose_dense", "PATH_AUTO", "PATH_SCATTER", "PATH_DENSE",
-           "PATH_STATE", "DENSE_ABOVE"]
+__all__ = ["dense_recompute", "choose_dense", "conv_gemm", "gemm_rows", "PATH_AUTO", "PATH_SCATTER",
+           "PATH_DENSE", "PATH_STATE", "DENSE_ABOVE", "GEMM_BYTES"]
 
 PATH_AUTO, PATH_SCATTER, PATH_DENSE = range(3)  # a layer's path mode (``pstate[PATH_STATE.mode]``)
 #: entries of a layer's path state ``pstate`` (int64): mode, last frame's events and
@@ -38,8 +47,9 @@ MODE, LAST_TOUCHED, FRAMES_SCATTER, FRAMES_DENSE = (PATH_STATE.mode, PATH_STATE.
                                                     PATH_STATE.frames_scatter, PATH_STATE.frames_dense)
 LAST_EVENTS = PATH_STATE.last_events
 #: auto: the dense path runs when the expected events exceed this fraction of the inputs (set
-#: from the micro benchmark: the recompute runs at about 0.44x torch, the scatter below that
-#: only beyond about 60% of the inputs spiking)
+#: from the micro benchmark, 3x3 convs at 64x64 in float32 on a 2-vCPU AMD EPYC: at 47.5% of
+#: the inputs spiking the GEMM recompute, encoding included, beat the scatter only at C=32 with
+#: random-neuron changes, tied at C=16, and lost at C=64 and with whole-pixel changes)
 DENSE_ABOVE = 0.6
 
 
@@ -195,6 +205,88 @@ def _conv_all(P, wf, z, bias, use_bias, zero, geom, c_in):
                 _scalar(P, wf, z, bias, use_bias, rb + o * step, oy * w_out + o, n_vec, geom, c_in)
 
 
+#: im2col scratch of a float layer's dense path: about this many bytes of rows per GEMM call
+GEMM_BYTES = 1 << 20
+
+
+def gemm_rows(n_out: int, k: int, itemsize: int) -> int:
+    """Output pixels per GEMM call of :func:`conv_gemm` (``k = kh*kw*C_in``): rows of about
+    :data:`GEMM_BYTES` in all, at least 64 (BLAS runs short calls poorly), at most ``n_out``."""
+    return int(min(n_out, max(64, GEMM_BYTES // (k * itemsize))))
+
+
+@njit(cache=True, nogil=True)
+def conv_gemm(P, w_cl, z, bias, use_bias, cols, geom, c_in):
+    """``z = [bias +] conv(P, W)`` over the whole map as GEMM, ``P`` the zero-padded input.
+
+    For a chunk of output pixels ``q`` (``oy, ox``), row ``q`` of the im2col matrix holds,
+    kernel row by kernel row, the ``kw*C_in`` contiguous inputs
+    ``P[(oy*sy + ky) * W_pad + ox*sx : ... + kw, :]``; then ``z[q, :] = rows @ W`` with
+    ``W = w_cl.reshape(kh*kw*C_in, C_out)`` (BLAS through ``np.dot``) and the bias added
+    to the chunk while it is in cache. ``cols`` (float, at least one row of
+    ``kh*kw*C_in``) is the scratch: its length sets the chunk. A 1x1, stride-1,
+    unpadded conv reads ``P`` as the matrix itself.
+    """
+    h_out, w_out, sy, sx, kh, kw, cg = geom[2], geom[3], geom[4], geom[5], geom[8], geom[9], geom[10]
+    w_pad = geom[1] + 2 * geom[7]
+    k = kh * kw * c_in
+    n_out = h_out * w_out
+    w2 = w_cl.reshape(k, cg)
+    z2 = z.reshape(n_out, cg)
+    if k == c_in and sy == 1 and sx == 1 and geom[6] == 0 and geom[7] == 0:  # 1x1: P is the matrix
+        np.dot(P[: n_out * c_in].reshape(n_out, c_in), w2, z2)
+        if use_bias:
+            _add(z, bias, 0, z.shape[0])
+        return
+    rows = min(cols.shape[0] // k, n_out)
+    c2 = cols[: rows * k].reshape(rows, k)
+    c4 = cols[: rows * k].reshape(rows, kh, kw, c_in)
+    P2 = P.reshape(P.shape[0] // c_in, c_in)
+    for q0 in range(0, n_out, rows):
+        m = min(rows, n_out - q0)
+        oy, ox = q0 // w_out, q0 % w_out
+        for r in range(m):  # im2col (by pixel and channel: 2-4x faster than by flat runs)
+            src = oy * sy * w_pad + ox * sx
+            for ky in range(kh):
+                for kx in range(kw):
+                    for c in range(c_in):
+                        c4[r, ky, kx, c] = P2[src + ky * w_pad + kx, c]
+            ox += 1
+            if ox == w_out:
+                oy, ox = oy + 1, 0
+        np.dot(c2[:m], w2, z2[q0:q0 + m])
+        if use_bias:
+            _add(z, bias, q0 * cg, (q0 + m) * cg)
+
+
+@njit(cache=True, nogil=True)
+def _add(z, bias, lo, hi):
+    """``z[lo:hi] += bias[lo:hi]``."""
+    for i in range(lo, hi):
+        z[i] += bias[i]
+
+
+def _conv_whole(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
+    """``z = [bias +] conv(P, W)``: :func:`conv_gemm` for floats with room for one im2col row
+    in ``scratch``, else :func:`_conv_all` (``scratch``: zeros, one SIMD vector)."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_conv_whole, jit_options={"nogil": True})
+def _conv_whole_impl(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
+    if isinstance(z.dtype, types.Float):
+        def gemm_or_loop(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
+            if scratch.shape[0] >= geom[8] * geom[9] * c_in:
+                conv_gemm(P, w_cl, z, bias, use_bias, scratch, geom, c_in)
+            else:
+                _conv_all(P, w_cl.reshape(w_cl.size), z, bias, use_bias, scratch, geom, c_in)
+        return gemm_or_loop
+
+    def loop(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
+        _conv_all(P, w_cl.reshape(w_cl.size), z, bias, use_bias, scratch, geom, c_in)
+    return loop
+
+
 @njit(cache=True, nogil=True)
 def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w, rowbuf,
                     pg_list, pg_count, pg_stamp, frame):
@@ -203,14 +295,16 @@ def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias,
     ``w_cl``: the channels-last conv weights ``[ky, kx, c, j]`` (groups 1), flat or not;
     ``c_in`` input channels; ``geom`` as :func:`sigmadelta.kernels.make_geom`; ``mem_w``
     (the input zero-padded, ``(H_in + 2 py) * (W_in + 2 px) * C_in``, its padding 0) and
-    ``rowbuf`` (zeros, at least one SIMD vector) are scratch of ``z``'s dtype. ``z = bias + rows`` if
+    ``rowbuf`` are scratch of ``z``'s dtype: ``rowbuf`` holds the im2col rows of a float
+    layer (:func:`conv_gemm`, sized by :func:`gemm_rows`), or, if shorter than one row or
+    fixed point, zeros of at least one SIMD vector (:func:`_conv_all`). ``z = bias + rows`` if
     ``use_bias`` else ``z = rows`` (fixed point). Reached output pixels go to
     ``pg_list`` (one spare slot), as :func:`sigmadelta.kernels.conv_scatter_pixels`
     lists them. Returns ``(events, synops, additions)``.
     """
     n_ev, synops, adds = _encode_all(x, memory, herding, param, gain, c_in, mem_w, geom, pg_stamp,
                                      frame)
-    _conv_all(mem_w, w_cl.reshape(w_cl.size), z, bias, use_bias, rowbuf, geom, c_in)
+    _conv_whole(mem_w, w_cl, z, bias, use_bias, rowbuf, geom, c_in)
     npg = pg_count[0]
     for q in range(pg_stamp.shape[0]):  # branchless: npg <= q
         pg_list[npg] = q
