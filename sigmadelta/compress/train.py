@@ -4,6 +4,8 @@ Objective per minibatch (negative ELBO per training example)::
 
     loss = CE(f(x; w ~ q), y) + kl_weight * KL(q || p),   kl_weight = 1 / n_train
 
+(optionally with the KL weight ramped up linearly over the first epochs, ``kl_warmup``)
+
 minimised with Adam; the model is put in eval mode (posterior means) at the end.
 """
 
@@ -78,7 +80,8 @@ def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tenso
 def train(bmodel: nn.Module, x_train, y_train, epochs: int = 100, lr: float = 1e-3,
           batch_size: int = 128, seed: int = 0, kl_weight: float | None = None,
           progress: bool = True, task_loss=F.cross_entropy,
-          scale_lr_mult: dict[str, float] | None = None) -> dict[str, list[float]]:
+          scale_lr_mult: dict[str, float] | None = None,
+          kl_warmup: int = 0) -> dict[str, list[float]]:
     """Train ``bmodel`` in place on ``task_loss + kl_weight * kl(bmodel)``.
 
     Parameters
@@ -99,6 +102,10 @@ def train(bmodel: nn.Module, x_train, y_train, epochs: int = 100, lr: float = 1e
         :data:`SCALE_LR_MULT`.  The GHS factors live in log space where Adam moves
         about ``lr`` per step, too slow for unused groups to reach the prior
         (``log sigma^2`` from -8 to about +1.6) in a few thousand steps.
+    kl_warmup : int
+        KL annealing: in epoch ``e`` (0-based) the KL weight is
+        ``kl_weight * min(1, (e + 1) / kl_warmup)``, a linear warm-up over the first
+        ``kl_warmup`` epochs (0: the full weight from the start).
 
     Returns
     -------
@@ -113,8 +120,9 @@ def train(bmodel: nn.Module, x_train, y_train, epochs: int = 100, lr: float = 1e
     opt = torch.optim.Adam(_param_groups(bmodel, lr, scale_lr_mult), lr=lr)
     hist: dict[str, list[float]] = {"loss": [], "nll": [], "kl": [], "acc": []}
     bar = tqdm(range(epochs), disable=not progress, desc="bayes-compress", leave=False)
-    for _ in bar:
-        stats = _run_epoch(bmodel, opt, x, y, batch_size, klw, task_loss, gen)
+    for epoch in bar:
+        ramp = min(1.0, (epoch + 1) / kl_warmup) if kl_warmup > 0 else 1.0
+        stats = _run_epoch(bmodel, opt, x, y, batch_size, klw * ramp, task_loss, gen)
         for key, val in stats.items():
             hist[key].append(val)
         bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['acc']:.3f}")
