@@ -85,6 +85,8 @@ def compression_record(report: compress.CompressionReport, row: dict[str, Any],
         "train_load_average": row.get("train_load_average"),
         "n_train": row.get("n_train"),
         "threshold_selection": row.get("threshold_selection"),
+        "finetune": row.get("finetune"),
+        "bayes_from": row.get("bayes_from"),
     }
 
 

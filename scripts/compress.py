@@ -26,6 +26,7 @@ record) that ``sigmadelta.models.load_pretrained`` loads.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -181,9 +182,40 @@ def augmented(data: Data, copies: int, strength: float, seed: int
     return torch.cat(xs), data.y_train.repeat(copies + 1)
 
 
+def _train_bayes(base: nn.Module, prior: str, data: Data, x: torch.Tensor, y: torch.Tensor,
+                 args: argparse.Namespace, tag: str) -> tuple[nn.Module, dict[str, Any]]:
+    """Bayesianize and train ``base``, or load the model a run with ``--out DIR`` saved
+    (``--bayes-from DIR``, its training record taken from ``DIR/results.json``)."""
+    if args.bayes_from:
+        src = Path(args.bayes_from)
+        bmodel = torch.load(src / f"{tag}_{prior}_bayes.pt", weights_only=False).eval()
+        rows = json.loads((src / "results.json").read_text())["rows"] \
+            if (src / "results.json").exists() else []
+        old = next((r for r in rows if r["model"] == tag and r["prior"] == prior), {})
+        keys = ("train_seconds", "final_loss", "train_machine", "train_load_average")
+        return bmodel, {**{k: old.get(k) for k in keys}, "bayes_from": str(src)}
+    torch.manual_seed(args.seed)
+    bmodel = compress.bayesianize(base, prior=prior)
+    epochs = max(1, round(args.epochs * len(data.x_train) / len(x)))
+    warmup = round(args.kl_warmup * len(data.x_train) / len(x))
+    load0, t0 = os.getloadavg(), time.time()
+    hist = compress.train(bmodel, x, y, epochs=epochs, lr=args.lr, batch_size=args.batch_size,
+                          seed=args.seed, progress=True, kl_weight=1.0 / len(data.x_train),
+                          scale_lr_mult=args.scale_lr_mult, kl_warmup=warmup)
+    info = {"train_seconds": round(time.time() - t0, 1), "final_loss": hist["loss"][-1],
+            "train_machine": machine(),
+            "train_load_average": [round(v, 2) for v in (load0[0], os.getloadavg()[0])]}
+    if args.out:  # the Bayesian model, to re-prune with other thresholds later
+        torch.save(bmodel, Path(args.out) / f"{tag}_{prior}_bayes.pt")
+    return bmodel, info
+
+
 def compress_model(base: nn.Module, prior: str, data: Data, args: argparse.Namespace,
                    tag: str = "model") -> tuple[nn.Module, compress.CompressionReport, dict[str, Any]]:
     """Bayesianize ``base``, train it and export the pruned, quantised network.
+
+    With ``--finetune-epochs`` the pruned network is fine-tuned at its bits before
+    the weights are stored (``_finetune.finetune_quantized``).
 
     Returns
     -------
@@ -191,29 +223,29 @@ def compress_model(base: nn.Module, prior: str, data: Data, args: argparse.Names
     report : :class:`compress.CompressionReport`
     info : training time, final loss, Bayes (posterior-mean) test accuracy
     """
-    torch.manual_seed(args.seed)
-    bmodel = compress.bayesianize(base, prior=prior)
     x, y = augmented(data, args.augment_copies, args.augment_strength, args.seed)
-    epochs = max(1, round(args.epochs * len(data.x_train) / len(x)))
-    warmup = round(args.kl_warmup * len(data.x_train) / len(x))
-    load0, t0 = os.getloadavg(), time.time()
-    hist = compress.train(bmodel, x, y, epochs=epochs, lr=args.lr, batch_size=args.batch_size,
-                          seed=args.seed, progress=True, kl_weight=1.0 / len(data.x_train),
-                          scale_lr_mult=args.scale_lr_mult, kl_warmup=warmup)
-    seconds = time.time() - t0
-    load = [round(v, 2) for v in (load0[0], os.getloadavg()[0])]
-    if args.out:  # the Bayesian model, to re-prune with other thresholds later
-        torch.save(bmodel, Path(args.out) / f"{tag}_{prior}_bayes.pt")
+    bmodel, info = _train_bayes(base, prior, data, x, y, args, tag)
     thr = args.thresholds.get(prior) if args.thresholds else None
     selection = None
     if args.threshold_grid:
         thr, selection = choose_threshold(bmodel, data, args.threshold_grid, args.val_tolerance)
     small, report = compress.prune_and_quantize(bmodel, thr)
-    info = {"train_seconds": round(seconds, 1), "final_loss": hist["loss"][-1],
-            "bayes_acc": compress.accuracy(bmodel, data.x_test, data.y_test),
-            "thresholds": report.thresholds, "threshold_selection": selection,
-            "n_train": len(data.x_train), "train_machine": machine(),
-            "train_load_average": load}
+    info.update(bayes_acc=compress.accuracy(bmodel, data.x_test, data.y_test),
+                thresholds=report.thresholds, threshold_selection=selection,
+                n_train=len(data.x_train))
+    if args.finetune_epochs > 0:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _finetune import finetune_quantized
+
+        before = compress.accuracy(small, data.x_test, data.y_test)
+        small, report = compress.prune_and_quantize(bmodel, thr, quantize=False)
+        epochs = max(1, round(args.finetune_epochs * len(data.x_train) / len(x)))
+        t0 = time.time()
+        small, report = finetune_quantized(small, report, x, y, epochs, args.finetune_lr,
+                                           args.batch_size, args.seed)
+        info["finetune"] = {"epochs": args.finetune_epochs, "lr": args.finetune_lr,
+                            "seconds": round(time.time() - t0, 1),
+                            "test_accuracy_before": round(before, 6)}
     return small.eval(), report, info
 
 
@@ -332,6 +364,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "the posterior mean when choosing the threshold (fraction)")
     ap.add_argument("--kl-warmup", type=int, default=0,
                     help="epochs over which the KL weight ramps up linearly (0: none)")
+    ap.add_argument("--finetune-epochs", type=int, default=0,
+                    help="fine-tune the pruned net at its bits for N epochs (straight-through "
+                         "rounding; counted like --epochs) before storing it; 0: none")
+    ap.add_argument("--finetune-lr", type=float, default=3e-4)
+    ap.add_argument("--bayes-from", default=None,
+                    help="load the Bayesian models a run with --out DIR saved instead of "
+                         "training them again (prune, fine-tune and evaluate only)")
     ap.add_argument("--scale-lr-mult", nargs="*", default=None,
                     help="learning-rate multiplier of the group scales by prior, e.g. gnj=10 "
                          "(default compress.SCALE_LR_MULT: gnj=1 ghs=10)")

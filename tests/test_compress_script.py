@@ -105,3 +105,32 @@ def test_threshold_chosen_on_validation_is_smallest_keeping_accuracy() -> None:
         assert "--val-per-class" in str(exc)
     else:
         raise AssertionError("no validation split must fail")
+
+
+def test_finetune_keeps_pruned_zeros_and_stores_the_grid() -> None:
+    sys.path.insert(0, str(SCRIPT.parent))
+    from _finetune import finetune_quantized
+
+    from sigmadelta import compress
+
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(256, 6, generator=gen)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    torch.manual_seed(0)
+    bm = compress.bayesianize(nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2))).eval()
+    with torch.no_grad():
+        bm[0].scale.logvar[3:] = 4.0  # inputs 3..5 pruned (log alpha 4 > -1)
+    small, rep = compress.prune_and_quantize(bm, quantize=False)
+    assert small[0].weight[:, 3:].abs().sum() == 0 and small[0].weight[:, :3].ne(0).all()
+    before = small[2].weight.detach().clone()
+    tuned, rep2 = finetune_quantized(small, rep, x, y, epochs=3, lr=1e-2, batch_size=32, seed=0)
+    assert not any("parametrizations" in k for k in tuned.state_dict())
+    assert tuned[0].weight[:, 3:].abs().sum() == 0  # pruned inputs stay exactly zero
+    for name, layer in (("0", tuned[0]), ("2", tuned[2])):
+        k = layer.weight.detach().double() / rep2.steps[name]
+        assert float((k - k.round()).abs().max()) < 1e-4
+        assert float(k.round().abs().max()) == 2 ** (rep2.bits[name] - 1) - 1
+    assert rep2.bits == rep.bits and rep2.architecture == rep.architecture
+    assert rep2.n_nonzero == sum(int(m.weight.ne(0).sum()) for m in (tuned[0], tuned[2]))
+    q_before, _ = compress.quantize_fixed(before, rep.bits["2"])
+    assert not torch.equal(tuned[2].weight.detach(), q_before)  # it did train
