@@ -135,15 +135,17 @@ def choose_threshold(bmodel: nn.Module, data: Data, grid: list[float], tol: floa
     Every ``t`` of ``grid`` (one log-alpha threshold for all layers) is pruned and
     quantised; the chosen one is the smallest ``t`` (the most pruning) whose exported
     fixed-point model has validation accuracy ``>= acc_val(posterior mean) - tol``, or
-    the most accurate one if none is.  Returns ``(t, record)``.
+    the most accurate one if none is.  A threshold that removes every unit of a layer
+    scores 0.  Returns ``(t, record)``.
     """
     if data.x_val is None:
         raise ValueError("--threshold-grid needs a validation split (--val-per-class N)")
     ref = compress.accuracy(bmodel, data.x_val, data.y_val)
     scores = {}
     for t in sorted(grid):
-        small, _ = compress.prune_and_quantize(bmodel, float(t))
-        scores[float(t)] = compress.accuracy(small, data.x_val, data.y_val)
+        small, rep = compress.prune_and_quantize(bmodel, float(t))
+        empty = min(rep.architecture[1:]) == 0  # a layer lost all its units: no network
+        scores[float(t)] = 0.0 if empty else compress.accuracy(small, data.x_val, data.y_val)
     ok = [t for t, a in scores.items() if a >= ref - tol - 1e-9]
     best = ok[0] if ok else max(scores, key=lambda t: (scores[t], t))
     tqdm.write(f"threshold on {len(data.y_val)} validation digits: posterior mean "
@@ -192,9 +194,11 @@ def _train_bayes(base: nn.Module, prior: str, data: Data, x: torch.Tensor, y: to
     if args.bayes_from:
         src = Path(args.bayes_from)
         bmodel = torch.load(src / f"{tag}_{prior}_bayes.pt", weights_only=False).eval()
+        side = src / f"{tag}_{prior}_bayes.json"
         rows = json.loads((src / "results.json").read_text())["rows"] \
             if (src / "results.json").exists() else []
         old = next((r for r in rows if r["model"] == tag and r["prior"] == prior), {})
+        old = json.loads(side.read_text()) if side.exists() else old
         keys = ("train_seconds", "final_loss", "train_machine", "train_load_average")
         return bmodel, {**{k: old.get(k) for k in keys}, "bayes_from": str(src)}
     torch.manual_seed(args.seed)
@@ -208,8 +212,9 @@ def _train_bayes(base: nn.Module, prior: str, data: Data, x: torch.Tensor, y: to
     info = {"train_seconds": round(time.time() - t0, 1), "final_loss": hist["loss"][-1],
             "train_machine": machine(),
             "train_load_average": [round(v, 2) for v in (load0[0], os.getloadavg()[0])]}
-    if args.out:  # the Bayesian model, to re-prune with other thresholds later
+    if args.out:  # the Bayesian model (and its training record), to re-prune later
         torch.save(bmodel, Path(args.out) / f"{tag}_{prior}_bayes.pt")
+        (Path(args.out) / f"{tag}_{prior}_bayes.json").write_text(json.dumps(info, indent=1))
     return bmodel, info
 
 

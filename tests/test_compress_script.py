@@ -134,3 +134,19 @@ def test_finetune_keeps_pruned_zeros_and_stores_the_grid() -> None:
     assert rep2.n_nonzero == sum(int(m.weight.ne(0).sum()) for m in (tuned[0], tuned[2]))
     q_before, _ = compress.quantize_fixed(before, rep.bits["2"])
     assert not torch.equal(tuned[2].weight.detach(), q_before)  # it did train
+
+
+def test_threshold_that_removes_a_whole_layer_scores_zero() -> None:
+    from sigmadelta import compress
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 2, generator=gen)
+    y = (x[:, 0] > 0).long()
+    torch.manual_seed(0)
+    bm = compress.bayesianize(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))).eval()
+    with torch.no_grad():
+        bm[2].scale.logvar.fill_(1.5)  # every hidden unit's group at log alpha 1.5
+    data = cs.Data(x, y, x, y, (2,), None, None, "mnist", x, y)
+    t, rec = cs.choose_threshold(bm, data, [1, 2], 0.1)
+    assert rec["val_acc_by_threshold"]["1"] == 0.0  # no hidden unit left: no network
+    assert t == 2.0 and rec["val_acc_by_threshold"]["2"] > 0.5
