@@ -108,8 +108,10 @@ def test_threshold_chosen_on_validation_is_smallest_keeping_accuracy() -> None:
 
 
 def test_finetune_keeps_pruned_zeros_and_stores_the_grid() -> None:
-    sys.path.insert(0, str(SCRIPT.parent))
-    from _finetune import finetune_quantized
+    spec = importlib.util.spec_from_file_location("_finetune", SCRIPT.parent / "_finetune.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    finetune_quantized = mod.finetune_quantized
 
     from sigmadelta import compress
 
