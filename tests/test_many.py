@@ -7,6 +7,7 @@ source fails alone; a second run resumes only what is not complete.
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -24,7 +25,7 @@ from sigmadelta.datasets.streams import open_stream
 import sigmadelta as sd
 from sigmadelta.cli import main
 from sigmadelta.many import local_cluster, network_hash
-from sigmadelta.runs import StreamError
+from sigmadelta.runs import LOCK, RunsBusyError, StreamError, lock_runs
 from sigmadelta.sources import expand
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers get the slow opener by value
@@ -225,6 +226,10 @@ def test_worker_killed_mid_run(client, net, data, tmp_path):
             victim = busy[0]
             os.kill(pids[victim], signal.SIGKILL)
         time.sleep(0.02)
+    # meanwhile a second run on the same directory is refused, naming it and the run in it
+    refused = f"{re.escape(str(out))} is in use by another run \\(pid {os.getpid()} on "
+    with pytest.raises(RunsBusyError, match=refused):
+        sd.simulate_many(net, sources[:1], out=out, client=client, limit=40)
     run.join(timeout=180)
     assert victim is not None and not run.is_alive()
     runs = done["runs"]
@@ -234,3 +239,55 @@ def test_worker_killed_mid_run(client, net, data, tmp_path):
         _same(res, _alone(net, k))
     left = os.listdir(out)  # the killed task's partial file was never taken, and is gone
     assert partial not in left and not [p for p in left if p.startswith(".")]
+
+
+def test_killed_holder_leaves_no_stale_lock(client, net, data, tmp_path):
+    """The lock of a runs directory is the kernel's: a holder killed with SIGKILL (a client
+    killed mid-run) leaves the lock file, but no lock; the next run takes it and completes."""
+    d, sources = data
+    out = tmp_path / "runs"
+    out.mkdir()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the holder: takes the lock as simulate_many does, then waits to be killed
+        try:
+            with lock_runs(out, command="sigmadelta simulate net.h5 carphone -o runs/"):
+                os.write(ready_w, b"1")
+                time.sleep(60)
+        finally:
+            os._exit(0)
+    assert os.read(ready_r, 1) == b"1"
+    refused = f"{re.escape(str(out))} is in use by another run \\(pid {pid} on .*, started .*: sigmadelta"
+    with pytest.raises(RunsBusyError, match=refused):
+        sd.simulate_many(net, sources[0], out=out, client=client, limit=10)
+    os.kill(pid, signal.SIGKILL)
+    assert os.waitpid(pid, 0)[1] == signal.SIGKILL
+    assert (out / LOCK).exists()  # its file is still there, its lock is not
+    runs = sd.simulate_many(net, sources[0], out=out, client=client, limit=10)
+    assert runs.status == {sources[0]: "complete"} and not (out / LOCK).exists()
+    _same(runs[sources[0]], _alone(net, sources[0], limit=10))
+
+
+def _set_interval(seconds):
+    import sigmadelta.many
+
+    sigmadelta.many.PROGRESS_INTERVAL = seconds
+
+
+def test_one_bar_over_frames_from_workers(client, net, data, tmp_path, capsys):
+    """The bar counts frames as the workers report them (here every chunk of 64 frames),
+    its total the frames of all streams; streams done in its postfix."""
+    d, sources = data
+    keys = ["carphone", *expand(sources[1])]
+    client.run(_set_interval, 0.0)  # every chunk reported (default: at most every 0.25 s)
+    try:
+        sd.simulate_many(net, keys, out=tmp_path / "runs", client=client, limit=150, progress=True)
+    finally:
+        client.run(_set_interval, sd.many.PROGRESS_INTERVAL)
+    states = re.findall(r"(\d+)/(\d+) \[.*?(\d)/3 streams", capsys.readouterr().err)
+    lengths = [len(open_stream(k, SHAPE, 150)) for k in keys]  # carphone has 120 frames
+    total = str(sum(lengths))
+    assert lengths[0] > 64 and states and states[-1] == (total, total, "3")
+    # carphone reported its first chunk of 64 frames before it ended: counts that no set of
+    # whole streams adds up to
+    assert {n for n, _, _ in states} & {"64", "104", "144"}
