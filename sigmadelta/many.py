@@ -5,6 +5,7 @@ files, ``.npy`` files, ``file.h5:/dataset``, globs: :mod:`sigmadelta.sources`)::
 
     client (this process)                       each worker (a process, one thread)
     ---------------------                       -----------------------------------
+    lock runs/.lock (flock; a second run fails)
     expand globs, read runs/manifest.json
     refuse other network/settings (overwrite)
     scatter the network to every worker  --->   kept in the worker's memory, once
@@ -12,6 +13,7 @@ files, ``.npy`` files, ``file.h5:/dataset``, globs: :mod:`sigmadelta.sources`)::
                                                 Simulator(net).run, chunk by chunk, into
                                                 runs/.<stream>.h5.<id>.part; on success
                                                 rename to runs/<stream>.h5
+    a bar over all frames                <---   frames done (worker events, <= 4/s)
     update the manifest as tasks finish  <---   the stream's summary (a small dict)
 
 Every stream gets its own :class:`~sigmadelta.engine.Simulator`, so its counters and
@@ -64,7 +66,7 @@ from .runs import (
 from .sources import default_opener, expand, resolve
 from .stats import Stats
 
-__all__ = ["simulate_many", "network_hash", "run_stream", "local_cluster", "PROGRESS_INTERVAL"]
+__all__ = ["simulate_many", "network_hash", "run_stream", "local_cluster", "PROGRESS_INTERVAL", "LEAN_CONFIG"]
 
 PROGRESS_INTERVAL = 0.25  # seconds between two frame reports of one task (worker events)
 
@@ -222,6 +224,12 @@ def run_stream(net, spec: str, out: str, file: str, settings: dict, record_chunk
             "seconds": time.perf_counter() - t0, "cpu_seconds": time.thread_time() - c0}
 
 
+def _task(spec: str, file: str, *, net, out: str, settings: dict, record_chunk: int, opener,
+          topic: str | None) -> dict:
+    """:func:`run_stream` with the stream's own arguments first (for ``Client.map``)."""
+    return run_stream(net, spec, out, file, settings, record_chunk, opener, topic)
+
+
 def _worker_name() -> str | None:
     try:
         from distributed import get_worker
@@ -251,13 +259,30 @@ def _connect(client, workers: int | None, tasks: int):
             yield c
 
 
-def local_cluster(n_workers: int):
+# What the default LocalCluster leaves out of dask's defaults (dask.config keys): the
+# statistical profiler that samples each worker's stack every 10 ms (for the dashboard,
+# which is off), the event loop health check every 20 ms, the system monitor every 0.5 s
+# and the memory monitor every 0.1 s (1 s here: the memory limit still holds).
+LEAN_CONFIG = {"distributed.worker.profile.enabled": False,
+               "distributed.admin.tick.interval": "500ms",
+               "distributed.admin.system-monitor.interval": "2s",
+               "distributed.worker.memory.monitor-interval": "1s"}
+
+
+def local_cluster(n_workers: int, lean: bool = True):
     """A dask LocalCluster of ``n_workers`` processes, one thread each (the simulation is
-    one thread per stream), without a dashboard; its HTTP port is any free one."""
+    one thread per stream), without a dashboard; its HTTP port is any free one.
+
+    ``lean``: with :data:`LEAN_CONFIG` (the scheduler, nannies and workers then spend
+    about a fifth of the CPU they spend with dask's defaults on their own upkeep; see
+    ``scripts/benchmark.py --many``); False: dask's configuration as it is.
+    """
+    import dask
     from distributed import LocalCluster
 
-    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                        dashboard_address=":0", scheduler_kwargs={"dashboard": False})
+    with dask.config.set(LEAN_CONFIG if lean else {}):  # nannies hand it to their workers
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                            dashboard_address=":0", scheduler_kwargs={"dashboard": False})
 
 
 def _plan(out: str, keys: list[str], net: Network, digest: str, settings: dict,
@@ -321,7 +346,8 @@ def simulate_many(net: Network | str | os.PathLike, sources, out: str | os.PathL
         Replace what ``out`` holds if it was run with another network or settings
         (otherwise that is refused).
     progress : bool, optional
-        A progress bar over streams (default: on a terminal).
+        One progress bar over the frames of all streams, from the workers' reports
+        (default: on a terminal); without it the tasks send no reports.
     opener : callable, optional
         ``opener(spec, input_shape, limit)`` -> frames, instead of the installed one
         (:func:`sigmadelta.sources.default_opener`:
@@ -332,6 +358,11 @@ def simulate_many(net: Network | str | os.PathLike, sources, out: str | os.PathL
     Runs
         A mapping from stream key to :class:`~sigmadelta.engine.Result`, read back from
         the recordings; ``runs.summary()``, ``runs.ran`` (streams run by this call).
+
+    Raises
+    ------
+    sigmadelta.runs.RunsBusyError
+        Another run is writing into ``out`` (it holds ``out/.lock``).
     """
     keys = expand(sources)
     if workers is not None and int(workers) < 1:
@@ -426,13 +457,12 @@ def _run_all(c, net, m: dict, todo: list[str], out: str, record_chunk: int, open
     topic = None if bar.disabled else f"sigmadelta-progress-{uuid.uuid4().hex}"
     if topic:
         c.subscribe_topic(topic, bar.event)
-    futures = {}
     try:
-        for k in todo:
-            e = streams[k]
-            fut = c.submit(run_stream, net, e["source"], out, e["file"], settings, record_chunk, opener,
-                           topic, key=f"sigmadelta-{e['file'][:-3]}-{uuid.uuid4().hex[:8]}", pure=False)
-            futures[fut] = k
+        files = [streams[k]["file"] for k in todo]
+        futs = c.map(_task, [streams[k]["source"] for k in todo], files, net=net, out=out,
+                     settings=settings, record_chunk=record_chunk, opener=opener, topic=topic,
+                     key=[f"sigmadelta-{f[:-3]}-{uuid.uuid4().hex[:8]}" for f in files], pure=False)
+        futures = dict(zip(futs, todo, strict=True))  # one graph for all streams: one message
         for fut in as_completed(futures):
             k = futures[fut]
             try:

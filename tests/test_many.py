@@ -67,8 +67,15 @@ def data(tmp_path_factory):
     return d, sources
 
 
+_ALONE: dict = {}
+
+
 def _alone(net, key, limit=40):
-    return sd.simulate(net, open_stream(key, net.input_shape, limit), progress=False)
+    """``sd.simulate`` of one stream by itself (computed once per network, stream and limit)."""
+    at = (network_hash(net), key, limit)
+    if at not in _ALONE:
+        _ALONE[at] = sd.simulate(net, open_stream(key, net.input_shape, limit), progress=False)
+    return _ALONE[at]
 
 
 def _same(a: sd.Result, b: sd.Result) -> None:
