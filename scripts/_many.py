@@ -17,7 +17,8 @@ tasks, per stream: in this process (client, scheduler and nannies of the LocalCl
 and in the worker processes beyond their tasks' own thread time (upkeep: heartbeats,
 monitors, profiler), both in CPU seconds, so other load on the machine does not count;
 the bytes that cross the network: the pickled network (once per worker) and a stream's
-summary. ``--dask-defaults``: the LocalClusters with dask's own configuration instead of
+summary; what the clusters take doing nothing (CPU per second, after the passes).
+``--dask-defaults``: the LocalClusters with dask's own configuration instead of
 ``sigmadelta.many.LEAN_CONFIG``.
 """
 
@@ -80,6 +81,15 @@ def _cpu_seconds(procs) -> float:
     return sum(sum(p.cpu_times()[:2]) for p in procs)
 
 
+def _at_rest(me, workers, seconds: float = 3.0) -> dict:
+    """CPU milliseconds per second that the clusters take doing nothing: this process
+    (the schedulers and nannies of every LocalCluster) and all worker processes."""
+    c0, w0 = _cpu_seconds([me]), _cpu_seconds(workers)
+    time.sleep(seconds)
+    return {"client_process": 1e3 * (_cpu_seconds([me]) - c0) / seconds,
+            "workers": 1e3 * (_cpu_seconds(workers) - w0) / seconds, "n_workers": len(workers)}
+
+
 def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repeats: int,
                lean: bool = True) -> dict:
     """Throughput of ``sd.simulate_many`` with each worker count (see the module docstring)."""
@@ -116,6 +126,7 @@ def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repe
                 passes[w].append((wall, busy, cpu, os.getloadavg()[0], max(per_worker.values())))
                 upkeep[w].append((c1 - c0, w1 - w0 - cpu))
         overhead = {w: _task_overhead(clusters[w][1]) for w in workers}
+        rest = _at_rest(me, [p for c in clusters.values() for p in c[2]])
         entry = next(iter(m["streams"].values()))
         summary_bytes = len(pickle.dumps(entry))  # what a task returns
         task_bytes = len(pickle.dumps((entry["source"], str(out), entry["file"], m["settings"], 64)))
@@ -145,6 +156,7 @@ def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repe
         row["cpu_scaling"] = row["cpu_fps"] / rows[0]["cpu_fps"]
     return {"streams": n_streams, "frames_per_stream": frames, "dtype": np.dtype(dtype).name,
             "cluster_config": "sigmadelta lean" if lean else "dask defaults",
+            "at_rest_cpu_ms_per_s": rest,
             "network_bytes": len(pickle.dumps(net)), "summary_bytes": summary_bytes,
             "task_argument_bytes": task_bytes,
             "workers": rows}
@@ -156,6 +168,9 @@ def print_many(r: dict) -> None:
           f"{r['network_bytes'] / 1024:.0f} KiB once per worker, "
           f"per stream {r['task_argument_bytes']} bytes of task arguments out and "
           f"{r['summary_bytes']} bytes of summary back")
+    rest = r["at_rest_cpu_ms_per_s"]
+    print(f"at rest, CPU per second: this process (schedulers, nannies) {rest['client_process']:.0f} ms, "
+          f"the {rest['n_workers']} worker processes {rest['workers']:.0f} ms")
     for w in r["workers"]:
         print(f"workers {w['workers']}: {w['fps']:.0f} frames/s ({w['scaling']:.2f}x), wall "
               f"{w['wall_s']:.2f} s; in CPU time {w['cpu_fps']:.0f} frames/s ({w['cpu_scaling']:.2f}x); "

@@ -199,55 +199,6 @@ def test_sources_hash_and_names(net, data, tmp_path):
     assert stream_file_name("clips/a:b.mp4", taken).startswith("clips_a_b.mp4-")
 
 
-class SlowFrames:
-    """A source that yields its frames slowly, so that a worker can be killed mid-stream."""
-
-    def __init__(self, src, delay):
-        self.src, self.delay = src, delay
-
-    def __iter__(self):
-        for f in self.src:
-            time.sleep(self.delay)
-            yield f
-
-
-def slow_opener(spec, shape, limit):
-    return SlowFrames(open_stream(spec, shape, limit), 0.02)
-
-
-def test_worker_killed_mid_run(client, net, data, tmp_path):
-    d, sources = data
-    out = tmp_path / "runs"
-    pids = client.run(os.getpid)
-    done = {}
-    run = threading.Thread(target=lambda: done.update(runs=sd.simulate_many(
-        net, sources, out=out, client=client, limit=40, opener=slow_opener, record_chunk=4)))
-    run.start()
-    deadline, victim, partial = time.time() + 60, None, None
-    while victim is None and time.time() < deadline:
-        parts = [p for p in (os.listdir(out) if out.exists() else []) if p.endswith(".part")]
-        busy = [w for w, keys in client.processing().items() if keys and w in pids]
-        if parts and busy:
-            time.sleep(0.3)  # a few chunks of that stream are on disk
-            partial = parts[0]
-            victim = busy[0]
-            os.kill(pids[victim], signal.SIGKILL)
-        time.sleep(0.02)
-    # meanwhile a second run on the same directory is refused, naming it and the run in it
-    refused = f"{re.escape(str(out))} is in use by another run \\(pid {os.getpid()} on "
-    with pytest.raises(RunsBusyError, match=refused):
-        sd.simulate_many(net, sources[:1], out=out, client=client, limit=40)
-    run.join(timeout=180)
-    assert victim is not None and not run.is_alive()
-    runs = done["runs"]
-    assert runs.status == dict.fromkeys(expand(sources), "complete")
-    for k in runs:
-        res = runs[k]  # readable, complete, every frame, equal to a clean run
-        _same(res, _alone(net, k))
-    left = os.listdir(out)  # the killed task's partial file was never taken, and is gone
-    assert partial not in left and not [p for p in left if p.startswith(".")]
-
-
 def test_killed_holder_leaves_no_stale_lock(client, net, data, tmp_path):
     """The lock of a runs directory is the kernel's: a holder killed with SIGKILL (a client
     killed mid-run) leaves the lock file, but no lock; the next run takes it and completes."""
@@ -298,3 +249,54 @@ def test_one_bar_over_frames_from_workers(client, net, data, tmp_path, capsys):
     # carphone reported its first chunk of 64 frames before it ended: counts that no set of
     # whole streams adds up to
     assert {n for n, _, _ in states} & {"64", "104", "144"}
+
+
+class SlowFrames:
+    """A source that yields its frames slowly, so that a worker can be killed mid-stream."""
+
+    def __init__(self, src, delay):
+        self.src, self.delay = src, delay
+
+    def __iter__(self):
+        for f in self.src:
+            time.sleep(self.delay)
+            yield f
+
+
+def slow_opener(spec, shape, limit):
+    return SlowFrames(open_stream(spec, shape, limit), 0.02)
+
+
+def test_worker_killed_mid_run(client, net, data, tmp_path):
+    """Last in the module: the worker its nanny starts again pays its start-up (imports, the
+    first Simulator) while the cluster closes, not in the next test."""
+    d, sources = data
+    out = tmp_path / "runs"
+    pids = client.run(os.getpid)
+    done = {}
+    run = threading.Thread(target=lambda: done.update(runs=sd.simulate_many(
+        net, sources, out=out, client=client, limit=40, opener=slow_opener, record_chunk=4)))
+    run.start()
+    deadline, victim, partial = time.time() + 60, None, None
+    while victim is None and time.time() < deadline:
+        parts = [p for p in (os.listdir(out) if out.exists() else []) if p.endswith(".part")]
+        busy = [w for w, keys in client.processing().items() if keys and w in pids]
+        if parts and busy:
+            time.sleep(0.3)  # a few chunks of that stream are on disk
+            partial = parts[0]
+            victim = busy[0]
+            os.kill(pids[victim], signal.SIGKILL)
+        time.sleep(0.02)
+    # meanwhile a second run on the same directory is refused, naming it and the run in it
+    refused = f"{re.escape(str(out))} is in use by another run \\(pid {os.getpid()} on "
+    with pytest.raises(RunsBusyError, match=refused):
+        sd.simulate_many(net, sources[:1], out=out, client=client, limit=40)
+    run.join(timeout=180)
+    assert victim is not None and not run.is_alive()
+    runs = done["runs"]
+    assert runs.status == dict.fromkeys(expand(sources), "complete")
+    for k in runs:
+        res = runs[k]  # readable, complete, every frame, equal to a clean run
+        _same(res, _alone(net, k))
+    left = os.listdir(out)  # the killed task's partial file was never taken, and is gone
+    assert partial not in left and not [p for p in left if p.startswith(".")]
