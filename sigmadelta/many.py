@@ -273,9 +273,10 @@ def local_cluster(n_workers: int, lean: bool = True):
     """A dask LocalCluster of ``n_workers`` processes, one thread each (the simulation is
     one thread per stream), without a dashboard; its HTTP port is any free one.
 
-    ``lean``: with :data:`LEAN_CONFIG` (the scheduler, nannies and workers then spend
-    about a fifth of the CPU they spend with dask's defaults on their own upkeep; see
-    ``scripts/benchmark.py --many``); False: dask's configuration as it is.
+    ``lean``: with :data:`LEAN_CONFIG` (the scheduler, nannies and workers then spend a
+    quarter or less of the CPU they spend with dask's defaults on their own upkeep:
+    ``scripts/benchmark.py --many`` with and without ``--dask-defaults``); False: dask's
+    configuration as it is.
     """
     import dask
     from distributed import LocalCluster
