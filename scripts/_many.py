@@ -19,11 +19,13 @@ monitors, profiler), both in CPU seconds, so other load on the machine does not 
 the bytes that cross the network: the pickled network (once per worker) and a stream's
 summary; what the clusters take doing nothing (CPU per second, after the passes).
 ``--dask-defaults``: the LocalClusters with dask's own configuration instead of
-``sigmadelta.many.LEAN_CONFIG``.
+``sigmadelta.many.LEAN_CONFIG``; ``--bar``: with the progress bar (written to nowhere), so
+that the tasks send their frame reports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import shutil
@@ -91,7 +93,7 @@ def _at_rest(me, workers, seconds: float = 3.0) -> dict:
 
 
 def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repeats: int,
-               lean: bool = True) -> dict:
+               lean: bool = True, bar: bool = False) -> dict:
     """Throughput of ``sd.simulate_many`` with each worker count (see the module docstring)."""
     from distributed import Client
 
@@ -113,8 +115,9 @@ def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repe
                 out = tmp / f"pass{r}_w{w}"
                 procs = clusters[w][2]
                 c0, w0, t0 = _cpu_seconds([me]), _cpu_seconds(procs), time.perf_counter()
-                sd.simulate_many(net, sources, out=out, client=clusters[w][1], dtype=dtype,
-                                 progress=False)
+                with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+                    sd.simulate_many(net, sources, out=out, client=clusters[w][1], dtype=dtype,
+                                     progress=bar)  # with the bar: the tasks report their frames
                 wall = time.perf_counter() - t0
                 c1, w1 = _cpu_seconds([me]), _cpu_seconds(procs)
                 m = read_manifest(out)
@@ -155,7 +158,7 @@ def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repe
         row["scaling"] = row["fps"] / rows[0]["fps"]
         row["cpu_scaling"] = row["cpu_fps"] / rows[0]["cpu_fps"]
     return {"streams": n_streams, "frames_per_stream": frames, "dtype": np.dtype(dtype).name,
-            "cluster_config": "sigmadelta lean" if lean else "dask defaults",
+            "cluster_config": "sigmadelta lean" if lean else "dask defaults", "progress_bar": bar,
             "at_rest_cpu_ms_per_s": rest,
             "network_bytes": len(pickle.dumps(net)), "summary_bytes": summary_bytes,
             "task_argument_bytes": task_bytes,
@@ -164,7 +167,8 @@ def bench_many(net, n_streams: int, workers: list[int], frames: int, dtype, repe
 
 def print_many(r: dict) -> None:
     print(f"simulate_many: {r['streams']} streams x {r['frames_per_stream']} frames of real video, "
-          f"dtype {r['dtype']}, LocalClusters with {r['cluster_config']} config; network "
+          f"dtype {r['dtype']}, LocalClusters with {r['cluster_config']} config"
+          f"{', progress bar on' if r['progress_bar'] else ''}; network "
           f"{r['network_bytes'] / 1024:.0f} KiB once per worker, "
           f"per stream {r['task_argument_bytes']} bytes of task arguments out and "
           f"{r['summary_bytes']} bytes of summary back")
@@ -189,7 +193,7 @@ def many_from_args(args, network_and_frames, dtype) -> dict:
         args.model = "face_detector"
     net = network_and_frames(args)[0]
     r = bench_many(net, args.many, [int(w) for w in args.workers.split(",")], args.frames, dtype,
-                   args.repeats, lean=not args.dask_defaults)
+                   args.repeats, lean=not args.dask_defaults, bar=args.bar)
     if not args.json:
         print_many(r)
     return r

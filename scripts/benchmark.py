@@ -429,6 +429,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dask-defaults", action="store_true",
                    help="--many: LocalClusters with dask's own configuration (default: "
                         "sigmadelta.many.LEAN_CONFIG)")
+    p.add_argument("--bar", action="store_true",
+                   help="--many: with the progress bar (its frame reports from the workers)")
     p.add_argument("--conv-path", default="auto",
                    help="conv layers' path(s): auto, scatter, dense; comma separated to compare "
                         "them in one run (e.g. scatter,auto)")
