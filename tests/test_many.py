@@ -232,23 +232,28 @@ def _set_interval(seconds):
     sigmadelta.many.PROGRESS_INTERVAL = seconds
 
 
-def test_one_bar_over_frames_from_workers(client, net, data, tmp_path, capsys):
+def test_one_bar_over_frames_from_workers(client, net, data, tmp_path, capsys, monkeypatch):
     """The bar counts frames as the workers report them (here every chunk of 64 frames),
     its total the frames of all streams; streams done in its postfix."""
+    from sigmadelta.many import _FrameBar
+
     d, sources = data
     keys = ["carphone", *expand(sources[1])]
+    reports, event = [], _FrameBar.event
+    monkeypatch.setattr(_FrameBar, "event", lambda bar, ev: (reports.append(list(ev[1])), event(bar, ev)))
     client.run(_set_interval, 0.0)  # every chunk reported (default: at most every 0.25 s)
     try:
         sd.simulate_many(net, keys, out=tmp_path / "runs", client=client, limit=150, progress=True)
     finally:
         client.run(_set_interval, sd.many.PROGRESS_INTERVAL)
-    states = re.findall(r"(\d+)/(\d+) \[.*?(\d)/3 streams", capsys.readouterr().err)
     lengths = [len(open_stream(k, SHAPE, 150)) for k in keys]  # carphone has 120 frames
-    total = str(sum(lengths))
-    assert lengths[0] > 64 and states and states[-1] == (total, total, "3")
-    # carphone reported its first chunk of 64 frames before it ended: counts that no set of
-    # whole streams adds up to
-    assert {n for n, _, _ in states} & {"64", "104", "144"}
+    assert lengths == [120, 40, 40]
+    # each worker announced its stream's frames when it opened it, and carphone its first chunk
+    # of 64 frames before it ended
+    assert ["carphone.h5", 0, 120] in reports and ["carphone.h5", 64, 120] in reports
+    assert any(r[0].endswith("clip0.npy.h5") and r[1:] == [0, 40] for r in reports)
+    states = re.findall(r"(\d+)/(\d+) \[.*?(\d)/3 streams", capsys.readouterr().err)
+    assert states and states[-1] == ("200", "200", "3")  # the bar drew every frame, all streams
 
 
 class SlowFrames:
