@@ -199,7 +199,7 @@ def test_sources_hash_and_names(net, data, tmp_path):
     assert stream_file_name("clips/a:b.mp4", taken).startswith("clips_a_b.mp4-")
 
 
-def test_killed_holder_leaves_no_stale_lock(client, net, data, tmp_path):
+def test_killed_holder_leaves_no_stale_lock(client, net, data, tmp_path, capsys):
     """The lock of a runs directory is the kernel's: a holder killed with SIGKILL (a client
     killed mid-run) leaves the lock file, but no lock; the next run takes it and completes."""
     d, sources = data
@@ -218,6 +218,12 @@ def test_killed_holder_leaves_no_stale_lock(client, net, data, tmp_path):
     refused = f"{re.escape(str(out))} is in use by another run \\(pid {pid} on .*, started .*: sigmadelta"
     with pytest.raises(RunsBusyError, match=refused):
         sd.simulate_many(net, sources[0], out=out, client=client, limit=10)
+    sd.save(net, tmp_path / "net.h5")  # the command line: one line, exit status 2
+    capsys.readouterr()
+    assert main(["simulate", str(tmp_path / "net.h5"), sources[0], "-o", f"{out}/", "--scheduler",
+                 client.scheduler.address, "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(refused, err)
     os.kill(pid, signal.SIGKILL)
     assert os.waitpid(pid, 0)[1] == signal.SIGKILL
     assert (out / LOCK).exists()  # its file is still there, its lock is not
