@@ -165,13 +165,19 @@ def lock_runs(out: str | os.PathLike, command: str | None = None):
     ``command``). The kernel drops the lock when its holder dies, however it dies, so a
     killed run never leaves a stale lock behind; the file is removed when the run ends.
 
+    Not on a system without ``fcntl`` (Windows): there the directory is not locked, as
+    recordings are not (:mod:`sigmadelta.io.record`, whose writer lock this one follows).
+
     Raises
     ------
     RunsBusyError
         Another process holds the lock.
     """
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
     out = os.fspath(out)
     path = os.path.join(out, LOCK)
     while True:
@@ -184,7 +190,8 @@ def lock_runs(out: str | os.PathLike, command: str | None = None):
             raise RunsBusyError(f"{out} is in use by another run ({holder}); wait for it to end, "
                                 f"or write to another directory") from None
         try:  # the file locked is still the one at `path` (not one its last holder just removed)?
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+            a, b = os.fstat(fd), os.stat(path)
+            if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
                 break
         except FileNotFoundError:
             pass
