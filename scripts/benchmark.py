@@ -426,6 +426,11 @@ def _parser() -> argparse.ArgumentParser:
                         "bikes; --dtype float32,float64); a comma list picks some: " + ", ".join(ZOO))
     p.add_argument("--many", type=int, default=0, help="N: sd.simulate_many of N video streams")
     p.add_argument("--workers", default="1,2", help="--many: worker processes to compare, e.g. 1,2")
+    p.add_argument("--dask-defaults", action="store_true",
+                   help="--many: LocalClusters with dask's own configuration (default: "
+                        "sigmadelta.many.LEAN_CONFIG)")
+    p.add_argument("--bar", action="store_true",
+                   help="--many: with the progress bar (its frame reports from the workers)")
     p.add_argument("--conv-path", default="auto",
                    help="conv layers' path(s): auto, scatter, dense; comma separated to compare "
                         "them in one run (e.g. scatter,auto)")

@@ -5,6 +5,7 @@ files, ``.npy`` files, ``file.h5:/dataset``, globs: :mod:`sigmadelta.sources`)::
 
     client (this process)                       each worker (a process, one thread)
     ---------------------                       -----------------------------------
+    lock runs/.lock (flock; a second run fails)
     expand globs, read runs/manifest.json
     refuse other network/settings (overwrite)
     scatter the network to every worker  --->   kept in the worker's memory, once
@@ -12,6 +13,7 @@ files, ``.npy`` files, ``file.h5:/dataset``, globs: :mod:`sigmadelta.sources`)::
                                                 Simulator(net).run, chunk by chunk, into
                                                 runs/.<stream>.h5.<id>.part; on success
                                                 rename to runs/<stream>.h5
+    a bar over all frames                <---   frames done (worker events, <= 4/s)
     update the manifest as tasks finish  <---   the stream's summary (a small dict)
 
 Every stream gets its own :class:`~sigmadelta.engine.Simulator`, so its counters and
@@ -30,6 +32,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
+import sys
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -49,6 +54,7 @@ from .runs import (
     PENDING,
     Runs,
     is_complete,
+    lock_runs,
     manifest_differences,
     new_manifest,
     read_manifest,
@@ -60,7 +66,9 @@ from .runs import (
 from .sources import default_opener, expand, resolve
 from .stats import Stats
 
-__all__ = ["simulate_many", "network_hash", "run_stream", "local_cluster"]
+__all__ = ["simulate_many", "network_hash", "run_stream", "local_cluster", "PROGRESS_INTERVAL", "LEAN_CONFIG"]
+
+PROGRESS_INTERVAL = 0.25  # seconds between two frame reports of one task (worker events)
 
 
 def network_hash(net: Network) -> str:
@@ -119,9 +127,34 @@ def _pieces(frames, size: int):
         yield np.stack(buf)
 
 
+def _frame_reporter(topic: str | None, stream: str):
+    """``report(done, total)``: a worker event ``[stream, done, total]`` on ``topic`` for the
+    client's progress bar, at most one every :data:`PROGRESS_INTERVAL` seconds (the first
+    always); None when there is no topic or this is not a dask worker."""
+    if topic is None:
+        return None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    last = -np.inf
+
+    def report(done: int, total: int | None) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_INTERVAL:
+            last = now
+            worker.log_event(topic, [stream, int(done), total])
+
+    return report
+
+
 def _simulate_into(net: Network, frames, path: str, dtype, record_chunk: int,
-                   keep_outputs: bool) -> tuple[Stats, np.ndarray | None, bool | None]:
-    """``Simulator(net).run`` over ``frames`` chunk by chunk, recording every frame to ``path``.
+                   keep_outputs: bool, report=None) -> tuple[Stats, np.ndarray | None, bool | None]:
+    """``Simulator(net).run`` over ``frames`` chunk by chunk, recording every frame to ``path``;
+    ``report(frames_done, frames_expected)`` after each chunk if given.
 
     Returns the stats, the outputs if asked, and whether the source gave every frame it
     announced (None: it announced none), as the recording says too.
@@ -130,6 +163,8 @@ def _simulate_into(net: Network, frames, path: str, dtype, record_chunk: int,
     expected = len(frames) if hasattr(frames, "__len__") else None
     recorder = RunRecorder(path, net, record_chunk, frames_expected=expected, dtype=sim.dtype)
     parts, outs, complete = [], [], False
+    report = report or (lambda done, total: None)
+    report(0, expected)
     try:
         for piece in _pieces(iter_checked(frames, net.input_shape), sim.chunk):
             res = sim.run(piece, progress=False)
@@ -138,6 +173,7 @@ def _simulate_into(net: Network, frames, path: str, dtype, record_chunk: int,
             for k in range(len(rows)):
                 recorder.append(rows[k], res.outputs[k])
             parts.append((rows, st))
+            report(sum(len(r) for r, _ in parts), expected)
             if keep_outputs:
                 outs.append(res.outputs)
         complete = True
@@ -152,13 +188,15 @@ def _simulate_into(net: Network, frames, path: str, dtype, record_chunk: int,
 
 
 def run_stream(net, spec: str, out: str, file: str, settings: dict, record_chunk: int,
-               opener) -> dict:
+               opener, topic: str | None = None) -> dict:
     """One task: simulate ``spec`` and record it as ``out/file``; return its summary.
 
     ``net`` is a :class:`Network` or ``(path, hash)`` of its HDF5 file. The recording is
     written under a temporary name and renamed when complete, so a task killed half
     way never leaves a file that looks complete. Errors of the stream (its source, its
-    frames, an overflow) come back as ``{"status": "failed", "error": ...}``.
+    frames, an overflow) come back as ``{"status": "failed", "error": ...}``. With a
+    ``topic``, the task reports its frames done as worker events ``[file, done, total]``
+    on that topic (see :func:`_frame_reporter`).
     """
     t0, c0 = time.perf_counter(), time.thread_time()
     tmp = os.path.join(out, f".{file}.{uuid.uuid4().hex[:12]}.part")
@@ -168,7 +206,8 @@ def run_stream(net, spec: str, out: str, file: str, settings: dict, record_chunk
             net = _load_checked(*net)
         frames = opener(spec, net.input_shape, settings["limit"])
         stats, outputs, source_complete = _simulate_into(net, frames, tmp, settings["dtype"],
-                                                         record_chunk, settings["fidelity"])
+                                                         record_chunk, settings["fidelity"],
+                                                         _frame_reporter(topic, file))
         summary = stream_summary(stats)
         report["source_complete"] = source_complete  # False: the source ended early
         if settings["fidelity"]:
@@ -183,6 +222,12 @@ def run_stream(net, spec: str, out: str, file: str, settings: dict, record_chunk
                 "seconds": time.perf_counter() - t0, "cpu_seconds": time.thread_time() - c0}
     return {**report, "status": COMPLETE, "error": None, "summary": summary,
             "seconds": time.perf_counter() - t0, "cpu_seconds": time.thread_time() - c0}
+
+
+def _task(spec: str, file: str, *, net, out: str, settings: dict, record_chunk: int, opener,
+          topic: str | None) -> dict:
+    """:func:`run_stream` with the stream's own arguments first (for ``Client.map``)."""
+    return run_stream(net, spec, out, file, settings, record_chunk, opener, topic)
 
 
 def _worker_name() -> str | None:
@@ -214,13 +259,31 @@ def _connect(client, workers: int | None, tasks: int):
             yield c
 
 
-def local_cluster(n_workers: int):
+# What the default LocalCluster leaves out of dask's defaults (dask.config keys): the
+# statistical profiler that samples each worker's stack every 10 ms (for the dashboard,
+# which is off), the event loop health check every 20 ms, the system monitor every 0.5 s
+# and the memory monitor every 0.1 s (1 s here: the memory limit still holds).
+LEAN_CONFIG = {"distributed.worker.profile.enabled": False,
+               "distributed.admin.tick.interval": "500ms",
+               "distributed.admin.system-monitor.interval": "2s",
+               "distributed.worker.memory.monitor-interval": "1s"}
+
+
+def local_cluster(n_workers: int, lean: bool = True):
     """A dask LocalCluster of ``n_workers`` processes, one thread each (the simulation is
-    one thread per stream), without a dashboard; its HTTP port is any free one."""
+    one thread per stream), without a dashboard; its HTTP port is any free one.
+
+    ``lean``: with :data:`LEAN_CONFIG` (the scheduler, nannies and workers then spend a
+    quarter or less of the CPU they spend with dask's defaults on their own upkeep:
+    ``scripts/benchmark.py --many`` with and without ``--dask-defaults``); False: dask's
+    configuration as it is.
+    """
+    import dask
     from distributed import LocalCluster
 
-    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                        dashboard_address=":0", scheduler_kwargs={"dashboard": False})
+    with dask.config.set(LEAN_CONFIG if lean else {}):  # nannies hand it to their workers
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                            dashboard_address=":0", scheduler_kwargs={"dashboard": False})
 
 
 def _plan(out: str, keys: list[str], net: Network, digest: str, settings: dict,
@@ -284,7 +347,8 @@ def simulate_many(net: Network | str | os.PathLike, sources, out: str | os.PathL
         Replace what ``out`` holds if it was run with another network or settings
         (otherwise that is refused).
     progress : bool, optional
-        A progress bar over streams (default: on a terminal).
+        One progress bar over the frames of all streams, from the workers' reports
+        (default: on a terminal); without it the tasks send no reports.
     opener : callable, optional
         ``opener(spec, input_shape, limit)`` -> frames, instead of the installed one
         (:func:`sigmadelta.sources.default_opener`:
@@ -295,6 +359,11 @@ def simulate_many(net: Network | str | os.PathLike, sources, out: str | os.PathL
     Runs
         A mapping from stream key to :class:`~sigmadelta.engine.Result`, read back from
         the recordings; ``runs.summary()``, ``runs.ran`` (streams run by this call).
+
+    Raises
+    ------
+    sigmadelta.runs.RunsBusyError
+        Another run is writing into ``out`` (it holds ``out/.lock``).
     """
     keys = expand(sources)
     if workers is not None and int(workers) < 1:
@@ -313,33 +382,88 @@ def simulate_many(net: Network | str | os.PathLike, sources, out: str | os.PathL
     Simulator(net, dtype=dtype)  # a bad network or dtype fails here, before any worker starts
     out = os.path.abspath(os.fspath(out))
     os.makedirs(out, exist_ok=True)
-    m, todo = _plan(out, keys, net, digest, settings, overwrite)
-    write_manifest(out, m)
-    if todo:
-        with _connect(client, workers, len(todo)) as c:
-            _run_all(c, net if net_file is None else (net_file, digest), m, todo, out,
-                     record_chunk, opener, progress)
+    with lock_runs(out, command=shlex.join(sys.argv)[:300]):
+        m, todo = _plan(out, keys, net, digest, settings, overwrite)
+        write_manifest(out, m)
+        if todo:
+            with _connect(client, workers, len(todo)) as c:
+                _run_all(c, net if net_file is None else (net_file, digest), m, todo, out,
+                         record_chunk, opener, progress)
     return Runs(out, keys=keys, ran=todo)
+
+
+class _FrameBar:
+    """One progress bar over the frames of all streams, fed by the workers' reports.
+
+    Each task reports ``[file, frames done, frames it will give]`` (a worker event, at most
+    every :data:`PROGRESS_INTERVAL` s); the client's event loop calls :meth:`event`, the
+    client's thread :meth:`finish` as each task ends. The total is the sum of the streams'
+    frame counts where known (a stream's count is known once its worker opened it, exact
+    once it ended) plus, for the others, the mean of the known ones.
+    """
+
+    def __init__(self, n_streams: int, disable: bool | None):
+        self.bar = tqdm(total=0, unit="frame", desc="simulate_many", disable=disable)
+        self.n_streams, self.failed = n_streams, 0
+        self.done: dict[str, int] = {}
+        self.total: dict[str, int] = {}
+        self.ended: set[str] = set()
+        self.lock = threading.Lock()
+
+    @property
+    def disabled(self) -> bool:
+        return bool(self.bar.disable)
+
+    def event(self, event) -> None:
+        """A worker event ``(time, [file, done, total])``."""
+        file, done, total = event[1]
+        with self.lock:
+            if file in self.ended:
+                return
+            self.done[file] = done  # a retried task starts again from 0
+            if total is not None:
+                self.total[file] = total
+            self._draw()
+
+    def finish(self, file: str, report: dict) -> None:
+        with self.lock:
+            self.ended.add(file)
+            frames = report.get("summary", {}).get("frames")
+            self.done[file] = frames if frames is not None else self.done.get(file, 0)
+            self.total[file] = self.done[file]
+            self.failed += report["status"] == FAILED
+            self._draw()
+
+    def _draw(self) -> None:
+        known = list(self.total.values())
+        mean = sum(known) / len(known) if known else 0.0
+        self.bar.total = round(sum(known) + (self.n_streams - len(known)) * mean)
+        self.bar.set_postfix_str(f"{len(self.ended)}/{self.n_streams} streams"
+                                 + (f", {self.failed} failed" if self.failed else ""), refresh=False)
+        self.bar.update(sum(self.done.values()) - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _run_all(c, net, m: dict, todo: list[str], out: str, record_chunk: int, opener,
              progress: bool | None) -> None:
-    """Submit one task per stream; update the manifest as each one finishes."""
+    """Submit one task per stream; update the manifest and the bar as each one finishes."""
     from distributed import as_completed
 
     streams, settings = m["streams"], m["settings"]
     if isinstance(net, Network):
         net = c.scatter(net, broadcast=True, hash=False)
-    futures = {}
-    for k in todo:
-        e = streams[k]
-        fut = c.submit(run_stream, net, e["source"], out, e["file"], settings, record_chunk, opener,
-                       key=f"sigmadelta-{e['file'][:-3]}-{uuid.uuid4().hex[:8]}", pure=False)
-        futures[fut] = k
-    frames = 0
-    bar = tqdm(total=len(todo), unit="stream", desc="simulate_many",
-               disable=None if progress is None else not progress)
+    bar = _FrameBar(len(todo), None if progress is None else not progress)
+    topic = None if bar.disabled else f"sigmadelta-progress-{uuid.uuid4().hex}"
+    if topic:
+        c.subscribe_topic(topic, bar.event)
     try:
+        files = [streams[k]["file"] for k in todo]
+        futs = c.map(_task, [streams[k]["source"] for k in todo], files, net=net, out=out,
+                     settings=settings, record_chunk=record_chunk, opener=opener, topic=topic,
+                     key=[f"sigmadelta-{f[:-3]}-{uuid.uuid4().hex[:8]}" for f in files], pure=False)
+        futures = dict(zip(futs, todo, strict=True))  # one graph for all streams: one message
         for fut in as_completed(futures):
             k = futures[fut]
             try:
@@ -349,10 +473,8 @@ def _run_all(c, net, m: dict, todo: list[str], out: str, record_chunk: int, open
             streams[k].update(rep)
             remove_parts(out, streams[k]["file"])
             write_manifest(out, m)
-            frames += rep.get("summary", {}).get("frames", 0)
-            bar.set_postfix(frames=frames, failed=sum(s["status"] == FAILED for s in streams.values()))
-            bar.update(1)
+            bar.finish(streams[k]["file"], rep)
     finally:
+        if topic:
+            c.unsubscribe_topic(topic)
         bar.close()
-
-

@@ -19,7 +19,10 @@ import hashlib
 import json
 import os
 import re
+import socket
+import time
 from collections.abc import Mapping
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -31,9 +34,11 @@ from .stats import Stats
 
 __all__ = ["Runs", "read_runs", "read_manifest", "write_manifest", "new_manifest",
            "manifest_differences", "stream_file_name", "is_complete", "remove_parts",
-           "stream_summary", "StreamError", "MANIFEST", "COMPLETE", "FAILED", "PENDING"]
+           "stream_summary", "StreamError", "RunsBusyError", "lock_runs", "MANIFEST", "LOCK", "COMPLETE",
+           "FAILED", "PENDING"]
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 MANIFEST_FORMAT = "sigmadelta-runs"
 MANIFEST_VERSION = 1
 COMPLETE, FAILED, PENDING = "complete", "failed", "pending"
@@ -41,6 +46,10 @@ COMPLETE, FAILED, PENDING = "complete", "failed", "pending"
 
 class StreamError(RuntimeError):
     """A stream of a :class:`Runs` did not complete (its error is in the message)."""
+
+
+class RunsBusyError(OSError):
+    """Another run holds the runs directory (the message names the directory and the holder)."""
 
 
 def stream_summary(stats: Stats) -> dict:
@@ -132,6 +141,73 @@ def remove_parts(out: str, file: str) -> None:
                 os.remove(os.path.join(out, name))
             except FileNotFoundError:
                 pass
+
+
+# ---------------------------------------------------------------- one run at a time
+
+def _holder(fd: int) -> str:
+    """What the holder of a lock file wrote into it: pid, host, start time."""
+    try:
+        h = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return (f"pid {h['pid']} on {h['host']}, started {h['started']}"
+                + (f": {h['command']}" if h.get("command") else ""))
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that is just starting"
+
+
+@contextmanager
+def lock_runs(out: str | os.PathLike, command: str | None = None):
+    """Hold ``out/.lock`` (an exclusive ``flock``) while a run writes into ``out``.
+
+    A second run on the same directory, from this machine or another one that shares
+    the file system (NFS emulates ``flock`` with its own locks), fails at once with a
+    :class:`RunsBusyError` naming the directory and the holder (pid, host, start time,
+    ``command``). The kernel drops the lock when its holder dies, however it dies, so a
+    killed run never leaves a stale lock behind; the file is removed when the run ends.
+
+    Not on a system without ``fcntl`` (Windows): there the directory is not locked, as
+    recordings are not (:mod:`sigmadelta.io.record`, whose writer lock this one follows).
+
+    Raises
+    ------
+    RunsBusyError
+        Another process holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    out = os.fspath(out)
+    path = os.path.join(out, LOCK)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise RunsBusyError(f"{out} is in use by another run ({holder}); wait for it to end, "
+                                f"or write to another directory") from None
+        try:  # the file locked is still the one at `path` (not one its last holder just removed)?
+            a, b = os.fstat(fd), os.stat(path)
+            if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": command}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        yield
+    finally:
+        try:
+            os.unlink(path)  # still holding it: whoever opened this file finds it gone and retries
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- reading runs back

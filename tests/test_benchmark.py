@@ -1,7 +1,10 @@
 """Smoke run of scripts/benchmark.py: tiny synthetic inputs, JSON parses (no timing asserts).
 
-The network run (with two streams) and the sweep plot are marked slow: ``pytest -m slow``."""
+The micro run and the flag check run the script's ``main`` in this process; the runs as a
+command (network with two streams, sweep plot, many streams) are marked slow:
+``pytest -m slow``."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -10,6 +13,24 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+
+
+@pytest.fixture()
+def benchmark(monkeypatch):
+    """The script loaded in this process; the process-wide settings its ``main`` makes
+    (torch, Numba and BLAS thread counts, denormal flushing) do not leak into the other tests."""
+    import numba
+    import torch
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts scripts/ on it
+    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda on: True)
+    monkeypatch.setattr(numba, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(module, "threadpool_limits", lambda n: None)
+    return module
 
 
 def _run(*args: str) -> dict:
@@ -27,10 +48,10 @@ def test_benchmark_network_smoke():
     assert [s["streams"] for s in r["streams"]] == [1, 2]
 
 
-def test_benchmark_micro_smoke():
-    r = _run("--micro", "--frames", "3", "--micro-hw", "8", "8", "--micro-channels", "4",
-             "--dtype", "float32")
-    (m,) = r["micro"]
+def test_benchmark_micro_smoke(benchmark, capsys):
+    benchmark.main(["--json", "--repeats", "1", "--micro", "--frames", "3", "--micro-hw", "8", "8",
+                    "--micro-channels", "4", "--dtype", "float32"])
+    (m,) = json.loads(capsys.readouterr().out)["micro"]
     assert m["channels"] == 4 and m["kernel_efficiency"] > 0
 
 
@@ -47,10 +68,9 @@ def test_benchmark_micro_sweep_writes_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_benchmark_rejects_bad_activity():
-    out = subprocess.run([sys.executable, str(SCRIPT), "--micro", "--activity", "0.05,2"],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode != 0 and "--activity" in out.stderr
+def test_benchmark_rejects_bad_activity(benchmark):
+    with pytest.raises(SystemExit, match=r"--activity: every value must lie in \(0, 1\], got '0.05,2'"):
+        benchmark.main(["--micro", "--activity", "0.05,2"])
 
 
 @pytest.mark.slow
@@ -98,9 +118,8 @@ def test_benchmark_zoo_smoke():
         assert z["speedup_spread"][0] <= z["speedup_spread"][1]
 
 
-def test_benchmark_rejects_bad_zoo_and_dtype():
-    for args, flag in [(["--zoo", "alexnet"], "--zoo"), (["--micro", "--dtype", "float32,float64"],
-                                                        "--dtype")]:
-        out = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                             timeout=600)
-        assert out.returncode != 0 and flag in out.stderr, out.stderr
+def test_benchmark_rejects_bad_zoo_and_dtype(benchmark):
+    for args, flag in [(["--zoo", "alexnet"], "--zoo: unknown network in 'alexnet'"),
+                       (["--micro", "--dtype", "float32,float64"], "--dtype: float32 or float64")]:
+        with pytest.raises(SystemExit, match=flag):
+            benchmark.main(args)

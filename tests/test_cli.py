@@ -43,7 +43,10 @@ def test_module_factory_spec_and_errors(tmp_path, capsys):
     assert "cannot import 'no_such_module_xyz'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_help():
+    """``python -m sigmadelta.cli`` in a fresh interpreter (slow: the SIGTERM test of
+    test_recording.py runs it too, and test_cli_errors.py the installed console script)."""
     out = subprocess.run([sys.executable, "-m", "sigmadelta.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout
     for word in ("convert", "simulate", "report"):

@@ -7,6 +7,7 @@ source fails alone; a second run resumes only what is not complete.
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -24,7 +25,7 @@ from sigmadelta.datasets.streams import open_stream
 import sigmadelta as sd
 from sigmadelta.cli import main
 from sigmadelta.many import local_cluster, network_hash
-from sigmadelta.runs import StreamError
+from sigmadelta.runs import LOCK, RunsBusyError, StreamError, lock_runs
 from sigmadelta.sources import expand
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers get the slow opener by value
@@ -66,8 +67,15 @@ def data(tmp_path_factory):
     return d, sources
 
 
+_ALONE: dict = {}
+
+
 def _alone(net, key, limit=40):
-    return sd.simulate(net, open_stream(key, net.input_shape, limit), progress=False)
+    """``sd.simulate`` of one stream by itself (computed once per network, stream and limit)."""
+    at = (network_hash(net), key, limit)
+    if at not in _ALONE:
+        _ALONE[at] = sd.simulate(net, open_stream(key, net.input_shape, limit), progress=False)
+    return _ALONE[at]
 
 
 def _same(a: sd.Result, b: sd.Result) -> None:
@@ -191,6 +199,69 @@ def test_sources_hash_and_names(net, data, tmp_path):
     assert stream_file_name("clips/a:b.mp4", taken).startswith("clips_a_b.mp4-")
 
 
+def test_killed_holder_leaves_no_stale_lock(client, net, data, tmp_path, capsys):
+    """The lock of a runs directory is the kernel's: a holder killed with SIGKILL (a client
+    killed mid-run) leaves the lock file, but no lock; the next run takes it and completes."""
+    d, sources = data
+    out = tmp_path / "runs"
+    out.mkdir()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the holder: takes the lock as simulate_many does, then waits to be killed
+        try:
+            with lock_runs(out, command="sigmadelta simulate net.h5 carphone -o runs/"):
+                os.write(ready_w, b"1")
+                time.sleep(60)
+        finally:
+            os._exit(0)
+    assert os.read(ready_r, 1) == b"1"
+    refused = f"{re.escape(str(out))} is in use by another run \\(pid {pid} on .*, started .*: sigmadelta"
+    with pytest.raises(RunsBusyError, match=refused):
+        sd.simulate_many(net, sources[0], out=out, client=client, limit=10)
+    sd.save(net, tmp_path / "net.h5")  # the command line: one line, exit status 2
+    capsys.readouterr()
+    assert main(["simulate", str(tmp_path / "net.h5"), sources[0], "-o", f"{out}/", "--scheduler",
+                 client.scheduler.address, "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(refused, err)
+    os.kill(pid, signal.SIGKILL)
+    assert os.waitpid(pid, 0)[1] == signal.SIGKILL
+    assert (out / LOCK).exists()  # its file is still there, its lock is not
+    runs = sd.simulate_many(net, sources[0], out=out, client=client, limit=10)
+    assert runs.status == {sources[0]: "complete"} and not (out / LOCK).exists()
+    _same(runs[sources[0]], _alone(net, sources[0], limit=10))
+
+
+def _set_interval(seconds):
+    import sigmadelta.many
+
+    sigmadelta.many.PROGRESS_INTERVAL = seconds
+
+
+def test_one_bar_over_frames_from_workers(client, net, data, tmp_path, capsys, monkeypatch):
+    """The bar counts frames as the workers report them (here every chunk of 64 frames),
+    its total the frames of all streams; streams done in its postfix."""
+    from sigmadelta.many import _FrameBar
+
+    d, sources = data
+    keys = ["carphone", *expand(sources[1])]
+    reports, event = [], _FrameBar.event
+    monkeypatch.setattr(_FrameBar, "event", lambda bar, ev: (reports.append(list(ev[1])), event(bar, ev)))
+    client.run(_set_interval, 0.0)  # every chunk reported (default: at most every 0.25 s)
+    try:
+        sd.simulate_many(net, keys, out=tmp_path / "runs", client=client, limit=150, progress=True)
+    finally:
+        client.run(_set_interval, sd.many.PROGRESS_INTERVAL)
+    lengths = [len(open_stream(k, SHAPE, 150)) for k in keys]  # carphone has 120 frames
+    assert lengths == [120, 40, 40]
+    # each worker announced its stream's frames when it opened it, and carphone its first chunk
+    # of 64 frames before it ended
+    assert ["carphone.h5", 0, 120] in reports and ["carphone.h5", 64, 120] in reports
+    assert any(r[0].endswith("clip0.npy.h5") and r[1:] == [0, 40] for r in reports)
+    states = re.findall(r"(\d+)/(\d+) \[.*?(\d)/3 streams", capsys.readouterr().err)
+    assert states and states[-1] == ("200", "200", "3")  # the bar drew every frame, all streams
+
+
 class SlowFrames:
     """A source that yields its frames slowly, so that a worker can be killed mid-stream."""
 
@@ -208,6 +279,8 @@ def slow_opener(spec, shape, limit):
 
 
 def test_worker_killed_mid_run(client, net, data, tmp_path):
+    """Last in the module: the worker its nanny starts again pays its start-up (imports, the
+    first Simulator) while the cluster closes, not in the next test."""
     d, sources = data
     out = tmp_path / "runs"
     pids = client.run(os.getpid)
@@ -225,6 +298,10 @@ def test_worker_killed_mid_run(client, net, data, tmp_path):
             victim = busy[0]
             os.kill(pids[victim], signal.SIGKILL)
         time.sleep(0.02)
+    # meanwhile a second run on the same directory is refused, naming it and the run in it
+    refused = f"{re.escape(str(out))} is in use by another run \\(pid {os.getpid()} on "
+    with pytest.raises(RunsBusyError, match=refused):
+        sd.simulate_many(net, sources[:1], out=out, client=client, limit=40)
     run.join(timeout=180)
     assert victim is not None and not run.is_alive()
     runs = done["runs"]

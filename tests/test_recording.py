@@ -123,7 +123,10 @@ def test_sigkill_mid_run_keeps_every_finished_chunk(child, face, tmp_path, capsy
     assert "did not finish" in out and f"{n} frames" in out
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_and_the_first_recording_survives(child, face, capsys):
+    """The first writer in another process (slow: a process of its own; the test below
+    makes the same checks with both writers in this process)."""
     net, frames = face
     proc, path = child(stall=2 * CHUNK)
     assert proc.stdout.readline().strip() == "stalled"
@@ -145,19 +148,30 @@ def test_a_second_writer_is_refused_and_the_first_recording_survives(child, face
     assert read_run_info(path)["frames"] == 3
 
 
-def test_two_writers_in_one_process(tmp_path, face):
+def test_two_writers_in_one_process(tmp_path, face, capsys):
+    """A second writer (the API, then the command line with --force) is refused while the
+    first records; the first recording completes untouched, and the path is free again."""
     net, frames = face
     path = tmp_path / "run.h5"
+    sd.save(net, tmp_path / "net2.h5")
+    np.save(tmp_path / "few.npy", frames[:3])
 
     def stream():  # the second writer starts while the first is half way
         for t, frame in enumerate(frames[:40]):
             if t == 20:
                 with pytest.raises(RecordingInUseError, match=str(path)):
                     sd.simulate(net, frames[:5], record=path, progress=False)
+                assert main(["simulate", str(tmp_path / "net2.h5"), str(tmp_path / "few.npy"), "-o",
+                             str(path), "--force", "-q"]) == 2
             yield frame
 
     sd.Simulator(net).run(stream(), record=path, record_chunk=CHUNK, progress=False)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "being recorded by another run" in err and str(path) in err
     _same_as_simulate(net, frames, path, 40, complete=True)
+    assert not os.path.exists(f"{path}.lock")
+    sd.simulate(net, frames[:3], record=path, progress=False)  # the path is free again
+    assert read_run_info(path)["frames"] == 3
 
 
 def test_recording_onto_a_file_held_open_names_the_file(tmp_path, face):
