@@ -83,7 +83,7 @@ def evaluate(net: g.Network, x: torch.Tensor, quantize: Quantize | None = None,
         ins = [vals[i] for i in n.inputs]
         if isinstance(n, g.Input):
             v = x.reshape(x.shape[0], *n.shape)  # (C, L) frames are held as (C, 1, L)
-        elif isinstance(n, (g.Dense, g.Conv)):
+        elif isinstance(n, g.WEIGHT_KINDS):
             w, b = weights[j]
             if fixed_point and n.weight_bits:
                 v = fixed_point_layer(n, ins[0], w, b)
@@ -100,6 +100,10 @@ def weighted(n: g.Dense | g.Conv, x: torch.Tensor, w: torch.Tensor, b: torch.Ten
     """``W @ x + b`` of a weight layer: ``F.linear`` or ``F.conv2d`` with the node's geometry."""
     if isinstance(n, g.Dense):
         return F.linear(x, w, b)
+    if isinstance(n, g.ConvTranspose):
+        return F.conv_transpose2d(x, w, b, stride=n.stride, padding=n.padding,
+                                  output_padding=n.output_padding, groups=n.groups,
+                                  dilation=n.dilation)
     return F.conv2d(x, w, b, stride=n.stride, padding=n.padding, dilation=n.dilation, groups=n.groups)
 
 
@@ -142,7 +146,7 @@ def dense_node(n: g.Node, ins: list[torch.Tensor], weight: torch.Tensor | None =
     Weight layers use ``weight`` and ``bias`` as given (no input quantization);
     every other node kind is computed as PyTorch computes it.
     """
-    if isinstance(n, (g.Dense, g.Conv)):
+    if isinstance(n, g.WEIGHT_KINDS):
         return weighted(n, ins[0], weight, bias)
     x = ins[0]
     if isinstance(n, g.Activation):
@@ -159,6 +163,14 @@ def dense_node(n: g.Node, ins: list[torch.Tensor], weight: torch.Tensor | None =
         return torch.cat(ins, dim=1)
     if isinstance(n, g.Upsample):
         return F.interpolate(x, scale_factor=tuple(float(s) for s in n.scale), mode="nearest")
+    if isinstance(n, g.Resample):
+        if n.scale_h > 0:
+            return F.interpolate(x, scale_factor=(n.scale_h, n.scale_w), mode="bilinear",
+                                 align_corners=n.align_corners)
+        return F.interpolate(x, size=tuple(n.shape[1:]), mode="bilinear",
+                             align_corners=n.align_corners)
+    if isinstance(n, g.Gather):
+        return x[:, torch.as_tensor(np.asarray(n.src, np.int64))]
     if isinstance(n, g.Mul):
         return ins[0] * ins[1]  # b broadcast over the pixels when it is (C, 1, 1)
     raise TypeError(f"the dense evaluator cannot evaluate node {n.name!r} of kind {n.kind!r}")

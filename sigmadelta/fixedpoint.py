@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .graph import Conv, Dense, Network, per_layer
+from .graph import Conv, ConvTranspose, Dense, Network, per_layer
 
 __all__ = ["quantize_weights", "AccumulatorOverflowError", "integer_weights", "MAX_WEIGHT_BITS",
            "max_spike_total", "overflow_message", "spike_total_message"]
@@ -80,6 +80,10 @@ def integer_weights(layer: Dense | Conv) -> np.ndarray:
 def _row_l1(layer: Dense | Conv) -> int:
     """Largest ``sum_i |W_int[j, i]|`` over the layer's output neurons (exact Python int)."""
     w = np.abs(integer_weights(layer))
+    if isinstance(layer, ConvTranspose):  # [in, out/groups, kh, kw]: output j of group g
+        c_in, cg = w.shape[:2]
+        w = w.reshape(layer.groups, c_in // layer.groups, cg, -1).transpose(0, 2, 1, 3)
+        w = w.reshape(layer.groups * cg, -1)
     return int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
 
 

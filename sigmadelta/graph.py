@@ -47,17 +47,21 @@ from .nodes import (  # the layer kinds, re-exported
     POOL_OPS,
     QUANTIZERS,
     TIMINGS,
+    WEIGHT_KINDS,
     Activation,
     Add,
     Concat,
     Conv,
+    ConvTranspose,
     Dense,
     Flatten,
+    Gather,
     Input,
     Mul,
     NetworkError,
     Node,
     Pool,
+    Resample,
     Upsample,
     _Weighted,
     check_node,
@@ -77,6 +81,10 @@ __all__ = [
     "Concat",
     "Mul",
     "Upsample",
+    "ConvTranspose",
+    "Resample",
+    "Gather",
+    "WEIGHT_KINDS",
     "NetworkError",
     "NODE_TYPES",
     "QUANTIZERS",
@@ -159,9 +167,9 @@ class Network:
         index as the name (``"1"``, which reads like a position) becomes the kind numbered in
         order (``conv1 3x3/2 1->8``, ``fc2 200->10``); module paths are kept whole
         (``features.10.conv.0 3x3 16->16 dw``)."""
-        labels, count = [], {"conv": 0, "fc": 0}
+        labels, count = [], {"conv": 0, "fc": 0, "convt": 0}
         for n in self.weight_layers:
-            kind = "conv" if isinstance(n, Conv) else "fc"
+            kind = "conv" if isinstance(n, Conv) else ("convt" if isinstance(n, ConvTranspose) else "fc")
             count[kind] += 1
             label = layer_label(n)
             labels.append(f"{kind}{count[kind]}{label[len(n.name):]}" if n.name.isdigit() else label)

@@ -57,10 +57,21 @@ def to_torch_layout(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def pair(v) -> np.ndarray:
     return np.asarray(v, dtype=np.int64).reshape(2)
 
+def _convt_axis_fan(n_in: int, n_out: int, k: int, s: int, p: int, d: int) -> np.ndarray:
+    """Per input position along one transposed-conv axis: the taps landing inside the output."""
+    o = np.arange(n_in)[:, None] * s - p + d * np.arange(k)[None, :]
+    return ((o >= 0) & (o < n_out)).sum(1)
+
+
 def fan_out(node: g.Dense | g.Conv, in_shape: tuple[int, ...]) -> np.ndarray:
     """In-bounds fan-out of every input neuron, channels-last flat (synops per unit event)."""
     if isinstance(node, g.Dense):
         return np.full(int(np.prod(in_shape)), node.weight.shape[0], np.float64)
+    if isinstance(node, g.ConvTranspose):  # input i reaches output i*s - p + t*d, tap t < k
+        ty, tx = (_convt_axis_fan(in_shape[1 + a], node.shape[1 + a], node.weight.shape[2 + a],
+                                  node.stride[a], node.padding[a], node.dilation[a]) for a in (0, 1))
+        per_pixel = ty[:, None] * tx[None, :] * node.weight.shape[1]
+        return np.repeat(per_pixel.ravel(), in_shape[0]).astype(np.float64)
     stride, padding, dilation = pair(node.stride), pair(node.padding), pair(node.dilation)
     kernel = node.weight.shape[2:]
     ty, tx = (K.axis_fan(in_shape[1 + a], node.shape[1 + a], kernel[a], stride[a], padding[a],

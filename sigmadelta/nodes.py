@@ -26,6 +26,10 @@ __all__ = [
     "Concat",
     "Mul",
     "Upsample",
+    "ConvTranspose",
+    "Resample",
+    "Gather",
+    "WEIGHT_KINDS",
     "NetworkError",
     "NODE_TYPES",
     "QUANTIZERS",
@@ -215,10 +219,70 @@ class Upsample(Node):
     kind: ClassVar[str] = "upsample"
 
 
+@dataclass
+class ConvTranspose(_Weighted):
+    """Transposed 2-D convolution (``ConvTranspose2d``); ``weight[in, out/groups, kh, kw]``.
+
+    An input change ``d`` at ``(ci, y, x)`` adds ``W[ci, j, ky, kx] * d`` to output
+    ``(g*Cg + j, y*sy - py + ky*dy, x*sx - px + kx*dx)`` (``g`` the group of ``ci``,
+    ``Cg`` outputs per group) where that lies inside the output:
+    ``H_out = (H - 1)*sy - 2*py + dy*(kh - 1) + output_padding_y + 1``.
+    """
+
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    output_padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    kind: ClassVar[str] = "convt"
+
+    def dense_macs(self) -> int:
+        """MACs of one dense evaluation: input neurons x (out/groups) x kh x kw (every tap)."""
+        c_in, cg, kh, kw = self.weight.shape
+        return int(c_in * self.in_pixels * cg * kh * kw)
+
+    @property
+    def in_pixels(self) -> int:
+        """Input pixels ``H*W``, from the output shape and the geometry."""
+        kh, kw = self.weight.shape[2:]
+        h, w = (_convt_in(self.shape[1 + a], (kh, kw)[a], self.stride[a], self.padding[a],
+                          self.dilation[a], self.output_padding[a]) for a in (0, 1))
+        return h * w
+
+
+@dataclass
+class Resample(Node):
+    """Bilinear resampling (``F.interpolate(mode="bilinear")``), a fixed linear map per channel.
+
+    Output pixel ``(i, j)`` reads input rows ``y0, y1 = min(y0 + 1, H - 1)`` with weights
+    ``1 - ly, ly`` (columns likewise), where the source coordinate is ``i * (H - 1)/(H_out - 1)``
+    with ``align_corners``, else ``max((i + 0.5) * r - 0.5, 0)`` with ``r = 1/scale_h`` when the
+    model gave a scale factor (``scale_h > 0``) and ``H/H_out`` otherwise, as PyTorch computes it.
+    """
+
+    align_corners: bool = False
+    scale_h: float = 0.0  # the model's scale factor (0: the sizes' ratio)
+    scale_w: float = 0.0
+    kind: ClassVar[str] = "resample"
+
+
+@dataclass
+class Gather(Node):
+    """Channel routing: ``y[c] = x[src[c]]`` at every pixel (channel shuffle, chunk/split).
+
+    No arithmetic and no synaptic operations: a touched input neuron is copied to the
+    output neuron that reads it (``src`` has no repeats, so at most one).
+    """
+
+    src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    kind: ClassVar[str] = "gather"
+
+
 NODE_TYPES: dict[str, type[Node]] = {
     cls.kind: cls for cls in (Input, Dense, Conv, Activation, Pool, Flatten, Add, Concat, Mul,
-                              Upsample)
+                              Upsample, ConvTranspose, Resample, Gather)
 }
+WEIGHT_KINDS = (Dense, Conv, ConvTranspose)  # the layers that receive spikes
 
 
 def _axes_text(v: tuple[int, int]) -> str:
@@ -248,6 +312,15 @@ def layer_label(node: Node) -> str:
         return text
     if isinstance(node, Dense):
         return f"{node.name} {node.weight.shape[1]}->{node.weight.shape[0]}"
+    if isinstance(node, ConvTranspose):
+        c_in, cg, kh, kw = node.weight.shape
+        text = f"{node.name} {kh}x{kw}"
+        if tuple(node.stride) != (1, 1):
+            text += "/" + _axes_text(tuple(node.stride))
+        if tuple(node.dilation) != (1, 1):
+            text += " dil" + _axes_text(tuple(node.dilation))
+        text += f" {c_in}->{cg * node.groups} transposed"
+        return text + (f" g{node.groups}" if node.groups > 1 else "")
     return f"{node.name} ({node.kind})"
 
 
@@ -295,13 +368,15 @@ def _finite(node: Node, what: str, a) -> None:
         _fail(node, f"{what} is not finite (NaN or Inf) or not numeric")
 
 
-def _check_weighted(node: _Weighted, in_shape, w_shape: tuple[int, ...]) -> None:
+def _check_weighted(node: _Weighted, in_shape, w_shape: tuple[int, ...],
+                    out_channels: int | None = None) -> None:
     w = np.asarray(node.weight)
     if w.shape != w_shape:
         _fail(node, f"weight has shape {w.shape}, expected {w_shape} from the layer's shapes")
     _finite(node, "weight", w)
-    if np.shape(node.bias) != (w_shape[0],):
-        _fail(node, f"bias has shape {np.shape(node.bias)}, expected ({w_shape[0]},)")
+    n_bias = w_shape[0] if out_channels is None else out_channels
+    if np.shape(node.bias) != (n_bias,):
+        _fail(node, f"bias has shape {np.shape(node.bias)}, expected ({n_bias},)")
     _finite(node, "bias", node.bias)
     if node.quantizer not in QUANTIZERS:
         _fail(node, f"quantizer {node.quantizer!r} is not one of {QUANTIZERS}")
@@ -358,6 +433,65 @@ def _check_conv(node: Conv, in_shapes) -> None:
         _fail(node, f"output {node.shape[1:]} does not follow from input {tuple(in_shape)}, kernel "
                     f"{(kh, kw)}, stride {stride}, padding {padding}, dilation {dilation}: {out_hw}")
     _check_weighted(node, in_shape, (c_out, c_in // groups, kh, kw))
+
+
+def _convt_in(n_out: int, k: int, s: int, p: int, d: int, op: int) -> int:
+    """Input size of a transposed conv from its output size (inverse of :func:`_convt_out`)."""
+    return (n_out - op - 1 + 2 * p - d * (k - 1)) // s + 1
+
+
+def _convt_out(n: int, k: int, s: int, p: int, d: int, op: int) -> int:
+    return (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+
+
+def _check_convt(node: ConvTranspose, in_shapes) -> None:
+    (in_shape,) = in_shapes
+    if len(in_shape) != 3 or len(node.shape) != 3:
+        _fail(node, f"needs [C, H, W] input and output, got {tuple(in_shape)} -> {node.shape}")
+    if np.ndim(node.weight) != 4:
+        _fail(node, f"weight must be [in, out/groups, kh, kw], got shape {np.shape(node.weight)}")
+    groups = _positive(node, "groups", (node.groups,))[0]
+    stride = _positive(node, "stride", node.stride)
+    dilation = _positive(node, "dilation", node.dilation)
+    padding = _positive(node, "padding", node.padding, 0)
+    out_pad = _positive(node, "output_padding", node.output_padding, 0)
+    kh, kw = _positive(node, "the kernel size", np.shape(node.weight)[2:])
+    if any(o >= max(s, d) for o, s, d in zip(out_pad, stride, dilation, strict=True)):
+        _fail(node, f"output_padding {out_pad} must be smaller than stride or dilation")
+    c_in, c_out = in_shape[0], node.shape[0]
+    if c_in % groups or c_out % groups:
+        _fail(node, f"{c_in} input and {c_out} output channels are not divisible by groups={groups}")
+    out_hw = tuple(_convt_out(in_shape[1 + a], (kh, kw)[a], stride[a], padding[a], dilation[a],
+                              out_pad[a]) for a in (0, 1))
+    if tuple(node.shape[1:]) != out_hw:
+        _fail(node, f"output {node.shape[1:]} does not follow from input {tuple(in_shape)}, kernel "
+                    f"{(kh, kw)}, stride {stride}, padding {padding}, dilation {dilation}, "
+                    f"output_padding {out_pad}: {out_hw}")
+    _check_weighted(node, in_shape, (c_in, c_out // groups, kh, kw), out_channels=c_out)
+
+
+def _check_resample(node: Resample, in_shapes) -> None:
+    (s,) = (tuple(x) for x in in_shapes)
+    if len(s) != 3 or len(node.shape) != 3 or node.shape[0] != s[0]:
+        _fail(node, f"resampling needs [C, H, W] in and out with equal C, got {s} -> {node.shape}")
+    for a, sf in enumerate((node.scale_h, node.scale_w)):
+        if not (np.isfinite(sf) and sf >= 0):
+            _fail(node, f"scale factors must be finite and >= 0, got {(node.scale_h, node.scale_w)}")
+        if sf > 0 and int(np.floor(s[1 + a] * sf)) != node.shape[1 + a]:
+            _fail(node, f"scale factor {sf:g} takes size {s[1 + a]} to "
+                        f"{int(np.floor(s[1 + a] * sf))}, not {node.shape[1 + a]}")
+
+
+def _check_gather(node: Gather, in_shapes) -> None:
+    (s,) = (tuple(x) for x in in_shapes)
+    src = np.asarray(node.src)
+    if src.ndim != 1 or not np.issubdtype(src.dtype, np.integer) or len(src) != node.shape[0]:
+        _fail(node, f"src must list one input channel per output channel ({node.shape[0]}), "
+                    f"got shape {src.shape}")
+    if len(src) and (src.min() < 0 or src.max() >= s[0] or len(np.unique(src)) != len(src)):
+        _fail(node, f"src must name distinct input channels in 0..{s[0] - 1}")
+    if tuple(node.shape[1:]) != s[1:]:
+        _fail(node, f"routes channels of {s} but has shape {node.shape}")
 
 
 def _check_activation(node: Activation, in_shapes) -> None:
@@ -420,5 +554,6 @@ def _check_upsample(node: Upsample, in_shapes) -> None:
 
 _CHECKS = {Dense: _check_dense, Conv: _check_conv, Activation: _check_activation,
            Pool: _check_pool, Flatten: _check_flatten, Add: _check_add, Concat: _check_concat,
-           Mul: _check_mul, Upsample: _check_upsample}
+           Mul: _check_mul, Upsample: _check_upsample, ConvTranspose: _check_convt,
+           Resample: _check_resample, Gather: _check_gather}
 

@@ -14,6 +14,8 @@ operator, the size relations its kernels' index arithmetic relies on::
     flatten    N_in = N_out = H*W*C
     add        both inputs and the output of one size
     concat     inputs on the output's pixels, channel ranges that fill C_out exactly
+    resample   fan-in / fan-out lists within the input's and output's pixels, CSR starts in order
+    gather     every routed channel within C_out, on the input's pixels
     every node touched[N], stamp[N] (and a pixel list of H*W + 1) for value[N]
 
 Any mismatch raises :class:`ProgramError` naming the node, before anything runs.
@@ -24,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import mask_words
-from .ops import ActivationOp, AddOp, ConcatOp, FlattenOp, InputOp, PoolOp
-from .weightops import ConvOp, DenseOp, PixelConvOp, WeightOp
+from .ops import ActivationOp, AddOp, ConcatOp, FlattenOp, GatherOp, InputOp, PoolOp, ResampleOp
+from .weightops import ConvOp, ConvTOp, DenseOp, PixelConvOp, WeightOp
 
 __all__ = ["ProgramError", "check_ops"]
 
@@ -147,5 +149,24 @@ def _concat(op: ConcatOp, n_out: int, where: str) -> None:
           "inputs not on the output's pixels")
 
 
+def _resample(op: ResampleOp, n_out: int, where: str) -> None:
+    n_in = _n(op.inp.value)
+    px_in, px_out = len(op.out_start) - 1, len(op.in_start) - 1
+    _need(px_in * op.c == n_in and px_out * op.c == n_out, where,
+          f"{px_in} -> {px_out} pixels x {op.c} channels does not fit {n_in} -> {n_out} values")
+    for start, idx, n_px in ((op.out_start, op.out_pix, px_out), (op.in_start, op.in_pix, px_in)):
+        _need(start[0] == 0 and (np.diff(start) >= 0).all() and start[-1] == len(idx)
+              and (len(idx) == 0 or (idx.min() >= 0 and idx.max() < n_px)), where,
+              "fan lists out of order or outside the pixels")
+    _need(_n(op.in_w) == len(op.in_pix), where, "one weight per fan-in entry")
+
+
+def _gather(op: GatherOp, n_out: int, where: str) -> None:
+    n_in = _n(op.inp.value)
+    _need(_n(op.dst) == op.c_in and n_in % op.c_in == 0 and n_out == n_in // op.c_in * op.c_out
+          and op.dst.max(initial=-1) < op.c_out, where, f"routing {op.c_in} -> {op.c_out} channels")
+
+
 _CHECKS = {InputOp: _input, ActivationOp: _activation, DenseOp: _dense, ConvOp: _conv,
-           PixelConvOp: _pixel_conv, PoolOp: _pool, FlattenOp: _flatten, AddOp: _add, ConcatOp: _concat}
+           ConvTOp: _conv, ResampleOp: _resample, GatherOp: _gather, PixelConvOp: _pixel_conv,
+           PoolOp: _pool, FlattenOp: _flatten, AddOp: _add, ConcatOp: _concat}

@@ -23,12 +23,26 @@ import numpy as np
 from . import graph as g
 from . import kernels as K
 from .layout import NodeState, fan_out, grid, pair, to_internal, to_torch_layout
-from .slots import ACTIVATION, ADD, CONCAT, FLATTEN, INPUT, MUL, POOL, UPSAMPLE, Builder, layout
-from .weightops import ConvOp, DenseOp, Encoder, PixelConvOp, QuantState, WeightOp
+from .slots import (
+    ACTIVATION,
+    ADD,
+    CONCAT,
+    FLATTEN,
+    GATHER,
+    INPUT,
+    MUL,
+    POOL,
+    RESAMPLE,
+    UPSAMPLE,
+    Builder,
+    layout,
+)
+from .weightops import ConvOp, ConvTOp, DenseOp, Encoder, PixelConvOp, QuantState, WeightOp
 
 __all__ = [
     "NodeState", "QuantState", "Encoder", "InputOp", "WeightOp", "DenseOp", "ConvOp", "PixelConvOp",
-    "ActivationOp", "PoolOp", "FlattenOp", "AddOp", "MulOp", "UpsampleOp", "ConcatOp", "build_ops",
+    "ActivationOp", "PoolOp", "FlattenOp", "AddOp", "MulOp", "UpsampleOp", "ConcatOp", "ConvTOp",
+    "ResampleOp", "GatherOp", "bilinear_axis", "build_ops",
     "pipeline_order", "to_internal",
     "to_torch_layout", "grid", "pair", "fan_out",
 ]
@@ -150,6 +164,80 @@ class UpsampleOp:
         r.done()
 
 
+def bilinear_axis(n_in: int, n_out: int, align_corners: bool, scale: float) -> tuple:
+    """PyTorch's linear interpolation along one axis: ``(i0, i1, l1)`` per output position,
+    output ``o`` reading ``(1 - l1[o]) * x[i0[o]] + l1[o] * x[i1[o]]`` (see ``graph.Resample``)."""
+    o = np.arange(n_out, dtype=np.float64)
+    if align_corners:
+        src = o * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        ratio = 1.0 / scale if scale > 0 else n_in / n_out
+        src = np.maximum(ratio * (o + 0.5) - 0.5, 0.0)
+    i0 = np.minimum(src.astype(np.int64), n_in - 1)
+    l1 = np.clip(src - i0, 0.0, 1.0)
+    return i0, np.minimum(i0 + 1, n_in - 1), l1
+
+
+class ResampleOp:
+    """Bilinear resampling as a sparse map over pixels (fan-in and fan-out lists), the same for
+    every channel: the outputs reached by a touched input are recomputed from their fan-in
+    (:func:`sigmadelta.kernels.pixel_map_update`)."""
+
+    def __init__(self, node: g.Resample, ins, out, in_shape):
+        self.inp, self.out = ins[0], out
+        self.c = int(in_shape[0])
+        (h, w), (oh, ow) = in_shape[1:], node.shape[1:]
+        y0, y1, ly = bilinear_axis(h, oh, node.align_corners, node.scale_h)
+        x0, x1, lx = bilinear_axis(w, ow, node.align_corners, node.scale_w)
+        taps = [(y0, x0, (1 - ly)[:, None] * (1 - lx)[None]), (y0, x1, (1 - ly)[:, None] * lx[None]),
+                (y1, x0, ly[:, None] * (1 - lx)[None]), (y1, x1, ly[:, None] * lx[None])]
+        q = np.arange(oh * ow).reshape(oh, ow)
+        qs = np.stack([q] * 4, -1).ravel()  # output pixel of each (output, tap), taps last
+        ps = np.stack([(ty[:, None] * w + tx[None]) * np.ones((1, ow), np.int64) for ty, tx, _ in taps],
+                      -1).ravel()
+        ws = np.stack([tw for _, _, tw in taps], -1).ravel()
+        keep = ws != 0
+        qs, ps, ws = qs[keep], ps[keep], ws[keep]
+        self.in_start = np.concatenate([[0], np.cumsum(np.bincount(qs, minlength=oh * ow))])
+        self.in_pix, self.in_w = ps, ws  # already grouped by output pixel, in tap order
+        pairs = np.unique(np.stack([ps, qs], 1), axis=0)  # (input, output) pixel, sorted by input
+        self.out_start = np.concatenate([[0], np.cumsum(np.bincount(pairs[:, 0], minlength=h * w))])
+        self.out_pix = pairs[:, 1].copy()
+
+    SLOTS = layout("Resample", ["x", "touched", "count", "c", "out_start", "out_pix", "in_start",
+                                "in_pix", "in_w", "y", "out_touched", "out_count", "out_stamp"])
+
+    def emit(self, b: Builder) -> None:
+        i, o, r = self.inp, self.out, b.row(RESAMPLE, self.SLOTS)
+        r.x, r.touched, r.count, r.c = b.f(i.value), b.i(i.touched), b.i(i.count), self.c
+        r.out_start, r.out_pix = b.i(self.out_start), b.i(self.out_pix)
+        r.in_start, r.in_pix, r.in_w = b.i(self.in_start), b.i(self.in_pix), b.d(self.in_w)
+        r.y, r.out_touched, r.out_count, r.out_stamp = (b.f(o.value), b.i(o.touched), b.i(o.count),
+                                                        b.i(o.stamp))
+        r.done()
+
+
+class GatherOp:
+    """Channel routing ``y[p, c] = x[p, src[c]]``: each touched input is copied to the output
+    that reads it (``dst``, the inverse of ``src``; -1 where no output reads a channel)."""
+
+    def __init__(self, node: g.Gather, ins, out, in_shape):
+        self.inp, self.out = ins[0], out
+        self.c_in, self.c_out = int(in_shape[0]), int(node.shape[0])
+        self.dst = np.full(self.c_in, -1, np.int64)
+        self.dst[np.asarray(node.src, np.int64)] = np.arange(self.c_out)
+
+    SLOTS = layout("Gather", ["x", "touched", "count", "c_in", "dst", "c_out", "y", "out_touched",
+                              "out_count"])
+
+    def emit(self, b: Builder) -> None:
+        i, o, r = self.inp, self.out, b.row(GATHER, self.SLOTS)
+        r.x, r.touched, r.count, r.c_in = b.f(i.value), b.i(i.touched), b.i(i.count), self.c_in
+        r.dst, r.c_out = b.i(self.dst), self.c_out
+        r.y, r.out_touched, r.out_count = b.f(o.value), b.i(o.touched), b.i(o.count)
+        r.done()
+
+
 class AddOp:
     """Residual sum of two inputs; only neurons touched in either one are recomputed."""
 
@@ -248,7 +336,7 @@ def pipeline_order(net: g.Network) -> list[int]:
     """
     stage = []
     for i, node in enumerate(net.nodes):
-        if isinstance(node, (g.Input, g.Dense, g.Conv)):
+        if isinstance(node, (g.Input, *g.WEIGHT_KINDS)):
             stage.append(i)
             continue
         owners = {stage[j] for j in node.inputs}
@@ -307,4 +395,10 @@ def _make_op(node, ins, out, in_shapes, dtype):
         return MulOp(node, ins, out, in_shapes)
     if isinstance(node, g.Upsample):
         return UpsampleOp(node, ins, out, in_shapes[0])
+    if isinstance(node, g.ConvTranspose):
+        return ConvTOp(node, ins, out, dtype, in_shapes[0])
+    if isinstance(node, g.Resample):
+        return ResampleOp(node, ins, out, in_shapes[0])
+    if isinstance(node, g.Gather):
+        return GatherOp(node, ins, out, in_shapes[0])
     raise TypeError(f"no runtime operator for node {node.name!r} of kind {node.kind!r}")

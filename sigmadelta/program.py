@@ -35,15 +35,28 @@ from . import graph as g
 from . import kernels as K
 from .cachetie import source_digest, tie_cache
 from .opcheck import check_ops
-from .ops import ActivationOp, AddOp, ConcatOp, FlattenOp, InputOp, MulOp, PoolOp, UpsampleOp
+from .ops import (
+    ActivationOp,
+    AddOp,
+    ConcatOp,
+    FlattenOp,
+    GatherOp,
+    InputOp,
+    MulOp,
+    PoolOp,
+    ResampleOp,
+    UpsampleOp,
+)
 from .slots import (
     ACTIVATION,
     ADD,
     CONCAT,
     CONV,
+    CONVT,
     COUNTER_ROWS,
     DENSE,
     FLATTEN,
+    GATHER,
     INPUT,
     KIND,
     MUL,
@@ -51,6 +64,7 @@ from .slots import (
     NP,
     PIXCONV,
     POOL,
+    RESAMPLE,
     UPSAMPLE,
     Builder,
 )
@@ -63,7 +77,7 @@ INP, PIX, DNS, CNV = InputOp.SLOTS[0], PixelConvOp.SLOTS[0], DenseOp.SLOTS[0], C
 PIX_P = PixelConvOp.SLOTS[1]
 ACT, ACT_P, POO, FLT, ADD_C, CAT = (ActivationOp.SLOTS[0], ActivationOp.SLOTS[1], PoolOp.SLOTS[0],
                                     FlattenOp.SLOTS[0], AddOp.SLOTS[0], ConcatOp.SLOTS[0])
-MUL_C, UPS = MulOp.SLOTS[0], UpsampleOp.SLOTS[0]
+MUL_C, UPS, RSM, GTH = MulOp.SLOTS[0], UpsampleOp.SLOTS[0], ResampleOp.SLOTS[0], GatherOp.SLOTS[0]
 ENC, WGT, WP = ENCODER[0], WEIGHT[0], WEIGHT[1]  # shared by every weight op
 EVENTS, SYNOPS, ADDITIONS, UPDATES = COUNTER_ROWS
 LAVA_SHIFT = g.LAVA_SHIFT  # the lava encoder's spike shift (a compile-time constant)
@@ -217,15 +231,18 @@ def _run_dense(c, p, F, I, D, prime, st, floats, fixed):  # noqa: E741
 
 @njit(cache=True, nogil=True)
 def _conv_core(c, p, F, I, D, ev_val, w, z, gain, frame, prime, st):  # noqa: E741
-    """Encode, scatter per event (:func:`conv_scatter`) and list the outputs of a conv layer."""
+    """Encode, scatter per event (:func:`conv_scatter`, or :func:`convt_scatter` for a
+    transposed conv) and list the outputs of a conv layer."""
     n_ev, unit_adds = _encode(c, p, F, I, D, ev_val)
     pg_list, pg_count = I[c[CNV.pg_list]], I[c[CNV.pg_count]]
     pg_count[0] = 0
-    syn, adds = K.conv_scatter(I[c[CNV.ev_idx]], ev_val, n_ev, gain,
-                               w.reshape((c[CNV.kh], c[CNV.kw], c[CNV.c_in], c[CNV.cg])), z,
-                               I[c[CNV.in_hw]], I[c[CNV.out_hw]], I[c[CNV.stride]], I[c[CNV.padding]],
-                               I[c[CNV.dilation]], c[CNV.groups], pg_list, pg_count,
-                               I[c[CNV.pg_stamp]], frame)
+    args = (I[c[CNV.ev_idx]], ev_val, n_ev, gain, w.reshape((c[CNV.kh], c[CNV.kw], c[CNV.c_in], c[CNV.cg])),
+            z, I[c[CNV.in_hw]], I[c[CNV.out_hw]], I[c[CNV.stride]], I[c[CNV.padding]],
+            I[c[CNV.dilation]], c[CNV.groups], pg_list, pg_count, I[c[CNV.pg_stamp]], frame)
+    if c[KIND] == CONVT:
+        syn, adds = K.convt_scatter(*args)
+    else:
+        syn, adds = K.conv_scatter(*args)
     o_t, o_n = I[c[CNV.out_touched]], I[c[CNV.out_count]]
     if prime:
         K.touch_all(o_t, o_n)
@@ -250,7 +267,7 @@ def _run_conv(c, p, F, I, D, frame, prime, st, floats, fixed):  # noqa: E741
 
 
 @njit(cache=True, nogil=True)
-def _run_other(c, p, F, I, frame):  # noqa: E741
+def _run_other(c, p, F, I, D, frame):  # noqa: E741
     k = c[KIND]
     if k == ACTIVATION:
         if c[ACT.row_len] > 0:
@@ -280,6 +297,14 @@ def _run_other(c, p, F, I, frame):  # noqa: E741
                      I[c[MUL_C.a_count]], I[c[MUL_C.b_touched]], I[c[MUL_C.b_count]], c[MUL_C.c],
                      c[MUL_C.per_channel] != 0, I[c[MUL_C.out_touched]], I[c[MUL_C.out_count]],
                      I[c[MUL_C.out_stamp]], frame)
+    elif k == RESAMPLE:
+        K.pixel_map_update(F[c[RSM.x]], I[c[RSM.touched]], I[c[RSM.count]], c[RSM.c],
+                           I[c[RSM.out_start]], I[c[RSM.out_pix]], I[c[RSM.in_start]],
+                           I[c[RSM.in_pix]], D[c[RSM.in_w]], F[c[RSM.y]], I[c[RSM.out_touched]],
+                           I[c[RSM.out_count]], I[c[RSM.out_stamp]], frame)
+    elif k == GATHER:
+        K.gather_update(F[c[GTH.x]], I[c[GTH.touched]], I[c[GTH.count]], c[GTH.c_in], I[c[GTH.dst]],
+                        c[GTH.c_out], F[c[GTH.y]], I[c[GTH.out_touched]], I[c[GTH.out_count]])
     elif k == CONCAT:
         if c[CAT.first] != 0:
             I[c[CAT.out_count]][0] = 0
@@ -349,10 +374,10 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
                 bad = _run_pixconv(c, p, F, I, frame_no, prime, st, floats, fixed)
             elif k == DENSE:
                 bad = _run_dense(c, p, F, I, D, prime, st, floats, fixed)
-            elif k == CONV:
+            elif k == CONV or k == CONVT:
                 bad = _run_conv(c, p, F, I, D, frame_no, prime, st, floats, fixed)
             else:
-                _run_other(c, p, F, I, frame_no)
+                _run_other(c, p, F, I, D, frame_no)
             if bad != -1:
                 status[0], status[1] = o, bad
                 return t

@@ -32,12 +32,14 @@ from numba.np.numpy_support import from_dtype
 from .stats import MEASURED
 
 __all__ = ["NC", "NP", "KIND", "layout", "Builder", "COUNTER_ROWS", "Counters", "INPUT", "PIXCONV",
-           "DENSE", "CONV", "ACTIVATION", "POOL", "FLATTEN", "ADD", "CONCAT", "MUL", "UPSAMPLE"]
+           "DENSE", "CONV", "ACTIVATION", "POOL", "FLATTEN", "ADD", "CONCAT", "MUL", "UPSAMPLE",
+           "CONVT", "RESAMPLE", "GATHER"]
 
 NC, NP = 48, 8  # columns of the code and parameter tables
 KIND = 0  # column of the op kind in every row
 # op kinds (column KIND): one per operator class of sigmadelta.ops
-INPUT, PIXCONV, DENSE, CONV, ACTIVATION, POOL, FLATTEN, ADD, CONCAT, MUL, UPSAMPLE = range(11)
+(INPUT, PIXCONV, DENSE, CONV, ACTIVATION, POOL, FLATTEN, ADD, CONCAT, MUL, UPSAMPLE, CONVT, RESAMPLE,
+ GATHER) = range(14)
 
 Counters = namedtuple("Counters", MEASURED)
 #: rows of a frame's counters ``stats[t, row, layer]``, filled by the frame loop

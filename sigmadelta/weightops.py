@@ -18,10 +18,10 @@ from . import graph as g
 from . import kernels as K
 from .fixedpoint import integer_weights, max_spike_total
 from .layout import NodeState, fan_out, grid, pair, to_internal
-from .slots import CONV, DENSE, PIXCONV, Builder, layout
+from .slots import CONV, CONVT, DENSE, PIXCONV, Builder, layout
 
-__all__ = ["QuantState", "Encoder", "WeightOp", "DenseOp", "ConvOp", "PixelConvOp", "ENCODER", "WEIGHT",
-           "UNITS", "HERDING", "THRESHOLD", "LAVA", "LAVA_CONV_RANGE", "LAVA_DENSE_RANGE"]
+__all__ = ["QuantState", "Encoder", "WeightOp", "DenseOp", "ConvOp", "ConvTOp", "PixelConvOp", "ENCODER",
+           "WEIGHT", "UNITS", "HERDING", "THRESHOLD", "LAVA", "LAVA_CONV_RANGE", "LAVA_DENSE_RANGE"]
 
 
 class QuantState(NamedTuple):
@@ -189,8 +189,10 @@ class ConvOp(WeightOp):
         n_pg = int(np.prod(self.out_hw)) * self.groups
         self.pg = (np.zeros(n_pg, np.int64), np.zeros(1, np.int64), np.full(n_pg, -1, np.int64))
 
+    KIND = CONV
+
     def emit(self, b: Builder, j: int) -> None:
-        r = self._row(b, CONV, j)
+        r = self._row(b, self.KIND, j)
         r.kh, r.kw, r.c_in, r.cg = self.w.shape
         (stride, padding, dilation), pg = self.geom, self.pg
         r.in_hw, r.out_hw, r.stride, r.padding, r.dilation = (
@@ -203,6 +205,27 @@ class ConvOp(WeightOp):
         super().reset()
         self.pg[1][0] = 0
         self.pg[2][:] = -1
+
+
+class ConvTOp(ConvOp):
+    """A transposed conv layer event by event (:func:`sigmadelta.kernels.convt_scatter`).
+
+    The columns and listing of :class:`ConvOp`; the weights ``w_cl[ky, kx, c, j] =
+    W[c, j, ky, kx]`` (PyTorch's ``[in, out/groups, kh, kw]``), the row's kind ``CONVT``.
+    """
+
+    KIND = CONVT
+
+    def __init__(self, node: g.ConvTranspose, ins, out, dtype, in_shape):
+        WeightOp.__init__(self, node, ins, out, dtype, in_shape)
+        self.w = np.ascontiguousarray(self.weight.transpose(2, 3, 0, 1), dtype=self.wdtype)
+        self.in_hw, _ = grid(in_shape)
+        self.out_hw, _ = grid(node.shape)
+        self.geom = (pair(node.stride), pair(node.padding), pair(node.dilation))
+        self.groups = node.groups
+        self.cg = self.w.shape[3]
+        n_pg = int(np.prod(self.out_hw)) * self.groups
+        self.pg = (np.zeros(n_pg, np.int64), np.zeros(1, np.int64), np.full(n_pg, -1, np.int64))
 
 
 class PixelConvOp(WeightOp):

@@ -331,6 +331,6 @@ def _build(model: nn.Module, input_shape: tuple[int, ...]) -> g.Network:
             else:
                 ctx.env[node.name] = _map_node(ctx, gm, node)
                 _follow_aliasing(ctx, gm, node)
-    if not any(isinstance(n, (g.Dense, g.Conv)) for n in ctx.nodes):
+    if not any(isinstance(n, g.WEIGHT_KINDS) for n in ctx.nodes):
         raise UnsupportedLayerError("the model has no Linear or Conv2d/Conv1d layer to convert")
     return g.Network(nodes=ctx.nodes, output=output)

@@ -238,9 +238,15 @@ def affine(ctx, node, src: int, a, b) -> int:
     b = np.broadcast_to(np.asarray(b, np.float64), (c,))
     if (a == 1).all() and (b == 0).all():  # x * 1, x + 0 (sum() starts from 0)
         return src
-    if isinstance(prod, (g.Dense, g.Conv)) and ctx.sole_consumer(src, node):
-        shape = (-1,) + (1,) * (prod.weight.ndim - 1)
-        prod.weight = (prod.weight * a.reshape(shape)).astype(np.float32)
+    if isinstance(prod, g.WEIGHT_KINDS) and ctx.sole_consumer(src, node):
+        if isinstance(prod, g.ConvTranspose):  # [in, out/groups, kh, kw]: output j of group gi
+            c_in, cg = prod.weight.shape[:2]
+            w = prod.weight.reshape(prod.groups, c_in // prod.groups, cg, -1)
+            w = w * a.reshape(prod.groups, 1, cg, 1)
+            prod.weight = w.reshape(prod.weight.shape).astype(np.float32)
+        else:
+            shape = (-1,) + (1,) * (prod.weight.ndim - 1)
+            prod.weight = (prod.weight * a.reshape(shape)).astype(np.float32)
         prod.bias = (prod.bias * a + b).astype(np.float32)
         return src
     if len(prod.shape) == 1:
@@ -253,14 +259,23 @@ def affine(ctx, node, src: int, a, b) -> int:
 
 # ---------------------------------------------------------------- upsampling
 def upsample(ctx, node, m=None) -> int:
-    """``nn.Upsample`` / ``F.interpolate`` in mode "nearest" by integer factors."""
-    mode = getattr(m, "mode", None) if m is not None else arg(node, 3, "mode", "nearest")
-    if m is not None and type(m).__name__ == "UpsamplingBilinear2d":
-        mode = "bilinear"
+    """``nn.Upsample`` / ``F.interpolate``: mode "nearest" by integer factors, or "bilinear"
+    (any size or scale factor, ``align_corners`` either way) as a :class:`~sigmadelta.graph.Resample`."""
+    if m is not None:
+        mode, align, sf = m.mode, m.align_corners, m.scale_factor
+        recompute, antialias = m.recompute_scale_factor, False
+        if type(m).__name__ == "UpsamplingBilinear2d":
+            mode, align = "bilinear", True
+    else:
+        mode, align = arg(node, 3, "mode", "nearest"), arg(node, 4, "align_corners")
+        sf, recompute = arg(node, 2, "scale_factor"), arg(node, 5, "recompute_scale_factor")
+        antialias = arg(node, 6, "antialias", False)
+    if mode == "bilinear":
+        return _bilinear(ctx, node, bool(align), None if recompute else sf, antialias)
     if mode not in ("nearest", "nearest-exact"):
         raise UnsupportedLayerError(
-            f"{ctx.path(node)}: {mode} upsampling is not supported yet (only mode='nearest'); "
-            f"use mode='nearest'")
+            f"{ctx.path(node)}: {mode} upsampling is not supported (modes 'nearest' and "
+            f"'bilinear' are); use mode='bilinear' or mode='nearest'")
     src = _src(ctx, node)
     _, h, w = ctx.nodes[src].shape
     _, oh, ow = ctx.internal(node.meta["tensor_meta"].shape[1:], ctx.path(node))
@@ -268,6 +283,20 @@ def upsample(ctx, node, m=None) -> int:
         raise UnsupportedLayerError(
             f"{ctx.path(node)}: upsampling {h}x{w} to {oh}x{ow} (not an integer factor)")
     return ctx.add(g.Upsample, node, scale=(oh // h, ow // w))
+
+
+def _bilinear(ctx, node, align: bool, sf, antialias) -> int:
+    """Bilinear resampling; the model's scale factor sets PyTorch's source coordinates unless
+    ``align_corners`` (or ``recompute_scale_factor``) makes them the sizes' ratio."""
+    if antialias:
+        raise UnsupportedLayerError(f"{ctx.path(node)}: bilinear interpolation with antialias=True "
+                                    f"is not supported; use antialias=False")
+    if len(torch_shape(node.args[0])) != 3:
+        raise UnsupportedLayerError(f"{ctx.path(node)}: bilinear interpolation of a "
+                                    f"{torch_shape(node.args[0])} tensor; only [C, H, W] images")
+    sh, sw = (0.0, 0.0) if sf is None or align else (
+        (float(sf[0]), float(sf[1])) if isinstance(sf, (list, tuple)) else (float(sf),) * 2)
+    return ctx.add(g.Resample, node, align_corners=align, scale_h=sh, scale_w=sw)
 
 
 # ---------------------------------------------------------------- Conv1d

@@ -61,6 +61,20 @@ def _conv2d(ctx, node, m: nn.Conv2d) -> int:
                    dilation=_pair(m.dilation), groups=int(m.groups))
 
 
+def _conv_transpose2d(ctx, node, m: nn.ConvTranspose2d) -> int:
+    """``ConvTranspose2d``; ``output_padding`` (or a call's ``output_size``) from the traced shape."""
+    if m.padding_mode != "zeros":
+        raise UnsupportedLayerError(f"{node.target} (ConvTranspose2d): padding_mode="
+                                    f"{m.padding_mode!r}; only 'zeros'")
+    _, h, w = ctx.nodes[ctx.env[node.args[0].name]].shape
+    _, oh, ow = torch_shape(node)
+    (kh, kw), s, p, d = m.kernel_size, _pair(m.stride), _pair(m.padding), _pair(m.dilation)
+    out_pad = tuple(o - ((n - 1) * s[a] - 2 * p[a] + d[a] * (k - 1) + 1)
+                    for a, (o, n, k) in enumerate(((oh, h, kh), (ow, w, kw))))
+    return ctx.add(g.ConvTranspose, node, weight=_np(m.weight), bias=_np(m.bias, m.out_channels),
+                   stride=s, padding=p, output_padding=out_pad, dilation=d, groups=int(m.groups))
+
+
 def _batchnorm(ctx, node, m) -> int:
     """``y = gamma*(z - mean)/sqrt(var + eps) + beta``: folded into the weight layer right
     before when it alone reads it, else an affine weight layer (see ``idioms.affine``)."""
@@ -183,6 +197,7 @@ _RESHAPE = reshape
 MODULE_MAPPERS = {
     nn.Linear: _linear,
     nn.Conv2d: _conv2d,
+    nn.ConvTranspose2d: _conv_transpose2d,
     nn.Conv1d: conv1d,
     nn.BatchNorm1d: _batchnorm,
     nn.BatchNorm2d: _batchnorm,
@@ -271,7 +286,7 @@ HINTS = {  # type or function name -> what to write instead / why not
                  "selu", "celu", "prelu", "rrelu", "glu", "softsign", "logsigmoid")},
     **{n: "(a normalisation over the whole frame) is not supported; use BatchNorm, which folds"
        for n in ("LayerNorm", "GroupNorm", "InstanceNorm2d", "layer_norm", "group_norm")},
-    "ConvTranspose2d": "is not supported yet (no transposed-convolution node)",
+    **{n: "is not supported (ConvTranspose2d is)" for n in ("ConvTranspose1d", "ConvTranspose3d")},
     "Softmax": "is not supported; return the logits and apply softmax to res.outputs",
     "softmax": "is not supported; return the logits and apply softmax to res.outputs",
     "view": f"only flattens; {FLATTEN_HINT}",

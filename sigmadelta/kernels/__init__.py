@@ -68,7 +68,8 @@ from .recompute import (
     dense_recompute,
     gemm_rows,
 )
-from .scatter import conv_scatter, dense_scatter, expand_pixel_groups
+from .routing import gather_update, pixel_map_update
+from .scatter import conv_scatter, convt_scatter, dense_scatter, expand_pixel_groups
 from .spikemap import encode_map_1ch, make_map, no_map, prefer_map
 
 __all__ = [
@@ -94,6 +95,9 @@ __all__ = [
     "conv_layer_dense",
     "conv_layer_step",
     "conv_scatter",
+    "convt_scatter",
+    "gather_update",
+    "pixel_map_update",
     "conv_scatter_pixels",
     "dense_scatter",
     "encode_map_1ch",

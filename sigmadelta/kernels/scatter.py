@@ -2,7 +2,7 @@
 
 from numba import njit
 
-__all__ = ["dense_scatter", "conv_scatter", "expand_pixel_groups"]
+__all__ = ["dense_scatter", "conv_scatter", "convt_scatter", "expand_pixel_groups"]
 
 
 @njit(cache=True, nogil=True)
@@ -114,6 +114,67 @@ def _divmod(a, s):
         return a >> 1, a & 1
     q = a // s
     return q, a - q * s
+
+
+@njit(cache=True, nogil=True)
+def convt_scatter(
+    ev_idx, ev_val, n_events, gain, w_cl, z, in_hw, out_hw, stride, padding, dilation,
+    groups, pg_list, pg_count, pg_stamp, frame,
+):
+    """Integrate events into a transposed 2-D convolution, channels-last.
+
+    An event ``(i, s)`` at input pixel ``(iy, ix)``, channel ``c`` (group ``g``) adds
+    ``gain*s*w_cl[ky, kx, c, :]`` to the ``Cg`` channels of group ``g`` at output pixel
+    ``(iy*sy - py + ky*dy, ix*sx - px + kx*dx)`` for every tap ``(ky, kx)`` landing inside
+    the output, with ``w_cl[ky, kx, c, j] = W[c, j, ky, kx]`` (PyTorch's ``[in, out/groups,
+    kh, kw]``). The (pixel, group) pairs reached are listed once each in ``pg_list``.
+
+    Returns
+    -------
+    synops : int
+        Fan-out actually added, summed over events (in-bounds taps x Cg).
+    additions : float
+        The same, weighted by ``|s|``.
+    """
+    kh, kw, c_in, cg = w_cl.shape
+    w_in = in_hw[1]
+    h_out, w_out = out_hw[0], out_hw[1]
+    c_out = cg * groups
+    c_in_g = c_in // groups
+    synops = 0
+    adds = 0.0
+    npg = pg_count[0]
+    for e in range(n_events):
+        i = ev_idx[e]
+        c = i % c_in
+        p = i // c_in
+        iy = p // w_in
+        ix = p % w_in
+        g = c // c_in_g
+        v = ev_val[e] * gain
+        fan = 0
+        for ky in range(kh):
+            oy = iy * stride[0] - padding[0] + ky * dilation[0]
+            if oy < 0 or oy >= h_out:
+                continue
+            for kx in range(kw):
+                ox = ix * stride[1] - padding[1] + kx * dilation[1]
+                if ox < 0 or ox >= w_out:
+                    continue
+                q = oy * w_out + ox
+                base = q * c_out + g * cg
+                for j in range(cg):
+                    z[base + j] += v * w_cl[ky, kx, c, j]
+                fan += cg
+                pg = q * groups + g
+                if pg_stamp[pg] != frame:
+                    pg_stamp[pg] = frame
+                    pg_list[npg] = pg
+                    npg += 1
+        synops += fan
+        adds += abs(ev_val[e]) * fan
+    pg_count[0] = npg
+    return synops, adds
 
 
 @njit(cache=True, nogil=True)
