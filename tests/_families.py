@@ -163,22 +163,38 @@ def channel_shuffle(x, groups):
 
 
 class ShuffleUnit(nn.Module):
-    def __init__(self, c):
+    """ShuffleNetV2's unit: split the channels in two (stride 1) or feed both branches (stride 2),
+    concatenate, shuffle (``torch.transpose`` of a grouped view, or ``nn.ChannelShuffle``)."""
+
+    def __init__(self, c_in, c_out, stride=1, module_shuffle=False):
         super().__init__()
-        b = c // 2
-        self.branch2 = nn.Sequential(conv_bn(b, b, 1), conv_bn(b, b, 3, groups=b, act=None), conv_bn(b, b, 1))
+        b = c_out // 2
+        self.stride = stride
+        self.shuffle = nn.ChannelShuffle(2) if module_shuffle else None
+        if stride > 1:
+            self.branch1 = nn.Sequential(conv_bn(c_in, c_in, 3, stride, groups=c_in, act=None),
+                                         conv_bn(c_in, b, 1))
+        c2 = c_in if stride > 1 else b
+        self.branch2 = nn.Sequential(conv_bn(c2, b, 1), conv_bn(b, b, 3, stride, groups=b, act=None),
+                                     conv_bn(b, b, 1))
 
     def forward(self, x):
-        x1, x2 = x.chunk(2, dim=1)
-        return channel_shuffle(torch.cat((x1, self.branch2(x2)), 1), 2)
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return self.shuffle(out) if self.shuffle is not None else channel_shuffle(out, 2)
 
 
 class ShuffleNet(nn.Module):
-    def __init__(self, n_classes=5):
+    def __init__(self, n_classes=5, down=False):
         super().__init__()
         self.conv1 = conv_bn(3, 8, 3, 2)
-        self.stage = nn.Sequential(ShuffleUnit(8), ShuffleUnit(8))
-        self.fc = nn.Linear(8, n_classes)
+        units = [ShuffleUnit(8, 16, 2), ShuffleUnit(16, 16, module_shuffle=True)] if down else \
+            [ShuffleUnit(8, 8), ShuffleUnit(8, 8)]
+        self.stage = nn.Sequential(*units)
+        self.fc = nn.Linear(units[-1].branch2[-1][0].out_channels * 2, n_classes)
 
     def forward(self, x):
         return self.fc(self.stage(self.conv1(x)).mean([2, 3]))
@@ -192,15 +208,19 @@ class UNet(nn.Module):
         super().__init__()
         self.up_mode = up
         self.enc1, self.enc2 = conv_bn(3, 8), conv_bn(8, 16)
-        self.up = nn.ConvTranspose2d(16, 16, 2, stride=2)
+        self.up = nn.ConvTranspose2d(16, 16, 3, stride=2, padding=1, output_padding=1)
         self.dec1 = conv_bn(24, 8)
         self.head = nn.Conv2d(8, 2, 1)
 
     def forward(self, x):
         e1 = self.enc1(x)
         e2 = self.enc2(F.max_pool2d(e1, 2))
-        u = self.up(e2) if self.up_mode == "transpose" else F.interpolate(e2, scale_factor=2,
-                                                                          mode=self.up_mode)
+        if self.up_mode == "transpose":
+            u = self.up(e2)
+        elif self.up_mode == "bilinear_size":  # to the skip's size, corners aligned
+            u = F.interpolate(e2, size=e1.shape[-2:], mode="bilinear", align_corners=True)
+        else:
+            u = F.interpolate(e2, scale_factor=2, mode=self.up_mode)
         return self.head(self.dec1(torch.cat([u, e1], 1)))
 
 
@@ -216,13 +236,16 @@ CONVERTS = {
     "mobilenet_v3": lambda: MobileNet(act=nn.Hardswish, se=True),
     "efficientnet_b0": lambda: MobileNet(act=nn.SiLU, se=True),
     "unet_nearest": lambda: UNet("nearest"),
+    "unet_bilinear": lambda: UNet("bilinear"),
+    "unet_bilinear_size_aligned": lambda: UNet("bilinear_size"),
+    "unet_transpose": UNet,
+    "shufflenet_v2": ShuffleNet,
+    "shufflenet_v2_down": lambda: ShuffleNet(down=True),
 }
 
 # name: (factory, what the error says): families needing what is not supported yet
 REFUSED = {
-    "shufflenet_v2": (ShuffleNet, r"chunk"),
-    "unet_transpose": (UNet, "ConvTranspose2d is not supported yet"),
-    "unet_bilinear": (lambda: UNet("bilinear"), "bilinear upsampling is not supported yet"),
+    "unet_bicubic": (lambda: UNet("bicubic"), "bicubic upsampling is not supported"),
 }
 
 

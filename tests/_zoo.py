@@ -180,6 +180,47 @@ class Upsampling(nn.Module):
         return self.fc(F.interpolate(y, size=(12, 6)).flatten(1))
 
 
+class Decoder(nn.Module):
+    """Transposed convs (stride, padding, output_padding, groups, dilation; BatchNorm folded)
+    and bilinear resampling (to a size with aligned corners, by a non-integer factor)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 4, 3, stride=2, padding=1)
+        self.up1 = nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.bn = nn.BatchNorm2d(4)
+        self.up2 = nn.ConvTranspose2d(4, 3, 2, stride=1, dilation=2)
+        self.b = nn.Conv2d(7, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = F.relu(self.bn(self.up1(F.relu(self.a(x)))))  # (4, 8, 8)
+        u = F.interpolate(self.up2(y), size=(8, 8), mode="bilinear", align_corners=True)  # 10x10 ->
+        v = F.interpolate(F.interpolate(y, scale_factor=0.75, mode="bilinear"), size=(8, 8),
+                          mode="bilinear")
+        return self.b(torch.cat([u, v], 1))
+
+
+class Routing(nn.Module):
+    """Channel shuffle folded into the next conv, nn.ChannelShuffle, chunk and split."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 6, 3, padding=1)
+        self.b = nn.Conv2d(6, 4, 1)
+        self.shuffle = nn.ChannelShuffle(3)
+        self.c = nn.Conv2d(2, 2, 3, padding=1, groups=2)
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))  # (6, 8, 8)
+        n, c, h, w = y.size()
+        y = y.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+        z = F.relu(self.b(y))  # (4, 8, 8): the shuffle is folded into b's weights
+        z1, z2 = z.split([2, 2], dim=1)
+        p, q = torch.chunk(self.shuffle(torch.cat([z1, self.c(z2), z1], 1)), 2, 1)  # (3, 8, 8) each
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(p * 0.5 + torch.relu(q), 1), 1))
+
+
 def _bn(m):
     with torch.no_grad():
         for mod in m.modules():
@@ -233,6 +274,8 @@ ZOO = {
     "pointwise_activations": (Pointwise, C),
     "gating": (Gating, C),
     "upsampling": (Upsampling, C),
+    "decoder": (Decoder, C),
+    "routing": (Routing, C),
 }
 
 

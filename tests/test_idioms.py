@@ -97,7 +97,13 @@ def test_conv1d_stream_takes_frames_of_c_by_l(tmp_path):
     (lambda x: x + x.size(1), "size of a tensor"),
     (lambda x: F.max_pool2d(x, 2, ceil_mode=True), "ceil_mode"),
     (lambda x: F.adaptive_avg_pool2d(x, 4), "not a divisor"),
-    (lambda x: nn.functional.interpolate(x, scale_factor=2, mode="bilinear"), "bilinear upsampling"),
+    (lambda x: nn.functional.interpolate(x, scale_factor=2, mode="bicubic"),
+     "bicubic upsampling is not supported .modes 'nearest' and 'bilinear' are"),
+    (lambda x: nn.functional.interpolate(x, scale_factor=2, mode="bilinear", antialias=True),
+     "antialias=False"),
+    (lambda x: x.chunk(2, dim=2)[0], r"only along channels \(dim=1\)"),
+    (lambda x: x.transpose(1, 2), r"torch\.flatten\(x, 1\)"),
+    (lambda x: F.relu(x.view(1, 2, -1, 6, 6)), "grouped channel view"),
     (lambda x: nn.functional.interpolate(x, scale_factor=1.5), "not an integer factor"),
 ])
 def test_unsupported_idioms_say_what_to_write(f, match):

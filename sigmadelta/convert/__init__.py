@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import operator
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from .. import graph as g
 from ..graph import per_layer
 from .mappers import FUNCTION_MAPPERS, HINTS, METHOD_MAPPERS, MODULE_MAPPERS, UnsupportedLayerError
+from .routing import drop_dead_gathers
 
 __all__ = ["convert", "flush_denormals", "FLUSH_BELOW", "UnsupportedLayerError", "MODULE_MAPPERS",
            "FUNCTION_MAPPERS", "METHOD_MAPPERS", "per_layer"]
@@ -57,6 +59,7 @@ class _Context:
         self.env: dict[str, int | None] = {}  # None: not a tensor (x.size(0), x.shape)
         self.fx: dict[str, torch.fx.Node] = {}
         self.storage: dict[str, set[str]] = {}  # fx name -> the fx names sharing its tensor
+        self.pending: dict[str, object] = {}  # fx name -> a grouped view or split (convert.routing)
 
     @staticmethod
     def path(node: torch.fx.Node) -> str:
@@ -138,7 +141,14 @@ def _unsupported(what: str, key: str) -> UnsupportedLayerError:
     return UnsupportedLayerError(f"cannot convert {what}" + (f": {key} {hint}" if hint else ""))
 
 
+_SIZE_ARITHMETIC = (operator.floordiv, operator.mul, operator.add, operator.sub, operator.truediv,
+                    operator.mod)
+
+
 def _map_node(ctx: _Context, gm: torch.fx.GraphModule, node: torch.fx.Node) -> int | None:
+    if node.op == "call_function" and node.target in _SIZE_ARITHMETIC and node.all_input_nodes \
+            and all(ctx.env[a.name] is None and a.name not in ctx.pending for a in node.all_input_nodes):
+        return None  # arithmetic on sizes (c // groups of x.size()): not a tensor either
     if node.op == "call_module":
         mod = gm.get_submodule(node.target)
         mapper = MODULE_MAPPERS.get(type(mod))
@@ -158,6 +168,11 @@ def _map_node(ctx: _Context, gm: torch.fx.GraphModule, node: torch.fx.Node) -> i
     else:
         raise _unsupported(f"'{node.name}' ({node.op} {node.target})", str(node.target))
     sizes = [a for a in node.all_input_nodes if ctx.env[a.name] is None]
+    if sizes and not getattr(mapper, "accepts_sizes", False) and sizes[0].name in ctx.pending:
+        raise UnsupportedLayerError(
+            f"cannot convert '{node.name}': it reads a grouped channel view or the result of "
+            f"chunk/split ({sizes[0].name}); only a channel shuffle (view, transpose(1, 2), view "
+            f"back) and indexing the parts (x1, x2 = x.chunk(2, dim=1)) convert")
     if sizes and not getattr(mapper, "accepts_sizes", False):
         raise UnsupportedLayerError(
             f"cannot convert '{node.name}': it computes with the size of a tensor "
@@ -333,4 +348,5 @@ def _build(model: nn.Module, input_shape: tuple[int, ...]) -> g.Network:
                 _follow_aliasing(ctx, gm, node)
     if not any(isinstance(n, g.WEIGHT_KINDS) for n in ctx.nodes):
         raise UnsupportedLayerError("the model has no Linear or Conv2d/Conv1d layer to convert")
-    return g.Network(nodes=ctx.nodes, output=output)
+    nodes, output = drop_dead_gathers(ctx.nodes, output)  # folded into weights, or composed
+    return g.Network(nodes=nodes, output=output)

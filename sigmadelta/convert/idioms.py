@@ -24,6 +24,7 @@ import torch.fx
 
 from .. import graph as g
 from ._util import UnsupportedLayerError, arg, pair, to_np, torch_shape
+from .routing import grouped_view
 
 __all__ = ["reshape", "upsample", "make_pool", "pool_fn", "adaptive_pool", "mean", "arith", "affine",
            "conv1d", "conv_padding", "SIZE_FUNCTIONS"]
@@ -38,9 +39,12 @@ def _src(ctx, node) -> int:
 # ---------------------------------------------------------------- reshapes
 def reshape(ctx, node, m=None) -> int:
     """``view``/``reshape``/``squeeze``/``unsqueeze``: flatten, or keep the layout."""
+    out = tuple(int(s) for s in node.meta["tensor_meta"].shape)
+    routed = grouped_view(ctx, node, out)  # a step of a channel shuffle (convert.routing)
+    if routed is not False:
+        return routed
     src = _src(ctx, node)
     in_t = torch_shape(node.args[0])
-    out = tuple(int(s) for s in node.meta["tensor_meta"].shape)
     what = node.target if isinstance(node.target, str) else node.target.__name__
     if out and out[0] == 1:  # the batch axis is kept (shapes are traced with batch 1)
         rest = out[1:]
@@ -283,6 +287,9 @@ def upsample(ctx, node, m=None) -> int:
         raise UnsupportedLayerError(
             f"{ctx.path(node)}: upsampling {h}x{w} to {oh}x{ow} (not an integer factor)")
     return ctx.add(g.Upsample, node, scale=(oh // h, ow // w))
+
+
+upsample.accepts_sizes = True  # size=x.shape[-2:]: the traced output shape is what it reads
 
 
 def _bilinear(ctx, node, align: bool, sf, antialias) -> int:

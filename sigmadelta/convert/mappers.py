@@ -38,6 +38,7 @@ from .idioms import (  # the forward idioms (flatten by view, functional pooling
     reshape,
     upsample,
 )
+from .routing import channel_shuffle, contiguous, fold_permutation, getitem, permute, split, transpose
 
 __all__ = ["MODULE_MAPPERS", "FUNCTION_MAPPERS", "METHOD_MAPPERS", "UnsupportedLayerError", "HINTS"]
 
@@ -56,7 +57,10 @@ def _linear(ctx, node, m: nn.Linear) -> int:
 
 
 def _conv2d(ctx, node, m: nn.Conv2d) -> int:
-    return ctx.add(g.Conv, node, weight=_np(m.weight), bias=_np(m.bias, m.out_channels),
+    src, weight = ctx.env[node.args[0].name], _np(m.weight)
+    if m.groups == 1:  # after a channel shuffle: permute the weights' input channels instead
+        src, weight = fold_permutation(ctx, src, weight, 1)
+    return ctx.add(g.Conv, node, inputs=(src,), weight=weight, bias=_np(m.bias, m.out_channels),
                    stride=_pair(m.stride), padding=conv_padding(m, node.target, 2),
                    dilation=_pair(m.dilation), groups=int(m.groups))
 
@@ -71,7 +75,10 @@ def _conv_transpose2d(ctx, node, m: nn.ConvTranspose2d) -> int:
     (kh, kw), s, p, d = m.kernel_size, _pair(m.stride), _pair(m.padding), _pair(m.dilation)
     out_pad = tuple(o - ((n - 1) * s[a] - 2 * p[a] + d[a] * (k - 1) + 1)
                     for a, (o, n, k) in enumerate(((oh, h, kh), (ow, w, kw))))
-    return ctx.add(g.ConvTranspose, node, weight=_np(m.weight), bias=_np(m.bias, m.out_channels),
+    src, weight = ctx.env[node.args[0].name], _np(m.weight)
+    if m.groups == 1:  # after a channel shuffle: permute the weights' input channels instead
+        src, weight = fold_permutation(ctx, src, weight, 0)
+    return ctx.add(g.ConvTranspose, node, inputs=(src,), weight=weight, bias=_np(m.bias, m.out_channels),
                    stride=s, padding=p, output_padding=out_pad, dilation=d, groups=int(m.groups))
 
 
@@ -197,6 +204,7 @@ _RESHAPE = reshape
 MODULE_MAPPERS = {
     nn.Linear: _linear,
     nn.Conv2d: _conv2d,
+    nn.ChannelShuffle: channel_shuffle,
     nn.ConvTranspose2d: _conv_transpose2d,
     nn.Conv1d: conv1d,
     nn.BatchNorm1d: _batchnorm,
@@ -258,7 +266,13 @@ FUNCTION_MAPPERS = {
     torch.add: _add,
     torch.cat: _cat,
     torch.concat: _cat,
-    operator.getitem: SIZE_FUNCTIONS,  # indexing into x.shape / x.size() (checked in convert)
+    operator.getitem: getitem(SIZE_FUNCTIONS),  # parts of a chunk/split; x.shape[0], x.size(0)
+    torch.chunk: split,
+    torch.split: split,
+    torch.transpose: transpose,
+    torch.permute: permute,
+    F.channel_shuffle: channel_shuffle,
+    torch.channel_shuffle: channel_shuffle,
     getattr: SIZE_FUNCTIONS,  # x.shape
     **{f: arith(kind) for f, kind in ARITH_FUNCTIONS.items()},
 }
@@ -275,7 +289,11 @@ METHOD_MAPPERS = {
     "unsqueeze": _RESHAPE,
     "size": SIZE_FUNCTIONS,
     "dim": SIZE_FUNCTIONS,
-    "contiguous": _alias,
+    "contiguous": contiguous,
+    "chunk": split,
+    "split": split,
+    "transpose": transpose,
+    "permute": permute,
     **{name: arith(kind) for name, kind in ARITH_METHODS.items()},
 }
 
@@ -290,8 +308,5 @@ HINTS = {  # type or function name -> what to write instead / why not
     "Softmax": "is not supported; return the logits and apply softmax to res.outputs",
     "softmax": "is not supported; return the logits and apply softmax to res.outputs",
     "view": f"only flattens; {FLATTEN_HINT}",
-    "permute": f"(reordering axes) is not supported; {FLATTEN_HINT} flattens in PyTorch order",
-    "transpose": f"(reordering axes) is not supported; {FLATTEN_HINT} flattens in PyTorch order",
     "getitem": "(slicing a tensor) is not supported",
-    **{n: "(splitting channels, as ShuffleNet does) is not supported yet" for n in ("chunk", "split")},
 }
