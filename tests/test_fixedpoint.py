@@ -11,7 +11,7 @@ from sigmadelta.kernels import numpy_twins as T
 
 
 @pytest.mark.parametrize("name", ["linear", "conv_groups_depthwise", "bn2d_maxpool", "avgpool_adaptive",
-                                  "residual", "concat"])
+                                  "residual", "concat", "decoder", "routing"])
 def test_bit_exact_against_integer_reference(name):
     model, shape = make(name)
     frames = smooth_stream(shape, t=8)

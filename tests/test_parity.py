@@ -75,7 +75,8 @@ def test_per_layer_scales_by_list_and_dict():
                                   sd.simulate(net2, frames, progress=False).outputs)
 
 
-@pytest.mark.parametrize("name", ["linear", "conv_stride_pad_dil", "conv_groups_depthwise", "residual"])
+@pytest.mark.parametrize("name", ["linear", "conv_stride_pad_dil", "conv_groups_depthwise", "residual",
+                                  "decoder"])
 def test_per_unit_scales(name):
     model, shape = make(name)
     frames = smooth_stream(shape)

@@ -82,6 +82,9 @@ def _conv_transpose2d(ctx, node, m: nn.ConvTranspose2d) -> int:
                    stride=s, padding=p, output_padding=out_pad, dilation=d, groups=int(m.groups))
 
 
+_conv_transpose2d.accepts_sizes = True  # up(x, output_size=y.shape[-2:]): the traced shape
+
+
 def _batchnorm(ctx, node, m) -> int:
     """``y = gamma*(z - mean)/sqrt(var + eps) + beta``: folded into the weight layer right
     before when it alone reads it, else an affine weight layer (see ``idioms.affine``)."""
