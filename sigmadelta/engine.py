@@ -39,7 +39,7 @@ from .kernels import PATH_AUTO, PATH_DENSE, PATH_SCATTER
 from .numeric import NumericOverflowError, first_bad_frame, lava_range_message
 from .numeric import overflow_message as numeric_message
 from .ops import build_ops, pipeline_order, to_torch_layout
-from .program import build_program, loop_compiled, run_frames
+from .program import build_program, cached_flags, loop_compiled, run_frames
 from .stats import MEASURED, Stats
 from .weightops import PixelConvOp
 
@@ -51,7 +51,7 @@ class SimulatorBusyError(RuntimeError):
     """A :class:`Simulator` was used from a second thread while it was running."""
 
 
-_ANNOUNCED: set = set()  # (dtype, floats, fixed) whose compile was checked for in this process
+_ANNOUNCED: set = set()  # (dtype, *Program.flags) whose compile was checked for in this process
 
 
 @dataclass
@@ -123,6 +123,7 @@ class Simulator:
         self._ops, self._states, self._weight_ops = build_ops(net, self.dtype)
         order = pipeline_order(net) if self.timing == "pipelined" else None
         self._prog = build_program(self._ops, self._states, net.output, self.dtype, order)
+        self._flags: tuple | None = None  # run_frames' flags: the program's, or a cached superset
         self._macs = net.dense_macs()
         self._n_neurons = np.array([n.size for n in net.weight_layers], np.int64)
         self._n_in = int(np.prod(net.input_shape))
@@ -227,7 +228,7 @@ class Simulator:
 
     def _announce_compile(self, *args) -> None:
         """Say so before the first call that will compile the frame loop (once per process)."""
-        key = (self.dtype, self._prog.floats, self._prog.fixed)
+        key = (self.dtype, *self._flags)
         if key in _ANNOUNCED:
             return
         _ANNOUNCED.add(key)
@@ -255,13 +256,15 @@ class Simulator:
             self._out_buf.fill(0)
         out = self._out_buf[:t]
         p = self._prog
-        self._announce_compile(p.code, p.par, p.F, p.I, p.D, x, self.frame_no, 0, len(p.code), stats,
-                               out, p.out_slot, self._status, p.floats, p.fixed)
+        args = (p.code, p.par, p.F, p.I, p.D, x, self.frame_no, 0, len(p.code), stats, out, p.out_slot,
+                self._status)
+        if self._flags is None:
+            self._flags = cached_flags(args, p.flags)
+        self._announce_compile(*args, *self._flags)
         if self.profile:
             done = self._run_profiled(x, stats, out)
         else:
-            done = run_frames(p.code, p.par, p.F, p.I, p.D, x, self.frame_no, 0, len(p.code), stats,
-                              out, p.out_slot, self._status, p.floats, p.fixed)
+            done = run_frames(*args, *self._flags)
         fixed_stop, error = done < t, None
         bad = first_bad_frame(stats[:done], out[:done], self._finite, self.net.layer_names, self.dtype)
         if bad is not None:  # before a fixed-point stop, if both
@@ -290,7 +293,7 @@ class Simulator:
                 t0 = clock()
                 done = run_frames(p.code, p.par, p.F, p.I, p.D, x[t:t + 1], self.frame_no + t, r, r + 1,
                                   stats[t:t + 1], out[t:t + 1], p.out_slot if r == n_rows - 1 else -1,
-                                  self._status, p.floats, p.fixed)
+                                  self._status, *self._flags)
                 self.node_seconds[p.row_op[r]] += max(clock() - t0 - call, 0.0)
                 if not done:
                     return t
@@ -305,7 +308,7 @@ class Simulator:
             for _ in range(25):
                 t0 = time.perf_counter()
                 run_frames(p.code, p.par, p.F, p.I, p.D, x, 1, 0, 0, stats, out, -1, self._status,
-                           p.floats, p.fixed)
+                           *self._flags)
                 times.append(time.perf_counter() - t0)
             self._call = float(np.median(times))
         return self._call

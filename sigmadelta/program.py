@@ -70,7 +70,8 @@ from .slots import (
 )
 from .weightops import ENCODER, HERDING, LAVA, UNITS, WEIGHT, ConvOp, DenseOp, PixelConvOp, WeightOp
 
-__all__ = ["Program", "build_program", "run_frames", "loop_compiled", "NC", "NP"]
+__all__ = ["Program", "build_program", "run_frames", "loop_compiled", "cached_flags", "KIND_GROUPS", "NC",
+           "NP"]
 
 # the columns of every op kind (compile-time constants in the functions below)
 INP, PIX, DNS, CNV = InputOp.SLOTS[0], PixelConvOp.SLOTS[0], DenseOp.SLOTS[0], ConvOp.SLOTS[0]
@@ -81,6 +82,12 @@ MUL_C, UPS, RSM, GTH = MulOp.SLOTS[0], UpsampleOp.SLOTS[0], ResampleOp.SLOTS[0],
 ENC, WGT, WP = ENCODER[0], WEIGHT[0], WEIGHT[1]  # shared by every weight op
 EVENTS, SYNOPS, ADDITIONS, UPDATES = COUNTER_ROWS
 LAVA_SHIFT = g.LAVA_SHIFT  # the lava encoder's spike shift (a compile-time constant)
+
+
+#: Op kinds compiled into the loop only when a network has a row of the group (the last
+#: arguments of run_frames, None or 1); input, activations and flatten are always in.
+KIND_GROUPS = {"pix": (PIXCONV,), "conv": (CONV, CONVT), "dense": (DENSE,), "pool": (POOL,),
+               "merge": (ADD, MUL, CONCAT), "resize": (UPSAMPLE, RESAMPLE, GATHER)}
 
 
 class Program(NamedTuple):
@@ -95,16 +102,22 @@ class Program(NamedTuple):
     row_op: np.ndarray  # int64 [n_rows]: the operator (index in build_ops order) of each row
     floats: int | None = None  # 1 if any weight layer has float weights, else None
     fixed: int | None = None  # 1 if any weight layer is fixed point, else None
+    kinds: tuple = (None,) * len(KIND_GROUPS)  # per KIND_GROUPS: 1 if a row is of that group
+
+    @property
+    def flags(self) -> tuple:
+        """The last arguments of :func:`run_frames`: ``floats, fixed`` and one per kind group."""
+        return (self.floats, self.fixed, *self.kinds)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _fixed_update(c, p, F, I):  # noqa: E741
     """Fixed point: ``z = acc * acc_gain + bias`` on the touched outputs; an overflowing neuron or -1."""
     return K.fixed_point_update(I[c[WGT.acc]], I[c[WGT.out_touched]], I[c[WGT.out_count]],
                                 p[WP.acc_gain], F[c[WGT.bias]], F[c[WGT.value]], c[WGT.acc_limit])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _fixed_guard(c, p, F, I, rows, row_count, row_len):  # noqa: E741
     """Fixed point, before integrating: ``-2 - i`` if touched input ``i``'s spike total could
     wrap the int64 accumulator (:func:`sigmadelta.fixedpoint.max_spike_total`), else -1."""
@@ -122,7 +135,7 @@ def _lava_range(c, p, F):
                               F[c[ENC.x]], p[WP.lava_k])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, bias, gain, frame,  # noqa: E741
               prime, st):
     """One pixel-conv frame on one set of weight-layer arrays (float or int64): the dense
@@ -149,7 +162,7 @@ def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, b
     _pix_count(c, st, r, herding, pstate)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _pix_count(c, st, r, herding, pstate):
     """A pixel conv's counters of the frame from ``r = (events, synops, additions, updates)``."""
     j = c[PIX.layer]
@@ -177,7 +190,7 @@ def _run_pixconv(c, p, F, I, frame, prime, st, floats, fixed):  # noqa: E741
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _encode(c, p, F, I, D, ev_val):  # noqa: E741
     """Run a weight layer's quantizer; ``(events, additions of per-unit herding)``."""
     x, t, n, memory, ev_idx = (F[c[ENC.x]], I[c[ENC.touched]], I[c[ENC.count]], F[c[ENC.memory]],
@@ -193,7 +206,7 @@ def _encode(c, p, F, I, D, ev_val):  # noqa: E741
     return K.threshold_encode(x, t, n, memory, p[WP.param], ev_idx, ev_val), 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _count(c, st, n_ev, syn, adds, unit_adds, n_out):
     """A per-event weight layer's counters of the frame."""
     j, enc = c[WGT.layer], c[WGT.enc]
@@ -201,7 +214,7 @@ def _count(c, st, n_ev, syn, adds, unit_adds, n_out):
     st[ADDITIONS, j] = unit_adds if enc == UNITS else (adds if enc == HERDING else syn)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _dense_core(c, p, F, I, D, ev_val, w, z, gain, prime, st):  # noqa: E741
     """Encode, scatter ``z += W.T[i] * s`` and list the outputs (all, if any event) of a dense layer."""
     n_ev, unit_adds = _encode(c, p, F, I, D, ev_val)
@@ -229,7 +242,7 @@ def _run_dense(c, p, F, I, D, prime, st, floats, fixed):  # noqa: E741
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _conv_core(c, p, F, I, D, ev_val, w, z, gain, frame, prime, st):  # noqa: E741
     """Encode, scatter per event (:func:`conv_scatter`, or :func:`convt_scatter` for a
     transposed conv) and list the outputs of a conv layer."""
@@ -267,7 +280,8 @@ def _run_conv(c, p, F, I, D, frame, prime, st, floats, fixed):  # noqa: E741
 
 
 @njit(cache=True, nogil=True)
-def _run_other(c, p, F, I, D, frame):  # noqa: E741
+def _run_other(c, p, F, I, D, frame, pool, merge, resize):  # noqa: E741
+    """Every op kind without counters; a group whose flag is None is left out at compile time."""
     k = c[KIND]
     if k == ACTIVATION:
         if c[ACT.row_len] > 0:
@@ -276,7 +290,7 @@ def _run_other(c, p, F, I, D, frame):  # noqa: E741
         else:
             K.activation_update(F[c[ACT.x]], F[c[ACT.y]], I[c[ACT.touched]], I[c[ACT.count]], c[ACT.fn],
                                 p[ACT_P.alpha], p[ACT_P.lo], p[ACT_P.hi])
-    elif k == POOL:
+    elif k == POOL and pool is not None:
         K.pool_update(F[c[POO.x]], I[c[POO.touched]], I[c[POO.count]], I[c[POO.in_hw]], c[POO.c],
                       I[c[POO.out_hw]], I[c[POO.kernel]], I[c[POO.stride]], I[c[POO.padding]],
                       c[POO.is_max] != 0, F[c[POO.y]], I[c[POO.out_touched]], I[c[POO.out_count]],
@@ -284,28 +298,28 @@ def _run_other(c, p, F, I, D, frame):  # noqa: E741
     elif k == FLATTEN:
         K.flatten_update(F[c[FLT.x]], I[c[FLT.touched]], I[c[FLT.count]], c[FLT.hw], c[FLT.c],
                          F[c[FLT.y]], I[c[FLT.out_touched]], I[c[FLT.out_count]])
-    elif k == ADD:
+    elif k == ADD and merge is not None:
         K.add_update(F[c[ADD_C.a]], F[c[ADD_C.b]], F[c[ADD_C.y]], I[c[ADD_C.a_touched]],
                      I[c[ADD_C.a_count]], I[c[ADD_C.b_touched]], I[c[ADD_C.b_count]],
                      I[c[ADD_C.out_touched]], I[c[ADD_C.out_count]], I[c[ADD_C.out_stamp]], frame)
-    elif k == UPSAMPLE:
+    elif k == UPSAMPLE and resize is not None:
         K.upsample_update(F[c[UPS.x]], I[c[UPS.touched]], I[c[UPS.count]], c[UPS.w_in], c[UPS.c],
                           c[UPS.sh], c[UPS.sw], F[c[UPS.y]], I[c[UPS.out_touched]],
                           I[c[UPS.out_count]])
-    elif k == MUL:
+    elif k == MUL and merge is not None:
         K.mul_update(F[c[MUL_C.a]], F[c[MUL_C.b]], F[c[MUL_C.y]], I[c[MUL_C.a_touched]],
                      I[c[MUL_C.a_count]], I[c[MUL_C.b_touched]], I[c[MUL_C.b_count]], c[MUL_C.c],
                      c[MUL_C.per_channel] != 0, I[c[MUL_C.out_touched]], I[c[MUL_C.out_count]],
                      I[c[MUL_C.out_stamp]], frame)
-    elif k == RESAMPLE:
+    elif k == RESAMPLE and resize is not None:
         K.pixel_map_update(F[c[RSM.x]], I[c[RSM.touched]], I[c[RSM.count]], c[RSM.c],
                            I[c[RSM.out_start]], I[c[RSM.out_pix]], I[c[RSM.in_start]],
                            I[c[RSM.in_pix]], D[c[RSM.in_w]], F[c[RSM.y]], I[c[RSM.out_touched]],
                            I[c[RSM.out_count]], I[c[RSM.out_stamp]], frame)
-    elif k == GATHER:
+    elif k == GATHER and resize is not None:
         K.gather_update(F[c[GTH.x]], I[c[GTH.touched]], I[c[GTH.count]], c[GTH.c_in], I[c[GTH.dst]],
                         c[GTH.c_out], F[c[GTH.y]], I[c[GTH.out_touched]], I[c[GTH.out_count]])
-    elif k == CONCAT:
+    elif k == CONCAT and merge is not None:
         if c[CAT.first] != 0:
             I[c[CAT.out_count]][0] = 0
         K.concat_update(F[c[CAT.x]], I[c[CAT.touched]], I[c[CAT.count]], c[CAT.c], c[CAT.offset],
@@ -334,21 +348,25 @@ def build_program(ops: list, states: list, output: int, dtype,
             raise TypeError(f"no program row for operator {type(op).__name__}")
         row_op += [k] * (len(b.code) - n_rows)
     out_slot = b.f(states[output].value)
-    kinds = {bool(op.fixed) for op in ops if isinstance(op, WeightOp)}
-    return Program(np.stack(b.code), np.stack(b.par), b.F, b.I, b.D, out_slot,
-                   np.array(row_op, np.int64), 1 if False in kinds else None,
-                   1 if True in kinds else None)
+    fixed = {bool(op.fixed) for op in ops if isinstance(op, WeightOp)}
+    code = np.stack(b.code)
+    kinds = tuple(1 if np.isin(code[:, KIND], group).any() else None for group in KIND_GROUPS.values())
+    return Program(code, np.stack(b.par), b.F, b.I, b.D, out_slot, np.array(row_op, np.int64),
+                   1 if False in fixed else None, 1 if True in fixed else None, kinds)
 
 
 @njit(cache=True, nogil=True)
 def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot, status,  # noqa: E741
-               floats, fixed):
+               floats, fixed, pix, conv, dense, pool, merge, resize):
     """Run ops ``lo:hi`` of the program over ``frames[T, N_in]`` (PyTorch layout, flat).
 
     ``floats`` / ``fixed`` are None when no weight layer has float / fixed-point weights
     (:attr:`Program.floats`, :attr:`Program.fixed`), else 1: Numba decides ``x is not None``
     at compile time and leaves the unused paths out, so a float network compiles only
-    the float kernels (about 0.6 of the time of both).
+    the float kernels (about 0.6 of the time of both). Likewise ``pix, conv, dense, pool,
+    merge, resize`` (:data:`KIND_GROUPS`, :attr:`Program.kinds`): the loop of a network is
+    compiled with the op kinds it has (one specialisation per set, each cached on disk); a
+    row of a group left out would do nothing, so :attr:`Program.flags` passes them all.
 
     Frame ``t`` is frame number ``frame0 + t`` of the stream (number 0 primes: every
     neuron is sent). Per frame and weight layer ``j``, ``stats[t, :, j]`` gets the
@@ -370,14 +388,14 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
             if k == INPUT:
                 K.load_frame(frames[t], c[INP.channels], F[c[INP.value]], F[c[INP.prev]],
                              I[c[INP.mask]], I[c[INP.touched]], I[c[INP.count]], prime)
-            elif k == PIXCONV:
+            elif k == PIXCONV and pix is not None:
                 bad = _run_pixconv(c, p, F, I, frame_no, prime, st, floats, fixed)
-            elif k == DENSE:
+            elif k == DENSE and dense is not None:
                 bad = _run_dense(c, p, F, I, D, prime, st, floats, fixed)
-            elif k == CONV or k == CONVT:
+            elif (k == CONV or k == CONVT) and conv is not None:
                 bad = _run_conv(c, p, F, I, D, frame_no, prime, st, floats, fixed)
             else:
-                _run_other(c, p, F, I, D, frame_no)
+                _run_other(c, p, F, I, D, frame_no, pool, merge, resize)
             if bad != -1:
                 status[0], status[1] = o, bad
                 return t
@@ -405,6 +423,36 @@ def loop_compiled(*args) -> bool | None:
         return key in cache._cache_file._load_index()
     except Exception:  # an internal attribute moved: say nothing rather than guess
         return None
+
+
+def cached_flags(args: tuple, flags: tuple) -> tuple:
+    """The flags to run a program with: ``flags`` (:attr:`Program.flags`), or, if a loop with
+    more kind groups is already compiled (in this process or Numba's on-disk cache) and
+    ``flags`` is not, that one, fewest extra groups first: a network whose kinds an existing
+    loop covers compiles nothing. ``args``: :func:`run_frames`' arguments before the flags.
+    """
+    absent = [i for i in range(2, len(flags)) if flags[i] is None]
+    cands = []
+    for mask in sorted(range(1 << len(absent)), key=lambda m: bin(m).count("1")):
+        f = list(flags)
+        for b, i in enumerate(absent):
+            if mask >> b & 1:
+                f[i] = 1
+        cands.append(tuple(f))
+    try:
+        base = tuple(run_frames.typeof_pyval(a) for a in args)
+        cache, index = run_frames._cache, None
+        for f in cands:
+            sig = base + tuple(run_frames.typeof_pyval(v) for v in f)
+            if sig in run_frames.overloads:
+                return f
+            if index is None:
+                index = cache._cache_file._load_index()
+            if cache._index_key(sig, run_frames.targetctx.codegen()) in index:
+                return f
+    except Exception:  # Numba's cache internals moved: compile the network's own loop
+        pass
+    return flags
 
 
 _TIED = (_fixed_update, _fixed_guard, _lava_range, _pix_core, _pix_count, _run_pixconv, _encode, _count,

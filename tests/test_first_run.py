@@ -12,7 +12,7 @@ def _args(sim: sd.Simulator, frames: np.ndarray) -> tuple:
     p, t = sim._prog, len(frames)
     x = np.ascontiguousarray(frames.reshape(t, -1), dtype=sim.dtype)
     return (p.code, p.par, p.F, p.I, p.D, x, 0, 0, len(p.code), np.zeros((t, 4, len(sim._weight_ops))),
-            np.zeros((t, sim._n_out), sim.dtype), p.out_slot, np.zeros(2, np.int64), p.floats, p.fixed)
+            np.zeros((t, sim._n_out), sim.dtype), p.out_slot, np.zeros(2, np.int64), *(sim._flags or p.flags))
 
 
 def test_loop_compiled_reads_the_process_and_the_disk_cache(tmp_path, monkeypatch):
@@ -54,3 +54,44 @@ def test_programs_name_the_weight_kinds_they_compile():
     assert (prog.floats, prog.fixed) == (None, 1)
     prog = sd.Simulator(sd.convert(model, shape, weight_bits=[8, 0]))._prog
     assert (prog.floats, prog.fixed) == (1, 1)
+
+
+def test_programs_name_the_op_kinds_they_compile():
+    """One flag per kind group (program.KIND_GROUPS): 1 where the network has such a row."""
+    groups = list(P.KIND_GROUPS)
+    for name, present in (("linear", {"dense"}), ("conv", {"pix", "dense"}),
+                          ("conv_groups_depthwise", {"pix", "conv"}),
+                          ("decoder", {"pix", "conv", "merge", "resize"})):
+        model, shape = make(name)
+        kinds = sd.Simulator(sd.convert(model, shape))._prog.kinds
+        assert {g for g, k in zip(groups, kinds, strict=True) if k} == present, name
+
+
+def test_a_loop_without_the_unused_kinds_runs_the_same_as_the_full_one():
+    model, shape = make("conv")
+    frames = smooth_stream(shape, t=4)
+    net = sd.convert(model, shape)
+    outs = []
+    for full in (False, True):
+        sim = sd.Simulator(net)
+        p = sim._prog
+        sim._flags = (*p.flags[:2], *(1 for _ in p.kinds)) if full else p.flags
+        outs.append(sim.run(frames, progress=False))
+    np.testing.assert_array_equal(outs[0].outputs, outs[1].outputs)
+    np.testing.assert_array_equal(outs[0].stats.synops, outs[1].stats.synops)
+
+
+def test_a_compiled_loop_with_more_kinds_is_reused(monkeypatch, tmp_path):
+    model, shape = make("conv")
+    frames = smooth_stream(shape, t=2)
+    sim = sd.Simulator(sd.convert(model, shape))
+    args = _args(sim, frames)[:-len(sim._prog.flags)]
+    flags = sim._prog.flags
+    cache_file = P.run_frames._cache._cache_file
+    monkeypatch.setattr(cache_file, "_index_path", str(tmp_path / "none.nbi"))  # nothing on disk
+    monkeypatch.setattr(P.run_frames, "overloads", {})
+    assert P.cached_flags(args, flags) == flags  # nothing compiled: the network's own loop
+    more = (*flags[:2], *(1 for _ in flags[2:]))
+    sig = tuple(P.run_frames.typeof_pyval(a) for a in (*args, *more))
+    monkeypatch.setattr(P.run_frames, "overloads", {sig: None})
+    assert P.cached_flags(args, flags) == more  # the loop with every kind covers it
