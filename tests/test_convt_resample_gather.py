@@ -220,3 +220,30 @@ def test_new_kinds_name_themselves_and_round_trip(tmp_path):
                                       sd.reference(net, frames, progress=False))
     labels = sd.convert(make("decoder")[0], make("decoder")[1]).layer_labels
     assert "up1 3x3/2 4->4 transposed g2" in labels and "up2 2x2 dil2 4->3 transposed" in labels
+
+
+class _Up(nn.Module):
+    def __init__(self, up):
+        super().__init__()
+        self.c, self.up = nn.Conv2d(2, 3, 3), up
+
+    def forward(self, x):
+        return self.up(F.relu(self.c(x)))
+
+
+@pytest.mark.parametrize("up, shape", [
+    (nn.Upsample(scale_factor=(1.5, 2.5), mode="bilinear"), (3, 10, 15)),
+    (nn.UpsamplingBilinear2d(scale_factor=2), (3, 14, 12)),  # align_corners=True
+    (nn.Upsample(size=(5, 9), mode="bilinear", align_corners=True), (3, 5, 9)),
+    (lambda x: F.interpolate(x, scale_factor=1.7, mode="bilinear", recompute_scale_factor=True), (3, 11, 10)),
+    (lambda x: F.interpolate(x, None, 1.3, "bilinear"), (3, 9, 7)),
+    (nn.Upsample(scale_factor=0.5, mode="bilinear"), (3, 3, 3)),
+])
+def test_every_bilinear_form_converts_to_what_torch_computes(up, shape):
+    from sigmadelta.dense import evaluate
+    torch.manual_seed(0)
+    model = _Up(up).eval()
+    net = sd.convert(model, (2, 9, 8))
+    assert isinstance(net.nodes[-1], g.Resample) and net.nodes[-1].shape == shape
+    x = torch.rand(3, 2, 9, 8)
+    np.testing.assert_allclose(evaluate(net, x.double()).numpy(), model(x).detach().numpy(), atol=1e-6)
