@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .nodecheck import check_node
 from .nodes import (  # the layer kinds, re-exported
     ACTIVATIONS,
     LAVA_SHIFT,
@@ -64,7 +65,6 @@ from .nodes import (  # the layer kinds, re-exported
     Resample,
     Upsample,
     _Weighted,
-    check_node,
     check_timing,
     layer_label,
 )

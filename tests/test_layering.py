@@ -17,8 +17,9 @@ PACKAGES = {"sigmadelta": ROOT / "sigmadelta", "sigmadelta.models": ROOT / "mode
 # DEVELOPERS.md, "Layout": a module imports only from its own layer or the ones before it.
 LAYERS = [
     ["sigmadelta._version", "sigmadelta.kernels", "sigmadelta.cachetie"],
-    ["sigmadelta.nodes", "sigmadelta.graph", "sigmadelta.fixedpoint", "sigmadelta.stats", "sigmadelta.energy",
-     "sigmadelta.fidelity", "sigmadelta.frames", "sigmadelta.io", "sigmadelta.numeric"],
+    ["sigmadelta.nodes", "sigmadelta.nodecheck", "sigmadelta.graph", "sigmadelta.fixedpoint",
+     "sigmadelta.stats", "sigmadelta.energy", "sigmadelta.fidelity", "sigmadelta.frames", "sigmadelta.io",
+     "sigmadelta.numeric"],
     ["sigmadelta.slots", "sigmadelta.layout"],
     ["sigmadelta.weightops", "sigmadelta.ops"],
     ["sigmadelta.opcheck", "sigmadelta.program"],

@@ -7,7 +7,8 @@ BatchNorm folded into the preceding weight layer, reshapes that keep the layout)
 ``MODULE_MAPPERS`` is keyed by the exact ``torch.nn`` type, ``FUNCTION_MAPPERS``
 by function and ``METHOD_MAPPERS`` by tensor method name; the idioms written in
 ``forward`` (flatten by view/reshape, functional pooling, constant arithmetic,
-Conv1d) live in :mod:`sigmadelta.convert.idioms`. Anything else is an error
+Conv1d, upsampling) live in :mod:`sigmadelta.convert.idioms`, channel shuffle and
+chunk/split in :mod:`sigmadelta.convert.routing`. Anything else is an error
 naming the module path and type, with what to write instead where ``HINTS`` knows.
 """
 
