@@ -193,8 +193,7 @@ class ResampleOp:
                 (y1, x0, ly[:, None] * (1 - lx)[None]), (y1, x1, ly[:, None] * lx[None])]
         q = np.arange(oh * ow).reshape(oh, ow)
         qs = np.stack([q] * 4, -1).ravel()  # output pixel of each (output, tap), taps last
-        ps = np.stack([(ty[:, None] * w + tx[None]) * np.ones((1, ow), np.int64) for ty, tx, _ in taps],
-                      -1).ravel()
+        ps = np.stack([ty[:, None] * w + tx[None, :] for ty, tx, _ in taps], -1).ravel()  # input pixel
         ws = np.stack([tw for _, _, tw in taps], -1).ravel()
         keep = ws != 0
         qs, ps, ws = qs[keep], ps[keep], ws[keep]
