@@ -65,7 +65,8 @@ def _sizes(ctx, node, m=None) -> None:
     """``x.size()``, ``x.shape``, ``x.dim()`` and indexing into them: not tensors."""
     if node.target is operator.getitem and ctx.env.get(node.args[0].name) is not None:
         raise UnsupportedLayerError(
-            f"cannot convert '{node.name}': indexing or slicing a tensor (x[...]) is not supported")
+            f"cannot convert '{node.name}': indexing or slicing a tensor (x[...]) is not supported; "
+            f"to take channels apart use x.split(sizes, dim=1) or x.chunk(n, dim=1)")
     return None
 
 
