@@ -350,6 +350,10 @@ def build_program(ops: list, states: list, output: int, dtype,
     out_slot = b.f(states[output].value)
     fixed = {bool(op.fixed) for op in ops if isinstance(op, WeightOp)}
     code = np.stack(b.code)
+    covered = {INPUT, ACTIVATION, FLATTEN}.union(*KIND_GROUPS.values())
+    if not set(code[:, KIND].tolist()) <= covered:  # a kind no branch of run_frames would run
+        raise ValueError(f"op kinds {sorted(set(code[:, KIND].tolist()) - covered)} are in no group "
+                         f"of program.KIND_GROUPS")
     kinds = tuple(1 if np.isin(code[:, KIND], group).any() else None for group in KIND_GROUPS.values())
     return Program(code, np.stack(b.par), b.F, b.I, b.D, out_slot, np.array(row_op, np.int64),
                    1 if False in fixed else None, 1 if True in fixed else None, kinds)
@@ -427,11 +431,12 @@ def loop_compiled(*args) -> bool | None:
 
 def cached_flags(args: tuple, flags: tuple) -> tuple:
     """The flags to run a program with: ``flags`` (:attr:`Program.flags`), or, if a loop with
-    more kind groups is already compiled (in this process or Numba's on-disk cache) and
-    ``flags`` is not, that one, fewest extra groups first: a network whose kinds an existing
-    loop covers compiles nothing. ``args``: :func:`run_frames`' arguments before the flags.
+    more of them set (weight paths or kind groups) is already compiled, in this process or in
+    Numba's on-disk cache, and ``flags`` is not, that one, fewest extra first: a network whose
+    paths an existing loop covers compiles nothing. ``args``: :func:`run_frames`' arguments
+    before the flags.
     """
-    absent = [i for i in range(2, len(flags)) if flags[i] is None]
+    absent = [i for i in range(len(flags)) if flags[i] is None]
     cands = []
     for mask in sorted(range(1 << len(absent)), key=lambda m: bin(m).count("1")):
         f = list(flags)

@@ -1,9 +1,17 @@
 """Hypothesis profiles: ``ci`` (default: few examples, derandomized, no deadline) for
 ``make test``, and ``long`` for a long search: ``pytest tests/test_properties.py
---hypothesis-profile=long`` (or ``HYPOTHESIS_PROFILE=long``)."""
+--hypothesis-profile=long`` (or ``HYPOTHESIS_PROFILE=long``).
+
+Before the tests, one float64 network with float and fixed-point layers and every kind group
+runs two frames: that compiles (or loads) the frame loop with every path, which every other
+float64 network then runs on (``program.cached_flags``), so a cold cache compiles one loop
+rather than one per set of layer kinds. ``tests/test_first_run.py`` runs the loops of
+single kind sets.
+"""
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
@@ -12,3 +20,15 @@ settings.register_profile("ci", max_examples=10, deadline=None, derandomize=True
 settings.register_profile("long", max_examples=1500, deadline=None, suppress_health_check=_SLOW_OK,
                           print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _loop_with_every_path():
+    from _zoo import make, smooth_stream
+
+    import sigmadelta as sd
+
+    model, shape = make("routing")  # every kind group; one fixed-point layer, the rest float
+    net = sd.convert(model, shape, weight_bits=[8, 0, 0, 0, 0])
+    assert all(sd.Simulator(net)._prog.flags)
+    sd.simulate(net, smooth_stream(shape, t=2), progress=False)

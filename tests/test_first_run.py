@@ -56,6 +56,16 @@ def test_programs_name_the_weight_kinds_they_compile():
     assert (prog.floats, prog.fixed) == (1, 1)
 
 
+def test_every_op_kind_is_in_the_loop_or_a_kind_group():
+    from sigmadelta import slots
+
+    kinds = {getattr(slots, n) for n in slots.__all__ if isinstance(getattr(slots, n), int)
+             and n not in ("NC", "NP", "KIND")}
+    grouped = [k for group in P.KIND_GROUPS.values() for k in group]
+    assert len(grouped) == len(set(grouped))  # no kind in two groups
+    assert kinds == {slots.INPUT, slots.ACTIVATION, slots.FLATTEN} | set(grouped)
+
+
 def test_programs_name_the_op_kinds_they_compile():
     """One flag per kind group (program.KIND_GROUPS): 1 where the network has such a row."""
     groups = list(P.KIND_GROUPS)
@@ -95,3 +105,7 @@ def test_a_compiled_loop_with_more_kinds_is_reused(monkeypatch, tmp_path):
     sig = tuple(P.run_frames.typeof_pyval(a) for a in (*args, *more))
     monkeypatch.setattr(P.run_frames, "overloads", {sig: None})
     assert P.cached_flags(args, flags) == more  # the loop with every kind covers it
+    both = (1, 1, *more[2:])
+    sig = tuple(P.run_frames.typeof_pyval(a) for a in (*args, *both))
+    monkeypatch.setattr(P.run_frames, "overloads", {sig: None})
+    assert P.cached_flags(args, flags) == both  # and with the fixed-point paths too
