@@ -180,7 +180,7 @@ class ConvOp(WeightOp):
 
     def __init__(self, node: g.Conv, ins, out, dtype, in_shape):
         super().__init__(node, ins, out, dtype, in_shape)
-        self.w = _conv_weights(node, self.weight, self.wdtype)
+        self.w = self._weights(node)
         self.in_hw, _ = grid(in_shape)
         self.out_hw, _ = grid(node.shape)
         self.geom = (pair(node.stride), pair(node.padding), pair(node.dilation))
@@ -190,6 +190,10 @@ class ConvOp(WeightOp):
         self.pg = (np.zeros(n_pg, np.int64), np.zeros(1, np.int64), np.full(n_pg, -1, np.int64))
 
     KIND = CONV
+
+    def _weights(self, node: g.Conv) -> np.ndarray:
+        """The weights as the kernel reads them, ``w_cl[ky, kx, c, j]``."""
+        return _conv_weights(node, self.weight, self.wdtype)
 
     def emit(self, b: Builder, j: int) -> None:
         r = self._row(b, self.KIND, j)
@@ -216,16 +220,8 @@ class ConvTOp(ConvOp):
 
     KIND = CONVT
 
-    def __init__(self, node: g.ConvTranspose, ins, out, dtype, in_shape):
-        WeightOp.__init__(self, node, ins, out, dtype, in_shape)
-        self.w = np.ascontiguousarray(self.weight.transpose(2, 3, 0, 1), dtype=self.wdtype)
-        self.in_hw, _ = grid(in_shape)
-        self.out_hw, _ = grid(node.shape)
-        self.geom = (pair(node.stride), pair(node.padding), pair(node.dilation))
-        self.groups = node.groups
-        self.cg = self.w.shape[3]
-        n_pg = int(np.prod(self.out_hw)) * self.groups
-        self.pg = (np.zeros(n_pg, np.int64), np.zeros(1, np.int64), np.full(n_pg, -1, np.int64))
+    def _weights(self, node: g.ConvTranspose) -> np.ndarray:
+        return np.ascontiguousarray(self.weight.transpose(2, 3, 0, 1), dtype=self.wdtype)
 
 
 class PixelConvOp(WeightOp):

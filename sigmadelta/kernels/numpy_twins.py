@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .numpy_twins_maps import convt_scatter, gather_update, pixel_map_update
+from .numpy_twins_maps import _merge_touched, convt_scatter, gather_update, pixel_map_update
 
 __all__ = [
     "convt_scatter",
@@ -179,10 +179,7 @@ def conv_scatter(
                 zz[np.ix_(ry, rx, range(g * cg, (g + 1) * cg))] += d[..., ch] @ w_cl[ky, kx, ch].astype(acc)
                 reached[np.ix_(ry, rx, [g])] |= h[..., ch].any(-1, keepdims=True)
     z += zz.reshape(-1).astype(z.dtype)
-    pgs = sorted(set(pg_list[: pg_count[0]].tolist()) | set(np.flatnonzero(reached).tolist()))
-    pg_list[: len(pgs)] = pgs
-    pg_stamp[pgs] = frame
-    pg_count[0] = len(pgs)
+    _merge_touched(pg_list, pg_count, pg_stamp, reached, frame)
     return synops, adds
 
 

@@ -6,6 +6,15 @@ import numpy as np
 __all__ = ["convt_scatter", "pixel_map_update", "gather_update"]
 
 
+def _merge_touched(pg_list, pg_count, pg_stamp, reached, frame):
+    """Add the (pixel, group) entries ``reached`` marks to the touched list, in sorted order, and
+    stamp them with ``frame`` (the scatter twins' common tail)."""
+    pgs = sorted(set(pg_list[: pg_count[0]].tolist()) | set(np.flatnonzero(reached).tolist()))
+    pg_list[: len(pgs)] = pgs
+    pg_stamp[pgs] = frame
+    pg_count[0] = len(pgs)
+
+
 def _set_list(touched, count, idx):
     idx = np.asarray(idx, dtype=touched.dtype)
     touched[: len(idx)] = idx
@@ -44,10 +53,7 @@ def convt_scatter(
                     delta[sel][..., ch] @ w_cl[ky, kx, ch].astype(acc)
                 reached[np.ix_(oy[ry], ox[rx], [g])] |= hit[sel][..., ch].any(-1, keepdims=True)
     z += zz.reshape(-1).astype(z.dtype)
-    pgs = sorted(set(pg_list[: pg_count[0]].tolist()) | set(np.flatnonzero(reached).tolist()))
-    pg_list[: len(pgs)] = pgs
-    pg_stamp[pgs] = frame
-    pg_count[0] = len(pgs)
+    _merge_touched(pg_list, pg_count, pg_stamp, reached, frame)
     return synops, adds
 
 
