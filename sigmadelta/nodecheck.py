@@ -122,20 +122,30 @@ def _conv_out(n: int, k: int, s: int, p: int, d: int = 1) -> int:
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def _check_conv(node: Conv, in_shapes) -> None:
-    (in_shape,) = in_shapes
+def _conv_geometry(node: Conv | ConvTranspose, in_shape, weight_layout: str):
+    """Check what a conv and a transposed conv share (``[C, H, W]`` in and out, a 4-d weight laid
+    out as ``weight_layout``, positive groups, stride, dilation and kernel size, non-negative
+    padding, channels divisible by groups) and return ``(groups, stride, dilation, padding,
+    (kh, kw), c_in, c_out)``."""
     if len(in_shape) != 3 or len(node.shape) != 3:
         _fail(node, f"needs [C, H, W] input and output, got {tuple(in_shape)} -> {node.shape}")
     if np.ndim(node.weight) != 4:
-        _fail(node, f"weight must be [out, in/groups, kh, kw], got shape {np.shape(node.weight)}")
+        _fail(node, f"weight must be {weight_layout}, got shape {np.shape(node.weight)}")
     groups = _positive(node, "groups", (node.groups,))[0]
     stride = _positive(node, "stride", node.stride)
     dilation = _positive(node, "dilation", node.dilation)
     padding = _positive(node, "padding", node.padding, 0)
-    kh, kw = _positive(node, "the kernel size", np.shape(node.weight)[2:])
+    kernel = _positive(node, "the kernel size", np.shape(node.weight)[2:])
     c_in, c_out = in_shape[0], node.shape[0]
     if c_in % groups or c_out % groups:
         _fail(node, f"{c_in} input and {c_out} output channels are not divisible by groups={groups}")
+    return groups, stride, dilation, padding, kernel, c_in, c_out
+
+
+def _check_conv(node: Conv, in_shapes) -> None:
+    (in_shape,) = in_shapes
+    groups, stride, dilation, padding, (kh, kw), c_in, c_out = _conv_geometry(
+        node, in_shape, "[out, in/groups, kh, kw]")
     out_hw = tuple(_conv_out(in_shape[1 + a], (kh, kw)[a], stride[a], padding[a], dilation[a])
                    for a in (0, 1))
     if tuple(node.shape[1:]) != out_hw:
@@ -150,21 +160,11 @@ def _convt_out(n: int, k: int, s: int, p: int, d: int, op: int) -> int:
 
 def _check_convt(node: ConvTranspose, in_shapes) -> None:
     (in_shape,) = in_shapes
-    if len(in_shape) != 3 or len(node.shape) != 3:
-        _fail(node, f"needs [C, H, W] input and output, got {tuple(in_shape)} -> {node.shape}")
-    if np.ndim(node.weight) != 4:
-        _fail(node, f"weight must be [in, out/groups, kh, kw], got shape {np.shape(node.weight)}")
-    groups = _positive(node, "groups", (node.groups,))[0]
-    stride = _positive(node, "stride", node.stride)
-    dilation = _positive(node, "dilation", node.dilation)
-    padding = _positive(node, "padding", node.padding, 0)
+    groups, stride, dilation, padding, (kh, kw), c_in, c_out = _conv_geometry(
+        node, in_shape, "[in, out/groups, kh, kw]")
     out_pad = _positive(node, "output_padding", node.output_padding, 0)
-    kh, kw = _positive(node, "the kernel size", np.shape(node.weight)[2:])
     if any(o >= max(s, d) for o, s, d in zip(out_pad, stride, dilation, strict=True)):
         _fail(node, f"output_padding {out_pad} must be smaller than stride or dilation")
-    c_in, c_out = in_shape[0], node.shape[0]
-    if c_in % groups or c_out % groups:
-        _fail(node, f"{c_in} input and {c_out} output channels are not divisible by groups={groups}")
     out_hw = tuple(_convt_out(in_shape[1 + a], (kh, kw)[a], stride[a], padding[a], dilation[a],
                               out_pad[a]) for a in (0, 1))
     if tuple(node.shape[1:]) != out_hw:
