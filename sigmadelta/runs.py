@@ -28,6 +28,7 @@ import numpy as np
 
 from ._version import __version__
 from .engine import Result
+from .filelock import FileLock
 from .graph import Network
 from .io import read_run, read_run_info
 from .stats import Stats
@@ -165,49 +166,27 @@ def lock_runs(out: str | os.PathLike, command: str | None = None):
     ``command``). The kernel drops the lock when its holder dies, however it dies, so a
     killed run never leaves a stale lock behind; the file is removed when the run ends.
 
-    Not on a system without ``fcntl`` (Windows): there the directory is not locked, as
-    recordings are not (:mod:`sigmadelta.io.record`, whose writer lock this one follows).
+    The lock is a :class:`~sigmadelta.filelock.FileLock`, as a recording's writer lock is;
+    on a system without ``fcntl`` (Windows) the directory is not locked.
 
     Raises
     ------
     RunsBusyError
         Another process holds the lock.
     """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
     out = os.fspath(out)
-    path = os.path.join(out, LOCK)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(fd)
-            os.close(fd)
-            raise RunsBusyError(f"{out} is in use by another run ({holder}); wait for it to end, "
-                                f"or write to another directory") from None
-        try:  # the file locked is still the one at `path` (not one its last holder just removed)?
-            a, b = os.fstat(fd), os.stat(path)
-            if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)
+
+    def busy(fd: int) -> RunsBusyError:
+        return RunsBusyError(f"{out} is in use by another run ({_holder(fd)}); wait for it to "
+                             f"end, or write to another directory")
+
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": command}
+    lock = FileLock(os.path.join(out, LOCK), busy, json.dumps(me).encode(), f"run into {out}")
     try:
-        me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": command}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(me).encode(), 0)
         yield
     finally:
-        try:
-            os.unlink(path)  # still holding it: whoever opened this file finds it gone and retries
-        except FileNotFoundError:
-            pass
-        os.close(fd)
+        lock.release()
 
 
 # ---------------------------------------------------------------- reading runs back

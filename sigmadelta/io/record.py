@@ -43,13 +43,9 @@ import h5py
 import numpy as np
 
 from ..fidelity import Fidelity
+from ..filelock import FileLock
 from ..stats import MEASURED, Stats
 from .netfile import FormatError
-
-try:
-    import fcntl
-except ImportError:  # not a POSIX system: recordings are not locked there
-    fcntl = None
 
 __all__ = ["RunRecorder", "read_run", "read_run_info", "RecordingInUseError", "check_record_chunk",
            "write_fidelity"]
@@ -72,59 +68,17 @@ def check_record_chunk(chunk) -> int:
     return int(chunk)
 
 
-class _WriterLock:
-    """An exclusive, non-blocking ``flock`` on ``<path>.lock``, held by one writer.
+def _writer_lock(path: str) -> FileLock:
+    """The recording's writer lock, ``<path>.lock`` (:class:`~sigmadelta.filelock.FileLock`)."""
 
-    The lock file is removed on release. A writer that opened the file just before the
-    previous holder removed it would hold a lock on a removed file, so after locking we
-    check that the path still names the file we locked, and start over if not.
-    """
+    def busy(fd: int) -> RecordingInUseError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        return RecordingInUseError(
+            f"{path} is being recorded by another run (process {holder} holds "
+            f"{path}.lock); record to another path or wait until it ends")
 
-    def __init__(self, path: str):
-        self.lock_path, self.fd = path + ".lock", None
-        if fcntl is None:
-            return
-        while True:
-            try:
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as e:
-                raise type(e)(e.errno, f"cannot write the recording {path}: {e.strerror} "
-                                       f"(creating its lock file {self.lock_path})") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-                os.close(fd)
-                raise RecordingInUseError(
-                    f"{path} is being recorded by another run (process {holder} holds "
-                    f"{self.lock_path}); record to another path or wait until it ends") from None
-            except OSError as e:  # a file system without locks
-                os.close(fd)
-                raise OSError(e.errno, f"cannot lock {self.lock_path} for the recording {path}: "
-                                       f"{e.strerror}") from None
-            if self._still_named(fd):
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-
-    def _still_named(self, fd: int) -> bool:
-        try:
-            a, b = os.fstat(fd), os.stat(self.lock_path)
-        except FileNotFoundError:
-            return False
-        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        try:
-            os.unlink(self.lock_path)  # while still locked: see the class docstring
-        except FileNotFoundError:
-            pass
-        os.close(self.fd)
-        self.fd = None
+    return FileLock(path + ".lock", busy, f"{os.getpid()}\n".encode(),
+                    f"write the recording {path}")
 
 
 def _create(path: str) -> h5py.File:
@@ -168,7 +122,7 @@ class RunRecorder:
         self._rows: list[np.ndarray] = []
         self._outs: list[np.ndarray] = []
         self.n = 0
-        self._lock = _WriterLock(self.path)
+        self._lock = _writer_lock(self.path)
         try:
             self.f = _create(self.path)
             self._layout(net)
@@ -327,7 +281,7 @@ def write_fidelity(path: str | os.PathLike, fidelity: Fidelity) -> None:
     of a finished recording (a ``None`` presence threshold is left out). Takes the
     recording's writer lock, so a recording still being written is refused."""
     path = os.fspath(path)
-    lock = _WriterLock(path)
+    lock = _writer_lock(path)
     try:
         with h5py.File(path, "a") as f:
             for key, value in fidelity.to_dict().items():

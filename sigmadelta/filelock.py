@@ -1,0 +1,91 @@
+"""One writer at a time: an exclusive, non-blocking ``flock`` on a lock file.
+
+Used by a recording's writer (``<recording>.lock``, :mod:`sigmadelta.io.record`) and by a
+many-stream run's output directory (``<out>/.lock``, :mod:`sigmadelta.runs`).
+
+The kernel drops an ``flock`` when its holder dies, however it dies, so a killed writer
+never leaves a stale lock. The lock file is removed on release, while still locked. A
+writer that opened the file just before the previous holder removed it would then hold a
+lock on a removed file, so after locking we check that the path still names the file we
+locked, and start over if not.
+
+On a system without ``fcntl`` (Windows) nothing is locked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: nothing is locked there
+    fcntl = None
+
+__all__ = ["FileLock"]
+
+
+class FileLock:
+    """Hold an exclusive ``flock`` on ``lock_path`` until :meth:`release`.
+
+    Parameters
+    ----------
+    lock_path
+        The lock file; created if missing, removed on release.
+    busy
+        Called with the open descriptor of the contested lock file (to read what its holder
+        wrote there) when another process holds the lock; returns the exception to raise.
+    payload
+        Written into the lock file once held (who holds it), for ``busy`` of later callers.
+    purpose
+        What the lock is for, in words ("write the recording run.h5"), for the error raised
+        when the lock file cannot be created or locked at all.
+    """
+
+    def __init__(self, lock_path: str, busy: Callable[[int], BaseException], payload: bytes,
+                 purpose: str):
+        self.lock_path, self.fd = lock_path, None
+        if fcntl is None:
+            return
+        while True:
+            fd = self._open(purpose)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                error = busy(fd)
+                os.close(fd)
+                raise error from None
+            except OSError as e:  # a file system without locks
+                os.close(fd)
+                raise OSError(e.errno, f"cannot lock {lock_path} to {purpose}: {e.strerror}") from None
+            if self._still_named(fd):
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, payload, 0)
+        self.fd = fd
+
+    def _open(self, purpose: str) -> int:
+        try:
+            return os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise type(e)(e.errno, f"cannot {purpose}: {e.strerror} "
+                                   f"(creating its lock file {self.lock_path})") from None
+
+    def _still_named(self, fd: int) -> bool:
+        try:
+            a, b = os.fstat(fd), os.stat(self.lock_path)
+        except FileNotFoundError:
+            return False
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (idempotent)."""
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.lock_path)  # while still locked: see the module docstring
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
