@@ -19,7 +19,7 @@ LAYERS = [
     ["sigmadelta._version", "sigmadelta.kernels", "sigmadelta.cachetie"],
     ["sigmadelta.nodes", "sigmadelta.nodecheck", "sigmadelta.graph", "sigmadelta.fixedpoint",
      "sigmadelta.stats", "sigmadelta.energy", "sigmadelta.fidelity", "sigmadelta.frames", "sigmadelta.io",
-     "sigmadelta.numeric"],
+     "sigmadelta.numeric", "sigmadelta.filelock"],
     ["sigmadelta.slots", "sigmadelta.layout"],
     ["sigmadelta.weightops", "sigmadelta.ops"],
     ["sigmadelta.opcheck", "sigmadelta.program"],
