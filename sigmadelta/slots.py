@@ -26,8 +26,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numpy as np
-from numba import typed, types
-from numba.np.numpy_support import from_dtype
+from numba import njit, typed, types
 
 from .stats import MEASURED
 
@@ -94,6 +93,32 @@ class _Row:
         self._b.par.append(p)
 
 
+# The typed lists are made and filled by these cached functions: typed.List's own methods,
+# called from Python, compile in every new process (about 1.5 s for the three lists).
+@njit(cache=True)
+def _new_float32_list():
+    return typed.List.empty_list(types.float32[::1])
+
+
+@njit(cache=True)
+def _new_float64_list():
+    return typed.List.empty_list(types.float64[::1])
+
+
+@njit(cache=True)
+def _new_int64_list():
+    return typed.List.empty_list(types.int64[::1])
+
+
+_NEW_LIST = {np.dtype(np.float32): _new_float32_list, np.dtype(np.float64): _new_float64_list,
+             np.dtype(np.int64): _new_int64_list}
+
+
+@njit(cache=True)
+def _append(lst, a):
+    lst.append(a)
+
+
 class Builder:
     """Collects arrays into the typed lists and rows into the tables.
 
@@ -102,15 +127,17 @@ class Builder:
     """
 
     def __init__(self, dtype):
-        self.F = typed.List.empty_list(types.Array(from_dtype(np.dtype(dtype)), 1, "C"))
-        self.I = typed.List.empty_list(types.int64[::1])  # noqa: E741 (the int64 list)
-        self.D = typed.List.empty_list(types.float64[::1])
+        self.F = _NEW_LIST[np.dtype(dtype)]()
+        self.I = _new_int64_list()  # noqa: E741 (the int64 list)
+        self.D = _new_float64_list()
+        self._sizes = {id(lst): 0 for lst in (self.F, self.I, self.D)}
         self.code: list[np.ndarray] = []
         self.par: list[np.ndarray] = []
 
     def _slot(self, lst, a: np.ndarray) -> int:
-        lst.append(a)
-        return len(lst) - 1
+        _append(lst, a)
+        self._sizes[id(lst)] += 1
+        return self._sizes[id(lst)] - 1
 
     def f(self, a: np.ndarray) -> int:
         return self._slot(self.F, a)
