@@ -41,7 +41,6 @@ from .numeric import overflow_message as numeric_message
 from .ops import build_ops, pipeline_order, to_torch_layout
 from .program import build_program, cached_flags, loop_compiled, run_frames
 from .stats import MEASURED, Stats
-from .weightops import PixelConvOp
 
 __all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked",
            "state_dtype", "SimulatorBusyError"]
@@ -184,10 +183,12 @@ class Simulator:
         return np.array(to_torch_layout(op.q.memory, shape))
 
     def set_conv_path(self, path: str, layer: str | None = None) -> None:
-        """Choose how pixel-conv layers run from the next frame on (all, or the one named ``layer``).
+        """Choose how pixel-conv and depthwise conv layers run from the next frame on (all, or
+        the one named ``layer``).
 
-        ``"auto"`` (default): per frame, the event scatter or, where most inputs are expected
-        to spike, the dense recompute of the whole map (:mod:`sigmadelta.kernels.recompute`);
+        ``"auto"`` (default): per frame, the event scatter or, where many inputs are expected
+        to spike, the dense recompute of the whole map (:mod:`sigmadelta.kernels.recompute`,
+        for depthwise layers :mod:`sigmadelta.kernels.depthwise`);
         ``"scatter"`` or ``"dense"`` force one. Every path gives the same counters (they
         describe the events, not the path) and the same outputs up to float rounding
         (exactly the same in fixed point). Other conv layers always scatter, and so do
@@ -200,17 +201,17 @@ class Simulator:
         if layer is not None and layer not in names:
             raise ValueError(f"no weight layer {layer!r}; the layers are {names}")
         for op in self._weight_ops:
-            if isinstance(op, PixelConvOp) and layer in (None, op.node.name):
+            if op.has_paths and layer in (None, op.node.name):
                 if layer is None and op.enc.lava:
                     continue
                 op.set_path(modes[path])
 
     @property
     def conv_paths(self) -> dict[str, dict[str, int]]:
-        """Per pixel-conv layer, the frames it ran by each path since the last reset:
+        """Per pixel-conv and depthwise conv layer, the frames it ran by each path since the last reset:
         ``{name: {"scatter": n, "dense": m}}``."""
         return {op.node.name: dict(zip(("scatter", "dense"), op.path_frames, strict=True))
-                for op in self._weight_ops if isinstance(op, PixelConvOp)}
+                for op in self._weight_ops if op.has_paths}
 
     def step(self, frame) -> np.ndarray:
         """Process one frame ``[*input_shape]``; return the output in PyTorch layout.

@@ -122,6 +122,12 @@ def _conv(op: ConvOp, n_out: int, where: str) -> None:
           f"{cg * op.groups} channels != {n_out}")
     _need(_n(op.pg[2]) == out_px * op.groups and _n(op.pg[0]) >= out_px * op.groups, where,
           "pixel-group lists' size")
+    if op.dw:  # the depthwise dense path (kernels.depthwise_dense)
+        (py, px), (h, w) = op.geom[1], op.in_hw
+        n_pad = (h + 2 * py) * (w + 2 * px) * c_in
+        _need(op.groups == c_in and _n(op.mem_w) == n_pad and 8 * _n(op.flag_w) >= n_pad
+              and 8 * _n(op.hit) >= c_in and _n(op.fan[0]) == h and _n(op.fan[1]) == w, where,
+              "depthwise dense-path buffers' size")
 
 
 def _pool(op: PoolOp, n_out: int, where: str) -> None:

@@ -75,7 +75,7 @@ __all__ = ["Program", "build_program", "run_frames", "loop_compiled", "cached_fl
 
 # the columns of every op kind (compile-time constants in the functions below)
 INP, PIX, DNS, CNV = InputOp.SLOTS[0], PixelConvOp.SLOTS[0], DenseOp.SLOTS[0], ConvOp.SLOTS[0]
-PIX_P = PixelConvOp.SLOTS[1]
+PIX_P, CNV_P = PixelConvOp.SLOTS[1], ConvOp.SLOTS[1]
 ACT, ACT_P, POO, FLT, ADD_C, CAT = (ActivationOp.SLOTS[0], ActivationOp.SLOTS[1], PoolOp.SLOTS[0],
                                     FlattenOp.SLOTS[0], AddOp.SLOTS[0], ConcatOp.SLOTS[0])
 MUL_C, UPS, RSM, GTH = MulOp.SLOTS[0], UpsampleOp.SLOTS[0], ResampleOp.SLOTS[0], GatherOp.SLOTS[0]
@@ -243,25 +243,46 @@ def _run_dense(c, p, F, I, D, prime, st, floats, fixed):  # noqa: E741
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _conv_core(c, p, F, I, D, ev_val, w, z, gain, frame, prime, st):  # noqa: E741
-    """Encode, scatter per event (:func:`conv_scatter`, or :func:`convt_scatter` for a
-    transposed conv) and list the outputs of a conv layer."""
-    n_ev, unit_adds = _encode(c, p, F, I, D, ev_val)
-    pg_list, pg_count = I[c[CNV.pg_list]], I[c[CNV.pg_count]]
-    pg_count[0] = 0
-    args = (I[c[CNV.ev_idx]], ev_val, n_ev, gain, w.reshape((c[CNV.kh], c[CNV.kw], c[CNV.c_in], c[CNV.cg])),
-            z, I[c[CNV.in_hw]], I[c[CNV.out_hw]], I[c[CNV.stride]], I[c[CNV.padding]],
-            I[c[CNV.dilation]], c[CNV.groups], pg_list, pg_count, I[c[CNV.pg_stamp]], frame)
-    if c[KIND] == CONVT:
-        syn, adds = K.convt_scatter(*args)
-    else:
-        syn, adds = K.conv_scatter(*args)
+def _conv_list(c, I, prime):  # noqa: E741
+    """List a conv layer's output neurons from its reached (pixel, group) pairs (all on frame 0)."""
     o_t, o_n = I[c[CNV.out_touched]], I[c[CNV.out_count]]
     if prime:
         K.touch_all(o_t, o_n)
     else:
-        K.expand_pixel_groups(pg_list, pg_count, c[CNV.groups], c[CNV.cg], o_t, o_n)
-    _count(c, st, n_ev, syn, adds, unit_adds, o_n[0])
+        K.expand_pixel_groups(I[c[CNV.pg_list]], I[c[CNV.pg_count]], c[CNV.groups], c[CNV.cg], o_t, o_n)
+    return o_n[0]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _conv_core(c, p, F, I, D, ev_val, w, z, gain, mem_w, bias, frame, prime, st):  # noqa: E741
+    """Encode, scatter per event (:func:`conv_scatter`, or :func:`convt_scatter` for a
+    transposed conv) and list the outputs of a conv layer; a depthwise layer recomputes the
+    whole map instead (:func:`depthwise_dense`) when :func:`choose_dense` says so."""
+    w4 = w.reshape((c[CNV.kh], c[CNV.kw], c[CNV.c_in], c[CNV.cg]))
+    pg_list, pg_count = I[c[CNV.pg_list]], I[c[CNV.pg_count]]
+    pg_count[0] = 0
+    pstate, x = I[c[CNV.pstate]], F[c[ENC.x]]
+    if c[CNV.dw] != 0 and K.choose_dense(pstate, I[c[ENC.count]][0], x.shape[0],
+                                         p[CNV_P.dense_above], prime):
+        n_ev, syn, adds = K.depthwise_dense(
+            x, F[c[ENC.memory]], c[ENC.enc] == HERDING, p[WP.param], gain, w4, bias, c[CNV.fixed] == 0, z,
+            I[c[CNV.in_hw]], I[c[CNV.out_hw]], I[c[CNV.stride]], I[c[CNV.padding]], I[c[CNV.dilation]],
+            mem_w, I[c[CNV.flag_w]].view(np.uint8), I[c[CNV.fan_y]], I[c[CNV.fan_x]],
+            I[c[CNV.hit]].view(np.uint8), pg_list, pg_count)
+        _count(c, st, n_ev, syn, adds, 0.0, _conv_list(c, I, prime))
+        pstate[K.PATH_STATE.last_events] = n_ev
+        return
+    n_ev, unit_adds = _encode(c, p, F, I, D, ev_val)
+    args = (I[c[CNV.ev_idx]], ev_val, n_ev, gain, w4, z, I[c[CNV.in_hw]], I[c[CNV.out_hw]],
+            I[c[CNV.stride]], I[c[CNV.padding]], I[c[CNV.dilation]], c[CNV.groups], pg_list, pg_count,
+            I[c[CNV.pg_stamp]], frame)
+    if c[KIND] == CONVT:
+        syn, adds = K.convt_scatter(*args)
+    else:
+        syn, adds = K.conv_scatter(*args)
+    _count(c, st, n_ev, syn, adds, unit_adds, _conv_list(c, I, prime))
+    if c[CNV.dw] != 0:
+        pstate[K.PATH_STATE.last_events] = n_ev
 
 
 @njit(cache=True, nogil=True)
@@ -270,11 +291,12 @@ def _run_conv(c, p, F, I, D, frame, prime, st, floats, fixed):  # noqa: E741
         guard = _fixed_guard(c, p, F, I, I[c[ENC.touched]], I[c[ENC.count]], 1)
         if guard != -1:
             return guard
-        _conv_core(c, p, F, I, D, I[c[CNV.ev_val]], I[c[CNV.w]], I[c[CNV.acc]], 1, frame, prime, st)
+        _conv_core(c, p, F, I, D, I[c[CNV.ev_val]], I[c[CNV.w]], I[c[CNV.acc]], 1, I[c[CNV.mem_w]],
+                   I[c[CNV.acc]], frame, prime, st)  # acc as the (unread) bias: added after
         return _fixed_update(c, p, F, I)
     if floats is not None:
-        _conv_core(c, p, F, I, D, F[c[CNV.ev_val]], F[c[CNV.w]], F[c[CNV.acc]], p[WP.gain], frame, prime,
-                   st)
+        _conv_core(c, p, F, I, D, F[c[CNV.ev_val]], F[c[CNV.w]], F[c[CNV.acc]], p[WP.gain],
+                   F[c[CNV.mem_w]], F[c[CNV.bias]], frame, prime, st)
         return _lava_range(c, p, F)
     return -1
 
@@ -461,5 +483,5 @@ def cached_flags(args: tuple, flags: tuple) -> tuple:
 
 
 _TIED = (_fixed_update, _fixed_guard, _lava_range, _pix_core, _pix_count, _run_pixconv, _encode, _count,
-         _dense_core, _run_dense, _conv_core, _run_conv, _run_other, run_frames)
+         _dense_core, _run_dense, _conv_list, _conv_core, _run_conv, _run_other, run_frames)
 tie_cache(_TIED, source_digest())

@@ -95,6 +95,7 @@ class WeightOp:
     """
 
     SLOTS = WEIGHT
+    has_paths = False  # a conv that can also run a dense recompute path (set_path, path_frames)
 
     def __init__(self, node: g.Dense | g.Conv, ins: list[NodeState], out: NodeState, dtype,
                  in_shape: tuple[int, ...]):
@@ -176,7 +177,8 @@ class ConvOp(WeightOp):
     """
 
     SLOTS = layout("Conv", ["kh", "kw", "c_in", "cg", "in_hw", "out_hw", "stride", "padding",
-                            "dilation", "pg_list", "pg_count", "pg_stamp", "groups"], base=WEIGHT)
+                            "dilation", "pg_list", "pg_count", "pg_stamp", "groups", "dw", "pstate",
+                            "mem_w", "flag_w", "fan_y", "fan_x", "hit"], ["dense_above"], base=WEIGHT)
 
     def __init__(self, node: g.Conv, ins, out, dtype, in_shape):
         super().__init__(node, ins, out, dtype, in_shape)
@@ -188,8 +190,46 @@ class ConvOp(WeightOp):
         self.cg = self.w.shape[3]
         n_pg = int(np.prod(self.out_hw)) * self.groups
         self.pg = (np.zeros(n_pg, np.int64), np.zeros(1, np.int64), np.full(n_pg, -1, np.int64))
+        self._dense_state()
 
     KIND = CONV
+
+    def _dense_state(self) -> None:
+        """A depthwise layer (one input channel per group, herding or threshold encoder) can
+        also run the dense recompute (:func:`sigmadelta.kernels.depthwise_dense`), chosen per
+        frame like :class:`PixelConvOp`'s: its path state, the zero-padded memory and event
+        flags (uint8 in int64 words), the per-row and per-column fan of an input pixel."""
+        c_in = self.w.shape[2]
+        self.dw = (K.depthwise_ok(self.groups, c_in, self.KIND == CONVT)
+                   and self.enc.kind in (HERDING, THRESHOLD))
+        self.has_paths = self.dw
+        self.pstate = np.zeros(len(K.PATH_STATE), np.int64)
+        self.pstate[K.PATH_STATE.mode] = K.PATH_AUTO if self.dw else K.PATH_SCATTER
+        self.dense_above = K.DW_DENSE_ABOVE
+        n_pad, n_fan = 0, ((0,), (0,))
+        if self.dw:
+            (sy, sx), (py, px), (dy, dx) = self.geom
+            (h, w), (ho, wo), (kh, kw) = self.in_hw, self.out_hw, self.w.shape[:2]
+            n_pad = (h + 2 * py) * (w + 2 * px) * c_in
+            n_fan = (K.axis_fan(h, ho, kh, sy, py, dy), K.axis_fan(w, wo, kw, sx, px, dx))
+        self.mem_w = np.zeros(n_pad, self.wdtype)
+        self.flag_w = np.zeros(-(-n_pad // 8), np.int64)
+        self.fan = tuple(np.asarray(f, np.int64) for f in n_fan)
+        self.hit = np.zeros(-(-c_in // 8) if self.dw else 0, np.int64)
+
+    def set_path(self, mode: int) -> None:
+        """Path mode of a depthwise layer from the next frame on (see :meth:`PixelConvOp.set_path`);
+        other layers of this kind run the scatter only."""
+        if not self.dw and mode != K.PATH_SCATTER:
+            raise ValueError(f"layer {self.node.name!r}: only depthwise convs (groups = input "
+                             f"channels, herding or threshold) have a dense path")
+        self.pstate[K.PATH_STATE.mode] = mode
+
+    @property
+    def path_frames(self) -> tuple[int, int]:
+        """Frames this layer ran by the scatter and by the dense path since the last reset."""
+        ps = K.PATH_STATE
+        return int(self.pstate[ps.frames_scatter]), int(self.pstate[ps.frames_dense])
 
     def _weights(self, node: g.Conv) -> np.ndarray:
         """The weights as the kernel reads them, ``w_cl[ky, kx, c, j]``."""
@@ -203,12 +243,17 @@ class ConvOp(WeightOp):
             b.i(self.in_hw), b.i(self.out_hw), b.i(stride), b.i(padding), b.i(dilation))
         r.pg_list, r.pg_count, r.pg_stamp = b.i(pg[0]), b.i(pg[1]), b.i(pg[2])
         r.groups = self.groups
+        r.dw, r.pstate, r.dense_above = int(self.dw), b.i(self.pstate), self.dense_above
+        r.mem_w, r.flag_w, r.hit = b.w(self.mem_w, self.fixed), b.i(self.flag_w), b.i(self.hit)
+        r.fan_y, r.fan_x = b.i(self.fan[0]), b.i(self.fan[1])
         r.done()
 
     def reset(self) -> None:
         super().reset()
         self.pg[1][0] = 0
         self.pg[2][:] = -1
+        ps = K.PATH_STATE
+        self.pstate[[ps.last_events, ps.last_touched, ps.frames_scatter, ps.frames_dense]] = 0
 
 
 class ConvTOp(ConvOp):
@@ -273,6 +318,7 @@ class PixelConvOp(WeightOp):
             self.pstate[K.PATH_STATE.mode] = K.PATH_SCATTER
         # one input channel: the spike map is the dense path there (auto recomputes only on frame 0)
         self.dense_above = K.DENSE_ABOVE if c_in > 1 else np.inf
+        self.has_paths = True
 
     def emit(self, b: Builder, j: int) -> None:
         i, fx = self.inp, self.fixed

@@ -20,6 +20,7 @@ recomputes its whole map instead (:mod:`sigmadelta.kernels.recompute`, chosen by
 :func:`conv_scatter` remains for the other convs and as the reference.
 """
 
+from .depthwise import DW_DENSE_ABOVE, depthwise_dense, depthwise_ok
 from .elementwise import (
     activation_rows,
     activation_update,
@@ -74,6 +75,9 @@ from .spikemap import encode_map_1ch, make_map, no_map, prefer_map
 
 __all__ = [
     "DENSE_ABOVE",
+    "DW_DENSE_ABOVE",
+    "depthwise_dense",
+    "depthwise_ok",
     "PATH_AUTO",
     "PATH_DENSE",
     "PATH_SCATTER",

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from .numpy_twins_depthwise import depthwise_dense
 from .numpy_twins_maps import _merge_touched, convt_scatter, gather_update, pixel_map_update
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "gather_update",
     "conv_gemm",
     "dense_recompute",
+    "depthwise_dense",
     "conv_layer_dense",
     "load_frame",
     "mark_changed",

@@ -1,0 +1,117 @@
+"""The dense recompute path of a busy depthwise conv layer (groups = input channels).
+
+The general conv path (:func:`sigmadelta.kernels.conv_scatter`) runs a depthwise layer
+event by event: each event adds ``kh*kw*Cg`` products, one scalar at a time. Where many
+inputs spike, :func:`depthwise_dense` recomputes the whole layer instead::
+
+    s_i = Q(x_i) - memory_i;  memory_i = Q(x_i)          # one pass over every input neuron
+    z[q, g*Cg + j] = bias + sum_(ky, kx) gain * memory[p(q, ky, kx), g] * W[g*Cg + j, 0, ky, kx]
+    (fixed point: acc = the same sum over integer weights, no bias; the caller rebuilds z)
+
+with ``p(q, ky, kx)`` the input pixel ``(oy*sy - py + ky*dy, ox*sx - px + kx*dx)`` of
+output pixel ``q = (oy, ox)``, read from a zero-padded copy of the memory (channels last),
+so that the innermost loop is a contiguous multiply-add over channels (no GEMM: a
+depthwise layer has no reduction over channels). That equals the scatter's
+``z += gain * conv(s, W)`` summed over the stream (exactly in fixed point, up to the order
+of float additions otherwise). The counters are those of the event semantics: events
+(``s != 0``), synops (per event, the output neurons it reaches: ``fan_y[iy] * fan_x[ix] * Cg``),
+additions (``|s|`` times that) and the (output pixel, group) pairs the events reach, listed
+in ``pg_list`` in increasing order: per output pixel, the OR over its taps of a padded map
+of event flags. Untouched inputs cannot spike (their value is the one already encoded),
+so encoding all of them gives the scatter's events.
+"""
+
+from numba import njit
+
+from .pixel import _quantize
+
+__all__ = ["depthwise_dense", "depthwise_ok", "DW_DENSE_ABOVE"]
+
+#: auto: a depthwise layer recomputes when the expected events exceed this fraction of its
+#: inputs (:func:`sigmadelta.kernels.choose_dense`; measured on the zoo's depthwise layers)
+DW_DENSE_ABOVE = 0.2
+
+
+def depthwise_ok(groups: int, c_in: int, transposed: bool) -> bool:
+    """Can :func:`depthwise_dense` run a conv layer? (not transposed, one input channel per group)"""
+    return not transposed and groups == c_in
+
+
+@njit(cache=True, nogil=True)
+def _encode_dw(x, memory, herding, param, gain, c, w_in, py, px, w_pad, mem_w, flag_w, fan_y,
+               fan_x, cg):
+    """Quantize every input into ``mem_w = gain * memory`` and ``flag_w = (s != 0)``, both
+    zero-padded by ``(py, px)``. Returns ``(events, synops, additions)``."""
+    n_ev, synops, adds = 0, 0, 0.0
+    for p in range(x.shape[0] // c):
+        iy = p // w_in
+        ix = p - iy * w_in
+        pb = ((iy + py) * w_pad + ix + px) * c
+        e, mag = 0, 0.0
+        for ch in range(c):
+            i = p * c + ch
+            s, memory[i] = _quantize(x[i], memory[i], herding, param, 1.0, 0)
+            mem_w[pb + ch] = memory[i] * gain
+            hit = s != 0.0
+            flag_w[pb + ch] = hit
+            e += hit
+            mag += abs(s)
+        if e:
+            fan = fan_y[iy] * fan_x[ix] * cg
+            n_ev += e
+            synops += e * fan
+            adds += mag * fan
+    return n_ev, synops, adds
+
+
+@njit(cache=True, nogil=True)
+def depthwise_dense(x, memory, herding, param, gain, w_cl, bias, use_bias, z, in_hw, out_hw, stride,
+                    padding, dilation, mem_w, flag_w, fan_y, fan_x, hit, pg_list, pg_count):
+    """Encode every input and recompute a depthwise conv's ``z`` (see the module docstring).
+
+    ``w_cl[ky, kx, g, j]`` (``C_in = groups``, ``Cg`` outputs per group), ``z`` and ``bias``
+    channels-last (``bias`` read only if ``use_bias``); ``mem_w`` (weight dtype) and
+    ``flag_w`` (uint8) hold the zero-padded input, ``(h_in + 2*py) * (w_in + 2*px) * C_in``
+    (their padding must stay 0); ``fan_y, fan_x``: per input row / column, the taps inside
+    the output (:func:`sigmadelta.kernels.axis_fan`); ``hit``: uint8 scratch of ``C_in``.
+    The reached (pixel, group) pairs ``q * groups + g`` go to ``pg_list`` from
+    ``pg_count[0]`` on. Returns ``(events, synops, additions)``.
+    """
+    kh, kw, c, cg = w_cl.shape
+    w_in, h_out, w_out = in_hw[1], out_hw[0], out_hw[1]
+    sy, sx, py, px, dy, dx = stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]
+    w_pad = w_in + 2 * px
+    c_out = c * cg
+    n_ev, synops, adds = _encode_dw(x, memory, herding, param, gain, c, w_in, py, px, w_pad, mem_w,
+                                    flag_w, fan_y, fan_x, cg)
+    w2 = w_cl.reshape((kh * kw, c_out))
+    npg = pg_count[0]
+    for oy in range(h_out):
+        for ox in range(w_out):
+            q = oy * w_out + ox
+            zb = q * c_out
+            for o in range(c_out):
+                z[zb + o] = bias[zb + o] if use_bias else z[zb + o] * 0
+            for g in range(c):
+                hit[g] = 0
+            for ky in range(kh):
+                rb = ((oy * sy + ky * dy) * w_pad + ox * sx) * c
+                for kx in range(kw):
+                    pb = rb + kx * dx * c
+                    wr = ky * kw + kx
+                    if cg == 1:
+                        for g in range(c):
+                            z[zb + g] += mem_w[pb + g] * w2[wr, g]
+                    else:
+                        for g in range(c):
+                            m = mem_w[pb + g]
+                            for j in range(cg):
+                                z[zb + g * cg + j] += m * w2[wr, g * cg + j]
+                    for g in range(c):
+                        hit[g] |= flag_w[pb + g]
+            for g in range(c):
+                if hit[g]:
+                    pg_list[npg] = q * c + g
+                    npg += 1
+    pg_count[0] = npg
+    return n_ev, synops, adds
