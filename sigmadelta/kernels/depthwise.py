@@ -21,9 +21,11 @@ of event flags. Untouched inputs cannot spike (their value is the one already en
 so encoding all of them gives the scatter's events.
 """
 
+import numpy as np
 from numba import njit
 
 from .pixel import _quantize
+from .simd import lanes, vload, vmul_add_vv, vstore, vzero
 
 __all__ = ["depthwise_dense", "depthwise_ok", "DW_DENSE_ABOVE"]
 
@@ -37,6 +39,34 @@ def depthwise_ok(groups: int, c_in: int, transposed: bool) -> bool:
     return not transposed and groups == c_in
 
 
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _encode_px(x, memory, herding, param, gain, mem_w, flag_w):
+    """Quantize one pixel's inputs (slices: indices from 0, so the loop vectorises) into
+    ``mem_w = gain * memory`` and ``flag_w = (s != 0)``; returns ``(events, sum |s|)``.
+
+    ``reassoc`` lets LLVM sum ``|s|`` in any order: herding spikes are whole numbers, so the
+    sum is exact and equals the scatter's; threshold layers count additions as synops and
+    never read it."""
+    e, mag = 0, 0.0
+    if herding:
+        for k in range(x.shape[0]):
+            q = np.rint(param * x[k])
+            s = q - memory[k]
+            memory[k] = q
+            mem_w[k] = q * gain
+            flag_w[k] = s != 0.0
+            e += s != 0.0
+            mag += abs(s)
+    else:
+        for k in range(x.shape[0]):
+            s, memory[k] = _quantize(x[k], memory[k], 0, param, 1.0, 0)
+            mem_w[k] = memory[k] * gain
+            flag_w[k] = s != 0.0
+            e += s != 0.0
+            mag += abs(s)
+    return e, mag
+
+
 @njit(cache=True, nogil=True)
 def _encode_dw(x, memory, herding, param, gain, c, w_in, py, px, w_pad, mem_w, flag_w, fan_y,
                fan_x, cg):
@@ -46,22 +76,58 @@ def _encode_dw(x, memory, herding, param, gain, c, w_in, py, px, w_pad, mem_w, f
     for p in range(x.shape[0] // c):
         iy = p // w_in
         ix = p - iy * w_in
-        pb = ((iy + py) * w_pad + ix + px) * c
-        e, mag = 0, 0.0
-        for ch in range(c):
-            i = p * c + ch
-            s, memory[i] = _quantize(x[i], memory[i], herding, param, 1.0, 0)
-            mem_w[pb + ch] = memory[i] * gain
-            hit = s != 0.0
-            flag_w[pb + ch] = hit
-            e += hit
-            mag += abs(s)
+        i, pb = p * c, ((iy + py) * w_pad + ix + px) * c
+        e, mag = _encode_px(x[i:i + c], memory[i:i + c], herding, param, gain, mem_w[pb:pb + c],
+                            flag_w[pb:pb + c])
         if e:
             fan = fan_y[iy] * fan_x[ix] * cg
             n_ev += e
             synops += e * fan
             adds += mag * fan
     return n_ev, synops, adds
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row_dw(z, zb, bias, use_bias, mem_w, w, rb, kh, kw, dy, dx, w_pad, c):
+    """``z[zb:zb+c] = bias + sum over taps mem_w[tap's pixel] * w[tap]`` (one output pixel,
+    channel multiplier 1): whole SIMD vectors of channels kept in registers over the taps."""
+    n = lanes(z.itemsize)
+    g = 0
+    while g + n <= c:
+        acc = vload(bias, zb + g) if use_bias else vzero(z)
+        for ky in range(kh):
+            pr = rb + ky * dy * w_pad * c + g
+            for kx in range(kw):
+                acc = vmul_add_vv(acc, mem_w, pr + kx * dx * c, w, (ky * kw + kx) * c + g)
+        vstore(z, zb + g, acc)
+        g += n
+    for t in range(g, c):  # the channels after the last whole vector
+        v = bias[zb + t] if use_bias else z[zb + t] * 0
+        for ky in range(kh):
+            pr = rb + ky * dy * w_pad * c + t
+            for kx in range(kw):
+                v += mem_w[pr + kx * dx * c] * w[(ky * kw + kx) * c + t]
+        z[zb + t] = v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _list_dw(flag_w, hit, rb, kh, kw, dy, dx, w_pad, c, q, pg_list, npg):
+    """List the (pixel, group) pairs ``q * c + g`` of output pixel ``q`` whose window holds an
+    event on channel ``g`` (the OR of the taps' flags, by slices so that it vectorises)."""
+    h = hit[:c]
+    for g in range(c):
+        h[g] = 0
+    for ky in range(kh):
+        pr = rb + ky * dy * w_pad * c
+        for kx in range(kw):
+            f = flag_w[pr + kx * dx * c:pr + kx * dx * c + c]
+            for g in range(c):
+                h[g] |= f[g]
+    for g in range(c):
+        if h[g]:
+            pg_list[npg] = q * c + g
+            npg += 1
+    return npg
 
 
 @njit(cache=True, nogil=True)
@@ -84,34 +150,24 @@ def depthwise_dense(x, memory, herding, param, gain, w_cl, bias, use_bias, z, in
     c_out = c * cg
     n_ev, synops, adds = _encode_dw(x, memory, herding, param, gain, c, w_in, py, px, w_pad, mem_w,
                                     flag_w, fan_y, fan_x, cg)
-    w2 = w_cl.reshape((kh * kw, c_out))
+    w = w_cl.reshape(-1)  # [(ky * kw + kx) * c_out + g * cg + j]
     npg = pg_count[0]
     for oy in range(h_out):
         for ox in range(w_out):
             q = oy * w_out + ox
             zb = q * c_out
-            for o in range(c_out):
-                z[zb + o] = bias[zb + o] if use_bias else z[zb + o] * 0
-            for g in range(c):
-                hit[g] = 0
-            for ky in range(kh):
-                rb = ((oy * sy + ky * dy) * w_pad + ox * sx) * c
-                for kx in range(kw):
-                    pb = rb + kx * dx * c
-                    wr = ky * kw + kx
-                    if cg == 1:
-                        for g in range(c):
-                            z[zb + g] += mem_w[pb + g] * w2[wr, g]
-                    else:
-                        for g in range(c):
-                            m = mem_w[pb + g]
-                            for j in range(cg):
-                                z[zb + g * cg + j] += m * w2[wr, g * cg + j]
+            rb = (oy * sy * w_pad + ox * sx) * c  # padded index of the window's first input
+            if cg == 1:
+                _row_dw(z, zb, bias, use_bias, mem_w, w, rb, kh, kw, dy, dx, w_pad, c)
+            else:
+                for o in range(c_out):
+                    z[zb + o] = bias[zb + o] if use_bias else z[zb + o] * 0
+                for t in range(kh * kw):
+                    pb = rb + ((t // kw) * dy * w_pad + (t % kw) * dx) * c
                     for g in range(c):
-                        hit[g] |= flag_w[pb + g]
-            for g in range(c):
-                if hit[g]:
-                    pg_list[npg] = q * c + g
-                    npg += 1
+                        m = mem_w[pb + g]
+                        for j in range(cg):
+                            z[zb + g * cg + j] += m * w[t * c_out + g * cg + j]
+            npg = _list_dw(flag_w, hit, rb, kh, kw, dy, dx, w_pad, c, q, pg_list, npg)
     pg_count[0] = npg
     return n_ev, synops, adds

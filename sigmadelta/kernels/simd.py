@@ -6,7 +6,7 @@ short (8 to 60 floats), so most of their work falls in that tail. These
 intrinsics let a kernel write the 8-wide (256-bit) loop itself::
 
     acc = vload(z, i)                  # z[i : i + L]          (L = lanes(z.itemsize))
-    acc = vmul_add(acc, s, w, j)       # acc + s * w[j : j + L]
+    acc = vmul_add(acc, s, w, j)       # acc + s * w[j : j + L]  (vmul_add_vv: acc + a[i:] * b[j:])
     vstore(z, i, acc)                  # z[i : i + L] = acc
 
 Indices are flat positions in 1-D contiguous arrays and are not checked (the
@@ -20,7 +20,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_jitable, register_model
 
-__all__ = ["Vec", "lanes", "vload", "vstore", "vmul_add", "VECTOR_BYTES"]
+__all__ = ["Vec", "lanes", "vload", "vstore", "vmul_add", "vmul_add_vv", "vzero", "VECTOR_BYTES"]
 
 VECTOR_BYTES = 32  # AVX2; a narrower machine splits each vector, a wider one is not used fully
 
@@ -112,3 +112,35 @@ def vmul_add(typingctx, acc, s, arr, idx):
         return builder.fadd(args[0], builder.fmul(sv, w))
 
     return acc(acc, s, arr, idx), codegen
+
+
+@intrinsic
+def vmul_add_vv(typingctx, acc, a, i, b, j):
+    """``acc + a[i : i + L] * b[j : j + L]`` (element by element, rounded as scalars)."""
+    if not (_ok(a, i) and _ok(b, j)) or a.dtype != b.dtype or acc != _vec_of(b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(sig.args[0])
+        dt = sig.args[3].dtype
+        va = builder.load(_ptr(context, builder, sig.args[1], args[1], sig.args[2], args[2], vty),
+                          align=dt.bitwidth // 8)
+        vb = builder.load(_ptr(context, builder, sig.args[3], args[3], sig.args[4], args[4], vty),
+                          align=dt.bitwidth // 8)
+        if isinstance(dt, types.Integer):
+            return builder.add(args[0], builder.mul(va, vb))
+        return builder.fadd(args[0], builder.fmul(va, vb))
+
+    return acc(acc, a, i, b, j), codegen
+
+
+@intrinsic
+def vzero(typingctx, arr):
+    """A vector of zeros of ``arr``'s element type."""
+    if not (isinstance(arr, types.Array) and isinstance(arr.dtype, (types.Float, types.Integer))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return cgutils.get_null_value(context.get_value_type(sig.return_type))
+
+    return _vec_of(arr)(arr), codegen
