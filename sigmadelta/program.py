@@ -268,7 +268,7 @@ def _conv_core(c, p, F, I, D, ev_val, w, z, gain, mem_w, bias, frame, prime, st)
             x, F[c[ENC.memory]], c[ENC.enc] == HERDING, p[WP.param], gain, w4, bias, c[CNV.fixed] == 0, z,
             I[c[CNV.in_hw]], I[c[CNV.out_hw]], I[c[CNV.stride]], I[c[CNV.padding]], I[c[CNV.dilation]],
             mem_w, I[c[CNV.flag_w]].view(np.uint8), I[c[CNV.fan_y]], I[c[CNV.fan_x]],
-            I[c[CNV.hit]].view(np.uint8), pg_list, pg_count)
+            I[c[CNV.hit]].view(np.uint8), ev_val, pg_list, pg_count)
         _count(c, st, n_ev, syn, adds, 0.0, _conv_list(c, I, prime))
         pstate[K.PATH_STATE.last_events] = n_ev
         return

@@ -59,6 +59,7 @@ def _case(geom, herding, seed, dtype, frac=0.5):
                 dilation=np.array(dilation), mem_w=np.zeros(n_pad, dtype),
                 flag_w=np.zeros(n_pad, np.uint8), fan_y=K.axis_fan(h, ho, kh, stride[0], py, dilation[0]),
                 fan_x=K.axis_fan(w, wo, kw, stride[1], px, dilation[1]), hit=np.zeros(c, np.uint8),
+                mag=np.zeros(n_in, dtype),
                 pg_list=np.zeros(ho * wo * c, np.int64), pg_count=np.zeros(1, np.int64))
 
 

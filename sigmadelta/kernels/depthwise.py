@@ -39,15 +39,10 @@ def depthwise_ok(groups: int, c_in: int, transposed: bool) -> bool:
     return not transposed and groups == c_in
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc"})
-def _encode_px(x, memory, herding, param, gain, mem_w, flag_w):
-    """Quantize one pixel's inputs (slices: indices from 0, so the loop vectorises) into
-    ``mem_w = gain * memory`` and ``flag_w = (s != 0)``; returns ``(events, sum |s|)``.
-
-    ``reassoc`` lets LLVM sum ``|s|`` in any order: herding spikes are whole numbers, so the
-    sum is exact and equals the scatter's; threshold layers count additions as synops and
-    never read it."""
-    e, mag = 0, 0.0
+@njit(cache=True, nogil=True)
+def _encode_run(x, memory, herding, param, gain, mem_w, flag_w, mag):
+    """Quantize a run of inputs (slices: indices from 0, so that the loop vectorises) into
+    ``mem_w = gain * memory``, ``flag_w = (s != 0)`` and ``mag = |s|``."""
     if herding:
         for k in range(x.shape[0]):
             q = np.rint(param * x[k])
@@ -55,35 +50,47 @@ def _encode_px(x, memory, herding, param, gain, mem_w, flag_w):
             memory[k] = q
             mem_w[k] = q * gain
             flag_w[k] = s != 0.0
-            e += s != 0.0
-            mag += abs(s)
+            mag[k] = abs(s)
     else:
         for k in range(x.shape[0]):
             s, memory[k] = _quantize(x[k], memory[k], 0, param, 1.0, 0)
             mem_w[k] = memory[k] * gain
             flag_w[k] = s != 0.0
-            e += s != 0.0
-            mag += abs(s)
-    return e, mag
+            mag[k] = abs(s)
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _pixel_sums(flag_w, mag):
+    """``(events, sum |s|)`` of one pixel. ``reassoc`` lets LLVM add in any order: herding
+    spikes are whole numbers, so the sum is exact and equals the scatter's (threshold layers
+    count additions as synops and never read it)."""
+    e, m = 0, 0.0
+    for k in range(flag_w.shape[0]):
+        e += flag_w[k]
+        m += mag[k]
+    return e, m
 
 
 @njit(cache=True, nogil=True)
 def _encode_dw(x, memory, herding, param, gain, c, w_in, py, px, w_pad, mem_w, flag_w, fan_y,
-               fan_x, cg):
-    """Quantize every input into ``mem_w = gain * memory`` and ``flag_w = (s != 0)``, both
-    zero-padded by ``(py, px)``. Returns ``(events, synops, additions)``."""
+               fan_x, cg, mag):
+    """Quantize every input, a row of pixels at a time, into ``mem_w = gain * memory`` and
+    ``flag_w = (s != 0)``, both zero-padded by ``(py, px)`` (``mag``: scratch of ``len(x)``).
+    Returns ``(events, synops, additions)``."""
     n_ev, synops, adds = 0, 0, 0.0
-    for p in range(x.shape[0] // c):
-        iy = p // w_in
-        ix = p - iy * w_in
-        i, pb = p * c, ((iy + py) * w_pad + ix + px) * c
-        e, mag = _encode_px(x[i:i + c], memory[i:i + c], herding, param, gain, mem_w[pb:pb + c],
-                            flag_w[pb:pb + c])
-        if e:
-            fan = fan_y[iy] * fan_x[ix] * cg
-            n_ev += e
-            synops += e * fan
-            adds += mag * fan
+    run = w_in * c
+    for iy in range(x.shape[0] // run):
+        i, pb = iy * run, ((iy + py) * w_pad + px) * c
+        _encode_run(x[i:i + run], memory[i:i + run], herding, param, gain, mem_w[pb:pb + run],
+                    flag_w[pb:pb + run], mag[i:i + run])
+        for ix in range(w_in):
+            o = ix * c
+            e, m = _pixel_sums(flag_w[pb + o:pb + o + c], mag[i + o:i + o + c])
+            if e:
+                fan = fan_y[iy] * fan_x[ix] * cg
+                n_ev += e
+                synops += e * fan
+                adds += m * fan
     return n_ev, synops, adds
 
 
@@ -132,14 +139,15 @@ def _list_dw(flag_w, hit, rb, kh, kw, dy, dx, w_pad, c, q, pg_list, npg):
 
 @njit(cache=True, nogil=True)
 def depthwise_dense(x, memory, herding, param, gain, w_cl, bias, use_bias, z, in_hw, out_hw, stride,
-                    padding, dilation, mem_w, flag_w, fan_y, fan_x, hit, pg_list, pg_count):
+                    padding, dilation, mem_w, flag_w, fan_y, fan_x, hit, mag, pg_list, pg_count):
     """Encode every input and recompute a depthwise conv's ``z`` (see the module docstring).
 
     ``w_cl[ky, kx, g, j]`` (``C_in = groups``, ``Cg`` outputs per group), ``z`` and ``bias``
     channels-last (``bias`` read only if ``use_bias``); ``mem_w`` (weight dtype) and
     ``flag_w`` (uint8) hold the zero-padded input, ``(h_in + 2*py) * (w_in + 2*px) * C_in``
     (their padding must stay 0); ``fan_y, fan_x``: per input row / column, the taps inside
-    the output (:func:`sigmadelta.kernels.axis_fan`); ``hit``: uint8 scratch of ``C_in``.
+    the output (:func:`sigmadelta.kernels.axis_fan`); ``hit``: uint8 scratch of ``C_in``;
+    ``mag``: scratch of ``len(x)`` (the spikes' magnitudes).
     The reached (pixel, group) pairs ``q * groups + g`` go to ``pg_list`` from
     ``pg_count[0]`` on. Returns ``(events, synops, additions)``.
     """
@@ -149,7 +157,7 @@ def depthwise_dense(x, memory, herding, param, gain, w_cl, bias, use_bias, z, in
     w_pad = w_in + 2 * px
     c_out = c * cg
     n_ev, synops, adds = _encode_dw(x, memory, herding, param, gain, c, w_in, py, px, w_pad, mem_w,
-                                    flag_w, fan_y, fan_x, cg)
+                                    flag_w, fan_y, fan_x, cg, mag)
     w = w_cl.reshape(-1)  # [(ky * kw + kx) * c_out + g * cg + j]
     npg = pg_count[0]
     for oy in range(h_out):

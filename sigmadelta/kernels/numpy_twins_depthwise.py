@@ -20,7 +20,7 @@ def _encode_all(x, memory, herding, param):
 
 
 def depthwise_dense(x, memory, herding, param, gain, w_cl, bias, use_bias, z, in_hw, out_hw, stride,
-                    padding, dilation, mem_w, flag_w, fan_y, fan_x, hit, pg_list, pg_count):
+                    padding, dilation, mem_w, flag_w, fan_y, fan_x, hit, mag, pg_list, pg_count):
     """Tap by tap on whole images: ``z = bias + sum_taps gain * memory[tap's input] * W[tap]``;
     an output (pixel, group) is reached when an input of its window on that channel spiked."""
     kh, kw, c, cg = w_cl.shape
