@@ -129,19 +129,27 @@ def test_conv_scatter(geom, ordered):
     assert _listed(ta, ca) == _listed(tb, cb)
 
 
-@pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (1, 0.1, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0)])
-def test_activation_update(fn, alpha, lo, hi):
+def _all_touched(rng, n):
+    """Every neuron touched, in a shuffled order (the kernels' contiguous busy path)."""
+    return rng.permutation(n).astype(np.int64), np.array([n], np.int64)
+
+
+@pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (1, 0.1, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0),
+                                            (9, 0, 0, 0)])
+@pytest.mark.parametrize("busy", [False, True])
+def test_activation_update(fn, alpha, lo, hi, busy):
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=20), rng.normal(size=20)
-    touched, count = _touched(rng, 20)
+    touched, count = (_all_touched if busy else _touched)(rng, 20)
     _, a, _, b = _both("activation_update", x, y, touched, count, fn, alpha, lo, hi)
     np.testing.assert_array_equal(a[1], b[1])
 
 
-def test_add_update():
+@pytest.mark.parametrize("busy", ["", "a", "b"])
+def test_add_update(busy):
     rng = np.random.default_rng(4)
-    ta, ca = _touched(rng, 30)
-    tb, cb = _touched(rng, 30)
+    ta, ca = (_all_touched if busy == "a" else _touched)(rng, 30)
+    tb, cb = (_all_touched if busy == "b" else _touched)(rng, 30)
     args = (rng.normal(size=30), rng.normal(size=30), rng.normal(size=30), ta, ca, tb, cb,
             np.zeros(30, np.int64), np.zeros(1, np.int64), np.full(30, -1, np.int64), 0)
     _, a, _, b = _both("add_update", *args)

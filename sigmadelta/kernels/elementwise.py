@@ -61,10 +61,35 @@ def pointwise(v, fn, alpha, lo, hi):
 
 @njit(cache=True, nogil=True)
 def activation_update(x, y, touched, count, fn, alpha, lo, hi):
-    """``y_i = f(x_i)`` for the touched ``i`` only (``f``: :func:`pointwise` code ``fn``)."""
+    """``y_i = f(x_i)`` for the touched ``i`` only (``f``: :func:`pointwise` code ``fn``).
+
+    Every neuron touched (the list holds each neuron once, so ``count == len(x)``; a layer
+    that ran its dense path lists them all): one contiguous pass (:func:`_activation_run`)
+    instead of the indexed one, same values."""
+    if count[0] == x.shape[0]:
+        _activation_run(x, y, fn, alpha, lo, hi)
+        return
     for t in range(count[0]):
         i = touched[t]
         y[i] = pointwise(x[i], fn, alpha, lo, hi)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _activation_run(xs, ys, fn, alpha, lo, hi):
+    """``ys = f(xs)`` over contiguous arrays (ReLU, leaky ReLU and clip as their own loops,
+    which vectorise)."""
+    if fn == 0:
+        for j in range(xs.shape[0]):
+            ys[j] = xs[j] if xs[j] > 0.0 else 0.0
+    elif fn == 1:
+        for j in range(xs.shape[0]):
+            ys[j] = xs[j] if xs[j] > 0.0 else alpha * xs[j]
+    elif fn == 2:
+        for j in range(xs.shape[0]):
+            ys[j] = min(max(xs[j], lo), hi)
+    else:  # a loop, not ys[:] = xs: a slice copy compiles Numba's shape-error formatting
+        for j in range(xs.shape[0]):
+            ys[j] = pointwise(xs[j], fn, alpha, lo, hi)
 
 
 @njit(cache=True, nogil=True)
@@ -82,25 +107,21 @@ def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
                 prefetch(x, ahead + j)
                 prefetch(y, ahead + j)
         b = rows[r] * c
-        xs = x[b:b + c]
-        ys = y[b:b + c]
-        if fn == 0:
-            for j in range(c):
-                ys[j] = xs[j] if xs[j] > 0.0 else 0.0
-        elif fn == 1:
-            for j in range(c):
-                ys[j] = xs[j] if xs[j] > 0.0 else alpha * xs[j]
-        elif fn == 2:
-            for j in range(c):
-                ys[j] = min(max(xs[j], lo), hi)
-        else:  # a loop, not ys[:] = xs: a slice copy compiles Numba's shape-error formatting
-            for j in range(c):
-                ys[j] = pointwise(xs[j], fn, alpha, lo, hi)
+        _activation_run(x[b:b + c], y[b:b + c], fn, alpha, lo, hi)
 
 
 @njit(cache=True, nogil=True)
 def add_update(a, b, y, touched_a, count_a, touched_b, count_b, touched, count, stamp, frame):
-    """``y_i = a_i + b_i`` for ``i`` touched in ``a`` or ``b``; lists the union."""
+    """``y_i = a_i + b_i`` for ``i`` touched in ``a`` or ``b``; lists the union.
+
+    One input with every neuron touched (each listed once, so its count is ``len(y)``): the
+    union is every neuron, listed in order, and the sum runs as one contiguous pass."""
+    if count_a[0] == y.shape[0] or count_b[0] == y.shape[0]:
+        for i in range(y.shape[0]):
+            y[i] = a[i] + b[i]
+            touched[i] = i
+        count[0] = y.shape[0]
+        return
     n = 0
     for t in range(count_a[0]):
         i = touched_a[t]
