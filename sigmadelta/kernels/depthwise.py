@@ -30,7 +30,10 @@ from .simd import lanes, vload, vmul_add_vv, vstore, vzero
 __all__ = ["depthwise_dense", "depthwise_ok", "DW_DENSE_ABOVE"]
 
 #: auto: a depthwise layer recomputes when the expected events exceed this fraction of its
-#: inputs (:func:`sigmadelta.kernels.choose_dense`; measured on the zoo's depthwise layers)
+#: inputs (:func:`sigmadelta.kernels.choose_dense`). Float32, 3x3 layers of 32-144 channels
+#: (32x32 and 16x16, stride 1 and 2), random inputs changing, one process alternating the two
+#: on a 2-vCPU AMD EPYC at load average 10-13: the event path (encode and scatter) took
+#: 0.2-0.7x the dense path's time at 4-9% of the inputs spiking, 0.9-1.6x at 18%, 3.2-4.2x at 36%
 DW_DENSE_ABOVE = 0.2
 
 
