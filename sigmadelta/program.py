@@ -171,23 +171,26 @@ def _pix_count(c, st, r, herding, pstate):
     pstate[K.PATH_STATE.last_events] = r[0]
 
 
-@njit(cache=True, nogil=True)
-def _run_pixconv(c, p, F, I, frame, prime, st, floats, fixed):  # noqa: E741
-    if fixed is not None and c[PIX.fixed] != 0:  # fixed point (None: left out, see run_frames)
-        guard = _fixed_guard(c, p, F, I, I[c[PIX.rows]], I[c[PIX.row_count]],
-                             c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)  # by pixel rows or neurons
-        if guard != -1:  # the int64 accumulator could wrap: stop before integrating
-            return guard
-        _pix_core(c, p, F, I, I[c[PIX.w]], I[c[PIX.acc]], I[c[PIX.ev_val]], I[c[PIX.vbuf]],
-                  I[c[PIX.smap]], I[c[PIX.wtap]], I[c[PIX.w_cl]], I[c[PIX.mem_w]], I[c[PIX.rowbuf]],
-                  I[c[PIX.acc]], 1, frame, prime, st)  # acc as the (unread) bias: added after
-        return _fixed_update(c, p, F, I)
-    if floats is not None:
-        _pix_core(c, p, F, I, F[c[PIX.w]], F[c[PIX.acc]], F[c[PIX.ev_val]], F[c[PIX.vbuf]],
-                  F[c[PIX.smap]], F[c[PIX.wtap]], F[c[PIX.w_cl]], F[c[PIX.mem_w]], F[c[PIX.rowbuf]],
-                  F[c[PIX.bias]], p[WP.gain], frame, prime, st)
-        return _lava_range(c, p, F)
-    return -1
+@njit(cache=True, nogil=True, inline="always")
+def _pix_fixed(c, p, F, I, frame, prime, st):  # noqa: E741
+    """A fixed-point pixel conv's frame: guard, integrate, ``z`` from the accumulator (-1 or a status)."""
+    guard = _fixed_guard(c, p, F, I, I[c[PIX.rows]], I[c[PIX.row_count]],
+                         c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)  # by pixel rows or neurons
+    if guard != -1:  # the int64 accumulator could wrap: stop before integrating
+        return guard
+    _pix_core(c, p, F, I, I[c[PIX.w]], I[c[PIX.acc]], I[c[PIX.ev_val]], I[c[PIX.vbuf]],
+              I[c[PIX.smap]], I[c[PIX.wtap]], I[c[PIX.w_cl]], I[c[PIX.mem_w]], I[c[PIX.rowbuf]],
+              I[c[PIX.acc]], 1, frame, prime, st)  # acc as the (unread) bias: added after
+    return _fixed_update(c, p, F, I)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pix_float(c, p, F, I, frame, prime, st):  # noqa: E741
+    """A float pixel conv's frame (-1, or where a ``"lava"`` layer's integers would have wrapped)."""
+    _pix_core(c, p, F, I, F[c[PIX.w]], F[c[PIX.acc]], F[c[PIX.ev_val]], F[c[PIX.vbuf]],
+              F[c[PIX.smap]], F[c[PIX.wtap]], F[c[PIX.w_cl]], F[c[PIX.mem_w]], F[c[PIX.rowbuf]],
+              F[c[PIX.bias]], p[WP.gain], frame, prime, st)
+    return _lava_range(c, p, F)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -228,18 +231,19 @@ def _dense_core(c, p, F, I, D, ev_val, w, z, gain, prime, st):  # noqa: E741
     _count(c, st, n_ev, syn, adds, unit_adds, o_n[0])
 
 
-@njit(cache=True, nogil=True)
-def _run_dense(c, p, F, I, D, prime, st, floats, fixed):  # noqa: E741
-    if fixed is not None and c[DNS.fixed] != 0:  # (see run_frames)
-        guard = _fixed_guard(c, p, F, I, I[c[ENC.touched]], I[c[ENC.count]], 1)
-        if guard != -1:
-            return guard
-        _dense_core(c, p, F, I, D, I[c[DNS.ev_val]], I[c[DNS.w]], I[c[DNS.acc]], 1, prime, st)
-        return _fixed_update(c, p, F, I)
-    if floats is not None:
-        _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], F[c[DNS.w]], F[c[DNS.acc]], p[WP.gain], prime, st)
-        return _lava_range(c, p, F)
-    return -1
+@njit(cache=True, nogil=True, inline="always")
+def _dense_fixed(c, p, F, I, D, prime, st):  # noqa: E741
+    guard = _fixed_guard(c, p, F, I, I[c[ENC.touched]], I[c[ENC.count]], 1)
+    if guard != -1:
+        return guard
+    _dense_core(c, p, F, I, D, I[c[DNS.ev_val]], I[c[DNS.w]], I[c[DNS.acc]], 1, prime, st)
+    return _fixed_update(c, p, F, I)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dense_float(c, p, F, I, D, prime, st):  # noqa: E741
+    _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], F[c[DNS.w]], F[c[DNS.acc]], p[WP.gain], prime, st)
+    return _lava_range(c, p, F)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -285,20 +289,21 @@ def _conv_core(c, p, F, I, D, ev_val, w, z, gain, mem_w, bias, frame, prime, st)
         pstate[K.PATH_STATE.last_events] = n_ev
 
 
-@njit(cache=True, nogil=True)
-def _run_conv(c, p, F, I, D, frame, prime, st, floats, fixed):  # noqa: E741
-    if fixed is not None and c[CNV.fixed] != 0:  # (see run_frames)
-        guard = _fixed_guard(c, p, F, I, I[c[ENC.touched]], I[c[ENC.count]], 1)
-        if guard != -1:
-            return guard
-        _conv_core(c, p, F, I, D, I[c[CNV.ev_val]], I[c[CNV.w]], I[c[CNV.acc]], 1, I[c[CNV.mem_w]],
-                   I[c[CNV.acc]], frame, prime, st)  # acc as the (unread) bias: added after
-        return _fixed_update(c, p, F, I)
-    if floats is not None:
-        _conv_core(c, p, F, I, D, F[c[CNV.ev_val]], F[c[CNV.w]], F[c[CNV.acc]], p[WP.gain],
-                   F[c[CNV.mem_w]], F[c[CNV.bias]], frame, prime, st)
-        return _lava_range(c, p, F)
-    return -1
+@njit(cache=True, nogil=True, inline="always")
+def _conv_fixed(c, p, F, I, D, frame, prime, st):  # noqa: E741
+    guard = _fixed_guard(c, p, F, I, I[c[ENC.touched]], I[c[ENC.count]], 1)
+    if guard != -1:
+        return guard
+    _conv_core(c, p, F, I, D, I[c[CNV.ev_val]], I[c[CNV.w]], I[c[CNV.acc]], 1, I[c[CNV.mem_w]],
+               I[c[CNV.acc]], frame, prime, st)  # acc as the (unread) bias: added after
+    return _fixed_update(c, p, F, I)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _conv_float(c, p, F, I, D, frame, prime, st):  # noqa: E741
+    _conv_core(c, p, F, I, D, F[c[CNV.ev_val]], F[c[CNV.w]], F[c[CNV.acc]], p[WP.gain],
+               F[c[CNV.mem_w]], F[c[CNV.bias]], frame, prime, st)
+    return _lava_range(c, p, F)
 
 
 @njit(cache=True, nogil=True)
@@ -414,12 +419,21 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
             if k == INPUT:
                 K.load_frame(frames[t], c[INP.channels], F[c[INP.value]], F[c[INP.prev]],
                              I[c[INP.mask]], I[c[INP.touched]], I[c[INP.count]], prime)
-            elif k == PIXCONV and pix is not None:
-                bad = _run_pixconv(c, p, F, I, frame_no, prime, st, floats, fixed)
+            elif k == PIXCONV and pix is not None:  # a weight layer: its fixed-point or float path
+                if fixed is not None and c[PIX.fixed] != 0:
+                    bad = _pix_fixed(c, p, F, I, frame_no, prime, st)
+                elif floats is not None:
+                    bad = _pix_float(c, p, F, I, frame_no, prime, st)
             elif k == DENSE and dense is not None:
-                bad = _run_dense(c, p, F, I, D, prime, st, floats, fixed)
+                if fixed is not None and c[DNS.fixed] != 0:
+                    bad = _dense_fixed(c, p, F, I, D, prime, st)
+                elif floats is not None:
+                    bad = _dense_float(c, p, F, I, D, prime, st)
             elif (k == CONV or k == CONVT) and conv is not None:
-                bad = _run_conv(c, p, F, I, D, frame_no, prime, st, floats, fixed)
+                if fixed is not None and c[CNV.fixed] != 0:
+                    bad = _conv_fixed(c, p, F, I, D, frame_no, prime, st)
+                elif floats is not None:
+                    bad = _conv_float(c, p, F, I, D, frame_no, prime, st)
             else:
                 _run_other(c, p, F, I, D, frame_no, pool, merge, resize)
             if bad != -1:
@@ -482,6 +496,7 @@ def cached_flags(args: tuple, flags: tuple) -> tuple:
     return flags
 
 
-_TIED = (_fixed_update, _fixed_guard, _lava_range, _pix_core, _pix_count, _run_pixconv, _encode, _count,
-         _dense_core, _run_dense, _conv_list, _conv_core, _run_conv, _run_other, run_frames)
+_TIED = (_fixed_update, _fixed_guard, _lava_range, _pix_core, _pix_count, _pix_fixed, _pix_float, _encode,
+         _count, _dense_core, _dense_fixed, _dense_float, _conv_list, _conv_core, _conv_fixed, _conv_float,
+         _run_other, run_frames)
 tie_cache(_TIED, source_digest())

@@ -67,7 +67,7 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
     return n_ev, synops, adds, n_out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def conv_layer_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w, rowbuf,
                      pg_list, pg_count, pg_stamp, frame, prime, expand, out_touched, out_count,
                      mgeom):

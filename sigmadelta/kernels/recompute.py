@@ -287,7 +287,7 @@ def _conv_whole_impl(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
     return loop
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w, rowbuf,
                     pg_list, pg_count, pg_stamp, frame):
     """Encode every input, recompute ``z`` over the whole map, list the reached output pixels.
