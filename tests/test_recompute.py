@@ -74,7 +74,7 @@ def test_dense_recompute_matches_twin(geom, herding, dtype):
 
 def _scratch(case, kind):
     """``rowbuf`` for the GEMM path (im2col rows: one, five or as the engine sizes them) or
-    for the register-blocked loop (one SIMD vector of zeros, shorter than a row)."""
+    shorter than a row (one SIMD vector of zeros, as fixed point's register-blocked loop takes)."""
     g = case["geom"]
     k, n_out = int(g[8] * g[9]) * case["c_in"], int(g[2] * g[3])
     dtype = case["z"].dtype
@@ -107,7 +107,7 @@ def test_conv_gemm_matches_twin(geom, dtype, chunk):
 @pytest.mark.parametrize("scratch", ["gemm", "gemm1", "loop"])
 def test_dense_recompute_equals_scatter(geom, herding, dtype, prime, scratch):
     """Same frame, both paths: same counters, memory, listing; z equal (exactly in fixed point).
-    Float layers run the conv as GEMM, or by the loop where the scratch holds no im2col row."""
+    Float layers run the conv as GEMM, on one allocated im2col row where the scratch holds none."""
     case = _dense_case(geom, herding, 5, dtype)
     if dtype == np.int64 and scratch != "gemm":
         pytest.skip("fixed point always runs the loop")

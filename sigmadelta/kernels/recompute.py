@@ -11,8 +11,9 @@ Float layers run the conv as GEMM (:func:`conv_gemm`): the zero-padded input
 (channels last) is unrolled, a chunk of output pixels at a time, into rows of
 ``kh*kw*C_in`` values (im2col) and multiplied by the weights ``W[(ky, kx, c), j]``
 through ``np.dot`` (BLAS ``sgemm``/``dgemm``, called from compiled code; needs scipy).
-A 1x1, stride-1, unpadded conv multiplies the input itself. Fixed point (int64), or a
-scratch buffer shorter than one row, runs the register-blocked loop (:func:`_conv_all`).
+A 1x1, stride-1, unpadded conv multiplies the input itself (a float scratch buffer shorter
+than one row gets one row allocated). Fixed point (int64) runs the register-blocked loop
+(:func:`_conv_all`), which float layers never compile.
 
 which equals the scatter's ``z += gain * conv(s, W)`` summed over the stream (exactly in
 fixed point, up to the order of float additions otherwise). The counters are those of
@@ -53,7 +54,7 @@ LAST_EVENTS = PATH_STATE.last_events
 DENSE_ABOVE = 0.6
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def choose_dense(pstate, n_touched, n_in, dense_above, prime):
     """Should this frame run the dense path? (and count the frame under its path)
 
@@ -75,7 +76,7 @@ def choose_dense(pstate, n_touched, n_in, dense_above, prime):
     return dense
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _reach(pix, geom, pg_stamp, frame):
     """Stamp the output pixels input pixel ``pix`` reaches; return how many (the scatter's fan / C_out)."""
     w_in, h_out, w_out = geom[1], geom[2], geom[3]
@@ -99,7 +100,7 @@ def _reach(pix, geom, pg_stamp, frame):
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _encode_all(x, memory, herding, param, gain, c_in, mem_w, geom, pg_stamp, frame):
     """Quantize every input; ``gain * memory`` goes into ``mem_w``, the input zero-padded by
     ``(py, px)`` on each side (the padding stays 0). Returns ``(events, synops, additions)``."""
@@ -259,7 +260,7 @@ def conv_gemm(P, w_cl, z, bias, use_bias, cols, geom, c_in):
             _add(z, bias, q0 * cg, (q0 + m) * cg)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _add(z, bias, lo, hi):
     """``z[lo:hi] += bias[lo:hi]``."""
     for i in range(lo, hi):
@@ -267,20 +268,21 @@ def _add(z, bias, lo, hi):
 
 
 def _conv_whole(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
-    """``z = [bias +] conv(P, W)``: :func:`conv_gemm` for floats with room for one im2col row
-    in ``scratch``, else :func:`_conv_all` (``scratch``: zeros, one SIMD vector)."""
+    """``z = [bias +] conv(P, W)``: :func:`conv_gemm` for floats (``scratch`` holds the im2col
+    rows; one row is allocated if it holds none), :func:`_conv_all` for integers (``scratch``:
+    zeros, one SIMD vector). Floats compile only the GEMM: the loop and its blocks are a
+    third of the dense path's compile."""
     raise NotImplementedError("compiled code only")
 
 
 @overload(_conv_whole, jit_options={"nogil": True})
 def _conv_whole_impl(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
     if isinstance(z.dtype, types.Float):
-        def gemm_or_loop(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
-            if scratch.shape[0] >= geom[8] * geom[9] * c_in:
-                conv_gemm(P, w_cl, z, bias, use_bias, scratch, geom, c_in)
-            else:
-                _conv_all(P, w_cl.reshape(w_cl.size), z, bias, use_bias, scratch, geom, c_in)
-        return gemm_or_loop
+        def gemm(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
+            k = geom[8] * geom[9] * c_in
+            conv_gemm(P, w_cl, z, bias, use_bias, scratch if scratch.shape[0] >= k else np.empty(k, z.dtype),
+                      geom, c_in)
+        return gemm
 
     def loop(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
         _conv_all(P, w_cl.reshape(w_cl.size), z, bias, use_bias, scratch, geom, c_in)
@@ -296,8 +298,8 @@ def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias,
     ``c_in`` input channels; ``geom`` as :func:`sigmadelta.kernels.make_geom`; ``mem_w``
     (the input zero-padded, ``(H_in + 2 py) * (W_in + 2 px) * C_in``, its padding 0) and
     ``rowbuf`` are scratch of ``z``'s dtype: ``rowbuf`` holds the im2col rows of a float
-    layer (:func:`conv_gemm`, sized by :func:`gemm_rows`), or, if shorter than one row or
-    fixed point, zeros of at least one SIMD vector (:func:`_conv_all`). ``z = bias + rows`` if
+    layer (:func:`conv_gemm`, sized by :func:`gemm_rows`; one row is allocated if it holds
+    none), or, in fixed point, zeros of at least one SIMD vector (:func:`_conv_all`). ``z = bias + rows`` if
     ``use_bias`` else ``z = rows`` (fixed point). Reached output pixels go to
     ``pg_list`` (one spare slot), as :func:`sigmadelta.kernels.conv_scatter_pixels`
     lists them. Returns ``(events, synops, additions)``.
