@@ -129,6 +129,21 @@ class Temporal1d(nn.Module):
         return self.fc(torch.cat([self.c4(y).mean(-1), z.flatten(1)], 1))
 
 
+class Temporal1dUp(nn.Module):
+    """ConvTranspose1d on (C, L) streams: stride, padding, output_padding, groups, dilation."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(3, 4, 3, stride=2)
+        self.up1 = nn.ConvTranspose1d(4, 4, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.up2 = nn.ConvTranspose1d(4, 2, 2, dilation=2)
+        self.fc = nn.Linear(2 * 20, 3)
+
+    def forward(self, x):
+        y = F.relu(self.up1(F.relu(self.c1(x))))  # (4, 9) -> (4, 18)
+        return self.fc(self.up2(y).flatten(1))  # (2, 20)
+
+
 class Pointwise(nn.Module):
     """Every pointwise activation, as a module and in functional form."""
 
@@ -271,6 +286,7 @@ ZOO = {
     "constant_arithmetic": (ConstantArithmetic, C),
     "preact_batchnorm": (PreActBN, C),
     "conv1d": (Temporal1d, (3, 20)),
+    "conv_transpose1d": (Temporal1dUp, (3, 20)),
     "pointwise_activations": (Pointwise, C),
     "gating": (Gating, C),
     "upsampling": (Upsampling, C),

@@ -84,6 +84,18 @@ def test_conv1d_stream_takes_frames_of_c_by_l(tmp_path):
         sd.simulate(net, np.zeros((2, 3, 1, 20), np.float32), progress=False)
 
 
+def test_conv_transpose1d_is_a_transposed_conv_of_height_1():
+    """Its output length (output_padding included) is torch's; parity with sd.reference and the
+    torch model is in test_parity (zoo entry ``conv_transpose1d``)."""
+    model, shape = make("conv_transpose1d")
+    net = sd.convert(model, shape, scale=64.0)
+    ups = [n for n in net.nodes if isinstance(n, sd.graph.ConvTranspose)]
+    assert [n.shape for n in ups] == [(4, 1, 18), (2, 1, 20)]
+    assert (ups[0].stride, ups[0].padding, ups[0].output_padding, ups[0].groups) == ((1, 2), (0, 1),
+                                                                                      (0, 1), 2)
+    assert ups[1].dilation == (1, 2)
+
+
 @pytest.mark.parametrize("f, match", [
     (lambda x: x.view(x.size(0), 2, -1), r"torch\.flatten\(x, 1\)"),
     (lambda x: x.squeeze(), "batch axis"),

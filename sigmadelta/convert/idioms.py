@@ -11,7 +11,8 @@
   output and nothing else reads it (``W <- a*W``, ``bias <- a*bias + b``), else a
   weight layer of its own that computes ``a*x + b`` exactly (a depthwise 1x1 conv,
   or a diagonal Dense on vectors), which receives spikes like any weight layer;
-* ``Conv1d`` as a conv of height 1: a ``(C, L)`` tensor is held as ``(C, 1, L)``.
+* ``Conv1d`` as a conv of height 1: a ``(C, L)`` tensor is held as ``(C, 1, L)``;
+  ``ConvTranspose1d`` likewise as a transposed conv of height 1.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ._util import UnsupportedLayerError, arg, pair, to_np, torch_shape
 from .routing import grouped_view
 
 __all__ = ["reshape", "upsample", "make_pool", "pool_fn", "adaptive_pool", "mean", "arith", "affine",
-           "conv1d", "conv_padding", "SIZE_FUNCTIONS"]
+           "conv1d", "conv_transpose1d", "conv_padding", "SIZE_FUNCTIONS"]
 
 FLATTEN_HINT = "use torch.flatten(x, 1) (or x.view(x.size(0), -1))"
 
@@ -329,3 +330,20 @@ def conv1d(ctx, node, m) -> int:
     return ctx.add(g.Conv, node, weight=to_np(m.weight)[:, :, None, :],
                    bias=to_np(m.bias, m.out_channels), stride=(1, int(m.stride[0])),
                    padding=(0, pad), dilation=(1, int(m.dilation[0])), groups=int(m.groups))
+
+
+def conv_transpose1d(ctx, node, m) -> int:
+    """``ConvTranspose1d`` on ``(C, L)`` as a transposed conv of height 1 on ``(C, 1, L)``;
+    ``output_padding`` (or a call's ``output_size``) from the traced length."""
+    if m.padding_mode != "zeros":
+        raise UnsupportedLayerError(f"{node.target} (ConvTranspose1d): padding_mode="
+                                    f"{m.padding_mode!r}; only 'zeros'")
+    n, out = ctx.nodes[ctx.env[node.args[0].name]].shape[-1], torch_shape(node)[-1]
+    (k,), (s,), (p,), (d,) = m.kernel_size, m.stride, m.padding, m.dilation
+    out_pad = out - ((n - 1) * s - 2 * p + d * (k - 1) + 1)
+    return ctx.add(g.ConvTranspose, node, weight=to_np(m.weight)[:, :, None, :],
+                   bias=to_np(m.bias, m.out_channels), stride=(1, int(s)), padding=(0, int(p)),
+                   output_padding=(0, int(out_pad)), dilation=(1, int(d)), groups=int(m.groups))
+
+
+conv_transpose1d.accepts_sizes = True  # up(x, output_size=y.shape[-1:]): the traced length
