@@ -19,9 +19,10 @@ the slots of the op's arrays), scalars ``par[n_ops, NP]`` and three typed lists 
 
 so a chunk costs one Python call, and the whole loop runs without the GIL (threads
 over streams scale). Every operator class declares its row's columns once, by name
-(``SLOTS``, :mod:`sigmadelta.slots`) and fills them in its ``emit``; the ``_run_*``
-functions below read them by the same names (``c[PIX.memory]``), as compile-time
-constants. A frame's counters go to the rows :data:`sigmadelta.slots.COUNTER_ROWS`.
+(``SLOTS``, :mod:`sigmadelta.slots`) and fills them in its ``emit``; the functions
+below (``_run_other``, the weight layers' float and fixed-point bodies) read them by
+the same names (``c[PIX.memory]``), as compile-time constants. A frame's counters go
+to the rows :data:`sigmadelta.slots.COUNTER_ROWS`.
 """
 
 from __future__ import annotations
