@@ -166,7 +166,7 @@ def encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val
     return npx, n
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _split(a, s):
     """``(a mod s, a // s)`` for ``a >= 0``, without a division for strides 1 and 2."""
     if s == 1:
@@ -310,7 +310,7 @@ def encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val,
     return npx, n
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def list_rows(pg_list, pg_count, pg_stamp, frame, c_out, prime, expand, out_touched, out_count):
     """The output listing of a pixel conv layer; returns the number of touched neurons.
 

@@ -54,7 +54,7 @@ LAST_EVENTS = PATH_STATE.last_events
 DENSE_ABOVE = 0.6
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def choose_dense(pstate, n_touched, n_in, dense_above, prime):
     """Should this frame run the dense path? (and count the frame under its path)
 
@@ -76,7 +76,7 @@ def choose_dense(pstate, n_touched, n_in, dense_above, prime):
     return dense
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _reach(pix, geom, pg_stamp, frame):
     """Stamp the output pixels input pixel ``pix`` reaches; return how many (the scatter's fan / C_out)."""
     w_in, h_out, w_out = geom[1], geom[2], geom[3]
@@ -100,7 +100,7 @@ def _reach(pix, geom, pg_stamp, frame):
     return n
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _encode_all(x, memory, herding, param, gain, c_in, mem_w, geom, pg_stamp, frame):
     """Quantize every input; ``gain * memory`` goes into ``mem_w``, the input zero-padded by
     ``(py, px)`` on each side (the padding stays 0). Returns ``(events, synops, additions)``."""
@@ -260,7 +260,7 @@ def conv_gemm(P, w_cl, z, bias, use_bias, cols, geom, c_in):
             _add(z, bias, q0 * cg, (q0 + m) * cg)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _add(z, bias, lo, hi):
     """``z[lo:hi] += bias[lo:hi]``."""
     for i in range(lo, hi):

@@ -59,7 +59,7 @@ def no_map(dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.zeros(0, np.int64), np.zeros(0, dtype), np.zeros(0, dtype)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def prefer_map(mgeom, n_out_pixels):
     """Whether to take the map path this frame: no map, never; else when the last frame's
     events numbered at least 2/3 of the output pixels (or on the first frame).
