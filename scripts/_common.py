@@ -135,14 +135,16 @@ def validation_split(d: dict[str, np.ndarray], frac: float, seed: int
                      ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Stratified split of ``x_train`` / ``y_train``: (training dict without the validation
     patches, validation patches, validation labels); ``round(frac * n_label)`` patches of each
-    label, drawn with ``numpy.random.default_rng(seed)``."""
+    label, drawn with ``numpy.random.default_rng(seed)``. Every other ``*_train`` array of the
+    same length (e.g. ``group_train``) is split along."""
     rng = np.random.default_rng(seed)
     y = d["y_train"]
     val = np.zeros(len(y), bool)
     for label in (0.0, 1.0):
         idx = np.flatnonzero(y == label)
         val[rng.choice(idx, int(round(frac * len(idx))), replace=False)] = True
-    train = {**d, "x_train": d["x_train"][~val], "y_train": y[~val]}
+    train = {**d, **{k: v[~val] for k, v in d.items()
+                     if k.endswith("_train") and len(v) == len(y)}}
     return train, d["x_train"][val], y[val]
 
 

@@ -53,19 +53,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import command_line, machine, save_checkpoint, seed_everything, validation_split
+from _face_bc_op import FRAME_SHAPE, choose_operating_point, load_video
+from _face_groups import group_accuracy, loss_weights, mix_accuracy, patch_groups
 from torch import nn
 from tqdm.auto import tqdm
 
 from sigmadelta import compress
 
-__all__ = ["distill_frames", "export", "main", "finetune", "patch_data"]
+__all__ = ["distill_frames", "export", "main", "finetune", "patch_data", "val_record", "val_score"]
 
 #: Non-test videos (never carphone) for distillation and for choosing the operating point.
 NON_TEST = ("bikes", "bigbuckbunny")
-#: Frame shape the detector is run on (the demo's: gray QCIF).
-FRAME_SHAPE = (1, 144, 176)
-
-
 def _teacher() -> nn.Module:
     """The shipped detector at its own training scale (``pool=1``; same state dict)."""
     from sigmadelta.models import face_detector, load_pretrained, pretrained_info
@@ -81,7 +79,7 @@ def patch_data(seed: int, teacher: nn.Module, n_hard: int, cache: Path | None
     """The detector's training / test patches plus hard negatives mined by ``teacher``."""
     path = None if cache is None else cache / f"patches_seed{seed}.npz"
     if path is not None and path.is_file():
-        return dict(np.load(path))
+        return {**np.load(path), "group_train": patch_groups(n_hard)}
     from train_video import TRAIN_IMAGES, _gray, make_patches, mine_hard_negatives
 
     d = make_patches(seed)
@@ -92,15 +90,7 @@ def patch_data(seed: int, teacher: nn.Module, n_hard: int, cache: Path | None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **d)
-    return d
-
-
-def load_video(name: str, limit: int | None = None) -> np.ndarray:
-    """Gray frames ``[T, 1, 144, 176]`` in [0, 1] of an embedded video."""
-    from sigmadelta.datasets import open_source
-
-    kw = {} if limit is None else {"limit": limit}
-    return open_source(name, size=FRAME_SHAPE[1:], gray=True, **kw).to_array().astype(np.float32)
+    return {**d, "group_train": patch_groups(n_hard)}
 
 
 def distill_frames(teacher: nn.Module, cache: Path | None = None
@@ -122,14 +112,16 @@ def distill_frames(teacher: nn.Module, cache: Path | None = None
 def _fit(model: nn.Module, d: dict[str, np.ndarray], frames: torch.Tensor, targets: torch.Tensor,
          args: argparse.Namespace, epochs: int, kl_weight: float, desc: str,
          distill: tuple[float, float | None], snapshot: str | None = None,
-         lr: float | None = None, on_epoch=None, cosine: bool = False) -> dict[str, list[float]]:
+         lr: float | None = None, on_epoch=None, cosine: bool = False,
+         weights: np.ndarray | None = None) -> dict[str, list[float]]:
     """Adam on BCE + kl_weight / n_train * KL + distill * map MSE (see module docstring).
 
     ``kl_weight = 0`` trains a plain model (the fine-tuning of the pruned net); ``distill`` is
     ``(weight, floor)`` (floor None: no clamp). The learning rate is constant, so the state
     after ``e`` epochs does not depend on ``epochs``; ``cosine``: it decays instead as
     ``lr_e = lr (1 + cos(pi e / epochs)) / 2`` over the epochs ``e = 0 .. epochs - 1``.
-    ``on_epoch(epoch)`` (1-based) is called after every epoch (model in train mode).
+    ``on_epoch(epoch)`` (1-based) is called after every epoch (model in train mode);
+    ``weights``: per-patch BCE weights (``_face_groups.loss_weights``), else 1.
     """
     weight, floor = distill
     floor = -np.inf if floor is None else floor
@@ -137,6 +129,7 @@ def _fit(model: nn.Module, d: dict[str, np.ndarray], frames: torch.Tensor, targe
     gen = seed_everything(args.seed)
     x, y = torch.from_numpy(d["x_train"]).unsqueeze(1), torch.from_numpy(d["y_train"])
     n = len(x)
+    w = torch.ones(n) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
     pos_weight = torch.tensor(float((y == 0).sum()) / max(float((y == 1).sum()), 1.0))
     klw = kl_weight / n
     scale = [p for m in model.modules() if isinstance(m, compress.GNJScale) for p in m.parameters()]
@@ -155,7 +148,7 @@ def _fit(model: nn.Module, d: dict[str, np.ndarray], frames: torch.Tensor, targe
         tot = dict.fromkeys(hist, 0.0)
         for i in range(0, n, args.batch_size):
             idx = perm[i:i + args.batch_size]
-            bce = F.binary_cross_entropy_with_logits(model(x[idx]).flatten(), y[idx],
+            bce = F.binary_cross_entropy_with_logits(model(x[idx]).flatten(), y[idx], w[idx],
                                                      pos_weight=pos_weight)
             div = compress.kl(model) if klw > 0 else torch.zeros(())
             loss = bce + klw * div
@@ -197,12 +190,14 @@ class _FixedPoint(nn.Module):
 
 def finetune(model: nn.Module, bits: dict[str, int], d: dict[str, np.ndarray],
              frames: torch.Tensor, targets: torch.Tensor, args: argparse.Namespace,
-             val: tuple[np.ndarray, np.ndarray] | None = None) -> nn.Module:
+             val: tuple[np.ndarray, ...] | None = None) -> nn.Module:
     """Retrain the pruned net's kept weights on their fixed-point grids (straight-through
     rounding, pruned weights stay zero), no KL; the result lies exactly on the grids.
 
-    With ``val = (x_val, y_val)`` the epoch (0 = the start) with the best validation patch
-    accuracy is kept (ties: the earlier); the accuracies are in ``model.val_history``.
+    With ``val = (x_val, y_val[, kinds_val])`` the epoch (0 = the start) with the best
+    validation score (``val_score`` with ``args.select``) is kept (ties: the earlier); the
+    scores are in ``model.val_history``. BCE weights per patch kind:
+    ``args.finetune_face_weight`` (faces), ``args.finetune_hard_weight`` (hard negatives).
     """
     from torch.nn.utils import parametrize
 
@@ -216,7 +211,7 @@ def finetune(model: nn.Module, bits: dict[str, int], d: dict[str, np.ndarray],
     best: list = [-1.0, 0, None]
 
     def keep_best(epoch: int) -> None:
-        history.append(patch_accuracy(model, *val))
+        history.append(val_score(model, *val, select=getattr(args, "select", "all")))
         if history[-1] > best[0]:
             best[:] = [history[-1], epoch,
                        {k: v.detach().clone() for k, v in model.state_dict().items()}]
@@ -227,10 +222,13 @@ def finetune(model: nn.Module, bits: dict[str, int], d: dict[str, np.ndarray],
     _fit(model, d, frames, targets, args, args.finetune_epochs, 0.0, "fine-tune",
          (args.finetune_distill, args.finetune_floor), lr=args.finetune_lr,
          on_epoch=None if val is None else keep_best,
-         cosine=getattr(args, "finetune_cosine", False))
+         cosine=getattr(args, "finetune_cosine", False),
+         weights=None if "group_train" not in d else loss_weights(
+             d["group_train"], getattr(args, "finetune_face_weight", 1.0),
+             getattr(args, "finetune_hard_weight", 1.0)))
     if val is not None:
         model.load_state_dict(best[2])
-        tqdm.write(f"fine-tune: validation accuracy per epoch {[round(a, 4) for a in history]};"
+        tqdm.write(f"fine-tune: validation score per epoch {[round(a, 4) for a in history]};"
                    f" kept epoch {best[1]}")
     for mod in model.modules():
         if isinstance(mod, nn.Conv2d):
@@ -246,6 +244,28 @@ def patch_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     with torch.no_grad():
         out = model(torch.from_numpy(x).unsqueeze(1)).flatten().numpy()
     return float(((out > 0) == (y > 0.5)).mean())
+
+
+def val_score(model: nn.Module, x: np.ndarray, y: np.ndarray, kinds: np.ndarray | None = None,
+              select: str = "all") -> float:
+    """Validation patch accuracy: ``select="all"`` plain, ``"test-mix"`` the patch kinds
+    weighted like the test patches (``_face_groups.mix_accuracy``, needs ``kinds``)."""
+    if select == "all":
+        return patch_accuracy(model, x, y)
+    with torch.no_grad():
+        out = model(torch.from_numpy(x).unsqueeze(1)).flatten().numpy()
+    return mix_accuracy((out > 0) == (y > 0.5), kinds)
+
+
+def val_record(model: nn.Module, x: np.ndarray, y: np.ndarray, kinds: np.ndarray
+               ) -> dict[str, Any]:
+    """Validation accuracy overall, weighted like the test patches, and per patch kind."""
+    with torch.no_grad():
+        ok = (model(torch.from_numpy(x).unsqueeze(1)).flatten().numpy() > 0) == (y > 0.5)
+    return {"validation_patch_accuracy": round(float(ok.mean()), 6),
+            "validation_test_mix_accuracy": round(mix_accuracy(ok, kinds), 6),
+            "validation_accuracy_by_kind": {k: round(v, 4)
+                                            for k, v in group_accuracy(ok, kinds).items()}}
 
 
 def export(bmodel: nn.Module, threshold: float) -> tuple[nn.Module, compress.CompressionReport]:
@@ -288,7 +308,11 @@ def compression_record(report: compress.CompressionReport, args: argparse.Namesp
             "lr_schedule": "cosine" if args.finetune_cosine else "constant",
             "distill": args.finetune_distill, "distill_floor": args.finetune_floor,
             "rounding": "straight-through on the fixed-point grids",
-            "validation_accuracy_per_epoch": [round(a, 4) for a in model.val_history],
+            "bce_weight_face": args.finetune_face_weight,
+            "bce_weight_hard_negative": args.finetune_hard_weight,
+            "epoch_chosen_by": "validation accuracy" if args.select == "all" else
+                               "validation accuracy, patch kinds weighted like the test patches",
+            "validation_score_per_epoch": [round(a, 4) for a in model.val_history],
             "epoch_kept": model.val_epoch}
     kept = [int((m.weight != 0).sum()) for m in model.modules() if isinstance(m, nn.Conv2d)]
     rec["weights_kept"] = sum(kept)
@@ -296,58 +320,6 @@ def compression_record(report: compress.CompressionReport, args: argparse.Namesp
     rec["compression_precision"] = round(32.0 * report.n_weights / sum(
         k * report.bits[n] for k, n in zip(kept, report.layer_names, strict=True)), 3)
     return rec
-
-
-def _scaled_down(pareto, model: nn.Module, test: np.ndarray, points: list[dict], factors: str,
-                 bits: dict[str, int]) -> list[dict]:
-    """Every optimised point with all its scales multiplied by each factor in ``factors``
-    (coarser: fewer events, more error), measured on ``test`` like the sweep's points."""
-    with torch.no_grad():
-        ann = model(torch.as_tensor(test)).double().numpy()
-    out = []
-    for p in [p for p in points if p["method"] == "optimised"]:
-        for f in pareto._floats(factors):
-            values = {n: float(v) * f for n, v in p["values"].items()}
-            m = pareto.evaluate(model, FRAME_SHAPE, values, "herding", test, ann, None, bits)
-            tqdm.write(f"lam={p['param']:g} x{f:g}: {m['synops_per_frame']:.0f} synops/frame, "
-                       f"rel err {m['rel_err']:.5f}")
-            out.append({**p, **m, "method": "optimised", "factor": f, "values": values})
-    return out
-
-
-def choose_operating_point(model: nn.Module, bits: dict[str, int] | None,
-                           args: argparse.Namespace) -> dict[str, Any]:
-    """Cheapest scales within ``--max-rel-err`` on ``--choose-stream`` (pareto.py's sweep);
-    ``bits`` None: float weights (the uncompressed detector)."""
-    import pareto
-
-    train = load_video(args.train_stream)
-    test = load_video(args.choose_stream)
-    pargs = pareto.parse_args(["--lams", args.lams, "--uniform", args.uniform,
-                               "--levels", "", "--epochs", str(args.scale_epochs)])
-    pargs.weight_bits = bits
-    points, meta = pareto.sweep(pargs, model, FRAME_SHAPE, train, test, None)
-    points += _scaled_down(pareto, model, test, points, args.scale_down, bits)
-    op = pareto.pick(points, None, args.max_rel_err)
-    tqdm.write(pareto._table(points))
-    if op is None:
-        raise RuntimeError(f"no operating point within rel err {args.max_rel_err} on "
-                           f"{args.choose_stream}")
-    return {
-        "chosen_by": args.choose_command,
-        "method": f"{op['method']} scales, {'lam' if op['method'] == 'optimised' else 'k'}="
-                  f"{op['param']:g} (optimised on {args.train_stream})"
-                  + (f", all scaled by {op['factor']:g}" if "factor" in op else ""),
-        "choose_stream": args.choose_stream,
-        "train_stream": args.train_stream,
-        "max_rel_err": args.max_rel_err,
-        "scales": {n: round(float(v), 4) for n, v in op["values"].items()},
-        **({"weight_bits": dict(bits)} if bits else {}),
-        "relative_error": round(op["rel_err"], 5),
-        "decision_agreement": round(op["agree"], 4),
-        "synops_per_frame": round(op["synops_per_frame"]),
-        "dense_macs_per_frame": round(meta["dense_macs_per_frame"]),
-    }
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -364,6 +336,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="cosine decay of the fine-tuning learning rate (else constant)")
     p.add_argument("--finetune-distill", type=float, default=0.1,
                    help="distillation weight of the fine-tuning")
+    p.add_argument("--finetune-face-weight", type=float, default=1.0,
+                   help="fine-tuning BCE weight of the face patches (on top of class balance)")
+    p.add_argument("--finetune-hard-weight", type=float, default=1.0,
+                   help="fine-tuning BCE weight of the mined hard negatives")
+    p.add_argument("--select", choices=("all", "test-mix"), default="all",
+                   help="validation score that picks the fine-tuning epoch: plain accuracy, or "
+                        "the patch kinds weighted like the test patches")
     p.add_argument("--finetune-floor", type=float, default=-8.0,
                    help="fine-tuning distillation: logits below this (clear non-face) count as equal")
     p.add_argument("--threshold", type=float, default=-6.0, help="log-alpha pruning threshold")
@@ -404,6 +383,8 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
     teacher = _teacher()
     full = patch_data(args.seed, teacher, args.n_hard, work)
     d, x_val, y_val = validation_split(full, args.val_frac, args.seed + 7)
+    k_val = validation_split({"x_train": full["group_train"], "y_train": full["y_train"]},
+                             args.val_frac, args.seed + 7)[1]  # the same draw: patch kinds
     frames, targets = distill_frames(teacher, work)
     bmodel = compress.bayesianize(teacher, prior="gnj")
     t0 = time.time()
@@ -422,13 +403,12 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
     tqdm.write(f"pruned and quantised: validation patch accuracy "
                f"{patch_accuracy(model, x_val, y_val):.4f}; fine-tuning")
     if args.finetune_epochs > 0:
-        model = finetune(model, report.bits, d, frames, targets, args, (x_val, y_val))
+        model = finetune(model, report.bits, d, frames, targets, args, (x_val, y_val, k_val))
     seconds = time.time() - t0
-    val_acc = patch_accuracy(model, x_val, y_val)
     with torch.no_grad():
         dis = float(F.mse_loss(model(frames).clamp(min=args.finetune_floor),
                                targets.clamp(min=args.finetune_floor)))
-    metrics = {"validation_patch_accuracy": round(val_acc, 6), "distill_mse_non_test": round(dis, 5)}
+    metrics = {**val_record(model, x_val, y_val, k_val), "distill_mse_non_test": round(dis, 5)}
     if not args.no_test:  # the final figure only; never used to choose
         metrics["test_patch_accuracy"] = round(patch_accuracy(model, d["x_test"], d["y_test"]), 6)
         metrics["test_lfw_patch_accuracy"] = patch_accuracy(model, d["x_lfw_test"], d["y_lfw_test"])
