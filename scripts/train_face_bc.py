@@ -23,11 +23,17 @@ figure (skipped with ``--no-test`` while variants are compared).
    per-layer fixed-point bits, rebuilt as ``face_detector(pool=2, channels=kept)``;
 4. fine-tune the kept weights of the pruned net on their fixed-point grids (straight-through
    rounding; pruned weights stay zero; no KL) with BCE + ``--finetune-distill`` times the same
-   distillation, logits below ``--finetune-floor`` (clear non-face) clamped in it; the epoch
-   (0 = the exported net) with the best validation patch accuracy is kept (ties: the earlier);
+   distillation, logits below ``--finetune-floor`` (clear non-face) clamped in it; the BCE of
+   each patch is weighted by its kind (``--finetune-face-weight`` for faces,
+   ``--finetune-hard-weight`` for the mined hard negatives, 1 otherwise; ``_face_groups``); the
+   epoch (0 = the exported net) with the best validation score is kept (ties: the earlier):
+   plain accuracy, or with ``--select test-mix`` the patch kinds weighted like the test patches
+   (half faces, 40% background, 10% off-centre faces: no hard negatives, which the shipped
+   detector fails by construction);
 5. operating point on the non-test videos: scales from ``sd.optimize_scales`` on ``--train-stream``
-   (bikes), the cheapest point (synops per frame of the fixed-point event simulation) within
-   ``--max-rel-err`` of its own float ANN on ``--choose-stream`` (bigbuckbunny);
+   (bikes), also times each ``--scale-down`` factor, the cheapest point (synops per frame of the
+   fixed-point event simulation) within ``--max-rel-err`` of its own float ANN on
+   ``--choose-stream`` (bigbuckbunny; ``_face_bc_op``);
 6. write ``<name>.pt`` / ``<name>.json`` (compression record, operating point, commands).
 
 Examples::

@@ -117,12 +117,16 @@ def test_face_detector_bc_is_smaller_and_bit_exact():
     assert res.stats.per_frame()["synops"] > 0
 
 
-def _script_common():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "_common.py"
-    spec = importlib.util.spec_from_file_location("_face_bc_common", path)
+def _script_module(name: str):
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_face_bc{name}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _script_common():
+    return _script_module("_common")
 
 
 def test_validation_split_is_stratified_disjoint_and_fixed():
@@ -141,3 +145,36 @@ def test_validation_split_is_stratified_disjoint_and_fixed():
     again = common.validation_split(d, 0.15, 7)
     np.testing.assert_array_equal(again[1], x_val)
     assert not np.array_equal(common.validation_split(d, 0.15, 8)[1], x_val)
+
+
+def test_patch_kinds_follow_the_patch_blocks_and_the_test_mix_by_hand(monkeypatch):
+    """The patch kinds behind the fine-tuning weights and the test-mix validation score: faces
+    exactly where make_patches puts label 1, block sizes as make_patches draws them, and the
+    weighted accuracy computed by hand."""
+    groups = _script_module("_face_groups")
+    common = _script_common()
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    train_video = _script_module("train_video")
+    d = train_video.make_patches(0, n_pos=12, n_neg=30)
+    kinds = groups.patch_groups(5, n_pos=12, n_neg=30)
+    assert len(kinds) == len(d["y_train"]) + 5
+    face, hard = groups.GROUPS.index("face"), groups.GROUPS.index("hard negative")
+    np.testing.assert_array_equal(kinds[:-5] == face, d["y_train"] == 1)
+    assert (kinds[-5:] == hard).all()
+    assert [int((kinds == i).sum()) for i in range(len(groups.GROUPS))] == [12, 21, 6, 3, 5]
+    assert sum(groups.TEST_MIX.values()) == pytest.approx(1.0)
+    w = groups.loss_weights(kinds, face=2.0, hard=0.25)
+    assert set(w[kinds == face]) == {2.0} and set(w[kinds == hard]) == {0.25}
+    assert set(w[(kinds != face) & (kinds != hard)]) == {1.0}
+    # by hand: faces 3/4 right, background 1/2, off-centre 1/1, hard negatives all wrong
+    k = np.array([face] * 4 + [1, 1, 2, hard, hard])
+    ok = np.array([1, 1, 1, 0, 1, 0, 1, 0, 0], bool)
+    assert groups.mix_accuracy(ok, k) == pytest.approx(0.5 * 0.75 + 0.4 * 0.5 + 0.1 * 1.0)
+    assert groups.group_accuracy(ok, k)["hard negative"] == 0.0
+    # the kinds travel with the validation split (same draw as the patches)
+    y = np.r_[d["y_train"], np.zeros(5, np.float32)]
+    full = {"x_train": np.arange(len(y)), "y_train": y, "group_train": kinds}
+    train, ids_val, _ = common.validation_split(full, 0.2, 7)
+    np.testing.assert_array_equal(train["group_train"], np.delete(kinds, ids_val))
+    kinds_val = common.validation_split({"x_train": kinds, "y_train": y}, 0.2, 7)[1]
+    np.testing.assert_array_equal(kinds_val, kinds[ids_val])
