@@ -201,8 +201,9 @@ def finetune(model: nn.Module, bits: dict[str, int], d: dict[str, np.ndarray],
     rounding, pruned weights stay zero), no KL; the result lies exactly on the grids.
 
     With ``val = (x_val, y_val[, kinds_val])`` the epoch (0 = the start) with the best
-    validation score (``val_score`` with ``args.select``) is kept (ties: the earlier); the
-    scores are in ``model.val_history``. BCE weights per patch kind:
+    validation score (``val_score`` with ``args.select``) among those with a plain validation
+    accuracy of at least ``args.min_val_acc`` is kept (ties: the earlier); the scores are in
+    ``model.val_history``. BCE weights per patch kind:
     ``args.finetune_face_weight`` (faces), ``args.finetune_hard_weight`` (hard negatives).
     """
     from torch.nn.utils import parametrize
@@ -218,7 +219,8 @@ def finetune(model: nn.Module, bits: dict[str, int], d: dict[str, np.ndarray],
 
     def keep_best(epoch: int) -> None:
         history.append(val_score(model, *val, select=getattr(args, "select", "all")))
-        if history[-1] > best[0]:
+        eligible = patch_accuracy(model, *val[:2]) >= getattr(args, "min_val_acc", 0.0)
+        if eligible and history[-1] > best[0]:
             best[:] = [history[-1], epoch,
                        {k: v.detach().clone() for k, v in model.state_dict().items()}]
         model.train()
@@ -233,6 +235,8 @@ def finetune(model: nn.Module, bits: dict[str, int], d: dict[str, np.ndarray],
              d["group_train"], getattr(args, "finetune_face_weight", 1.0),
              getattr(args, "finetune_hard_weight", 1.0)))
     if val is not None:
+        if best[2] is None:
+            raise RuntimeError(f"no fine-tuning epoch reached --min-val-acc {args.min_val_acc}")
         model.load_state_dict(best[2])
         tqdm.write(f"fine-tune: validation score per epoch {[round(a, 4) for a in history]};"
                    f" kept epoch {best[1]}")
@@ -318,6 +322,7 @@ def compression_record(report: compress.CompressionReport, args: argparse.Namesp
             "bce_weight_hard_negative": args.finetune_hard_weight,
             "epoch_chosen_by": "validation accuracy" if args.select == "all" else
                                "validation accuracy, patch kinds weighted like the test patches",
+            "min_validation_accuracy": args.min_val_acc,
             "validation_score_per_epoch": [round(a, 4) for a in model.val_history],
             "epoch_kept": model.val_epoch}
     kept = [int((m.weight != 0).sum()) for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -349,6 +354,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--select", choices=("all", "test-mix"), default="all",
                    help="validation score that picks the fine-tuning epoch: plain accuracy, or "
                         "the patch kinds weighted like the test patches")
+    p.add_argument("--min-val-acc", type=float, default=0.0,
+                   help="fine-tuning epochs below this plain validation accuracy are not kept")
     p.add_argument("--finetune-floor", type=float, default=-8.0,
                    help="fine-tuning distillation: logits below this (clear non-face) count as equal")
     p.add_argument("--threshold", type=float, default=-6.0, help="log-alpha pruning threshold")
@@ -371,6 +378,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default="face_detector_bc")
     p.add_argument("--out", default="models/checkpoints")
     p.add_argument("--work", default="out/face_bc", help="cache and Bayesian model folder")
+    p.add_argument("--test-only", action="store_true",
+                   help="only measure the test patches of the existing checkpoint (once)")
     p.add_argument("--choose-only", action="store_true",
                    help="only choose the operating point of the existing checkpoint again")
     p.add_argument("--train-stream", default="bikes")
@@ -447,16 +456,38 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
     return model, info
 
 
+def _measure_test(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """``--test-only``: the held-out test patches, once, for a checkpoint trained with
+    ``--no-test``; the figures and this command go into its JSON."""
+    from sigmadelta.models import face_detector
+
+    info = json.loads((out / f"{args.name}.json").read_text())
+    model = face_detector(pool=1, channels=info["kwargs"]["channels"])
+    model.load_state_dict(torch.load(out / info["weights"], weights_only=True))
+    d = patch_data(args.seed, _teacher(), args.n_hard, Path(args.work))
+    info["metrics"]["test_patch_accuracy"] = round(patch_accuracy(model, d["x_test"], d["y_test"]), 6)
+    info["metrics"]["test_lfw_patch_accuracy"] = patch_accuracy(model, d["x_lfw_test"],
+                                                                d["y_lfw_test"])
+    info["metrics"]["test_measured_by"] = command_line()
+    (out / f"{args.name}.json").write_text(json.dumps(info, indent=2) + "\n")
+    tqdm.write(json.dumps(info["metrics"], indent=1))
+    return info
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; returns the checkpoint record."""
     args = _parse(argv)
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    args.choose_command = command_line() if args.choose_only else \
-        f"python scripts/train_face_bc.py --choose-only --out {args.out} --name {args.name}"
+    args.choose_command = command_line() if args.choose_only else (
+        f"python scripts/train_face_bc.py --choose-only --out {args.out} --name {args.name} "
+        f"--max-rel-err {args.max_rel_err:g}"
+        + (f" --scale-down {args.scale_down}" if args.scale_down else ""))
     from sigmadelta.models import face_detector
 
     out = Path(args.out)
+    if args.test_only:
+        return _measure_test(args, out)
     if args.choose_only:  # the weights file is left as it is; only the JSON is rewritten
         info = json.loads((out / f"{args.name}.json").read_text())
         model = face_detector(pool=1, **{k: v for k, v in info["kwargs"].items() if k != "pool"})
