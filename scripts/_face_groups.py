@@ -13,10 +13,14 @@ off-centre faces (1000 / 800 / 200), so a validation split that is one sixth har
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import torch
+from torch import nn
 
 __all__ = ["GROUPS", "TEST_MIX", "group_accuracy", "loss_weights", "mix_accuracy",
-           "patch_groups"]
+           "patch_accuracy", "patch_groups", "val_record", "val_score"]
 
 #: Kinds of training patch, in the order ``make_patches`` + hard negatives stack them.
 GROUPS = ("face", "background", "off-centre face", "lfw non-face", "hard negative")
@@ -53,3 +57,33 @@ def mix_accuracy(correct: np.ndarray, groups: np.ndarray) -> float:
     """Accuracy with the kinds weighted like the test patches (``TEST_MIX``)."""
     acc = group_accuracy(correct, groups)
     return float(sum(w * acc[g] for g, w in TEST_MIX.items()))
+
+
+def patch_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """Patch accuracy with the decision ``logit > 0`` (model at its own scale, pool=1)."""
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.from_numpy(x).unsqueeze(1)).flatten().numpy()
+    return float(((out > 0) == (y > 0.5)).mean())
+
+
+def val_score(model: nn.Module, x: np.ndarray, y: np.ndarray, kinds: np.ndarray | None = None,
+              select: str = "all") -> float:
+    """Validation patch accuracy: ``select="all"`` plain, ``"test-mix"`` the patch kinds
+    weighted like the test patches (``_face_groups.mix_accuracy``, needs ``kinds``)."""
+    if select == "all":
+        return patch_accuracy(model, x, y)
+    with torch.no_grad():
+        out = model(torch.from_numpy(x).unsqueeze(1)).flatten().numpy()
+    return mix_accuracy((out > 0) == (y > 0.5), kinds)
+
+
+def val_record(model: nn.Module, x: np.ndarray, y: np.ndarray, kinds: np.ndarray
+               ) -> dict[str, Any]:
+    """Validation accuracy overall, weighted like the test patches, and per patch kind."""
+    with torch.no_grad():
+        ok = (model(torch.from_numpy(x).unsqueeze(1)).flatten().numpy() > 0) == (y > 0.5)
+    return {"validation_patch_accuracy": round(float(ok.mean()), 6),
+            "validation_test_mix_accuracy": round(mix_accuracy(ok, kinds), 6),
+            "validation_accuracy_by_kind": {k: round(v, 4)
+                                            for k, v in group_accuracy(ok, kinds).items()}}

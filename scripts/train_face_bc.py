@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from _common import command_line, machine, save_checkpoint, seed_everything, validation_split
 from _face_bc_op import FRAME_SHAPE, choose_operating_point, load_video
-from _face_groups import group_accuracy, loss_weights, mix_accuracy, patch_groups
+from _face_groups import loss_weights, patch_accuracy, patch_groups, val_record, val_score
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -246,36 +246,6 @@ def finetune(model: nn.Module, bits: dict[str, int], d: dict[str, np.ndarray],
     model.val_history = history
     model.val_epoch = best[1]
     return model.eval()
-
-
-def patch_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    """Patch accuracy with the decision ``logit > 0`` (model at its own scale, pool=1)."""
-    model.eval()
-    with torch.no_grad():
-        out = model(torch.from_numpy(x).unsqueeze(1)).flatten().numpy()
-    return float(((out > 0) == (y > 0.5)).mean())
-
-
-def val_score(model: nn.Module, x: np.ndarray, y: np.ndarray, kinds: np.ndarray | None = None,
-              select: str = "all") -> float:
-    """Validation patch accuracy: ``select="all"`` plain, ``"test-mix"`` the patch kinds
-    weighted like the test patches (``_face_groups.mix_accuracy``, needs ``kinds``)."""
-    if select == "all":
-        return patch_accuracy(model, x, y)
-    with torch.no_grad():
-        out = model(torch.from_numpy(x).unsqueeze(1)).flatten().numpy()
-    return mix_accuracy((out > 0) == (y > 0.5), kinds)
-
-
-def val_record(model: nn.Module, x: np.ndarray, y: np.ndarray, kinds: np.ndarray
-               ) -> dict[str, Any]:
-    """Validation accuracy overall, weighted like the test patches, and per patch kind."""
-    with torch.no_grad():
-        ok = (model(torch.from_numpy(x).unsqueeze(1)).flatten().numpy() > 0) == (y > 0.5)
-    return {"validation_patch_accuracy": round(float(ok.mean()), 6),
-            "validation_test_mix_accuracy": round(mix_accuracy(ok, kinds), 6),
-            "validation_accuracy_by_kind": {k: round(v, 4)
-                                            for k, v in group_accuracy(ok, kinds).items()}}
 
 
 def export(bmodel: nn.Module, threshold: float) -> tuple[nn.Module, compress.CompressionReport]:
