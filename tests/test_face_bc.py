@@ -98,9 +98,9 @@ def test_face_detector_bc_is_smaller_and_bit_exact():
     kept = info["kwargs"]["channels"]
     assert kept == info["compression"]["channels_kept"]
     assert all(k < s for k, s in zip(kept, shipped["kwargs"]["channels"], strict=True))
-    # the issue asks for at most 1 point below the shipped detector; this checkpoint (5-8-8
-    # channels) is 3.1 below (0.9345 against 0.9655; README "The face detector, compressed")
-    assert info["metrics"]["test_patch_accuracy"] >= shipped["metrics"]["test_patch_accuracy"] - 0.032
+    # the issue asks for at most 1 point below the shipped detector (5-8-8 channels: 0.9625
+    # against 0.9655; README "The face detector, compressed")
+    assert info["metrics"]["test_patch_accuracy"] >= shipped["metrics"]["test_patch_accuracy"] - 0.01
     # chosen on the validation split of the training patches, never on the test patches
     assert "validation_patch_accuracy" in info["metrics"] and "validation" in info
     op = info["operating_point"]
