@@ -39,8 +39,13 @@ figure (skipped with ``--no-test`` while variants are compared).
 Examples::
 
     python scripts/train_face_bc.py --epochs 40 --kl-weight 64 --distill 1 --threshold -7 \\
-        --finetune-epochs 30 --seed 0 --out models/checkpoints    # the shipped face_detector_bc
-    python scripts/train_face_bc.py --choose-only --out models/checkpoints   # step 5 again
+        --finetune-epochs 60 --finetune-cosine --finetune-face-weight 2 \\
+        --finetune-hard-weight 0.5 --select test-mix --min-val-acc 0.905 --max-rel-err 0.009 \\
+        --scale-down 0.9,0.8 --seed 0 --no-test --out models/checkpoints
+    python scripts/train_face_bc.py --test-only --out models/checkpoints   # test patches, once
+        # (these two made the shipped face_detector_bc)
+    python scripts/train_face_bc.py --choose-only --out models/checkpoints \\
+        --max-rel-err 0.009 --scale-down 0.9,0.8   # step 5 again
     python scripts/train_face_bc.py --choose-only --name face_detector --max-rel-err 0.05 \\
         --lams 0.01,0.03,0.1,0.3,1 --uniform 8,16,32,64,128 --out models/checkpoints
         # the uncompressed detector's operating point (float weights), chosen the same way
