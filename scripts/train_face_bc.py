@@ -375,6 +375,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="epochs of fixed-point fine-tuning of the pruned net (no KL)")
     p.add_argument("--bayes-state", default=None,
                    help="load this saved Bayesian state (of the same command) instead of training")
+    p.add_argument("--bayes-only", action="store_true",
+                   help="stop after training and saving the Bayesian state (candidates)")
     p.add_argument("--bayes-seconds", type=float, default=None,
                    help="with --bayes-state: the wall time of the run that trained it (recorded)")
     p.add_argument("--batch-size", type=int, default=128)
@@ -417,6 +419,9 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
                     (args.distill, None), stem)
         torch.save(bmodel.state_dict(), f"{stem}.pt")
     bayes_seconds = time.time() - t0
+    if args.bayes_only:
+        tqdm.write(f"Bayesian state {stem}.pt ({bayes_seconds:.1f} s); stopping (--bayes-only)")
+        return bmodel, {}
     model, report = export(bmodel, args.threshold)
     tqdm.write(report.table())
     tqdm.write(f"pruned and quantised: validation patch accuracy "
@@ -477,6 +482,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model.load_state_dict(torch.load(out / info["weights"], weights_only=True))
     else:
         model, info = _train_and_export(args)
+        if args.bayes_only:
+            return {"bayes_only": True}
     det = face_detector(pool=2, channels=info["kwargs"]["channels"])
     det.load_state_dict(model.state_dict())
     bits = info.get("compression", {}).get("bits")  # None: the float (uncompressed) detector
