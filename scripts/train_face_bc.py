@@ -375,6 +375,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="epochs of fixed-point fine-tuning of the pruned net (no KL)")
     p.add_argument("--bayes-state", default=None,
                    help="load this saved Bayesian state (of the same command) instead of training")
+    p.add_argument("--init-state", default=None,
+                   help="start the Bayesian training from this saved Bayesian state (continuation;"
+                        " fresh optimiser; snapshots named ..._from_<its name>)")
     p.add_argument("--bayes-only", action="store_true",
                    help="stop after training and saving the Bayesian state (candidates)")
     p.add_argument("--bayes-seconds", type=float, default=None,
@@ -411,6 +414,9 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
     t0 = time.time()
     work.mkdir(parents=True, exist_ok=True)
     stem = str(work / f"{args.name}_bayes_seed{args.seed}_kl{args.kl_weight:g}")
+    if args.init_state:  # continue training a saved Bayesian state (e.g. at another KL weight)
+        bmodel.load_state_dict(torch.load(args.init_state, weights_only=True))
+        stem += "_from_" + Path(args.init_state).stem.removeprefix(f"{args.name}_bayes_")
     if args.bayes_state:  # a snapshot of the same command at epoch --epochs (equal state)
         bmodel.load_state_dict(torch.load(args.bayes_state, weights_only=True))
         hist = {}
