@@ -49,6 +49,9 @@ Examples::
     python scripts/train_face_bc.py --choose-only --name face_detector --max-rel-err 0.05 \\
         --lams 0.01,0.03,0.1,0.3,1 --uniform 8,16,32,64,128 --out models/checkpoints
         # the uncompressed detector's operating point (float weights), chosen the same way
+    python scripts/train_face_bc.py --epochs 60 --kl-weight 16 --save-every 5 --bayes-only
+    python scripts/train_face_bc.py --init-state out/face_bc/face_detector_bc_bayes_seed0_kl16.pt \\
+        --epochs 20 --kl-weight 32 --save-every 5 --bayes-only   # a KL schedule: 16, then 32
 """
 
 from __future__ import annotations
@@ -342,6 +345,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="epochs of fixed-point fine-tuning of the pruned net (no KL)")
     p.add_argument("--bayes-state", default=None,
                    help="load this saved Bayesian state (of the same command) instead of training")
+    p.add_argument("--init-state", default=None,
+                   help="start the Bayesian training from this saved Bayesian state (continuation;"
+                        " fresh optimiser; snapshots named ..._from_<its name>)")
+    p.add_argument("--bayes-only", action="store_true",
+                   help="stop after training and saving the Bayesian state (candidates)")
     p.add_argument("--bayes-seconds", type=float, default=None,
                    help="with --bayes-state: the wall time of the run that trained it (recorded)")
     p.add_argument("--batch-size", type=int, default=128)
@@ -380,6 +388,9 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
     t0 = time.time()
     work.mkdir(parents=True, exist_ok=True)
     stem = str(work / f"{args.name}_bayes_seed{args.seed}_kl{args.kl_weight:g}")
+    if args.init_state:  # continue training a saved Bayesian state (e.g. at another KL weight)
+        bmodel.load_state_dict(torch.load(args.init_state, weights_only=True))
+        stem += "_from_" + Path(args.init_state).stem.removeprefix(f"{args.name}_bayes_")
     if args.bayes_state:  # a snapshot of the same command at epoch --epochs (equal state)
         bmodel.load_state_dict(torch.load(args.bayes_state, weights_only=True))
         hist = {}
@@ -388,6 +399,9 @@ def _train_and_export(args: argparse.Namespace) -> tuple[nn.Module, dict[str, An
                     (args.distill, None), stem)
         torch.save(bmodel.state_dict(), f"{stem}.pt")
     bayes_seconds = time.time() - t0
+    if args.bayes_only:
+        tqdm.write(f"Bayesian state {stem}.pt ({bayes_seconds:.1f} s); stopping (--bayes-only)")
+        return bmodel, {}
     model, report = export(bmodel, args.threshold)
     tqdm.write(report.table())
     tqdm.write(f"pruned and quantised: validation patch accuracy "
@@ -469,6 +483,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model.load_state_dict(torch.load(out / info["weights"], weights_only=True))
     else:
         model, info = _train_and_export(args)
+        if args.bayes_only:
+            return {"bayes_only": True}
     det = face_detector(pool=2, channels=info["kwargs"]["channels"])
     det.load_state_dict(model.state_dict())
     bits = info.get("compression", {}).get("bits")  # None: the float (uncompressed) detector
