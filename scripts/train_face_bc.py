@@ -49,9 +49,8 @@ Examples::
     python scripts/train_face_bc.py --choose-only --name face_detector --max-rel-err 0.05 \\
         --lams 0.01,0.03,0.1,0.3,1 --uniform 8,16,32,64,128 --out models/checkpoints
         # the uncompressed detector's operating point (float weights), chosen the same way
-    python scripts/train_face_bc.py --epochs 60 --kl-weight 16 --save-every 5 --bayes-only
     python scripts/train_face_bc.py --init-state out/face_bc/face_detector_bc_bayes_seed0_kl16.pt \\
-        --epochs 20 --kl-weight 32 --save-every 5 --bayes-only   # a KL schedule: 16, then 32
+        --epochs 20 --kl-weight 64 --bayes-only   # a KL schedule: continue a KL-16 state at 64
 """
 
 from __future__ import annotations
