@@ -191,8 +191,11 @@ class Simulator:
         for depthwise layers :mod:`sigmadelta.kernels.depthwise`);
         ``"scatter"`` or ``"dense"`` force one. Every path gives the same counters (they
         describe the events, not the path) and the same outputs up to float rounding
-        (exactly the same in fixed point). Other conv layers always scatter, and so do
-        ``"lava"`` layers (all layers: they are left out; a lava ``layer`` named: an error).
+        (exactly the same in fixed point and for ``"lava"`` layers, whose dense path adds the
+        exact integer conv of their messages). Other conv layers always scatter, and so do
+        ``"lava"`` layers whose float64 sums could be inexact there
+        (:func:`sigmadelta.kernels.lava_dense_exact`; all layers: they are left out; such a
+        ``layer`` named: an error).
         """
         modes = {"auto": PATH_AUTO, "scatter": PATH_SCATTER, "dense": PATH_DENSE}
         if path not in modes:
@@ -202,7 +205,7 @@ class Simulator:
             raise ValueError(f"no weight layer {layer!r}; the layers are {names}")
         for op in self._weight_ops:
             if op.has_paths and layer in (None, op.node.name):
-                if layer is None and op.enc.lava:
+                if layer is None and op.enc.lava and not getattr(op, "lava_dense", False):
                     continue
                 op.set_path(modes[path])
 

@@ -86,6 +86,9 @@ def _dense(op: DenseOp, n_out: int, where: str) -> None:
     _weight(op, n_in, n_out, where)
     _need(op.w.shape == (n_in, n_out), where,  # W^T [in, out]
           f"weights {op.w.shape} for {n_in} inputs and {n_out} outputs")
+    if op.w8 is not None:  # the same weights as int8, packed in int64 words
+        _need(8 * _n(op.w8) >= n_in * n_out and np.array_equal(
+            op.w8.view(np.int8)[:n_in * n_out], op.w.ravel()), where, "int8 weights equal to the weights")
 
 
 def _pixel_conv(op: PixelConvOp, n_out: int, where: str) -> None:

@@ -147,10 +147,10 @@ def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, b
     n_touched = I[c[PIX.row_count]][0] * (c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)
     if K.choose_dense(pstate, n_touched, x.shape[0], p[PIX_P.dense_above], prime):
         r = K.conv_layer_dense(
-            x, F[c[PIX.memory]], herding, p[WP.param], gain, c[PIX.c_in], w_cl, bias, not fixed, z,
+            x, F[c[PIX.memory]], mode, p[WP.param], gain, c[PIX.c_in], w_cl, bias, not fixed, z,
             I[c[PIX.geom]], mem_w, rowbuf, I[c[PIX.pg_list]], I[c[PIX.pg_count]], I[c[PIX.pg_stamp]],
             frame, prime, c[PIX.expand] != 0, I[c[PIX.out_touched]], I[c[PIX.out_count]],
-            I[c[PIX.mgeom]])
+            I[c[PIX.mgeom]], p[WP.lava_k], LAVA_SHIFT)
         _pix_count(c, st, r, herding, pstate)
         return
     r = K.conv_layer_step(
@@ -243,7 +243,11 @@ def _dense_fixed(c, p, F, I, D, prime, st):  # noqa: E741
 
 @njit(cache=True, nogil=True, inline="always")
 def _dense_float(c, p, F, I, D, prime, st):  # noqa: E741
-    _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], F[c[DNS.w]], F[c[DNS.acc]], p[WP.gain], prime, st)
+    if c[DNS.w8] >= 0:  # integer weights as int8 (weightops.DenseOp)
+        w8 = I[c[DNS.w8]].view(np.int8)[: c[DNS.n_in] * c[DNS.n_out]]
+        _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], w8, F[c[DNS.acc]], p[WP.gain], prime, st)
+    else:
+        _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], F[c[DNS.w]], F[c[DNS.acc]], p[WP.gain], prime, st)
     return _lava_range(c, p, F)
 
 

@@ -21,7 +21,8 @@ from .layout import NodeState, fan_out, grid, pair, to_internal
 from .slots import CONV, CONVT, DENSE, PIXCONV, Builder, layout
 
 __all__ = ["QuantState", "Encoder", "WeightOp", "DenseOp", "ConvOp", "ConvTOp", "PixelConvOp", "ENCODER",
-           "WEIGHT", "UNITS", "HERDING", "THRESHOLD", "LAVA", "LAVA_CONV_RANGE", "LAVA_DENSE_RANGE"]
+           "WEIGHT", "UNITS", "HERDING", "THRESHOLD", "LAVA", "LAVA_CONV_RANGE", "LAVA_DENSE_RANGE",
+           "int8_weights"]
 
 
 class QuantState(NamedTuple):
@@ -143,18 +144,35 @@ class WeightOp:
             self.lava_prev[:] = self.bias_cl
 
 
-class DenseOp(WeightOp):
-    """A dense layer: ``z += W.T[i] * s`` for every event ``(i, s)``; every output is touched."""
+def int8_weights(w: np.ndarray) -> np.ndarray | None:
+    """Integer weights within int8, packed into int64 words (``.view(np.int8)[:w.size]`` is
+    ``w.ravel()``), or None if ``w`` has another value."""
+    if not (np.all(w == np.rint(w)) and np.all(np.abs(w) <= 127)):
+        return None
+    packed = np.zeros((w.size + 7) // 8, np.int64)
+    packed.view(np.int8)[:w.size] = w.ravel()
+    return packed
 
-    SLOTS = layout("Dense", ["n_in", "n_out"], base=WEIGHT)
+
+class DenseOp(WeightOp):
+    """A dense layer: ``z += W.T[i] * s`` for every event ``(i, s)``; every output is touched.
+
+    A float ``"lava"`` layer whose (integer) weights fit int8 reads them as int8 (``w8``, in
+    the int64 list): the same products, a quarter of the weight traffic, which on lava-dl's
+    PilotNet SDNN (2560 x 100 weights, half the inputs spiking) comes mostly from L3 or memory.
+    """
+
+    SLOTS = layout("Dense", ["n_in", "n_out", "w8"], base=WEIGHT)
 
     def __init__(self, node: g.Dense, ins, out, dtype, in_shape):
         super().__init__(node, ins, out, dtype, in_shape)
         self.w = np.ascontiguousarray(self.weight.T, dtype=self.wdtype)  # [in, out]
+        self.w8 = int8_weights(self.w) if self.enc.lava and not self.fixed else None
 
     def emit(self, b: Builder, j: int) -> None:
         r = self._row(b, DENSE, j)
         r.n_in, r.n_out = self.w.shape
+        r.w8 = b.i(self.w8) if self.w8 is not None else -1
         r.done()
 
 
@@ -308,14 +326,18 @@ class PixelConvOp(WeightOp):
         self.smap = K.make_map(self.pgeom, w_cl)
         # busy frames: the dense recompute path (kernels.recompute), chosen per frame
         self.w_cl = w_cl
-        (py, px), c_in = pair(node.padding), w_cl.shape[2]
-        n_pad = (self.in_hw[0] + 2 * py) * (self.in_hw[1] + 2 * px) * c_in  # zero-padded input
+        c_in = w_cl.shape[2]
+        n_pad = K.padded_size(self.pgeom, c_in)  # zero-padded input
+        # lava: the dense path adds the conv of the messages, through scratch after the input
+        # (kernels.recompute); only where float64 holds every partial sum exactly
+        self.lava_dense = self.enc.lava and K.lava_dense_exact(w_cl)
+        n_dz = out.value.shape[0] if self.lava_dense else 0
         k = kh * kw * c_in  # float layers: im2col rows for GEMM; fixed point: a zero vector
         n_scratch = max(cg, 8) if self.fixed else k * K.gemm_rows(n_pg, k, np.dtype(self.wdtype).itemsize)
-        self.dense_bufs = (np.zeros(n_pad, self.wdtype), np.zeros(n_scratch, self.wdtype))
+        self.dense_bufs = (np.zeros(n_pad + n_dz, self.wdtype), np.zeros(n_scratch, self.wdtype))
         self.pstate = np.zeros(len(K.PATH_STATE), np.int64)
-        if self.enc.lava:  # the dense path recomputes from the memory, but lava drops low bits
-            self.pstate[K.PATH_STATE.mode] = K.PATH_SCATTER
+        if self.enc.lava:  # the scatter by default: on lava-dl's PilotNet SDNN (carphone) it beat the
+            self.pstate[K.PATH_STATE.mode] = K.PATH_SCATTER  # dense path on every layer (DEVELOPERS)
         # one input channel: the spike map is the dense path there (auto recomputes only on frame 0)
         self.dense_above = K.DENSE_ABOVE if c_in > 1 else np.inf
         self.has_paths = True
@@ -339,11 +361,12 @@ class PixelConvOp(WeightOp):
 
     def set_path(self, mode: int) -> None:
         """Path mode of this layer from the next frame on: ``kernels.PATH_AUTO``, ``PATH_SCATTER``
-        or ``PATH_DENSE`` (same outputs and counters on every path). A ``"lava"`` layer runs the
-        scatter only: what it sent is not its memory (the low bits of each message are dropped),
-        so the dense path, which recomputes from the memory, cannot run it."""
-        if self.enc.lava and mode != K.PATH_SCATTER:
-            raise ValueError(f"layer {self.node.name!r}: a 'lava' conv runs the scatter path only")
+        or ``PATH_DENSE`` (same outputs and counters on every path). A ``"lava"`` layer whose
+        dense path would not be exact in float64 (:func:`sigmadelta.kernels.lava_dense_exact`)
+        runs the scatter only."""
+        if self.enc.lava and not self.lava_dense and mode != K.PATH_SCATTER:
+            raise ValueError(f"layer {self.node.name!r}: this 'lava' conv runs the scatter path only "
+                             f"(its weights could take the dense path's float64 sums beyond 2**53)")
         self.pstate[K.PATH_STATE.mode] = mode
 
     @property

@@ -81,17 +81,67 @@ def test_pixel_path_equals_event_scatter(lava_net, monkeypatch):
         np.testing.assert_array_equal(getattr(pixel.stats, counter), getattr(scatter.stats, counter))
 
 
-def test_lava_convs_stay_on_the_scatter():
-    """The dense recompute path cannot run a lava conv (what it sent is not its memory): asking
-    every layer for it leaves lava convs on the scatter, naming one is an error."""
+@pytest.mark.parametrize("modes", [["dense"], ["auto"], ["dense", "scatter", "scatter", "dense"]])
+def test_lava_conv_paths_bit_exact(lava_net, modes):
+    """netx convs on the dense path (the exact integer conv of each step's messages), on the
+    automatic choice and switching path every few steps: Lava's output on every step, and
+    counters identical to the scatter's (the default path of lava convs)."""
+    name, net = lava_net
+    frames, truth = _truth(name, "changing")
+    base = sd.simulate(net, frames, timing="pipelined", progress=False)
+    sim = sd.Simulator(net, timing="pipelined")
+    assert all(p == {"scatter": 0, "dense": 0} for p in sim.conv_paths.values())
+    outs, stats = [], []
+    for t, f in enumerate(frames):
+        sim.set_conv_path(modes[t % len(modes)])
+        outs.append(sim.step(f))
+        stats.append(sim.last_stats.copy())
+    np.testing.assert_array_equal(np.stack(outs), truth)
+    for k, counter in enumerate(("events", "synops", "additions", "neuron_updates")):
+        np.testing.assert_array_equal(np.stack(stats)[:, k], getattr(base.stats, counter))
+    if modes[0] == "dense" and name != "dense":
+        assert all(p["dense"] >= len(frames) // 2 for p in sim.conv_paths.values())
+
+
+def test_lava_conv_default_path_and_inexact_weights():
+    """Lava convs scatter unless asked; a conv whose float64 GEMM could round (huge weights)
+    stays on the scatter: left out when every layer is asked, an error when named."""
     net = sd.load_netx(DATA / "conv.net")
-    frames, truth = _truth("conv", "changing")
+    frames, _ = _truth("conv", "changing")
+    sim = sd.Simulator(net, timing="pipelined")
+    sim.run(frames[:3], progress=False)
+    assert all(p == {"scatter": 3, "dense": 0} for p in sim.conv_paths.values())
+    net.nodes[1].weight = net.nodes[1].weight * 2.0 ** 24
     sim = sd.Simulator(net, timing="pipelined")
     sim.set_conv_path("dense")
-    np.testing.assert_array_equal(sim.run(frames, progress=False).outputs, truth)
-    assert all(p["dense"] == 0 for p in sim.conv_paths.values())
-    with pytest.raises(ValueError, match="'1:conv': a 'lava' conv runs the scatter path only"):
+    sim.run(np.zeros_like(frames[:3]), progress=False)  # (an input would overflow Lava's int32)
+    assert sim.conv_paths["1:conv"] == {"scatter": 3, "dense": 0}
+    assert sim.conv_paths["2:conv"] == {"scatter": 0, "dense": 3}
+    with pytest.raises(ValueError, match="'1:conv': this 'lava' conv runs the scatter path only"):
         sim.set_conv_path("dense", layer="1:conv")
+
+
+def test_lava_dense_layers_read_int8_weights(monkeypatch):
+    """Dense netx layers read int8 copies of their integer weights: the same outputs and
+    counters as the float weights."""
+    from sigmadelta import weightops
+
+    net = sd.load_netx(DATA / "sdnn.net")
+    frames, truth = _truth("sdnn", "changing")
+    big = sd.load_netx(DATA / "sdnn.net")
+    big.nodes[6].weight = big.nodes[6].weight * 20  # beyond int8: the float weights
+    assert [op.w8 is None for op in sd.Simulator(big)._weight_ops if op.node.kind == "dense"] == [True, False]
+    sim = sd.Simulator(net, timing="pipelined")
+    dense = [op for op in sim._weight_ops if op.node.kind == "dense"]
+    assert dense and all(op.w8 is not None for op in dense)
+    res = sim.run(frames, progress=False)
+    monkeypatch.setattr(weightops, "int8_weights", lambda w: None)
+    plain = sd.Simulator(net, timing="pipelined")
+    assert all(op.w8 is None for op in plain._weight_ops if op.node.kind == "dense")
+    other = plain.run(frames, progress=False)
+    np.testing.assert_array_equal(res.outputs, truth)
+    np.testing.assert_array_equal(other.outputs, truth)
+    np.testing.assert_array_equal(res.stats.synops, other.stats.synops)
 
 
 def test_ground_truth_is_not_trivial(lava_net):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 from _twins import both_named, listed, params
-from test_kernels_pixel import _pixel_case
+from test_kernels_pixel import LAVA_K, _pixel_case
 
 import sigmadelta as sd
 from sigmadelta import kernels as K
@@ -230,3 +230,54 @@ def test_convert_flushes_denormal_weights():
     assert not ((got != 0) & (np.abs(got) < np.finfo(np.float32).tiny)).any()
     assert w.flat[0] == np.float32(1e-41)  # the model's own weights are left alone
     np.testing.assert_array_equal(flush_denormals(np.array([1e-300, 1.0, -2e-40])), [0, 1.0, 0])
+
+
+def _lava_case(geom, seed, rows):
+    """conv_layer_dense's arguments for a ``"lava"`` layer: integer inputs, memories, weights
+    and ``z``; ``mem_w`` with room for the conv of the messages after the padded input;
+    ``rows`` im2col rows of scratch (0: the register-blocked loop)."""
+    case = _dense_case(geom, K.Q_LAVA, seed, np.float64)
+    calm = np.setdiff1d(np.arange(len(case["x"])), case["touched"][: case["count"][0]])
+    case["memory"][calm] = LAVA_K * case["x"][calm]  # untouched inputs sent their value already
+    g = case["geom"]
+    kh, kw, cg, c_in = int(g[8]), int(g[9]), int(g[10]), case["c_in"]
+    w_cl = np.rint(4 * case["w_cl"].reshape(kh, kw, c_in, cg))
+    case.update(w_cl=w_cl.ravel(), w_run=K.run_layout(w_cl, (int(g[4]), int(g[5]))),
+                z=np.rint(1000 * case["z"]),
+                mem_w=np.zeros(K.padded_size(g, c_in) + len(case["z"])),
+                rowbuf=np.zeros(rows * kh * kw * c_in) if rows else np.zeros(8))
+    return case
+
+
+@pytest.mark.parametrize("geom", GEOMS)
+@pytest.mark.parametrize("prime", [False, True])
+@pytest.mark.parametrize("rows", [0, 1, 5, 64])
+def test_lava_dense_path_equals_twin_and_scatter(geom, prime, rows):
+    """The lava dense path adds the conv of this step's messages (the low bits of each ``d``
+    dropped): ``z`` bit for bit the scatter's and the twin's, same memory, counters, listing."""
+    case = _lava_case(geom, 11, rows)
+    if prime:
+        case["touched"][:] = np.arange(len(case["x"]))
+        case["count"][0] = len(case["x"])
+    case["prime"] = prime
+    ra, a, rb, b = both_named("conv_layer_dense", case)
+    scatter = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in case.items()}
+    rs = K.conv_layer_step(*(scatter[n] for n in params("conv_layer_step")))
+    assert ra[0] > 0 and np.any(a["memory"] != case["memory"])  # events, some memories unchanged
+    assert np.any(a["memory"] == case["memory"])
+    for other, r in ((b, rb), (scatter, rs)):
+        assert (ra[0], ra[1], ra[3]) == (r[0], r[1], r[3])
+        np.testing.assert_array_equal(a["z"], other["z"])
+        np.testing.assert_array_equal(a["memory"], other["memory"])
+        assert listed(a["out_touched"], a["out_count"]) == listed(other["out_touched"], other["out_count"])
+        assert listed(a["pg_list"], a["pg_count"]) == listed(other["pg_list"], other["pg_count"])
+
+
+def test_lava_dense_exact_bound():
+    """float64 holds every partial sum of a lava layer's GEMM below 2**53: checked from the
+    largest message (2**26) and each output channel's sum of |weights|."""
+    w = np.ones((3, 3, 4, 2))
+    assert K.lava_dense_exact(w)
+    assert K.lava_dense_exact(w * 2.0 ** 21)  # 2**26 * 36 * 2**21 < 2**53
+    assert not K.lava_dense_exact(w * 2.0 ** 22)  # 2**26 * 36 * 2**22 > 2**53
+    assert not K.lava_dense_exact(w + 0.5)  # not integers

@@ -68,6 +68,8 @@ from .recompute import (
     conv_gemm,
     dense_recompute,
     gemm_rows,
+    lava_dense_exact,
+    padded_size,
 )
 from .routing import gather_update, pixel_map_update
 from .scatter import conv_scatter, convt_scatter, dense_scatter, expand_pixel_groups
@@ -89,6 +91,8 @@ __all__ = [
     "conv_gemm",
     "dense_recompute",
     "gemm_rows",
+    "lava_dense_exact",
+    "padded_size",
     "activation_rows",
     "activation_update",
     "add_update",

@@ -13,7 +13,8 @@ The path is chosen per layer and frame:
 All paths give the same ``z``, encoder memory, counters and set of touched outputs.
 A busy frame skips all of them: :func:`conv_layer_dense` recomputes the whole map
 (:mod:`sigmadelta.kernels.recompute`) with the same encoder memory, counters and
-touched outputs, and ``z`` equal up to the order of float additions.
+touched outputs, and ``z`` equal up to the order of float additions (exactly for the
+``"lava"`` quantizer, which adds the conv of its integer messages).
 """
 
 from numba import njit
@@ -36,7 +37,7 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
     and, if ``expand``, their neurons in ``out_touched`` (:func:`list_rows`).
     ``mgeom, smap, wtap``: the spike-map state of :func:`sigmadelta.kernels.spikemap.make_map`
     (empty: never the map path). ``herding`` is the quantizer mode (``kernels.pixel.Q_*``;
-    ``lava_k, lava_shift`` for ``Q_LAVA``, which :func:`conv_layer_dense` does not take).
+    ``lava_k, lava_shift`` for ``Q_LAVA``).
     Returns ``(events, synops, additions, touched output neurons)``.
     """
     c_in = w_run.shape[1]
@@ -70,16 +71,18 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
 @njit(cache=True, nogil=True, inline="always")
 def conv_layer_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w, rowbuf,
                      pg_list, pg_count, pg_stamp, frame, prime, expand, out_touched, out_count,
-                     mgeom):
+                     mgeom, lava_k=1.0, lava_shift=0):
     """One conv layer's frame by the dense recompute path (:func:`dense_recompute`).
 
     Lists the outputs as :func:`conv_layer_step` does and leaves the frame's events in the
-    spike-map state (``mgeom``) for the next frame's choice. Returns ``(events, synops,
-    additions, touched output neurons)``.
+    spike-map state (``mgeom``) for the next frame's choice. ``herding`` is the quantizer
+    mode (``Q_LAVA``: ``z += conv(messages)``, see :mod:`.recompute`). Returns ``(events,
+    synops, additions, touched output neurons)``.
     """
     pg_count[0] = 0
     n_ev, synops, adds = dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z,
-                                         geom, mem_w, rowbuf, pg_list, pg_count, pg_stamp, frame)
+                                         geom, mem_w, rowbuf, pg_list, pg_count, pg_stamp, frame,
+                                         lava_k, lava_shift)
     if mgeom.shape[0] > 0:
         mgeom[1] = n_ev  # the next frame's path
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,

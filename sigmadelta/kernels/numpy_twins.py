@@ -438,20 +438,25 @@ def conv_gemm(P, w_cl, z, bias, use_bias, cols, geom, c_in):
 
 
 def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w,
-                    rowbuf, pg_list, pg_count, pg_stamp, frame):
+                    rowbuf, pg_list, pg_count, pg_stamp, frame, lava_k=1.0, lava_shift=0):
     """Encode every input; the counters and reached pixels are those of scattering the events;
-    ``z`` is the conv of the whole memory (all of it scattered onto zeros) plus the bias."""
+    ``z`` is the conv of the whole memory (all of it scattered onto zeros) plus the bias;
+    ``"lava"`` (mode 2): ``z`` plus the events scattered."""
     n = len(x)
     all_in, n_all = np.arange(n), np.array([n])
     idx, val = np.zeros(n, np.int64), np.zeros(n)
-    enc = herding_encode if herding else threshold_encode
-    n_ev = enc(x, all_in, n_all, memory, param, idx, val)
+    lava = herding == 2
+    n_ev = _encode_mode(x, all_in, n_all, memory, herding, param, idx, val, lava_k, lava_shift)
     h_in, w_in, h_out, w_out, sy, sx, py, px, kh, kw, cg = (int(v) for v in geom[:11])
     acc = np.int64 if z.dtype.kind == "i" else np.float64
     w4 = np.asarray(w_cl).reshape(kh, kw, c_in, cg).astype(acc)
     hw = ((h_in, w_in), (h_out, w_out), (sy, sx), (py, px), (1, 1), 1)
-    synops, adds = conv_scatter(idx, val.astype(acc), n_ev, 1, w4, np.zeros(len(z), acc), *hw,
+    delta = np.zeros(len(z), acc)
+    synops, adds = conv_scatter(idx, val.astype(acc), n_ev, 1, w4, delta, *hw,
                                 pg_list, pg_count, pg_stamp, frame)
+    if lava:
+        z += delta.astype(z.dtype)
+        return n_ev, synops, adds
     m = (memory * gain).astype(mem_w.dtype)
     mem_w.reshape(h_in + 2 * py, w_in + 2 * px, c_in)[py:py + h_in, px:px + w_in] = m.reshape(
         h_in, w_in, c_in)
@@ -465,11 +470,11 @@ def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias,
 
 def conv_layer_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w,
                      rowbuf, pg_list, pg_count, pg_stamp, frame, prime, expand, out_touched,
-                     out_count, mgeom):
+                     out_count, mgeom, lava_k=1.0, lava_shift=0):
     pg_count[0] = 0
     n_ev, synops, adds = dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias,
                                          use_bias, z, geom, mem_w, rowbuf, pg_list, pg_count,
-                                         pg_stamp, frame)
+                                         pg_stamp, frame, lava_k, lava_shift)
     if len(mgeom):
         mgeom[1] = n_ev
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, len(z) // len(pg_stamp), prime, expand,

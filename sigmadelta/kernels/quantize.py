@@ -8,6 +8,7 @@ from .bits import cttz
 __all__ = [
     "load_frame", "mask_words", "SMALL_C", "mark_changed", "touch_all", "herding_encode",
     "herding_encode_units", "threshold_encode", "lava_encode", "lava_range_check", "INT32_LIMIT",
+    "RANGE_BLOCK",
 ]
 
 
@@ -217,6 +218,10 @@ def lava_encode(x, touched, count, sent, k, threshold, shift, ev_idx, ev_val):
 INT32_LIMIT = 2.0 ** 31  # Lava's fixed-point state and sums are int32 (they wrap beyond)
 
 
+#: neurons checked per block by :func:`lava_range_check` (branch-free within a block: SIMD)
+RANGE_BLOCK = 256
+
+
 @njit(cache=True, nogil=True)
 def lava_range_check(value, prev, bias, inc_limit, x, k):
     """Would Lava's fixed-point model have wrapped this step? The first bad neuron, else -1.
@@ -231,13 +236,41 @@ def lava_range_check(value, prev, bias, inc_limit, x, k):
 
     Returns ``i`` for output neuron ``i``, ``-2 - i`` for input ``i``, ``-1`` if all are in
     range (then ``prev = z``; at a bad neuron ``prev`` keeps its last value from there on).
+    Each block of :data:`RANGE_BLOCK` neurons is first checked without branches (a count of
+    failures, which LLVM vectorises) and copied; only a failing block is scanned neuron by
+    neuron (:func:`_first_bad`).
     """
     if k != 1.0:
+        n_bad = 0
         for i in range(x.shape[0]):
             a = k * x[i]
-            if not (-INT32_LIMIT <= a < INT32_LIMIT):
-                return -2 - i
-    for i in range(value.shape[0]):
+            n_bad += not ((-INT32_LIMIT <= a) & (a < INT32_LIMIT))
+        if n_bad:
+            for i in range(x.shape[0]):
+                a = k * x[i]
+                if not (-INT32_LIMIT <= a < INT32_LIMIT):
+                    return -2 - i
+    n = value.shape[0]
+    for lo in range(0, n, RANGE_BLOCK):
+        hi = min(lo + RANGE_BLOCK, n)
+        n_bad = 0
+        for i in range(lo, hi):
+            z = value[i]
+            inc, sigma = z - prev[i], z - bias[i]
+            n_bad += not ((-inc_limit <= inc) & (inc < inc_limit) & (-INT32_LIMIT <= sigma)
+                          & (sigma < INT32_LIMIT) & (-INT32_LIMIT <= z) & (z < INT32_LIMIT))
+        if n_bad:
+            return _first_bad(value, prev, bias, inc_limit, lo, hi)
+        for i in range(lo, hi):
+            prev[i] = value[i]
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _first_bad(value, prev, bias, inc_limit, lo, hi):
+    """:func:`lava_range_check`'s scan of a failing block ``lo:hi``: ``prev = z`` up to the
+    first bad neuron, which is returned."""
+    for i in range(lo, hi):
         z = value[i]
         inc, sigma = z - prev[i], z - bias[i]
         if not (-inc_limit <= inc < inc_limit and -INT32_LIMIT <= sigma < INT32_LIMIT

@@ -16,7 +16,18 @@ than one row gets one row allocated). Fixed point (int64) runs the register-bloc
 (:func:`_conv_all`), which float layers never compile.
 
 which equals the scatter's ``z += gain * conv(s, W)`` summed over the stream (exactly in
-fixed point, up to the order of float additions otherwise). The counters are those of
+fixed point, up to the order of float additions otherwise).
+
+The ``"lava"`` quantizer (:data:`~sigmadelta.kernels.pixel.Q_LAVA`) drops the low bits of each
+message, so what a layer has received is not its encoder memory; its dense path convolves
+this frame's messages instead (the delta image, ``s_i = 0`` where nothing is sent)::
+
+    s_i = floor((lava_k * x_i - memory_i) / 2**shift) if sent else 0     # every input neuron
+    z += conv(s, W)                                                      # the whole map at once
+
+The messages and weights are integers, so every product and partial sum of the GEMM is an
+exact float while it stays below ``2**53`` (:func:`lava_dense_exact`): ``z`` is bit for bit
+the scatter's, in any order of additions. The counters are those of
 the event semantics, never of the path: events (``s != 0``), synops (per event, the
 output neurons it reaches), additions (``|s|`` times that) and the output pixels the
 events reach, listed in ``pg_list`` as the scatter lists them (by a scan of stamps, in
@@ -33,11 +44,11 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .pixel import _quantize, _split
+from .pixel import Q_LAVA, _quantize, _split
 from .simd import lanes, vload, vmul_add, vstore
 
 __all__ = ["dense_recompute", "choose_dense", "conv_gemm", "gemm_rows", "PATH_AUTO", "PATH_SCATTER",
-           "PATH_DENSE", "PATH_STATE", "DENSE_ABOVE", "GEMM_BYTES"]
+           "PATH_DENSE", "PATH_STATE", "DENSE_ABOVE", "GEMM_BYTES", "lava_dense_exact", "padded_size"]
 
 PATH_AUTO, PATH_SCATTER, PATH_DENSE = range(3)  # a layer's path mode (``pstate[PATH_STATE.mode]``)
 #: entries of a layer's path state ``pstate`` (int64): mode, last frame's events and
@@ -101,19 +112,21 @@ def _reach(pix, geom, pg_stamp, frame):
 
 
 @njit(cache=True, nogil=True)
-def _encode_all(x, memory, herding, param, gain, c_in, mem_w, geom, pg_stamp, frame):
-    """Quantize every input; ``gain * memory`` goes into ``mem_w``, the input zero-padded by
-    ``(py, px)`` on each side (the padding stays 0). Returns ``(events, synops, additions)``."""
+def _encode_all(x, memory, herding, param, gain, c_in, mem_w, geom, pg_stamp, frame, lava_k, lava_shift):
+    """Quantize every input; ``gain * memory`` (``"lava"``: the message ``s``) goes into
+    ``mem_w``, the input zero-padded by ``(py, px)`` on each side (the padding stays 0).
+    Returns ``(events, synops, additions)``."""
     w_in, py, px, cg = geom[1], geom[6], geom[7], geom[10]
     w_pad = w_in + 2 * px
+    lava, lava_scale = herding == Q_LAVA, 0.5 ** lava_shift
     n_ev, synops, adds = 0, 0, 0.0
     for p in range(x.shape[0] // c_in):
         e, mag = 0, 0.0
         iy = p // w_in
         pb = ((iy + py) * w_pad + p - iy * w_in + px) * c_in - p * c_in
         for i in range(p * c_in, (p + 1) * c_in):
-            s, memory[i] = _quantize(x[i], memory[i], herding, param, 1.0, 0)  # never lava (see PixelConvOp)
-            mem_w[pb + i] = memory[i] * gain
+            s, memory[i] = _quantize(x[i], memory[i], herding, param, lava_k, lava_scale)
+            mem_w[pb + i] = s if lava else memory[i] * gain
             e += s != 0.0
             mag += abs(s)
         if e:
@@ -289,24 +302,52 @@ def _conv_whole_impl(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
     return loop
 
 
+def padded_size(geom, c_in: int) -> int:
+    """Length of the zero-padded input ``(H_in + 2 py) * (W_in + 2 px) * C_in`` (``mem_w``)."""
+    return int((geom[0] + 2 * geom[6]) * (geom[1] + 2 * geom[7]) * c_in)
+
+
+#: a ``"lava"`` layer's largest message: Lava's ``act`` is int32, so ``|d| < 2**32``, ``|s| <= 2**26``
+LAVA_MAX_MESSAGE = 2.0 ** 26
+
+
+def lava_dense_exact(w_cl: np.ndarray, max_message: float = LAVA_MAX_MESSAGE) -> bool:
+    """Is the dense path of a ``"lava"`` layer exact in float64? Every partial sum of
+    ``conv(s, W)`` is bounded by ``max|s| * max_j sum_(ky,kx,c) |W[ky, kx, c, j]|``; below
+    ``2**53`` every one of them is an exact float (integers), whatever BLAS's order."""
+    kh, kw, c_in, cg = w_cl.shape
+    col = np.abs(w_cl.astype(np.float64)).reshape(kh * kw * c_in, cg).sum(0)
+    return bool(np.all(w_cl == np.rint(w_cl)) and max_message * col.max(initial=0.0) < 2.0 ** 53)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w, rowbuf,
-                    pg_list, pg_count, pg_stamp, frame):
+                    pg_list, pg_count, pg_stamp, frame, lava_k=1.0, lava_shift=0):
     """Encode every input, recompute ``z`` over the whole map, list the reached output pixels.
 
     ``w_cl``: the channels-last conv weights ``[ky, kx, c, j]`` (groups 1), flat or not;
     ``c_in`` input channels; ``geom`` as :func:`sigmadelta.kernels.make_geom`; ``mem_w``
-    (the input zero-padded, ``(H_in + 2 py) * (W_in + 2 px) * C_in``, its padding 0) and
+    (the input zero-padded, :func:`padded_size`, its padding 0) and
     ``rowbuf`` are scratch of ``z``'s dtype: ``rowbuf`` holds the im2col rows of a float
     layer (:func:`conv_gemm`, sized by :func:`gemm_rows`; one row is allocated if it holds
-    none), or, in fixed point, zeros of at least one SIMD vector (:func:`_conv_all`). ``z = bias + rows`` if
-    ``use_bias`` else ``z = rows`` (fixed point). Reached output pixels go to
-    ``pg_list`` (one spare slot), as :func:`sigmadelta.kernels.conv_scatter_pixels`
-    lists them. Returns ``(events, synops, additions)``.
+    none), or, in fixed point, zeros of at least one SIMD vector (:func:`_conv_all`).
+    ``z = bias + rows`` if ``use_bias`` else ``z = rows`` (fixed point). ``herding`` is the
+    quantizer mode (``kernels.pixel.Q_*``); ``Q_LAVA`` (with ``lava_k, lava_shift``) adds the
+    conv of the messages instead, ``z += conv(s, W)``, through ``mem_w[padded_size:]`` (as
+    long as ``z``, scratch). Reached output pixels go to ``pg_list`` (one spare slot), as
+    :func:`sigmadelta.kernels.conv_scatter_pixels` lists them. Returns ``(events, synops,
+    additions)``.
     """
     n_ev, synops, adds = _encode_all(x, memory, herding, param, gain, c_in, mem_w, geom, pg_stamp,
-                                     frame)
-    _conv_whole(mem_w, w_cl, z, bias, use_bias, rowbuf, geom, c_in)
+                                     frame, lava_k, lava_shift)
+    if herding == Q_LAVA:
+        n_pad = (geom[0] + 2 * geom[6]) * (geom[1] + 2 * geom[7]) * c_in
+        dz = mem_w[n_pad:n_pad + z.shape[0]]
+        _conv_whole(mem_w[:n_pad], w_cl, dz, bias, False, rowbuf, geom, c_in)
+        for i in range(z.shape[0]):
+            z[i] += dz[i]
+    else:
+        _conv_whole(mem_w, w_cl, z, bias, use_bias, rowbuf, geom, c_in)
     npg = pg_count[0]
     for q in range(pg_stamp.shape[0]):  # branchless: npg <= q
         pg_list[npg] = q

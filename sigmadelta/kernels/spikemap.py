@@ -83,9 +83,10 @@ def encode_map_1ch(x, pixels, count, memory, herding, param, gain, wtap, z, geom
     py, px, h_in = geom[6], geom[7], geom[0]
     n_t, n_ev, fan, adds = count[0], 0, 0, 0.0
     iy, row0 = 0, -w_in - 1
+    lava_scale = 0.5 ** lava_shift
     for t in range(n_t):  # pass A
         pix = pixels[t]
-        s, memory[pix] = _quantize(x[pix], memory[pix], herding, param, lava_k, lava_shift)
+        s, memory[pix] = _quantize(x[pix], memory[pix], herding, param, lava_k, lava_scale)
         if pix < row0 or pix >= row0 + w_in:  # pixels mostly come in order: rarely divide
             iy = pix // w_in
             row0 = iy * w_in
