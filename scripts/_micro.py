@@ -17,7 +17,8 @@ import torch.nn as nn
 
 import sigmadelta as sd
 
-__all__ = ["bench_micro", "plot_micro", "print_micro", "bare_scatter", "PATTERNS"]
+__all__ = ["bench_micro", "plot_micro", "print_micro", "bare_scatter", "fit_costs", "print_costs",
+           "PATTERNS"]
 
 
 #: how the input changes from frame to frame in the micro benchmark
@@ -137,9 +138,11 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
             for p in paths:
                 by_path[p].append(_micro_once(net, x, dtype, conv, xt, bare, p))
         res = sd.Simulator(net, dtype=dtype).run(x, progress=False)
+        changed = (np.diff(x, axis=0) != 0).any(axis=1).sum() / (frames - 1)  # pixels per frame
         for p, runs in by_path.items():
             row = _micro_row(net, res, runs, c, hw, activity, frames, bare[3], x[0].size, p)
-            out.append({**row, "pattern": pattern})
+            out.append({**row, "pattern": pattern, "dtype": np.dtype(dtype).name,
+                        "changed_pixels": float(changed)})
     return out
 
 
@@ -163,6 +166,40 @@ def _micro_row(net, res, runs, c, hw, activity, frames, n_bare, n_in, path) -> d
             "kernel_efficiency": syn_rate / mac_rate}
 
 
+def fit_costs(rows: list[dict]) -> dict:
+    """The chooser's cost model (``sigmadelta.kernels.PATH_COSTS``) from forced-path rows.
+
+    Per dtype item size, channel count and path, the median over the rows (activities,
+    patterns) of the event layer's time per unit of work, in ns: the scatter per synop, the
+    dense recompute per dense multiply-add of the layer, gather-GEMM-scatter per multiply-add
+    of its GEMM (``C_in * 9 * C_out`` per changed pixel: every changed pixel has events here).
+    Returns ``{itemsize: {C: (scatter, dense, gemm)}}``; paths not measured are left out.
+    """
+    table: dict = {}
+    for r in rows:
+        c, ms = r["channels"], r["event_ms_per_frame"] * 1e6
+        synops = r["dense_gmacs_per_s"] * r["dense_ms"] * 1e6 / r["op_reduction"]
+        work = {"scatter": synops, "dense": r["dense_gmacs_per_s"] * r["dense_ms"] * 1e6,
+                "gemm": r["changed_pixels"] * c * 9 * c}.get(r["path"])
+        if work:
+            key = (np.dtype(r["dtype"]).itemsize, c)
+            table.setdefault(key, {}).setdefault(r["path"], []).append(ms / work)
+    out: dict = {}
+    for (size, c), by_path in sorted(table.items()):
+        if all(p in by_path for p in ("scatter", "dense", "gemm")):
+            out.setdefault(size, {})[c] = tuple(round(float(np.median(by_path[p])), 4)
+                                                for p in ("scatter", "dense", "gemm"))
+    return out
+
+
+def print_costs(table: dict) -> None:
+    """The fitted table in the form of ``PATH_COSTS``."""
+    print("PATH_COSTS = {")
+    for size, by_c in table.items():
+        print(f"    {size}: {{" + ", ".join(f"{c}: {v}" for c, v in by_c.items()) + "},")
+    print("}")
+
+
 def plot_micro(rows: list[dict], path: str) -> str:
     """PNG of a micro sweep: wall-clock speedup and kernel efficiency against input activity.
 
@@ -180,7 +217,7 @@ def plot_micro(rows: list[dict], path: str) -> str:
     fig, ax = plt.subplots(1, len(patterns) + 1, figsize=(5.5 * (len(patterns) + 1), 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     paths = sorted({r.get("path", "auto") for r in rows})
-    marks = {"auto": "o-", "scatter": "x--", "dense": "^-."}
+    marks = {"auto": "o-", "scatter": "x--", "dense": "^-.", "gemm": "s:"}
     for k, c in enumerate(sorted({r["channels"] for r in rows})):
         col = colors[k % len(colors)]
         for i, pt in enumerate(patterns):

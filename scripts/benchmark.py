@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import itertools
 import json
 import os
 import resource
@@ -64,7 +65,15 @@ from sigmadelta.loaders import load_torch_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _many import many_from_args  # noqa: E402
-from _micro import PATTERNS, bare_scatter, bench_micro, plot_micro, print_micro  # noqa: E402
+from _micro import (  # noqa: E402
+    PATTERNS,
+    bare_scatter,
+    bench_micro,
+    fit_costs,
+    plot_micro,
+    print_costs,
+    print_micro,
+)
 from _netzoo import ZOO, zoo_from_args  # noqa: E402
 
 __all__ = ["main", "synthetic_model", "synthetic_frames", "DenseRunner", "bench_network",
@@ -420,6 +429,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--micro-pattern", default="neuron",
                    help="--micro: how inputs change: neuron (random neurons), pixel (whole pixels), "
                         "channels (25%% of a pixel's channels); a comma list runs each")
+    p.add_argument("--fit-costs", action="store_true",
+                   help="--micro with --conv-path scatter,dense,gemm: fit the conv path chooser's "
+                        "cost model (sigmadelta.kernels.PATH_COSTS) and print it")
     p.add_argument("--plot", help="--micro: write a PNG of speedup and efficiency against activity")
     p.add_argument("--zoo", nargs="?", const=",".join(ZOO), default=None,
                    help="networks in common styles against dense torch (3x64x64, --video, default "
@@ -432,8 +444,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bar", action="store_true",
                    help="--many: with the progress bar (its frame reports from the workers)")
     p.add_argument("--conv-path", default="auto",
-                   help="conv layers' path(s): auto, scatter, dense; comma separated to compare "
-                        "them in one run (e.g. scatter,auto)")
+                   help="conv layers' path(s): auto, scatter, dense, gemm (gather-GEMM-scatter); "
+                        "comma separated to compare them in one run (e.g. scatter,auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
     p.add_argument("--netx", help="a lava-dl netx file: our time per step against Lava's")
     p.add_argument("--lava-python", help="--netx: a Python with lava-nc and lava-dl, to time Lava")
@@ -461,13 +473,14 @@ def main(argv: list[str] | None = None) -> dict:
     importlib.import_module("scipy.linalg.cython_blas")  # the BLAS the dense conv path's GEMM
     threadpool_limits(args.threads)  # calls (loaded first, so that the limit reaches it)
     dtypes = [np.dtype(d) for d in args.dtype.split(",") if d in ("float32", "float64")]
-    if len(dtypes) != len(args.dtype.split(",")) or (len(dtypes) > 1 and args.zoo is None):
-        sys.exit(f"--dtype: float32 or float64 (a comma list with --zoo), got {args.dtype!r}")
+    if len(dtypes) != len(args.dtype.split(",")) or (len(dtypes) > 1 and args.zoo is None
+                                                      and not args.micro):
+        sys.exit(f"--dtype: float32 or float64 (a comma list with --zoo or --micro), got {args.dtype!r}")
     dtype = dtypes[0]
     out: dict = {"threads": args.threads}
     paths = tuple(args.conv_path.split(","))
-    if not paths or any(p not in ("auto", "scatter", "dense") for p in paths):
-        sys.exit(f"--conv-path: auto, scatter or dense (comma separated), got {args.conv_path!r}")
+    if not paths or any(p not in ("auto", "scatter", "dense", "gemm") for p in paths):
+        sys.exit(f"--conv-path: auto, scatter, dense or gemm (comma separated), got {args.conv_path!r}")
     if args.many:
         out["many"] = many_from_args(args, _network_and_frames, dtype)
     elif args.netx:
@@ -488,15 +501,18 @@ def main(argv: list[str] | None = None) -> dict:
         patterns = args.micro_pattern.split(",")
         if any(pt not in PATTERNS for pt in patterns):
             sys.exit(f"--micro-pattern: one or more of {', '.join(PATTERNS)}, got {args.micro_pattern!r}")
-        for pt in patterns:
-            for a in _floats(args.activity, "--activity"):
-                out["micro"] += bench_micro([int(c) for c in args.micro_channels.split(",")],
-                                            tuple(args.micro_hw), a, max(args.frames, 3), dtype,
-                                            args.repeats, paths, pt)
+        for dt, pt, a in itertools.product(dtypes, patterns, _floats(args.activity, "--activity")):
+            out["micro"] += bench_micro([int(c) for c in args.micro_channels.split(",")],
+                                        tuple(args.micro_hw), a, max(args.frames, 3), dt,
+                                        args.repeats, paths, pt)
         if args.plot:
             out["plot"] = plot_micro(out["micro"], args.plot)
+        if args.fit_costs:
+            out["path_costs"] = fit_costs(out["micro"])
         if not args.json:
             print_micro(out["micro"])
+            if args.fit_costs:
+                print_costs(out["path_costs"])
     else:
         net, frames, what = _network_and_frames(args)
         out["network"] = bench_network(net, frames, dtype, args.repeats, paths)

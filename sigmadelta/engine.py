@@ -35,11 +35,12 @@ from .frames import as_array as _as_array
 from .frames import check_frames, iter_checked
 from .frames import check_one as _check_one
 from .graph import Network, check_timing
-from .kernels import PATH_AUTO, PATH_DENSE, PATH_SCATTER
+from .kernels import PATH_NAMES
+from .loopcache import cached_flags, loop_compiled
 from .numeric import NumericOverflowError, first_bad_frame, lava_range_message
 from .numeric import overflow_message as numeric_message
 from .ops import build_ops, pipeline_order, to_torch_layout
-from .program import build_program, cached_flags, loop_compiled, run_frames
+from .program import build_program, run_frames
 from .stats import MEASURED, Stats
 
 __all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked",
@@ -95,7 +96,8 @@ class Simulator:
         Run the compiled loop one op at a time and accumulate the wall-clock seconds
         spent in every node: ``node_seconds[i]`` (node ``i``) and ``layer_seconds[j]``
         (weight layer ``j``: encode + scatter + output listing), less the cost of a call;
-        :attr:`conv_paths` says which path (scatter or dense recompute) each frame took.
+        :attr:`conv_paths` says which path (scatter, dense recompute or gather-GEMM-scatter)
+        each frame took.
     chunk : int
         Frames of an array run per call of the compiled loop (:func:`run_frames`).
     timing : {"frame", "pipelined"}
@@ -186,18 +188,21 @@ class Simulator:
         """Choose how pixel-conv and depthwise conv layers run from the next frame on (all, or
         the one named ``layer``).
 
-        ``"auto"`` (default): per frame, the event scatter or, where many inputs are expected
-        to spike, the dense recompute of the whole map (:mod:`sigmadelta.kernels.recompute`,
-        for depthwise layers :mod:`sigmadelta.kernels.depthwise`);
-        ``"scatter"`` or ``"dense"`` force one. Every path gives the same counters (they
+        ``"auto"`` (default): per frame, the path a cost model expects to be fastest
+        (:func:`sigmadelta.kernels.choose_path`): the event scatter, the dense recompute of the
+        whole map (:mod:`sigmadelta.kernels.recompute`) or gather-GEMM-scatter (the events of
+        each pixel as one row of a matrix product, :mod:`sigmadelta.kernels.gathergemm`);
+        depthwise layers: the scatter or, where many inputs are expected to spike, their dense
+        path (:mod:`sigmadelta.kernels.depthwise`; ``"gemm"`` runs their scatter).
+        ``"scatter"``, ``"dense"`` or ``"gemm"`` force one. Every path gives the same counters (they
         describe the events, not the path) and the same outputs up to float rounding
         (exactly the same in fixed point and for ``"lava"`` layers, whose dense path adds the
         exact integer conv of their messages). Other conv layers always scatter, and so do
         ``"lava"`` layers whose float64 sums could be inexact there
-        (:func:`sigmadelta.kernels.lava_dense_exact`; all layers: they are left out; such a
-        ``layer`` named: an error).
+        (:func:`sigmadelta.kernels.lava_dense_exact`), and ``"lava"`` layers never run
+        ``"gemm"`` (all layers: they are left out; such a ``layer`` named: an error).
         """
-        modes = {"auto": PATH_AUTO, "scatter": PATH_SCATTER, "dense": PATH_DENSE}
+        modes = PATH_NAMES
         if path not in modes:
             raise ValueError(f"path must be one of {sorted(modes)}, got {path!r}")
         names = [op.node.name for op in self._weight_ops]
@@ -205,15 +210,15 @@ class Simulator:
             raise ValueError(f"no weight layer {layer!r}; the layers are {names}")
         for op in self._weight_ops:
             if op.has_paths and layer in (None, op.node.name):
-                if layer is None and op.enc.lava and not getattr(op, "lava_dense", False):
+                if layer is None and op.enc.lava and (path == "gemm" or not getattr(op, "lava_dense", False)):
                     continue
                 op.set_path(modes[path])
 
     @property
     def conv_paths(self) -> dict[str, dict[str, int]]:
-        """Per pixel-conv and depthwise conv layer, the frames it ran by each path since the last reset:
-        ``{name: {"scatter": n, "dense": m}}``."""
-        return {op.node.name: dict(zip(("scatter", "dense"), op.path_frames, strict=True))
+        """Per pixel-conv and depthwise conv layer, the frames it ran by each path since the last
+        reset: ``{name: {"scatter": n, "dense": m, "gemm": k}}``."""
+        return {op.node.name: dict(zip(("scatter", "dense", "gemm"), op.path_frames, strict=True))
                 for op in self._weight_ops if op.has_paths}
 
     def step(self, frame) -> np.ndarray:

@@ -71,8 +71,7 @@ from .slots import (
 )
 from .weightops import ENCODER, HERDING, LAVA, UNITS, WEIGHT, ConvOp, DenseOp, PixelConvOp, WeightOp
 
-__all__ = ["Program", "build_program", "run_frames", "loop_compiled", "cached_flags", "KIND_GROUPS", "NC",
-           "NP"]
+__all__ = ["Program", "build_program", "run_frames", "KIND_GROUPS", "NC", "NP"]
 
 # the columns of every op kind (compile-time constants in the functions below)
 INP, PIX, DNS, CNV = InputOp.SLOTS[0], PixelConvOp.SLOTS[0], DenseOp.SLOTS[0], ConvOp.SLOTS[0]
@@ -137,39 +136,52 @@ def _lava_range(c, p, F):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, bias, gain, frame,  # noqa: E741
-              prime, st):
-    """One pixel-conv frame on one set of weight-layer arrays (float or int64): the dense
-    recompute path (``conv_layer_dense``) if ``choose_dense`` says so, else ``conv_layer_step``."""
+def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, w_g, gbuf, bias, gain,  # noqa: E741
+              frame, prime, st):
+    """One pixel-conv frame on one set of weight-layer arrays (float or int64), by the path
+    ``choose_path`` picks: the dense recompute (``conv_layer_dense``), gather-GEMM-scatter
+    (``conv_layer_gemm``) or the event scatter (``conv_layer_step``)."""
     herding = c[PIX.enc] == HERDING
     mode = K.Q_HERDING if herding else (K.Q_LAVA if c[PIX.enc] == LAVA else K.Q_THRESHOLD)
     x, pstate, fixed = F[c[PIX.x]], I[c[PIX.pstate]], c[PIX.fixed] != 0
     n_touched = I[c[PIX.row_count]][0] * (c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)
-    if K.choose_dense(pstate, n_touched, x.shape[0], p[PIX_P.dense_above], prime):
+    path = K.choose_path(pstate, n_touched, p[PIX_P.cost_event], p[PIX_P.cost_pixel],
+                         p[PIX_P.cost_frame], prime)
+    if path == K.PATH_DENSE:
         r = K.conv_layer_dense(
             x, F[c[PIX.memory]], mode, p[WP.param], gain, c[PIX.c_in], w_cl, bias, not fixed, z,
             I[c[PIX.geom]], mem_w, rowbuf, I[c[PIX.pg_list]], I[c[PIX.pg_count]], I[c[PIX.pg_stamp]],
             frame, prime, c[PIX.expand] != 0, I[c[PIX.out_touched]], I[c[PIX.out_count]],
             I[c[PIX.mgeom]], p[WP.lava_k], LAVA_SHIFT)
-        _pix_count(c, st, r, herding, pstate)
-        return
-    r = K.conv_layer_step(
-        F[c[PIX.x]], I[c[PIX.touched]], I[c[PIX.count]], I[c[PIX.rows]], I[c[PIX.row_count]],
-        c[PIX.in_rows] != 0, F[c[PIX.memory]], mode, p[WP.param], gain,
-        w.reshape((c[PIX.kh], c[PIX.c_in], c[PIX.lw])), z, I[c[PIX.geom]], I[c[PIX.ev_idx]], ev_val,
-        I[c[PIX.px_list]], I[c[PIX.px_start]], vbuf, I[c[PIX.pg_list]], I[c[PIX.pg_count]],
-        I[c[PIX.pg_stamp]], frame, prime, c[PIX.expand] != 0, I[c[PIX.out_touched]],
-        I[c[PIX.out_count]], I[c[PIX.mgeom]], smap, wtap, p[WP.lava_k], LAVA_SHIFT)
+    elif path == K.PATH_GEMM:
+        r = K.conv_layer_gemm(
+            x, I[c[PIX.touched]], I[c[PIX.count]], I[c[PIX.rows]], I[c[PIX.row_count]],
+            c[PIX.in_rows] != 0, F[c[PIX.memory]], mode, p[WP.param], gain,
+            w_g.reshape((c[PIX.c_in], w_g.shape[0] // c[PIX.c_in])), z, I[c[PIX.geom]],
+            I[c[PIX.ev_idx]], ev_val, I[c[PIX.px_list]], I[c[PIX.px_start]], gbuf, I[c[PIX.pg_list]],
+            I[c[PIX.pg_count]], I[c[PIX.pg_stamp]], frame, prime, c[PIX.expand] != 0,
+            I[c[PIX.out_touched]], I[c[PIX.out_count]], I[c[PIX.mgeom]])
+    else:
+        r = K.conv_layer_step(
+            x, I[c[PIX.touched]], I[c[PIX.count]], I[c[PIX.rows]], I[c[PIX.row_count]],
+            c[PIX.in_rows] != 0, F[c[PIX.memory]], mode, p[WP.param], gain,
+            w.reshape((c[PIX.kh], c[PIX.c_in], c[PIX.lw])), z, I[c[PIX.geom]], I[c[PIX.ev_idx]],
+            ev_val, I[c[PIX.px_list]], I[c[PIX.px_start]], vbuf, I[c[PIX.pg_list]],
+            I[c[PIX.pg_count]], I[c[PIX.pg_stamp]], frame, prime, c[PIX.expand] != 0,
+            I[c[PIX.out_touched]], I[c[PIX.out_count]], I[c[PIX.mgeom]], smap, wtap, p[WP.lava_k],
+            LAVA_SHIFT)
     _pix_count(c, st, r, herding, pstate)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _pix_count(c, st, r, herding, pstate):
-    """A pixel conv's counters of the frame from ``r = (events, synops, additions, updates)``."""
+    """A pixel conv's counters of the frame from ``r = (events, synops, additions, updates,
+    pixels with events)``; the events and pixels go to the path state for the next choice."""
     j = c[PIX.layer]
     st[EVENTS, j], st[SYNOPS, j], st[UPDATES, j] = r[0], r[1], r[3]
     st[ADDITIONS, j] = r[2] if herding else r[1]
     pstate[K.PATH_STATE.last_events] = r[0]
+    pstate[K.PATH_STATE.last_pixels] = r[4]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -181,7 +193,8 @@ def _pix_fixed(c, p, F, I, frame, prime, st):  # noqa: E741
         return guard
     _pix_core(c, p, F, I, I[c[PIX.w]], I[c[PIX.acc]], I[c[PIX.ev_val]], I[c[PIX.vbuf]],
               I[c[PIX.smap]], I[c[PIX.wtap]], I[c[PIX.w_cl]], I[c[PIX.mem_w]], I[c[PIX.rowbuf]],
-              I[c[PIX.acc]], 1, frame, prime, st)  # acc as the (unread) bias: added after
+              I[c[PIX.w_g]], I[c[PIX.gbuf]], I[c[PIX.acc]],  # acc as the (unread) bias: added after
+              1, frame, prime, st)
     return _fixed_update(c, p, F, I)
 
 
@@ -190,7 +203,7 @@ def _pix_float(c, p, F, I, frame, prime, st):  # noqa: E741
     """A float pixel conv's frame (-1, or where a ``"lava"`` layer's integers would have wrapped)."""
     _pix_core(c, p, F, I, F[c[PIX.w]], F[c[PIX.acc]], F[c[PIX.ev_val]], F[c[PIX.vbuf]],
               F[c[PIX.smap]], F[c[PIX.wtap]], F[c[PIX.w_cl]], F[c[PIX.mem_w]], F[c[PIX.rowbuf]],
-              F[c[PIX.bias]], p[WP.gain], frame, prime, st)
+              F[c[PIX.w_g]], F[c[PIX.gbuf]], F[c[PIX.bias]], p[WP.gain], frame, prime, st)
     return _lava_range(c, p, F)
 
 
@@ -449,56 +462,6 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
             for i in range(src.shape[0]):
                 row[i] = src[i]
     return frames.shape[0]
-
-
-def loop_compiled(*args) -> bool | None:
-    """Whether :func:`run_frames` called with ``args`` runs without compiling first.
-
-    True when that specialisation is already compiled in this process or stored in
-    Numba's on-disk cache (and fresh: the cache index carries the kernels' digest, see
-    ``tie_cache``); False when the call will compile; None if Numba's cache internals
-    could not be read.
-    """
-    try:
-        sig = tuple(run_frames.typeof_pyval(a) for a in args)
-        if sig in run_frames.overloads:
-            return True
-        cache = run_frames._cache
-        key = cache._index_key(sig, run_frames.targetctx.codegen())
-        return key in cache._cache_file._load_index()
-    except Exception:  # an internal attribute moved: say nothing rather than guess
-        return None
-
-
-def cached_flags(args: tuple, flags: tuple) -> tuple:
-    """The flags to run a program with: ``flags`` (:attr:`Program.flags`), or, if a loop with
-    more of them set (weight paths or kind groups) is already compiled, in this process or in
-    Numba's on-disk cache, and ``flags`` is not, that one, fewest extra first: a network whose
-    paths an existing loop covers compiles nothing. ``args``: :func:`run_frames`' arguments
-    before the flags.
-    """
-    absent = [i for i in range(len(flags)) if flags[i] is None]
-    cands = []
-    for mask in sorted(range(1 << len(absent)), key=lambda m: bin(m).count("1")):
-        f = list(flags)
-        for b, i in enumerate(absent):
-            if mask >> b & 1:
-                f[i] = 1
-        cands.append(tuple(f))
-    try:
-        base = tuple(run_frames.typeof_pyval(a) for a in args)
-        cache, index = run_frames._cache, None
-        for f in cands:
-            sig = base + tuple(run_frames.typeof_pyval(v) for v in f)
-            if sig in run_frames.overloads:
-                return f
-            if index is None:
-                index = cache._cache_file._load_index()
-            if cache._index_key(sig, run_frames.targetctx.codegen()) in index:
-                return f
-    except Exception:  # Numba's cache internals moved: compile the network's own loop
-        pass
-    return flags
 
 
 _TIED = (_fixed_update, _fixed_guard, _lava_range, _pix_core, _pix_count, _pix_fixed, _pix_float, _encode,

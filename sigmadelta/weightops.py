@@ -244,10 +244,12 @@ class ConvOp(WeightOp):
         self.pstate[K.PATH_STATE.mode] = mode
 
     @property
-    def path_frames(self) -> tuple[int, int]:
-        """Frames this layer ran by the scatter and by the dense path since the last reset."""
+    def path_frames(self) -> tuple[int, int, int]:
+        """Frames this layer ran by the scatter, the dense path and gather-GEMM-scatter (never:
+        a depthwise layer forced to ``PATH_GEMM`` scatters) since the last reset."""
         ps = K.PATH_STATE
-        return int(self.pstate[ps.frames_scatter]), int(self.pstate[ps.frames_dense])
+        return (int(self.pstate[ps.frames_scatter]), int(self.pstate[ps.frames_dense]),
+                int(self.pstate[ps.frames_gemm]))
 
     def _weights(self, node: g.Conv) -> np.ndarray:
         """The weights as the kernel reads them, ``w_cl[ky, kx, c, j]``."""
@@ -299,8 +301,9 @@ class PixelConvOp(WeightOp):
 
     SLOTS = layout("PixelConv", ["in_rows", "rows", "row_count", "geom", "px_list", "px_start",
                                  "vbuf", "pg_list", "pg_count", "pg_stamp", "expand", "kh", "c_in",
-                                 "lw", "mgeom", "smap", "wtap", "w_cl", "mem_w", "rowbuf", "pstate"],
-                   ["dense_above"], base=WEIGHT)
+                                 "lw", "mgeom", "smap", "wtap", "w_cl", "mem_w", "rowbuf", "w_g", "gbuf",
+                                 "pstate"],
+                   ["cost_event", "cost_pixel", "cost_frame"], base=WEIGHT)
 
     @staticmethod
     def takes(node: g.Conv) -> bool:
@@ -335,12 +338,32 @@ class PixelConvOp(WeightOp):
         k = kh * kw * c_in  # float layers: im2col rows for GEMM; fixed point: a zero vector
         n_scratch = max(cg, 8) if self.fixed else k * K.gemm_rows(n_pg, k, np.dtype(self.wdtype).itemsize)
         self.dense_bufs = (np.zeros(n_pad + n_dz, self.wdtype), np.zeros(n_scratch, self.wdtype))
+        # events by whole pixels: gather-GEMM-scatter (kernels.gathergemm), chosen per frame
+        self.w_g = K.gemm_layout(self.w)
+        n_g = self.w_g.shape[1]
+        itemsize = np.dtype(self.wdtype).itemsize
+        self.gbuf = np.zeros(K.pixel_rows(c_in, n_g, n_in // c_in, itemsize, K.GEMM_BYTES) * (c_in + n_g),
+                             self.wdtype)
         self.pstate = np.zeros(len(K.PATH_STATE), np.int64)
         if self.enc.lava:  # the scatter by default: on lava-dl's PilotNet SDNN (carphone) it beat the
             self.pstate[K.PATH_STATE.mode] = K.PATH_SCATTER  # dense path on every layer (DEVELOPERS)
-        # one input channel: the spike map is the dense path there (auto recomputes only on frame 0)
-        self.dense_above = K.DENSE_ABOVE if c_in > 1 else np.inf
         self.has_paths = True
+        self.costs = self._costs(node, c_in, c_in * kh * kw * cg, itemsize)
+
+    def _costs(self, node: g.Conv, c_in: int, gemm_macs: int, itemsize: int) -> tuple:
+        """The automatic chooser's cost model (``kernels.path_costs``): ns per event (scatter),
+        per pixel with events (gather-GEMM-scatter), per frame (dense recompute). One input
+        channel never recomputes but on the first frame (the spike map is its dense path);
+        fixed point (no integer BLAS) and ``"lava"`` layers never run gather-GEMM-scatter on
+        their own."""
+        fan = node.dense_macs() / max(1, self.q.ev_idx.shape[0])  # synops per event, on average
+        per_event, per_pixel, per_frame = K.path_costs(c_in, itemsize, fan, node.dense_macs(),
+                                                       gemm_macs)
+        if c_in == 1:
+            per_frame = np.inf
+        if self.fixed or self.enc.lava:
+            per_pixel = np.inf
+        return per_event, per_pixel, per_frame
 
     def emit(self, b: Builder, j: int) -> None:
         i, fx = self.inp, self.fixed
@@ -356,24 +379,31 @@ class PixelConvOp(WeightOp):
         r.mgeom, r.smap, r.wtap = b.i(self.smap[0]), b.w(self.smap[1], fx), b.w(self.smap[2], fx)
         r.w_cl, r.mem_w, r.rowbuf = (b.w(self.w_cl, fx), b.w(self.dense_bufs[0], fx),
                                      b.w(self.dense_bufs[1], fx))
-        r.pstate, r.dense_above = b.i(self.pstate), self.dense_above  # shared, not copied
+        r.w_g, r.gbuf = b.w(self.w_g.reshape(-1), fx), b.w(self.gbuf, fx)
+        r.pstate = b.i(self.pstate)  # shared, not copied
+        r.cost_event, r.cost_pixel, r.cost_frame = self.costs
         r.done()
 
     def set_path(self, mode: int) -> None:
-        """Path mode of this layer from the next frame on: ``kernels.PATH_AUTO``, ``PATH_SCATTER``
-        or ``PATH_DENSE`` (same outputs and counters on every path). A ``"lava"`` layer whose
-        dense path would not be exact in float64 (:func:`sigmadelta.kernels.lava_dense_exact`)
-        runs the scatter only."""
+        """Path mode of this layer from the next frame on: ``kernels.PATH_AUTO``, ``PATH_SCATTER``,
+        ``PATH_DENSE`` or ``PATH_GEMM`` (same outputs and counters on every path). A ``"lava"``
+        layer never runs gather-GEMM-scatter, and one whose dense path would not be exact in
+        float64 (:func:`sigmadelta.kernels.lava_dense_exact`) runs the scatter only."""
+        if self.enc.lava and mode == K.PATH_GEMM:
+            raise ValueError(f"layer {self.node.name!r}: a 'lava' conv does not run gather-GEMM-scatter "
+                             f"(its messages drop low bits; the scatter and the dense path add them exactly)")
         if self.enc.lava and not self.lava_dense and mode != K.PATH_SCATTER:
             raise ValueError(f"layer {self.node.name!r}: this 'lava' conv runs the scatter path only "
                              f"(its weights could take the dense path's float64 sums beyond 2**53)")
         self.pstate[K.PATH_STATE.mode] = mode
 
     @property
-    def path_frames(self) -> tuple[int, int]:
-        """Frames this layer ran by the scatter and by the dense path since the last reset."""
+    def path_frames(self) -> tuple[int, int, int]:
+        """Frames this layer ran by the scatter, the dense path and gather-GEMM-scatter since
+        the last reset."""
         ps = K.PATH_STATE
-        return int(self.pstate[ps.frames_scatter]), int(self.pstate[ps.frames_dense])
+        return (int(self.pstate[ps.frames_scatter]), int(self.pstate[ps.frames_dense]),
+                int(self.pstate[ps.frames_gemm]))
 
     def reset(self) -> None:
         super().reset()
@@ -382,4 +412,5 @@ class PixelConvOp(WeightOp):
         if len(self.smap[0]):
             self.smap[0][1] = -1  # no last frame: the map path
         ps = K.PATH_STATE
-        self.pstate[[ps.last_events, ps.last_touched, ps.frames_scatter, ps.frames_dense]] = 0
+        self.pstate[[ps.last_events, ps.last_touched, ps.last_pixels, ps.frames_scatter,
+                     ps.frames_dense, ps.frames_gemm]] = 0

@@ -4,7 +4,7 @@
 
 Before the tests, one float64 network with float and fixed-point layers and every kind group
 runs two frames: that compiles (or loads) the frame loop with every path, which every other
-float64 network then runs on (``program.cached_flags``), so a cold cache compiles one loop
+float64 network then runs on (``loopcache.cached_flags``), so a cold cache compiles one loop
 rather than one per set of layer kinds. ``tests/test_first_run.py`` runs the loops of
 single kind sets.
 """

@@ -68,6 +68,22 @@ def test_benchmark_micro_sweep_writes_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_benchmark_micro_fits_path_costs(benchmark, capsys):
+    """Forced paths in two dtypes: every path gives the same counters (event rate, op reduction),
+    and the fit has one positive cost per path, channel count and item size."""
+    benchmark.main(["--json", "--repeats", "1", "--micro", "--frames", "3", "--micro-hw", "8", "8",
+                    "--micro-channels", "4", "--dtype", "float32,float64", "--micro-pattern", "pixel",
+                    "--activity", "0.3", "--conv-path", "scatter,dense,gemm", "--fit-costs"])
+    r = json.loads(capsys.readouterr().out)
+    assert [(m["dtype"], m["path"]) for m in r["micro"]] == [
+        (d, p) for d in ("float32", "float64") for p in ("scatter", "dense", "gemm")]
+    assert len({(m["event_rate"], m["op_reduction"]) for m in r["micro"]}) == 1  # same events
+    assert all(m["conv_paths"][m["path"]] == 3 for m in r["micro"])  # every frame by that path
+    costs = r["path_costs"]
+    assert sorted(costs) == ["4", "8"] and all(list(v) == ["4"] for v in costs.values())
+    assert all(len(c) == 3 and min(c) > 0 for v in costs.values() for c in v.values())
+
+
 def test_benchmark_rejects_bad_activity(benchmark):
     with pytest.raises(SystemExit, match=r"--activity: every value must lie in \(0, 1\], got '0.05,2'"):
         benchmark.main(["--micro", "--activity", "0.05,2"])
@@ -120,6 +136,7 @@ def test_benchmark_zoo_smoke():
 
 def test_benchmark_rejects_bad_zoo_and_dtype(benchmark):
     for args, flag in [(["--zoo", "alexnet"], "--zoo: unknown network in 'alexnet'"),
-                       (["--micro", "--dtype", "float32,float64"], "--dtype: float32 or float64")]:
+                       (["--dtype", "float32,float64"], "--dtype: float32 or float64"),
+                       (["--micro", "--conv-path", "im2col"], "--conv-path: auto, scatter, dense or gemm")]:
         with pytest.raises(SystemExit, match=flag):
             benchmark.main(args)

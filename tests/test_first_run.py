@@ -5,6 +5,7 @@ from _zoo import make, smooth_stream
 
 import sigmadelta as sd
 from sigmadelta import engine
+from sigmadelta import loopcache as LC
 from sigmadelta import program as P
 
 
@@ -21,15 +22,15 @@ def test_loop_compiled_reads_the_process_and_the_disk_cache(tmp_path, monkeypatc
     sim = sd.Simulator(sd.convert(model, shape))
     sim.run(frames, progress=False)
     args = _args(sim, frames)
-    assert P.loop_compiled(*args) is True  # compiled (or loaded) in this process
+    assert LC.loop_compiled(*args) is True  # compiled (or loaded) in this process
     cache_file = P.run_frames._cache._cache_file
     sig = tuple(P.run_frames.typeof_pyval(a) for a in args)
     monkeypatch.setattr(P.run_frames, "overloads", {})  # as in a new process
-    assert P.loop_compiled(*args) is True  # the run above stored it on disk (or found it there)
+    assert LC.loop_compiled(*args) is True  # the run above stored it on disk (or found it there)
     monkeypatch.setattr(cache_file, "_index_path", str(tmp_path / "none.nbi"))  # an empty cache
-    assert P.loop_compiled(*args) is False
+    assert LC.loop_compiled(*args) is False
     monkeypatch.setattr(P.run_frames, "typeof_pyval", None)  # Numba's internals moved
-    assert P.loop_compiled(*args) is None
+    assert LC.loop_compiled(*args) is None
     assert sig
 
 
@@ -100,12 +101,12 @@ def test_a_compiled_loop_with_more_kinds_is_reused(monkeypatch, tmp_path):
     cache_file = P.run_frames._cache._cache_file
     monkeypatch.setattr(cache_file, "_index_path", str(tmp_path / "none.nbi"))  # nothing on disk
     monkeypatch.setattr(P.run_frames, "overloads", {})
-    assert P.cached_flags(args, flags) == flags  # nothing compiled: the network's own loop
+    assert LC.cached_flags(args, flags) == flags  # nothing compiled: the network's own loop
     more = (*flags[:2], *(1 for _ in flags[2:]))
     sig = tuple(P.run_frames.typeof_pyval(a) for a in (*args, *more))
     monkeypatch.setattr(P.run_frames, "overloads", {sig: None})
-    assert P.cached_flags(args, flags) == more  # the loop with every kind covers it
+    assert LC.cached_flags(args, flags) == more  # the loop with every kind covers it
     both = (1, 1, *more[2:])
     sig = tuple(P.run_frames.typeof_pyval(a) for a in (*args, *both))
     monkeypatch.setattr(P.run_frames, "overloads", {sig: None})
-    assert P.cached_flags(args, flags) == both  # and with the fixed-point paths too
+    assert LC.cached_flags(args, flags) == both  # and with the fixed-point paths too

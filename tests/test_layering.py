@@ -22,7 +22,7 @@ LAYERS = [
      "sigmadelta.numeric", "sigmadelta.filelock"],
     ["sigmadelta.slots", "sigmadelta.layout"],
     ["sigmadelta.weightops", "sigmadelta.ops"],
-    ["sigmadelta.opcheck", "sigmadelta.program"],
+    ["sigmadelta.opcheck", "sigmadelta.program", "sigmadelta.loopcache"],
     ["sigmadelta.engine"],
     ["sigmadelta.convert", "sigmadelta.dense", "sigmadelta.reference", "sigmadelta.rounding",
      "sigmadelta.scales", "sigmadelta.compress", "sigmadelta.loaders", "sigmadelta.sources",

@@ -90,7 +90,7 @@ def test_lava_conv_paths_bit_exact(lava_net, modes):
     frames, truth = _truth(name, "changing")
     base = sd.simulate(net, frames, timing="pipelined", progress=False)
     sim = sd.Simulator(net, timing="pipelined")
-    assert all(p == {"scatter": 0, "dense": 0} for p in sim.conv_paths.values())
+    assert all(p == {"scatter": 0, "dense": 0, "gemm": 0} for p in sim.conv_paths.values())
     outs, stats = [], []
     for t, f in enumerate(frames):
         sim.set_conv_path(modes[t % len(modes)])
@@ -101,22 +101,27 @@ def test_lava_conv_paths_bit_exact(lava_net, modes):
         np.testing.assert_array_equal(np.stack(stats)[:, k], getattr(base.stats, counter))
     if modes[0] == "dense" and name != "dense":
         assert all(p["dense"] >= len(frames) // 2 for p in sim.conv_paths.values())
+    assert all(p["gemm"] == 0 for p in sim.conv_paths.values())  # never chosen for lava convs
 
 
 def test_lava_conv_default_path_and_inexact_weights():
-    """Lava convs scatter unless asked; a conv whose float64 GEMM could round (huge weights)
-    stays on the scatter: left out when every layer is asked, an error when named."""
+    """Lava convs scatter unless asked, and never run gather-GEMM-scatter; a conv whose float64
+    GEMM could round (huge weights) stays on the scatter: left out when every layer is asked,
+    an error when named."""
     net = sd.load_netx(DATA / "conv.net")
     frames, _ = _truth("conv", "changing")
     sim = sd.Simulator(net, timing="pipelined")
+    sim.set_conv_path("gemm")  # every layer: the lava convs are left out
     sim.run(frames[:3], progress=False)
-    assert all(p == {"scatter": 3, "dense": 0} for p in sim.conv_paths.values())
+    assert all(p == {"scatter": 3, "dense": 0, "gemm": 0} for p in sim.conv_paths.values())
+    with pytest.raises(ValueError, match="'1:conv': a 'lava' conv does not run gather-GEMM-scatter"):
+        sim.set_conv_path("gemm", layer="1:conv")
     net.nodes[1].weight = net.nodes[1].weight * 2.0 ** 24
     sim = sd.Simulator(net, timing="pipelined")
     sim.set_conv_path("dense")
     sim.run(np.zeros_like(frames[:3]), progress=False)  # (an input would overflow Lava's int32)
-    assert sim.conv_paths["1:conv"] == {"scatter": 3, "dense": 0}
-    assert sim.conv_paths["2:conv"] == {"scatter": 0, "dense": 3}
+    assert sim.conv_paths["1:conv"] == {"scatter": 3, "dense": 0, "gemm": 0}
+    assert sim.conv_paths["2:conv"] == {"scatter": 0, "dense": 3, "gemm": 0}
     with pytest.raises(ValueError, match="'1:conv': this 'lava' conv runs the scatter path only"):
         sim.set_conv_path("dense", layer="1:conv")
 

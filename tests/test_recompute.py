@@ -1,8 +1,9 @@
-"""The dense recompute path of busy conv layers and the denormal flush of conversion.
+"""The paths of busy conv layers (dense recompute, gather-GEMM-scatter) and the denormal
+flush of conversion.
 
-Kernel against its NumPy twin and against the event scatter on the same frame; the engine
-forced path by path (and switching mid-stream) against ``sd.reference``, with counters
-identical to the scatter's.
+Kernels against their NumPy twins and against the event scatter on the same frame; the
+engine forced path by path (and switching mid-stream) against ``sd.reference``, with
+counters identical to the scatter's.
 """
 
 import numpy as np
@@ -124,6 +125,7 @@ def test_dense_recompute_equals_scatter(geom, herding, dtype, prime, scratch):
     rs = K.conv_layer_step(*(scatter[n] for n in params("conv_layer_step")))
     rd = K.conv_layer_dense(*(dense[n] for n in params("conv_layer_dense")))
     assert rs[0] == rd[0] and rs[1] == rd[1] and rs[3] == rd[3] and rs[2] == pytest.approx(rd[2])
+    assert rs[4] == rd[4]  # pixels with events
     np.testing.assert_array_equal(scatter["memory"], dense["memory"])
     assert listed(scatter["out_touched"], scatter["out_count"]) == listed(dense["out_touched"],
                                                                          dense["out_count"])
@@ -134,18 +136,83 @@ def test_dense_recompute_equals_scatter(geom, herding, dtype, prime, scratch):
         np.testing.assert_allclose(scatter["z"], dense["z"], rtol=tol, atol=tol)
 
 
-def test_choose_dense_modes_and_estimate():
+def _gemm_case(geom, herding, seed, dtype, rows):
+    """conv_layer_gemm's arguments for a random layer and frame (``rows`` pixels per GEMM call)."""
+    case, _ = _pixel_case(*geom, herding, seed, dtype=np.float64)
+    fixed = dtype == np.int64
+    acc = np.int64 if fixed else dtype
+    w_run = case["w_run"]
+    if fixed:
+        w_run, case["gain"] = np.rint(4 * w_run), 1
+        case["z"] = np.rint(8 * case["z"])
+    w_g = K.gemm_layout(w_run.astype(acc))
+    case.update(w_run=w_run.astype(acc), w_g=w_g, z=case["z"].astype(acc),
+                x=case["x"].astype(np.float64 if fixed else dtype),
+                memory=case["memory"].astype(np.float64 if fixed else dtype),
+                ev_val=case["ev_val"].astype(acc), vbuf=case["vbuf"].astype(acc),
+                smap=case["smap"].astype(acc), wtap=case["wtap"].astype(acc),
+                gbuf=np.zeros(rows * (w_g.shape[0] + w_g.shape[1]), acc))
+    return case
+
+
+GEMM_KINDS = [(True, np.float64), (False, np.float64), (True, np.float32), (True, np.int64)]
+
+
+@pytest.mark.parametrize("geom", GEOMS)
+@pytest.mark.parametrize("herding,dtype", GEMM_KINDS)
+@pytest.mark.parametrize("rows", [1, 3, 1000])
+@pytest.mark.parametrize("in_rows", [False, True])
+def test_gemm_layer_matches_twin_and_scatter(geom, herding, dtype, rows, in_rows):
+    """Gather-GEMM-scatter against its twin and against the event scatter on the same frame:
+    same counters, memory, listing, pixels with events; z equal (exactly in fixed point)."""
+    case = _gemm_case(geom, herding, 13, dtype, rows)
+    case["in_rows"] = in_rows
+    ra, a, rb, b = both_named("conv_layer_gemm", case)
+    rs = K.conv_layer_step(*(case[n] for n in params("conv_layer_step")))
+    for r in (rb, rs):
+        assert ra[0] == r[0] and ra[1] == r[1] and ra[3] == r[3] and ra[4] == r[4]
+        assert ra[2] == pytest.approx(r[2])
+    for other in (b, case):
+        np.testing.assert_array_equal(a["memory"], other["memory"])
+        assert listed(a["out_touched"], a["out_count"]) == listed(other["out_touched"],
+                                                                 other["out_count"])
+        if dtype == np.int64:
+            np.testing.assert_array_equal(a["z"], other["z"])
+        else:
+            tol = 1e-4 if dtype == np.float32 else 1e-10
+            np.testing.assert_allclose(a["z"], other["z"], rtol=tol, atol=tol)
+    assert ra[1] > 0  # the frame had events
+
+
+def test_choose_path_modes_and_costs():
     ps = np.zeros(len(K.PATH_STATE), np.int64)
-    assert K.choose_dense(ps, 100, 100, 0.1, True)  # first frame: all inputs are sent
-    ps[K.PATH_STATE.last_events] = 5  # 5 events from 100 touched inputs
-    assert not K.choose_dense(ps, 100, 100, 0.1, False)  # expected 5 < 10
-    ps[K.PATH_STATE.last_events] = 30
-    assert K.choose_dense(ps, 40, 100, 0.1, False)  # expected 40 * 30 / 100 = 12 >= 10
-    ps[K.PATH_STATE.mode] = K.PATH_SCATTER
-    assert not K.choose_dense(ps, 100, 100, 0.0, False)
-    ps[K.PATH_STATE.mode] = K.PATH_DENSE
-    assert K.choose_dense(ps, 0, 100, 1.0, False)
-    assert ps[K.PATH_STATE.frames_dense] == 3 and ps[K.PATH_STATE.frames_scatter] == 2
+    S = K.PATH_STATE  # noqa: N806
+    assert K.choose_path(ps, 100, 1.0, 1.0, 1.0, True) == K.PATH_DENSE  # first frame: all sent
+    assert ps[S.last_touched] == 0  # the next frame scatters: the first frame says nothing
+    ps[S.last_events], ps[S.last_pixels], ps[S.last_touched] = 50, 10, 100
+    # 200 touched now: expected 100 events (cost 100), 20 pixels (cost 20 * 4 = 80), dense 90
+    assert K.choose_path(ps, 200, 1.0, 4.0, 90.0, False) == K.PATH_GEMM
+    # last touched now 200: expected 50 events, 10 pixels
+    assert K.choose_path(ps, 200, 1.0, 4.0, 30.0, False) == K.PATH_DENSE  # 30 < 40 < 50
+    assert K.choose_path(ps, 200, 1.0, 6.0, 70.0, False) == K.PATH_SCATTER  # 50 < 60 < 70
+    assert K.choose_path(ps, 100, 1.0, np.inf, np.inf, False) == K.PATH_SCATTER
+    ps[S.last_touched] = 0
+    assert K.choose_path(ps, 100, 1.0, 0.0, 0.0, False) == K.PATH_SCATTER  # nothing to go by
+    for mode in (K.PATH_SCATTER, K.PATH_DENSE, K.PATH_GEMM):
+        ps[S.mode] = mode
+        assert K.choose_path(ps, 0, 0.0, 0.0, 0.0, True) == mode
+    assert (ps[S.frames_scatter], ps[S.frames_dense], ps[S.frames_gemm]) == (4, 3, 2)
+
+
+def test_path_costs_table():
+    """The cost model scales by the work of each path and interpolates between table rows."""
+    s16, d16, g16 = K.PATH_COSTS[4][16]  # the table: (scatter, dense, gemm)
+    assert K.path_costs(16, 4, 9 * 16, 1000, 2304) == pytest.approx((s16 * 144, g16 * 2304, d16 * 1000))
+    (s_lo, d_lo, g_lo), (s_hi, d_hi, g_hi) = K.PATH_COSTS[4][16], K.PATH_COSTS[4][32]
+    mid = K.path_costs(int(round(np.sqrt(16 * 32))), 4, 1, 1, 1)  # about halfway in log C
+    assert mid == pytest.approx(((s_lo + s_hi) / 2, (g_lo + g_hi) / 2, (d_lo + d_hi) / 2), rel=0.02)
+    s8, d8, g8 = K.PATH_COSTS[8][16]
+    assert K.path_costs(3, 8, 1, 1, 1) == pytest.approx((s8, g8, d8))  # below the table: its first row
 
 
 class _Busy(nn.Module):
@@ -189,8 +256,9 @@ def test_paths_equal_reference_and_counters(weight_bits):
     ref = sd.reference(net, frames, progress=False)
     t = len(frames)
     runs = {name: _run(net, frames, modes) for name, modes in [
-        ("scatter", ["scatter"] * t), ("dense", ["dense"] * t), ("auto", ["auto"] * t),
-        ("switching", ["dense", "scatter", "dense", "dense", "scatter", "auto", "scatter", "dense"])]}
+        ("scatter", ["scatter"] * t), ("dense", ["dense"] * t), ("gemm", ["gemm"] * t),
+        ("auto", ["auto"] * t),
+        ("switching", ["dense", "scatter", "gemm", "dense", "scatter", "auto", "gemm", "dense"])]}
     base_out, base_stats, _ = runs["scatter"]
     for name, (out, stats, _) in runs.items():
         err = np.abs(out - ref).max() / np.ptp(ref)
@@ -198,10 +266,10 @@ def test_paths_equal_reference_and_counters(weight_bits):
         np.testing.assert_array_equal(stats, base_stats, err_msg=name)
         if weight_bits:  # integer sums: every path gives the same outputs exactly
             np.testing.assert_array_equal(out, base_out, err_msg=name)
-    assert all(p == {"scatter": 0, "dense": t} for p in runs["dense"][2].values())
-    assert all(p == {"scatter": t, "dense": 0} for p in runs["scatter"][2].values())
-    assert all(p["dense"] in (4, 5) and p["scatter"] + p["dense"] == t  # one frame on "auto"
-               for p in runs["switching"][2].values())
+    for path in ("scatter", "dense", "gemm"):
+        assert all(p == {q: t * (q == path) for q in p} for p in runs[path][2].values())
+    assert all(p["dense"] >= 2 and p["gemm"] >= 2 and p["scatter"] >= 2  # one frame on "auto"
+               and sum(p.values()) == t for p in runs["switching"][2].values())
     assert any(p["dense"] for p in runs["auto"][2].values())  # the first frame at least
 
 
@@ -209,7 +277,7 @@ def test_set_conv_path_errors():
     net = sd.convert(_Busy().eval(), (3, 8, 8))
     sim = sd.Simulator(net)
     with pytest.raises(ValueError, match="path must be one of"):
-        sim.set_conv_path("gemm")
+        sim.set_conv_path("im2col")
     with pytest.raises(ValueError, match="no weight layer 'zz'"):
         sim.set_conv_path("dense", layer="zz")
 

@@ -15,8 +15,9 @@ Conv layers with groups 1 and dilation 1 take the pixel-grouped path of
 per event and kernel row), or for one dense input channel the spike map of
 :mod:`sigmadelta.kernels.spikemap`, chosen per frame by
 :func:`sigmadelta.kernels.layer.conv_layer_step` (one call per layer and frame); a busy layer
-recomputes its whole map instead (:mod:`sigmadelta.kernels.recompute`, chosen by
-:func:`choose_dense`); the per-event
+recomputes its whole map instead (:mod:`sigmadelta.kernels.recompute`), or sends its
+events through one matrix product (:mod:`sigmadelta.kernels.gathergemm`), chosen by
+:func:`choose_path`; the per-event
 :func:`conv_scatter` remains for the other convs and as the reference.
 """
 
@@ -32,7 +33,8 @@ from .elementwise import (
     mul_update,
     upsample_update,
 )
-from .layer import conv_layer_dense, conv_layer_step
+from .gathergemm import conv_gemm_pixels, gemm_layout, pixel_rows
+from .layer import conv_layer_dense, conv_layer_gemm, conv_layer_step
 from .pixel import (
     Q_HERDING,
     Q_LAVA,
@@ -59,36 +61,49 @@ from .quantize import (
     touch_all,
 )
 from .recompute import (
-    DENSE_ABOVE,
+    GEMM_BYTES,
     PATH_AUTO,
+    PATH_COSTS,
     PATH_DENSE,
+    PATH_GEMM,
+    PATH_NAMES,
     PATH_SCATTER,
     PATH_STATE,
     choose_dense,
+    choose_path,
     conv_gemm,
     dense_recompute,
     gemm_rows,
     lava_dense_exact,
     padded_size,
+    path_costs,
 )
 from .routing import gather_update, pixel_map_update
 from .scatter import conv_scatter, convt_scatter, dense_scatter, expand_pixel_groups
 from .spikemap import encode_map_1ch, make_map, no_map, prefer_map
 
 __all__ = [
-    "DENSE_ABOVE",
     "DW_DENSE_ABOVE",
     "depthwise_dense",
     "depthwise_ok",
+    "GEMM_BYTES",
     "PATH_AUTO",
+    "PATH_COSTS",
     "PATH_DENSE",
+    "PATH_GEMM",
+    "PATH_NAMES",
     "PATH_SCATTER",
     "PATH_STATE",
     "Q_HERDING",
     "Q_LAVA",
     "Q_THRESHOLD",
+    "choose_path",
     "choose_dense",
+    "path_costs",
     "conv_gemm",
+    "conv_gemm_pixels",
+    "gemm_layout",
+    "pixel_rows",
     "dense_recompute",
     "gemm_rows",
     "lava_dense_exact",
@@ -101,6 +116,7 @@ __all__ = [
     "axis_fan",
     "concat_update",
     "conv_layer_dense",
+    "conv_layer_gemm",
     "conv_layer_step",
     "conv_scatter",
     "convt_scatter",

@@ -12,18 +12,23 @@ The path is chosen per layer and frame:
 
 All paths give the same ``z``, encoder memory, counters and set of touched outputs.
 A busy frame skips all of them: :func:`conv_layer_dense` recomputes the whole map
-(:mod:`sigmadelta.kernels.recompute`) with the same encoder memory, counters and
-touched outputs, and ``z`` equal up to the order of float additions (exactly for the
-``"lava"`` quantizer, which adds the conv of its integer messages).
+(:mod:`sigmadelta.kernels.recompute`), or :func:`conv_layer_gemm` encodes as the scatter
+does and integrates the events by gather-GEMM-scatter (:mod:`sigmadelta.kernels.gathergemm`);
+both with the same encoder memory, counters and touched outputs, and ``z`` equal up to the
+order of float additions (the dense path exactly for the ``"lava"`` quantizer, which adds the
+conv of its integer messages; gather-GEMM-scatter never runs ``"lava"`` layers). Each returns
+``(events, synops, additions, touched output neurons, pixels with events)``; the last feeds
+the next frame's choice of path.
 """
 
 from numba import njit
 
+from .gathergemm import conv_gemm_pixels
 from .pixel import conv_scatter_pixels, encode_pixels, encode_rows, encode_scatter_1ch, list_rows
 from .recompute import dense_recompute
 from .spikemap import encode_map_1ch, prefer_map
 
-__all__ = ["conv_layer_step", "conv_layer_dense"]
+__all__ = ["conv_layer_step", "conv_layer_dense", "conv_layer_gemm"]
 
 
 @njit(cache=True, nogil=True)
@@ -38,7 +43,7 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
     ``mgeom, smap, wtap``: the spike-map state of :func:`sigmadelta.kernels.spikemap.make_map`
     (empty: never the map path). ``herding`` is the quantizer mode (``kernels.pixel.Q_*``;
     ``lava_k, lava_shift`` for ``Q_LAVA``).
-    Returns ``(events, synops, additions, touched output neurons)``.
+    Returns ``(events, synops, additions, touched output neurons, pixels with events)``.
     """
     c_in = w_run.shape[1]
     pg_count[0] = 0
@@ -54,6 +59,7 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
                                                     lava_k, lava_shift)
         if mgeom.shape[0] > 0:
             mgeom[1] = n_ev  # the next frame's path
+        n_px = n_ev
     else:
         if in_rows:
             n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch,
@@ -65,7 +71,33 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
                                            geom, vbuf, pg_list, pg_count, pg_stamp, frame)
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,
                       expand, out_touched, out_count)
-    return n_ev, synops, adds, n_out
+    return n_ev, synops, adds, n_out, n_px
+
+
+@njit(cache=True, nogil=True)
+def conv_layer_gemm(x, touched, count, rows, row_count, in_rows, memory, herding, param, gain,
+                    w_g, z, geom, ev_ch, ev_val, px_list, px_start, gbuf, pg_list, pg_count,
+                    pg_stamp, frame, prime, expand, out_touched, out_count, mgeom):
+    """One conv layer's frame by gather-GEMM-scatter: encode by pixel as
+    :func:`conv_layer_step` does (quantizer ``herding``: threshold or herding, never lava),
+    integrate by :func:`sigmadelta.kernels.conv_gemm_pixels` (``w_g``, scratch ``gbuf``),
+    list the outputs. Same results as :func:`conv_layer_step`.
+    """
+    c_in = w_g.shape[0]
+    pg_count[0] = 0
+    if in_rows:
+        n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val,
+                                 px_list, px_start)
+    else:
+        n_px, n_ev = encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val,
+                                   px_list, px_start)
+    synops, adds = conv_gemm_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_g, z, geom, gbuf,
+                                    pg_list, pg_count, pg_stamp, frame)
+    if mgeom.shape[0] > 0:
+        mgeom[1] = n_ev  # the next frame's path
+    n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,
+                      expand, out_touched, out_count)
+    return n_ev, synops, adds, n_out, n_px
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -77,14 +109,14 @@ def conv_layer_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias
     Lists the outputs as :func:`conv_layer_step` does and leaves the frame's events in the
     spike-map state (``mgeom``) for the next frame's choice. ``herding`` is the quantizer
     mode (``Q_LAVA``: ``z += conv(messages)``, see :mod:`.recompute`). Returns ``(events,
-    synops, additions, touched output neurons)``.
+    synops, additions, touched output neurons, pixels with events)``.
     """
     pg_count[0] = 0
-    n_ev, synops, adds = dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z,
-                                         geom, mem_w, rowbuf, pg_list, pg_count, pg_stamp, frame,
-                                         lava_k, lava_shift)
+    n_ev, synops, adds, n_px = dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias,
+                                               use_bias, z, geom, mem_w, rowbuf, pg_list, pg_count,
+                                               pg_stamp, frame, lava_k, lava_shift)
     if mgeom.shape[0] > 0:
         mgeom[1] = n_ev  # the next frame's path
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,
                       expand, out_touched, out_count)
-    return n_ev, synops, adds, n_out
+    return n_ev, synops, adds, n_out, n_px

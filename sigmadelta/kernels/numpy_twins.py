@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from .numpy_twins_depthwise import depthwise_dense
+from .numpy_twins_gemm import _from_run, conv_gemm_pixels
 from .numpy_twins_maps import _merge_touched, convt_scatter, gather_update, pixel_map_update
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "pixel_map_update",
     "gather_update",
     "conv_gemm",
+    "conv_gemm_pixels",
+    "conv_layer_gemm",
     "dense_recompute",
     "depthwise_dense",
     "conv_layer_dense",
@@ -321,18 +324,6 @@ def encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val
     return len(starts), n
 
 
-def _from_run(w_run, geom):
-    """Undo :func:`sigmadelta.kernels.pixel.run_layout` (``geom`` from ``make_geom``)."""
-    sy, sx, kh, kw, cg = (int(v) for v in geom[[4, 5, 8, 9, 10]])
-    w_cl = np.zeros((kh, kw, w_run.shape[1], cg), w_run.dtype)
-    slots = w_run.reshape(kh, w_run.shape[1], kw, cg)
-    for r in range(sx):
-        n, off = int(geom[11 + r]), int(geom[11 + sx + r])
-        for m in range(n):
-            w_cl[:, r + m * sx] = slots[:, :, off + n - 1 - m]
-    return w_cl
-
-
 def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, geom, vbuf,
                         pg_list, pg_count, pg_stamp, frame):
     counts = np.diff(px_start[: n_px + 1])
@@ -421,7 +412,27 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
         mgeom[1] = n_ev  # the last frame's events pick the next frame's path
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, len(z) // len(pg_stamp), prime, expand,
                       out_touched, out_count)
-    return n_ev, synops, adds, n_out
+    return n_ev, synops, adds, n_out, n_px
+
+
+def conv_layer_gemm(x, touched, count, rows, row_count, in_rows, memory, herding, param, gain,
+                    w_g, z, geom, ev_ch, ev_val, px_list, px_start, gbuf, pg_list, pg_count,
+                    pg_stamp, frame, prime, expand, out_touched, out_count, mgeom):
+    c_in = w_g.shape[0]
+    if in_rows:
+        n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val,
+                                 px_list, px_start)
+    else:
+        n_px, n_ev = encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val,
+                                   px_list, px_start)
+    pg_count[0] = 0
+    synops, adds = conv_gemm_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_g, z, geom, gbuf,
+                                    pg_list, pg_count, pg_stamp, frame)
+    if len(mgeom):
+        mgeom[1] = n_ev
+    n_out = list_rows(pg_list, pg_count, pg_stamp, frame, len(z) // len(pg_stamp), prime, expand,
+                      out_touched, out_count)
+    return n_ev, synops, adds, n_out, n_px
 
 
 def conv_gemm(P, w_cl, z, bias, use_bias, cols, geom, c_in):
@@ -456,7 +467,7 @@ def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias,
                                 pg_list, pg_count, pg_stamp, frame)
     if lava:
         z += delta.astype(z.dtype)
-        return n_ev, synops, adds
+        return n_ev, synops, adds, len(np.unique(idx[:n_ev] // c_in))
     m = (memory * gain).astype(mem_w.dtype)
     mem_w.reshape(h_in + 2 * py, w_in + 2 * px, c_in)[py:py + h_in, px:px + w_in] = m.reshape(
         h_in, w_in, c_in)
@@ -465,18 +476,18 @@ def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias,
              np.full(len(pg_stamp), -1, np.int64))
     conv_scatter(all_in, m.astype(acc), n, 1, w4, full, *hw, *spare, 0)
     z[:] = (bias + full) if use_bias else full
-    return n_ev, synops, adds
+    return n_ev, synops, adds, len(np.unique(idx[:n_ev] // c_in))
 
 
 def conv_layer_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w,
                      rowbuf, pg_list, pg_count, pg_stamp, frame, prime, expand, out_touched,
                      out_count, mgeom, lava_k=1.0, lava_shift=0):
     pg_count[0] = 0
-    n_ev, synops, adds = dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias,
-                                         use_bias, z, geom, mem_w, rowbuf, pg_list, pg_count,
-                                         pg_stamp, frame, lava_k, lava_shift)
+    n_ev, synops, adds, n_px = dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias,
+                                               use_bias, z, geom, mem_w, rowbuf, pg_list, pg_count,
+                                               pg_stamp, frame, lava_k, lava_shift)
     if len(mgeom):
         mgeom[1] = n_ev
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, len(z) // len(pg_stamp), prime, expand,
                       out_touched, out_count)
-    return n_ev, synops, adds, n_out
+    return n_ev, synops, adds, n_out, n_px

@@ -1,0 +1,54 @@
+"""NumPy twin of gather-GEMM-scatter (:func:`sigmadelta.kernels.conv_gemm_pixels`; see
+:mod:`sigmadelta.kernels.numpy_twins`, which re-exports it; same signature as the kernel) and
+the inverse of the run layout that the pixel twins share."""
+
+import numpy as np
+
+from .numpy_twins_maps import _merge_touched
+
+__all__ = ["conv_gemm_pixels"]
+
+
+def _from_run(w_run, geom):
+    """Undo :func:`sigmadelta.kernels.pixel.run_layout` (``geom`` from ``make_geom``)."""
+    sy, sx, kh, kw, cg = (int(v) for v in geom[[4, 5, 8, 9, 10]])
+    w_cl = np.zeros((kh, kw, w_run.shape[1], cg), w_run.dtype)
+    slots = w_run.reshape(kh, w_run.shape[1], kw, cg)
+    for r in range(sx):
+        n, off = int(geom[11 + r]), int(geom[11 + sx + r])
+        for m in range(n):
+            w_cl[:, r + m * sx] = slots[:, :, off + n - 1 - m]
+    return w_cl
+
+
+def conv_gemm_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_g, z, geom, gbuf,
+                     pg_list, pg_count, pg_stamp, frame):
+    """Per event group: its row of spikes ``d`` (``C_in``, times the gain), and for every tap
+    ``(ky, kx)`` that reaches an output pixel ``q``: ``z[q] += d @ W[ky, kx]``, ``C_out`` synops
+    per event of the group, ``C_out * sum |s|`` additions, and ``q`` reached."""
+    h_in, w_in, h_out, w_out, sy, sx, py, px, kh, kw, cg = (int(v) for v in geom[:11])
+    c_in = w_g.shape[0]
+    w_run = np.asarray(w_g).reshape(c_in, kh, -1).transpose(1, 0, 2)
+    acc = np.int64 if z.dtype.kind == "i" else np.float64
+    w4 = _from_run(w_run, geom).astype(acc)  # [ky, kx, c, j]
+    zz = np.zeros((h_out, w_out, cg), acc)
+    reached = np.zeros((h_out, w_out), bool)
+    synops, adds = 0, 0.0
+    for g in range(n_px):
+        e = slice(px_start[g], px_start[g + 1])
+        vals = np.asarray(ev_val[e])
+        d = np.zeros(c_in, acc)
+        d[ev_ch[e]] = vals.astype(acc) * gain
+        iy, ix = divmod(int(px_list[g]), w_in)
+        for ky in range(kh):
+            oy, ry = divmod(iy + py - ky, sy)
+            for kx in range(kw):
+                ox, rx = divmod(ix + px - kx, sx)
+                if ry == 0 and rx == 0 and 0 <= oy < h_out and 0 <= ox < w_out:
+                    zz[oy, ox] += d @ w4[ky, kx]
+                    reached[oy, ox] = True
+                    synops += cg * len(vals)
+                    adds += cg * float(np.abs(vals.astype(np.float64)).sum())
+    z += zz.reshape(-1).astype(z.dtype)
+    _merge_touched(pg_list, pg_count, pg_stamp, reached, frame)
+    return synops, adds
