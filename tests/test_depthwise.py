@@ -151,8 +151,8 @@ def test_depthwise_paths_equal_reference_and_counters(weight_bits):
             np.testing.assert_array_equal(out, base_out, err_msg=name)
     dw = {"dw1", "dw2", "dw3"}
     assert dw <= set(runs["dense"][2])  # the depthwise layers have both paths
-    assert all(p == {"scatter": 0, "dense": t} for p in runs["dense"][2].values())
-    assert all(p == {"scatter": t, "dense": 0} for p in runs["scatter"][2].values())
+    assert all(p == {"scatter": 0, "dense": t, "gemm": 0} for p in runs["dense"][2].values())
+    assert all(p == {"scatter": t, "dense": 0, "gemm": 0} for p in runs["scatter"][2].values())
     assert all(runs["switching"][2][n]["dense"] in (4, 5) for n in dw)
 
 
@@ -163,4 +163,4 @@ def test_depthwise_path_is_only_for_depthwise_layers():
     assert set(sim.conv_paths) == {net.layer_names[1]}  # groups 2 has one path: the scatter
     sim.set_conv_path("dense")  # every layer that has a dense path; the grouped one scatters
     sim.run(np.random.default_rng(0).random((3, 4, 8, 8)), progress=False)
-    assert sim.conv_paths[net.layer_names[1]] == {"scatter": 0, "dense": 3}
+    assert sim.conv_paths[net.layer_names[1]] == {"scatter": 0, "dense": 3, "gemm": 0}
