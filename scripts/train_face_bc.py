@@ -66,7 +66,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import command_line, machine, save_checkpoint, seed_everything, validation_split
-from _face_bc_op import FRAME_SHAPE, choose_operating_point, load_video
+from _face_bc_op import FRAME_SHAPE, add_guard_args, choose_operating_point, guard_command, load_video
 from _face_groups import loss_weights, patch_accuracy, patch_groups, val_record, val_score
 from torch import nn
 from tqdm.auto import tqdm
@@ -372,6 +372,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-down", default="",
                    help="also try each optimised point with all scales times these factors")
     p.add_argument("--scale-epochs", type=int, default=20)
+    add_guard_args(p)
     return p.parse_args(argv)
 
 
@@ -470,7 +471,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.choose_command = command_line() if args.choose_only else (
         f"python scripts/train_face_bc.py --choose-only --out {args.out} --name {args.name} "
         f"--max-rel-err {args.max_rel_err:g}"
-        + (f" --scale-down {args.scale_down}" if args.scale_down else ""))
+        + (f" --scale-down {args.scale_down}" if args.scale_down else "") + guard_command(args))
     from sigmadelta.models import face_detector
 
     out = Path(args.out)
