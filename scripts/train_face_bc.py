@@ -488,11 +488,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     det = face_detector(pool=2, channels=info["kwargs"]["channels"])
     det.load_state_dict(model.state_dict())
     bits = info.get("compression", {}).get("bits")  # None: the float (uncompressed) detector
-    info["operating_point"] = choose_operating_point(det.eval(), bits, args)
+    try:
+        info["operating_point"] = choose_operating_point(det.eval(), bits, args)
+    finally:  # trained weights are written even when no operating point passes
+        if not args.choose_only:
+            save_checkpoint(model, out, info)
     if args.choose_only:
         (out / f"{args.name}.json").write_text(json.dumps(info, indent=2) + "\n")
-    else:
-        save_checkpoint(model, out, info)
     tqdm.write(json.dumps(info["operating_point"], indent=1))
     return info
 

@@ -19,6 +19,7 @@ from sigmadelta.models import (
 from torch import nn
 
 import sigmadelta as sd
+from sigmadelta import fidelity
 
 
 def _gradient_field(model: nn.Module, shape: tuple[int, int], row: int, col: int):
@@ -178,3 +179,26 @@ def test_patch_kinds_follow_the_patch_blocks_and_the_test_mix_by_hand(monkeypatc
     np.testing.assert_array_equal(train["group_train"], np.delete(kinds, ids_val))
     kinds_val = common.validation_split({"x_train": kinds, "y_train": y}, 0.2, 7)[1]
     np.testing.assert_array_equal(kinds_val, kinds[ids_val])
+
+
+def test_regret_guard_counts_what_the_reference_run_counts(monkeypatch):
+    """The operating-point regret guard against sd.reference and fidelity.regret by hand, on
+    frames of a non-test video: a fine point passes, a coarse one fails on some frames."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    op_mod = _script_module("_face_bc_op")
+    info = pretrained_info("face_detector_bc")
+    model = load_pretrained("face_detector_bc")
+    bits = info["operating_point"]["weight_bits"]
+    x = op_mod.load_video("bikes", limit=6)
+    with torch.no_grad():
+        a = model(torch.from_numpy(x)).double().numpy().reshape(len(x), -1)
+    delta = 0.05
+    for factor in (1.0, 0.02):
+        values = {n: v * factor for n, v in info["operating_point"]["scales"].items()}
+        g = op_mod.regret_guard(model, {"bikes": (x, a, delta)}, values, bits, 1.0)
+        net = sd.convert(model, info["input_shape"], scale=values, weight_bits=bits)
+        y = sd.reference(net, x, progress=False).reshape(a.shape)
+        ok = (fidelity.regret(y, a) <= delta) & ((y.max(1) > 0) == (a.max(1) > 0))
+        assert g["failures"] == {"bikes": int((~ok).sum())} and g["frames"] == len(x)
+        assert g["regret_agreement"] == pytest.approx(ok.mean())
+        assert (g["failures"]["bikes"] == 0) == (factor == 1.0)
