@@ -33,7 +33,8 @@ figure (skipped with ``--no-test`` while variants are compared).
 5. operating point on the non-test videos: scales from ``sd.optimize_scales`` on ``--train-stream``
    (bikes), also times each ``--scale-down`` factor, the cheapest point (synops per frame of the
    fixed-point event simulation) within ``--max-rel-err`` of its own float ANN on
-   ``--choose-stream`` (bigbuckbunny; ``_face_bc_op``);
+   ``--choose-stream`` (bigbuckbunny; ``_face_bc_op``), with ``--min-regret`` only if its regret
+   agreement pooled over ``--guard-streams`` (bigbuckbunny, bikes) reaches that share;
 6. write ``<name>.pt`` / ``<name>.json`` (compression record, operating point, commands).
 
 Examples::
@@ -43,9 +44,10 @@ Examples::
         --finetune-hard-weight 0.5 --select test-mix --min-val-acc 0.905 --max-rel-err 0.009 \\
         --scale-down 0.9,0.8 --seed 0 --no-test --out models/checkpoints
     python scripts/train_face_bc.py --test-only --out models/checkpoints   # test patches, once
-        # (these two made the shipped face_detector_bc)
+        # (these two made the shipped face_detector_bc's weights; its operating point: next)
     python scripts/train_face_bc.py --choose-only --out models/checkpoints \\
-        --max-rel-err 0.009 --scale-down 0.9,0.8   # step 5 again
+        --max-rel-err 0.009 --scale-down 0.8,0.9,1.25,1.5,2,3 --min-regret 0.995 \\
+        --guard-delta 1   # step 5 again: the shipped operating point (regret-guarded)
     python scripts/train_face_bc.py --choose-only --name face_detector --max-rel-err 0.05 \\
         --lams 0.01,0.03,0.1,0.3,1 --uniform 8,16,32,64,128 --out models/checkpoints
         # the uncompressed detector's operating point (float weights), chosen the same way
