@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["FRAME_SHAPE", "add_guard_args", "choose_operating_point", "guard_command",
+__all__ = ["FRAME_SHAPE", "add_guard_args", "choose_operating_point", "choose_command",
            "load_video", "regret_guard"]
 
 #: Frame shape the detector is run on (the demo's: gray QCIF).
@@ -60,12 +60,14 @@ def add_guard_args(p: argparse.ArgumentParser) -> None:
                    help="non-test videos the regret guard pools")
 
 
-def guard_command(args: argparse.Namespace) -> str:
-    """The guard's flags as they go into a recorded command ('' when off)."""
-    if not args.min_regret:
-        return ""
-    return (f" --min-regret {args.min_regret:g} --guard-delta {args.guard_delta:g}"
-            f" --guard-streams {args.guard_streams}")
+def choose_command(args: argparse.Namespace) -> str:
+    """The ``--choose-only`` command that chooses this operating point again (recorded)."""
+    guard = "" if not args.min_regret else (
+        f" --min-regret {args.min_regret:g} --guard-delta {args.guard_delta:g}"
+        f" --guard-streams {args.guard_streams}")
+    return (f"python scripts/train_face_bc.py --choose-only --out {args.out} --name {args.name} "
+            f"--max-rel-err {args.max_rel_err:g}"
+            + (f" --scale-down {args.scale_down}" if args.scale_down else "") + guard)
 
 
 def regret_guard(model: nn.Module, streams: dict[str, np.ndarray], values: dict[str, float],

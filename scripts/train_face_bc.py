@@ -33,8 +33,7 @@ figure (skipped with ``--no-test`` while variants are compared).
 5. operating point on the non-test videos: scales from ``sd.optimize_scales`` on ``--train-stream``
    (bikes), also times each ``--scale-down`` factor, the cheapest point (synops per frame of the
    fixed-point event simulation) within ``--max-rel-err`` of its own float ANN on
-   ``--choose-stream`` (bigbuckbunny; ``_face_bc_op``), with ``--min-regret`` only if its regret
-   agreement pooled over ``--guard-streams`` (bigbuckbunny, bikes) reaches that share;
+   ``--choose-stream`` (bigbuckbunny), passing the regret guard if given (``_face_bc_op``);
 6. write ``<name>.pt`` / ``<name>.json`` (compression record, operating point, commands).
 
 Examples::
@@ -44,10 +43,9 @@ Examples::
         --finetune-hard-weight 0.5 --select test-mix --min-val-acc 0.905 --max-rel-err 0.009 \\
         --scale-down 0.9,0.8 --seed 0 --no-test --out models/checkpoints
     python scripts/train_face_bc.py --test-only --out models/checkpoints   # test patches, once
-        # (these two made the shipped face_detector_bc's weights; its operating point: next)
-    python scripts/train_face_bc.py --choose-only --out models/checkpoints \\
-        --max-rel-err 0.009 --scale-down 0.8,0.9,1.25,1.5,2,3 --min-regret 0.995 \\
-        --guard-delta 1   # step 5 again: the shipped operating point (regret-guarded)
+        # (these two and the next made the shipped face_detector_bc)
+    python scripts/train_face_bc.py --choose-only --out models/checkpoints --max-rel-err 0.009 \\
+        --scale-down 0.8,0.9,1.25,1.5,2,3 --min-regret 0.995 --guard-delta 1   # step 5 again
     python scripts/train_face_bc.py --choose-only --name face_detector --max-rel-err 0.05 \\
         --lams 0.01,0.03,0.1,0.3,1 --uniform 8,16,32,64,128 --out models/checkpoints
         # the uncompressed detector's operating point (float weights), chosen the same way
@@ -68,7 +66,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import command_line, machine, save_checkpoint, seed_everything, validation_split
-from _face_bc_op import FRAME_SHAPE, add_guard_args, choose_operating_point, guard_command, load_video
+from _face_bc_op import FRAME_SHAPE, add_guard_args, choose_command, choose_operating_point, load_video
 from _face_groups import loss_weights, patch_accuracy, patch_groups, val_record, val_score
 from torch import nn
 from tqdm.auto import tqdm
@@ -470,10 +468,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = _parse(argv)
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    args.choose_command = command_line() if args.choose_only else (
-        f"python scripts/train_face_bc.py --choose-only --out {args.out} --name {args.name} "
-        f"--max-rel-err {args.max_rel_err:g}"
-        + (f" --scale-down {args.scale_down}" if args.scale_down else "") + guard_command(args))
+    args.choose_command = command_line() if args.choose_only else choose_command(args)
     from sigmadelta.models import face_detector
 
     out = Path(args.out)
