@@ -297,3 +297,31 @@ def test_lava_range_check(case):
     np.testing.assert_array_equal(a[1], b[1])
     if bad == -1:
         np.testing.assert_array_equal(a[1], value)
+
+
+@pytest.mark.parametrize("n_a,n_b", [(0, 3), (5, 4), (20, 15)])  # indexed, busy, busier
+def test_busy_glue_passes_keep_values(n_a, n_b):
+    """A residual add and a relu on lists of any length give what recomputing the listed
+    neurons gives, when ``y = a + b`` and ``y = f(x)`` held before (as the engine keeps
+    them): the contiguous busy passes only rewrite the others with their own values."""
+    rng = np.random.default_rng(7)
+    n = 40
+    a, b = rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)
+    y = a + b
+    ta = np.sort(rng.choice(n, n_a, replace=False)).astype(np.int64)
+    tb = np.sort(rng.choice(n, n_b, replace=False)).astype(np.int64)
+    a[ta] += rng.normal(size=n_a).astype(np.float32)
+    b[tb] += rng.normal(size=n_b).astype(np.float32)
+    want = y.copy()
+    union = np.union1d(ta, tb)
+    want[union] = a[union] + b[union]
+    touched, count, stamp = np.zeros(n, np.int64), np.zeros(1, np.int64), np.full(n, -1, np.int64)
+    K.add_update(a, b, y, ta, np.array([n_a]), tb, np.array([n_b]), touched, count, stamp, 5)
+    np.testing.assert_array_equal(y, want)
+    assert sorted(touched[:count[0]]) == list(union)
+    r = np.where(y > 0, y, 0).astype(np.float32)  # relu of every neuron: r = f(y) holds
+    y[union] += 1.0  # the add's outputs change again; relu on the union
+    want_r = r.copy()
+    want_r[union] = np.where(y[union] > 0, y[union], 0)
+    K.activation_update(y, r, touched, count, 0, 0.0, 0.0, 0.0)
+    np.testing.assert_array_equal(r, want_r)

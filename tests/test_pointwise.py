@@ -59,7 +59,13 @@ def test_kernels_equal_twin(name, dtype):
     T.activation_update(x, y_t, touched, count, fn, alpha, lo, hi)
     tol = 1e-12 if dtype == np.float64 else 2e-6
     np.testing.assert_allclose(y_k, y_t, rtol=tol, atol=tol)
-    assert (y_k[np.setdiff1d(np.arange(len(x)), touched[:37])] == 9.0).all()
+    untouched = np.setdiff1d(np.arange(len(x)), touched[:37])
+    if fn <= 3:  # a cheap f on a busy list (37 of 64 > FULL_PASS_ABOVE): every neuron, f(x)
+        assert 37 > K.FULL_PASS_ABOVE * len(x)
+        np.testing.assert_allclose(y_k[untouched], T._pointwise(x[untouched], fn, alpha, lo, hi),
+                                   rtol=tol, atol=tol)
+    else:
+        assert (y_k[untouched] == 9.0).all()
     rows, c = np.array([0, 3, 7, 5], np.int64), 8  # pixels of 8 channels, 3 listed
     y_k, y_t = np.full_like(x, 9.0), np.full_like(x, 9.0)
     K.activation_rows(x, y_k, rows, np.array([3]), c, fn, alpha, lo, hi)

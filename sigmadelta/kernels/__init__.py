@@ -23,6 +23,8 @@ events through one matrix product (:mod:`sigmadelta.kernels.gathergemm`), chosen
 
 from .depthwise import DW_DENSE_ABOVE, depthwise_dense, depthwise_ok
 from .elementwise import (
+    ADD_FULL_ABOVE,
+    FULL_PASS_ABOVE,
     activation_rows,
     activation_update,
     add_update,
@@ -83,6 +85,8 @@ from .scatter import conv_scatter, convt_scatter, dense_scatter, expand_pixel_gr
 from .spikemap import encode_map_1ch, make_map, no_map, prefer_map
 
 __all__ = [
+    "ADD_FULL_ABOVE",
+    "FULL_PASS_ABOVE",
     "DW_DENSE_ABOVE",
     "depthwise_dense",
     "depthwise_ok",

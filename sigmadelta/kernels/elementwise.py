@@ -8,7 +8,8 @@ from numba import njit
 from .prefetch import prefetch
 
 __all__ = [
-    "pointwise", "activation_update", "activation_rows", "add_update", "mul_update",
+    "FULL_PASS_ABOVE", "ADD_FULL_ABOVE", "pointwise", "activation_update", "activation_rows", "add_update",
+    "mul_update",
     "concat_update", "flatten_update", "upsample_update", "fixed_point_update", "fixed_point_guard",
 ]
 
@@ -59,17 +60,31 @@ def pointwise(v, fn, alpha, lo, hi):
     return v
 
 
+#: busy lists: above this fraction of the neurons touched, a cheap activation (relu, leaky,
+#: clip, identity) runs one contiguous pass over every neuron instead of the indexed one
+#: (131072 neurons, 90% of them listed by pixels of 32 channels: relu 1.26 ms indexed,
+#: 0.024 ms contiguous; clip 0.43 ms indexed)
+FULL_PASS_ABOVE = 1 / 16
+#: the same for a residual add, on the sum of its two inputs' counts (the add also lists
+#: the union: 0.53 -> 0.34 ms at 85% and 60% listed)
+ADD_FULL_ABOVE = 1 / 4
+
+
 @njit(cache=True, nogil=True)
 def activation_update(x, y, touched, count, fn, alpha, lo, hi):
-    """``y_i = f(x_i)`` for the touched ``i`` only (``f``: :func:`pointwise` code ``fn``).
+    """``y_i = f(x_i)`` for the touched ``i`` (``f``: :func:`pointwise` code ``fn``).
 
     Every neuron touched (the list holds each neuron once, so ``count == len(x)``; a layer
-    that ran its dense path lists them all): one contiguous pass (:func:`_activation_run`)
-    instead of the indexed one, same values."""
-    if count[0] == x.shape[0]:
+    that ran its dense path lists them all), or a cheap ``f`` (codes 0-3) and more than
+    :data:`FULL_PASS_ABOVE` of them touched: one contiguous pass over every neuron
+    (:func:`_activation_run`) instead of the indexed one. The engine keeps ``y = f(x)`` on
+    every neuron (the first frame touches all, and an untouched ``x_i`` keeps its value), so
+    the untouched ones are rewritten with the value they hold."""
+    n = count[0]
+    if n == x.shape[0] or (fn <= 3 and n > FULL_PASS_ABOVE * x.shape[0]):
         _activation_run(x, y, fn, alpha, lo, hi)
         return
-    for t in range(count[0]):
+    for t in range(n):
         i = touched[t]
         y[i] = pointwise(x[i], fn, alpha, lo, hi)
 
@@ -115,12 +130,26 @@ def add_update(a, b, y, touched_a, count_a, touched_b, count_b, touched, count, 
     """``y_i = a_i + b_i`` for ``i`` touched in ``a`` or ``b``; lists the union.
 
     One input with every neuron touched (each listed once, so its count is ``len(y)``): the
-    union is every neuron, listed in order, and the sum runs as one contiguous pass."""
-    if count_a[0] == y.shape[0] or count_b[0] == y.shape[0]:
-        for i in range(y.shape[0]):
+    union is every neuron, listed in order, and the sum runs as one contiguous pass. Busy
+    lists (together more than :data:`ADD_FULL_ABOVE` of ``len(y)``): stamp both lists, then
+    one contiguous pass sums every neuron (the engine keeps ``y = a + b`` on every neuron, so
+    the untouched ones keep their value) and lists the stamped ones, in increasing order."""
+    n_all = y.shape[0]
+    if count_a[0] == n_all or count_b[0] == n_all:
+        for i in range(n_all):
             y[i] = a[i] + b[i]
             touched[i] = i
-        count[0] = y.shape[0]
+        count[0] = n_all
+        return
+    if count_a[0] + count_b[0] > ADD_FULL_ABOVE * n_all:
+        _stamp(touched_a, count_a[0], stamp, frame)
+        _stamp(touched_b, count_b[0], stamp, frame)
+        n = 0
+        for i in range(n_all):  # branchless listing: n <= i
+            y[i] = a[i] + b[i]
+            touched[n] = i
+            n += stamp[i] == frame
+        count[0] = n
         return
     n = 0
     for t in range(count_a[0]):
@@ -139,6 +168,13 @@ def add_update(a, b, y, touched_a, count_a, touched_b, count_b, touched, count, 
         i = touched[t]
         y[i] = a[i] + b[i]
     count[0] = n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _stamp(lst, n, stamp, frame):
+    """``stamp[lst[:n]] = frame``."""
+    for t in range(n):
+        stamp[lst[t]] = frame
 
 
 @njit(cache=True, nogil=True)
