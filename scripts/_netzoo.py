@@ -152,6 +152,7 @@ def bench_zoo(names, frames: np.ndarray, calib: np.ndarray, dtypes, scale: float
             for path, b in r["by_path"].items():
                 rows.append({"network": name, "dtype": np.dtype(dt).name, "path": path,
                              "speedup": b["speedup"], "speedup_spread": b["speedup_spread"],
+                             "speedup_cpu": b["speedup_cpu"], "speedup_cpu_spread": b["speedup_cpu_spread"],
                              "op_reduction": r["op_reduction"], "event_fps": b["event_fps"],
                              "dense_fps": r["dense_fps"], "layers": r["layers"],
                              "conv_paths": b["conv_paths"]})
@@ -174,7 +175,9 @@ def zoo_from_args(args, dtypes, bench_network, paths=("auto",)) -> list[dict]:
     if not args.json:
         for r in rows:
             print(f"zoo {r['network']:>20} {r['dtype']} {r['path']}: speedup {r['speedup']:.2f}x (passes "
-                  f"{r['speedup_spread'][0]:.2f}-{r['speedup_spread'][1]:.2f}x), op reduction "
+                  f"{r['speedup_spread'][0]:.2f}-{r['speedup_spread'][1]:.2f}x; thread CPU time "
+                  f"{r['speedup_cpu']:.2f}x, {r['speedup_cpu_spread'][0]:.2f}-"
+                  f"{r['speedup_cpu_spread'][1]:.2f}x), op reduction "
                   f"{r['op_reduction']:.1f}x, event {r['event_fps']:.0f} fps, dense "
                   f"{r['dense_fps']:.0f} fps")
     return rows

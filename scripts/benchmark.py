@@ -217,8 +217,11 @@ def bench_network(net: g.Network, frames: np.ndarray, dtype=np.float64, repeats:
     by_path = {}
     for p, side, runs in zip(paths, sides, p_runs, strict=True):
         ratios = [d[0] / e[0] for d, e in zip(d_runs, runs, strict=True)]
+        cpu = [d[1] / e[1] for d, e in zip(d_runs, runs, strict=True)]  # thread CPU time: robust to load
         by_path[p] = {"speedup": min(d[0] for d in d_runs) / min(e[0] for e in runs),
                       "speedup_spread": [min(ratios), max(ratios)],
+                      "speedup_cpu": min(d[1] for d in d_runs) / min(e[1] for e in runs),
+                      "speedup_cpu_spread": [min(cpu), max(cpu)],
                       "event_fps": len(frames) / min(e[0] for e in runs),
                       "conv_paths": side.conv_paths}
     event, e_runs = sides[-1], p_runs[-1]
@@ -398,7 +401,9 @@ def _print_network(r: dict, what: str) -> None:
           f"dense {r['dense_fps']:.1f} fps")
     for p, b in r["by_path"].items():
         print(f"conv path {p}: speedup {b['speedup']:.2f}x (passes {b['speedup_spread'][0]:.2f}-"
-              f"{b['speedup_spread'][1]:.2f}x), event {b['event_fps']:.1f} fps; frames by path "
+              f"{b['speedup_spread'][1]:.2f}x; thread CPU time {b['speedup_cpu']:.2f}x, "
+              f"{b['speedup_cpu_spread'][0]:.2f}-{b['speedup_cpu_spread'][1]:.2f}x), "
+              f"event {b['event_fps']:.1f} fps; frames by path "
               f"{b['conv_paths']}")
     print(f"speedup in thread CPU time (robust to other load on the machine) "
           f"{r['speedup_cpu_time']:.2f}x")

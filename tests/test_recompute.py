@@ -349,3 +349,21 @@ def test_lava_dense_exact_bound():
     assert K.lava_dense_exact(w * 2.0 ** 21)  # 2**26 * 36 * 2**21 < 2**53
     assert not K.lava_dense_exact(w * 2.0 ** 22)  # 2**26 * 36 * 2**22 > 2**53
     assert not K.lava_dense_exact(w + 0.5)  # not integers
+
+
+@pytest.mark.parametrize("hw,k,stride,pad", [((2, 2), 3, 1, 1), ((4, 5), 3, 2, 1), ((7, 6), 1, 2, 0),
+                                             ((9, 9), 5, 1, 2)])
+def test_chooser_fan_is_the_scatters(hw, k, stride, pad):
+    """The chooser's synops per event (``PixelConvOp._mean_fan``) are those the scatter counts
+    when every input spikes (padding taps reach no output), not ``dense_macs / n_in``."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(5, 7, k, stride, pad).eval()
+    net = sd.convert(conv, (5, *hw), scale=8.0)
+    sim = sd.Simulator(net)
+    x = np.random.default_rng(2).uniform(1.0, 2.0, (5, *hw))  # every input spikes at scale 8
+    sim.step(x)
+    stats = dict(zip(sd.stats.MEASURED, sim.last_stats[:, 0], strict=True))
+    assert stats["events"] == x.size
+    assert sim._weight_ops[0]._mean_fan() == pytest.approx(stats["synops"] / stats["events"])
+    if pad:
+        assert sim._weight_ops[0]._mean_fan() < net.dense_macs()[0] / x.size

@@ -74,7 +74,10 @@ FRAMES = (-1, PATH_STATE.frames_scatter, PATH_STATE.frames_dense, PATH_STATE.fra
 #: neuron,pixel,channels --conv-path scatter,dense,gemm --frames 8 --repeats 2 --fit-costs``
 #: (forced paths, 3x3 convs C_in = C_out at 64x64; per path the median over activities and
 #: patterns of the layer's time / its units of work) on a 2-vCPU AMD EPYC (Zen, AVX2) under
-#: load from other processes (load average 9-10): only the ratios between paths matter.
+#: load from other processes (load average 9-10): only the ratios between paths matter. A refit
+#: at load 8-9 (float32 ``{16: (0.77, 0.55, 0.85), 32: (0.73, 0.30, 0.37), 64: (0.62, 0.26, 0.28)}``)
+#: chose no faster paths on the zoo nets and slower ones on ResNet-18 (float64 1.24x against
+#: 1.33x, thread CPU time), so this table stays.
 PATH_COSTS = {
     4: {16: (1.0603, 0.4344, 0.6475), 32: (0.9263, 0.3138, 0.3306), 64: (0.6766, 0.2801, 0.2902)},
     8: {16: (2.163, 0.717, 0.8859), 32: (1.4354, 0.5674, 0.5712), 64: (1.2606, 0.4653, 0.5201)},
