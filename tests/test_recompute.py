@@ -367,3 +367,27 @@ def test_chooser_fan_is_the_scatters(hw, k, stride, pad):
     assert sim._weight_ops[0]._mean_fan() == pytest.approx(stats["synops"] / stats["events"])
     if pad:
         assert sim._weight_ops[0]._mean_fan() < net.dense_macs()[0] / x.size
+
+
+@pytest.mark.parametrize("geom", GEOMS)
+@pytest.mark.parametrize("quiet", [None, 0, "middle", "last"])
+def test_herding_encode_all_pixels_or_some(geom, quiet):
+    """The herding encoder of the dense path defers stamping while every pixel has events
+    (then stamps every reachable output at once) and falls back at the first quiet pixel:
+    counters, memory, listing and ``z`` as the twin's, whichever pixel is the first quiet one."""
+    case = _dense_case(geom, True, 5, np.float64)
+    c_in = case["c_in"]
+    n_px = len(case["x"]) // c_in
+    q = np.rint(case["param"] * case["x"])
+    case["memory"] = q + np.where(np.arange(len(q)) % 2 == 0, 1.0, -2.0)  # every input spikes
+    if quiet is not None:
+        p = {0: 0, "middle": n_px // 2, "last": n_px - 1}[quiet]
+        case["memory"][p * c_in:(p + 1) * c_in] = q[p * c_in:(p + 1) * c_in]  # no event there
+    case["touched"][:len(q)], case["count"][0] = np.arange(len(q)), len(q)
+    ra, a, rb, b = both_named("conv_layer_dense", case)
+    assert ra[0] == rb[0] == len(q) - (c_in if quiet is not None else 0)
+    assert ra[1] == rb[1] and ra[3] == rb[3] and ra[4] == rb[4]
+    assert ra[2] == pytest.approx(rb[2])
+    np.testing.assert_allclose(a["z"], b["z"], rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(a["memory"], b["memory"])
+    assert listed(a["pg_list"], a["pg_count"]) == listed(b["pg_list"], b["pg_count"])

@@ -46,7 +46,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .pixel import Q_LAVA, _quantize, _split
+from .pixel import Q_HERDING, Q_LAVA, _quantize, _split
 from .simd import lanes, vload, vmul_add, vstore
 
 __all__ = ["dense_recompute", "choose_path", "choose_dense", "conv_gemm", "gemm_rows", "path_costs",
@@ -184,7 +184,10 @@ def _reach(pix, geom, pg_stamp, frame):
 def _encode_all(x, memory, herding, param, gain, c_in, mem_w, geom, pg_stamp, frame, lava_k, lava_shift):
     """Quantize every input; ``gain * memory`` (``"lava"``: the message ``s``) goes into
     ``mem_w``, the input zero-padded by ``(py, px)`` on each side (the padding stays 0).
-    Returns ``(events, synops, additions, pixels with events)``."""
+    Returns ``(events, synops, additions, pixels with events)``; herding by
+    :func:`_encode_herding` (same values)."""
+    if herding == Q_HERDING:
+        return _encode_herding(x, memory, param, gain, c_in, mem_w, geom, pg_stamp, frame)
     w_in, py, px, cg = geom[1], geom[6], geom[7], geom[10]
     w_pad = w_in + 2 * px
     lava, lava_scale = herding == Q_LAVA, 0.5 ** lava_shift
@@ -205,6 +208,75 @@ def _encode_all(x, memory, herding, param, gain, c_in, mem_w, geom, pg_stamp, fr
             synops += fan * e
             adds += mag * fan
     return n_ev, synops, adds, n_px
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"}, inline="always")
+def _herd_pixel(xs, ms, ws, k, gain):
+    """Herding over one pixel's channels (slices indexed from 0, so that LLVM vectorises):
+    ``q = rint(k x); s = q - m; m = q; w = m * gain``; returns ``(events, sum |s|)`` (whole
+    numbers: reassociating their sum is exact)."""
+    e, mag = 0, 0.0
+    for j in range(xs.shape[0]):
+        q = np.rint(k * xs[j])
+        s = q - ms[j]
+        ms[j] = q
+        ws[j] = ms[j] * gain
+        e += s != 0.0
+        mag += abs(s)
+    return e, mag
+
+
+@njit(cache=True, nogil=True)
+def _encode_herding(x, memory, k, gain, c_in, mem_w, geom, pg_stamp, frame):
+    """:func:`_encode_all` for the herding quantizer, same values, counters and stamps: pixel
+    by pixel over contiguous slices; while every pixel so far has events their reach is
+    counted, not stamped. If all have events, every output pixel whose window holds an input
+    is reached (:func:`_stamp_reachable`: one pass instead of ``kh`` runs per input pixel);
+    else the deferred pixels are stamped at the first one without events."""
+    h_in, w_in, h_out, w_out, sy, sx, py, px, cg = (geom[0], geom[1], geom[2], geom[3], geom[4],
+                                                    geom[5], geom[6], geom[7], geom[10])
+    w_pad = w_in + 2 * px
+    n_ev, synops, adds, n_px = 0, 0, 0.0, 0
+    deferred = True
+    for iy in range(h_in):
+        ry, oyh = _split(iy + py, sy)
+        fan_y = 0  # output rows this input row reaches (as _reach counts them)
+        for m in range(geom[11 + 2 * sx + ry]):
+            fan_y += 0 <= oyh - m < h_out
+        for ix in range(w_in):
+            p = iy * w_in + ix
+            a, b = p * c_in, ((iy + py) * w_pad + ix + px) * c_in
+            e, mag = _herd_pixel(x[a:a + c_in], memory[a:a + c_in], mem_w[b:b + c_in], k, gain)
+            if e:
+                if deferred:
+                    r, oxh = _split(ix + px, sx)
+                    fan = max(min(oxh, w_out - 1) - max(oxh - geom[11 + r] + 1, 0) + 1, 0) * fan_y * cg
+                else:
+                    fan = _reach(p, geom, pg_stamp, frame) * cg
+                n_ev += e
+                n_px += 1
+                synops += fan * e
+                adds += mag * fan
+            elif deferred:
+                deferred = False
+                for q in range(p):
+                    _reach(q, geom, pg_stamp, frame)
+    if deferred:
+        _stamp_reachable(geom, pg_stamp, frame)
+    return n_ev, synops, adds, n_px
+
+
+@njit(cache=True, nogil=True)
+def _stamp_reachable(geom, pg_stamp, frame):
+    """Stamp every output pixel that some input pixel reaches (its window holds one)."""
+    h_in, w_in, h_out, w_out = geom[0], geom[1], geom[2], geom[3]
+    sy, sx, py, px, kh, kw = geom[4], geom[5], geom[6], geom[7], geom[8], geom[9]
+    for oy in range(h_out):
+        if oy * sy - py + kh <= 0 or oy * sy - py >= h_in:
+            continue
+        for ox in range(w_out):
+            if ox * sx - px + kw > 0 and ox * sx - px < w_in:
+                pg_stamp[oy * w_out + ox] = frame
 
 
 @njit(cache=True, nogil=True)
