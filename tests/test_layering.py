@@ -7,6 +7,7 @@ Every ``import`` statement of every module counts, also those inside functions
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,7 @@ def _imports(name: str, path: Path, mods: dict[str, Path]) -> set[str]:
     return out
 
 
+@functools.cache  # parsed once for the module's tests (read only)
 def _graph() -> dict[str, set[str]]:
     mods = _modules()
     return {m: _imports(m, p, mods) for m, p in mods.items()}
