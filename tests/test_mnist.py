@@ -83,10 +83,17 @@ def test_open_source_mnist_and_errors():
         mnist_arrays("val")
 
 
-def test_temporal_mnist_is_sdqn_order_of_test_split():
-    data = load_digits("mnist", "test")
+@pytest.fixture(scope="module")
+def temporal():
+    """The Temporal MNIST source and its 1000 frames, made once for the module (building its
+    order compares every frame with up to 1000 others: about 1.3 s of CPU each time)."""
     src = open_source("temporal-mnist")
-    frames = src.to_array()
+    return src, src.to_array()
+
+
+def test_temporal_mnist_is_sdqn_order_of_test_split(temporal):
+    data = load_digits("mnist", "test")
+    src, frames = temporal
     assert frames.shape == (1000, 784) and src.name == "temporal-mnist"
     order = temporal_order(data.images, lookahead=1000)
     np.testing.assert_array_equal(src.order, order)
@@ -113,7 +120,7 @@ def test_mnist_checkpoints_recorded_accuracy(name):
 
 
 @pytest.mark.parametrize("name", COMPRESSED)
-def test_compressed_mnist_checkpoint_bits_bit_exact(name):
+def test_compressed_mnist_checkpoint_bits_bit_exact(name, temporal):
     assert name in list_pretrained()
     info = pretrained_info(name)
     rec = info["compression"]
@@ -130,7 +137,7 @@ def test_compressed_mnist_checkpoint_bits_bit_exact(name):
     with torch.no_grad():
         acc = float((model(torch.from_numpy(x).reshape(-1, *shape)).argmax(1).numpy() == y).mean())
     assert abs(acc - rec["test_accuracy_fixed_point"]) < 1e-6
-    frames = open_source("temporal-mnist", flatten=len(shape) == 1, limit=6).to_array()
+    frames = temporal[1][:6].reshape(6, *shape)  # the first 6 frames of Temporal MNIST
     bits = [min(b, 16) for b in rec["bits"]]
     net = sd.convert(model, shape, scale=16.0, weight_bits=bits)
     res = sd.simulate(net, frames, progress=False)
