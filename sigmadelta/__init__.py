@@ -102,6 +102,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
+    """The loaded names and every public one (loaded or not)."""
     return sorted(set(globals()) | set(__all__))
 
 
