@@ -200,10 +200,27 @@ def _pix_fixed(c, p, F, I, frame, prime, st):  # noqa: E741
 
 @njit(cache=True, nogil=True, inline="always")
 def _pix_float(c, p, F, I, frame, prime, st):  # noqa: E741
-    """A float pixel conv's frame (-1, or where a ``"lava"`` layer's integers would have wrapped)."""
-    _pix_core(c, p, F, I, F[c[PIX.w]], F[c[PIX.acc]], F[c[PIX.ev_val]], F[c[PIX.vbuf]],
-              F[c[PIX.smap]], F[c[PIX.wtap]], F[c[PIX.w_cl]], F[c[PIX.mem_w]], F[c[PIX.rowbuf]],
-              F[c[PIX.w_g]], F[c[PIX.gbuf]], F[c[PIX.bias]], p[WP.gain], frame, prime, st)
+    """A float pixel conv's frame (-1, or where a ``"lava"`` layer's integers would have wrapped).
+    A float64 ``"lava"`` layer on its scatter path takes :func:`sigmadelta.kernels.lava_conv_step`."""
+    pstate = I[c[PIX.pstate]]
+    if c[PIX.w8] >= 0 and pstate[K.PATH_STATE.mode] == K.PATH_SCATTER:
+        n_touched = I[c[PIX.row_count]][0] * (c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)
+        K.choose_path(pstate, n_touched, 0.0, 0.0, 0.0, prime)  # counts the frame
+        z = F[c[PIX.acc]]
+        r = K.lava_conv_step(
+            F[c[PIX.x]], I[c[PIX.touched]], I[c[PIX.count]], I[c[PIX.rows]], I[c[PIX.row_count]],
+            c[PIX.in_rows] != 0, F[c[PIX.memory]], p[WP.param], p[WP.lava_k], LAVA_SHIFT,
+            F[c[PIX.w]].reshape((c[PIX.kh], c[PIX.c_in], c[PIX.lw])), I[c[PIX.w8]].view(np.int8),
+            float(c[PIX.l1]), I[c[PIX.dz]].view(np.int32), z, I[c[PIX.geom]], I[c[PIX.ev_idx]],
+            F[c[PIX.ev_val]], I[c[PIX.px_list]], I[c[PIX.px_start]], F[c[PIX.vbuf]], I[c[PIX.pg_list]],
+            I[c[PIX.pg_count]], I[c[PIX.pg_stamp]], frame, prime, c[PIX.expand] != 0,
+            I[c[PIX.out_touched]], I[c[PIX.out_count]], I[c[PIX.mgeom]],
+            F[c[PIX.smap]].view(np.float32), F[c[PIX.wtap]].view(np.float32))
+        _pix_count(c, st, r, False, pstate)
+    else:
+        _pix_core(c, p, F, I, F[c[PIX.w]], F[c[PIX.acc]], F[c[PIX.ev_val]], F[c[PIX.vbuf]],
+                  F[c[PIX.smap]], F[c[PIX.wtap]], F[c[PIX.w_cl]], F[c[PIX.mem_w]], F[c[PIX.rowbuf]],
+                  F[c[PIX.w_g]], F[c[PIX.gbuf]], F[c[PIX.bias]], p[WP.gain], frame, prime, st)
     return _lava_range(c, p, F)
 
 
@@ -256,7 +273,19 @@ def _dense_fixed(c, p, F, I, D, prime, st):  # noqa: E741
 
 @njit(cache=True, nogil=True, inline="always")
 def _dense_float(c, p, F, I, D, prime, st):  # noqa: E741
-    if c[DNS.w8] >= 0:  # integer weights as int8 (weightops.DenseOp)
+    if c[DNS.dz] >= 0:  # float64 "lava": the step's sum in int32 where exact (weightops.DenseOp)
+        n_ev, _ = _encode(c, p, F, I, D, F[c[DNS.ev_val]])
+        w8 = I[c[DNS.w8]].view(np.int8)[: c[DNS.n_in] * c[DNS.n_out]]
+        syn, adds = K.lava_dense_step(I[c[DNS.ev_idx]], F[c[DNS.ev_val]], n_ev,
+                                      w8.reshape((c[DNS.n_in], c[DNS.n_out])), float(c[DNS.l1]),
+                                      I[c[DNS.dz]].view(np.int32), F[c[DNS.acc]])
+        o_t, o_n = I[c[DNS.out_touched]], I[c[DNS.out_count]]
+        if prime or n_ev:
+            K.touch_all(o_t, o_n)
+        else:
+            o_n[0] = 0
+        _count(c, st, n_ev, syn, adds, 0.0, o_n[0])
+    elif c[DNS.w8] >= 0:  # integer weights as int8 (weightops.DenseOp)
         w8 = I[c[DNS.w8]].view(np.int8)[: c[DNS.n_in] * c[DNS.n_out]]
         _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], w8, F[c[DNS.acc]], p[WP.gain], prime, st)
     else:

@@ -162,18 +162,27 @@ class DenseOp(WeightOp):
     PilotNet SDNN (2560 x 100 weights, half the inputs spiking) comes mostly from L3 or memory.
     """
 
-    SLOTS = layout("Dense", ["n_in", "n_out", "w8"], base=WEIGHT)
+    SLOTS = layout("Dense", ["n_in", "n_out", "w8", "dz", "l1"], base=WEIGHT)
 
     def __init__(self, node: g.Dense, ins, out, dtype, in_shape):
         super().__init__(node, ins, out, dtype, in_shape)
         self.w = np.ascontiguousarray(self.weight.T, dtype=self.wdtype)  # [in, out]
         self.w8 = int8_weights(self.w) if self.enc.lava and not self.fixed else None
+        # float64: the step's sum in int32 where exact (kernels.lava_dense_step)
+        self.dz = _int32_scratch(self.w.shape[1]) if self.w8 is not None and dtype == np.float64 else None
+        self.l1 = int(K.lava_l1(self.w)) if self.dz is not None else 0  # an integer: int8 weights
 
     def emit(self, b: Builder, j: int) -> None:
         r = self._row(b, DENSE, j)
         r.n_in, r.n_out = self.w.shape
         r.w8 = b.i(self.w8) if self.w8 is not None else -1
+        r.dz, r.l1 = (b.i(self.dz) if self.dz is not None else -1), self.l1
         r.done()
+
+
+def _int32_scratch(n: int) -> np.ndarray:
+    """Zeros for ``n`` int32 values in int64 words (``.view(np.int32)[:n]``; the int64 list)."""
+    return np.zeros((n + 1) // 2, np.int64)
 
 
 def _conv_weights(node: g.Conv, weight: np.ndarray, dtype) -> np.ndarray:
@@ -302,7 +311,7 @@ class PixelConvOp(WeightOp):
     SLOTS = layout("PixelConv", ["in_rows", "rows", "row_count", "geom", "px_list", "px_start",
                                  "vbuf", "pg_list", "pg_count", "pg_stamp", "expand", "kh", "c_in",
                                  "lw", "mgeom", "smap", "wtap", "w_cl", "mem_w", "rowbuf", "w_g", "gbuf",
-                                 "pstate"],
+                                 "pstate", "w8", "dz", "l1"],
                    ["cost_event", "cost_pixel", "cost_frame"], base=WEIGHT)
 
     @staticmethod
@@ -349,6 +358,20 @@ class PixelConvOp(WeightOp):
             self.pstate[K.PATH_STATE.mode] = K.PATH_SCATTER  # dense path on every layer (DEVELOPERS)
         self.has_paths = True
         self.costs = self._costs(node, c_in, c_in * kh * kw * cg, itemsize)
+        self._lava_int(w_cl, dtype)
+
+    def _lava_int(self, w_cl: np.ndarray, dtype) -> None:
+        """A float64 ``"lava"`` layer of 2 or more input channels with int8 weights scatters
+        its steps in int32 where exact (``w8``: the run layout as int8, ``dz``: int32 scratch;
+        :func:`sigmadelta.kernels.lava_conv_step`), and with 2-4 channels takes a spike map
+        of all channels when its events are dense (``smap``, ``wtap``)."""
+        kh, kw, c_in, cg = w_cl.shape
+        w8 = int8_weights(self.w) if self.enc.lava and dtype == np.float64 and c_in > 1 else None
+        self.w8 = w8 if w8 is not None and self.lava_dense else None
+        self.dz = _int32_scratch(self.out.value.shape[0]) if self.w8 is not None else None
+        self.l1 = int(K.lava_l1(w_cl)) if self.w8 is not None else 0  # an integer: int8 weights
+        if self.w8 is not None and K.lava_map_ok(c_in, cg):
+            self.smap = K.lava_map_make(self.pgeom, w_cl)
 
     def _costs(self, node: g.Conv, c_in: int, gemm_macs: int, itemsize: int) -> tuple:
         """The automatic chooser's cost model (``kernels.path_costs``): ns per event (scatter),
@@ -391,6 +414,8 @@ class PixelConvOp(WeightOp):
         r.w_g, r.gbuf = b.w(self.w_g.reshape(-1), fx), b.w(self.gbuf, fx)
         r.pstate = b.i(self.pstate)  # shared, not copied
         r.cost_event, r.cost_pixel, r.cost_frame = self.costs
+        r.w8, r.dz = (b.i(self.w8), b.i(self.dz)) if self.w8 is not None else (-1, -1)
+        r.l1 = self.l1
         r.done()
 
     def set_path(self, mode: int) -> None:

@@ -36,6 +36,20 @@ from .elementwise import (
     upsample_update,
 )
 from .gathergemm import conv_gemm_pixels, gemm_layout, pixel_rows
+from .lavaint import (
+    FLOAT32_SUMS,
+    INT32_SUMS,
+    LAVA_MAP_MAX_C,
+    fold_i32,
+    lava_conv_step,
+    lava_dense_step,
+    lava_l1,
+    lava_map,
+    lava_map_make,
+    lava_map_ok,
+    max_abs,
+    scatter_i32,
+)
 from .layer import conv_layer_dense, conv_layer_gemm, conv_layer_step
 from .pixel import (
     Q_HERDING,
@@ -87,6 +101,18 @@ from .spikemap import encode_map_1ch, make_map, no_map, prefer_map
 __all__ = [
     "ADD_FULL_ABOVE",
     "FULL_PASS_ABOVE",
+    "FLOAT32_SUMS",
+    "INT32_SUMS",
+    "LAVA_MAP_MAX_C",
+    "fold_i32",
+    "lava_conv_step",
+    "lava_dense_step",
+    "lava_l1",
+    "lava_map",
+    "lava_map_make",
+    "lava_map_ok",
+    "max_abs",
+    "scatter_i32",
     "DW_DENSE_ABOVE",
     "depthwise_dense",
     "depthwise_ok",

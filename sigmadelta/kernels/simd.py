@@ -20,7 +20,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_jitable, register_model
 
-__all__ = ["Vec", "lanes", "vload", "vstore", "vmul_add", "vmul_add_vv", "vzero", "VECTOR_BYTES"]
+__all__ = ["Vec", "lanes", "vload", "vstore", "vmul_add", "vmul_add_vv", "vadd", "vzero", "VECTOR_BYTES"]
 
 VECTOR_BYTES = 32  # AVX2; a narrower machine splits each vector, a wider one is not used fully
 
@@ -132,6 +132,20 @@ def vmul_add_vv(typingctx, acc, a, i, b, j):
         return builder.fadd(args[0], builder.fmul(va, vb))
 
     return acc(acc, a, i, b, j), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """``a + b``, lane by lane (two vectors of one type)."""
+    if not isinstance(a, Vec) or a != b:
+        return None
+
+    def codegen(context, builder, sig, args):
+        if isinstance(sig.args[0].dtype, types.Integer):
+            return builder.add(args[0], args[1])
+        return builder.fadd(args[0], args[1])
+
+    return a(a, b), codegen
 
 
 @intrinsic
