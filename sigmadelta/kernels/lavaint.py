@@ -330,3 +330,4 @@ def lava_dense_step(ev_idx, ev_val, n_events, w8, l1, dz, z):
         z[j] += dz[j]
         dz[j] = 0
     return n_events * n_out, mag * n_out
+
