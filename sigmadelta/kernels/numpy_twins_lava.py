@@ -1,9 +1,8 @@
 """NumPy twins of the integer-exact ``"lava"`` kernels (:mod:`sigmadelta.kernels.lavaint`; see
 :mod:`sigmadelta.kernels.numpy_twins`, which re-exports them; same signatures as the kernels).
 
-Each computes the step's synaptic sum ``W s`` in int64 by the obvious per-event conv (the
-:func:`conv_scatter` twin on integers), so the twins share no arithmetic width or order with
-the kernels."""
+Each computes the step's synaptic sum ``W s`` in int64 by the obvious per-event, per-tap
+conv, so the twins share no arithmetic width or order with the kernels."""
 
 import numpy as np
 
@@ -17,18 +16,46 @@ def max_abs(v, n):
 
 
 def _step_sum(px_list, px_start, n_px, ev_ch, ev_val, w_cl, geom, pg_list, pg_count, pg_stamp, frame):
-    """``(W s in int64 [n_out], synops, additions)``; lists the reached pixels after ``pg_count``."""
-    from .numpy_twins import conv_scatter
-
+    """``(W s in int64 [n_out], synops, additions)`` event by event and tap by tap; lists the
+    reached pixels after ``pg_count``."""
     h_in, w_in, h_out, w_out, sy, sx, py, px = (int(v) for v in geom[:8])
-    counts = np.diff(px_start[: n_px + 1])
-    ev_idx = np.repeat(px_list[:n_px], counts) * w_cl.shape[2] + ev_ch[: px_start[n_px]]
-    vals = ev_val[: px_start[n_px]].astype(np.int64)
-    dz = np.zeros(h_out * w_out * w_cl.shape[3], np.int64)
-    synops, adds = conv_scatter(ev_idx, vals, len(ev_idx), 1, w_cl.astype(np.int64), dz, (h_in, w_in),
-                                (h_out, w_out), (sy, sx), (py, px), (1, 1), 1, pg_list, pg_count,
-                                pg_stamp, frame)
-    return dz, synops, float(adds)
+    kh, kw, _, cg = w_cl.shape
+    w = w_cl.astype(np.int64)
+    dz = np.zeros((h_out * w_out, cg), np.int64)
+    synops, adds, reached = 0, 0.0, []
+    for p in range(n_px):
+        iy, ix = divmod(int(px_list[p]), w_in)
+        for e in range(px_start[p], px_start[p + 1]):
+            s = int(ev_val[e])
+            for ky in range(kh):
+                for kx in range(kw):
+                    ny, nx = iy + py - ky, ix + px - kx
+                    if ny < 0 or nx < 0 or ny % sy or nx % sx or ny // sy >= h_out or nx // sx >= w_out:
+                        continue
+                    q = (ny // sy) * w_out + nx // sx
+                    dz[q] += s * w[ky, kx, ev_ch[e]]
+                    synops += cg
+                    adds += abs(s) * cg
+                    if pg_stamp[q] != frame:
+                        pg_stamp[q] = frame
+                        reached.append(q)
+    pg_list[pg_count[0]:pg_count[0] + len(reached)] = reached
+    pg_count[0] += len(reached)
+    return dz.ravel(), synops, adds
+
+
+def _encode(x, idx, memory, param, lava_k, lava_shift):
+    """Lava's delta encoding of the neurons ``idx`` in order: ``[(neuron, message)]`` sent."""
+    out = []
+    for i in idx:
+        a = lava_k * x[i]
+        d = a - memory[i]
+        if d != 0 and abs(d) >= param:
+            memory[i] = a
+            s = np.floor(d / 2.0 ** lava_shift)
+            if s != 0:
+                out.append((int(i), s))
+    return out
 
 
 def scatter_i32(px_list, px_start, n_px, ev_ch, ev_val, w8, dz, geom, c_in, pg_list, pg_count,
@@ -63,26 +90,33 @@ def lava_conv_step(x, touched, count, rows, row_count, in_rows, memory, param, l
                    w_run, w8, l1, dz, z, geom, ev_ch, ev_val, px_list, px_start, vbuf, pg_list,
                    pg_count, pg_stamp, frame, prime, expand, out_touched, out_count, mgeom, smap,
                    wtap):
-    """Encode as the pixel twins do, ``z += W s`` exactly, list the outputs."""
-    from .numpy_twins import encode_pixels, encode_rows, list_rows
-    from .pixel import Q_LAVA
-
+    """Encode (by pixel runs), ``z += W s`` exactly, list the outputs (sorted; all if ``prime``)."""
     c_in = w_run.shape[1]
-    if in_rows:
-        n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, Q_LAVA, param, ev_ch, ev_val,
-                                 px_list, px_start, lava_k, lava_shift)
-    else:
-        n_px, n_ev = encode_pixels(x, touched, count, memory, Q_LAVA, param, c_in, ev_ch, ev_val,
-                                   px_list, px_start, lava_k, lava_shift)
+    idx = ((rows[: row_count[0], None] * c_in + np.arange(c_in)).ravel() if in_rows else
+           touched[: count[0]])
+    sent = _encode(x, idx, memory, param, lava_k, lava_shift)
+    runs = [0] + [e for e in range(1, len(idx)) if idx[e] // c_in != idx[e - 1] // c_in]
+    has = {i for i, _ in sent}
+    ends = runs[1:] + [len(idx)]
+    n_px = sum(any(int(i) in has for i in idx[r:r1]) for r, r1 in zip(runs, ends, strict=True))
+    ev = np.array(sent, dtype=np.float64).reshape(-1, 2)
+    pix, ch = ev[:, 0].astype(np.int64) // c_in, ev[:, 0].astype(np.int64) % c_in
+    starts = [e for e in range(len(pix)) if e == 0 or pix[e] != pix[e - 1]]
     pg_count[0] = 0
-    s, synops, adds = _step_sum(px_list, px_start, n_px, ev_ch, ev_val, _from_run(w_run, geom), geom,
-                                pg_list, pg_count, pg_stamp, frame)
+    s, synops, adds = _step_sum(pix[starts], np.array(starts + [len(pix)]), len(starts), ch, ev[:, 1],
+                                _from_run(w_run, geom), geom, pg_list, pg_count, pg_stamp, frame)
     z += s
     if len(mgeom):
-        mgeom[1] = n_ev
-    n_out = list_rows(pg_list, pg_count, pg_stamp, frame, len(z) // len(pg_stamp), prime, expand,
-                      out_touched, out_count)
-    return n_ev, synops, adds, n_out, n_px
+        mgeom[1] = len(sent)
+    n_pix = len(pg_stamp)
+    listed = np.arange(n_pix) if prime else np.sort(pg_list[: pg_count[0]])
+    pg_list[: len(listed)] = listed
+    pg_count[0] = len(listed)
+    c_out = len(z) // n_pix
+    if expand:
+        out_touched[: len(listed) * c_out] = (listed[:, None] * c_out + np.arange(c_out)).ravel()
+        out_count[0] = len(listed) * c_out
+    return len(sent), synops, adds, len(listed) * c_out, n_px
 
 
 def lava_dense_step(ev_idx, ev_val, n_events, w8, l1, dz, z):
