@@ -180,6 +180,56 @@ def _split(a, s):
     return a - q * s, q
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _row1(z, zb, v, wf, wb, n_len, n_vec, L):  # noqa: N803
+    """``z[zb + j] += v * wf[wb + j]`` for ``j < n_len`` (``n_vec``: the whole vectors of
+    ``L`` lanes in it): long rows by LLVM's own loop, short ones by whole vectors, which
+    LLVM would leave to a half-width tail."""
+    if n_len >= 8 * L:
+        for j in range(uint64(n_len)):
+            z[zb + j] += v * wf[wb + j]
+    else:
+        o = uint64(0)
+        while o < n_vec:
+            vstore(z, zb + o, vmul_add(vload(z, zb + o), v, wf, wb + o))
+            o += uint64(L)
+        for j in range(n_vec, uint64(n_len)):
+            z[zb + j] += v * wf[wb + j]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rows_blocked(z, zb, vbuf, ev_ch, e0, e1, wf, wk, lw, s0, n_len, n_vec, L):  # noqa: N803
+    """``z[zb + j] += vbuf[e - e0] * wf[(wk + ev_ch[e]) * lw + s0 + j]`` for every event
+    ``e0 <= e < e1`` and ``j < n_len``, in event order per element (the same sums, bit for
+    bit, as one row per event), but with each block of four vectors of ``z`` loaded and
+    stored once for all the events instead of once per event."""
+    o = uint64(0)
+    while o + uint64(4 * L) <= n_vec:
+        a0, a1 = vload(z, zb + o), vload(z, zb + o + uint64(L))
+        a2, a3 = vload(z, zb + o + uint64(2 * L)), vload(z, zb + o + uint64(3 * L))
+        for e in range(e0, e1):
+            v = vbuf[e - e0]
+            wb = uint64((wk + ev_ch[e]) * lw + s0) + o
+            a0, a1 = vmul_add(a0, v, wf, wb), vmul_add(a1, v, wf, wb + uint64(L))
+            a2, a3 = vmul_add(a2, v, wf, wb + uint64(2 * L)), vmul_add(a3, v, wf, wb + uint64(3 * L))
+        vstore(z, zb + o, a0)
+        vstore(z, zb + o + uint64(L), a1)
+        vstore(z, zb + o + uint64(2 * L), a2)
+        vstore(z, zb + o + uint64(3 * L), a3)
+        o += uint64(4 * L)
+    while o < n_vec:
+        a0 = vload(z, zb + o)
+        for e in range(e0, e1):
+            a0 = vmul_add(a0, vbuf[e - e0], wf, uint64((wk + ev_ch[e]) * lw + s0) + o)
+        vstore(z, zb + o, a0)
+        o += uint64(L)
+    for j in range(n_vec, uint64(n_len)):
+        acc = z[zb + j]
+        for e in range(e0, e1):
+            acc += vbuf[e - e0] * wf[uint64((wk + ev_ch[e]) * lw + s0) + j]
+        z[zb + j] = acc
+
+
 @njit(cache=True, nogil=True)
 def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, geom, vbuf,
                         pg_list, pg_count, pg_stamp, frame):
@@ -238,19 +288,10 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
                 continue
             zb = uint64((oy * w_out + ox0) * cg)  # unsigned: no wraparound test, SIMD loop
             wk = (ry + m * sy) * c_in
-            for e in range(e0, e1):
-                v = vbuf[e - e0]
-                wb = uint64((wk + ev_ch[e]) * lw + s0)
-                if n_len >= 8 * L:  # a long row: LLVM's own loop (4 vectors per step)
-                    for j in range(uint64(n_len)):
-                        z[zb + j] += v * wf[wb + j]
-                else:  # a short row: whole vectors, which LLVM would leave to a half-width tail
-                    o = uint64(0)
-                    while o < n_vec:
-                        vstore(z, zb + o, vmul_add(vload(z, zb + o), v, wf, wb + o))
-                        o += uint64(L)
-                    for j in range(n_vec, uint64(n_len)):
-                        z[zb + j] += v * wf[wb + j]
+            if e1 - e0 == 1:  # one event: a row of multiply-adds
+                _row1(z, zb, vbuf[0], wf, uint64((wk + ev_ch[e0]) * lw + s0), n_len, n_vec, L)
+            else:  # events summed in registers, a block of the row at a time
+                _rows_blocked(z, zb, vbuf, ev_ch, e0, e1, wf, wk, lw, s0, n_len, n_vec, L)
             if scan:  # written out: a helper, called or inlined, measured 15-30% slower
                 for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):
                     pg_stamp[q] = frame
