@@ -28,6 +28,7 @@ from .prefetch import prefetch
 from .simd import lanes, vload, vmul_add, vstore
 
 AHEAD = 6  # pixels (rows) prefetched ahead
+BLOCK_EVENTS = 4  # conv_scatter_pixels: from this many events of a pixel on, sum them in registers
 Q_THRESHOLD, Q_HERDING, Q_LAVA = 0, 1, 2  # quantizer modes (argument ``herding``)
 
 __all__ = [
@@ -288,8 +289,9 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
                 continue
             zb = uint64((oy * w_out + ox0) * cg)  # unsigned: no wraparound test, SIMD loop
             wk = (ry + m * sy) * c_in
-            if e1 - e0 == 1:  # one event: a row of multiply-adds
-                _row1(z, zb, vbuf[0], wf, uint64((wk + ev_ch[e0]) * lw + s0), n_len, n_vec, L)
+            if e1 - e0 < BLOCK_EVENTS:  # few events: a row of multiply-adds per event
+                for e in range(e0, e1):
+                    _row1(z, zb, vbuf[e - e0], wf, uint64((wk + ev_ch[e]) * lw + s0), n_len, n_vec, L)
             else:  # events summed in registers, a block of the row at a time
                 _rows_blocked(z, zb, vbuf, ev_ch, e0, e1, wf, wk, lw, s0, n_len, n_vec, L)
             if scan:  # written out: a helper, called or inlined, measured 15-30% slower
