@@ -7,6 +7,7 @@ from _twins import both_named, listed, params, touched_list
 
 from sigmadelta import kernels as K
 from sigmadelta.kernels import numpy_twins as T
+from sigmadelta.kernels.pixel import BLOCK_EVENTS
 
 
 def _pixel_case(h, w, c_in, c_out, k, stride, padding, herding, seed, dtype=np.float64):
@@ -238,3 +239,50 @@ def prefer_first_frame(mgeom, n_out):
     sparse = K.prefer_map(m, n_out)
     m[1] = n_out
     return first and not sparse and K.prefer_map(m, n_out) and not K.prefer_map(m[:0], n_out)
+
+
+@pytest.mark.parametrize("geom", [
+    # (h, w, c_in, c_out, kernel, stride, padding): rows of whole blocks, single vectors and a tail
+    (9, 10, 13, 19, (3, 3), (1, 1), (1, 1)),
+    (8, 9, 12, 5, (3, 3), (2, 2), (1, 0)),
+    (7, 8, 16, 40, (5, 3), (1, 2), (2, 1)),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_scatter_pixels_events_summed_in_registers(geom, dtype):
+    """Pixels with many events (summed in registers from ``BLOCK_EVENTS`` on) give bit for bit
+    the ``z`` of the same events scattered one group per event, and the twin's sums."""
+    h, w, c_in, c_out, k, stride, padding = geom
+    rng = np.random.default_rng(7)
+    h_out = (h + 2 * padding[0] - k[0]) // stride[0] + 1
+    w_out = (w + 2 * padding[1] - k[1]) // stride[1] + 1
+    n_pix = h_out * w_out
+    g = K.make_geom((h, w), (h_out, w_out), stride, padding, k, c_out)
+    integer = np.dtype(dtype).kind == "i"
+    w_cl = (rng.integers(-9, 10, (*k, c_in, c_out)) if integer else rng.normal(size=(*k, c_in, c_out)))
+    pixels = np.flatnonzero(rng.random(h * w) < 0.8)
+    counts = rng.integers(0, c_in + 1, len(pixels))  # 0 to all channels of a pixel spike
+    counts[:3] = [c_in, BLOCK_EVENTS, 1]
+    ev_ch = np.concatenate([np.sort(rng.choice(c_in, n, replace=False)) for n in counts]).astype(np.int64)
+    ev_val = rng.integers(-3, 4, len(ev_ch)).astype(dtype)
+    ev_val[ev_val == 0] = 1
+
+    def run(px_list, px_start):
+        case = dict(px_list=px_list, px_start=px_start, n_px=len(px_list), ev_ch=ev_ch, ev_val=ev_val,
+                    gain=1 if integer else 0.25, w_run=K.run_layout(w_cl.astype(dtype), stride),
+                    z=np.zeros(n_pix * c_out, dtype), geom=g, vbuf=np.zeros(c_in, dtype),
+                    pg_list=np.zeros(n_pix + 1, np.int64), pg_count=np.zeros(1, np.int64),
+                    pg_stamp=np.full(n_pix, -1, np.int64), frame=2)
+        return case, _call("conv_scatter_pixels", case)
+
+    keep = counts > 0
+    grouped, rg = run(pixels[keep].astype(np.int64), np.r_[0, np.cumsum(counts[keep])].astype(np.int64))
+    single, rs = run(np.repeat(pixels, counts).astype(np.int64), np.arange(len(ev_ch) + 1, dtype=np.int64))
+    assert max(counts) >= BLOCK_EVENTS and rg[0] == rs[0] and rg[1] == pytest.approx(rs[1])
+    np.testing.assert_array_equal(grouped["z"], single["z"])  # same sums in the same order
+    assert listed(grouped["pg_list"], grouped["pg_count"]) == listed(single["pg_list"], single["pg_count"])
+    twin = {**grouped, "z": np.zeros(n_pix * c_out, dtype), "pg_count": np.zeros(1, np.int64),
+            "pg_stamp": np.full(n_pix, -1, np.int64)}
+    rt = T.conv_scatter_pixels(*(twin[n] for n in params("conv_scatter_pixels")))
+    assert rt[0] == rg[0]
+    np.testing.assert_allclose(grouped["z"], twin["z"], rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)
