@@ -8,6 +8,7 @@ torch's bounds what an event scatter can reach on the machine.
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numba
@@ -204,8 +205,9 @@ def plot_micro(rows: list[dict], path: str) -> str:
     """PNG of a micro sweep: wall-clock speedup and kernel efficiency against input activity.
 
     One panel per change pattern: the event layer's speedup over dense torch per channel
-    count and conv path, beside the op reduction (the speedup at efficiency 1), 1x and
-    0.85x. Last panel: kernel efficiency (first pattern) and the bare-scatter ceiling.
+    count, conv path and dtype (float64: open markers), beside the op reduction (the speedup
+    at efficiency 1), 1x and 0.85x. Last panel: kernel efficiency (first pattern) and the
+    bare-scatter ceiling.
     Returns the path written.
     """
     import matplotlib
@@ -218,17 +220,20 @@ def plot_micro(rows: list[dict], path: str) -> str:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     paths = sorted({r.get("path", "auto") for r in rows})
     marks = {"auto": "o-", "scatter": "x--", "dense": "^-.", "gemm": "s:"}
+    dtypes = sorted({r.get("dtype", "float64") for r in rows})  # float32 filled, float64 open
     for k, c in enumerate(sorted({r["channels"] for r in rows})):
         col = colors[k % len(colors)]
         for i, pt in enumerate(patterns):
-            for p in paths:
+            for p, dt in itertools.product(paths, dtypes):
                 rs = sorted((r for r in rows if r["channels"] == c and r.get("path", "auto") == p
-                             and r.get("pattern", "neuron") == pt), key=lambda r: r["activity"])
+                             and r.get("pattern", "neuron") == pt and r.get("dtype", "float64") == dt),
+                            key=lambda r: r["activity"])
                 a = [100 * r["event_rate"] for r in rs]
-                ax[i].loglog(a, [r["speedup"] for r in rs], marks[p], color=col, label=f"C={c} {p}")
+                style = {"color": col, "mfc": col if dt == "float32" else "none",
+                         "label": f"C={c} {p}" + (f" {dt}" if len(dtypes) > 1 else "")}
+                ax[i].loglog(a, [r["speedup"] for r in rs], marks[p], **style)
                 if i == 0:
-                    ax[-1].semilogx(a, [r["kernel_efficiency"] for r in rs], marks[p], color=col,
-                                    label=f"C={c} {p}")
+                    ax[-1].semilogx(a, [r["kernel_efficiency"] for r in rs], marks[p], **style)
             ax[i].loglog(a, [r["op_reduction"] for r in rs], ":", color=col, lw=0.8,
                          label=f"C={c} op reduction")
             if i == 0:
