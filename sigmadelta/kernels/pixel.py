@@ -226,9 +226,12 @@ def conv_scatter_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_run, z, 
     column ``ix`` (``kx = r + m*sx``, ``r = (ix+px) mod sx``) reach consecutive output
     pixels, so with the weights in run layout (:func:`run_layout`) each (event, ky) is one
     contiguous multiply-add of ``n_taps * C_out`` values (rows shorter than 8 vectors run as
-    whole SIMD vectors, :mod:`sigmadelta.kernels.simd`). ``vbuf`` (>= C_in, dtype of
-    ``z``) is scratch. Reached output pixels are appended to ``pg_list``, which needs
-    one slot more than there are output pixels (the listing writes without branching).
+    whole SIMD vectors, :mod:`sigmadelta.kernels.simd`); a pixel with at least
+    :data:`BLOCK_EVENTS` events adds all of them to four vectors of the row at a time held in
+    registers (the same additions in the same order, so the same ``z`` bit for bit).
+    ``vbuf`` (>= C_in, dtype of ``z``) is scratch. Reached output pixels are appended to
+    ``pg_list``, which needs one slot more than there are output pixels (the listing writes
+    without branching).
     If ``pg_list`` starts empty and the events may reach more than 1/8 of the output
     pixels, the loop only stamps the reached pixels (``pg_stamp[q] = frame``) and one scan
     of the stamps lists them afterwards, in increasing order: cheaper than testing and
