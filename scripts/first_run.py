@@ -5,8 +5,11 @@ Run with an empty Numba cache to measure the compile, e.g.::
     NUMBA_CACHE_DIR=$(mktemp -d) python scripts/first_run.py
 
 Prints wall and CPU seconds (CPU time varies less on a shared machine) and the load average.
+``--strided``: the second conv at stride 2, where no layer can take gather-GEMM-scatter
+(``sigmadelta.kernels.gemm_may_win``), so the loop compiles without it.
 """
 
+import argparse
 import os
 import time
 
@@ -17,8 +20,12 @@ import sigmadelta as sd
 
 
 def main() -> None:
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
-                          nn.ReLU(), nn.Flatten(), nn.Linear(8 * 7 * 7, 4))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--strided", action="store_true", help="second conv at stride 2 (no GEMM path)")
+    stride = 2 if ap.parse_args().strided else 1
+    side = 7 if stride == 1 else 4  # the second conv's output (padding 1)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 8, 3, stride, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(8 * side * side, 4))
     net = sd.convert(model, (1, 16, 16))
     frames = np.random.default_rng(0).random((5, 1, 16, 16)).astype(np.float32)
     wall, cpu = time.perf_counter(), time.process_time()

@@ -40,7 +40,7 @@ from .loopcache import cached_flags, loop_compiled
 from .numeric import NumericOverflowError, first_bad_frame, lava_range_message
 from .numeric import overflow_message as numeric_message
 from .ops import build_ops, pipeline_order, to_torch_layout
-from .program import build_program, run_frames
+from .program import build_program, path_flags, run_frames
 from .stats import MEASURED, Stats
 
 __all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked",
@@ -201,6 +201,8 @@ class Simulator:
         ``"lava"`` layers whose float64 sums could be inexact there
         (:func:`sigmadelta.kernels.lava_dense_exact`), and ``"lava"`` layers never run
         ``"gemm"`` (all layers: they are left out; such a ``layer`` named: an error).
+        The frame loop holds the paths the layers' modes can take (``program.path_flags``):
+        a mode that needs one it lacks runs a loop with it (compiled once, then cached).
         """
         modes = PATH_NAMES
         if path not in modes:
@@ -213,6 +215,9 @@ class Simulator:
                 if layer is None and op.enc.lava and (path == "gemm" or not getattr(op, "lava_dense", False)):
                     continue
                 op.set_path(modes[path])
+        paths = path_flags(self._ops)  # the paths the modes now allow: the loop compiled with them
+        if paths != self._prog.paths:
+            self._prog, self._flags = self._prog._replace(paths=paths), None
 
     @property
     def conv_paths(self) -> dict[str, dict[str, int]]:
@@ -245,7 +250,7 @@ class Simulator:
             what = " and ".join(k for k, v in (("float", self._prog.floats),
                                                ("fixed-point", self._prog.fixed)) if v)
             tqdm.write(f"sigmadelta: compiling the event kernels ({what}, {self.dtype}) once: about "
-                       f"30-35 s on an idle 2-core machine, longer on a busy one; cached for "
+                       f"45 s on an idle 2-core machine, minutes on a busy one; cached for "
                        f"later runs", file=sys.stderr)
 
     def _run_chunk(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, Exception | None]:

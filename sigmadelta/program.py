@@ -71,7 +71,8 @@ from .slots import (
 )
 from .weightops import ENCODER, HERDING, LAVA, UNITS, WEIGHT, ConvOp, DenseOp, PixelConvOp, WeightOp
 
-__all__ = ["Program", "build_program", "run_frames", "KIND_GROUPS", "NC", "NP"]
+__all__ = ["Program", "build_program", "path_flags", "run_frames", "KIND_GROUPS", "PATH_FLAGS", "NC",
+           "NP"]
 
 # the columns of every op kind (compile-time constants in the functions below)
 INP, PIX, DNS, CNV = InputOp.SLOTS[0], PixelConvOp.SLOTS[0], DenseOp.SLOTS[0], ConvOp.SLOTS[0]
@@ -89,6 +90,12 @@ LAVA_SHIFT = g.LAVA_SHIFT  # the lava encoder's spike shift (a compile-time cons
 KIND_GROUPS = {"pix": (PIXCONV,), "conv": (CONV, CONVT), "dense": (DENSE,), "pool": (POOL,),
                "merge": (ADD, MUL, CONCAT), "resize": (UPSAMPLE, RESAMPLE, GATHER)}
 
+#: Code paths compiled into the loop only when a layer of the network may run them (the last
+#: arguments of run_frames, None or 1; :func:`path_flags`): ``lava``, the ``"lava"`` quantizer's
+#: per-event encoder, int8 dense weights and range check (float layers); ``gemm``, a pixel conv's
+#: gather-GEMM-scatter; ``recompute``, its dense recompute.
+PATH_FLAGS = ("lava", "gemm", "recompute")
+
 
 class Program(NamedTuple):
     """A network compiled to an op table (see module docstring)."""
@@ -103,11 +110,25 @@ class Program(NamedTuple):
     floats: int | None = None  # 1 if any weight layer has float weights, else None
     fixed: int | None = None  # 1 if any weight layer is fixed point, else None
     kinds: tuple = (None,) * len(KIND_GROUPS)  # per KIND_GROUPS: 1 if a row is of that group
+    paths: tuple = (None,) * len(PATH_FLAGS)  # per PATH_FLAGS: 1 if a layer may run that path
 
     @property
     def flags(self) -> tuple:
-        """The last arguments of :func:`run_frames`: ``floats, fixed`` and one per kind group."""
-        return (self.floats, self.fixed, *self.kinds)
+        """The last arguments of :func:`run_frames`: ``floats, fixed``, one per kind group,
+        one per :data:`PATH_FLAGS`."""
+        return (self.floats, self.fixed, *self.kinds, *self.paths)
+
+
+def path_flags(ops: list) -> tuple:
+    """:data:`PATH_FLAGS` of a program of the operators ``ops``, each None or 1: a ``"lava"``
+    layer; a pixel conv whose path mode may run gather-GEMM-scatter or the dense
+    recompute (:meth:`~sigmadelta.weightops.PixelConvOp.may_run`). They follow the layers'
+    path modes: :meth:`sigmadelta.Simulator.set_conv_path` asks again."""
+    weight = [op for op in ops if isinstance(op, WeightOp)]
+    pix = [op for op in weight if isinstance(op, PixelConvOp)]
+    present = (any(op.enc.lava for op in weight),
+               any(op.may_run(K.PATH_GEMM) for op in pix), any(op.may_run(K.PATH_DENSE) for op in pix))
+    return tuple(1 if v else None for v in present)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -135,25 +156,29 @@ def _lava_range(c, p, F):
                               F[c[ENC.x]], p[WP.lava_k])
 
 
+
 @njit(cache=True, nogil=True, inline="always")
 def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, w_g, gbuf, bias, gain,  # noqa: E741
-              frame, prime, st):
+              frame, prime, st, gemm, recompute):
     """One pixel-conv frame on one set of weight-layer arrays (float or int64), by the path
     ``choose_path`` picks: the dense recompute (``conv_layer_dense``), gather-GEMM-scatter
-    (``conv_layer_gemm``) or the event scatter (``conv_layer_step``)."""
+    (``conv_layer_gemm``) or the event scatter (``conv_layer_step``); the first two are
+    compiled only where their flag (:data:`PATH_FLAGS`) is 1."""
     herding = c[PIX.enc] == HERDING
     mode = K.Q_HERDING if herding else (K.Q_LAVA if c[PIX.enc] == LAVA else K.Q_THRESHOLD)
     x, pstate, fixed = F[c[PIX.x]], I[c[PIX.pstate]], c[PIX.fixed] != 0
     n_touched = I[c[PIX.row_count]][0] * (c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)
     path = K.choose_path(pstate, n_touched, p[PIX_P.cost_event], p[PIX_P.cost_pixel],
                          p[PIX_P.cost_frame], prime)
-    if path == K.PATH_DENSE:
+    if (path == K.PATH_DENSE and recompute is None) or (path == K.PATH_GEMM and gemm is None):
+        raise RuntimeError("sigmadelta: a conv path this frame loop was compiled without")
+    if path == K.PATH_DENSE and recompute is not None:  # pruned at compile time where None
         r = K.conv_layer_dense(
             x, F[c[PIX.memory]], mode, p[WP.param], gain, c[PIX.c_in], w_cl, bias, not fixed, z,
             I[c[PIX.geom]], mem_w, rowbuf, I[c[PIX.pg_list]], I[c[PIX.pg_count]], I[c[PIX.pg_stamp]],
             frame, prime, c[PIX.expand] != 0, I[c[PIX.out_touched]], I[c[PIX.out_count]],
             I[c[PIX.mgeom]], p[WP.lava_k], LAVA_SHIFT)
-    elif path == K.PATH_GEMM:
+    elif path == K.PATH_GEMM and gemm is not None:
         r = K.conv_layer_gemm(
             x, I[c[PIX.touched]], I[c[PIX.count]], I[c[PIX.rows]], I[c[PIX.row_count]],
             c[PIX.in_rows] != 0, F[c[PIX.memory]], mode, p[WP.param], gain,
@@ -185,7 +210,7 @@ def _pix_count(c, st, r, herding, pstate):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pix_fixed(c, p, F, I, frame, prime, st):  # noqa: E741
+def _pix_fixed(c, p, F, I, frame, prime, st, gemm, recompute):  # noqa: E741
     """A fixed-point pixel conv's frame: guard, integrate, ``z`` from the accumulator (-1 or a status)."""
     guard = _fixed_guard(c, p, F, I, I[c[PIX.rows]], I[c[PIX.row_count]],
                          c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)  # by pixel rows or neurons
@@ -194,16 +219,16 @@ def _pix_fixed(c, p, F, I, frame, prime, st):  # noqa: E741
     _pix_core(c, p, F, I, I[c[PIX.w]], I[c[PIX.acc]], I[c[PIX.ev_val]], I[c[PIX.vbuf]],
               I[c[PIX.smap]], I[c[PIX.wtap]], I[c[PIX.w_cl]], I[c[PIX.mem_w]], I[c[PIX.rowbuf]],
               I[c[PIX.w_g]], I[c[PIX.gbuf]], I[c[PIX.acc]],  # acc as the (unread) bias: added after
-              1, frame, prime, st)
+              1, frame, prime, st, gemm, recompute)
     return _fixed_update(c, p, F, I)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pix_float(c, p, F, I, frame, prime, st):  # noqa: E741
+def _pix_float(c, p, F, I, frame, prime, st, lava, gemm, recompute):  # noqa: E741
     """A float pixel conv's frame (-1, or where a ``"lava"`` layer's integers would have wrapped).
     A float64 ``"lava"`` layer on its scatter path takes :func:`sigmadelta.kernels.lava_conv_step`."""
     pstate = I[c[PIX.pstate]]
-    if c[PIX.w8] >= 0 and pstate[K.PATH_STATE.mode] == K.PATH_SCATTER:
+    if lava is not None and c[PIX.w8] >= 0 and pstate[K.PATH_STATE.mode] == K.PATH_SCATTER:
         n_touched = I[c[PIX.row_count]][0] * (c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)
         K.choose_path(pstate, n_touched, 0.0, 0.0, 0.0, prime)  # counts the frame
         z = F[c[PIX.acc]]
@@ -220,13 +245,15 @@ def _pix_float(c, p, F, I, frame, prime, st):  # noqa: E741
     else:
         _pix_core(c, p, F, I, F[c[PIX.w]], F[c[PIX.acc]], F[c[PIX.ev_val]], F[c[PIX.vbuf]],
                   F[c[PIX.smap]], F[c[PIX.wtap]], F[c[PIX.w_cl]], F[c[PIX.mem_w]], F[c[PIX.rowbuf]],
-                  F[c[PIX.w_g]], F[c[PIX.gbuf]], F[c[PIX.bias]], p[WP.gain], frame, prime, st)
-    return _lava_range(c, p, F)
+                  F[c[PIX.w_g]], F[c[PIX.gbuf]], F[c[PIX.bias]], p[WP.gain], frame, prime, st, gemm,
+                  recompute)
+    return _lava_range(c, p, F) if lava is not None else -1
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _encode(c, p, F, I, D, ev_val):  # noqa: E741
-    """Run a weight layer's quantizer; ``(events, additions of per-unit herding)``."""
+def _encode(c, p, F, I, D, ev_val, lava):  # noqa: E741
+    """Run a weight layer's quantizer; ``(events, additions of per-unit herding)`` (the ``"lava"``
+    one compiled only where flag ``lava`` is 1)."""
     x, t, n, memory, ev_idx = (F[c[ENC.x]], I[c[ENC.touched]], I[c[ENC.count]], F[c[ENC.memory]],
                                I[c[ENC.ev_idx]])
     if c[ENC.enc] == UNITS:
@@ -234,7 +261,7 @@ def _encode(c, p, F, I, D, ev_val):  # noqa: E741
                                       ev_val)
     if c[ENC.enc] == HERDING:
         return K.herding_encode(x, t, n, memory, p[WP.param], ev_idx, ev_val), 0.0
-    if c[ENC.enc] == LAVA:
+    if lava is not None and c[ENC.enc] == LAVA:
         return K.lava_encode(x, t, n, memory, p[WP.lava_k], p[WP.param], LAVA_SHIFT, ev_idx,
                              ev_val), 0.0
     return K.threshold_encode(x, t, n, memory, p[WP.param], ev_idx, ev_val), 0.0
@@ -249,9 +276,9 @@ def _count(c, st, n_ev, syn, adds, unit_adds, n_out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dense_core(c, p, F, I, D, ev_val, w, z, gain, prime, st):  # noqa: E741
+def _dense_core(c, p, F, I, D, ev_val, w, z, gain, prime, st, lava):  # noqa: E741
     """Encode, scatter ``z += W.T[i] * s`` and list the outputs (all, if any event) of a dense layer."""
-    n_ev, unit_adds = _encode(c, p, F, I, D, ev_val)
+    n_ev, unit_adds = _encode(c, p, F, I, D, ev_val, lava)
     syn, adds = K.dense_scatter(I[c[DNS.ev_idx]], ev_val, n_ev, gain,
                                 w.reshape((c[DNS.n_in], c[DNS.n_out])), z)
     o_t, o_n = I[c[DNS.out_touched]], I[c[DNS.out_count]]
@@ -263,18 +290,18 @@ def _dense_core(c, p, F, I, D, ev_val, w, z, gain, prime, st):  # noqa: E741
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dense_fixed(c, p, F, I, D, prime, st):  # noqa: E741
+def _dense_fixed(c, p, F, I, D, prime, st, lava):  # noqa: E741
     guard = _fixed_guard(c, p, F, I, I[c[ENC.touched]], I[c[ENC.count]], 1)
     if guard != -1:
         return guard
-    _dense_core(c, p, F, I, D, I[c[DNS.ev_val]], I[c[DNS.w]], I[c[DNS.acc]], 1, prime, st)
+    _dense_core(c, p, F, I, D, I[c[DNS.ev_val]], I[c[DNS.w]], I[c[DNS.acc]], 1, prime, st, lava)
     return _fixed_update(c, p, F, I)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dense_float(c, p, F, I, D, prime, st):  # noqa: E741
-    if c[DNS.dz] >= 0:  # float64 "lava": the step's sum in int32 where exact (weightops.DenseOp)
-        n_ev, _ = _encode(c, p, F, I, D, F[c[DNS.ev_val]])
+def _dense_float(c, p, F, I, D, prime, st, lava):  # noqa: E741
+    if lava is not None and c[DNS.dz] >= 0:  # float64 "lava": the step's sum in int32 where exact
+        n_ev, _ = _encode(c, p, F, I, D, F[c[DNS.ev_val]], lava)  # (weightops.DenseOp)
         w8 = I[c[DNS.w8]].view(np.int8)[: c[DNS.n_in] * c[DNS.n_out]]
         syn, adds = K.lava_dense_step(I[c[DNS.ev_idx]], F[c[DNS.ev_val]], n_ev,
                                       w8.reshape((c[DNS.n_in], c[DNS.n_out])), float(c[DNS.l1]),
@@ -285,12 +312,13 @@ def _dense_float(c, p, F, I, D, prime, st):  # noqa: E741
         else:
             o_n[0] = 0
         _count(c, st, n_ev, syn, adds, 0.0, o_n[0])
-    elif c[DNS.w8] >= 0:  # integer weights as int8 (weightops.DenseOp)
+    elif lava is not None and c[DNS.w8] >= 0:  # a "lava" layer's integer weights as int8 (DenseOp)
         w8 = I[c[DNS.w8]].view(np.int8)[: c[DNS.n_in] * c[DNS.n_out]]
-        _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], w8, F[c[DNS.acc]], p[WP.gain], prime, st)
+        _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], w8, F[c[DNS.acc]], p[WP.gain], prime, st, lava)
     else:
-        _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], F[c[DNS.w]], F[c[DNS.acc]], p[WP.gain], prime, st)
-    return _lava_range(c, p, F)
+        _dense_core(c, p, F, I, D, F[c[DNS.ev_val]], F[c[DNS.w]], F[c[DNS.acc]], p[WP.gain], prime, st,
+                    lava)
+    return _lava_range(c, p, F) if lava is not None else -1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -305,7 +333,7 @@ def _conv_list(c, I, prime):  # noqa: E741
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _conv_core(c, p, F, I, D, ev_val, w, z, gain, mem_w, bias, frame, prime, st):  # noqa: E741
+def _conv_core(c, p, F, I, D, ev_val, w, z, gain, mem_w, bias, frame, prime, st, lava):  # noqa: E741
     """Encode, scatter per event (:func:`conv_scatter`, or :func:`convt_scatter` for a
     transposed conv) and list the outputs of a conv layer; a depthwise layer recomputes the
     whole map instead (:func:`depthwise_dense`) when :func:`choose_dense` says so."""
@@ -323,7 +351,7 @@ def _conv_core(c, p, F, I, D, ev_val, w, z, gain, mem_w, bias, frame, prime, st)
         _count(c, st, n_ev, syn, adds, 0.0, _conv_list(c, I, prime))
         pstate[K.PATH_STATE.last_events] = n_ev
         return
-    n_ev, unit_adds = _encode(c, p, F, I, D, ev_val)
+    n_ev, unit_adds = _encode(c, p, F, I, D, ev_val, lava)
     args = (I[c[CNV.ev_idx]], ev_val, n_ev, gain, w4, z, I[c[CNV.in_hw]], I[c[CNV.out_hw]],
             I[c[CNV.stride]], I[c[CNV.padding]], I[c[CNV.dilation]], c[CNV.groups], pg_list, pg_count,
             I[c[CNV.pg_stamp]], frame)
@@ -337,20 +365,20 @@ def _conv_core(c, p, F, I, D, ev_val, w, z, gain, mem_w, bias, frame, prime, st)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _conv_fixed(c, p, F, I, D, frame, prime, st):  # noqa: E741
+def _conv_fixed(c, p, F, I, D, frame, prime, st, lava):  # noqa: E741
     guard = _fixed_guard(c, p, F, I, I[c[ENC.touched]], I[c[ENC.count]], 1)
     if guard != -1:
         return guard
     _conv_core(c, p, F, I, D, I[c[CNV.ev_val]], I[c[CNV.w]], I[c[CNV.acc]], 1, I[c[CNV.mem_w]],
-               I[c[CNV.acc]], frame, prime, st)  # acc as the (unread) bias: added after
+               I[c[CNV.acc]], frame, prime, st, lava)  # acc as the (unread) bias: added after
     return _fixed_update(c, p, F, I)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _conv_float(c, p, F, I, D, frame, prime, st):  # noqa: E741
+def _conv_float(c, p, F, I, D, frame, prime, st, lava):  # noqa: E741
     _conv_core(c, p, F, I, D, F[c[CNV.ev_val]], F[c[CNV.w]], F[c[CNV.acc]], p[WP.gain],
-               F[c[CNV.mem_w]], F[c[CNV.bias]], frame, prime, st)
-    return _lava_range(c, p, F)
+               F[c[CNV.mem_w]], F[c[CNV.bias]], frame, prime, st, lava)
+    return _lava_range(c, p, F) if lava is not None else -1
 
 
 @njit(cache=True, nogil=True)
@@ -430,12 +458,12 @@ def build_program(ops: list, states: list, output: int, dtype,
                          f"of program.KIND_GROUPS")
     kinds = tuple(1 if np.isin(code[:, KIND], group).any() else None for group in KIND_GROUPS.values())
     return Program(code, np.stack(b.par), b.F, b.I, b.D, out_slot, np.array(row_op, np.int64),
-                   1 if False in fixed else None, 1 if True in fixed else None, kinds)
+                   1 if False in fixed else None, 1 if True in fixed else None, kinds, path_flags(ops))
 
 
 @njit(cache=True, nogil=True)
 def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot, status,  # noqa: E741
-               floats, fixed, pix, conv, dense, pool, merge, resize):
+               floats, fixed, pix, conv, dense, pool, merge, resize, lava, gemm, recompute):
     """Run ops ``lo:hi`` of the program over ``frames[T, N_in]`` (PyTorch layout, flat).
 
     ``floats`` / ``fixed`` are None when no weight layer has float / fixed-point weights
@@ -445,6 +473,10 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
     merge, resize`` (:data:`KIND_GROUPS`, :attr:`Program.kinds`): the loop of a network is
     compiled with the op kinds it has (one specialisation per set, each cached on disk); a
     row of a group left out would do nothing, so :attr:`Program.flags` passes them all.
+    ``lava, gemm, recompute`` (:data:`PATH_FLAGS`, :attr:`Program.paths`) likewise leave out
+    what only ``"lava"`` layers run and the pixel convs' gather-GEMM-scatter and
+    dense recompute where no layer's path mode can run them (a pixel conv whose chooser picks a
+    path left out raises instead of running another).
 
     Frame ``t`` is frame number ``frame0 + t`` of the stream (number 0 primes: every
     neuron is sent). Per frame and weight layer ``j``, ``stats[t, :, j]`` gets the
@@ -468,19 +500,19 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
                              I[c[INP.mask]], I[c[INP.touched]], I[c[INP.count]], prime)
             elif k == PIXCONV and pix is not None:  # a weight layer: its fixed-point or float path
                 if fixed is not None and c[PIX.fixed] != 0:
-                    bad = _pix_fixed(c, p, F, I, frame_no, prime, st)
+                    bad = _pix_fixed(c, p, F, I, frame_no, prime, st, gemm, recompute)
                 elif floats is not None:
-                    bad = _pix_float(c, p, F, I, frame_no, prime, st)
+                    bad = _pix_float(c, p, F, I, frame_no, prime, st, lava, gemm, recompute)
             elif k == DENSE and dense is not None:
                 if fixed is not None and c[DNS.fixed] != 0:
-                    bad = _dense_fixed(c, p, F, I, D, prime, st)
+                    bad = _dense_fixed(c, p, F, I, D, prime, st, lava)
                 elif floats is not None:
-                    bad = _dense_float(c, p, F, I, D, prime, st)
+                    bad = _dense_float(c, p, F, I, D, prime, st, lava)
             elif (k == CONV or k == CONVT) and conv is not None:
                 if fixed is not None and c[CNV.fixed] != 0:
-                    bad = _conv_fixed(c, p, F, I, D, frame_no, prime, st)
+                    bad = _conv_fixed(c, p, F, I, D, frame_no, prime, st, lava)
                 elif floats is not None:
-                    bad = _conv_float(c, p, F, I, D, frame_no, prime, st)
+                    bad = _conv_float(c, p, F, I, D, frame_no, prime, st, lava)
             else:
                 _run_other(c, p, F, I, D, frame_no, pool, merge, resize)
             if bad != -1:

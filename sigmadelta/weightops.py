@@ -431,6 +431,19 @@ class PixelConvOp(WeightOp):
                              f"(its weights could take the dense path's float64 sums beyond 2**53)")
         self.pstate[K.PATH_STATE.mode] = mode
 
+    def may_run(self, path: int) -> bool:
+        """Can this layer, in its present path mode, run ``path`` (``kernels.PATH_GEMM`` or
+        ``PATH_DENSE``) on some frame? A forced mode runs its path only; ``PATH_AUTO`` recomputes
+        on the first frame and takes gather-GEMM-scatter only where its costs allow it
+        (:func:`sigmadelta.kernels.gemm_may_win`). The frame loop compiles the paths of the
+        layers that may run them (:func:`sigmadelta.program.path_flags`)."""
+        mode = int(self.pstate[K.PATH_STATE.mode])
+        if mode != K.PATH_AUTO:
+            return mode == path
+        if path == K.PATH_GEMM:
+            return K.gemm_may_win(self.w_cl.shape[2], self.costs[0], self.costs[1])
+        return True
+
     @property
     def path_frames(self) -> tuple[int, int, int]:
         """Frames this layer ran by the scatter, the dense path and gather-GEMM-scatter since

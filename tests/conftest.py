@@ -3,7 +3,8 @@
 --hypothesis-profile=long`` (or ``HYPOTHESIS_PROFILE=long``).
 
 Before the tests, one float64 network with float and fixed-point layers and every kind group
-runs two frames: that compiles (or loads) the frame loop with every path, which every other
+runs two frames on the loop with every path flag set (``program.PATH_FLAGS``): that compiles
+(or loads) the frame loop with every path, which every other
 float64 network then runs on (``loopcache.cached_flags``), so a cold cache compiles one loop
 rather than one per set of layer kinds. ``tests/test_first_run.py`` runs the loops of
 single kind sets.
@@ -30,5 +31,8 @@ def _loop_with_every_path():
 
     model, shape = make("routing")  # every kind group; one fixed-point layer, the rest float
     net = sd.convert(model, shape, weight_bits=[8, 0, 0, 0, 0])
-    assert all(sd.Simulator(net)._prog.flags)
-    sd.simulate(net, smooth_stream(shape, t=2), progress=False)
+    sim = sd.Simulator(net)
+    p = sim._prog
+    assert p.floats and p.fixed and all(p.kinds)
+    sim._flags = tuple(1 for _ in p.flags)  # and every path: "lava" layers' check (load_netx)
+    sim.run(smooth_stream(shape, t=2), progress=False)

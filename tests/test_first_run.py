@@ -1,12 +1,19 @@
 """The first run says it compiles, only when it will; float networks skip the fixed-point paths."""
 
+from pathlib import Path
+
 import numpy as np
+import pytest
+import torch.nn as nn
 from _zoo import make, smooth_stream
 
 import sigmadelta as sd
 from sigmadelta import engine
+from sigmadelta import kernels as K
 from sigmadelta import loopcache as LC
 from sigmadelta import program as P
+
+LAVA_NET = Path(__file__).parent / "data" / "lava" / "conv.net"
 
 
 def _args(sim: sd.Simulator, frames: np.ndarray) -> tuple:
@@ -86,7 +93,7 @@ def test_a_loop_without_the_unused_kinds_runs_the_same_as_the_full_one():
     for full in (False, True):
         sim = sd.Simulator(net)
         p = sim._prog
-        sim._flags = (*p.flags[:2], *(1 for _ in p.kinds)) if full else p.flags
+        sim._flags = (*p.flags[:2], *(1 for _ in p.flags[2:])) if full else p.flags
         outs.append(sim.run(frames, progress=False))
     np.testing.assert_array_equal(outs[0].outputs, outs[1].outputs)
     np.testing.assert_array_equal(outs[0].stats.synops, outs[1].stats.synops)
@@ -110,3 +117,68 @@ def test_a_compiled_loop_with_more_kinds_is_reused(monkeypatch, tmp_path):
     sig = tuple(P.run_frames.typeof_pyval(a) for a in (*args, *both))
     monkeypatch.setattr(P.run_frames, "overloads", {sig: None})
     assert LC.cached_flags(args, flags) == both  # and with the fixed-point paths too
+
+
+
+def _stride2_net():
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(8 * 3 * 3, 4))
+    return sd.convert(model, (1, 16, 16)), smooth_stream((1, 16, 16), t=5)
+
+
+def test_programs_name_the_paths_their_layers_may_run():
+    """program.PATH_FLAGS: gather-GEMM-scatter only where a pixel conv's mode and costs allow it
+    (kernels.gemm_may_win), the dense recompute only where a mode can choose it, Lava's range
+    check only for float "lava" layers; set_conv_path re-keys the loop."""
+    net, _ = _stride2_net()
+    sim = sd.Simulator(net)
+    for op in (op for op in sim._weight_ops if op.has_paths):  # stride 2: fewer synops per
+        c_in = op.w_cl.shape[2]  # event than the GEMM's multiply-adds per pixel with events
+        assert op.costs[1] >= c_in * op.costs[0] and not K.gemm_may_win(c_in, *op.costs[:2])
+    assert sim._prog.paths == (None, None, 1)
+    assert K.gemm_may_win(16, 1.0, 15.9) and not K.gemm_may_win(16, 1.0, 16.1)
+    sim._flags = (1,) * len(sim._prog.flags)
+    sim.set_conv_path("scatter")
+    assert sim._prog.paths == (None, None, None) and sim._flags is None  # asked again
+    sim.set_conv_path("gemm")
+    assert sim._prog.paths == (None, 1, None)
+    sim.set_conv_path("dense", layer=net.layer_names[0])
+    assert sim._prog.paths == (None, 1, 1)
+    model, shape = make("conv")
+    assert sd.Simulator(sd.convert(model, shape))._prog.paths[0] is None  # no "lava" layer
+    lava = sd.load_netx(LAVA_NET)
+    assert sd.Simulator(lava)._prog.paths[0] == 1
+
+
+@pytest.mark.slow
+def test_a_loop_without_the_paths_no_layer_can_run_runs_the_same():
+    """The network's own loop (no gather-GEMM-scatter, no range check) against the loop with
+    every path: same outputs and counters; forced onto gather-GEMM-scatter, the loop that has it."""
+    net, frames = _stride2_net()
+    sim = sd.Simulator(net)
+    sim._flags = sim._prog.flags  # this network's own loop, not a cached one with more paths
+    auto = sim.run(frames, progress=False)
+    assert sum(p["gemm"] for p in sim.conv_paths.values()) == 0
+    full = sd.Simulator(net)
+    full._flags = tuple(1 for _ in full._prog.flags)
+    ref = full.run(frames, progress=False)
+    for a, b in ((auto.outputs, ref.outputs), (auto.stats.synops, ref.stats.synops),
+                 (auto.stats.events, ref.stats.events)):
+        np.testing.assert_array_equal(a, b)
+    sim.reset()
+    sim.set_conv_path("gemm")
+    sim._flags = sim._prog.flags
+    forced = sim.run(frames, progress=False)
+    assert all(p["gemm"] == len(frames) for p in sim.conv_paths.values())
+    np.testing.assert_allclose(forced.outputs, ref.outputs, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(forced.stats.synops, ref.stats.synops)
+
+
+@pytest.mark.slow
+def test_a_path_left_out_of_the_loop_raises_rather_than_run_another():
+    net, frames = _stride2_net()
+    sim = sd.Simulator(net)
+    sim.set_conv_path("gemm")
+    sim._flags = sim._prog._replace(paths=(None, None, None)).flags  # what a stale key would run
+    with pytest.raises(RuntimeError, match="compiled without"):
+        sim.run(frames, progress=False)

@@ -50,8 +50,8 @@ from .pixel import Q_HERDING, Q_LAVA, _quantize, _split
 from .simd import lanes, vload, vmul_add, vstore
 
 __all__ = ["dense_recompute", "choose_path", "choose_dense", "conv_gemm", "gemm_rows", "path_costs",
-           "PATH_AUTO", "PATH_SCATTER", "PATH_DENSE", "PATH_GEMM", "PATH_NAMES", "PATH_STATE", "PATH_COSTS",
-           "GEMM_BYTES", "lava_dense_exact", "padded_size"]
+           "gemm_may_win", "PATH_AUTO", "PATH_SCATTER", "PATH_DENSE", "PATH_GEMM", "PATH_NAMES", "PATH_STATE",
+           "PATH_COSTS", "GEMM_BYTES", "lava_dense_exact", "padded_size"]
 
 #: a layer's path mode (``pstate[PATH_STATE.mode]``); the path a frame runs is one of the last three
 PATH_AUTO, PATH_SCATTER, PATH_DENSE, PATH_GEMM = range(4)
@@ -132,6 +132,16 @@ def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime):
     pstate[FRAMES[path]] += 1
     pstate[LAST_TOUCHED] = 0 if prime else n_touched
     return path
+
+
+def gemm_may_win(c_in: int, per_event: float, per_pixel: float) -> bool:
+    """Can :func:`choose_path` (mode ``PATH_AUTO``) ever pick gather-GEMM-scatter for a layer of
+    ``c_in`` input channels with these costs? A pixel with events holds at most ``c_in`` of
+    them (``last_events <= c_in * last_pixels``), so ``per_pixel >= c_in * per_event`` makes
+    the GEMM's expected cost at least the scatter's on every frame: never (a margin of 1e-9
+    covers the rounding of the chooser's products). Decides whether the frame loop compiles the
+    path (:func:`sigmadelta.program.path_flags`)."""
+    return bool(per_pixel < c_in * per_event * (1.0 + 1e-9))
 
 
 @njit(cache=True, nogil=True)
