@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from .assemble import build_program, path_flags
 from .fixedpoint import AccumulatorOverflowError, overflow_message, spike_total_message
 from .frames import as_array as _as_array
 from .frames import check_frames, iter_checked
@@ -40,7 +41,7 @@ from .loopcache import cached_flags, loop_compiled
 from .numeric import NumericOverflowError, first_bad_frame, lava_range_message
 from .numeric import overflow_message as numeric_message
 from .ops import build_ops, pipeline_order, to_torch_layout
-from .program import build_program, path_flags, run_frames
+from .program import run_frames
 from .stats import MEASURED, Stats
 
 __all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked",
@@ -201,7 +202,7 @@ class Simulator:
         ``"lava"`` layers whose float64 sums could be inexact there
         (:func:`sigmadelta.kernels.lava_dense_exact`), and ``"lava"`` layers never run
         ``"gemm"`` (all layers: they are left out; such a ``layer`` named: an error).
-        The frame loop holds the paths the layers' modes can take (``program.path_flags``):
+        The frame loop holds the paths the layers' modes can take (``assemble.path_flags``):
         a mode that needs one it lacks runs a loop with it (compiled once, then cached).
         """
         modes = PATH_NAMES

@@ -2,7 +2,7 @@
 
 The kernels of the frame loop do no bounds checking (Numba, ``boundscheck`` off), so a
 node whose arrays disagree with its shapes would read or write memory past them. Before
-:func:`sigmadelta.program.build_program` compiles the operators of
+:func:`sigmadelta.assemble.build_program` compiles the operators of
 :func:`sigmadelta.ops.build_ops` into the op table, :func:`check_ops` verifies, per
 operator, the size relations its kernels' index arithmetic relies on::
 

@@ -1,9 +1,10 @@
 """The one frame loop, compiled: a network as a table of ops run by one Numba function.
 
-:func:`build_program` turns the runtime operators of :mod:`sigmadelta.ops` into a
-:class:`Program`: a table ``code[n_ops, NC]`` (op kind, weight-layer column, then
-the slots of the op's arrays), scalars ``par[n_ops, NP]`` and three typed lists of
-1-D arrays that share memory with the operators' state:
+:func:`sigmadelta.assemble.build_program` turns the runtime operators of
+:mod:`sigmadelta.ops` into a :class:`~sigmadelta.assemble.Program`: a table
+``code[n_ops, NC]`` (op kind, weight-layer column, then the slots of the op's arrays),
+scalars ``par[n_ops, NP]`` and three typed lists of 1-D arrays that share memory with the
+operators' state:
 
 * ``F`` (state dtype): node values, encoder memories, float weights, accumulators;
 * ``I`` (int64): neuron and pixel lists, counts, stamps, geometry, fixed-point
@@ -27,15 +28,12 @@ to the rows :data:`sigmadelta.slots.COUNTER_ROWS`.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
-from numba import njit, typed
+from numba import njit
 
 from . import graph as g
 from . import kernels as K
 from .cachetie import source_digest, tie_cache
-from .opcheck import check_ops
 from .ops import (
     ActivationOp,
     AddOp,
@@ -67,12 +65,10 @@ from .slots import (
     POOL,
     RESAMPLE,
     UPSAMPLE,
-    Builder,
 )
-from .weightops import ENCODER, HERDING, LAVA, UNITS, WEIGHT, ConvOp, DenseOp, PixelConvOp, WeightOp
+from .weightops import ENCODER, HERDING, LAVA, UNITS, WEIGHT, ConvOp, DenseOp, PixelConvOp
 
-__all__ = ["Program", "build_program", "path_flags", "run_frames", "KIND_GROUPS", "PATH_FLAGS", "NC",
-           "NP"]
+__all__ = ["run_frames", "KIND_GROUPS", "PATH_FLAGS", "NC", "NP"]
 
 # the columns of every op kind (compile-time constants in the functions below)
 INP, PIX, DNS, CNV = InputOp.SLOTS[0], PixelConvOp.SLOTS[0], DenseOp.SLOTS[0], ConvOp.SLOTS[0]
@@ -91,44 +87,10 @@ KIND_GROUPS = {"pix": (PIXCONV,), "conv": (CONV, CONVT), "dense": (DENSE,), "poo
                "merge": (ADD, MUL, CONCAT), "resize": (UPSAMPLE, RESAMPLE, GATHER)}
 
 #: Code paths compiled into the loop only when a layer of the network may run them (the last
-#: arguments of run_frames, None or 1; :func:`path_flags`): ``lava``, the ``"lava"`` quantizer's
-#: per-event encoder, int8 dense weights and range check (float layers); ``gemm``, a pixel conv's
-#: gather-GEMM-scatter; ``recompute``, its dense recompute.
+#: arguments of run_frames, None or 1; :func:`sigmadelta.assemble.path_flags`): ``lava``, the
+#: ``"lava"`` quantizer's per-event encoder, int8 dense weights and range check (float layers);
+#: ``gemm``, a pixel conv's gather-GEMM-scatter; ``recompute``, its dense recompute.
 PATH_FLAGS = ("lava", "gemm", "recompute")
-
-
-class Program(NamedTuple):
-    """A network compiled to an op table (see module docstring)."""
-
-    code: np.ndarray  # int64 [n_ops, NC]
-    par: np.ndarray  # float64 [n_ops, NP]
-    F: typed.List
-    I: typed.List  # noqa: E741 (the int64 list, next to F and D)
-    D: typed.List
-    out_slot: int  # F slot of the output node's value
-    row_op: np.ndarray  # int64 [n_rows]: the operator (index in build_ops order) of each row
-    floats: int | None = None  # 1 if any weight layer has float weights, else None
-    fixed: int | None = None  # 1 if any weight layer is fixed point, else None
-    kinds: tuple = (None,) * len(KIND_GROUPS)  # per KIND_GROUPS: 1 if a row is of that group
-    paths: tuple = (None,) * len(PATH_FLAGS)  # per PATH_FLAGS: 1 if a layer may run that path
-
-    @property
-    def flags(self) -> tuple:
-        """The last arguments of :func:`run_frames`: ``floats, fixed``, one per kind group,
-        one per :data:`PATH_FLAGS`."""
-        return (self.floats, self.fixed, *self.kinds, *self.paths)
-
-
-def path_flags(ops: list) -> tuple:
-    """:data:`PATH_FLAGS` of a program of the operators ``ops``, each None or 1: a ``"lava"``
-    layer; a pixel conv whose path mode may run gather-GEMM-scatter or the dense
-    recompute (:meth:`~sigmadelta.weightops.PixelConvOp.may_run`). They follow the layers'
-    path modes: :meth:`sigmadelta.Simulator.set_conv_path` asks again."""
-    weight = [op for op in ops if isinstance(op, WeightOp)]
-    pix = [op for op in weight if isinstance(op, PixelConvOp)]
-    present = (any(op.enc.lava for op in weight),
-               any(op.may_run(K.PATH_GEMM) for op in pix), any(op.may_run(K.PATH_DENSE) for op in pix))
-    return tuple(1 if v else None for v in present)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -426,39 +388,6 @@ def _run_other(c, p, F, I, D, frame, pool, merge, resize):  # noqa: E741
             I[c[CAT.out_count]][0] = 0
         K.concat_update(F[c[CAT.x]], I[c[CAT.touched]], I[c[CAT.count]], c[CAT.c], c[CAT.offset],
                         c[CAT.c_out], F[c[CAT.y]], I[c[CAT.out_touched]], I[c[CAT.out_count]])
-
-
-def build_program(ops: list, states: list, output: int, dtype,
-                  order: list[int] | None = None) -> Program:
-    """Compile the operators of :func:`sigmadelta.ops.build_ops` into a :class:`Program`.
-
-    ``order`` lists the operators in the order they run each frame (default: topological;
-    :func:`sigmadelta.ops.pipeline_order` for ``timing="pipelined"``). Weight layer ``j``
-    keeps its (topological) counter column whatever the order.
-    """
-    check_ops(ops, states, output)  # every kernel's indices within its arrays (sigmadelta.opcheck)
-    b, row_op = Builder(dtype), []
-    column = {id(op): j for j, op in enumerate(o for o in ops if isinstance(o, WeightOp))}
-    for k in (range(len(ops)) if order is None else order):
-        op = ops[k]
-        n_rows = len(b.code)
-        if isinstance(op, WeightOp):
-            op.emit(b, column[id(op)])
-        elif hasattr(op, "emit"):
-            op.emit(b)
-        else:
-            raise TypeError(f"no program row for operator {type(op).__name__}")
-        row_op += [k] * (len(b.code) - n_rows)
-    out_slot = b.f(states[output].value)
-    fixed = {bool(op.fixed) for op in ops if isinstance(op, WeightOp)}
-    code = np.stack(b.code)
-    covered = {INPUT, ACTIVATION, FLATTEN}.union(*KIND_GROUPS.values())
-    if not set(code[:, KIND].tolist()) <= covered:  # a kind no branch of run_frames would run
-        raise ValueError(f"op kinds {sorted(set(code[:, KIND].tolist()) - covered)} are in no group "
-                         f"of program.KIND_GROUPS")
-    kinds = tuple(1 if np.isin(code[:, KIND], group).any() else None for group in KIND_GROUPS.values())
-    return Program(code, np.stack(b.par), b.F, b.I, b.D, out_slot, np.array(row_op, np.int64),
-                   1 if False in fixed else None, 1 if True in fixed else None, kinds, path_flags(ops))
 
 
 @njit(cache=True, nogil=True)

@@ -436,7 +436,7 @@ class PixelConvOp(WeightOp):
         ``PATH_DENSE``) on some frame? A forced mode runs its path only; ``PATH_AUTO`` recomputes
         on the first frame and takes gather-GEMM-scatter only where its costs allow it
         (:func:`sigmadelta.kernels.gemm_may_win`). The frame loop compiles the paths of the
-        layers that may run them (:func:`sigmadelta.program.path_flags`)."""
+        layers that may run them (:func:`sigmadelta.assemble.path_flags`)."""
         mode = int(self.pstate[K.PATH_STATE.mode])
         if mode != K.PATH_AUTO:
             return mode == path

@@ -23,7 +23,7 @@ LAYERS = [
      "sigmadelta.numeric", "sigmadelta.filelock"],
     ["sigmadelta.slots", "sigmadelta.layout"],
     ["sigmadelta.weightops", "sigmadelta.ops"],
-    ["sigmadelta.opcheck", "sigmadelta.program", "sigmadelta.loopcache"],
+    ["sigmadelta.opcheck", "sigmadelta.program", "sigmadelta.loopcache", "sigmadelta.assemble"],
     ["sigmadelta.engine"],
     ["sigmadelta.convert", "sigmadelta.dense", "sigmadelta.reference", "sigmadelta.rounding",
      "sigmadelta.scales", "sigmadelta.compress", "sigmadelta.loaders", "sigmadelta.sources",

@@ -125,7 +125,7 @@ def test_rows_hold_what_the_operators_emit(name):
     """Each op's row names its own arrays: the op kind, and the value array of every node
     written where the layout says (the slot points at the very same array)."""
     from sigmadelta import ops
-    from sigmadelta.program import build_program
+    from sigmadelta.assemble import build_program
 
     model, shape = make(name)
     net = sd.convert(model, shape, scale=8.0)

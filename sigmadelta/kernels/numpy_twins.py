@@ -11,7 +11,7 @@ import numpy as np
 
 from .elementwise import ADD_FULL_ABOVE, FULL_PASS_ABOVE
 from .numpy_twins_depthwise import depthwise_dense
-from .numpy_twins_gemm import _from_run, conv_gemm_pixels
+from .numpy_twins_gemm import _from_run, conv_gemm, conv_gemm_pixels
 from .numpy_twins_lava import fold_i32, lava_conv_step, lava_dense_step, lava_map, max_abs, scatter_i32
 from .numpy_twins_maps import _merge_touched, convt_scatter, gather_update, pixel_map_update
 
@@ -444,19 +444,6 @@ def conv_layer_gemm(x, touched, count, rows, row_count, in_rows, memory, herding
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, len(z) // len(pg_stamp), prime, expand,
                       out_touched, out_count)
     return n_ev, synops, adds, n_out, n_px
-
-
-def conv_gemm(P, w_cl, z, bias, use_bias, cols, geom, c_in):
-    """``z = [bias +] sum over taps of P[window] @ W[ky, kx]``, tap by tap on the padded input."""
-    h_in, w_in, h_out, w_out, sy, sx, py, px, kh, kw, cg = (int(v) for v in geom[:11])
-    img = np.asarray(P, np.float64).reshape(h_in + 2 * py, w_in + 2 * px, c_in)
-    w4 = np.asarray(w_cl, np.float64).reshape(kh, kw, c_in, cg)
-    out = np.zeros((h_out, w_out, cg))
-    for ky in range(kh):
-        for kx in range(kw):
-            win = img[ky:ky + sy * (h_out - 1) + 1:sy, kx:kx + sx * (w_out - 1) + 1:sx]
-            out += win @ w4[ky, kx]
-    z[:] = out.ravel() + bias if use_bias else out.ravel()
 
 
 def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w,

@@ -1,12 +1,13 @@
-"""NumPy twin of gather-GEMM-scatter (:func:`sigmadelta.kernels.conv_gemm_pixels`; see
-:mod:`sigmadelta.kernels.numpy_twins`, which re-exports it; same signature as the kernel) and
+"""NumPy twins of gather-GEMM-scatter (:func:`sigmadelta.kernels.conv_gemm_pixels`) and of the
+dense recompute's GEMM (:func:`sigmadelta.kernels.conv_gemm`; see
+:mod:`sigmadelta.kernels.numpy_twins`, which re-exports them; same signatures as the kernels) and
 the inverse of the run layout that the pixel twins share."""
 
 import numpy as np
 
 from .numpy_twins_maps import _merge_touched
 
-__all__ = ["conv_gemm_pixels"]
+__all__ = ["conv_gemm", "conv_gemm_pixels"]
 
 
 def _from_run(w_run, geom):
@@ -52,3 +53,16 @@ def conv_gemm_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_g, z, geom,
     z += zz.reshape(-1).astype(z.dtype)
     _merge_touched(pg_list, pg_count, pg_stamp, reached, frame)
     return synops, adds
+
+
+def conv_gemm(P, w_cl, z, bias, use_bias, cols, geom, c_in):
+    """``z = [bias +] sum over taps of P[window] @ W[ky, kx]``, tap by tap on the padded input."""
+    h_in, w_in, h_out, w_out, sy, sx, py, px, kh, kw, cg = (int(v) for v in geom[:11])
+    img = np.asarray(P, np.float64).reshape(h_in + 2 * py, w_in + 2 * px, c_in)
+    w4 = np.asarray(w_cl, np.float64).reshape(kh, kw, c_in, cg)
+    out = np.zeros((h_out, w_out, cg))
+    for ky in range(kh):
+        for kx in range(kw):
+            win = img[ky:ky + sy * (h_out - 1) + 1:sy, kx:kx + sx * (w_out - 1) + 1:sx]
+            out += win @ w4[ky, kx]
+    z[:] = out.ravel() + bias if use_bias else out.ravel()

@@ -140,7 +140,7 @@ def gemm_may_win(c_in: int, per_event: float, per_pixel: float) -> bool:
     them (``last_events <= c_in * last_pixels``), so ``per_pixel >= c_in * per_event`` makes
     the GEMM's expected cost at least the scatter's on every frame: never (a margin of 1e-9
     covers the rounding of the chooser's products). Decides whether the frame loop compiles the
-    path (:func:`sigmadelta.program.path_flags`)."""
+    path (:func:`sigmadelta.assemble.path_flags`)."""
     return bool(per_pixel < c_in * per_event * (1.0 + 1e-9))
 
 

@@ -1,0 +1,87 @@
+"""Assemble a network's operators into the op table that :func:`sigmadelta.program.run_frames`
+runs: :func:`build_program` collects every operator's rows (``emit``) into a :class:`Program`,
+with the flags that say which op kinds (:data:`sigmadelta.program.KIND_GROUPS`) and which code
+paths (:data:`sigmadelta.program.PATH_FLAGS`, :func:`path_flags`) its compiled loop must hold.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import typed
+
+from . import kernels as K
+from .opcheck import check_ops
+from .program import KIND_GROUPS, PATH_FLAGS
+from .slots import ACTIVATION, FLATTEN, INPUT, KIND, Builder
+from .weightops import PixelConvOp, WeightOp
+
+__all__ = ["Program", "build_program", "path_flags"]
+
+
+class Program(NamedTuple):
+    """A network compiled to an op table (see module docstring)."""
+
+    code: np.ndarray  # int64 [n_ops, NC]
+    par: np.ndarray  # float64 [n_ops, NP]
+    F: typed.List
+    I: typed.List  # noqa: E741 (the int64 list, next to F and D)
+    D: typed.List
+    out_slot: int  # F slot of the output node's value
+    row_op: np.ndarray  # int64 [n_rows]: the operator (index in build_ops order) of each row
+    floats: int | None = None  # 1 if any weight layer has float weights, else None
+    fixed: int | None = None  # 1 if any weight layer is fixed point, else None
+    kinds: tuple = (None,) * len(KIND_GROUPS)  # per KIND_GROUPS: 1 if a row is of that group
+    paths: tuple = (None,) * len(PATH_FLAGS)  # per PATH_FLAGS: 1 if a layer may run that path
+
+    @property
+    def flags(self) -> tuple:
+        """The last arguments of :func:`run_frames`: ``floats, fixed``, one per kind group,
+        one per :data:`PATH_FLAGS`."""
+        return (self.floats, self.fixed, *self.kinds, *self.paths)
+
+
+def path_flags(ops: list) -> tuple:
+    """:data:`PATH_FLAGS` of a program of the operators ``ops``, each None or 1: a ``"lava"``
+    layer; a pixel conv whose path mode may run gather-GEMM-scatter or the dense
+    recompute (:meth:`~sigmadelta.weightops.PixelConvOp.may_run`). They follow the layers'
+    path modes: :meth:`sigmadelta.Simulator.set_conv_path` asks again."""
+    weight = [op for op in ops if isinstance(op, WeightOp)]
+    pix = [op for op in weight if isinstance(op, PixelConvOp)]
+    present = (any(op.enc.lava for op in weight),
+               any(op.may_run(K.PATH_GEMM) for op in pix), any(op.may_run(K.PATH_DENSE) for op in pix))
+    return tuple(1 if v else None for v in present)
+
+
+def build_program(ops: list, states: list, output: int, dtype,
+                  order: list[int] | None = None) -> Program:
+    """Compile the operators of :func:`sigmadelta.ops.build_ops` into a :class:`Program`.
+
+    ``order`` lists the operators in the order they run each frame (default: topological;
+    :func:`sigmadelta.ops.pipeline_order` for ``timing="pipelined"``). Weight layer ``j``
+    keeps its (topological) counter column whatever the order.
+    """
+    check_ops(ops, states, output)  # every kernel's indices within its arrays (sigmadelta.opcheck)
+    b, row_op = Builder(dtype), []
+    column = {id(op): j for j, op in enumerate(o for o in ops if isinstance(o, WeightOp))}
+    for k in (range(len(ops)) if order is None else order):
+        op = ops[k]
+        n_rows = len(b.code)
+        if isinstance(op, WeightOp):
+            op.emit(b, column[id(op)])
+        elif hasattr(op, "emit"):
+            op.emit(b)
+        else:
+            raise TypeError(f"no program row for operator {type(op).__name__}")
+        row_op += [k] * (len(b.code) - n_rows)
+    out_slot = b.f(states[output].value)
+    fixed = {bool(op.fixed) for op in ops if isinstance(op, WeightOp)}
+    code = np.stack(b.code)
+    covered = {INPUT, ACTIVATION, FLATTEN}.union(*KIND_GROUPS.values())
+    if not set(code[:, KIND].tolist()) <= covered:  # a kind no branch of run_frames would run
+        raise ValueError(f"op kinds {sorted(set(code[:, KIND].tolist()) - covered)} are in no group "
+                         f"of program.KIND_GROUPS")
+    kinds = tuple(1 if np.isin(code[:, KIND], group).any() else None for group in KIND_GROUPS.values())
+    return Program(code, np.stack(b.par), b.F, b.I, b.D, out_slot, np.array(row_op, np.int64),
+                   1 if False in fixed else None, 1 if True in fixed else None, kinds, path_flags(ops))
