@@ -251,7 +251,7 @@ class Simulator:
             what = " and ".join(k for k, v in (("float", self._prog.floats),
                                                ("fixed-point", self._prog.fixed)) if v)
             tqdm.write(f"sigmadelta: compiling the event kernels ({what}, {self.dtype}) once: about "
-                       f"45 s on an idle 2-core machine, minutes on a busy one; cached for "
+                       f"50 s on an idle 2-core machine, minutes on a busy one; cached for "
                        f"later runs", file=sys.stderr)
 
     def _run_chunk(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, Exception | None]:
