@@ -51,6 +51,19 @@ from .lavaint import (
     scatter_i32,
 )
 from .layer import conv_layer_dense, conv_layer_gemm, conv_layer_step
+from .paths import (
+    PATH_AUTO,
+    PATH_COSTS,
+    PATH_DENSE,
+    PATH_GEMM,
+    PATH_NAMES,
+    PATH_SCATTER,
+    PATH_STATE,
+    choose_dense,
+    choose_path,
+    gemm_may_win,
+    path_costs,
+)
 from .pixel import (
     Q_HERDING,
     Q_LAVA,
@@ -78,22 +91,11 @@ from .quantize import (
 )
 from .recompute import (
     GEMM_BYTES,
-    PATH_AUTO,
-    PATH_COSTS,
-    PATH_DENSE,
-    PATH_GEMM,
-    PATH_NAMES,
-    PATH_SCATTER,
-    PATH_STATE,
-    choose_dense,
-    choose_path,
     conv_gemm,
     dense_recompute,
-    gemm_may_win,
     gemm_rows,
     lava_dense_exact,
     padded_size,
-    path_costs,
 )
 from .routing import gather_update, pixel_map_update
 from .scatter import conv_scatter, convt_scatter, dense_scatter, expand_pixel_groups

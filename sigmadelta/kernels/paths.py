@@ -1,0 +1,127 @@
+"""The conv path chooser: which path (event scatter, dense recompute of
+:mod:`.recompute`, gather-GEMM-scatter of :mod:`.gathergemm`) a pixel conv layer runs
+this frame, chosen before encoding from what is already known (this frame's touched
+inputs, the last frame's events and pixels with events per touched input) and a cost
+model per path (:data:`PATH_COSTS`, :func:`path_costs`); the rule is in
+:func:`choose_path`. Every path gives the same outputs and counters;
+``pstate[FRAMES[path]]`` counts the frames each one ran."""
+
+from collections import namedtuple
+
+import numpy as np
+from numba import njit
+
+__all__ = ["choose_path", "choose_dense", "path_costs", "gemm_may_win", "PATH_AUTO", "PATH_SCATTER",
+           "PATH_DENSE", "PATH_GEMM", "PATH_NAMES", "PATH_STATE", "PATH_COSTS", "FRAMES"]
+
+#: a layer's path mode (``pstate[PATH_STATE.mode]``); the path a frame runs is one of the last three
+PATH_AUTO, PATH_SCATTER, PATH_DENSE, PATH_GEMM = range(4)
+PATH_NAMES = {"auto": PATH_AUTO, "scatter": PATH_SCATTER, "dense": PATH_DENSE, "gemm": PATH_GEMM}
+#: entries of a layer's path state ``pstate`` (int64): mode; the last frame's events, touched
+#: inputs and pixels with events; frames run by the scatter, the dense path, gather-GEMM-scatter
+PATH_STATE = namedtuple("PathState", ["mode", "last_events", "last_touched", "last_pixels",
+                                      "frames_scatter", "frames_dense", "frames_gemm"])(*range(7))
+MODE, LAST_EVENTS, LAST_TOUCHED, LAST_PIXELS = (PATH_STATE.mode, PATH_STATE.last_events,
+                                                PATH_STATE.last_touched, PATH_STATE.last_pixels)
+FRAMES = (-1, PATH_STATE.frames_scatter, PATH_STATE.frames_dense, PATH_STATE.frames_gemm)
+
+#: The chooser's cost model: nanoseconds per unit of work of each path, by state dtype
+#: (item size in bytes) and input channels ``C_in`` (between the listed ones: log-linear,
+#: outside them: the nearest). Per entry ``(scatter, dense, gemm)``: scatter per synop,
+#: dense recompute per dense multiply-add of the layer (encoding every input included),
+#: gather-GEMM-scatter per multiply-add of its GEMM (``C_in * kh*kw * C_out`` per pixel with
+#: events; its gather and scatter of the rows included). Fitted by ``scripts/benchmark.py
+#: --micro --dtype float32,float64 --activity 0.05,0.2,0.5 --micro-pattern
+#: neuron,pixel,channels --conv-path scatter,dense,gemm --frames 8 --repeats 2 --fit-costs``
+#: (forced paths, 3x3 convs C_in = C_out at 64x64; per path the median over activities and
+#: patterns of the layer's time / its units of work) on a 2-vCPU AMD EPYC (Zen, AVX2) under
+#: load from other processes (load average 9-10): only the ratios between paths matter. A refit
+#: at load 8-9 (float32 ``{16: (0.77, 0.55, 0.85), 32: (0.73, 0.30, 0.37), 64: (0.62, 0.26, 0.28)}``)
+#: chose no faster paths on the zoo nets and slower ones on ResNet-18 (float64 1.24x against
+#: 1.33x, thread CPU time), so this table stays.
+PATH_COSTS = {
+    4: {16: (1.0603, 0.4344, 0.6475), 32: (0.9263, 0.3138, 0.3306), 64: (0.6766, 0.2801, 0.2902)},
+    8: {16: (2.163, 0.717, 0.8859), 32: (1.4354, 0.5674, 0.5712), 64: (1.2606, 0.4653, 0.5201)},
+}
+
+
+def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
+               gemm_macs: float) -> tuple[float, float, float]:
+    """A layer's cost model (:data:`PATH_COSTS`): ``(ns per event of the scatter, ns per pixel
+    with events of gather-GEMM-scatter, ns per frame of the dense recompute)`` for ``fan``
+    synops per event, ``dense_macs`` per frame and ``gemm_macs`` per pixel with events."""
+    table = PATH_COSTS[8 if itemsize > 4 else 4]
+    keys = sorted(table)
+    c = min(max(c_in, keys[0]), keys[-1])
+    hi = next(k for k in keys if k >= c)
+    lo = max(k for k in keys if k <= c)
+    t = 0.0 if hi == lo else np.log(c / lo) / np.log(hi / lo)
+    s, d, g = ((1 - t) * a + t * b for a, b in zip(table[lo], table[hi], strict=True))
+    return s * fan, g * gemm_macs, d * dense_macs
+
+
+@njit(cache=True, nogil=True)
+def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime):
+    """The path of this frame (and count the frame under it): ``PATH_SCATTER``,
+    ``PATH_DENSE`` or ``PATH_GEMM``.
+
+    A mode other than ``PATH_AUTO`` forces its path. ``PATH_AUTO``: dense on the first
+    frame (every input is sent); else, with ``f = n_touched / last_touched`` (this frame's
+    touched inputs over the last frame's), the path of least expected cost::
+
+        scatter: f * last_events * per_event      gemm: f * last_pixels * per_pixel
+        dense:   per_frame
+
+    (the scatter when nothing was touched last frame, and on the frame after the first: every
+    input spikes on the first, which says nothing about how events spread over pixels later).
+    """
+    path = pstate[MODE]
+    if path == PATH_AUTO:
+        if prime:
+            path = PATH_DENSE
+        elif pstate[LAST_TOUCHED] == 0:
+            path = PATH_SCATTER
+        else:
+            f = n_touched / pstate[LAST_TOUCHED]
+            best = f * pstate[LAST_EVENTS] * per_event
+            path = PATH_SCATTER
+            t_gemm = f * pstate[LAST_PIXELS] * per_pixel
+            if t_gemm < best:
+                path, best = PATH_GEMM, t_gemm
+            if per_frame < best:
+                path = PATH_DENSE
+    pstate[FRAMES[path]] += 1
+    pstate[LAST_TOUCHED] = 0 if prime else n_touched
+    return path
+
+
+def gemm_may_win(c_in: int, per_event: float, per_pixel: float) -> bool:
+    """Can :func:`choose_path` (mode ``PATH_AUTO``) ever pick gather-GEMM-scatter for a layer of
+    ``c_in`` input channels with these costs? A pixel with events holds at most ``c_in`` of
+    them (``last_events <= c_in * last_pixels``), so ``per_pixel >= c_in * per_event`` makes
+    the GEMM's expected cost at least the scatter's on every frame: never (a margin of 1e-9
+    covers the rounding of the chooser's products). Decides whether the frame loop compiles the
+    path (:func:`sigmadelta.assemble.path_flags`)."""
+    return bool(per_pixel < c_in * per_event * (1.0 + 1e-9))
+
+
+@njit(cache=True, nogil=True)
+def choose_dense(pstate, n_touched, n_in, dense_above, prime):
+    """Should this frame run the dense path? (and count the frame under its path): the
+    two-way choice of layers without gather-GEMM-scatter (depthwise convs).
+
+    Mode ``PATH_SCATTER`` / ``PATH_DENSE`` force a path (``PATH_GEMM``: the scatter).
+    ``PATH_AUTO``: dense on the first frame (every input is sent) and when ``expected =
+    n_touched * last_events / last_touched`` reaches ``dense_above * n_in``.
+    """
+    mode = pstate[MODE]
+    if mode == PATH_AUTO:
+        if prime or pstate[LAST_TOUCHED] == 0:
+            dense = prime
+        else:
+            dense = n_touched * pstate[LAST_EVENTS] >= dense_above * n_in * pstate[LAST_TOUCHED]
+    else:
+        dense = mode == PATH_DENSE
+    pstate[FRAMES[PATH_DENSE if dense else PATH_SCATTER]] += 1
+    pstate[LAST_TOUCHED] = n_touched
+    return dense
