@@ -23,6 +23,11 @@ with ``delta_v`` each stream's own ``fidelity.calibrate_delta`` (one gray level 
 ``--guard-delta``; otherwise the next cheapest point within the bound is tried. The margin is
 stated in the two flags: ``--min-regret 0.995 --guard-delta 1`` asks for half a point more than
 the 99% target on the non-test frames.
+
+Per-layer refinement (``--per-layer``, off by default): the guarded point is the start of a
+coordinate descent over one multiplier per layer (``_face_bc_layers``): cheapest synops pooled
+over the guard streams, relative error within ``--max-rel-err`` on each of them, pooled regret
+agreement ``>= --min-regret``.
 """
 
 from __future__ import annotations
@@ -58,6 +63,9 @@ def add_guard_args(p: argparse.ArgumentParser) -> None:
                    help="regret tolerance of the guard, times each stream's calibrated delta")
     p.add_argument("--guard-streams", default="bigbuckbunny,bikes",
                    help="non-test videos the regret guard pools")
+    from _face_bc_layers import add_layer_args
+
+    add_layer_args(p)
 
 
 def choose_command(args: argparse.Namespace) -> str:
@@ -65,6 +73,8 @@ def choose_command(args: argparse.Namespace) -> str:
     guard = "" if not args.min_regret else (
         f" --min-regret {args.min_regret:g} --guard-delta {args.guard_delta:g}"
         f" --guard-streams {args.guard_streams}")
+    if getattr(args, "per_layer", False):
+        guard += f" --per-layer --layer-step {args.layer_step:g} --max-moves {args.max_moves}"
     return (f"python scripts/train_face_bc.py --choose-only --out {args.out} --name {args.name} "
             f"--max-rel-err {args.max_rel_err:g}"
             + (f" --scale-down {args.scale_down}" if args.scale_down else "") + guard)
@@ -107,11 +117,10 @@ def _guard_streams(model: nn.Module, names: str) -> dict[str, tuple]:
 
 
 def _pick_guarded(pareto, model: nn.Module, points: list[dict], bits: dict[str, int] | None,
-                  args: argparse.Namespace) -> dict | None:
+                  args: argparse.Namespace, streams: dict[str, tuple] | None) -> dict | None:
     """The cheapest point within ``--max-rel-err`` that passes the regret guard."""
     if not getattr(args, "min_regret", 0.0):
         return pareto.pick(points, None, args.max_rel_err)
-    streams = _guard_streams(model, args.guard_streams)
     ok = sorted((p for p in points if p["rel_err"] <= args.max_rel_err),
                 key=lambda p: p["synops_per_frame"])
     for p in ok:
@@ -157,7 +166,12 @@ def choose_operating_point(model: nn.Module, bits: dict[str, int] | None,
     points, meta = pareto.sweep(pargs, model, FRAME_SHAPE, train, test, None)
     points += _scaled_down(pareto, model, test, points, args.scale_down, bits)
     tqdm.write(pareto._table(points))
-    op = _pick_guarded(pareto, model, points, bits, args)
+    streams = None
+    if getattr(args, "min_regret", 0.0) or getattr(args, "per_layer", False):
+        streams = _guard_streams(model, args.guard_streams)
+    op = _pick_guarded(pareto, model, points, bits, args, streams)
+    if op is not None and getattr(args, "per_layer", False):
+        op = _refine(pareto, model, op, streams, bits, test, args)
     if op is None:
         raise RuntimeError(f"no operating point within rel err {args.max_rel_err} on "
                            f"{args.choose_stream}"
@@ -167,7 +181,8 @@ def choose_operating_point(model: nn.Module, bits: dict[str, int] | None,
         "chosen_by": args.choose_command,
         "method": f"{op['method']} scales, {'lam' if op['method'] == 'optimised' else 'k'}="
                   f"{op['param']:g} (optimised on {args.train_stream})"
-                  + (f", all scaled by {op['factor']:g}" if "factor" in op else ""),
+                  + (f", all scaled by {op['factor']:g}" if "factor" in op else "")
+                  + (", then per layer (_face_bc_layers)" if "per_layer" in op else ""),
         "choose_stream": args.choose_stream,
         "train_stream": args.train_stream,
         "max_rel_err": args.max_rel_err,
@@ -178,4 +193,25 @@ def choose_operating_point(model: nn.Module, bits: dict[str, int] | None,
         "synops_per_frame": round(op["synops_per_frame"]),
         "dense_macs_per_frame": round(meta["dense_macs_per_frame"]),
         **({"regret_guard": op["guard"]} if "guard" in op else {}),
+        **({"per_layer": op["per_layer"]} if "per_layer" in op else {}),
     }
+
+
+def _refine(pareto, model: nn.Module, op: dict, streams: dict[str, tuple],
+            bits: dict[str, int] | None, test: np.ndarray, args: argparse.Namespace) -> dict:
+    """``--per-layer``: the per-layer search from the chosen point; the result measured on
+    ``--choose-stream`` like every other point, its guard record from the search."""
+    from _face_bc_layers import per_layer_search
+
+    values, rec = per_layer_search(model, streams, op["values"], bits, args)
+    with torch.no_grad():
+        ann = model(torch.as_tensor(test)).double().numpy()
+    m = pareto.evaluate(model, FRAME_SHAPE, values, "herding", test, ann, None, bits)
+    meas = rec["measured"]
+    guard = {"regret_agreement": meas["regret_agreement"],
+             "failures": {n: p["failures"] for n, p in meas["streams"].items()},
+             "frames": sum(p["frames"] for p in meas["streams"].values()),
+             "min_regret": args.min_regret, "delta_mult": args.guard_delta,
+             "delta": {n: round(s[2], 5) for n, s in streams.items()}}
+    rec["start_scales"] = {n: round(float(v), 4) for n, v in op["values"].items()}
+    return {**op, **m, "values": values, "guard": guard, "per_layer": rec}

@@ -10,9 +10,16 @@ with the best validation accuracy (round 0 = the starting checkpoint; ties: the 
 is kept. The held-out test patches are measured once, for the kept model only, and never used
 to choose anything; carphone is not used at all.
 
-Example::
+With ``--margin-weight > 0`` it instead runs ``_face_margin.margin_finetune`` for ``--epochs``
+epochs: the same BCE (patch kinds weighted) and distillation plus a hinge that widens the
+student's own top-two logit gap on the first ``--margin-share`` of each non-test video's frames;
+the epoch is chosen on the validation split as above (``--select``, ``--min-val-acc``).
+
+Examples::
 
     python scripts/finetune_face_bc.py --rounds 6 --out out/face_bc_ft
+    python scripts/finetune_face_bc.py --margin-weight 1 --margin 0.5 --epochs 8 \\
+        --select test-mix --min-val-acc 0.905 --out out/face_bc_margin
 """
 
 from __future__ import annotations
@@ -47,7 +54,72 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n-hard", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--distill-batch", type=int, default=2)
+    p.add_argument("--margin-weight", type=float, default=0.0,
+                   help="weight of the top-two gap hinge (0: the rounds above instead)")
+    p.add_argument("--margin", type=float, default=0.5, help="hinge margin (logits)")
+    p.add_argument("--change-weight", type=float, default=0.0,
+                   help="weight of the synops proxy on consecutive frames (_face_margin)")
+    p.add_argument("--margin-share", type=float, default=0.6,
+                   help="first share of each video's frames the margin term trains on")
+    p.add_argument("--epochs", type=int, default=8, help="margin fine-tune epochs")
+    p.add_argument("--face-weight", type=float, default=2.0, help="BCE weight of faces")
+    p.add_argument("--hard-weight", type=float, default=0.5,
+                   help="BCE weight of mined hard negatives")
+    p.add_argument("--select", choices=("all", "test-mix"), default="test-mix")
+    p.add_argument("--min-val-acc", type=float, default=0.905)
+    p.add_argument("--max-val-drop", type=float, default=0.005,
+                   help="margin epochs scoring more than this below the start are not kept")
+    p.add_argument("--keep", choices=("best", "last"), default="best",
+                   help="margin fine-tune: keep the best eligible epoch or the last")
     return p.parse_args(argv)
+
+
+def _margin(args: argparse.Namespace, model, info: dict[str, Any], d, frames, targets
+            ) -> dict[str, Any]:
+    """``--margin-weight > 0``: the margin fine-tune; returns its record (gaps before/after)."""
+    import numpy as np
+    from _face_bc_op import load_video
+    from _face_groups import loss_weights, val_record
+    from _face_margin import _pairs, change_proxy, gap_record, margin_finetune, margin_frames
+    from sigmadelta.models import face_detector
+    from train_face_bc import NON_TEST
+
+    from sigmadelta import fidelity
+
+    lengths = {v: len(load_video(v)) for v in NON_TEST}
+    idx, rest = margin_frames(frames, lengths, args.margin_share)
+    k_val = validation_split({"x_train": d["group_train"], "y_train": d["y_train"]},
+                             args.val_frac, args.seed + 7)[1]
+    train, x_val, y_val = validation_split(d, args.val_frac, args.seed + 7)
+    train["weights"] = loss_weights(train["group_train"], args.face_weight, args.hard_weight)
+
+    def gaps(m) -> dict[str, Any]:
+        det = face_detector(pool=2, channels=info["kwargs"]["channels"])
+        det.load_state_dict(m.state_dict())
+        full = np.concatenate([load_video(v) for v in NON_TEST])
+        delta = fidelity.calibrate_delta(det.eval(), full)
+        pairs = _pairs(rest)
+        with torch.no_grad():
+            change = float(change_proxy(m, frames[pairs], frames[pairs + 1])) / len(pairs)
+        return {"delta": round(delta, 5), "margin_frames": gap_record(m, frames[idx], delta),
+                "held_out_frames": gap_record(m, frames[rest], delta),
+                "change_proxy_held_out_per_pair": round(change, 2)}
+
+    before = gaps(model)
+    model, hist = margin_finetune(model, info["compression"]["bits"], train, frames, targets,
+                                  idx, args, (x_val, y_val, k_val))
+    import hashlib
+
+    start = Path(args.ckpt) / info["weights"]
+    rec = {"command": command_line(),
+           "start_weights_sha256": hashlib.sha256(start.read_bytes()).hexdigest(), **hist,
+           "gaps_before": before, "gaps_after": gaps(model),
+           **{k: getattr(args, k) for k in ("margin_weight", "change_weight", "margin",
+                                            "margin_share", "epochs", "lr", "distill", "floor", "face_weight",
+                                            "hard_weight", "select", "min_val_acc",
+                                            "max_val_drop", "keep")}}
+    tqdm.write(json.dumps(rec, indent=1))
+    return model, rec, val_record(model, x_val, y_val, k_val)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -63,6 +135,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     teacher = _teacher()
     d = patch_data(args.seed, teacher, args.n_hard, Path(args.work))
     frames, targets = distill_frames(teacher, Path(args.work))
+    if args.margin_weight > 0 or args.change_weight > 0:
+        model, rec, val = _margin(args, model, info, d, frames, targets)
+        info["compression"]["margin_finetune"] = rec
+        info["metrics"] = {**val, "test_patch_accuracy": None}
+        save_checkpoint(model, args.out, info)
+        return info
     train, x_val, y_val = validation_split(d, args.val_frac, args.seed + 7)
     fargs = argparse.Namespace(seed=args.seed, lr=args.lr, finetune_lr=args.lr,
                                batch_size=args.batch_size, distill_batch=args.distill_batch,
