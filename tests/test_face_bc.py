@@ -202,3 +202,101 @@ def test_regret_guard_counts_what_the_reference_run_counts(monkeypatch):
         assert g["failures"] == {"bikes": int((~ok).sum())} and g["frames"] == len(x)
         assert g["regret_agreement"] == pytest.approx(ok.mean())
         assert (g["failures"]["bikes"] == 0) == (factor == 1.0)
+
+
+def _scripts_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+
+
+def test_per_layer_search_reaches_the_brute_force_optimum(monkeypatch):
+    """The per-layer coordinate descent on a made-up problem whose answer a brute-force search
+    over the same grid gives: cost grows with every scale, error falls with it; the result is
+    feasible, no neighbouring move is cheaper and feasible, and it equals the grid optimum."""
+    import argparse
+    import itertools
+
+    _scripts_path(monkeypatch)
+    layers = _script_module("_face_bc_layers")
+    cost = {"1": 1.0, "3": 3.0, "5": 0.5}
+    err = {"1": 2.0, "3": 1.0, "5": 4.0}
+
+    def fake(model, streams, values, bits, delta_mult):
+        e = sum(err[n] / v for n, v in values.items())
+        return {"streams": {"a": {"rel_err": e, "failures": 0, "frames": 1}},
+                "synops_per_frame": sum(cost[n] * v for n, v in values.items()),
+                "regret_agreement": 1.0}
+
+    monkeypatch.setattr(layers, "measure", fake)
+    args = argparse.Namespace(max_rel_err=1.0, min_regret=0.99, guard_delta=1.0,
+                              layer_step=2.0, max_moves=50)
+    start = {"1": 8.0, "3": 8.0, "5": 8.0}
+    values, rec = layers.per_layer_search(None, {}, start, None, args)
+
+    def at(k):
+        return fake(None, {}, {n: start[n] * 2.0 ** -e for n, e in zip(start, k, strict=True)},
+                    None, 1)
+
+    feasible = [k for k in itertools.product(range(-4, 8), repeat=3)
+                if at(k)["streams"]["a"]["rel_err"] <= 1.0]
+    best = min(feasible, key=lambda k: at(k)["synops_per_frame"])
+    assert tuple(rec["exponents"].values()) == best
+    assert values == {n: start[n] * 2.0 ** -e for n, e in zip(start, best, strict=True)}
+    assert rec["moves"][0]["exponents"] == [0, 0, 0] and len(rec["moves"]) > 1
+    final = at(best)["synops_per_frame"]
+    assert final < at((0, 0, 0))["synops_per_frame"]
+    for k in layers._moves(best):  # a local optimum: no move is feasible and cheaper
+        m = at(k)
+        assert m["streams"]["a"]["rel_err"] > 1.0 or m["synops_per_frame"] >= final
+
+
+def test_per_layer_measure_counts_what_the_reference_run_counts(monkeypatch):
+    """``_face_bc_layers.measure`` on two short non-test clips against sd.reference by hand:
+    relative error, regret failures, and the frame-weighted pooling of synops."""
+    _scripts_path(monkeypatch)
+    layers = _script_module("_face_bc_layers")
+    op_mod = _script_module("_face_bc_op")
+    info = pretrained_info("face_detector_bc")
+    model = load_pretrained("face_detector_bc")
+    bits, delta = info["operating_point"]["weight_bits"], 0.05
+    values = {n: v * 0.5 for n, v in info["operating_point"]["scales"].items()}
+    streams = {}
+    for name, limit in (("bikes", 5), ("bigbuckbunny", 3)):
+        x = op_mod.load_video(name, limit=limit)
+        with torch.no_grad():
+            streams[name] = (x, model(torch.from_numpy(x)).double().numpy().reshape(limit, -1),
+                             delta)
+    m = layers.measure(model, streams, values, bits, 1.0)
+    net = sd.convert(model, info["input_shape"], scale=values, weight_bits=bits)
+    for name, (x, a, _) in streams.items():
+        y = sd.reference(net, x, progress=False).reshape(a.shape)
+        ok = (fidelity.regret(y, a) <= delta) & ((y.max(1) > 0) == (a.max(1) > 0))
+        got = m["streams"][name]
+        assert got["failures"] == int((~ok).sum()) and got["frames"] == len(x)
+        assert got["rel_err"] == pytest.approx(np.linalg.norm(y - a) / np.linalg.norm(a))
+    s = m["streams"]
+    assert m["synops_per_frame"] == pytest.approx(
+        (5 * s["bikes"]["synops_per_frame"] + 3 * s["bigbuckbunny"]["synops_per_frame"]) / 8)
+    assert m["regret_agreement"] == pytest.approx(
+        1 - (s["bikes"]["failures"] + s["bigbuckbunny"]["failures"]) / 8)
+
+
+def test_margin_fine_tune_helpers_by_hand(monkeypatch):
+    """The synops proxy of the margin fine-tune against NumPy by hand (fan-out c k^2 / s^2 of
+    the conv a ReLU feeds, summed |change| over the layer's rms), and the frame split."""
+    _scripts_path(monkeypatch)
+    margin = _script_module("_face_margin")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 3, 3, stride=2))
+    a, b = torch.rand(2, 1, 9, 9), torch.rand(2, 1, 9, 9)
+    with torch.no_grad():
+        got = float(margin.change_proxy(net, a, b))
+        ra, rb = net[1](net[0](a)).numpy(), net[1](net[0](b)).numpy()
+    rms = np.sqrt(np.mean(np.concatenate([ra, rb]).astype(np.float64) ** 2)) + 1e-6
+    want = (3 * 9 / 4) * np.abs(rb - ra).reshape(2, -1).sum(1).mean() / rms
+    assert got == pytest.approx(want, rel=1e-5)
+    frames = torch.zeros(10, 1, 2, 2)
+    train, rest = margin.margin_frames(frames, {"v1": 6, "v2": 4}, 0.5)
+    assert train.tolist() == [0, 1, 2, 6, 7] and rest.tolist() == [3, 4, 5, 8, 9]
+    assert margin._pairs(train).tolist() == [0, 1, 6]
+    with pytest.raises(ValueError, match="11"):
+        margin.margin_frames(torch.zeros(11, 1, 2, 2), {"v1": 6, "v2": 4}, 0.5)
