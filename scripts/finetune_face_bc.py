@@ -122,6 +122,19 @@ def _margin(args: argparse.Namespace, model, info: dict[str, Any], d, frames, ta
     return model, rec, val_record(model, x_val, y_val, k_val)
 
 
+def _recount(comp: dict[str, Any], model) -> None:
+    """Weights kept and compression ratios again (rounding can set a kept weight to zero)."""
+    from torch import nn
+
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    kept = [int((m.weight != 0).sum()) for m in convs]
+    bits = [comp["bits"][n] for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    comp["weights_kept"] = sum(kept)
+    comp["compression_architecture"] = round(comp["weights_total"] / sum(kept), 3)
+    comp["compression_precision"] = round(32.0 * comp["weights_total"] / sum(
+        k * b for k, b in zip(kept, bits, strict=True)), 3)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; returns the new checkpoint record."""
     from sigmadelta.models import face_detector
@@ -138,6 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.margin_weight > 0 or args.change_weight > 0:
         model, rec, val = _margin(args, model, info, d, frames, targets)
         info["compression"]["margin_finetune"] = rec
+        _recount(info["compression"], model)
         info["metrics"] = {**val, "test_patch_accuracy": None}
         save_checkpoint(model, args.out, info)
         return info
