@@ -28,7 +28,7 @@ import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["add_layer_args", "measure", "per_layer_search"]
+__all__ = ["add_layer_args", "feasible", "measure", "per_layer_search"]
 
 
 def add_layer_args(p: argparse.ArgumentParser) -> None:
@@ -70,7 +70,8 @@ def measure(model: nn.Module, streams: dict[str, tuple], values: dict[str, float
             "regret_agreement": 1.0 - sum(p["failures"] for p in per.values()) / frames}
 
 
-def _feasible(m: dict[str, Any], args: argparse.Namespace) -> bool:
+def feasible(m: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Within ``--max-rel-err`` on every stream and ``--min-regret`` pooled."""
     return (all(p["rel_err"] <= args.max_rel_err for p in m["streams"].values())
             and m["regret_agreement"] >= args.min_regret)
 
@@ -107,13 +108,13 @@ def per_layer_search(model: nn.Module, streams: dict[str, tuple], start: dict[st
         return cache[k]
 
     k = (0,) * len(names)
-    if not _feasible(at(k), args):
+    if not feasible(at(k), args):
         raise RuntimeError("per-layer search: the start point is not feasible")
     path = [_step_record(k, at(k))]
     for _ in range(args.max_moves):
         cands = [(at(c)["synops_per_frame"], c) for c in _moves(k)]
         better = sorted((s, c) for s, c in cands
-                        if s < at(k)["synops_per_frame"] and _feasible(at(c), args))
+                        if s < at(k)["synops_per_frame"] and feasible(at(c), args))
         if not better:
             break
         k = better[0][1]

@@ -118,17 +118,32 @@ def _guard_streams(model: nn.Module, names: str) -> dict[str, tuple]:
 
 def _pick_guarded(pareto, model: nn.Module, points: list[dict], bits: dict[str, int] | None,
                   args: argparse.Namespace, streams: dict[str, tuple] | None) -> dict | None:
-    """The cheapest point within ``--max-rel-err`` that passes the regret guard."""
-    if not getattr(args, "min_regret", 0.0):
+    """The cheapest point within ``--max-rel-err`` that passes the regret guard; with
+    ``--per-layer`` also within ``--max-rel-err`` on every guard stream (the search's start
+    must be feasible for the search)."""
+    per_layer = getattr(args, "per_layer", False)
+    if not getattr(args, "min_regret", 0.0) and not per_layer:
         return pareto.pick(points, None, args.max_rel_err)
     ok = sorted((p for p in points if p["rel_err"] <= args.max_rel_err),
                 key=lambda p: p["synops_per_frame"])
     for p in ok:
-        g = regret_guard(model, streams, p["values"], bits, args.guard_delta)
+        if per_layer:
+            from _face_bc_layers import feasible, measure
+
+            m = measure(model, streams, p["values"], bits, args.guard_delta)
+            g = {"regret_agreement": m["regret_agreement"],
+                 "failures": {n: q["failures"] for n, q in m["streams"].items()},
+                 "frames": sum(q["frames"] for q in m["streams"].values())}
+            passes = feasible(m, args)
+        else:
+            g = regret_guard(model, streams, p["values"], bits, args.guard_delta)
+            passes = g["regret_agreement"] >= args.min_regret
         tqdm.write(f"guard {p['method']} {p['param']:g} x{p.get('factor', 1):g}: "
                    f"{p['synops_per_frame']:.0f} synops/frame, regret agreement "
-                   f"{g['regret_agreement']:.4f} (failures {g['failures']})")
-        if g["regret_agreement"] >= args.min_regret:
+                   f"{g['regret_agreement']:.4f} (failures {g['failures']})"
+                   + (f", rel err {[round(q['rel_err'], 5) for q in m['streams'].values()]}"
+                      if per_layer else ""))
+        if passes:
             p["guard"] = {**g, "min_regret": args.min_regret, "delta_mult": args.guard_delta,
                           "delta": {n: round(s[2], 5) for n, s in streams.items()}}
             return p
