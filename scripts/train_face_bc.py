@@ -43,7 +43,7 @@ Examples::
         --finetune-hard-weight 0.5 --select test-mix --min-val-acc 0.905 --max-rel-err 0.009 \\
         --scale-down 0.9,0.8 --seed 0 --no-test --out models/checkpoints
     python scripts/train_face_bc.py --test-only --out models/checkpoints   # test patches, once
-        # (these two and the next made the shipped face_detector_bc)
+        # (these two and the next made the previous face_detector_bc; README: the margin step)
     python scripts/train_face_bc.py --choose-only --out models/checkpoints --max-rel-err 0.009 \\
         --scale-down 0.8,0.9,1.25,1.5,2,3 --min-regret 0.995 --guard-delta 1   # step 5 again
     python scripts/train_face_bc.py --choose-only --name face_detector --max-rel-err 0.05 \\
