@@ -254,11 +254,27 @@ def test_pool_scan_by_channel_blocks_is_bit_identical(is_max, kernel, stride, pa
 @pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (1, 0.1, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0)])
 def test_activation_rows(fn, alpha, lo, hi):
     rng = np.random.default_rng(14)
-    x, y = rng.normal(size=30), rng.normal(size=30)
-    rows = np.array([0, 3, 4, 9], np.int64)
+    x, y = rng.normal(size=300), rng.normal(size=300)
+    rows = np.array([0, 3, 4, 9], np.int64)  # 3 of 100 pixels listed: under FULL_PASS_ABOVE
+    assert 3 * 3 <= K.FULL_PASS_ABOVE * len(x)
     _, a, _, b = _both("activation_rows", x, y, rows, np.array([3]), 3, fn, alpha, lo, hi)
     np.testing.assert_array_equal(a[1], b[1])
     assert np.array_equal(a[1][27:], y[27:])  # pixel 9 is not listed (row_count 3)
+    assert np.array_equal(a[1][:3], T._pointwise(x[:3], fn, alpha, lo, hi))
+
+
+@pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (2, 0, -0.5, 0.7), (5, 0, 0, 0)])
+def test_activation_rows_busy(fn, alpha, lo, hi):
+    """Most pixels listed: a cheap f runs over every neuron (the engine keeps y = f(x), so the
+    unlisted ones keep their value); another f only on the listed rows."""
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=60)
+    y = T._pointwise(x, fn, alpha, lo, hi)
+    x[:57] = rng.normal(size=57)  # pixels 0-18 of 3 channels change and are listed
+    rows = np.arange(20, dtype=np.int64)
+    _, a, _, b = _both("activation_rows", x, y, rows, np.array([19]), 3, fn, alpha, lo, hi)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-12)
+    np.testing.assert_allclose(a[1], T._pointwise(x, fn, alpha, lo, hi), rtol=1e-12)
 
 
 def test_herding_encode_units():

@@ -229,6 +229,8 @@ def activation_update(x, y, touched, count, fn, alpha, lo, hi):
 
 def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
     idx = (rows[: row_count[0], None] * c + np.arange(c)).ravel()
+    if fn <= 3 and len(idx) > FULL_PASS_ABOVE * len(x):  # busy: every neuron (y = f(x) holds)
+        idx = np.arange(len(x))
     y[idx] = _pointwise(x[idx], fn, alpha, lo, hi)
 
 
