@@ -197,6 +197,7 @@ def _check_pool(rng, h, w, c, kernel, stride, padding, is_max, t, cnt):
 
 _POOL_GEOMS = [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 1), (1, 1)), ((7, 5), (7, 5), (0, 0)),
                ((2, 3), (3, 2), (1, 0))]
+_GLOBAL_POOL = ((16, 18), (16, 18), (0, 0))  # the whole 16x18 map
 
 
 @pytest.mark.parametrize("is_max", [True, False])
@@ -209,8 +210,8 @@ def test_pool_update(is_max, kernel, stride, padding):
 
 
 @pytest.mark.parametrize("is_max", [True, False])
-@pytest.mark.parametrize("c", [1, 3])
-@pytest.mark.parametrize("kernel,stride,padding", _POOL_GEOMS[:2] + _POOL_GEOMS[3:])
+@pytest.mark.parametrize("c", [1, 3, 19])  # 19: eight channels at a time, then three (SCAN_CHANNELS_FROM)
+@pytest.mark.parametrize("kernel,stride,padding", _POOL_GEOMS[:2] + _POOL_GEOMS[3:] + [_GLOBAL_POOL])
 @pytest.mark.parametrize("frac,shuffle", [(0.98, False), (0.3, True), (0.01, True)])
 def test_pool_update_dense_and_sparse(is_max, c, kernel, stride, padding, frac, shuffle):
     """Nearly every input touched in ascending order (the video case), a shuffled dense list, and a
@@ -225,14 +226,55 @@ def test_pool_update_dense_and_sparse(is_max, c, kernel, stride, padding, frac, 
         assert np.all(np.diff(out) > 0)
 
 
+@pytest.mark.parametrize("is_max", [True, False])
+@pytest.mark.parametrize("kernel,stride,padding", _POOL_GEOMS + [_GLOBAL_POOL])
+def test_pool_scan_by_channel_blocks_is_bit_identical(is_max, kernel, stride, padding):
+    """The blocked scan (eight channels in registers) against the per-channel scan, float32:
+    same values bit for bit (same order of taps per channel), same list and stamps."""
+    from sigmadelta.kernels.pool import _scan, _scan_channels
+
+    rng = np.random.default_rng(8)
+    h, w, c = 16, 18, 19
+    h_out = (h + 2 * padding[0] - kernel[0]) // stride[0] + 1
+    w_out = (w + 2 * padding[1] - kernel[1]) // stride[1] + 1
+    x = rng.normal(size=h * w * c).astype(np.float32)
+    hit = (rng.random(h * w * c) < 0.1).astype(np.uint8)
+    outs = []
+    for scan in (_scan, _scan_channels):
+        n_out = h_out * w_out * c
+        y, t, st = np.zeros(n_out, np.float32), np.zeros(n_out, np.int64), np.full(n_out, -1, np.int64)
+        n = scan(x, hit, h, w, c, h_out, w_out, np.array(kernel), np.array(stride), np.array(padding),
+                 is_max, y, t, st, 1)
+        outs.append((y, t[:n], st))
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert 0 < len(outs[0][1]) < h_out * w_out * c or kernel == (16, 18)
+
+
 @pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (1, 0.1, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0)])
 def test_activation_rows(fn, alpha, lo, hi):
     rng = np.random.default_rng(14)
-    x, y = rng.normal(size=30), rng.normal(size=30)
-    rows = np.array([0, 3, 4, 9], np.int64)
+    x, y = rng.normal(size=300), rng.normal(size=300)
+    rows = np.array([0, 3, 4, 9], np.int64)  # 3 of 100 pixels listed: under FULL_PASS_ABOVE
+    assert 3 * 3 <= K.FULL_PASS_ABOVE * len(x)
     _, a, _, b = _both("activation_rows", x, y, rows, np.array([3]), 3, fn, alpha, lo, hi)
     np.testing.assert_array_equal(a[1], b[1])
     assert np.array_equal(a[1][27:], y[27:])  # pixel 9 is not listed (row_count 3)
+    assert np.array_equal(a[1][:3], T._pointwise(x[:3], fn, alpha, lo, hi))
+
+
+@pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (2, 0, -0.5, 0.7), (5, 0, 0, 0)])
+def test_activation_rows_busy(fn, alpha, lo, hi):
+    """Most pixels listed: a cheap f runs over every neuron (the engine keeps y = f(x), so the
+    unlisted ones keep their value); another f only on the listed rows."""
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=60)
+    y = T._pointwise(x, fn, alpha, lo, hi)
+    x[:57] = rng.normal(size=57)  # pixels 0-18 of 3 channels change and are listed
+    rows = np.arange(20, dtype=np.int64)
+    _, a, _, b = _both("activation_rows", x, y, rows, np.array([19]), 3, fn, alpha, lo, hi)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-12)
+    np.testing.assert_allclose(a[1], T._pointwise(x, fn, alpha, lo, hi), rtol=1e-12)
 
 
 def test_herding_encode_units():

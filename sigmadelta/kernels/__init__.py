@@ -21,6 +21,7 @@ events through one matrix product (:mod:`sigmadelta.kernels.gathergemm`), chosen
 :func:`conv_scatter` remains for the other convs and as the reference.
 """
 
+from .conv1x1 import conv1x1_dense, conv1x1_ok
 from .depthwise import DW_DENSE_ABOVE, depthwise_dense, depthwise_ok
 from .elementwise import (
     ADD_FULL_ABOVE,
@@ -118,6 +119,8 @@ __all__ = [
     "scatter_i32",
     "DW_DENSE_ABOVE",
     "depthwise_dense",
+    "conv1x1_dense",
+    "conv1x1_ok",
     "depthwise_ok",
     "GEMM_BYTES",
     "PATH_AUTO",

@@ -141,6 +141,35 @@ def _list_dw(flag_w, hit, rb, kh, kw, dy, dx, w_pad, c, q, pg_list, npg):
 
 
 @njit(cache=True, nogil=True)
+def _list_row(flag_w, hrow, oy, w_out, sy, sx, kh, kw, dy, dx, w_pad, c, pg_list, npg):
+    """:func:`_list_dw` for a whole output row ``oy`` at once: OR the taps' flags into ``hrow``
+    (``w_out * c`` bytes; one slice per tap and row, not per output pixel), then list the
+    pairs ``q * c + g`` with a flag, in increasing order (branchless: ``npg <= q * c + g``)."""
+    m = w_out * c
+    h = hrow[:m]
+    for i in range(m):
+        h[i] = 0
+    for ky in range(kh):
+        for kx in range(kw):
+            b = ((oy * sy + ky * dy) * w_pad + kx * dx) * c
+            if sx == 1:  # the row's windows read one contiguous run
+                src = flag_w[b:b + m]
+                for i in range(m):
+                    h[i] |= src[i]
+            else:
+                src = flag_w[b:b + ((w_out - 1) * sx + 1) * c]
+                for ox in range(w_out):
+                    hs, ss = h[ox * c:ox * c + c], src[ox * sx * c:ox * sx * c + c]
+                    for g in range(c):
+                        hs[g] |= ss[g]
+    q0 = oy * m
+    for i in range(m):
+        pg_list[npg] = q0 + i
+        npg += h[i] != 0
+    return npg
+
+
+@njit(cache=True, nogil=True)
 def depthwise_dense(x, memory, herding, param, gain, w_cl, bias, use_bias, z, in_hw, out_hw, stride,
                     padding, dilation, mem_w, flag_w, fan_y, fan_x, hit, mag, pg_list, pg_count):
     """Encode every input and recompute a depthwise conv's ``z`` (see the module docstring).
@@ -150,7 +179,8 @@ def depthwise_dense(x, memory, herding, param, gain, w_cl, bias, use_bias, z, in
     ``flag_w`` (uint8) hold the zero-padded input, ``(h_in + 2*py) * (w_in + 2*px) * C_in``
     (their padding must stay 0); ``fan_y, fan_x``: per input row / column, the taps inside
     the output (:func:`sigmadelta.kernels.axis_fan`); ``hit``: uint8 scratch of ``C_in``;
-    ``mag``: scratch of ``len(x)`` (the spikes' magnitudes).
+    ``mag``: scratch of ``len(x)`` (the spikes' magnitudes, then the reached flags of one
+    output row, :func:`_list_row`, when ``w_out * C_in`` bytes fit).
     The reached (pixel, group) pairs ``q * groups + g`` go to ``pg_list`` from
     ``pg_count[0]`` on. Returns ``(events, synops, additions)``.
     """
@@ -163,7 +193,11 @@ def depthwise_dense(x, memory, herding, param, gain, w_cl, bias, use_bias, z, in
                                     flag_w, fan_y, fan_x, cg, mag)
     w = w_cl.reshape(-1)  # [(ky * kw + kx) * c_out + g * cg + j]
     npg = pg_count[0]
+    hrow = mag.view(np.uint8)  # free after encoding: the flag rows of _list_row
+    by_rows = hrow.shape[0] >= w_out * c
     for oy in range(h_out):
+        if by_rows:
+            npg = _list_row(flag_w, hrow, oy, w_out, sy, sx, kh, kw, dy, dx, w_pad, c, pg_list, npg)
         for ox in range(w_out):
             q = oy * w_out + ox
             zb = q * c_out
@@ -179,6 +213,7 @@ def depthwise_dense(x, memory, herding, param, gain, w_cl, bias, use_bias, z, in
                         m = mem_w[pb + g]
                         for j in range(cg):
                             z[zb + g * cg + j] += m * w[t * c_out + g * cg + j]
-            npg = _list_dw(flag_w, hit, rb, kh, kw, dy, dx, w_pad, c, q, pg_list, npg)
+            if not by_rows:
+                npg = _list_dw(flag_w, hit, rb, kh, kw, dy, dx, w_pad, c, q, pg_list, npg)
     pg_count[0] = npg
     return n_ev, synops, adds

@@ -111,9 +111,16 @@ def _activation_run(xs, ys, fn, alpha, lo, hi):
 def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
     """:func:`activation_update` on every channel of the pixels ``rows[:row_count[0]]``.
 
-    ``y[p*c + j] = f(x[p*c + j])`` for ``j < c``: contiguous rows, no index list.
+    ``y[p*c + j] = f(x[p*c + j])`` for ``j < c``: contiguous rows, no index list. A cheap
+    ``f`` (codes 0-3) on more than :data:`FULL_PASS_ABOVE` of the pixels runs one contiguous
+    pass over every neuron instead, as :func:`activation_update` does (the untouched ones
+    are rewritten with the value they hold; 2-vCPU Xeon, AVX-512, float32: relu on
+    8x35x43, 1505 of 1505 rows, 0.034 -> 0.004 ms; 32x64x64, every row, 0.07-0.1 -> 0.02 ms).
     """
     n_rows = row_count[0]
+    if fn <= 3 and n_rows * c > FULL_PASS_ABOVE * x.shape[0]:
+        _activation_run(x, y, fn, alpha, lo, hi)
+        return
     line = max(1, 64 // x.itemsize)
     for r in range(n_rows):
         if r + 6 < n_rows:  # cold rows: fetch a few pixels ahead

@@ -12,7 +12,8 @@ The path is chosen per layer and frame:
 
 All paths give the same ``z``, encoder memory, counters and set of touched outputs.
 A busy frame skips all of them: :func:`conv_layer_dense` recomputes the whole map
-(:mod:`sigmadelta.kernels.recompute`), or :func:`conv_layer_gemm` encodes as the scatter
+(:mod:`sigmadelta.kernels.recompute`; a 1x1, stride-1, unpadded float layer by a plain GEMM,
+:mod:`sigmadelta.kernels.conv1x1`), or :func:`conv_layer_gemm` encodes as the scatter
 does and integrates the events by gather-GEMM-scatter (:mod:`sigmadelta.kernels.gathergemm`);
 both with the same encoder memory, counters and touched outputs, and ``z`` equal up to the
 order of float additions (the dense path exactly for the ``"lava"`` quantizer, which adds the
@@ -23,8 +24,9 @@ the next frame's choice of path.
 
 from numba import njit
 
+from .conv1x1 import conv1x1_dense, conv1x1_ok
 from .gathergemm import conv_gemm_pixels
-from .pixel import conv_scatter_pixels, encode_pixels, encode_rows, encode_scatter_1ch, list_rows
+from .pixel import Q_LAVA, conv_scatter_pixels, encode_pixels, encode_rows, encode_scatter_1ch, list_rows
 from .recompute import dense_recompute
 from .spikemap import encode_map_1ch, prefer_map
 
@@ -112,9 +114,14 @@ def conv_layer_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias
     synops, additions, touched output neurons, pixels with events)``.
     """
     pg_count[0] = 0
-    n_ev, synops, adds, n_px = dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias,
-                                               use_bias, z, geom, mem_w, rowbuf, pg_list, pg_count,
-                                               pg_stamp, frame, lava_k, lava_shift)
+    if herding != Q_LAVA and conv1x1_ok(geom, w_cl, z):  # a plain GEMM, no im2col
+        n_ev, synops, adds, n_px = conv1x1_dense(x, memory, herding, param, gain, c_in, w_cl, bias,
+                                                 use_bias, z, geom, mem_w, rowbuf, pg_list, pg_count,
+                                                 pg_stamp, frame)
+    else:
+        n_ev, synops, adds, n_px = dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias,
+                                                   use_bias, z, geom, mem_w, rowbuf, pg_list, pg_count,
+                                                   pg_stamp, frame, lava_k, lava_shift)
     if mgeom.shape[0] > 0:
         mgeom[1] = n_ev  # the next frame's path
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,

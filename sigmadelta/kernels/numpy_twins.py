@@ -11,7 +11,7 @@ import numpy as np
 
 from .elementwise import ADD_FULL_ABOVE, FULL_PASS_ABOVE
 from .numpy_twins_depthwise import depthwise_dense
-from .numpy_twins_gemm import _from_run, conv_gemm, conv_gemm_pixels
+from .numpy_twins_gemm import _from_run, conv1x1_dense, conv_gemm, conv_gemm_pixels
 from .numpy_twins_lava import fold_i32, lava_conv_step, lava_dense_step, lava_map, max_abs, scatter_i32
 from .numpy_twins_maps import _merge_touched, convt_scatter, gather_update, pixel_map_update
 
@@ -27,6 +27,7 @@ __all__ = [
     "gather_update",
     "conv_gemm",
     "conv_gemm_pixels",
+    "conv1x1_dense",
     "conv_layer_gemm",
     "dense_recompute",
     "depthwise_dense",
@@ -228,6 +229,8 @@ def activation_update(x, y, touched, count, fn, alpha, lo, hi):
 
 def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
     idx = (rows[: row_count[0], None] * c + np.arange(c)).ravel()
+    if fn <= 3 and len(idx) > FULL_PASS_ABOVE * len(x):  # busy: every neuron (y = f(x) holds)
+        idx = np.arange(len(x))
     y[idx] = _pointwise(x[idx], fn, alpha, lo, hi)
 
 

@@ -1,5 +1,6 @@
 """NumPy twins of gather-GEMM-scatter (:func:`sigmadelta.kernels.conv_gemm_pixels`) and of the
-dense recompute's GEMM (:func:`sigmadelta.kernels.conv_gemm`; see
+dense recompute's GEMM (:func:`sigmadelta.kernels.conv_gemm`) and of the 1x1 conv's dense path
+(:func:`sigmadelta.kernels.conv1x1_dense`; see
 :mod:`sigmadelta.kernels.numpy_twins`, which re-exports them; same signatures as the kernels) and
 the inverse of the run layout that the pixel twins share."""
 
@@ -7,7 +8,7 @@ import numpy as np
 
 from .numpy_twins_maps import _merge_touched
 
-__all__ = ["conv_gemm", "conv_gemm_pixels"]
+__all__ = ["conv_gemm", "conv_gemm_pixels", "conv1x1_dense"]
 
 
 def _from_run(w_run, geom):
@@ -66,3 +67,32 @@ def conv_gemm(P, w_cl, z, bias, use_bias, cols, geom, c_in):
             win = img[ky:ky + sy * (h_out - 1) + 1:sy, kx:kx + sx * (w_out - 1) + 1:sx]
             out += win @ w4[ky, kx]
     z[:] = out.ravel() + bias if use_bias else out.ravel()
+
+
+def conv1x1_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w, rowbuf,
+                  pg_list, pg_count, pg_stamp, frame):
+    """Every input through the quantizer (herding: ``q = rint(k x)``; threshold: send ``x - m``
+    where it is nonzero and at least the threshold), then ``z = bias + (gain * memory) @ W``
+    as one matrix product in float64; the reached output pixels are the input pixels with
+    an event, and every event reaches the ``C_out`` outputs of its pixel."""
+    if herding == 1:
+        q = np.rint(param * x.astype(np.float64))
+        s = q - memory
+        memory[:] = q
+    else:
+        d = x - memory
+        send = (d != 0) & (np.abs(d) >= param)
+        s = np.where(send, d, 0 * d)
+        memory[send] = x[send]
+    cg = int(geom[10])
+    m = (memory * gain).astype(mem_w.dtype)
+    mem_w[: len(x)] = m
+    full = m.astype(np.float64).reshape(-1, c_in) @ np.asarray(w_cl, np.float64).reshape(c_in, cg)
+    z[:] = (bias + full.ravel()) if use_bias else full.ravel()
+    ev = s.reshape(-1, c_in) != 0
+    pix = np.flatnonzero(ev.any(1))
+    pg_list[pg_count[0]:pg_count[0] + len(pix)] = pix
+    pg_count[0] += len(pix)
+    pg_stamp[pix] = frame
+    n_ev = int(ev.sum())
+    return n_ev, n_ev * cg, float(np.abs(s).sum()) * cg, len(pix)
