@@ -108,8 +108,19 @@ def cmd_convert(args) -> None:
                      quantizer=args.quantizer, threshold=_per_layer(args.threshold, "--threshold"),
                      weight_bits=args.weight_bits)
     sd.save(net, args.output)
-    print(net.summary())
+    print(_describe(net))
     print(f"wrote {args.output}")
+
+
+def _describe(net) -> str:
+    """The network's nodes under a header, then its weight layers as tables and reports name
+    them (``conv1 3x3/2 1->8``: a bare ``nn.Sequential`` index is no name to read)."""
+    head = f"{'#':>3s} {'kind':10s} {'name':24s} {'inputs':10s} {'shape':16s} quantizer"
+    rows = [head, *(r.rstrip() for r in net.summary().splitlines())]
+    nodes = [i for i, n in enumerate(net.nodes) if any(n is w for w in net.weight_layers)]
+    rows.append("weight layers, as tables and reports name them:")
+    rows += [f"{i:3d} {label}" for i, label in zip(nodes, net.layer_labels, strict=True)]
+    return "\n".join(rows)
 
 
 def _frames(spec: str, limit: int | None, shape: tuple[int, ...]):
@@ -220,7 +231,7 @@ def cmd_info(args) -> None:
     net = load_any(args.net)
     if _is_lava(net):
         print("lava-dl netx network (Lava fixed point; simulate with timing='pipelined')")
-    print(net.summary())
+    print(_describe(net))
     print(f"dense MACs per frame: {int(net.dense_macs().sum())}")
 
 

@@ -280,7 +280,7 @@ def run_face_chain(video: str = "carphone", frames: int | None = None, out: str 
     written.append("frames.png")
     points = []
     if frontier:
-        points = frontier_points(runs, x)
+        points = frontier_points(runs, x, progress)
         plot_frontier(points, runs, os.path.join(out, "frontier.png"), f"{video}, {len(x)} frames")
         written.append("frontier.png")
     report = _report(video, x, runs, rows, points)

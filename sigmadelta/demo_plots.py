@@ -33,8 +33,9 @@ def _point(run, x, scales) -> dict | None:
             "relative_error": fd.relative_error(res.outputs, run.ann)}
 
 
-def frontier_points(runs, x: np.ndarray) -> list[dict]:
-    """Per detector: uniform scales and the operating point's scales times ``FACTORS``."""
+def frontier_points(runs, x: np.ndarray, progress: bool = True) -> list[dict]:
+    """Per detector: uniform scales and the operating point's scales times ``FACTORS``
+    (``progress``: a bar over the points)."""
     from tqdm.auto import tqdm
 
     todo = []
@@ -43,8 +44,8 @@ def frontier_points(runs, x: np.ndarray) -> list[dict]:
             {n.name: float(run.det.scales) for n in run.net.weight_layers}
         todo += [(run, "uniform", k, k) for k in UNIFORM_K]
         todo += [(run, "optimised x c", c, {n: c * s for n, s in op.items()}) for c in FACTORS]
-    points = []
-    for run, method, param, scales in tqdm(todo, desc="frontier", unit="point", leave=False):
+    points, bar = [], tqdm(todo, desc="frontier", unit="point", leave=False, disable=not progress)
+    for run, method, param, scales in bar:
         p = _point(run, x, scales)
         if p is not None:
             points.append({"detector": run.det.name, "method": method, "param": param, **p})

@@ -32,29 +32,39 @@ def loop_compiled(*args) -> bool | None:
 def cached_flags(args: tuple, flags: tuple) -> tuple:
     """The flags to run a program with: ``flags`` (:attr:`Program.flags`), or, if a loop with
     more of them set (weight paths or kind groups) is already compiled, in this process or in
-    Numba's on-disk cache, and ``flags`` is not, that one, fewest extra first: a network whose
-    paths an existing loop covers compiles nothing. ``args``: :func:`run_frames`' arguments
-    before the flags.
+    Numba's on-disk cache, and ``flags`` is not, that one, fewest extra first (ties: the
+    smallest number whose bit ``b`` is the ``b``-th unset flag): a network whose paths an
+    existing loop covers compiles nothing. ``args``: :func:`run_frames`' arguments before the flags.
+
+    The compiled loops are read from what exists (the process's specialisations and the
+    cache index's entries for this code and machine), not tried one set of flags at a time:
+    a network with eight of its eleven flags unset would try up to 256 sets (0.1 ms each).
     """
-    absent = [i for i in range(len(flags)) if flags[i] is None]
-    cands = []
-    for mask in sorted(range(1 << len(absent)), key=lambda m: bin(m).count("1")):
-        f = list(flags)
-        for b, i in enumerate(absent):
-            if mask >> b & 1:
-                f[i] = 1
-        cands.append(tuple(f))
     try:
         base = tuple(run_frames.typeof_pyval(a) for a in args)
-        cache, index = run_frames._cache, None
-        for f in cands:
-            sig = base + tuple(run_frames.typeof_pyval(v) for v in f)
-            if sig in run_frames.overloads:
-                return f
-            if index is None:
-                index = cache._cache_file._load_index()
-            if cache._index_key(sig, run_frames.targetctx.codegen()) in index:
-                return f
+        own = base + tuple(run_frames.typeof_pyval(v) for v in flags)
+        if own in run_frames.overloads:
+            return flags
+        cache = run_frames._cache
+        key = cache._index_key(own, run_frames.targetctx.codegen())
+        index = cache._cache_file._load_index()
+        if key in index:
+            return flags
+        sigs = [*run_frames.overloads, *(k[0] for k in index if k[1:] == key[1:])]
+        one, none = run_frames.typeof_pyval(1), run_frames.typeof_pyval(None)
+        absent = [i for i, f in enumerate(flags) if f is None]
+        best, rank = flags, None
+        for sig in sigs:
+            tail = sig[len(base):]
+            if sig[:len(base)] != base or len(tail) != len(flags) or not set(tail) <= {one, none}:
+                continue
+            have = [t == one for t in tail]
+            if any(f is not None and not h for f, h in zip(flags, have, strict=True)):
+                continue  # it leaves out a path this network takes
+            extra = [b for b, i in enumerate(absent) if have[i]]
+            r = (len(extra), sum(1 << b for b in extra))
+            if rank is None or r < rank:
+                best, rank = tuple(1 if h else None for h in have), r
+        return best
     except Exception:  # Numba's cache internals moved: compile the network's own loop
-        pass
-    return flags
+        return flags

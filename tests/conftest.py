@@ -8,6 +8,12 @@ runs two frames on the loop with every path flag set (``program.PATH_FLAGS``): t
 float64 network then runs on (``loopcache.cached_flags``), so a cold cache compiles one loop
 rather than one per set of layer kinds. ``tests/test_first_run.py`` runs the loops of
 single kind sets.
+
+PyTorch runs on one thread in the test process: the tests' tensors are tiny, and two OpenMP
+threads on a busy 2-core machine spend their time spin-waiting for each other (a 20x24 conv of
+8 -> 16 channels: 0.5-12 ms of CPU a call on two threads, 0.02-0.04 ms on one, load average
+3.6; tests/test_parity.py, test_io.py, test_families.py and test_pointwise.py together: 19-20 s
+of CPU on two threads, 6.5 s on one, load average 5-7).
 """
 
 import os
@@ -24,7 +30,17 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _loop_with_every_path():
+def _torch_on_one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _loop_with_every_path(_torch_on_one_thread):
     from _zoo import make, smooth_stream
 
     import sigmadelta as sd

@@ -33,6 +33,18 @@ def test_convert_simulate_report(tmp_path, capsys):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_info_names_its_columns_and_the_weight_layers(tmp_path, capsys):
+    model, shape = make("conv")  # Conv2d(2, 4, 3), ReLU, Flatten, Linear(144, 3) on (2, 8, 8)
+    sd.save(sd.convert(model, shape), tmp_path / "net.h5")
+    assert main(["info", str(tmp_path / "net.h5")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["#", "kind", "name", "inputs", "shape", "quantizer"]
+    assert lines[1].split() == ["0", "input", "input", "()", "(2,", "8,", "8)"]
+    # as the summary tables name them; MACs: 4 x 6 x 6 outputs of 2 x 3 x 3 inputs, 144 x 3
+    assert lines[-4:] == ["weight layers, as tables and reports name them:", "  1 conv1 3x3 2->4",
+                          "  4 fc1 144->3", f"dense MACs per frame: {4 * 36 * 18 + 144 * 3}"]
+
+
 def test_module_factory_spec_and_errors(tmp_path, capsys):
     assert main(["convert", "torch.nn:Identity", "--input-shape", "4", "-o",
                  str(tmp_path / "n.h5")]) == 2

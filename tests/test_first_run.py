@@ -119,6 +119,44 @@ def test_a_compiled_loop_with_more_kinds_is_reused(monkeypatch, tmp_path):
     assert LC.cached_flags(args, flags) == both  # and with the fixed-point paths too
 
 
+def _first_compiled_superset(flags: tuple, compiled: set) -> tuple:
+    """The obvious search: every set of flags with ``flags``' set, fewest extra first (ties by
+    the number whose bit b is the b-th unset flag), the first one compiled; else ``flags``."""
+    absent = [i for i, f in enumerate(flags) if f is None]
+    for mask in sorted(range(1 << len(absent)), key=lambda m: bin(m).count("1")):
+        f = tuple(1 if (f is not None or (i in absent and mask >> absent.index(i) & 1)) else None
+                  for i, f in enumerate(flags))
+        if f in compiled:
+            return f
+    return flags
+
+
+def test_cached_flags_picks_what_trying_every_superset_picks(monkeypatch):
+    model, shape = make("conv")
+    sim = sd.Simulator(sd.convert(model, shape))
+    n = len(sim._prog.flags)
+    args = _args(sim, smooth_stream(shape, t=2))[:-n]
+    rf, rng = P.run_frames, np.random.default_rng(0)
+
+    def key(f):
+        return rf._cache._index_key(tuple(rf.typeof_pyval(a) for a in (*args, *f)), rf.targetctx.codegen())
+
+    def some(flags, p):  # a set of flags: a superset of ``flags`` or not
+        keep = rng.random() < 0.7
+        return tuple(1 if (keep and f) or b else None for f, b in zip(flags, rng.random(n) < p, strict=True))
+
+    found = []
+    for _ in range(40):
+        flags = tuple(1 if b else None for b in rng.random(n) < 0.3)
+        compiled = [some(flags, p) for p in rng.random(5)]
+        monkeypatch.setattr(rf, "overloads", {key(f)[0]: None for f in compiled[:2]})  # this process
+        on_disk = {key(f): "x" for f in compiled[2:]}
+        monkeypatch.setattr(rf._cache._cache_file, "_load_index", lambda d=on_disk: d)
+        want = _first_compiled_superset(flags, set(compiled))
+        assert LC.cached_flags(args, flags) == want
+        found.append(want != flags)
+    assert 10 < sum(found) < 40, sum(found)  # draws with and without a loop with more flags
+
 
 def _stride2_net():
     model = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2),
