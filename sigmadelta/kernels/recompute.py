@@ -104,11 +104,12 @@ def _encode_all(x, memory, herding, param, gain, c_in, mem_w, geom, pg_stamp, fr
     return n_ev, synops, adds, n_px
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc"}, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _herd_pixel(xs, ms, ws, k, gain):
     """Herding over one pixel's channels (slices indexed from 0, so that LLVM vectorises):
     ``q = rint(k x); s = q - m; m = q; w = m * gain``; returns ``(events, sum |s|)`` (whole
-    numbers: reassociating their sum is exact)."""
+    numbers: reassociating their sum is exact). Inlined in Numba's IR, so the caller's
+    ``fastmath`` flags are the ones that apply (:func:`_encode_herding` sets ``reassoc``)."""
     e, mag = 0, 0.0
     for j in range(xs.shape[0]):
         q = np.rint(k * xs[j])
@@ -120,13 +121,20 @@ def _herd_pixel(xs, ms, ws, k, gain):
     return e, mag
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
 def _encode_herding(x, memory, k, gain, c_in, mem_w, geom, pg_stamp, frame):
     """:func:`_encode_all` for the herding quantizer, same values, counters and stamps: pixel
     by pixel over contiguous slices; while every pixel so far has events their reach is
     counted, not stamped. If all have events, every output pixel whose window holds an input
     is reached (:func:`_stamp_reachable`: one pass instead of ``kh`` runs per input pixel);
-    else the deferred pixels are stamped at the first one without events."""
+    else the deferred pixels are stamped at the first one without events.
+
+    ``fastmath={"reassoc"}`` for the whole function, as :func:`_herd_pixel` is inlined into
+    it: the only float sums are of whole numbers (``|s|``, ``|s| * fan``), exact in any order
+    below ``2**53``, and no other float expression has two operations to reassociate. With
+    the flag on the inlined helper alone it was lost (Numba's IR inlining keeps the caller's
+    flags) and the channel loop ran scalar: 2-3x the time (0.12 -> 0.056 ms at 64x64x16,
+    0.47-0.54 -> 0.17 ms at 64x64x64, float32; float64 0.43-0.52 -> 0.28 ms at C=64)."""
     h_in, w_in, h_out, w_out, sy, sx, py, px, cg = (geom[0], geom[1], geom[2], geom[3], geom[4],
                                                     geom[5], geom[6], geom[7], geom[10])
     w_pad = w_in + 2 * px
