@@ -8,8 +8,10 @@ torch's bounds what an event scatter can reach on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
+import types
 
 import numba
 import numpy as np
@@ -17,6 +19,7 @@ import torch
 import torch.nn as nn
 
 import sigmadelta as sd
+import sigmadelta.engine as sd_engine
 
 __all__ = ["bench_micro", "plot_micro", "print_micro", "bare_scatter", "fit_costs", "print_costs",
            "PATTERNS"]
@@ -88,24 +91,40 @@ def _bare_events(c: int, hw: tuple[int, int], activity: float, frames: int, seed
     return w_run, np.zeros(h * w * c, np.float32), evs, n
 
 
+@contextlib.contextmanager
+def _thread_clock():
+    """While open, the engine's profiler (which reads ``time.perf_counter``) times every op
+    in the calling thread's CPU time (``time.thread_time``) instead of the wall clock."""
+    real = sd_engine.time
+    names = {k: getattr(time, k) for k in dir(time) if not k.startswith("_")}
+    sd_engine.time = types.SimpleNamespace(**{**names, "perf_counter": time.thread_time})
+    try:
+        yield
+    finally:
+        sd_engine.time = real
+
+
+def _profiled(net, x, dtype, path) -> sd.Simulator:
+    """A profiled simulator after running ``x`` by conv path ``path`` (the first frame, which
+    sends every input, is not counted in ``node_seconds`` / ``layer_seconds``)."""
+    sim = sd.Simulator(net, dtype=dtype, profile=True)
+    sim.set_conv_path(path)
+    sim.step(x[0])
+    sim.node_seconds[:] = 0
+    sim.run(x[1:], progress=False)
+    return sim
+
+
 def _micro_once(net, x, dtype, conv, xt, bare, path="auto") -> tuple:
     """One pass of each side over the frames after the first: event layer seconds (profiled,
     wall clock), dense torch seconds (wall), bare scatter seconds, event seconds of the whole
-    frame (input too, profiled), the frames each conv path ran, then thread CPU seconds of the
-    event side's whole frames (a second simulator, not profiled: one compiled call for all
-    frames) and of torch's. Under load from other processes the CPU times hold: a pass that
-    loses the core for a while loses wall-clock time, not CPU time."""
-    sim = sd.Simulator(net, dtype=dtype, profile=True)
-    sim.set_conv_path(path)
-    sim.step(x[0])  # the first frame sends everything; not part of the measure
-    sim.node_seconds[:] = 0
-    sim.run(x[1:], progress=False)
-    fast = sd.Simulator(net, dtype=dtype)
-    fast.set_conv_path(path)
-    fast.step(x[0])
-    c0 = time.thread_time()
-    fast.run(x[1:], progress=False)
-    cpu_event = time.thread_time() - c0
+    frame (input too, profiled), the frames each conv path ran, then the event layer's and
+    torch's thread CPU seconds (a second profiled run, timed by :func:`_thread_clock`). Under
+    load from other processes the CPU times hold: a pass that loses the core for a while loses
+    wall-clock time, not CPU time."""
+    sim = _profiled(net, x, dtype, path)
+    with _thread_clock():
+        cpu_event = float(_profiled(net, x, dtype, path).layer_seconds[0])
     with torch.no_grad():
         t0, c0 = time.perf_counter(), time.thread_time()
         for _ in range(len(x) - 1):
@@ -132,8 +151,8 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
     Per channel count: rates, ``kernel_efficiency = (synops/s) / (dense MACs/s)``, the
     layer's wall-clock ``speedup = dense time / event time`` (about efficiency / activity)
     and ``frame_speedup``, the same with the event side's input loading counted too;
-    ``speedup_cpu`` (spread ``speedup_cpu_spread``): torch's thread CPU time over the event
-    side's for whole frames (input loading included), the figure to trust under load.
+    ``speedup_cpu`` (spread ``speedup_cpu_spread``): the same in thread CPU time (torch's over
+    the event layer's), the figure to trust under load.
     """
     out = []
     for c in channels:
@@ -186,8 +205,8 @@ def fit_costs(rows: list[dict]) -> dict:
     """The chooser's cost model (``sigmadelta.kernels.PATH_COSTS``) from forced-path rows.
 
     Per dtype item size, channel count and path, the median over the rows (activities,
-    patterns) of the event side's time per unit of work, in ns (thread CPU time of whole
-    frames where the rows have it, else the profiled layer's wall-clock time): the scatter per synop, the
+    patterns) of the event layer's time per unit of work, in ns (its thread CPU time where the
+    rows have it, else its wall-clock time): the scatter per synop, the
     dense recompute per dense multiply-add of the layer, gather-GEMM-scatter per multiply-add
     of its GEMM (``C_in * 9 * C_out`` per changed pixel: every changed pixel has events here).
     Returns ``{itemsize: {C: (scatter, dense, gemm)}}``; paths not measured are left out.
@@ -220,9 +239,9 @@ def print_costs(table: dict) -> None:
 def plot_micro(rows: list[dict], path: str) -> str:
     """PNG of a micro sweep: wall-clock speedup and kernel efficiency against input activity.
 
-    One panel per change pattern: the event side's speedup over dense torch (thread CPU time
-    of whole frames, ``speedup_cpu``; the profiled layer's wall clock for rows without it) per
-    channel count, conv path and dtype (float64: open markers), beside the op reduction (the speedup
+    One panel per change pattern: the event layer's speedup over dense torch (thread CPU
+    time, ``speedup_cpu``; the wall clock for rows without it) per channel count, conv path
+    and dtype (float64: open markers), beside the op reduction (the speedup
     at efficiency 1), 1x and 0.85x. Last panel: kernel efficiency (first pattern) and the
     bare-scatter ceiling.
     Returns the path written.
