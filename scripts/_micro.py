@@ -8,8 +8,10 @@ torch's bounds what an event scatter can reach on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
+import types
 
 import numba
 import numpy as np
@@ -17,6 +19,7 @@ import torch
 import torch.nn as nn
 
 import sigmadelta as sd
+import sigmadelta.engine as sd_engine
 
 __all__ = ["bench_micro", "plot_micro", "print_micro", "bare_scatter", "fit_costs", "print_costs",
            "PATTERNS"]
@@ -88,26 +91,51 @@ def _bare_events(c: int, hw: tuple[int, int], activity: float, frames: int, seed
     return w_run, np.zeros(h * w * c, np.float32), evs, n
 
 
-def _micro_once(net, x, dtype, conv, xt, bare, path="auto") -> tuple[float, float, float, float, dict]:
-    """One pass of each side over the frames after the first: event layer seconds (profiled),
-    dense torch seconds, bare scatter seconds, event seconds of the whole frame (input too),
-    and the frames each conv path ran."""
+@contextlib.contextmanager
+def _thread_clock():
+    """While open, the engine's profiler (which reads ``time.perf_counter``) times every op
+    in the calling thread's CPU time (``time.thread_time``) instead of the wall clock."""
+    real = sd_engine.time
+    names = {k: getattr(time, k) for k in dir(time) if not k.startswith("_")}
+    sd_engine.time = types.SimpleNamespace(**{**names, "perf_counter": time.thread_time})
+    try:
+        yield
+    finally:
+        sd_engine.time = real
+
+
+def _profiled(net, x, dtype, path) -> sd.Simulator:
+    """A profiled simulator after running ``x`` by conv path ``path`` (the first frame, which
+    sends every input, is not counted in ``node_seconds`` / ``layer_seconds``)."""
     sim = sd.Simulator(net, dtype=dtype, profile=True)
     sim.set_conv_path(path)
-    sim.step(x[0])  # the first frame sends everything; not part of the measure
+    sim.step(x[0])
     sim.node_seconds[:] = 0
     sim.run(x[1:], progress=False)
+    return sim
+
+
+def _micro_once(net, x, dtype, conv, xt, bare, path="auto") -> tuple:
+    """One pass of each side over the frames after the first: event layer seconds (profiled,
+    wall clock), dense torch seconds (wall), bare scatter seconds, event seconds of the whole
+    frame (input too, profiled), the frames each conv path ran, then the event layer's and
+    torch's thread CPU seconds (a second profiled run, timed by :func:`_thread_clock`). Under
+    load from other processes the CPU times hold: a pass that loses the core for a while loses
+    wall-clock time, not CPU time."""
+    sim = _profiled(net, x, dtype, path)
+    with _thread_clock():
+        cpu_event = float(_profiled(net, x, dtype, path).layer_seconds[0])
     with torch.no_grad():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         for _ in range(len(x) - 1):
             conv(xt)
-        t_dense = time.perf_counter() - t0
+        t_dense, cpu_dense = time.perf_counter() - t0, time.thread_time() - c0
     w_run, z, evs, _ = bare
     t0 = time.perf_counter()
     for e in evs:
         bare_scatter(*e, w_run, z, xt.shape[-1], w_run.shape[1])
     return (float(sim.layer_seconds[0]), t_dense, time.perf_counter() - t0,
-            float(sim.node_seconds.sum()), next(iter(sim.conv_paths.values())))
+            float(sim.node_seconds.sum()), next(iter(sim.conv_paths.values())), cpu_event, cpu_dense)
 
 
 def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, frames: int = 30,
@@ -122,7 +150,9 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
     channel count and path, with ``speedup_spread`` (min and max of the per-pass speedups).
     Per channel count: rates, ``kernel_efficiency = (synops/s) / (dense MACs/s)``, the
     layer's wall-clock ``speedup = dense time / event time`` (about efficiency / activity)
-    and ``frame_speedup``, the same with the event side's input loading counted too.
+    and ``frame_speedup``, the same with the event side's input loading counted too;
+    ``speedup_cpu`` (spread ``speedup_cpu_spread``): the same in thread CPU time (torch's over
+    the event layer's), the figure to trust under load.
     """
     out = []
     for c in channels:
@@ -151,6 +181,8 @@ def _micro_row(net, res, runs, c, hw, activity, frames, n_bare, n_in, path) -> d
     """One row of :func:`bench_micro` from the passes ``runs`` of one conv path."""
     t_ev, t_dense, t_bare, t_frame = (min(r[k] for r in runs) / (frames - 1) for k in range(4))
     ratios = [r[1] / r[0] for r in runs]
+    cpu_ratios = [r[6] / r[5] for r in runs]
+    cpu_event, cpu_dense = (min(r[k] for r in runs) / (frames - 1) for k in (5, 6))
     synops = int(res.stats.synops[1:].sum()) / (frames - 1)
     events = int(res.stats.events[1:].sum()) / (frames - 1)
     macs = int(net.dense_macs()[0])
@@ -159,6 +191,8 @@ def _micro_row(net, res, runs, c, hw, activity, frames, n_bare, n_in, path) -> d
             "conv_paths": runs[-1][4], "event_rate": events / n_in,
             "op_reduction": macs / max(synops, 1),
             "speedup": t_dense / t_ev, "speedup_spread": [min(ratios), max(ratios)],
+            "speedup_cpu": cpu_dense / cpu_event, "speedup_cpu_spread": [min(cpu_ratios), max(cpu_ratios)],
+            "event_cpu_ms": 1e3 * cpu_event, "dense_cpu_ms": 1e3 * cpu_dense,
             "frame_ms": 1e3 * t_frame, "frame_speedup": t_dense / t_frame,
             "bare_gsynops_per_s": bare_rate / 1e9, "bare_efficiency": bare_rate / mac_rate,
             "share_of_bare": syn_rate / bare_rate,
@@ -171,14 +205,15 @@ def fit_costs(rows: list[dict]) -> dict:
     """The chooser's cost model (``sigmadelta.kernels.PATH_COSTS``) from forced-path rows.
 
     Per dtype item size, channel count and path, the median over the rows (activities,
-    patterns) of the event layer's time per unit of work, in ns: the scatter per synop, the
+    patterns) of the event layer's time per unit of work, in ns (its thread CPU time where the
+    rows have it, else its wall-clock time): the scatter per synop, the
     dense recompute per dense multiply-add of the layer, gather-GEMM-scatter per multiply-add
     of its GEMM (``C_in * 9 * C_out`` per changed pixel: every changed pixel has events here).
     Returns ``{itemsize: {C: (scatter, dense, gemm)}}``; paths not measured are left out.
     """
     table: dict = {}
     for r in rows:
-        c, ms = r["channels"], r["event_ms_per_frame"] * 1e6
+        c, ms = r["channels"], r.get("event_cpu_ms", r["event_ms_per_frame"]) * 1e6
         synops = r["dense_gmacs_per_s"] * r["dense_ms"] * 1e6 / r["op_reduction"]
         work = {"scatter": synops, "dense": r["dense_gmacs_per_s"] * r["dense_ms"] * 1e6,
                 "gemm": r["changed_pixels"] * c * 9 * c}.get(r["path"])
@@ -204,8 +239,9 @@ def print_costs(table: dict) -> None:
 def plot_micro(rows: list[dict], path: str) -> str:
     """PNG of a micro sweep: wall-clock speedup and kernel efficiency against input activity.
 
-    One panel per change pattern: the event layer's speedup over dense torch per channel
-    count, conv path and dtype (float64: open markers), beside the op reduction (the speedup
+    One panel per change pattern: the event layer's speedup over dense torch (thread CPU
+    time, ``speedup_cpu``; the wall clock for rows without it) per channel count, conv path
+    and dtype (float64: open markers), beside the op reduction (the speedup
     at efficiency 1), 1x and 0.85x. Last panel: kernel efficiency (first pattern) and the
     bare-scatter ceiling.
     Returns the path written.
@@ -231,7 +267,7 @@ def plot_micro(rows: list[dict], path: str) -> str:
                 a = [100 * r["event_rate"] for r in rs]
                 style = {"color": col, "mfc": col if dt == "float32" else "none",
                          "label": f"C={c} {p}" + (f" {dt}" if len(dtypes) > 1 else "")}
-                ax[i].loglog(a, [r["speedup"] for r in rs], marks[p], **style)
+                ax[i].loglog(a, [r.get("speedup_cpu", r["speedup"]) for r in rs], marks[p], **style)
                 if i == 0:
                     ax[-1].semilogx(a, [r["kernel_efficiency"] for r in rs], marks[p], **style)
             ax[i].loglog(a, [r["op_reduction"] for r in rs], ":", color=col, lw=0.8,
@@ -242,7 +278,7 @@ def plot_micro(rows: list[dict], path: str) -> str:
     for i, pt in enumerate(patterns):
         ax[i].axhline(1, color="k", lw=0.8)
         ax[i].axhline(0.85, color="r", lw=0.8, ls="--")
-        ax[i].set(xlabel="input neurons that spike per frame (%)", ylabel="dense time / event time",
+        ax[i].set(xlabel="input neurons that spike per frame (%)", ylabel="torch CPU time / event CPU time",
                   title=f"3x3 conv, one thread, {pt} changes:\nspeedup over torch (red: 0.85x)")
     ax[-1].set(xlabel="input neurons that spike per frame (%)", ylabel="(synops/s) / (dense MACs/s)",
                title=f"kernel efficiency ({patterns[0]} changes)")
@@ -261,7 +297,8 @@ def print_micro(rows: list[dict]) -> None:
         print(f"micro C={m['channels']:3d} {m['hw']} {m['pattern']} events {m['event_rate']:.3f} "
               f"path {m['path']} (frames by path {m['conv_paths']}): speedup "
               f"{m['speedup']:.2f}x (passes {m['speedup_spread'][0]:.2f}-"
-              f"{m['speedup_spread'][1]:.2f}x), "
+              f"{m['speedup_spread'][1]:.2f}x; thread CPU time {m['speedup_cpu']:.2f}x, "
+              f"{m['speedup_cpu_spread'][0]:.2f}-{m['speedup_cpu_spread'][1]:.2f}x), "
               f"{m['frame_speedup']:.2f}x with input (op reduction "
               f"{m['op_reduction']:.1f}x); event "
               f"{m['event_ms_per_frame']:.3f} ms/frame {m['gsynops_per_s']:.2f} Gsyn/s; dense "

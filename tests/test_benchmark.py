@@ -8,9 +8,12 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+import sigmadelta.engine as sd_engine
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 
@@ -53,6 +56,11 @@ def test_benchmark_micro_smoke(benchmark, capsys):
                     "--micro-channels", "4", "--dtype", "float32"])
     (m,) = json.loads(capsys.readouterr().out)["micro"]
     assert m["channels"] == 4 and m["kernel_efficiency"] > 0
+    # the thread-CPU-time speedup is torch's CPU time over the layer's, and the profiler's
+    # clock is the wall clock again afterwards
+    assert m["speedup_cpu"] == pytest.approx(m["dense_cpu_ms"] / m["event_cpu_ms"])
+    assert m["event_cpu_ms"] > 0 and len(m["speedup_cpu_spread"]) == 2
+    assert sd_engine.time is time
 
 
 @pytest.mark.slow

@@ -30,17 +30,23 @@ FRAMES = (-1, PATH_STATE.frames_scatter, PATH_STATE.frames_dense, PATH_STATE.fra
 #: outside them: the nearest). Per entry ``(scatter, dense, gemm)``: scatter per synop,
 #: dense recompute per dense multiply-add of the layer (encoding every input included),
 #: gather-GEMM-scatter per multiply-add of its GEMM (``C_in * kh*kw * C_out`` per pixel with
-#: events; its gather and scatter of the rows included). Fitted by ``scripts/benchmark.py
-#: --micro --dtype float32,float64 --activity 0.05,0.2,0.5 --micro-pattern
-#: neuron,pixel,channels --conv-path scatter,dense,gemm --frames 8 --repeats 2 --fit-costs``
-#: (forced paths, 3x3 convs C_in = C_out at 64x64; per path the median over activities and
-#: patterns of the layer's time / its units of work) on a 2-vCPU AMD EPYC (Zen, AVX2) under
-#: load from other processes (load average 9-10): only the ratios between paths matter. A refit
-#: at load 8-9 (float32 ``{16: (0.77, 0.55, 0.85), 32: (0.73, 0.30, 0.37), 64: (0.62, 0.26, 0.28)}``)
-#: chose no faster paths on the zoo nets and slower ones on ResNet-18 (float64 1.24x against
-#: 1.33x, thread CPU time), so this table stays.
+#: events; its gather and scatter of the rows included). Only the ratios within a row matter.
+#: Float32 (item size 4): fitted on a 2-vCPU Intel Xeon VM (AVX-512; torch's oneDNN and
+#: OpenBLAS both use it) by ``scripts/benchmark.py --micro --dtype float32,float64 --activity
+#: 0.01,0.05,0.2,0.5 --micro-pattern neuron,pixel,channels --conv-path scatter,dense,gemm,auto
+#: --frames 12 --repeats 3 --fit-costs`` (forced paths, 3x3 convs C_in = C_out at 64x64; per
+#: path the median over activities and patterns of the layer's thread CPU time / its units of
+#: work; load average 4-7 from other jobs). On the zoo nets (30 frames of bikes, thread CPU
+#: time, alternating with the table before) it ran VGG 1.07-1.10x, ResNet-18 1.02-1.06x,
+#: MobileNetV2 1.01-1.08x, depthwise-separable 1.03-1.05x as fast, the ResNet block 0.98-1.00x.
+#: Float64 (item size 8) keeps the earlier fit (a 2-vCPU AMD EPYC, AVX2, load 9-10): this
+#: machine's float64 fit ``{16: (0.2994, 0.0803, 0.1219), 32: (0.191, 0.0516, 0.0625), 64:
+#: (0.1489, 0.0416, 0.0401)}`` picked the same paths on the micro sweep but slower ones on the
+#: zoo (gather-GEMM-scatter for 1x1 convs, whose dense path needs no im2col and costs less per
+#: multiply-add than the 3x3 convs fitted): MobileNetV2 0.91-0.94x, the ResNet block and
+#: depthwise-separable 0.93-1.00x.
 PATH_COSTS = {
-    4: {16: (1.0603, 0.4344, 0.6475), 32: (0.9263, 0.3138, 0.3306), 64: (0.6766, 0.2801, 0.2902)},
+    4: {16: (0.2045, 0.0583, 0.0822), 32: (0.1056, 0.0271, 0.0394), 64: (0.0808, 0.0189, 0.0242)},
     8: {16: (2.163, 0.717, 0.8859), 32: (1.4354, 0.5674, 0.5712), 64: (1.2606, 0.4653, 0.5201)},
 }
 
