@@ -235,6 +235,22 @@ def test_activation_rows(fn, alpha, lo, hi):
     assert np.array_equal(a[1][27:], y[27:])  # pixel 9 is not listed (row_count 3)
 
 
+@pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0)])
+def test_activation_rows_whole_map(fn, alpha, lo, hi):
+    """Rows that cover every pixel (in any order), or most of them, take one contiguous pass:
+    the listed neurons get f(x), the others keep y = f(x) (the engine's invariant)."""
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=30)
+    y = np.zeros(30)
+    K.activation_update(x, y, np.arange(30), np.array([30]), fn, alpha, lo, hi)  # y = f(x)
+    for n in (10, 8):
+        rows = rng.permutation(10)[:n].astype(np.int64)
+        x[rows * 3 + 1] += rng.normal(size=n)  # the listed pixels change
+        _, a, _, b = _both("activation_rows", x, y, rows, np.array([n]), 3, fn, alpha, lo, hi)
+        np.testing.assert_array_equal(a[1], b[1])
+        y = b[1]
+
+
 def test_herding_encode_units():
     rng = np.random.default_rng(9)
     n = 40
