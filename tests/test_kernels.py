@@ -288,6 +288,35 @@ def test_simd_row_update_is_the_scalar_update(dtype):
     np.testing.assert_array_equal(z, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_simd_fma_is_the_exact_sum_on_integers(dtype):
+    """vfma (one rounding) gives s * w + z exactly where all are integers below the mantissa,
+    and differs from vmul_add's two roundings on inexact values (it is fused)."""
+    from numba import njit
+
+    from sigmadelta.kernels.simd import lanes, vfma, vload, vmul_add, vstore
+
+    @njit
+    def update(z, s, w, fused):
+        for o in range(0, z.shape[0], lanes(z.itemsize)):
+            v = vfma(vload(z, o), s, w, o) if fused else vmul_add(vload(z, o), s, w, o)
+            vstore(z, o, v)
+
+    rng = np.random.default_rng(1)
+    n = 4 * (32 // np.dtype(dtype).itemsize)
+    z, w = rng.integers(-2**10, 2**10, n).astype(dtype), rng.integers(-128, 128, n).astype(dtype)
+    want = z.astype(np.int64) + 1000 * w.astype(np.int64)
+    update(z, dtype(1000), w, True)
+    np.testing.assert_array_equal(z.astype(np.int64), want)
+    b = rng.normal(size=n).astype(dtype)
+    a = -(dtype(1 / 3) * b)  # z = -round(s * w): two roundings give 0, one gives the error
+    fused, split = a.copy(), a.copy()
+    update(fused, dtype(1 / 3), b, True)
+    update(split, dtype(1 / 3), b, False)
+    assert not split.any()
+    assert fused.any()
+
+
 @pytest.mark.parametrize("case", ["ok", "step", "sigma", "act", "input"])
 def test_lava_range_check(case):
     """Lava's integer widths: one step's sum within +-2**23 (conv), sigma and act within int32,

@@ -40,7 +40,7 @@ from .pixel import (
     list_rows,
 )
 from .scatter import dense_scatter
-from .simd import lanes, vadd, vmul_add, vstore, vzero
+from .simd import lanes, vadd, vfma, vstore, vzero
 
 __all__ = ["INT32_SUMS", "FLOAT32_SUMS", "LAVA_MAP_MAX_C", "lava_l1", "lava_map", "lava_map_make",
            "lava_map_ok", "lava_conv_step",
@@ -245,9 +245,9 @@ def _gather32(z, smap, hit, wtap, tmp, geom, wp, kh, kw, c_in, pg_list, npg, pg_
                     for u in range(kw * c_in):
                         s = smap[rb + uint64(u)]
                         wi = uint64((tb + u) * cg + j)
-                        b0 = vmul_add(b0, s, wtap, wi)
-                        b1 = vmul_add(b1, s, wtap, wi + uint64(L))
-                        b2 = vmul_add(b2, s, wtap, wi + uint64(2 * L))
+                        b0 = vfma(b0, s, wtap, wi)
+                        b1 = vfma(b1, s, wtap, wi + uint64(L))
+                        b2 = vfma(b2, s, wtap, wi + uint64(2 * L))
                     a0, a1, a2 = vadd(a0, b0), vadd(a1, b1), vadd(a2, b2)
                 vstore(tmp, uint64(j), a0)
                 vstore(tmp, uint64(j + L), a1)
@@ -259,7 +259,7 @@ def _gather32(z, smap, hit, wtap, tmp, geom, wp, kh, kw, c_in, pg_list, npg, pg_
                     rb = (pb + ky * wp) * c_in
                     tb = ky * kw * c_in
                     for u in range(kw * c_in):
-                        a0 = vmul_add(a0, smap[rb + u], wtap, uint64((tb + u) * cg + j))
+                        a0 = vfma(a0, smap[rb + u], wtap, uint64((tb + u) * cg + j))
                 vstore(tmp, uint64(j), a0)
                 j += L
             q = oy * w_out + ox

@@ -20,7 +20,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_jitable, register_model
 
-__all__ = ["Vec", "lanes", "vload", "vstore", "vmul_add", "vmul_add_vv", "vadd", "vzero", "VECTOR_BYTES"]
+__all__ = ["Vec", "lanes", "vload", "vstore", "vmul_add", "vmul_add_vv", "vfma", "vadd", "vzero",
+           "VECTOR_BYTES"]
 
 VECTOR_BYTES = 32  # AVX2; a narrower machine splits each vector, a wider one is not used fully
 
@@ -110,6 +111,32 @@ def vmul_add(typingctx, acc, s, arr, idx):
         if isinstance(dt, types.Integer):
             return builder.add(args[0], builder.mul(sv, w))
         return builder.fadd(args[0], builder.fmul(sv, w))
+
+    return acc(acc, s, arr, idx), codegen
+
+
+@intrinsic
+def vfma(typingctx, acc, s, arr, idx):
+    """``acc + s * arr[idx : idx + L]`` as one fused multiply-add per lane (float vectors),
+    rounded once: equal to :func:`vmul_add` wherever the product and the sum are exact (integers
+    below ``2**24`` in float32, ``2**53`` in float64), at half its instructions."""
+    if (not _ok(arr, idx) or acc != _vec_of(arr) or not isinstance(arr.dtype, types.Float)
+            or not isinstance(s, (types.Float, types.Integer))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(sig.args[0])
+        dt = sig.args[2].dtype
+        w = builder.load(_ptr(context, builder, sig.args[2], args[2], sig.args[3], args[3], vty),
+                         align=dt.bitwidth // 8)
+        sc = context.cast(builder, args[1], sig.args[1], dt)
+        sv = builder.insert_element(cgutils.get_null_value(vty), sc, ir.Constant(ir.IntType(32), 0))
+        sv = builder.shuffle_vector(sv, ir.Constant(vty, ir.Undefined),
+                                    ir.Constant(ir.VectorType(ir.IntType(32), vty.count),
+                                                [0] * vty.count))
+        name = f"llvm.fma.v{vty.count}f{dt.bitwidth}"
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
+        return builder.call(fma, [sv, w, args[0]])
 
     return acc(acc, s, arr, idx), codegen
 
