@@ -33,7 +33,7 @@ def _case(h, w, c_in, c_out, k, stride, padding, seed, frac=0.8, map_ok=True):
     memory[quiet] = LAVA_K * x[quiet]  # as in the engine: an untouched input has nothing to send
     w_run = K.run_layout(w_cl, stride)
     mgeom, smap, wtap = (K.lava_map_make(geom, w_cl) if map_ok and K.lava_map_ok(c_in, c_out) else
-                         (np.zeros(0, np.int64), np.zeros(0), np.zeros(0)))
+                         K.lava_scatter_make(w_run, n_pix * c_out))
     return dict(
         x=x, touched=touched, count=np.array([len(idx)], np.int64), rows=rows,
         row_count=np.array([len(rows)], np.int64), in_rows=False, memory=memory.astype(np.float64),
@@ -67,12 +67,17 @@ GEOMS = [  # (h, w, c_in, c_out, kernel, stride, padding)
 
 @pytest.mark.parametrize("geom", GEOMS)
 @pytest.mark.parametrize("in_rows", [False, True])
-@pytest.mark.parametrize("path", ["map", "map_events", "int32", "float64"])
+@pytest.mark.parametrize("path", ["map", "map_events", "float32", "int32", "float64"])
 def test_lava_conv_step_paths_equal_the_scatter(geom, in_rows, path):
     """``map``: every input encoded into the spike map (no last step); ``map_events``: the
-    touched inputs encoded, then the map (the last step had no events); ``float64``: with a
-    map, the map's encoding, then the float64 scatter of the events it listed."""
+    touched inputs encoded, then the map (the last step had no events); ``float32``: the
+    scatter by fused multiply-adds (a layer without a map); ``int32``: bound past ``2**24``;
+    ``float64``: past ``2**31`` (with a map: the map's encoding, then the events it listed)."""
     case = _case(*geom, seed=7)
+    if path == "float32":
+        n_out = len(case["z"])
+        case.update(zip(("mgeom", "smap", "wtap"), K.lava_scatter_make(case["w_run"], n_out), strict=True))
+        case.update(smap=case["smap"].view(np.float32), wtap=case["wtap"].view(np.float32))
     if path.startswith("map") and not len(case["mgeom"]):
         pytest.skip("no spike map for this layer")
     if path == "map_events":
@@ -80,8 +85,9 @@ def test_lava_conv_step_paths_equal_the_scatter(geom, in_rows, path):
     zero = dict(w8=np.zeros_like(case["w8"]), wtap=np.zeros_like(case["wtap"]),
                 w_run=np.zeros_like(case["w_run"]))
     only_wtap = dict(w8=zero["w8"], w_run=zero["w_run"])
-    force = {"map": only_wtap, "map_events": only_wtap,
-             "int32": dict(mgeom=np.zeros(0, np.int64), wtap=zero["wtap"], w_run=zero["w_run"]),
+    force = {"map": only_wtap, "map_events": only_wtap, "float32": only_wtap,
+             "int32": dict(mgeom=np.zeros(0, np.int64), wtap=zero["wtap"], w_run=zero["w_run"],
+                           l1=2.0 ** 24),
              "float64": dict(l1=2.0 ** 40, w8=zero["w8"], wtap=zero["wtap"])}[path]
     ref, c = _reference_step(case, in_rows=in_rows)
     ra, a, rb, b = both_named("lava_conv_step", case, in_rows=in_rows, **force)
@@ -91,7 +97,7 @@ def test_lava_conv_step_paths_equal_the_scatter(geom, in_rows, path):
     np.testing.assert_array_equal(a["z"], c["z"])  # exact: integer sums
     np.testing.assert_array_equal(a["memory"], c["memory"])
     assert listed(a["out_touched"], a["out_count"]) == listed(c["out_touched"], c["out_count"])
-    n_map = a["mgeom"][-1] * (geom[2] + 1) if len(a["mgeom"]) else 0  # the map and its flags
+    n_map = a["mgeom"][-1] * (geom[2] + 1) if len(a["mgeom"]) else len(a["smap"])  # map, flags
     assert not a["dz"].any() and not a["smap"][:n_map].any()  # left zero for the next step
     # and the twin (which takes the float64 weights: force nothing there)
     tb = both_named("lava_conv_step", case, in_rows=in_rows)
@@ -125,6 +131,16 @@ def test_scatter_i32_and_lava_map_against_twins():
                                            "pg_count": np.array([5]), "pg_list": np.arange(2, 40)})
     np.testing.assert_array_equal(a["z"], b["z"])
     np.testing.assert_array_equal(a["dz"], b["dz"])
+    w32 = K.lava_scatter_make(case["w_run"], len(case["z"]))[2].view(np.float32)
+    f32 = {**case, "w32": w32, "dz": np.zeros(len(case["z"]), np.float32)}
+    ra, a, rb, b = both_named("scatter_f32", f32)
+    assert ra[0] == rb[0] and ra[1] == pytest.approx(rb[1]) and a["dz"].any()
+    assert listed(a["pg_list"], a["pg_count"]) == listed(b["pg_list"], b["pg_count"])
+    np.testing.assert_array_equal(a["dz"], b["dz"])
+    ra, a, rb, b = both_named("fold_f32", {**f32, "dz": a["dz"], "pg_list": a["pg_list"],
+                                           "pg_count": a["pg_count"]})
+    np.testing.assert_array_equal(a["z"], b["z"])
+    assert not a["dz"].any() and not b["dz"].any()
 
 
 @pytest.mark.parametrize("geom", [g for g in GEOMS if K.lava_map_ok(g[2], g[3])])

@@ -36,6 +36,7 @@ from .elementwise import (
     upsample_update,
 )
 from .gathergemm import conv_gemm_pixels, gemm_layout, pixel_rows
+from .lavaf32 import fold_f32, lava_scatter_make, scatter_f32
 from .lavaint import (
     FLOAT32_SUMS,
     INT32_SUMS,
@@ -112,6 +113,9 @@ __all__ = [
     "lava_conv_step",
     "lava_dense_step",
     "lava_encode_map",
+    "lava_scatter_make",
+    "scatter_f32",
+    "fold_f32",
     "lava_l1",
     "lava_map",
     "lava_map_make",

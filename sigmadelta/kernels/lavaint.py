@@ -30,6 +30,7 @@ same ``z``, encoder memory, counters and listing as the float64 scatter
 import numpy as np
 from numba import int32, int64, njit, uint64
 
+from .lavaf32 import fold_f32, scatter_f32
 from .pixel import (
     Q_LAVA,
     _split,
@@ -374,7 +375,10 @@ def lava_conv_step(x, touched, count, rows, row_count, in_rows, memory, param, l
     (:func:`lava_map`) if this step's events reach 1/8 of the inputs and ``max|s| * l1 <
     2**24``, else scatter in int32 (:func:`scatter_i32`, :func:`fold_i32`) while
     ``max|s| * l1 < 2**31``, else in float64 (:func:`sigmadelta.kernels.conv_scatter_pixels`).
-    (Encoding into the map took lava-dl PilotNet's first conv from about 59 to 40 us a step.)
+    Without a map, ``wtap`` non-empty (:func:`sigmadelta.kernels.lava_scatter_make`) holds the
+    run-layout weights in float32 and ``smap`` a float32 scratch: the step is scattered by
+    fused multiply-adds (:func:`sigmadelta.kernels.scatter_f32`) while ``max|s| * l1 < 2**24``.
+    (Encoding into the map took lava-dl PilotNet's first conv from 52.9 to 40.1 us a step.)
     Same arguments and result as :func:`sigmadelta.kernels.conv_layer_step` plus ``w8``
     (int8 run-layout weights), ``l1`` (:func:`lava_l1`) and ``dz`` (int32 scratch, zero).
     """
@@ -407,6 +411,10 @@ def lava_conv_step(x, touched, count, rows, row_count, in_rows, memory, param, l
     if mgeom.shape[0] > 0 and 8 * n_ev >= memory.shape[0] and bound < FLOAT32_SUMS:
         synops, adds = lava_map(px_list, px_start, n_px, ev_ch, ev_val, wtap, z, geom, mgeom, smap,
                                 c_in, pg_list, pg_count, pg_stamp, frame)
+    elif mgeom.shape[0] == 0 and wtap.shape[0] > 0 and bound < FLOAT32_SUMS:  # float32 FMA
+        synops, adds = scatter_f32(px_list, px_start, n_px, ev_ch, ev_val, wtap, smap, geom, c_in,
+                                   pg_list, pg_count, pg_stamp, frame)
+        fold_f32(z, smap, pg_list, pg_count, geom[10])
     else:
         synops, adds = _scatter_exact(bound, px_list, px_start, n_px, ev_ch, ev_val, w_run, w8, dz, z,
                                       geom, vbuf, pg_list, pg_count, pg_stamp, frame)

@@ -13,12 +13,14 @@ from .elementwise import ADD_FULL_ABOVE, FULL_PASS_ABOVE
 from .numpy_twins_depthwise import depthwise_dense
 from .numpy_twins_gemm import _from_run, conv_gemm, conv_gemm_pixels
 from .numpy_twins_lava import (
+    fold_f32,
     fold_i32,
     lava_conv_step,
     lava_dense_step,
     lava_encode_map,
     lava_map,
     max_abs,
+    scatter_f32,
     scatter_i32,
 )
 from .numpy_twins_maps import _merge_touched, convt_scatter, gather_update, pixel_map_update
@@ -29,6 +31,8 @@ __all__ = [
     "lava_dense_step",
     "lava_encode_map",
     "lava_map",
+    "scatter_f32",
+    "fold_f32",
     "max_abs",
     "scatter_i32",
     "convt_scatter",

@@ -8,8 +8,8 @@ import numpy as np
 
 from .numpy_twins_gemm import _from_run
 
-__all__ = ["max_abs", "scatter_i32", "fold_i32", "lava_map", "lava_encode_map", "lava_conv_step",
-           "lava_dense_step"]
+__all__ = ["max_abs", "scatter_i32", "fold_i32", "scatter_f32", "fold_f32", "lava_map", "lava_encode_map",
+           "lava_conv_step", "lava_dense_step"]
 
 
 def max_abs(v, n):
@@ -73,6 +73,21 @@ def fold_i32(z, dz, pg_list, pg_count, cg):
     for q in pg_list[: pg_count[0]]:
         z[q * cg:(q + 1) * cg] += dz[q * cg:(q + 1) * cg]
         dz[q * cg:(q + 1) * cg] = 0
+
+
+def scatter_f32(px_list, px_start, n_px, ev_ch, ev_val, w32, dz, geom, c_in, pg_list, pg_count,
+                pg_stamp, frame):
+    kh = int(geom[8])
+    n = len(w32) - len(w32) % (kh * c_in)  # without the padding of the float64 words
+    w_cl = _from_run(w32[:n].reshape(kh, c_in, -1).astype(np.int64), geom)
+    s, synops, adds = _step_sum(px_list, px_start, n_px, ev_ch, ev_val, w_cl, geom, pg_list, pg_count,
+                                pg_stamp, frame)
+    dz[:len(s)] = (dz[:len(s)].astype(np.int64) + s).astype(np.float32)
+    return synops, adds
+
+
+def fold_f32(z, dz, pg_list, pg_count, cg):
+    fold_i32(z, dz, pg_list, pg_count, cg)
 
 
 def lava_map(px_list, px_start, n_px, ev_ch, ev_val, wtap, z, geom, mgeom, buf, c_in, pg_list,
