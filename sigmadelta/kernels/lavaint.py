@@ -50,7 +50,7 @@ __all__ = ["INT32_SUMS", "FLOAT32_SUMS", "LAVA_MAP_MAX_C", "lava_l1", "lava_map"
 INT32_SUMS = 2.0 ** 31  # int32 holds every partial sum while max|s| * l1 stays below this
 FLOAT32_SUMS = 2.0 ** 24  # and float32 (integers) below this
 LAVA_MAP_MAX_C = 4  # the spike map for convs of at most this many input channels
-MAP_H = 2  # header of a map's geometry: [wp, last events, fan_y[h_in], fan_x[w_in]]
+MAP_H = 2  # header of a map's geometry: [wp, last events, fan_y[h_in], fan_x[w_in], ...]
 
 
 def lava_l1(w: np.ndarray, axis_out: int = -1) -> float:
@@ -156,15 +156,17 @@ def fold_i32(z, dz, pg_list, pg_count, cg):
 def lava_map_make(geom: np.ndarray, w_cl: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(mgeom, buf, wtap)`` of a conv's spike map (:func:`lava_map`), float32 in float64 words.
 
-    ``mgeom = [wp, -1, fan_y[h_in], fan_x[w_in], hp * wp]`` (``wp``, ``hp``: the padded
-    width and height); ``buf`` holds the map ``[hp * wp, c_in]``, one flag per padded pixel
-    and ``cg`` values of scratch; ``wtap`` the weights ``[ky, kx, c, j]`` as float32.
+    ``mgeom = [wp, -1, fan_y[h_in], fan_x[w_in], fan_x per neuron of a row[w_in * c_in],
+    hp * wp]`` (``wp``, ``hp``: the padded width and height); ``buf`` holds the map
+    ``[hp * wp, c_in]``, one flag per padded pixel and ``cg`` values of scratch; ``wtap`` the
+    weights ``[ky, kx, c, j]`` as float32.
     """
     h_in, w_in, h_out, w_out, sy, sx, py, px, kh, kw, cg = (int(v) for v in geom[:11])
     c_in = w_cl.shape[2]
     hp = max(h_in + py, (h_out - 1) * sy + kh)
     wp = max(w_in + px, (w_out - 1) * sx + kw)
-    mgeom = np.concatenate([[wp, -1], axis_fan(h_in, h_out, kh, sy, py), axis_fan(w_in, w_out, kw, sx, px),
+    fan_x = axis_fan(w_in, w_out, kw, sx, px)
+    mgeom = np.concatenate([[wp, -1], axis_fan(h_in, h_out, kh, sy, py), fan_x, np.repeat(fan_x, c_in),
                             [hp * wp]]).astype(np.int64)
     n = hp * wp * (c_in + 1) + cg
     wtap = np.zeros((w_cl.size + 1) // 2, np.float64)
@@ -256,13 +258,15 @@ def lava_encode_map(x, memory, param, lava_k, lava_shift, geom, mgeom, buf, c_in
     smap = buf[:n_pp * c_in]
     hit = buf[n_pp * c_in:n_pp * (c_in + 1)]
     scale = 0.5 ** lava_shift
-    n, npx, fan, adds, top = 0, 0, 0, 0, 0  # integers: no float latency chain (messages are)
+    n, npx, fan, adds, top = 0, 0, 0, 0, 0  # integers: SIMD sums (the messages are integers)
     n_row = w_in * c_in
+    fxc = mgeom[MAP_H + h_in + w_in:MAP_H + h_in + w_in + n_row]  # fan_x of each neuron of a row
     for iy in range(h_in):
         i0 = iy * n_row
         m0 = ((iy + py) * wp + px) * c_in
         xs, ms, es = x[i0:i0 + n_row], memory[i0:i0 + n_row], ev_val[i0:i0 + n_row]
         ss = smap[m0:m0 + n_row]
+        fan_r, adds_r = 0, 0
         for t in range(n_row):  # _quantize's lava branch without short-circuits: SIMD (2.7x)
             a = lava_k * xs[t]
             d = a - ms[t]
@@ -271,22 +275,21 @@ def lava_encode_map(x, memory, param, lava_k, lava_shift, geom, mgeom, buf, c_in
             ms[t] = a if send else ms[t]
             es[t] = sv
             ss[t] = sv
+            m = int64(abs(sv))
+            nz = int64(sv != 0.0)
+            n += nz
+            fan_r += nz * fxc[t]
+            adds_r += m * fxc[t]
+            top = max(top, m)
         fy = mgeom[MAP_H + iy]
+        fan += fy * fan_r
+        adds += fy * adds_r
         h0 = (iy + py) * wp + px
-        for ix in range(w_in):
-            f = fy * mgeom[MAP_H + h_in + ix]
+        for ix in range(w_in):  # the pixel flags
             k = 0
-            a = 0
             for c in range(c_in):
-                sv = ev_val[i0 + ix * c_in + c]
-                k += sv != 0.0
-                m = int64(abs(sv))
-                a += m
-                top = max(top, m)
+                k += es[ix * c_in + c] != 0.0
             hit[h0 + ix] = 1.0 if k > 0 else 0.0
-            adds += a * f
-            fan += f * k
-            n += k
             npx += k > 0
     return npx, n, fan, float(adds), float(top)
 
