@@ -171,6 +171,8 @@ def test_concat_and_flatten_update():
             np.zeros(1, np.int64))
     _, a, _, b = _both("flatten_update", *args)
     np.testing.assert_array_equal(a[5], b[5])
+    assert a[7][0] == b[7][0]
+    np.testing.assert_array_equal(a[6][: a[7][0]], b[6][: b[7][0]])  # same list, same order
     # flatten is PyTorch's channels-first order of the channels-last input
     full = np.zeros(hw * c_in)
     K.flatten_update(x, np.arange(hw * c_in), np.array([hw * c_in]), hw, c_in, full,

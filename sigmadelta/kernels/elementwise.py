@@ -236,12 +236,23 @@ def concat_update(x, touched_in, count_in, c_in, offset, c_out, y, touched, coun
 
 @njit(cache=True, nogil=True)
 def flatten_update(x, touched_in, count_in, hw, c, y, touched, count):
-    """Channels-last ``[H*W, C]`` to PyTorch's flat order ``c*H*W + p``."""
+    """Channels-last ``[H*W, C]`` to PyTorch's flat order ``c*H*W + p``. A touched neuron that
+    follows the last one (``i = prev + 1``) steps its pixel and channel on instead of dividing
+    (a division per neuron was most of the cost on a busy layer)."""
     n = 0
+    p, ch, prev = 0, 0, -2
     for t in range(count_in[0]):
         i = touched_in[t]
-        p = i // c
-        o = (i - p * c) * hw + p
+        if i == prev + 1:
+            ch += 1
+            if ch == c:
+                ch = 0
+                p += 1
+        else:
+            p = i // c
+            ch = i - p * c
+        prev = i
+        o = ch * hw + p
         y[o] = x[i]
         touched[n] = o
         n += 1
