@@ -364,7 +364,9 @@ class PixelConvOp(WeightOp):
         """A float64 ``"lava"`` layer of 2 or more input channels with int8 weights scatters
         its steps in int32 where exact (``w8``: the run layout as int8, ``dz``: int32 scratch;
         :func:`sigmadelta.kernels.lava_conv_step`), and with 2-4 channels takes a spike map
-        of all channels when its events are dense (``smap``, ``wtap``)."""
+        of all channels when its events are dense (``smap``, ``wtap``), else the float32
+        scatter (:func:`sigmadelta.kernels.scatter_f32`: ``smap`` its scratch, ``wtap`` its
+        weights)."""
         kh, kw, c_in, cg = w_cl.shape
         w8 = int8_weights(self.w) if self.enc.lava and dtype == np.float64 and c_in > 1 else None
         self.w8 = w8 if w8 is not None and self.lava_dense else None
@@ -372,6 +374,8 @@ class PixelConvOp(WeightOp):
         self.l1 = int(K.lava_l1(w_cl)) if self.w8 is not None else 0  # an integer: int8 weights
         if self.w8 is not None and K.lava_map_ok(c_in, cg):
             self.smap = K.lava_map_make(self.pgeom, w_cl)
+        elif self.w8 is not None:  # no map: the float32 scatter's weights and scratch
+            self.smap = K.lava_scatter_make(self.w, self.out.value.shape[0])
 
     def _costs(self, node: g.Conv, c_in: int, gemm_macs: int, itemsize: int) -> tuple:
         """The automatic chooser's cost model (``kernels.path_costs``): ns per event (scatter),

@@ -171,6 +171,8 @@ def test_concat_and_flatten_update():
             np.zeros(1, np.int64))
     _, a, _, b = _both("flatten_update", *args)
     np.testing.assert_array_equal(a[5], b[5])
+    assert a[7][0] == b[7][0]
+    np.testing.assert_array_equal(a[6][: a[7][0]], b[6][: b[7][0]])  # same list, same order
     # flatten is PyTorch's channels-first order of the channels-last input
     full = np.zeros(hw * c_in)
     K.flatten_update(x, np.arange(hw * c_in), np.array([hw * c_in]), hw, c_in, full,
@@ -277,6 +279,22 @@ def test_activation_rows_busy(fn, alpha, lo, hi):
     np.testing.assert_allclose(a[1], T._pointwise(x, fn, alpha, lo, hi), rtol=1e-12)
 
 
+@pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0)])
+def test_activation_rows_whole_map(fn, alpha, lo, hi):
+    """Rows that cover every pixel (in any order), or most of them, take one contiguous pass:
+    the listed neurons get f(x), the others keep y = f(x) (the engine's invariant)."""
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=30)
+    y = np.zeros(30)
+    K.activation_update(x, y, np.arange(30), np.array([30]), fn, alpha, lo, hi)  # y = f(x)
+    for n in (10, 8):
+        rows = rng.permutation(10)[:n].astype(np.int64)
+        x[rows * 3 + 1] += rng.normal(size=n)  # the listed pixels change
+        _, a, _, b = _both("activation_rows", x, y, rows, np.array([n]), 3, fn, alpha, lo, hi)
+        np.testing.assert_array_equal(a[1], b[1])
+        y = b[1]
+
+
 def test_herding_encode_units():
     rng = np.random.default_rng(9)
     n = 40
@@ -312,6 +330,35 @@ def test_simd_row_update_is_the_scalar_update(dtype):
     want[2:2 + n] = want[2:2 + n] + s * w[5:5 + n]
     update(z, s, w, 2, 5, n)
     np.testing.assert_array_equal(z, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_simd_fma_is_the_exact_sum_on_integers(dtype):
+    """vfma (one rounding) gives s * w + z exactly where all are integers below the mantissa,
+    and differs from vmul_add's two roundings on inexact values (it is fused)."""
+    from numba import njit
+
+    from sigmadelta.kernels.simd import lanes, vfma, vload, vmul_add, vstore
+
+    @njit
+    def update(z, s, w, fused):
+        for o in range(0, z.shape[0], lanes(z.itemsize)):
+            v = vfma(vload(z, o), s, w, o) if fused else vmul_add(vload(z, o), s, w, o)
+            vstore(z, o, v)
+
+    rng = np.random.default_rng(1)
+    n = 4 * (32 // np.dtype(dtype).itemsize)
+    z, w = rng.integers(-2**10, 2**10, n).astype(dtype), rng.integers(-128, 128, n).astype(dtype)
+    want = z.astype(np.int64) + 1000 * w.astype(np.int64)
+    update(z, dtype(1000), w, True)
+    np.testing.assert_array_equal(z.astype(np.int64), want)
+    b = rng.normal(size=n).astype(dtype)
+    a = -(dtype(1 / 3) * b)  # z = -round(s * w): two roundings give 0, one gives the error
+    fused, split = a.copy(), a.copy()
+    update(fused, dtype(1 / 3), b, True)
+    update(split, dtype(1 / 3), b, False)
+    assert not split.any()
+    assert fused.any()
 
 
 @pytest.mark.parametrize("case", ["ok", "step", "sigma", "act", "input"])

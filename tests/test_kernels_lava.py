@@ -23,15 +23,17 @@ def _case(h, w, c_in, c_out, k, stride, padding, seed, frac=0.8, map_ok=True):
     n_in, n_pix = h * w * c_in, h_out * w_out
     w_cl = rng.integers(-20, 21, size=(*k, c_in, c_out)).astype(np.float64)
     geom = K.make_geom((h, w), (h_out, w_out), stride, padding, k, c_out)
-    idx = np.flatnonzero(rng.random(n_in) < frac).astype(np.int64)
+    rows = np.flatnonzero(rng.random(h * w) < frac).astype(np.int64)
+    idx = (rows[:, None] * c_in + np.arange(c_in)).ravel()  # the same neurons by pixel or neuron
     touched = np.zeros(n_in, np.int64)
     touched[: len(idx)] = idx
     x = np.rint(20 * rng.normal(size=n_in))
     memory = LAVA_K * (x + np.rint(15 * rng.normal(size=n_in))) + rng.integers(-63, 64, n_in)
-    rows = np.flatnonzero(rng.random(h * w) < frac).astype(np.int64)
+    quiet = np.setdiff1d(np.arange(n_in), idx)
+    memory[quiet] = LAVA_K * x[quiet]  # as in the engine: an untouched input has nothing to send
     w_run = K.run_layout(w_cl, stride)
     mgeom, smap, wtap = (K.lava_map_make(geom, w_cl) if map_ok and K.lava_map_ok(c_in, c_out) else
-                         (np.zeros(0, np.int64), np.zeros(0), np.zeros(0)))
+                         K.lava_scatter_make(w_run, n_pix * c_out))
     return dict(
         x=x, touched=touched, count=np.array([len(idx)], np.int64), rows=rows,
         row_count=np.array([len(rows)], np.int64), in_rows=False, memory=memory.astype(np.float64),
@@ -65,25 +67,37 @@ GEOMS = [  # (h, w, c_in, c_out, kernel, stride, padding)
 
 @pytest.mark.parametrize("geom", GEOMS)
 @pytest.mark.parametrize("in_rows", [False, True])
-@pytest.mark.parametrize("path", ["map", "int32", "float64"])
+@pytest.mark.parametrize("path", ["map", "map_events", "float32", "int32", "float64"])
 def test_lava_conv_step_paths_equal_the_scatter(geom, in_rows, path):
+    """``map``: every input encoded into the spike map (no last step); ``map_events``: the
+    touched inputs encoded, then the map (the last step had no events); ``float32``: the
+    scatter by fused multiply-adds (a layer without a map); ``int32``: bound past ``2**24``;
+    ``float64``: past ``2**31`` (with a map: the map's encoding, then the events it listed)."""
     case = _case(*geom, seed=7)
-    if path == "map" and not len(case["mgeom"]):
+    if path == "float32":
+        n_out = len(case["z"])
+        case.update(zip(("mgeom", "smap", "wtap"), K.lava_scatter_make(case["w_run"], n_out), strict=True))
+        case.update(smap=case["smap"].view(np.float32), wtap=case["wtap"].view(np.float32))
+    if path.startswith("map") and not len(case["mgeom"]):
         pytest.skip("no spike map for this layer")
+    if path == "map_events":
+        case["mgeom"][1] = 0
     zero = dict(w8=np.zeros_like(case["w8"]), wtap=np.zeros_like(case["wtap"]),
                 w_run=np.zeros_like(case["w_run"]))
-    force = {"map": dict(w8=zero["w8"], w_run=zero["w_run"]),  # only wtap is right
-             "int32": dict(mgeom=np.zeros(0, np.int64), wtap=zero["wtap"], w_run=zero["w_run"]),
+    only_wtap = dict(w8=zero["w8"], w_run=zero["w_run"])
+    force = {"map": only_wtap, "map_events": only_wtap, "float32": only_wtap,
+             "int32": dict(mgeom=np.zeros(0, np.int64), wtap=zero["wtap"], w_run=zero["w_run"],
+                           l1=2.0 ** 24),
              "float64": dict(l1=2.0 ** 40, w8=zero["w8"], wtap=zero["wtap"])}[path]
     ref, c = _reference_step(case, in_rows=in_rows)
     ra, a, rb, b = both_named("lava_conv_step", case, in_rows=in_rows, **force)
-    if path == "map":
+    if path.startswith("map"):
         assert 8 * ra[0] >= len(case["x"])  # dense enough to take the map
     assert ra[:2] == ref[:2] and ra[3:] == ref[3:] and ra[2] == pytest.approx(ref[2])
     np.testing.assert_array_equal(a["z"], c["z"])  # exact: integer sums
     np.testing.assert_array_equal(a["memory"], c["memory"])
     assert listed(a["out_touched"], a["out_count"]) == listed(c["out_touched"], c["out_count"])
-    n_map = a["mgeom"][-1] * (geom[2] + 1) if len(a["mgeom"]) else 0  # the map and its flags
+    n_map = a["mgeom"][-1] * (geom[2] + 1) if len(a["mgeom"]) else len(a["smap"])  # map, flags
     assert not a["dz"].any() and not a["smap"][:n_map].any()  # left zero for the next step
     # and the twin (which takes the float64 weights: force nothing there)
     tb = both_named("lava_conv_step", case, in_rows=in_rows)
@@ -93,6 +107,7 @@ def test_lava_conv_step_paths_equal_the_scatter(geom, in_rows, path):
 
 def test_lava_map_sparse_events_take_the_int32_scatter():
     case = _case(9, 20, 3, 24, (3, 3), (2, 2), (0, 0), seed=3, frac=0.05)
+    case["mgeom"][1] = 0  # a last step without events: encode the touched inputs only
     ra, a, _, _ = both_named("lava_conv_step", case, wtap=np.zeros_like(case["wtap"]))
     ref, c = _reference_step(case)
     assert 8 * ra[0] < len(case["x"]) and ra[:2] == ref[:2]
@@ -116,6 +131,38 @@ def test_scatter_i32_and_lava_map_against_twins():
                                            "pg_count": np.array([5]), "pg_list": np.arange(2, 40)})
     np.testing.assert_array_equal(a["z"], b["z"])
     np.testing.assert_array_equal(a["dz"], b["dz"])
+    w32 = K.lava_scatter_make(case["w_run"], len(case["z"]))[2].view(np.float32)
+    f32 = {**case, "w32": w32, "dz": np.zeros(len(case["z"]), np.float32)}
+    ra, a, rb, b = both_named("scatter_f32", f32)
+    assert ra[0] == rb[0] and ra[1] == pytest.approx(rb[1]) and a["dz"].any()
+    assert listed(a["pg_list"], a["pg_count"]) == listed(b["pg_list"], b["pg_count"])
+    np.testing.assert_array_equal(a["dz"], b["dz"])
+    ra, a, rb, b = both_named("fold_f32", {**f32, "dz": a["dz"], "pg_list": a["pg_list"],
+                                           "pg_count": a["pg_count"]})
+    np.testing.assert_array_equal(a["z"], b["z"])
+    assert not a["dz"].any() and not b["dz"].any()
+
+
+@pytest.mark.parametrize("geom", [g for g in GEOMS if K.lava_map_ok(g[2], g[3])])
+def test_lava_encode_map_against_twin_and_encoder(geom):
+    """Every input into the map: the same messages and memory as Lava's encoder on every
+    neuron, the map and its pixel flags, the counts; the untouched inputs send nothing."""
+    case = _case(*geom, seed=11, frac=0.5)
+    c_in = geom[2]
+    case.update(buf=case["smap"], c_in=c_in)
+    ra, a, rb, b = both_named("lava_encode_map", case)
+    assert ra == rb
+    for k in ("memory", "ev_val", "buf"):
+        np.testing.assert_array_equal(a[k], b[k])
+    n_in = len(case["x"])
+    mem, ev_idx, ev_val = case["memory"].copy(), np.zeros(n_in, np.int64), np.zeros(n_in)
+    n_ev = K.lava_encode(case["x"], np.arange(n_in), np.array([n_in]), mem, LAVA_K, LAVA_THR, 6,
+                         ev_idx, ev_val)
+    assert ra[1] == n_ev > 0
+    np.testing.assert_array_equal(a["memory"], mem)
+    np.testing.assert_array_equal(np.flatnonzero(a["ev_val"][:n_in]), ev_idx[:n_ev])
+    np.testing.assert_array_equal(a["ev_val"][ev_idx[:n_ev]], ev_val[:n_ev])
+    assert set(ev_idx[:n_ev]) <= set(case["touched"][: case["count"][0]])
 
 
 @pytest.mark.parametrize("huge", [False, True])

@@ -37,6 +37,7 @@ from .elementwise import (
     upsample_update,
 )
 from .gathergemm import conv_gemm_pixels, gemm_layout, pixel_rows
+from .lavaf32 import fold_f32, lava_scatter_make, scatter_f32
 from .lavaint import (
     FLOAT32_SUMS,
     INT32_SUMS,
@@ -44,6 +45,7 @@ from .lavaint import (
     fold_i32,
     lava_conv_step,
     lava_dense_step,
+    lava_encode_map,
     lava_l1,
     lava_map,
     lava_map_make,
@@ -111,6 +113,10 @@ __all__ = [
     "fold_i32",
     "lava_conv_step",
     "lava_dense_step",
+    "lava_encode_map",
+    "lava_scatter_make",
+    "scatter_f32",
+    "fold_f32",
     "lava_l1",
     "lava_map",
     "lava_map_make",

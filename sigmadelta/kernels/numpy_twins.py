@@ -9,19 +9,25 @@ import math
 
 import numpy as np
 
-from .elementwise import ADD_FULL_ABOVE, FULL_PASS_ABOVE
+from .elementwise import ADD_FULL_ABOVE, FULL_PASS_ABOVE, ROWS_FULL_ABOVE
 from .numpy_twins_depthwise import depthwise_dense
 from .numpy_twins_gemm import _from_run, conv1x1_dense, conv_gemm, conv_gemm_pixels
-from .numpy_twins_lava import fold_i32, lava_conv_step, lava_dense_step, lava_map, max_abs, scatter_i32
+from .numpy_twins_lava import (
+    fold_f32,
+    fold_i32,
+    lava_conv_step,
+    lava_dense_step,
+    lava_encode_map,
+    lava_map,
+    max_abs,
+    scatter_f32,
+    scatter_i32,
+)
 from .numpy_twins_maps import _merge_touched, convt_scatter, gather_update, pixel_map_update
 
 __all__ = [
-    "fold_i32",
-    "lava_conv_step",
-    "lava_dense_step",
-    "lava_map",
-    "max_abs",
-    "scatter_i32",
+    "fold_i32", "lava_conv_step", "lava_dense_step", "lava_encode_map", "lava_map", "scatter_f32",
+    "fold_f32", "max_abs", "scatter_i32",
     "convt_scatter",
     "pixel_map_update",
     "gather_update",
@@ -229,7 +235,7 @@ def activation_update(x, y, touched, count, fn, alpha, lo, hi):
 
 def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
     idx = (rows[: row_count[0], None] * c + np.arange(c)).ravel()
-    if fn <= 3 and len(idx) > FULL_PASS_ABOVE * len(x):  # busy: every neuron (y = f(x) holds)
+    if len(idx) == len(x) or (fn <= 3 and len(idx) > ROWS_FULL_ABOVE * len(x)):  # every neuron
         idx = np.arange(len(x))
     y[idx] = _pointwise(x[idx], fn, alpha, lo, hi)
 

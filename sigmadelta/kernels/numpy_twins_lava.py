@@ -8,7 +8,8 @@ import numpy as np
 
 from .numpy_twins_gemm import _from_run
 
-__all__ = ["max_abs", "scatter_i32", "fold_i32", "lava_map", "lava_conv_step", "lava_dense_step"]
+__all__ = ["max_abs", "scatter_i32", "fold_i32", "scatter_f32", "fold_f32", "lava_map", "lava_encode_map",
+           "lava_conv_step", "lava_dense_step"]
 
 
 def max_abs(v, n):
@@ -74,6 +75,21 @@ def fold_i32(z, dz, pg_list, pg_count, cg):
         dz[q * cg:(q + 1) * cg] = 0
 
 
+def scatter_f32(px_list, px_start, n_px, ev_ch, ev_val, w32, dz, geom, c_in, pg_list, pg_count,
+                pg_stamp, frame):
+    kh = int(geom[8])
+    n = len(w32) - len(w32) % (kh * c_in)  # without the padding of the float64 words
+    w_cl = _from_run(w32[:n].reshape(kh, c_in, -1).astype(np.int64), geom)
+    s, synops, adds = _step_sum(px_list, px_start, n_px, ev_ch, ev_val, w_cl, geom, pg_list, pg_count,
+                                pg_stamp, frame)
+    dz[:len(s)] = (dz[:len(s)].astype(np.int64) + s).astype(np.float32)
+    return synops, adds
+
+
+def fold_f32(z, dz, pg_list, pg_count, cg):
+    fold_i32(z, dz, pg_list, pg_count, cg)
+
+
 def lava_map(px_list, px_start, n_px, ev_ch, ev_val, wtap, z, geom, mgeom, buf, c_in, pg_list,
              pg_count, pg_stamp, frame):
     kh, kw, cg = (int(v) for v in geom[8:11])
@@ -84,6 +100,22 @@ def lava_map(px_list, px_start, n_px, ev_ch, ev_val, wtap, z, geom, mgeom, buf, 
     z += s
     pg_list[start:pg_count[0]] = np.sort(pg_list[start:pg_count[0]])  # the map lists in order
     return synops, adds
+
+
+def lava_encode_map(x, memory, param, lava_k, lava_shift, geom, mgeom, buf, c_in, ev_val):
+    h_in, w_in, py, px = (int(geom[i]) for i in (0, 1, 6, 7))
+    wp, n_pp, n = int(mgeom[0]), int(mgeom[-1]), len(memory)
+    s = np.zeros(n)
+    for i, v in _encode(x, range(n), memory, param, lava_k, lava_shift):
+        s[i] = v
+    ev_val[:n] = s
+    sp = s.reshape(h_in, w_in, c_in)
+    buf[:n_pp * c_in].reshape(-1, wp, c_in)[py:py + h_in, px:px + w_in] = sp
+    buf[n_pp * c_in:n_pp * (c_in + 1)].reshape(-1, wp)[py:py + h_in, px:px + w_in] = (sp != 0).any(-1)
+    f = np.outer(mgeom[2:2 + h_in], mgeom[2 + h_in:2 + h_in + w_in])  # the pixels' fan
+    nz = (sp != 0).sum(-1)
+    return (int((nz > 0).sum()), int(nz.sum()), int((f * nz).sum()),
+            float((f * np.abs(sp).sum(-1)).sum()), float(np.abs(s).max(initial=0.0)))
 
 
 def lava_conv_step(x, touched, count, rows, row_count, in_rows, memory, param, lava_k, lava_shift,

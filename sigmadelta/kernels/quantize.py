@@ -8,7 +8,6 @@ from .bits import cttz
 __all__ = [
     "load_frame", "mask_words", "SMALL_C", "mark_changed", "touch_all", "herding_encode",
     "herding_encode_units", "threshold_encode", "lava_encode", "lava_range_check", "INT32_LIMIT",
-    "RANGE_BLOCK",
 ]
 
 
@@ -218,10 +217,6 @@ def lava_encode(x, touched, count, sent, k, threshold, shift, ev_idx, ev_val):
 INT32_LIMIT = 2.0 ** 31  # Lava's fixed-point state and sums are int32 (they wrap beyond)
 
 
-#: neurons checked per block by :func:`lava_range_check` (branch-free within a block: SIMD)
-RANGE_BLOCK = 256
-
-
 @njit(cache=True, nogil=True)
 def lava_range_check(value, prev, bias, inc_limit, x, k):
     """Would Lava's fixed-point model have wrapped this step? The first bad neuron, else -1.
@@ -236,9 +231,11 @@ def lava_range_check(value, prev, bias, inc_limit, x, k):
 
     Returns ``i`` for output neuron ``i``, ``-2 - i`` for input ``i``, ``-1`` if all are in
     range (then ``prev = z``; at a bad neuron ``prev`` keeps its last value from there on).
-    Each block of :data:`RANGE_BLOCK` neurons is first checked without branches (a count of
-    failures, which LLVM vectorises) and copied; only a failing block is scanned neuron by
-    neuron (:func:`_first_bad`).
+    One branch-free pass counts the failures (LLVM vectorises it), a second copies ``prev =
+    z``; only a failing step is scanned neuron by neuron (:func:`_first_bad`). (Checking and
+    copying by blocks of 256 neurons, as before, took 2.6x as long: 29.6 us against 11.4 us
+    for the 18816 outputs and 9900 inputs of lava-dl PilotNet's first conv, thread CPU time,
+    best of 500, on a 2-vCPU Intel Xeon VM, AVX-512, load average 3.9.)
     """
     if k != 1.0:
         n_bad = 0
@@ -251,18 +248,16 @@ def lava_range_check(value, prev, bias, inc_limit, x, k):
                 if not (-INT32_LIMIT <= a < INT32_LIMIT):
                     return -2 - i
     n = value.shape[0]
-    for lo in range(0, n, RANGE_BLOCK):
-        hi = min(lo + RANGE_BLOCK, n)
-        n_bad = 0
-        for i in range(lo, hi):
-            z = value[i]
-            inc, sigma = z - prev[i], z - bias[i]
-            n_bad += not ((-inc_limit <= inc) & (inc < inc_limit) & (-INT32_LIMIT <= sigma)
-                          & (sigma < INT32_LIMIT) & (-INT32_LIMIT <= z) & (z < INT32_LIMIT))
-        if n_bad:
-            return _first_bad(value, prev, bias, inc_limit, lo, hi)
-        for i in range(lo, hi):
-            prev[i] = value[i]
+    n_bad = 0
+    for i in range(n):
+        z = value[i]
+        inc, sigma = z - prev[i], z - bias[i]
+        n_bad += not ((-inc_limit <= inc) & (inc < inc_limit) & (-INT32_LIMIT <= sigma)
+                      & (sigma < INT32_LIMIT) & (-INT32_LIMIT <= z) & (z < INT32_LIMIT))
+    if n_bad:
+        return _first_bad(value, prev, bias, inc_limit, 0, n)
+    for i in range(n):
+        prev[i] = value[i]
     return -1
 
 
