@@ -147,7 +147,7 @@ def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, w
             w_g.reshape((c[PIX.c_in], w_g.shape[0] // c[PIX.c_in])), z, I[c[PIX.geom]],
             I[c[PIX.ev_idx]], ev_val, I[c[PIX.px_list]], I[c[PIX.px_start]], gbuf, I[c[PIX.pg_list]],
             I[c[PIX.pg_count]], I[c[PIX.pg_stamp]], frame, prime, c[PIX.expand] != 0,
-            I[c[PIX.out_touched]], I[c[PIX.out_count]], I[c[PIX.mgeom]])
+            I[c[PIX.out_touched]], I[c[PIX.out_count]], I[c[PIX.mgeom]], p[WP.lava_k], LAVA_SHIFT)
     else:
         r = K.conv_layer_step(
             x, I[c[PIX.touched]], I[c[PIX.count]], I[c[PIX.rows]], I[c[PIX.row_count]],
