@@ -1,13 +1,42 @@
 """Which compiled frame loops exist: :func:`sigmadelta.program.run_frames`' specialisations
 in this process or in Numba's on-disk cache (the engine's first-run notice and its choice of
-flags, so that a network whose paths an existing loop covers compiles nothing).
+flags, so that a network whose paths an existing loop covers compiles nothing), and about how
+long compiling one takes (:func:`compile_seconds`, the figure the notice states).
 """
 
 from __future__ import annotations
 
-from .program import run_frames
+from .program import FLAG_NAMES, run_frames
 
-__all__ = ["loop_compiled", "cached_flags"]
+__all__ = ["loop_compiled", "cached_flags", "COMPILE_SECONDS", "compile_seconds"]
+
+#: CPU seconds to compile the frame loop from an empty cache (float64), measured by
+#: ``python scripts/compile_times.py --flags`` on a 2-vCPU Intel Xeon VM (AVX-512) under a
+#: load of 5-7 from other jobs (so rather more than idle): ``"loop"`` with the flags
+#: ``floats pix dense``; for ``pix`` and ``dense`` what leaving that group out saves; for
+#: every other flag (:data:`sigmadelta.program.FLAG_NAMES`) what setting it adds (``fixed``:
+#: the fixed-point bodies besides the float ones); ``"outside"``: the rest of a first
+#: ``sd.simulate`` (typed lists, dispatch).
+COMPILE_SECONDS = {"loop": 11.6, "pix": 6.5, "dense": 1.6, "fixed": 8.3, "conv": 5.0, "pool": 3.2,
+                   "merge": 2.0, "resize": 1.2, "lava": 8.0, "gemm": 3.7, "recompute": 4.5,
+                   "outside": 1.0}
+
+
+def compile_seconds(flags: tuple) -> float:
+    """About how many CPU seconds compiling :func:`run_frames` with ``flags``
+    (:attr:`sigmadelta.assemble.Program.flags`, None or 1 each) takes from an empty cache::
+
+        loop + outside - (pix, dense: each left out) + (every other flag set)
+
+    from :data:`COMPILE_SECONDS` (``fixed`` only beside float layers: fixed-point bodies
+    alone cost about what the float ones do). A sum of separately measured parts: a guide
+    for the first-run notice, within a few seconds.
+    """
+    on = {name for name, v in zip(FLAG_NAMES, flags, strict=True) if v is not None}
+    sec = COMPILE_SECONDS["loop"] + COMPILE_SECONDS["outside"]
+    sec -= sum(COMPILE_SECONDS[n] for n in ("pix", "dense") if n not in on)
+    extra = on - {"floats", "pix", "dense"} - ({"fixed"} if "floats" not in on else set())
+    return sec + sum(COMPILE_SECONDS[n] for n in extra)
 
 
 def loop_compiled(*args) -> bool | None:

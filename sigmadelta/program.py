@@ -68,7 +68,7 @@ from .slots import (
 )
 from .weightops import ENCODER, HERDING, LAVA, UNITS, WEIGHT, ConvOp, DenseOp, PixelConvOp
 
-__all__ = ["run_frames", "KIND_GROUPS", "PATH_FLAGS", "NC", "NP"]
+__all__ = ["run_frames", "KIND_GROUPS", "PATH_FLAGS", "FLAG_NAMES", "NC", "NP"]
 
 # the columns of every op kind (compile-time constants in the functions below)
 INP, PIX, DNS, CNV = InputOp.SLOTS[0], PixelConvOp.SLOTS[0], DenseOp.SLOTS[0], ConvOp.SLOTS[0]
@@ -91,6 +91,9 @@ KIND_GROUPS = {"pix": (PIXCONV,), "conv": (CONV, CONVT), "dense": (DENSE,), "poo
 #: ``"lava"`` quantizer's per-event encoder, int8 dense weights and range check (float layers);
 #: ``gemm``, a pixel conv's gather-GEMM-scatter; ``recompute``, its dense recompute.
 PATH_FLAGS = ("lava", "gemm", "recompute")
+
+#: The names of run_frames' last arguments, in order (:attr:`sigmadelta.assemble.Program.flags`).
+FLAG_NAMES = ("floats", "fixed", *KIND_GROUPS, *PATH_FLAGS)
 
 
 @njit(cache=True, nogil=True, inline="always")
