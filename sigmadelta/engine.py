@@ -37,7 +37,7 @@ from .frames import check_frames, iter_checked
 from .frames import check_one as _check_one
 from .graph import Network, check_timing
 from .kernels import PATH_NAMES
-from .loopcache import cached_flags, loop_compiled
+from .loopcache import cached_flags, compile_seconds, loop_compiled
 from .numeric import NumericOverflowError, first_bad_frame, lava_range_message
 from .numeric import overflow_message as numeric_message
 from .ops import build_ops, pipeline_order, to_torch_layout
@@ -250,8 +250,9 @@ class Simulator:
         if loop_compiled(*args) is False:
             what = " and ".join(k for k, v in (("float", self._prog.floats),
                                                ("fixed-point", self._prog.fixed)) if v)
+            sec = max(5, 5 * round(compile_seconds(self._flags) / 5))  # the loop's flags
             tqdm.write(f"sigmadelta: compiling the event kernels ({what}, {self.dtype}) once: about "
-                       f"50 s on an idle 2-core machine, minutes on a busy one; cached for "
+                       f"{sec} s on an idle 2-core machine, minutes on a busy one; cached for "
                        f"later runs", file=sys.stderr)
 
     def _run_chunk(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, Exception | None]:

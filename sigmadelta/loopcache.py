@@ -1,13 +1,48 @@
 """Which compiled frame loops exist: :func:`sigmadelta.program.run_frames`' specialisations
 in this process or in Numba's on-disk cache (the engine's first-run notice and its choice of
-flags, so that a network whose paths an existing loop covers compiles nothing).
+flags, so that a network whose paths an existing loop covers compiles nothing), and about how
+long compiling one takes (:func:`compile_seconds`, the figure the notice states).
 """
 
 from __future__ import annotations
 
-from .program import run_frames
+from .program import FLAG_NAMES, run_frames
 
-__all__ = ["loop_compiled", "cached_flags"]
+__all__ = ["loop_compiled", "cached_flags", "COMPILE_SECONDS", "compile_seconds"]
+
+#: CPU seconds to compile the frame loop from an empty cache (float64), measured by
+#: ``python scripts/compile_times.py --flags`` on a 2-vCPU Intel Xeon VM (AVX-512) under a
+#: load of 5-7 from other jobs (so rather more than idle): ``"loop"`` with the flags
+#: ``floats pix dense``; for ``pix`` and ``dense`` what leaving that group out saves; for
+#: every other flag (:data:`sigmadelta.program.FLAG_NAMES`) what setting it adds (``fixed``:
+#: the fixed-point bodies of ``pix`` and ``dense`` besides the float ones); ``"outside"``: the
+#: rest of a first ``sd.simulate`` (typed lists, dispatch).
+COMPILE_SECONDS = {"loop": 11.6, "pix": 6.5, "dense": 1.6, "fixed": 8.3, "conv": 5.0, "pool": 3.2,
+                   "merge": 2.0, "resize": 1.2, "lava": 8.0, "gemm": 3.7, "recompute": 4.5,
+                   "outside": 1.0}
+
+
+def compile_seconds(flags: tuple) -> float:
+    """About how many CPU seconds compiling :func:`run_frames` with ``flags``
+    (:attr:`sigmadelta.assemble.Program.flags`, None or 1 each) takes from an empty cache::
+
+        loop + outside - (pix, dense: each left out) + (every other flag set but fixed)
+             + fixed * (pix + dense + conv: those set) / (pix + dense)    (fixed beside floats)
+
+    from :data:`COMPILE_SECONDS`: the fixed-point bodies cost about what the float ones of the
+    same weight groups do (measured: ``fixed`` 8.3 s beside ``pix + dense`` 8.1 s), and a loop
+    of fixed-point layers alone about what a float one does. A sum of separately measured
+    parts: a guide for the first-run notice (the loop with every flag: 53.6 s estimated, 56.6 s
+    measured, load 3.0).
+    """
+    s = COMPILE_SECONDS
+    on = {name for name, v in zip(FLAG_NAMES, flags, strict=True) if v is not None}
+    sec = s["loop"] + s["outside"] - sum(s[n] for n in ("pix", "dense") if n not in on)
+    sec += sum(s[n] for n in on - {"floats", "pix", "dense", "fixed"})
+    if {"fixed", "floats"} <= on:
+        weights = sum(s[n] for n in ("pix", "dense", "conv") if n in on)
+        sec += s["fixed"] * weights / (s["pix"] + s["dense"])
+    return sec
 
 
 def loop_compiled(*args) -> bool | None:

@@ -68,7 +68,7 @@ from .slots import (
 )
 from .weightops import ENCODER, HERDING, LAVA, UNITS, WEIGHT, ConvOp, DenseOp, PixelConvOp
 
-__all__ = ["run_frames", "KIND_GROUPS", "PATH_FLAGS", "NC", "NP"]
+__all__ = ["run_frames", "KIND_GROUPS", "PATH_FLAGS", "FLAG_NAMES", "NC", "NP"]
 
 # the columns of every op kind (compile-time constants in the functions below)
 INP, PIX, DNS, CNV = InputOp.SLOTS[0], PixelConvOp.SLOTS[0], DenseOp.SLOTS[0], ConvOp.SLOTS[0]
@@ -91,6 +91,9 @@ KIND_GROUPS = {"pix": (PIXCONV,), "conv": (CONV, CONVT), "dense": (DENSE,), "poo
 #: ``"lava"`` quantizer's per-event encoder, int8 dense weights and range check (float layers);
 #: ``gemm``, a pixel conv's gather-GEMM-scatter; ``recompute``, its dense recompute.
 PATH_FLAGS = ("lava", "gemm", "recompute")
+
+#: The names of run_frames' last arguments, in order (:attr:`sigmadelta.assemble.Program.flags`).
+FLAG_NAMES = ("floats", "fixed", *KIND_GROUPS, *PATH_FLAGS)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -147,7 +150,7 @@ def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, w
             w_g.reshape((c[PIX.c_in], w_g.shape[0] // c[PIX.c_in])), z, I[c[PIX.geom]],
             I[c[PIX.ev_idx]], ev_val, I[c[PIX.px_list]], I[c[PIX.px_start]], gbuf, I[c[PIX.pg_list]],
             I[c[PIX.pg_count]], I[c[PIX.pg_stamp]], frame, prime, c[PIX.expand] != 0,
-            I[c[PIX.out_touched]], I[c[PIX.out_count]], I[c[PIX.mgeom]])
+            I[c[PIX.out_touched]], I[c[PIX.out_count]], I[c[PIX.mgeom]], p[WP.lava_k], LAVA_SHIFT)
     else:
         r = K.conv_layer_step(
             x, I[c[PIX.touched]], I[c[PIX.count]], I[c[PIX.rows]], I[c[PIX.row_count]],

@@ -54,6 +54,33 @@ def test_notice_once_before_a_compile_and_never_from_cache(monkeypatch, capsys):
         assert err.count("compiling the event kernels (float, float64) once") == expect
 
 
+def test_the_notice_states_the_compile_estimate_of_the_loop_it_compiles(monkeypatch, capsys):
+    """The notice's seconds are loopcache.compile_seconds of the flags it compiles with, which
+    grows with every flag set (pix, dense: shrinks when left out) and sums COMPILE_SECONDS."""
+    s, names = LC.COMPILE_SECONDS, P.FLAG_NAMES
+    assert set(s) == set(names) - {"floats"} | {"loop", "outside"}
+    everything = (1,) * len(names)
+    fixed = s["fixed"] * (s["pix"] + s["dense"] + s["conv"]) / (s["pix"] + s["dense"])
+    assert LC.compile_seconds(everything) == pytest.approx(sum(s.values()) - s["pix"] - s["dense"]
+                                                           - s["fixed"] + fixed)
+    floats_only = tuple(1 if n == "floats" else None for n in names)
+    assert LC.compile_seconds(floats_only) == pytest.approx(s["loop"] + s["outside"] - s["pix"] - s["dense"])
+    fixed_only = tuple(1 if n == "fixed" else None for n in names)
+    assert LC.compile_seconds(fixed_only) == LC.compile_seconds(floats_only)  # not both bodies
+    for i, n in enumerate(names):
+        if n != "floats":
+            more = tuple(1 if j == i else v for j, v in enumerate(floats_only))
+            assert LC.compile_seconds(more) >= LC.compile_seconds(floats_only), n
+    model, shape = make("conv")
+    frames = smooth_stream(shape, t=2)
+    monkeypatch.setattr(engine, "_ANNOUNCED", set())
+    monkeypatch.setattr(engine, "loop_compiled", lambda *a: False)
+    sim = sd.Simulator(sd.convert(model, shape))
+    sim.run(frames, progress=False)
+    sec = LC.compile_seconds(sim._flags)
+    assert f"once: about {max(5, 5 * round(sec / 5))} s on an idle" in capsys.readouterr().err
+
+
 def test_programs_name_the_weight_kinds_they_compile():
     model, shape = make("conv")
     prog = sd.Simulator(sd.convert(model, shape))._prog

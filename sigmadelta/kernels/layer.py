@@ -79,20 +79,23 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
 @njit(cache=True, nogil=True)
 def conv_layer_gemm(x, touched, count, rows, row_count, in_rows, memory, herding, param, gain,
                     w_g, z, geom, ev_ch, ev_val, px_list, px_start, gbuf, pg_list, pg_count,
-                    pg_stamp, frame, prime, expand, out_touched, out_count, mgeom):
+                    pg_stamp, frame, prime, expand, out_touched, out_count, mgeom, lava_k=1.0,
+                    lava_shift=0):
     """One conv layer's frame by gather-GEMM-scatter: encode by pixel as
     :func:`conv_layer_step` does (quantizer ``herding``: threshold or herding, never lava),
     integrate by :func:`sigmadelta.kernels.conv_gemm_pixels` (``w_g``, scratch ``gbuf``),
-    list the outputs. Same results as :func:`conv_layer_step`.
+    list the outputs. Same results as :func:`conv_layer_step`. ``lava_k, lava_shift`` go
+    unused to the encoder, as :func:`conv_layer_step` passes them: the compiled loop passes
+    both the same values, so both share one compiled encoder (not one more with defaults).
     """
     c_in = w_g.shape[0]
     pg_count[0] = 0
     if in_rows:
         n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val,
-                                 px_list, px_start)
+                                 px_list, px_start, lava_k, lava_shift)
     else:
         n_px, n_ev = encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val,
-                                   px_list, px_start)
+                                   px_list, px_start, lava_k, lava_shift)
     synops, adds = conv_gemm_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_g, z, geom, gbuf,
                                     pg_list, pg_count, pg_stamp, frame)
     if mgeom.shape[0] > 0:

@@ -437,14 +437,15 @@ def conv_layer_step(x, touched, count, rows, row_count, in_rows, memory, herding
 
 def conv_layer_gemm(x, touched, count, rows, row_count, in_rows, memory, herding, param, gain,
                     w_g, z, geom, ev_ch, ev_val, px_list, px_start, gbuf, pg_list, pg_count,
-                    pg_stamp, frame, prime, expand, out_touched, out_count, mgeom):
+                    pg_stamp, frame, prime, expand, out_touched, out_count, mgeom, lava_k=1.0,
+                    lava_shift=0):
     c_in = w_g.shape[0]
     if in_rows:
         n_px, n_ev = encode_rows(x, rows, row_count, c_in, memory, herding, param, ev_ch, ev_val,
-                                 px_list, px_start)
+                                 px_list, px_start, lava_k, lava_shift)
     else:
         n_px, n_ev = encode_pixels(x, touched, count, memory, herding, param, c_in, ev_ch, ev_val,
-                                   px_list, px_start)
+                                   px_list, px_start, lava_k, lava_shift)
     pg_count[0] = 0
     synops, adds = conv_gemm_pixels(px_list, px_start, n_px, ev_ch, ev_val, gain, w_g, z, geom, gbuf,
                                     pg_list, pg_count, pg_stamp, frame)
