@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from sigmadelta import graph as g
 from sigmadelta import kernels as K
 from sigmadelta.kernels import numpy_twins as T
+from sigmadelta.kernels.elementwise import ROWS_FULL_ABOVE
 
 # name -> (alpha, lo, hi, the PyTorch function)
 CASES = {
@@ -66,16 +67,17 @@ def test_kernels_equal_twin(name, dtype):
                                    rtol=tol, atol=tol)
     else:
         assert (y_k[untouched] == 9.0).all()
-    rows, c = np.array([0, 3, 7, 5], np.int64), 8  # pixels of 8 channels, 3 listed
-    y_k, y_t = np.full_like(x, 9.0), np.full_like(x, 9.0)
-    K.activation_rows(x, y_k, rows, np.array([3]), c, fn, alpha, lo, hi)
-    T.activation_rows(x, y_t, rows, np.array([3]), c, fn, alpha, lo, hi)
-    np.testing.assert_allclose(y_k, y_t, rtol=tol, atol=tol)
-    if fn <= 3:  # 24 of 64 neurons > FULL_PASS_ABOVE: every neuron, f(x)
-        np.testing.assert_allclose(y_k[40:48], T._pointwise(x[40:48], fn, alpha, lo, hi), rtol=tol,
-                                   atol=tol)
-    else:
-        assert (y_k[40:48] == 9.0).all()  # pixel 5 is not listed
+    rows, c = np.array([0, 3, 7, 1, 2, 6, 5], np.int64), 8  # pixels of 8 channels
+    for n_rows in (3, 6):  # 24 and 48 of 64 neurons: below and above ROWS_FULL_ABOVE
+        y_k, y_t = np.full_like(x, 9.0), np.full_like(x, 9.0)
+        K.activation_rows(x, y_k, rows, np.array([n_rows]), c, fn, alpha, lo, hi)
+        T.activation_rows(x, y_t, rows, np.array([n_rows]), c, fn, alpha, lo, hi)
+        np.testing.assert_allclose(y_k, y_t, rtol=tol, atol=tol)
+        if fn <= 3 and n_rows * c > ROWS_FULL_ABOVE * len(x):  # busy: every neuron, f(x)
+            np.testing.assert_allclose(y_k[40:48], T._pointwise(x[40:48], fn, alpha, lo, hi),
+                                       rtol=tol, atol=tol)
+        else:
+            assert (y_k[40:48] == 9.0).all()  # pixel 5 is not listed
 
 
 @pytest.mark.parametrize("per_channel", [True, False])
