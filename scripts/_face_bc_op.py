@@ -27,7 +27,8 @@ the 99% target on the non-test frames.
 Per-layer refinement (``--per-layer``, off by default): the guarded point is the start of a
 coordinate descent over one multiplier per layer (``_face_bc_layers``): cheapest synops pooled
 over the guard streams, relative error within ``--max-rel-err`` on each of them, pooled regret
-agreement ``>= --min-regret``.
+agreement ``>= --min-regret`` (``--err-bound pooled``: the error bound on the guard streams'
+frames pooled instead of on each).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def choose_command(args: argparse.Namespace) -> str:
         f" --guard-streams {args.guard_streams}")
     if getattr(args, "per_layer", False):
         guard += f" --per-layer --layer-step {args.layer_step:g} --max-moves {args.max_moves}"
+        if getattr(args, "err_bound", "each") != "each":
+            guard += f" --err-bound {args.err_bound}"
     return (f"python scripts/train_face_bc.py --choose-only --out {args.out} --name {args.name} "
             f"--max-rel-err {args.max_rel_err:g}"
             + (f" --scale-down {args.scale_down}" if args.scale_down else "") + guard)

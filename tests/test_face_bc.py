@@ -222,7 +222,7 @@ def test_per_layer_search_reaches_the_brute_force_optimum(monkeypatch):
 
     def fake(model, streams, values, bits, delta_mult):
         e = sum(err[n] / v for n, v in values.items())
-        return {"streams": {"a": {"rel_err": e, "failures": 0, "frames": 1}},
+        return {"streams": {"a": {"rel_err": e, "failures": 0, "frames": 1}}, "rel_err": e,
                 "synops_per_frame": sum(cost[n] * v for n, v in values.items()),
                 "regret_agreement": 1.0}
 
@@ -249,6 +249,25 @@ def test_per_layer_search_reaches_the_brute_force_optimum(monkeypatch):
         assert m["streams"]["a"]["rel_err"] > 1.0 or m["synops_per_frame"] >= final
 
 
+def test_per_layer_error_bound_each_or_pooled(monkeypatch):
+    """``feasible``: ``--err-bound each`` asks every stream for the bound, ``pooled`` only
+    their pooled error; the regret guard binds in both."""
+    import argparse
+
+    _scripts_path(monkeypatch)
+    layers = _script_module("_face_bc_layers")
+    m = {"streams": {"a": {"rel_err": 0.008}, "b": {"rel_err": 0.0095}}, "rel_err": 0.0089,
+         "regret_agreement": 0.996}
+    args = argparse.Namespace(max_rel_err=0.009, min_regret=0.995)
+    assert not layers.feasible(m, args)  # no flag: each stream, as before
+    assert not layers.feasible(m, argparse.Namespace(**vars(args), err_bound="each"))
+    assert layers.feasible(m, argparse.Namespace(**vars(args), err_bound="pooled"))
+    assert not layers.feasible({**m, "regret_agreement": 0.99},
+                               argparse.Namespace(**vars(args), err_bound="pooled"))
+    assert not layers.feasible({**m, "rel_err": 0.0091},
+                               argparse.Namespace(**vars(args), err_bound="pooled"))
+
+
 def test_per_layer_measure_counts_what_the_reference_run_counts(monkeypatch):
     """``_face_bc_layers.measure`` on two short non-test clips against sd.reference by hand:
     relative error, regret failures, and the frame-weighted pooling of synops."""
@@ -273,6 +292,10 @@ def test_per_layer_measure_counts_what_the_reference_run_counts(monkeypatch):
         got = m["streams"][name]
         assert got["failures"] == int((~ok).sum()) and got["frames"] == len(x)
         assert got["rel_err"] == pytest.approx(np.linalg.norm(y - a) / np.linalg.norm(a))
+    ys = [sd.reference(net, x, progress=False).reshape(a.shape) for x, a, _ in streams.values()]
+    a_all = np.concatenate([a for _, a, _ in streams.values()])
+    assert m["rel_err"] == pytest.approx(
+        np.linalg.norm(np.concatenate(ys) - a_all) / np.linalg.norm(a_all))
     s = m["streams"]
     assert m["synops_per_frame"] == pytest.approx(
         (5 * s["bikes"]["synops_per_frame"] + 3 * s["bigbuckbunny"]["synops_per_frame"]) / 8)
