@@ -38,7 +38,7 @@ def _case(h, w, c_in, c_out, k, stride, padding, seed, frac=0.8, map_ok=True):
         x=x, touched=touched, count=np.array([len(idx)], np.int64), rows=rows,
         row_count=np.array([len(rows)], np.int64), in_rows=False, memory=memory.astype(np.float64),
         param=LAVA_THR, lava_k=LAVA_K, lava_shift=6, w_run=w_run,
-        w8=int8_weights(w_run).view(np.int8)[: w_run.size], l1=K.lava_l1(w_cl),
+        w8=int8_weights(w_run).view(np.int8), l1=K.lava_l1(w_cl),  # padded to whole words, as the program
         dz=np.zeros(n_pix * c_out, np.int32), z=np.rint(1000 * rng.normal(size=n_pix * c_out)),
         geom=geom, ev_ch=np.zeros(n_in, np.int64), ev_val=np.zeros(n_in), px_list=np.zeros(n_in, np.int64),
         px_start=np.zeros(n_in + 1, np.int64), vbuf=np.zeros(c_in), pg_list=np.zeros(n_pix + 1, np.int64),
@@ -62,6 +62,10 @@ GEOMS = [  # (h, w, c_in, c_out, kernel, stride, padding)
     (7, 8, 2, 16, (3, 2), (2, 1), (1, 0)),
     (6, 7, 8, 12, (3, 3), (2, 1), (1, 0)),  # no map (8 channels): int32 scatter
     (5, 6, 16, 16, (3, 3), (1, 1), (0, 0)),
+    # kh * C_in <= 7: the int8 weights' padding to whole int64 words exceeds a tap row's count
+    (5, 6, 2, 5, (1, 1), (1, 1), (0, 0)),  # 10 weights in 16 bytes
+    (6, 7, 2, 5, (3, 3), (1, 1), (1, 1)),  # 90 in 96
+    (6, 5, 3, 6, (1, 1), (1, 1), (0, 0)),  # 18 in 24
 ]
 
 

@@ -44,7 +44,7 @@ def scatter_f32(px_list, px_start, n_px, ev_ch, ev_val, w32, dz, geom, c_in, pg_
     float kernel does; returns its ``(synops, additions)``."""
     w_in, h_out, w_out = geom[1], geom[2], geom[3]
     sy, sx, py, px, cg = geom[4], geom[5], geom[6], geom[7], geom[10]
-    lw = w32.shape[0] // (geom[8] * c_in)
+    lw = geom[9] * cg  # the run layout's row (w32 may be padded)
     synops, adds, npg = 0, 0.0, pg_count[0]
     n_out = pg_stamp.shape[0]
     reach = geom[11 + 2 * sx] * geom[11]

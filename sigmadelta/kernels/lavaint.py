@@ -81,13 +81,14 @@ def scatter_i32(px_list, px_start, n_px, ev_ch, ev_val, w8, dz, geom, c_in, pg_l
     """:func:`sigmadelta.kernels.conv_scatter_pixels` (gain 1) in int32: ``dz += conv(s, W)``.
 
     ``w8``: the run-layout weights (:func:`sigmadelta.kernels.run_layout`) as int8, flat
-    ``[kh, c_in, lw]``; ``dz``: int32 scratch as long as ``z``. The messages ``ev_val`` must
-    be integers with ``max|s| * lava_l1(W) < 2**31`` (then every sum is exact). Lists the
-    reached output pixels as the float kernel does; returns its ``(synops, additions)``.
+    ``[kh, c_in, lw]`` with ``lw = kw * cg`` (any padding after them unread); ``dz``: int32
+    scratch as long as ``z``. The messages ``ev_val`` must be integers with
+    ``max|s| * lava_l1(W) < 2**31`` (then every sum is exact). Lists the reached output
+    pixels as the float kernel does; returns its ``(synops, additions)``.
     """
     w_in, h_out, w_out = geom[1], geom[2], geom[3]
     sy, sx, py, px, cg = geom[4], geom[5], geom[6], geom[7], geom[10]
-    lw = w8.shape[0] // (geom[8] * c_in)
+    lw = geom[9] * cg  # not from w8's length: its padding to whole int64 words can exceed kh * c_in
     synops, adds, npg = 0, 0.0, pg_count[0]
     n_out = pg_stamp.shape[0]
     reach = geom[11 + 2 * sx] * geom[11]
