@@ -169,13 +169,18 @@ def test_lava_encode_map_against_twin_and_encoder(geom):
     assert set(ev_idx[:n_ev]) <= set(case["touched"][: case["count"][0]])
 
 
-@pytest.mark.parametrize("huge", [False, True])
-def test_lava_dense_step(huge):
+@pytest.mark.parametrize("n_out", [37, 64, 100])
+@pytest.mark.parametrize("scale", [20.0, 3e4, 1e9])
+def test_lava_dense_step(n_out, scale):
+    """``scale`` 20: float32 registers (64 outputs or more; bound below ``2**24``), 3e4: int32,
+    1e9: past ``2**31``, float64."""
     rng = np.random.default_rng(2)
-    n_in, n_out, n_ev = 300, 37, 120
+    n_in, n_ev = 300, 121
     w = rng.integers(-100, 101, size=(n_in, n_out)).astype(np.int8)
     ev_idx = rng.choice(n_in, n_ev, replace=False).astype(np.int64)
-    ev_val = np.rint(rng.normal(size=n_ev) * (1e9 if huge else 3e4))  # 1e9 * l1: past int32
+    ev_val = np.rint(rng.normal(size=n_ev) * scale)
+    bound = np.abs(ev_val).max() * K.lava_l1(w)
+    assert (bound < 2**24) == (scale == 20.0) and (bound < 2**31) == (scale < 1e9)
     case = dict(ev_idx=ev_idx, ev_val=ev_val, n_events=n_ev, w8=w, l1=K.lava_l1(w),
                 dz=np.zeros(n_out, np.int32), z=np.rint(rng.normal(size=n_out) * 1e5))
     ra, a, rb, b = both_named("lava_dense_step", case)
@@ -184,8 +189,23 @@ def test_lava_dense_step(huge):
     assert not a["dz"].any()
     z = case["z"].copy()
     assert K.dense_scatter(ev_idx, ev_val, n_ev, 1.0, w.astype(np.float64), z)[0] == ra[0]
-    if not huge:
+    if scale < 1e9:
         np.testing.assert_array_equal(a["z"], z)
+
+
+@pytest.mark.parametrize("n_out", [64, 100, 130])
+@pytest.mark.parametrize("n_ev", [0, 1, 2, 57])
+def test_dense_f32_against_twin(n_out, n_ev):
+    """The float32 register sums (even and odd event counts, an overlapping last block)."""
+    rng = np.random.default_rng(n_out + n_ev)
+    w = rng.integers(-127, 128, size=(90, n_out)).astype(np.int8)
+    ev_idx = rng.choice(90, n_ev, replace=False).astype(np.int64)
+    ev_val = np.rint(rng.normal(size=n_ev) * 300)
+    assert np.abs(ev_val).max(initial=0) * K.lava_l1(w) < 2**24
+    case = dict(ev_idx=ev_idx, ev_val=ev_val, n_events=n_ev, w8=w, dz=np.zeros(n_out, np.int32))
+    _, a, _, b = both_named("dense_f32", case)
+    np.testing.assert_array_equal(a["dz"], b["dz"])
+    assert a["dz"].any() == (n_ev > 0)
 
 
 def test_lava_network_with_a_three_channel_conv_equals_the_reference(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 from .numpy_twins_gemm import _from_run
 
 __all__ = ["max_abs", "scatter_i32", "fold_i32", "scatter_f32", "fold_f32", "lava_map", "lava_encode_map",
-           "lava_conv_step", "lava_dense_step"]
+           "lava_conv_step", "lava_dense_step", "dense_f32"]
 
 
 def max_abs(v, n):
@@ -154,3 +154,7 @@ def lava_dense_step(ev_idx, ev_val, n_events, w8, l1, dz, z):
     idx, vals = ev_idx[:n_events], ev_val[:n_events].astype(np.int64)
     z += vals @ w8[idx].astype(np.int64)
     return n_events * w8.shape[1], float(np.abs(vals).sum()) * w8.shape[1]
+
+
+def dense_f32(ev_idx, ev_val, n_events, w8, dz):
+    dz[:] = ev_val[:n_events].astype(np.int64) @ w8[ev_idx[:n_events]].astype(np.int64)
