@@ -285,14 +285,27 @@ def lava_encode_map(x, memory, param, lava_k, lava_shift, geom, mgeom, buf, c_in
         fy = mgeom[MAP_H + iy]
         fan += fy * fan_r
         adds += fy * adds_r
-        h0 = (iy + py) * wp + px
-        for ix in range(w_in):  # the pixel flags
-            k = 0
-            for c in range(c_in):
-                k += es[ix * c_in + c] != 0.0
-            hit[h0 + ix] = 1.0 if k > 0 else 0.0
-            npx += k > 0
+        hs = hit[(iy + py) * wp + px:(iy + py) * wp + px + w_in]
+        if c_in == 3:  # a literal channel count: the flag loop unrolls and vectorises (6 -> 3 us)
+            npx += _flags(ss, hs, w_in, 3)
+        else:
+            npx += _flags(ss, hs, w_in, c_in)
     return npx, n, fan, float(adds), float(top)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _flags(ss, hs, w_in, c_in):
+    """``hs[ix] = 1`` if pixel ``ix`` of a map row ``ss`` (``[w_in, c_in]``) holds a message,
+    else 0 (``sum_c |s| != 0``); returns the number flagged."""
+    npx = 0
+    for ix in range(w_in):
+        m = abs(ss[ix * c_in])
+        for c in range(1, c_in):
+            m += abs(ss[ix * c_in + c])
+        h = m != 0.0
+        hs[ix] = h
+        npx += h
+    return npx
 
 
 @njit(cache=True, nogil=True)
