@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, uint64
 
 from .pixel import _split
-from .simd import vadd, wfma, wfma_i8, wlanes, wload, wstore, wstore_i32, wzero_f32
+from .simd import wfma, wfma_i8, wlanes, wload, wstore, wstore_i32, wzero_f32
 
 __all__ = ["lava_scatter_make", "scatter_f32", "fold_f32", "dense_f32"]
 
@@ -142,39 +142,36 @@ def fold_f32(z, dz, pg_list, pg_count, cg):
 @njit(cache=True, nogil=True)
 def dense_f32(ev_idx, ev_val, n_events, w8, dz):
     """``dz[:] = W s`` of a ``"lava"`` dense layer (int8 weights ``w8[in, out]``, at least
-    ``wlanes(4) * 4 = 64`` outputs) in float32 registers, as int32: the messages must be
-    integers with ``max|s| * lava_l1(W) < 2**24`` (every partial sum is then exact)::
+    ``wlanes(4) = 16`` outputs) in float32 registers, as int32: the messages must be integers
+    with ``max|s| * lava_l1(W) < 2**24`` (every partial sum is then exact)::
 
-        acc[j:j+64] = sum_e s_e * float32(W8[i_e, j:j+64])      (FMA)     dz[j:j+64] = acc
+        acc[j:j+128] = sum_e s_e * float32(W8[i_e, j:j+128])      (FMA)     dz[j:j+128] = acc
 
-    Each block of 64 outputs stays in registers over all the events (two sets of four wide
-    vectors, even and odd events, for two independent chains of additions); the last block
-    ends at the last output and overlaps the one before (it stores the same exact sums)."""
+    Each block of up to eight wide vectors (128 outputs) stays in registers over all the
+    events, so a weight row is read once per block; a vector that would pass the last output
+    starts at ``n_out - 16`` instead (overlapping: it stores the same exact sums)."""
     n_out = w8.shape[1]
     flat = w8.reshape(w8.shape[0] * n_out)
-    W = uint64(wlanes(4))  # noqa: N806
-    W2, W3 = W + W, W + W + W  # noqa: N806
-    o = 0
-    while o < n_out:
-        o = min(o, n_out - 4 * wlanes(4))  # the last block: overlapping, ending at n_out
+    W = wlanes(4)  # noqa: N806
+    last = n_out - W
+    for o in range(0, n_out, 8 * W):
+        s0, s1, s2, s3 = (uint64(min(o, last)), uint64(min(o + W, last)), uint64(min(o + 2 * W, last)),
+                          uint64(min(o + 3 * W, last)))
+        s4, s5, s6, s7 = (uint64(min(o + 4 * W, last)), uint64(min(o + 5 * W, last)),
+                          uint64(min(o + 6 * W, last)), uint64(min(o + 7 * W, last)))
         a0, a1, a2, a3 = wzero_f32(0), wzero_f32(0), wzero_f32(0), wzero_f32(0)
-        b0, b1, b2, b3 = wzero_f32(0), wzero_f32(0), wzero_f32(0), wzero_f32(0)
-        e = 0
-        while e + 1 < n_events:
-            v, wb = ev_val[e], uint64(ev_idx[e] * n_out + o)
-            a0, a1 = wfma_i8(a0, v, flat, wb), wfma_i8(a1, v, flat, wb + W)
-            a2, a3 = wfma_i8(a2, v, flat, wb + W2), wfma_i8(a3, v, flat, wb + W3)
-            v, wb = ev_val[e + 1], uint64(ev_idx[e + 1] * n_out + o)
-            b0, b1 = wfma_i8(b0, v, flat, wb), wfma_i8(b1, v, flat, wb + W)
-            b2, b3 = wfma_i8(b2, v, flat, wb + W2), wfma_i8(b3, v, flat, wb + W3)
-            e += 2
-        if e < n_events:
-            v, wb = ev_val[e], uint64(ev_idx[e] * n_out + o)
-            a0, a1 = wfma_i8(a0, v, flat, wb), wfma_i8(a1, v, flat, wb + W)
-            a2, a3 = wfma_i8(a2, v, flat, wb + W2), wfma_i8(a3, v, flat, wb + W3)
-        ob = uint64(o)
-        wstore_i32(dz, ob, vadd(a0, b0))
-        wstore_i32(dz, ob + W, vadd(a1, b1))
-        wstore_i32(dz, ob + W2, vadd(a2, b2))
-        wstore_i32(dz, ob + W3, vadd(a3, b3))
-        o += 4 * wlanes(4)
+        a4, a5, a6, a7 = wzero_f32(0), wzero_f32(0), wzero_f32(0), wzero_f32(0)
+        for e in range(n_events):
+            v, wb = ev_val[e], uint64(ev_idx[e] * n_out)
+            a0, a1 = wfma_i8(a0, v, flat, wb + s0), wfma_i8(a1, v, flat, wb + s1)
+            a2, a3 = wfma_i8(a2, v, flat, wb + s2), wfma_i8(a3, v, flat, wb + s3)
+            a4, a5 = wfma_i8(a4, v, flat, wb + s4), wfma_i8(a5, v, flat, wb + s5)
+            a6, a7 = wfma_i8(a6, v, flat, wb + s6), wfma_i8(a7, v, flat, wb + s7)
+        wstore_i32(dz, s0, a0)
+        wstore_i32(dz, s1, a1)
+        wstore_i32(dz, s2, a2)
+        wstore_i32(dz, s3, a3)
+        wstore_i32(dz, s4, a4)
+        wstore_i32(dz, s5, a5)
+        wstore_i32(dz, s6, a6)
+        wstore_i32(dz, s7, a7)

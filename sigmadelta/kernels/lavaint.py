@@ -468,8 +468,9 @@ def lava_dense_step(ev_idx, ev_val, n_events, w8, l1, dz, z):
     """``z += W s`` of a ``"lava"`` dense layer, as :func:`sigmadelta.kernels.dense_scatter`
     (gain 1) with int8 weights ``w8[in, out]``: through the int32 scratch ``dz`` (zero, as
     long as ``z``) while ``max|s| * l1 < 2**31``, else in float64. Below ``2**24`` a layer
-    of at least 64 outputs sums in float32 registers (:func:`sigmadelta.kernels.dense_f32`;
-    on lava-dl PilotNet's first dense layer, 1353 events of 2560 x 100 a step, TIMING).
+    of at least 16 outputs sums in float32 registers (:func:`sigmadelta.kernels.dense_f32`;
+    lava-dl PilotNet's first dense layer, about 1350 events into 100 outputs a step: 12.8 ->
+    9.1 us against int32, replayed on 55 captured steps, thread CPU time, best of 7, load 4.5-8).
     Returns ``(synops, additions)``.
     """
     bound = max_abs(ev_val, n_events) * max(l1, 1.0)
@@ -479,7 +480,7 @@ def lava_dense_step(ev_idx, ev_val, n_events, w8, l1, dz, z):
     mag = 0.0
     for e in range(n_events):
         mag += abs(ev_val[e])
-    if bound < FLOAT32_SUMS and n_out >= 4 * wlanes(4):  # float32 registers (kernels/lavaf32.py)
+    if bound < FLOAT32_SUMS and n_out >= wlanes(4):  # float32 registers (kernels/lavaf32.py)
         dense_f32(ev_idx, ev_val, n_events, w8, dz)
     else:
         for e in range(n_events):
