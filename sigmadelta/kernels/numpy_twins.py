@@ -27,10 +27,8 @@ from .numpy_twins_lava import (
 from .numpy_twins_maps import _merge_touched, convt_scatter, gather_update, pixel_map_update
 
 __all__ = [
-    "dense_f32", "fold_i32", "lava_conv_step", "lava_dense_step", "lava_encode_map", "lava_map",
-    "scatter_f32",
-    "fold_f32", "max_abs", "scatter_i32",
-    "convt_scatter",
+    "fold_i32", "lava_conv_step", "lava_dense_step", "lava_encode_map", "lava_map", "scatter_f32",
+    "fold_f32", "max_abs", "scatter_i32", "dense_f32", "convt_scatter",
     "pixel_map_update",
     "gather_update",
     "conv_gemm",
