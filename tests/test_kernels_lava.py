@@ -38,7 +38,7 @@ def _case(h, w, c_in, c_out, k, stride, padding, seed, frac=0.8, map_ok=True):
         x=x, touched=touched, count=np.array([len(idx)], np.int64), rows=rows,
         row_count=np.array([len(rows)], np.int64), in_rows=False, memory=memory.astype(np.float64),
         param=LAVA_THR, lava_k=LAVA_K, lava_shift=6, w_run=w_run,
-        w8=int8_weights(w_run).view(np.int8)[: w_run.size], l1=K.lava_l1(w_cl),
+        w8=int8_weights(w_run).view(np.int8), l1=K.lava_l1(w_cl),  # padded to whole words, as the program
         dz=np.zeros(n_pix * c_out, np.int32), z=np.rint(1000 * rng.normal(size=n_pix * c_out)),
         geom=geom, ev_ch=np.zeros(n_in, np.int64), ev_val=np.zeros(n_in), px_list=np.zeros(n_in, np.int64),
         px_start=np.zeros(n_in + 1, np.int64), vbuf=np.zeros(c_in), pg_list=np.zeros(n_pix + 1, np.int64),
@@ -62,6 +62,10 @@ GEOMS = [  # (h, w, c_in, c_out, kernel, stride, padding)
     (7, 8, 2, 16, (3, 2), (2, 1), (1, 0)),
     (6, 7, 8, 12, (3, 3), (2, 1), (1, 0)),  # no map (8 channels): int32 scatter
     (5, 6, 16, 16, (3, 3), (1, 1), (0, 0)),
+    # kh * C_in <= 7: the int8 weights' padding to whole int64 words exceeds a tap row's count
+    (5, 6, 2, 5, (1, 1), (1, 1), (0, 0)),  # 10 weights in 16 bytes
+    (6, 7, 2, 5, (3, 3), (1, 1), (1, 1)),  # 90 in 96
+    (6, 5, 3, 6, (1, 1), (1, 1), (0, 0)),  # 18 in 24
 ]
 
 
@@ -165,13 +169,18 @@ def test_lava_encode_map_against_twin_and_encoder(geom):
     assert set(ev_idx[:n_ev]) <= set(case["touched"][: case["count"][0]])
 
 
-@pytest.mark.parametrize("huge", [False, True])
-def test_lava_dense_step(huge):
+@pytest.mark.parametrize("n_out", [10, 37, 100])
+@pytest.mark.parametrize("scale", [20.0, 3e4, 1e9])
+def test_lava_dense_step(n_out, scale):
+    """``scale`` 20: float32 registers (16 outputs or more; bound below ``2**24``), else int32;
+    3e4: int32; 1e9: past ``2**31``, float64."""
     rng = np.random.default_rng(2)
-    n_in, n_out, n_ev = 300, 37, 120
+    n_in, n_ev = 300, 121
     w = rng.integers(-100, 101, size=(n_in, n_out)).astype(np.int8)
     ev_idx = rng.choice(n_in, n_ev, replace=False).astype(np.int64)
-    ev_val = np.rint(rng.normal(size=n_ev) * (1e9 if huge else 3e4))  # 1e9 * l1: past int32
+    ev_val = np.rint(rng.normal(size=n_ev) * scale)
+    bound = np.abs(ev_val).max() * K.lava_l1(w)
+    assert (bound < 2**24) == (scale == 20.0) and (bound < 2**31) == (scale < 1e9)
     case = dict(ev_idx=ev_idx, ev_val=ev_val, n_events=n_ev, w8=w, l1=K.lava_l1(w),
                 dz=np.zeros(n_out, np.int32), z=np.rint(rng.normal(size=n_out) * 1e5))
     ra, a, rb, b = both_named("lava_dense_step", case)
@@ -180,8 +189,23 @@ def test_lava_dense_step(huge):
     assert not a["dz"].any()
     z = case["z"].copy()
     assert K.dense_scatter(ev_idx, ev_val, n_ev, 1.0, w.astype(np.float64), z)[0] == ra[0]
-    if not huge:
+    if scale < 1e9:
         np.testing.assert_array_equal(a["z"], z)
+
+
+@pytest.mark.parametrize("n_out", [16, 37, 100, 128, 300])
+@pytest.mark.parametrize("n_ev", [0, 1, 57])
+def test_dense_f32_against_twin(n_out, n_ev):
+    """The float32 register sums (blocks of 128 outputs, vectors overlapping at the end)."""
+    rng = np.random.default_rng(n_out + n_ev)
+    w = rng.integers(-127, 128, size=(90, n_out)).astype(np.int8)
+    ev_idx = rng.choice(90, n_ev, replace=False).astype(np.int64)
+    ev_val = np.rint(rng.normal(size=n_ev) * 300)
+    assert np.abs(ev_val).max(initial=0) * K.lava_l1(w) < 2**24
+    case = dict(ev_idx=ev_idx, ev_val=ev_val, n_events=n_ev, w8=w, dz=np.zeros(n_out, np.int32))
+    _, a, _, b = both_named("dense_f32", case)
+    np.testing.assert_array_equal(a["dz"], b["dz"])
+    assert a["dz"].any() == (n_ev > 0)
 
 
 def test_lava_network_with_a_three_channel_conv_equals_the_reference(tmp_path):

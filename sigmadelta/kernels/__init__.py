@@ -37,7 +37,7 @@ from .elementwise import (
     upsample_update,
 )
 from .gathergemm import conv_gemm_pixels, gemm_layout, pixel_rows
-from .lavaf32 import fold_f32, lava_scatter_make, scatter_f32
+from .lavaf32 import dense_f32, fold_f32, lava_scatter_make, scatter_f32
 from .lavaint import (
     FLOAT32_SUMS,
     INT32_SUMS,
@@ -115,6 +115,7 @@ __all__ = [
     "lava_dense_step",
     "lava_encode_map",
     "lava_scatter_make",
+    "dense_f32",
     "scatter_f32",
     "fold_f32",
     "lava_l1",

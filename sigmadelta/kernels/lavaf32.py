@@ -21,9 +21,9 @@ import numpy as np
 from numba import njit, uint64
 
 from .pixel import _split
-from .simd import wfma, wlanes, wload, wstore
+from .simd import wfma, wfma_i8, wlanes, wload, wstore, wstore_i32, wzero_f32
 
-__all__ = ["lava_scatter_make", "scatter_f32", "fold_f32"]
+__all__ = ["lava_scatter_make", "scatter_f32", "fold_f32", "dense_f32"]
 
 
 def lava_scatter_make(w_run: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -44,7 +44,7 @@ def scatter_f32(px_list, px_start, n_px, ev_ch, ev_val, w32, dz, geom, c_in, pg_
     float kernel does; returns its ``(synops, additions)``."""
     w_in, h_out, w_out = geom[1], geom[2], geom[3]
     sy, sx, py, px, cg = geom[4], geom[5], geom[6], geom[7], geom[10]
-    lw = w32.shape[0] // (geom[8] * c_in)
+    lw = geom[9] * cg  # the run layout's row (w32 may be padded)
     synops, adds, npg = 0, 0.0, pg_count[0]
     n_out = pg_stamp.shape[0]
     reach = geom[11 + 2 * sx] * geom[11]
@@ -137,3 +137,41 @@ def fold_f32(z, dz, pg_list, pg_count, cg):
         for j in range(cg):
             z[b + j] += dz[b + j]
             dz[b + j] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def dense_f32(ev_idx, ev_val, n_events, w8, dz):
+    """``dz[:] = W s`` of a ``"lava"`` dense layer (int8 weights ``w8[in, out]``, at least
+    ``wlanes(4) = 16`` outputs) in float32 registers, as int32: the messages must be integers
+    with ``max|s| * lava_l1(W) < 2**24`` (every partial sum is then exact)::
+
+        acc[j:j+128] = sum_e s_e * float32(W8[i_e, j:j+128])      (FMA)     dz[j:j+128] = acc
+
+    Each block of up to eight wide vectors (128 outputs) stays in registers over all the
+    events, so a weight row is read once per block; a vector that would pass the last output
+    starts at ``n_out - 16`` instead (overlapping: it stores the same exact sums)."""
+    n_out = w8.shape[1]
+    flat = w8.reshape(w8.shape[0] * n_out)
+    W = wlanes(4)  # noqa: N806
+    last = n_out - W
+    for o in range(0, n_out, 8 * W):
+        s0, s1, s2, s3 = (uint64(min(o, last)), uint64(min(o + W, last)), uint64(min(o + 2 * W, last)),
+                          uint64(min(o + 3 * W, last)))
+        s4, s5, s6, s7 = (uint64(min(o + 4 * W, last)), uint64(min(o + 5 * W, last)),
+                          uint64(min(o + 6 * W, last)), uint64(min(o + 7 * W, last)))
+        a0, a1, a2, a3 = wzero_f32(0), wzero_f32(0), wzero_f32(0), wzero_f32(0)
+        a4, a5, a6, a7 = wzero_f32(0), wzero_f32(0), wzero_f32(0), wzero_f32(0)
+        for e in range(n_events):
+            v, wb = ev_val[e], uint64(ev_idx[e] * n_out)
+            a0, a1 = wfma_i8(a0, v, flat, wb + s0), wfma_i8(a1, v, flat, wb + s1)
+            a2, a3 = wfma_i8(a2, v, flat, wb + s2), wfma_i8(a3, v, flat, wb + s3)
+            a4, a5 = wfma_i8(a4, v, flat, wb + s4), wfma_i8(a5, v, flat, wb + s5)
+            a6, a7 = wfma_i8(a6, v, flat, wb + s6), wfma_i8(a7, v, flat, wb + s7)
+        wstore_i32(dz, s0, a0)
+        wstore_i32(dz, s1, a1)
+        wstore_i32(dz, s2, a2)
+        wstore_i32(dz, s3, a3)
+        wstore_i32(dz, s4, a4)
+        wstore_i32(dz, s5, a5)
+        wstore_i32(dz, s6, a6)
+        wstore_i32(dz, s7, a7)

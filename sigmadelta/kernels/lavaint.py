@@ -30,7 +30,7 @@ same ``z``, encoder memory, counters and listing as the float64 scatter
 import numpy as np
 from numba import int32, int64, njit, uint64
 
-from .lavaf32 import fold_f32, scatter_f32
+from .lavaf32 import dense_f32, fold_f32, scatter_f32
 from .pixel import (
     Q_LAVA,
     _split,
@@ -41,7 +41,7 @@ from .pixel import (
     list_rows,
 )
 from .scatter import dense_scatter
-from .simd import lanes, vadd, vfma, vstore, vzero
+from .simd import lanes, vadd, vfma, vstore, vzero, wlanes
 
 __all__ = ["INT32_SUMS", "FLOAT32_SUMS", "LAVA_MAP_MAX_C", "lava_l1", "lava_map", "lava_map_make",
            "lava_map_ok", "lava_encode_map", "lava_conv_step",
@@ -81,13 +81,14 @@ def scatter_i32(px_list, px_start, n_px, ev_ch, ev_val, w8, dz, geom, c_in, pg_l
     """:func:`sigmadelta.kernels.conv_scatter_pixels` (gain 1) in int32: ``dz += conv(s, W)``.
 
     ``w8``: the run-layout weights (:func:`sigmadelta.kernels.run_layout`) as int8, flat
-    ``[kh, c_in, lw]``; ``dz``: int32 scratch as long as ``z``. The messages ``ev_val`` must
-    be integers with ``max|s| * lava_l1(W) < 2**31`` (then every sum is exact). Lists the
-    reached output pixels as the float kernel does; returns its ``(synops, additions)``.
+    ``[kh, c_in, lw]`` with ``lw = kw * cg`` (any padding after them unread); ``dz``: int32
+    scratch as long as ``z``. The messages ``ev_val`` must be integers with
+    ``max|s| * lava_l1(W) < 2**31`` (then every sum is exact). Lists the reached output
+    pixels as the float kernel does; returns its ``(synops, additions)``.
     """
     w_in, h_out, w_out = geom[1], geom[2], geom[3]
     sy, sx, py, px, cg = geom[4], geom[5], geom[6], geom[7], geom[10]
-    lw = w8.shape[0] // (geom[8] * c_in)
+    lw = geom[9] * cg  # not from w8's length: its padding to whole int64 words can exceed kh * c_in
     synops, adds, npg = 0, 0.0, pg_count[0]
     n_out = pg_stamp.shape[0]
     reach = geom[11 + 2 * sx] * geom[11]
@@ -284,14 +285,27 @@ def lava_encode_map(x, memory, param, lava_k, lava_shift, geom, mgeom, buf, c_in
         fy = mgeom[MAP_H + iy]
         fan += fy * fan_r
         adds += fy * adds_r
-        h0 = (iy + py) * wp + px
-        for ix in range(w_in):  # the pixel flags
-            k = 0
-            for c in range(c_in):
-                k += es[ix * c_in + c] != 0.0
-            hit[h0 + ix] = 1.0 if k > 0 else 0.0
-            npx += k > 0
+        hs = hit[(iy + py) * wp + px:(iy + py) * wp + px + w_in]
+        if c_in == 3:  # a literal channel count: the flag loop unrolls and vectorises (6 -> 3 us)
+            npx += _flags(ss, hs, w_in, 3)
+        else:
+            npx += _flags(ss, hs, w_in, c_in)
     return npx, n, fan, float(adds), float(top)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _flags(ss, hs, w_in, c_in):
+    """``hs[ix] = 1`` if pixel ``ix`` of a map row ``ss`` (``[w_in, c_in]``) holds a message,
+    else 0 (``sum_c |s| != 0``); returns the number flagged."""
+    npx = 0
+    for ix in range(w_in):
+        m = abs(ss[ix * c_in])
+        for c in range(1, c_in):
+            m += abs(ss[ix * c_in + c])
+        h = m != 0.0
+        hs[ix] = h
+        npx += h
+    return npx
 
 
 @njit(cache=True, nogil=True)
@@ -453,19 +467,27 @@ def _clear_map(mgeom, buf, c_in):
 def lava_dense_step(ev_idx, ev_val, n_events, w8, l1, dz, z):
     """``z += W s`` of a ``"lava"`` dense layer, as :func:`sigmadelta.kernels.dense_scatter`
     (gain 1) with int8 weights ``w8[in, out]``: through the int32 scratch ``dz`` (zero, as
-    long as ``z``) while ``max|s| * l1 < 2**31``, else in float64.
+    long as ``z``) while ``max|s| * l1 < 2**31``, else in float64. Below ``2**24`` a layer
+    of at least 16 outputs sums in float32 registers (:func:`sigmadelta.kernels.dense_f32`;
+    lava-dl PilotNet's first dense layer, about 1350 events into 100 outputs a step: 12.8 ->
+    9.1 us against int32, replayed on 55 captured steps, thread CPU time, best of 7, load 4.5-8).
     Returns ``(synops, additions)``.
     """
-    if max_abs(ev_val, n_events) * max(l1, 1.0) >= INT32_SUMS:
+    bound = max_abs(ev_val, n_events) * max(l1, 1.0)
+    if bound >= INT32_SUMS:
         return dense_scatter(ev_idx, ev_val, n_events, 1.0, w8, z)
     n_out = w8.shape[1]
     mag = 0.0
     for e in range(n_events):
-        i = ev_idx[e]
-        v = int32(ev_val[e])
         mag += abs(ev_val[e])
-        for j in range(n_out):
-            dz[j] += v * w8[i, j]
+    if bound < FLOAT32_SUMS and n_out >= wlanes(4):  # float32 registers (kernels/lavaf32.py)
+        dense_f32(ev_idx, ev_val, n_events, w8, dz)
+    else:
+        for e in range(n_events):
+            i = ev_idx[e]
+            v = int32(ev_val[e])
+            for j in range(n_out):
+                dz[j] += v * w8[i, j]
     for j in range(n_out):
         z[j] += dz[j]
         dz[j] = 0

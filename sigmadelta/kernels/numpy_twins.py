@@ -13,6 +13,7 @@ from .elementwise import ADD_FULL_ABOVE, FULL_PASS_ABOVE, ROWS_FULL_ABOVE
 from .numpy_twins_depthwise import depthwise_dense
 from .numpy_twins_gemm import _from_run, conv1x1_dense, conv_gemm, conv_gemm_pixels
 from .numpy_twins_lava import (
+    dense_f32,
     fold_f32,
     fold_i32,
     lava_conv_step,
@@ -27,8 +28,7 @@ from .numpy_twins_maps import _merge_touched, convt_scatter, gather_update, pixe
 
 __all__ = [
     "fold_i32", "lava_conv_step", "lava_dense_step", "lava_encode_map", "lava_map", "scatter_f32",
-    "fold_f32", "max_abs", "scatter_i32",
-    "convt_scatter",
+    "fold_f32", "max_abs", "scatter_i32", "dense_f32", "convt_scatter",
     "pixel_map_update",
     "gather_update",
     "conv_gemm",

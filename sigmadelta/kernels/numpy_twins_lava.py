@@ -9,7 +9,7 @@ import numpy as np
 from .numpy_twins_gemm import _from_run
 
 __all__ = ["max_abs", "scatter_i32", "fold_i32", "scatter_f32", "fold_f32", "lava_map", "lava_encode_map",
-           "lava_conv_step", "lava_dense_step"]
+           "lava_conv_step", "lava_dense_step", "dense_f32"]
 
 
 def max_abs(v, n):
@@ -61,8 +61,8 @@ def _encode(x, idx, memory, param, lava_k, lava_shift):
 
 def scatter_i32(px_list, px_start, n_px, ev_ch, ev_val, w8, dz, geom, c_in, pg_list, pg_count,
                 pg_stamp, frame):
-    kh = int(geom[8])
-    w_cl = _from_run(w8.reshape(kh, c_in, -1).astype(np.int64), geom)
+    kh, kw, cg = (int(v) for v in geom[8:11])
+    w_cl = _from_run(w8[:kh * c_in * kw * cg].reshape(kh, c_in, -1).astype(np.int64), geom)  # unpadded
     s, synops, adds = _step_sum(px_list, px_start, n_px, ev_ch, ev_val, w_cl, geom, pg_list, pg_count,
                                 pg_stamp, frame)
     dz[:] = (dz.astype(np.int64) + s).astype(np.int32)
@@ -77,9 +77,8 @@ def fold_i32(z, dz, pg_list, pg_count, cg):
 
 def scatter_f32(px_list, px_start, n_px, ev_ch, ev_val, w32, dz, geom, c_in, pg_list, pg_count,
                 pg_stamp, frame):
-    kh = int(geom[8])
-    n = len(w32) - len(w32) % (kh * c_in)  # without the padding of the float64 words
-    w_cl = _from_run(w32[:n].reshape(kh, c_in, -1).astype(np.int64), geom)
+    kh, kw, cg = (int(v) for v in geom[8:11])
+    w_cl = _from_run(w32[:kh * c_in * kw * cg].reshape(kh, c_in, -1).astype(np.int64), geom)
     s, synops, adds = _step_sum(px_list, px_start, n_px, ev_ch, ev_val, w_cl, geom, pg_list, pg_count,
                                 pg_stamp, frame)
     dz[:len(s)] = (dz[:len(s)].astype(np.int64) + s).astype(np.float32)
@@ -155,3 +154,7 @@ def lava_dense_step(ev_idx, ev_val, n_events, w8, l1, dz, z):
     idx, vals = ev_idx[:n_events], ev_val[:n_events].astype(np.int64)
     z += vals @ w8[idx].astype(np.int64)
     return n_events * w8.shape[1], float(np.abs(vals).sum()) * w8.shape[1]
+
+
+def dense_f32(ev_idx, ev_val, n_events, w8, dz):
+    dz[:] = ev_val[:n_events].astype(np.int64) @ w8[ev_idx[:n_events]].astype(np.int64)

@@ -21,7 +21,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_jitable, register_model
 
 __all__ = ["Vec", "lanes", "vload", "vstore", "vmul_add", "vmul_add_vv", "vfma", "vadd", "vzero",
-           "VECTOR_BYTES", "WIDE_BYTES", "wlanes", "wload", "wstore", "wfma"]
+           "VECTOR_BYTES", "WIDE_BYTES", "wlanes", "wload", "wstore", "wfma", "wzero_f32", "wfma_i8",
+           "wstore_i32"]
 
 VECTOR_BYTES = 32  # AVX2; a narrower machine splits each vector, a wider one is not used fully
 WIDE_BYTES = 64  # the w* intrinsics: AVX-512 (LLVM splits them in two on an AVX2 machine)
@@ -242,3 +243,60 @@ def wfma(typingctx, acc, s, arr, idx):
         return _fma(context, builder, sig, args)
 
     return acc(acc, s, arr, idx), codegen
+
+
+# int8 weights into float32 wide vectors (exact: every int8 is a float32).
+
+
+@intrinsic
+def wzero_f32(typingctx, like):
+    """A wide vector of float32 zeros (``like``: any integer, unread)."""
+    if not isinstance(like, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return cgutils.get_null_value(context.get_value_type(sig.return_type))
+
+    return Vec(types.float32, WIDE_BYTES // 4)(like), codegen
+
+
+@intrinsic
+def wfma_i8(typingctx, acc, s, arr, idx):
+    """``acc + s * float32(arr[idx : idx + W])`` for int8 ``arr`` and a wide float32 vector
+    ``acc`` (``W = wlanes(4)``): the int8 values widened and converted, one fused multiply-add
+    per lane (exact wherever the product and the sum are integers below ``2**24``)."""
+    f32 = Vec(types.float32, WIDE_BYTES // 4)
+    if (not _ok(arr, idx) or arr.dtype != types.int8 or acc != f32
+            or not isinstance(s, (types.Float, types.Integer))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(sig.args[0])
+        bty = ir.VectorType(ir.IntType(8), vty.count)
+        w = builder.sitofp(builder.load(_ptr(context, builder, sig.args[2], args[2], sig.args[3], args[3],
+                                             bty), align=1), vty)
+        sc = context.cast(builder, args[1], sig.args[1], types.float32)
+        sv = builder.insert_element(cgutils.get_null_value(vty), sc, ir.Constant(ir.IntType(32), 0))
+        sv = builder.shuffle_vector(sv, ir.Constant(vty, ir.Undefined),
+                                    ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count))
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
+                                             f"llvm.fma.v{vty.count}f32")
+        return builder.call(fma, [sv, w, args[0]])
+
+    return acc(acc, s, arr, idx), codegen
+
+
+@intrinsic
+def wstore_i32(typingctx, arr, idx, vec):
+    """``arr[idx : idx + W] = int32(vec)`` for int32 ``arr`` and a wide float32 vector of
+    integers (truncated toward zero: exact for integers)."""
+    if not _ok(arr, idx) or arr.dtype != types.int32 or vec != Vec(types.float32, WIDE_BYTES // 4):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ity = ir.VectorType(ir.IntType(32), sig.args[2].n)
+        ptr = _ptr(context, builder, sig.args[0], args[0], sig.args[1], args[1], ity)
+        builder.store(builder.fptosi(args[2], ity), ptr, align=4)
+        return context.get_dummy_value()
+
+    return types.void(arr, idx, vec), codegen
