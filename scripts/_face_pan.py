@@ -59,7 +59,12 @@ def _alpha(side: int) -> np.ndarray:
 def _warp_face(face: np.ndarray, centre: np.ndarray, side: float, angle: float
                ) -> tuple[np.ndarray, np.ndarray]:
     """The 25 px face and its alpha, scaled to ``side`` px, turned by ``angle`` degrees and
-    centred at ``centre`` (row, col) of a QCIF frame (bilinear)."""
+    placed at ``centre`` (row, col) of a QCIF frame (bilinear; pixel centres at integers).
+
+    The patch's corner ``(0, 0)`` edge, not its first pixel's centre, is what the transform
+    anchors, so the face's centre lands half a source pixel, rotated, before ``centre``:
+    ``centre - R(angle) (side / 50) (1, 1)`` in (row, col) (kept: the guard's frames were
+    made with it)."""
     from skimage import transform
 
     p = face.shape[0]
