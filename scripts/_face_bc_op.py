@@ -29,6 +29,11 @@ coordinate descent over one multiplier per layer (``_face_bc_layers``): cheapest
 over the guard streams, relative error within ``--max-rel-err`` on each of them, pooled regret
 agreement ``>= --min-regret`` (``--err-bound pooled``: the error bound on the guard streams'
 frames pooled instead of on each).
+
+``--guard-streams bigbuckbunny,bikes,face-pan`` adds ``_face_pan``'s synthetic video (training
+faces of ``lfw_subset`` drifting, zooming and turning over bikes / bigbuckbunny backgrounds, 300
+frames) to the guard: it holds the near ties *on a face* that the two videos lack. The default
+stays ``bigbuckbunny,bikes`` so that recorded commands choose as before.
 """
 
 from __future__ import annotations
@@ -49,8 +54,14 @@ FRAME_SHAPE = (1, 144, 176)
 
 
 def load_video(name: str, limit: int | None = None) -> np.ndarray:
-    """Gray frames ``[T, 1, 144, 176]`` in [0, 1] of an embedded video."""
+    """Gray frames ``[T, 1, 144, 176]`` in [0, 1] of an embedded video, or of the synthetic
+    face video ``face-pan`` (``_face_pan``: 6 shots of 50 frames, seed 0; guard only)."""
     from sigmadelta.datasets import open_source
+
+    if name == "face-pan":
+        from _face_pan import face_pan_frames
+
+        return face_pan_frames(0, segments=6, frames_per_segment=50)["frames"][:limit]
 
     kw = {} if limit is None else {"limit": limit}
     return open_source(name, size=FRAME_SHAPE[1:], gray=True, **kw).to_array().astype(np.float32)
@@ -63,7 +74,8 @@ def add_guard_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guard-delta", type=float, default=1.0,
                    help="regret tolerance of the guard, times each stream's calibrated delta")
     p.add_argument("--guard-streams", default="bigbuckbunny,bikes",
-                   help="non-test videos the regret guard pools")
+                   help="non-test videos the regret guard pools (also face-pan: a synthetic "
+                        "face in front of a moving camera, _face_pan)")
     from _face_bc_layers import add_layer_args
 
     add_layer_args(p)

@@ -323,3 +323,44 @@ def test_margin_fine_tune_helpers_by_hand(monkeypatch):
     assert margin._pairs(train).tolist() == [0, 1, 6]
     with pytest.raises(ValueError, match="11"):
         margin.margin_frames(torch.zeros(11, 1, 2, 2), {"v1": 6, "v2": 4}, 0.5)
+
+
+def test_face_pan_guard_stream_is_fixed_in_range_and_uses_training_faces_only():
+    """The guard's synthetic face video: equal seeds give equal frames, pixels in [0, 1], one
+    distinct training face (lfw_subset 0-79, never the test faces 80-99) per shot."""
+    pytest.importorskip("skimage")
+    fp = _script_module("_face_pan")
+    a = fp.face_pan_frames(3, segments=2, frames_per_segment=4)
+    b = fp.face_pan_frames(3, segments=2, frames_per_segment=4)
+    np.testing.assert_array_equal(a["frames"], b["frames"])
+    assert a["frames"].shape == (8, 1, 144, 176) and a["frames"].dtype == np.float32
+    assert 0 <= a["frames"].min() and a["frames"].max() <= 1
+    assert len(set(a["faces"])) == 2 and all(0 <= i < 80 for i in a["faces"])
+    c = fp.face_pan_frames(4, segments=2, frames_per_segment=4)
+    assert not np.array_equal(a["frames"], c["frames"])
+    src = fp.face_pan_source(3, segments=2, frames_per_segment=4)
+    np.testing.assert_array_equal(src.to_array(), a["frames"])
+    with pytest.raises(ValueError, match="segments"):
+        fp.face_pan_frames(0, segments=0)
+    with pytest.raises(ValueError, match="size"):
+        fp.face_pan_frames(0, size=(3.0, 6.0))
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0])
+def test_face_pan_pastes_the_face_where_and_as_large_as_asked(angle):
+    """The pasted alpha of a face scaled to side ``s`` has the analytic mass of the soft ellipse
+    ``w(r) = clip(2 (1 - r), 0, 1)`` with semi-axes 0.95 s/2, 0.85 s/2, ``pi a b 7/12``, and
+    its centroid at the requested centre less half a source pixel (``s / 50``, turned with the
+    face), at any angle."""
+    pytest.importorskip("skimage")
+    fp = _script_module("_face_pan")
+    side, centre = 50.0, np.array([70.3, 90.6])
+    _, alpha = fp._warp_face(np.ones((25, 25), np.float32), centre, side, angle)
+    expected = np.pi * (0.95 * side / 2) * (0.85 * side / 2) * 7 / 12
+    assert alpha.sum() == pytest.approx(expected, rel=0.03)
+    rows, cols = np.indices(alpha.shape)
+    got = np.array([(rows * alpha).sum(), (cols * alpha).sum()]) / alpha.sum()
+    # (x, y) = (col, row) turned by +angle (skimage's rotation, y down), then back to (row, col)
+    t = np.deg2rad(angle)
+    half = side / 50 * np.array([np.cos(t) - np.sin(t), np.sin(t) + np.cos(t)])  # (x, y)
+    np.testing.assert_allclose(got, centre - half[::-1], atol=0.05)
