@@ -385,7 +385,7 @@ class PixelConvOp(WeightOp):
         their own."""
         fan = self._mean_fan()
         per_event, per_pixel, per_frame = K.path_costs(c_in, itemsize, fan, node.dense_macs(),
-                                                       gemm_macs)
+                                                       gemm_macs, self.w_cl.shape[:2] == (1, 1))
         if c_in == 1:
             per_frame = np.inf
         if self.fixed or self.enc.lava:
