@@ -51,7 +51,8 @@ PATH_COSTS = {
     8: {16: (2.163, 0.717, 0.8859), 32: (1.4354, 0.5674, 0.5712), 64: (1.2606, 0.4653, 0.5201)},
 }
 
-#: :data:`PATH_COSTS` of 1x1 convs (same units of work): the scatter's work per event is
+#: :data:`PATH_COSTS` of float 1x1, stride-1, unpadded convs (same units of work; strided 1x1s
+#: keep :data:`PATH_COSTS`, which ran them as fast on ResNet-18): the scatter's work per event is
 #: ``C_out`` synops only, the dense path's a plain GEMM (:mod:`.conv1x1`), so the 3x3 fit
 #: misjudged both (on MobileNetV2 and the depthwise-separable net 16-32-channel 1x1s scattered
 #: on up to half the frames at 3-4x the dense path's time). Fitted as ``PATH_COSTS`` but on a
@@ -71,10 +72,15 @@ FIRST_EVENT_SHARE = 0.5
 
 def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
                gemm_macs: float, kernel_1x1: bool = False) -> tuple[float, float, float]:
-    """A layer's cost model (:data:`PATH_COSTS`; a 1x1 kernel, ``kernel_1x1``:
-    :data:`PATH_COSTS_1X1`): ``(ns per event of the scatter, ns per pixel with events of
+    """A layer's cost model (:data:`PATH_COSTS`; ``kernel_1x1``, a float 1x1, stride-1,
+    unpadded conv (:func:`sigmadelta.kernels.conv1x1_ok`): :data:`PATH_COSTS_1X1`):
+    ``(ns per event of the scatter, ns per pixel with events of
     gather-GEMM-scatter, ns per frame of the dense recompute)`` for ``fan`` synops per event,
-    ``dense_macs`` per frame and ``gemm_macs`` per pixel with events."""
+    ``dense_macs`` per frame and ``gemm_macs`` per pixel with events.
+
+    Below the table's first row (``C_in < 16``) gather-GEMM-scatter is left out (infinite
+    cost): it was not fitted there, and its short GEMMs lose: on the ResNet block's stem
+    (3 -> 32 channels, 64x64, float32) it took 28 of 30 frames at 1.9x the scatter's time."""
     table = (PATH_COSTS_1X1 if kernel_1x1 else PATH_COSTS)[8 if itemsize > 4 else 4]
     keys = sorted(table)
     c = min(max(c_in, keys[0]), keys[-1])
@@ -82,7 +88,7 @@ def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
     lo = max(k for k in keys if k <= c)
     t = 0.0 if hi == lo else np.log(c / lo) / np.log(hi / lo)
     s, d, g = ((1 - t) * a + t * b for a, b in zip(table[lo], table[hi], strict=True))
-    return s * fan, g * gemm_macs, d * dense_macs
+    return s * fan, (np.inf if c_in < keys[0] else g * gemm_macs), d * dense_macs
 
 
 @njit(cache=True, nogil=True)
