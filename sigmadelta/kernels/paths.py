@@ -45,14 +45,16 @@ FRAMES = (-1, PATH_STATE.frames_scatter, PATH_STATE.frames_dense, PATH_STATE.fra
 #: (0.1489, 0.0416, 0.0401)}`` picked the same paths on the micro sweep but slower ones on the
 #: zoo (gather-GEMM-scatter for 1x1 convs, whose dense path needs no im2col and costs less per
 #: multiply-add than the 3x3 convs fitted): MobileNetV2 0.91-0.94x, the ResNet block and
-#: depthwise-separable 0.93-1.00x.
+#: depthwise-separable 0.93-1.00x. With :data:`PATH_COSTS_1X1` for the 1x1s it is still mixed
+#: (thread CPU time against this row, one process, load 4-5: VGG 0.89x the time, the ResNet
+#: block 1.10x, the other nets within 4%), so float64 keeps this row.
 PATH_COSTS = {
     4: {16: (0.2045, 0.0583, 0.0822), 32: (0.1056, 0.0271, 0.0394), 64: (0.0808, 0.0189, 0.0242)},
     8: {16: (2.163, 0.717, 0.8859), 32: (1.4354, 0.5674, 0.5712), 64: (1.2606, 0.4653, 0.5201)},
 }
 
-#: :data:`PATH_COSTS` of float 1x1, stride-1, unpadded convs (same units of work; strided 1x1s
-#: keep :data:`PATH_COSTS`, which ran them as fast on ResNet-18): the scatter's work per event is
+#: :data:`PATH_COSTS` of float 1x1, stride-1, unpadded convs (same units of work; strided 1x1s,
+#: whose dense path is im2col's, keep :data:`PATH_COSTS`): the scatter's work per event is
 #: ``C_out`` synops only, the dense path's a plain GEMM (:mod:`.conv1x1`), so the 3x3 fit
 #: misjudged both (on MobileNetV2 and the depthwise-separable net 16-32-channel 1x1s scattered
 #: on up to half the frames at 3-4x the dense path's time). Fitted as ``PATH_COSTS`` but on a
