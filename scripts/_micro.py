@@ -1,4 +1,4 @@
-"""The micro benchmark of scripts/benchmark.py: one 3x3 conv, event step against torch.
+"""The micro benchmark of scripts/benchmark.py: one 3x3 (or 1x1) conv, event step against torch.
 
 Beside the engine's conv step it times the bare scatter on the same kind of random
 events (:func:`bare_scatter`: the multiply-adds alone, per event and kernel row one
@@ -139,8 +139,10 @@ def _micro_once(net, x, dtype, conv, xt, bare, path="auto") -> tuple:
 
 
 def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, frames: int = 30,
-                dtype=np.float64, repeats: int = 5, paths=("auto",), pattern: str = "neuron") -> list[dict]:
-    """One 3x3 conv (C_in = C_out = C, padding 1) at ``activity``: event step vs torch conv2d.
+                dtype=np.float64, repeats: int = 5, paths=("auto",), pattern: str = "neuron",
+                kernel: int = 3) -> list[dict]:
+    """One ``kernel`` x ``kernel`` conv (3 or 1; C_in = C_out = C, stride 1, padding
+    ``kernel // 2``) at ``activity``: event step vs torch conv2d.
 
     The input changes by ``pattern`` (:func:`_micro_frames`: random neurons, whole pixels
     or a quarter of the channels of random pixels).
@@ -154,10 +156,12 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
     ``speedup_cpu`` (spread ``speedup_cpu_spread``): the same in thread CPU time (torch's over
     the event layer's), the figure to trust under load.
     """
+    if kernel not in (1, 3):
+        raise ValueError(f"bench_micro: kernel 1 or 3, got {kernel!r}")
     out = []
     for c in channels:
         torch.manual_seed(c)
-        conv = nn.Conv2d(c, c, 3, padding=1).eval()
+        conv = nn.Conv2d(c, c, kernel, padding=kernel // 2).eval()
         shape = (c, *hw)
         net = sd.convert(conv, shape, scale=16.0)
         x = _micro_frames(shape, frames, activity, c, pattern)
@@ -172,7 +176,7 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
         changed = (np.diff(x, axis=0) != 0).any(axis=1).sum() / (frames - 1)  # pixels per frame
         for p, runs in by_path.items():
             row = _micro_row(net, res, runs, c, hw, activity, frames, bare[3], x[0].size, p)
-            out.append({**row, "pattern": pattern, "dtype": np.dtype(dtype).name,
+            out.append({**row, "pattern": pattern, "dtype": np.dtype(dtype).name, "kernel": kernel,
                         "changed_pixels": float(changed)})
     return out
 
@@ -208,15 +212,17 @@ def fit_costs(rows: list[dict]) -> dict:
     patterns) of the event layer's time per unit of work, in ns (its thread CPU time where the
     rows have it, else its wall-clock time): the scatter per synop, the
     dense recompute per dense multiply-add of the layer, gather-GEMM-scatter per multiply-add
-    of its GEMM (``C_in * 9 * C_out`` per changed pixel: every changed pixel has events here).
-    Returns ``{itemsize: {C: (scatter, dense, gemm)}}``; paths not measured are left out.
+    of its GEMM (``C_in * k*k * C_out`` per changed pixel, ``k`` the row's ``kernel``: every
+    changed pixel has events here). Returns ``{itemsize: {C: (scatter, dense, gemm)}}``
+    (rows of one kernel size: ``PATH_COSTS``, or ``PATH_COSTS_1X1`` from 1x1 rows); paths not
+    measured are left out.
     """
     table: dict = {}
     for r in rows:
         c, ms = r["channels"], r.get("event_cpu_ms", r["event_ms_per_frame"]) * 1e6
         synops = r["dense_gmacs_per_s"] * r["dense_ms"] * 1e6 / r["op_reduction"]
         work = {"scatter": synops, "dense": r["dense_gmacs_per_s"] * r["dense_ms"] * 1e6,
-                "gemm": r["changed_pixels"] * c * 9 * c}.get(r["path"])
+                "gemm": r["changed_pixels"] * c * r.get("kernel", 3) ** 2 * c}.get(r["path"])
         if work:
             key = (np.dtype(r["dtype"]).itemsize, c)
             table.setdefault(key, {}).setdefault(r["path"], []).append(ms / work)
@@ -228,9 +234,9 @@ def fit_costs(rows: list[dict]) -> dict:
     return out
 
 
-def print_costs(table: dict) -> None:
-    """The fitted table in the form of ``PATH_COSTS``."""
-    print("PATH_COSTS = {")
+def print_costs(table: dict, name: str = "PATH_COSTS") -> None:
+    """The fitted table in the form of ``PATH_COSTS`` (named ``name``)."""
+    print(f"{name} = {{")
     for size, by_c in table.items():
         print(f"    {size}: {{" + ", ".join(f"{c}: {v}" for c, v in by_c.items()) + "},")
     print("}")

@@ -429,6 +429,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--micro", action="store_true", help="single-conv kernel efficiency")
     p.add_argument("--micro-hw", type=int, nargs=2, default=(64, 64))
     p.add_argument("--micro-channels", default="16,32,64")
+    p.add_argument("--micro-kernel", type=int, choices=(1, 3), default=3,
+                   help="--micro: the conv's kernel size (1: fits PATH_COSTS_1X1 with --fit-costs)")
     p.add_argument("--activity", default="0.05",
                    help="--micro: share of input neurons changed per frame; a comma list sweeps")
     p.add_argument("--micro-pattern", default="neuron",
@@ -509,7 +511,7 @@ def main(argv: list[str] | None = None) -> dict:
         for dt, pt, a in itertools.product(dtypes, patterns, _floats(args.activity, "--activity")):
             out["micro"] += bench_micro([int(c) for c in args.micro_channels.split(",")],
                                         tuple(args.micro_hw), a, max(args.frames, 3), dt,
-                                        args.repeats, paths, pt)
+                                        args.repeats, paths, pt, args.micro_kernel)
         if args.plot:
             out["plot"] = plot_micro(out["micro"], args.plot)
         if args.fit_costs:
@@ -517,7 +519,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not args.json:
             print_micro(out["micro"])
             if args.fit_costs:
-                print_costs(out["path_costs"])
+                print_costs(out["path_costs"], "PATH_COSTS_1X1" if args.micro_kernel == 1 else "PATH_COSTS")
     else:
         net, frames, what = _network_and_frames(args)
         out["network"] = bench_network(net, frames, dtype, args.repeats, paths)

@@ -384,8 +384,8 @@ class PixelConvOp(WeightOp):
         fixed point (no integer BLAS) and ``"lava"`` layers never run gather-GEMM-scatter on
         their own."""
         fan = self._mean_fan()
-        per_event, per_pixel, per_frame = K.path_costs(c_in, itemsize, fan, node.dense_macs(),
-                                                       gemm_macs)
+        per_event, per_pixel, per_frame = K.path_costs(c_in, itemsize, fan, node.dense_macs(), gemm_macs,
+                                                       K.conv1x1_ok(self.pgeom, self.w_cl, self.out.value))
         if c_in == 1:
             per_frame = np.inf
         if self.fixed or self.enc.lava:

@@ -92,6 +92,20 @@ def test_benchmark_micro_fits_path_costs(benchmark, capsys):
     assert all(len(c) == 3 and min(c) > 0 for v in costs.values() for c in v.values())
 
 
+def test_benchmark_micro_kernel_1_fits_the_1x1_table(benchmark, capsys):
+    """``--micro-kernel 1``: a 1x1 layer on every forced path, the same counters, each event
+    reaching its own pixel's ``C_out`` outputs (op reduction = 1 / event rate), and a fit."""
+    benchmark.main(["--json", "--repeats", "1", "--micro", "--frames", "3", "--micro-hw", "8", "8",
+                    "--micro-channels", "4", "--dtype", "float32", "--micro-pattern", "pixel",
+                    "--activity", "0.3", "--conv-path", "scatter,dense,gemm", "--fit-costs",
+                    "--micro-kernel", "1"])
+    r = json.loads(capsys.readouterr().out)
+    assert [(m["kernel"], m["path"]) for m in r["micro"]] == [(1, p) for p in ("scatter", "dense", "gemm")]
+    assert len({(m["event_rate"], m["op_reduction"]) for m in r["micro"]}) == 1  # same events
+    assert all(m["op_reduction"] == pytest.approx(1 / m["event_rate"]) for m in r["micro"])
+    assert list(r["path_costs"]) == ["4"] and min(r["path_costs"]["4"]["4"]) > 0
+
+
 def test_benchmark_rejects_bad_activity(benchmark):
     with pytest.raises(SystemExit, match=r"--activity: every value must lie in \(0, 1\], got '0.05,2'"):
         benchmark.main(["--micro", "--activity", "0.05,2"])

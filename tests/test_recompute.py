@@ -188,7 +188,7 @@ def test_choose_path_modes_and_costs():
     ps = np.zeros(len(K.PATH_STATE), np.int64)
     S = K.PATH_STATE  # noqa: N806
     assert K.choose_path(ps, 100, 1.0, 1.0, 1.0, True) == K.PATH_DENSE  # first frame: all sent
-    assert ps[S.last_touched] == 0  # the next frame scatters: the first frame says nothing
+    assert ps[S.last_touched] == 0  # the next frame goes by FIRST_EVENT_SHARE of its touched inputs
     ps[S.last_events], ps[S.last_pixels], ps[S.last_touched] = 50, 10, 100
     # 200 touched now: expected 100 events (cost 100), 20 pixels (cost 20 * 4 = 80), dense 90
     assert K.choose_path(ps, 200, 1.0, 4.0, 90.0, False) == K.PATH_GEMM
@@ -196,12 +196,18 @@ def test_choose_path_modes_and_costs():
     assert K.choose_path(ps, 200, 1.0, 4.0, 30.0, False) == K.PATH_DENSE  # 30 < 40 < 50
     assert K.choose_path(ps, 200, 1.0, 6.0, 70.0, False) == K.PATH_SCATTER  # 50 < 60 < 70
     assert K.choose_path(ps, 100, 1.0, np.inf, np.inf, False) == K.PATH_SCATTER
+    # nothing to go by from the last frame: FIRST_EVENT_SHARE of 100 touched inputs expected as
+    # events, scatter or dense (never gather-GEMM-scatter, however cheap)
+    expected = K.FIRST_EVENT_SHARE * 100 * 2.0
+    for per_frame, path in ((0.99 * expected, K.PATH_DENSE), (1.01 * expected, K.PATH_SCATTER)):
+        ps[S.last_touched] = 0
+        assert K.choose_path(ps, 100, 2.0, 0.0, per_frame, False) == path
     ps[S.last_touched] = 0
-    assert K.choose_path(ps, 100, 1.0, 0.0, 0.0, False) == K.PATH_SCATTER  # nothing to go by
+    assert K.choose_path(ps, 0, 2.0, 0.0, 0.0, False) == K.PATH_SCATTER  # nothing touched: nothing to do
     for mode in (K.PATH_SCATTER, K.PATH_DENSE, K.PATH_GEMM):
         ps[S.mode] = mode
         assert K.choose_path(ps, 0, 0.0, 0.0, 0.0, True) == mode
-    assert (ps[S.frames_scatter], ps[S.frames_dense], ps[S.frames_gemm]) == (4, 3, 2)
+    assert (ps[S.frames_scatter], ps[S.frames_dense], ps[S.frames_gemm]) == (5, 4, 2)
 
 
 def test_path_costs_table():
@@ -212,7 +218,11 @@ def test_path_costs_table():
     mid = K.path_costs(int(round(np.sqrt(16 * 32))), 4, 1, 1, 1)  # about halfway in log C
     assert mid == pytest.approx(((s_lo + s_hi) / 2, (g_lo + g_hi) / 2, (d_lo + d_hi) / 2), rel=0.02)
     s8, d8, g8 = K.PATH_COSTS[8][16]
-    assert K.path_costs(3, 8, 1, 1, 1) == pytest.approx((s8, g8, d8))  # below the table: its first row
+    # below the table: its first row, without gather-GEMM-scatter (not fitted there)
+    assert K.path_costs(3, 8, 1, 1, 1) == pytest.approx((s8, np.inf, d8))
+    assert K.path_costs(16, 8, 1, 1, 1) == pytest.approx((s8, g8, d8))
+    s1, d1, g1 = K.PATH_COSTS_1X1[4][64]  # a 1x1 kernel: its own table (above it: the last row)
+    assert K.path_costs(96, 4, 24, 1000, 96 * 24, True) == pytest.approx((s1 * 24, g1 * 96 * 24, d1 * 1000))
 
 
 class _Busy(nn.Module):

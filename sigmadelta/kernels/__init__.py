@@ -55,8 +55,10 @@ from .lavaint import (
 )
 from .layer import conv_layer_dense, conv_layer_gemm, conv_layer_step
 from .paths import (
+    FIRST_EVENT_SHARE,
     PATH_AUTO,
     PATH_COSTS,
+    PATH_COSTS_1X1,
     PATH_DENSE,
     PATH_GEMM,
     PATH_NAMES,
@@ -132,6 +134,8 @@ __all__ = [
     "GEMM_BYTES",
     "PATH_AUTO",
     "PATH_COSTS",
+    "PATH_COSTS_1X1",
+    "FIRST_EVENT_SHARE",
     "PATH_DENSE",
     "PATH_GEMM",
     "PATH_NAMES",

@@ -12,7 +12,8 @@ import numpy as np
 from numba import njit
 
 __all__ = ["choose_path", "choose_dense", "path_costs", "gemm_may_win", "PATH_AUTO", "PATH_SCATTER",
-           "PATH_DENSE", "PATH_GEMM", "PATH_NAMES", "PATH_STATE", "PATH_COSTS", "FRAMES"]
+           "PATH_DENSE", "PATH_GEMM", "PATH_NAMES", "PATH_STATE", "PATH_COSTS", "PATH_COSTS_1X1",
+           "FIRST_EVENT_SHARE", "FRAMES"]
 
 #: a layer's path mode (``pstate[PATH_STATE.mode]``); the path a frame runs is one of the last three
 PATH_AUTO, PATH_SCATTER, PATH_DENSE, PATH_GEMM = range(4)
@@ -44,26 +45,52 @@ FRAMES = (-1, PATH_STATE.frames_scatter, PATH_STATE.frames_dense, PATH_STATE.fra
 #: (0.1489, 0.0416, 0.0401)}`` picked the same paths on the micro sweep but slower ones on the
 #: zoo (gather-GEMM-scatter for 1x1 convs, whose dense path needs no im2col and costs less per
 #: multiply-add than the 3x3 convs fitted): MobileNetV2 0.91-0.94x, the ResNet block and
-#: depthwise-separable 0.93-1.00x.
+#: depthwise-separable 0.93-1.00x. With :data:`PATH_COSTS_1X1` for the 1x1s it is still mixed
+#: (thread CPU time against this row, one process, load 4-5: VGG 0.89x the time, the ResNet
+#: block 1.10x, the other nets within 4%), so float64 keeps this row.
 PATH_COSTS = {
     4: {16: (0.2045, 0.0583, 0.0822), 32: (0.1056, 0.0271, 0.0394), 64: (0.0808, 0.0189, 0.0242)},
     8: {16: (2.163, 0.717, 0.8859), 32: (1.4354, 0.5674, 0.5712), 64: (1.2606, 0.4653, 0.5201)},
 }
 
+#: :data:`PATH_COSTS` of float 1x1, stride-1, unpadded convs (same units of work; strided 1x1s,
+#: whose dense path is im2col's, keep :data:`PATH_COSTS`): the scatter's work per event is
+#: ``C_out`` synops only, the dense path's a plain GEMM (:mod:`.conv1x1`), so the 3x3 fit
+#: misjudged both (on MobileNetV2 and the depthwise-separable net 16-32-channel 1x1s scattered
+#: on up to half the frames at 3-4x the dense path's time). Fitted as ``PATH_COSTS`` but on a
+#: 1x1 layer (``--micro-kernel 1``, paths ``scatter,dense,gemm``, same command otherwise;
+#: 2-vCPU Intel Xeon VM with AVX-512, load average 2-4).
+PATH_COSTS_1X1 = {
+    4: {16: (1.0427, 0.1457, 0.4126), 32: (0.4282, 0.0767, 0.1586), 64: (0.2294, 0.0459, 0.0712)},
+    8: {16: (1.3184, 0.2258, 0.4972), 32: (0.6352, 0.1254, 0.2319), 64: (0.3828, 0.0801, 0.1058)},
+}
+
+#: :func:`choose_path`'s expected events per touched input where the last frame tells nothing
+#: (the frame after the first, or after a frame that touched nothing). On the zoo nets (30
+#: frames of bikes, herding scale 32) the layers' events per touched input ran 0.37-0.99,
+#: most of them 0.4-0.6, and the frame after the first had the share of the frames after it.
+FIRST_EVENT_SHARE = 0.5
+
 
 def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
-               gemm_macs: float) -> tuple[float, float, float]:
-    """A layer's cost model (:data:`PATH_COSTS`): ``(ns per event of the scatter, ns per pixel
-    with events of gather-GEMM-scatter, ns per frame of the dense recompute)`` for ``fan``
-    synops per event, ``dense_macs`` per frame and ``gemm_macs`` per pixel with events."""
-    table = PATH_COSTS[8 if itemsize > 4 else 4]
+               gemm_macs: float, kernel_1x1: bool = False) -> tuple[float, float, float]:
+    """A layer's cost model (:data:`PATH_COSTS`; ``kernel_1x1``, a float 1x1, stride-1,
+    unpadded conv (:func:`sigmadelta.kernels.conv1x1_ok`): :data:`PATH_COSTS_1X1`):
+    ``(ns per event of the scatter, ns per pixel with events of
+    gather-GEMM-scatter, ns per frame of the dense recompute)`` for ``fan`` synops per event,
+    ``dense_macs`` per frame and ``gemm_macs`` per pixel with events.
+
+    Below the table's first row (``C_in < 16``) gather-GEMM-scatter is left out (infinite
+    cost): it was not fitted there, and its short GEMMs lose: on the ResNet block's stem
+    (3 -> 32 channels, 64x64, float32) it took 28 of 30 frames at 1.9x the scatter's time."""
+    table = (PATH_COSTS_1X1 if kernel_1x1 else PATH_COSTS)[8 if itemsize > 4 else 4]
     keys = sorted(table)
     c = min(max(c_in, keys[0]), keys[-1])
     hi = next(k for k in keys if k >= c)
     lo = max(k for k in keys if k <= c)
     t = 0.0 if hi == lo else np.log(c / lo) / np.log(hi / lo)
     s, d, g = ((1 - t) * a + t * b for a, b in zip(table[lo], table[hi], strict=True))
-    return s * fan, g * gemm_macs, d * dense_macs
+    return s * fan, (np.inf if c_in < keys[0] else g * gemm_macs), d * dense_macs
 
 
 @njit(cache=True, nogil=True)
@@ -78,15 +105,19 @@ def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime):
         scatter: f * last_events * per_event      gemm: f * last_pixels * per_pixel
         dense:   per_frame
 
-    (the scatter when nothing was touched last frame, and on the frame after the first: every
-    input spikes on the first, which says nothing about how events spread over pixels later).
+    Where nothing was touched last frame, and on the frame after the first (every input
+    spikes on the first, which says nothing about the events per touched input later), the
+    events are expected at :data:`FIRST_EVENT_SHARE` of the touched inputs, and the choice is
+    between the scatter (``FIRST_EVENT_SHARE * n_touched * per_event``) and the dense path
+    (how events spread over pixels is unknown: no gather-GEMM-scatter).
     """
     path = pstate[MODE]
     if path == PATH_AUTO:
         if prime:
             path = PATH_DENSE
         elif pstate[LAST_TOUCHED] == 0:
-            path = PATH_SCATTER
+            t_scatter = FIRST_EVENT_SHARE * n_touched * per_event
+            path = PATH_DENSE if per_frame < t_scatter else PATH_SCATTER
         else:
             f = n_touched / pstate[LAST_TOUCHED]
             best = f * pstate[LAST_EVENTS] * per_event
