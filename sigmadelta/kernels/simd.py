@@ -71,18 +71,33 @@ def _ptr(context, builder, arr_ty, arr, idx_ty, idx, vty):
     return builder.bitcast(builder.gep(ary.data, [i]), vty.as_pointer())
 
 
+def _load_codegen(context, builder, sig, args):
+    """``arr[idx : idx + n]`` as one unaligned vector load (``sig``: ``vec(arr, idx)``)."""
+    vty = context.get_value_type(sig.return_type)
+    ptr = _ptr(context, builder, sig.args[0], args[0], sig.args[1], args[1], vty)
+    return builder.load(ptr, align=sig.args[0].dtype.bitwidth // 8)
+
+
+def _store_codegen(context, builder, sig, args):
+    """``arr[idx : idx + n] = vec`` as one unaligned vector store (``sig``: ``void(arr, idx, vec)``)."""
+    vty = context.get_value_type(sig.args[2])
+    ptr = _ptr(context, builder, sig.args[0], args[0], sig.args[1], args[1], vty)
+    builder.store(args[2], ptr, align=sig.args[0].dtype.bitwidth // 8)
+    return context.get_dummy_value()
+
+
+def _zero_codegen(context, builder, sig, args):
+    """The all-zero vector of the return type."""
+    return cgutils.get_null_value(context.get_value_type(sig.return_type))
+
+
 @intrinsic
 def vload(typingctx, arr, idx):
     """``arr[idx : idx + L]`` as a vector (unaligned load)."""
     if not _ok(arr, idx):
         return None
 
-    def codegen(context, builder, sig, args):
-        vty = context.get_value_type(sig.return_type)
-        ptr = _ptr(context, builder, sig.args[0], args[0], sig.args[1], args[1], vty)
-        return builder.load(ptr, align=sig.args[0].dtype.bitwidth // 8)
-
-    return _vec_of(arr)(arr, idx), codegen
+    return _vec_of(arr)(arr, idx), _load_codegen
 
 
 @intrinsic
@@ -91,13 +106,7 @@ def vstore(typingctx, arr, idx, vec):
     if not _ok(arr, idx) or vec != _vec_of(arr):
         return None
 
-    def codegen(context, builder, sig, args):
-        vty = context.get_value_type(sig.args[2])
-        ptr = _ptr(context, builder, sig.args[0], args[0], sig.args[1], args[1], vty)
-        builder.store(args[2], ptr, align=sig.args[0].dtype.bitwidth // 8)
-        return context.get_dummy_value()
-
-    return types.void(arr, idx, vec), codegen
+    return types.void(arr, idx, vec), _store_codegen
 
 
 @intrinsic
@@ -148,10 +157,7 @@ def vfma(typingctx, acc, s, arr, idx):
             or not isinstance(s, (types.Float, types.Integer))):
         return None
 
-    def codegen(context, builder, sig, args):
-        return _fma(context, builder, sig, args)
-
-    return acc(acc, s, arr, idx), codegen
+    return acc(acc, s, arr, idx), _fma
 
 
 @intrinsic
@@ -194,10 +200,7 @@ def vzero(typingctx, arr):
     if not (isinstance(arr, types.Array) and isinstance(arr.dtype, (types.Float, types.Integer))):
         return None
 
-    def codegen(context, builder, sig, args):
-        return cgutils.get_null_value(context.get_value_type(sig.return_type))
-
-    return _vec_of(arr)(arr), codegen
+    return _vec_of(arr)(arr), _zero_codegen
 
 
 # Wide vectors (WIDE_BYTES): the same loads, stores and fused multiply-adds, 16 float32 lanes.
@@ -209,12 +212,7 @@ def wload(typingctx, arr, idx):
     if not _ok(arr, idx):
         return None
 
-    def codegen(context, builder, sig, args):
-        vty = context.get_value_type(sig.return_type)
-        ptr = _ptr(context, builder, sig.args[0], args[0], sig.args[1], args[1], vty)
-        return builder.load(ptr, align=sig.args[0].dtype.bitwidth // 8)
-
-    return _vec_of(arr, WIDE_BYTES)(arr, idx), codegen
+    return _vec_of(arr, WIDE_BYTES)(arr, idx), _load_codegen
 
 
 @intrinsic
@@ -223,13 +221,7 @@ def wstore(typingctx, arr, idx, vec):
     if not _ok(arr, idx) or vec != _vec_of(arr, WIDE_BYTES):
         return None
 
-    def codegen(context, builder, sig, args):
-        vty = context.get_value_type(sig.args[2])
-        ptr = _ptr(context, builder, sig.args[0], args[0], sig.args[1], args[1], vty)
-        builder.store(args[2], ptr, align=sig.args[0].dtype.bitwidth // 8)
-        return context.get_dummy_value()
-
-    return types.void(arr, idx, vec), codegen
+    return types.void(arr, idx, vec), _store_codegen
 
 
 @intrinsic
@@ -239,10 +231,7 @@ def wfma(typingctx, acc, s, arr, idx):
             or not isinstance(s, (types.Float, types.Integer))):
         return None
 
-    def codegen(context, builder, sig, args):
-        return _fma(context, builder, sig, args)
-
-    return acc(acc, s, arr, idx), codegen
+    return acc(acc, s, arr, idx), _fma
 
 
 # int8 weights into float32 wide vectors (exact: every int8 is a float32).
@@ -254,10 +243,7 @@ def wzero_f32(typingctx, like):
     if not isinstance(like, types.Integer):
         return None
 
-    def codegen(context, builder, sig, args):
-        return cgutils.get_null_value(context.get_value_type(sig.return_type))
-
-    return Vec(types.float32, WIDE_BYTES // 4)(like), codegen
+    return Vec(types.float32, WIDE_BYTES // 4)(like), _zero_codegen
 
 
 @intrinsic
