@@ -19,7 +19,7 @@ __all__ = ["loop_compiled", "cached_flags", "COMPILE_SECONDS", "compile_seconds"
 #: rest of a first ``sd.simulate`` (typed lists, dispatch).
 COMPILE_SECONDS = {"loop": 11.6, "pix": 6.5, "dense": 1.6, "fixed": 8.3, "conv": 5.0, "pool": 3.2,
                    "merge": 2.0, "resize": 1.2, "lava": 8.0, "gemm": 3.7, "recompute": 4.5,
-                   "outside": 1.0}
+                   "smooth": 0.8, "outside": 1.0}
 
 
 def compile_seconds(flags: tuple) -> float:

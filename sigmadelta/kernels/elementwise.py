@@ -8,13 +8,16 @@ from numba import njit
 from .prefetch import prefetch
 
 __all__ = [
-    "FULL_PASS_ABOVE", "ADD_FULL_ABOVE", "ROWS_FULL_ABOVE", "pointwise", "activation_update",
+    "FULL_PASS_ABOVE", "ADD_FULL_ABOVE", "ROWS_FULL_ABOVE", "CHEAP_MAX", "pointwise", "activation_update",
     "activation_rows", "add_update", "mul_update",
     "concat_update", "flatten_update", "upsample_update", "fixed_point_update", "fixed_point_guard",
 ]
 
 RELU, LEAKY, CLIP, IDENTITY = 0, 1, 2, 3
 SIGMOID, TANH, GELU, GELU_TANH, SILU, HARDSWISH, HARDSIGMOID, ELU, SOFTPLUS, MISH = range(4, 14)
+#: the cheap activation codes are ``0..CHEAP_MAX`` (relu, leaky, clip, identity); the others
+#: (sigmoid, tanh, gelu, ...) are "smooth": their code is compiled only with ``smooth`` set
+CHEAP_MAX = IDENTITY
 _SQRT_HALF = 0.7071067811865476
 _SQRT_2_OVER_PI = 0.7978845608028654
 
@@ -75,57 +78,83 @@ ADD_FULL_ABOVE = 1 / 4
 ROWS_FULL_ABOVE = 1 / 2
 
 
-@njit(cache=True, nogil=True)
-def activation_update(x, y, touched, count, fn, alpha, lo, hi):
-    """``y_i = f(x_i)`` for the touched ``i`` (``f``: :func:`pointwise` code ``fn``).
-
-    Every neuron touched (the list holds each neuron once, so ``count == len(x)``; a layer
-    that ran its dense path lists them all), or a cheap ``f`` (codes 0-3) and more than
-    :data:`FULL_PASS_ABOVE` of them touched: one contiguous pass over every neuron
-    (:func:`_activation_run`) instead of the indexed one. The engine keeps ``y = f(x)`` on
-    every neuron (the first frame touches all, and an untouched ``x_i`` keeps its value), so
-    the untouched ones are rewritten with the value they hold."""
-    n = count[0]
-    if n == x.shape[0] or (fn <= 3 and n > FULL_PASS_ABOVE * x.shape[0]):
-        _activation_run(x, y, fn, alpha, lo, hi)
-        return
-    for t in range(n):
-        i = touched[t]
-        y[i] = pointwise(x[i], fn, alpha, lo, hi)
+@njit(cache=True, nogil=True, inline="always")
+def _apply(v, fn, alpha, lo, hi, smooth):
+    """:func:`pointwise`; with ``smooth`` None only the cheap codes ``0..CHEAP_MAX`` (an identity
+    otherwise): ``smooth is None`` is decided at compile time, so the smooth functions' code
+    (``exp``, ``erf``, ``tanh``, ``log1p``) is left out of a loop of cheap activations."""
+    if smooth is None:
+        if fn == RELU:
+            return v if v > 0.0 else 0.0
+        if fn == LEAKY:
+            return v if v > 0.0 else alpha * v
+        if fn == CLIP:
+            return min(max(v, lo), hi)
+        return v
+    return pointwise(v, fn, alpha, lo, hi)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _activation_run(xs, ys, fn, alpha, lo, hi):
+def _check_cheap(fn, smooth):
+    """Refuse a smooth code (``fn > CHEAP_MAX``) in a kernel compiled without them (``smooth`` None)."""
+    if smooth is None and fn > CHEAP_MAX:
+        raise RuntimeError("sigmadelta: a smooth activation in a frame loop compiled without them")
+
+
+@njit(cache=True, nogil=True)
+def activation_update(x, y, touched, count, fn, alpha, lo, hi, smooth):
+    """``y_i = f(x_i)`` for the touched ``i`` (``f``: :func:`pointwise` code ``fn``).
+
+    Every neuron touched (the list holds each neuron once, so ``count == len(x)``; a layer
+    that ran its dense path lists them all), or a cheap ``f`` (codes ``0..CHEAP_MAX``) and more
+    than :data:`FULL_PASS_ABOVE` of them touched: one contiguous pass over every neuron
+    (:func:`_activation_run`) instead of the indexed one. The engine keeps ``y = f(x)`` on
+    every neuron (the first frame touches all, and an untouched ``x_i`` keeps its value), so
+    the untouched ones are rewritten with the value they hold. ``smooth``: None compiles the
+    cheap codes only (a smooth ``fn`` raises RuntimeError), 1 every code."""
+    _check_cheap(fn, smooth)
+    n = count[0]
+    if n == x.shape[0] or (fn <= CHEAP_MAX and n > FULL_PASS_ABOVE * x.shape[0]):
+        _activation_run(x, y, fn, alpha, lo, hi, smooth)
+        return
+    for t in range(n):
+        i = touched[t]
+        y[i] = _apply(x[i], fn, alpha, lo, hi, smooth)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _activation_run(xs, ys, fn, alpha, lo, hi, smooth):
     """``ys = f(xs)`` over contiguous arrays (ReLU, leaky ReLU and clip as their own loops,
     which vectorise)."""
-    if fn == 0:
+    if fn == RELU:
         for j in range(xs.shape[0]):
             ys[j] = xs[j] if xs[j] > 0.0 else 0.0
-    elif fn == 1:
+    elif fn == LEAKY:
         for j in range(xs.shape[0]):
             ys[j] = xs[j] if xs[j] > 0.0 else alpha * xs[j]
-    elif fn == 2:
+    elif fn == CLIP:
         for j in range(xs.shape[0]):
             ys[j] = min(max(xs[j], lo), hi)
     else:  # a loop, not ys[:] = xs: a slice copy compiles Numba's shape-error formatting
         for j in range(xs.shape[0]):
-            ys[j] = pointwise(xs[j], fn, alpha, lo, hi)
+            ys[j] = _apply(xs[j], fn, alpha, lo, hi, smooth)
 
 
 @njit(cache=True, nogil=True)
-def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
+def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi, smooth):
     """:func:`activation_update` on every channel of the pixels ``rows[:row_count[0]]``.
 
     ``y[p*c + j] = f(x[p*c + j])`` for ``j < c``: contiguous rows, no index list. Rows (each
-    listed once) that cover the whole map, or a cheap ``f`` (codes 0-3) on more than
-    :data:`ROWS_FULL_ABOVE` of it: one contiguous pass over every neuron instead, as
+    listed once) that cover the whole map, or a cheap ``f`` (codes ``0..CHEAP_MAX``) on more
+    than :data:`ROWS_FULL_ABOVE` of it: one contiguous pass over every neuron instead, as
     :func:`activation_update` does (the untouched ones are rewritten with the value they
     hold; 2-vCPU Xeon, AVX-512, float32: relu on 8x35x43, every row, 0.034 -> 0.004 ms;
-    32x64x64, every row, 0.07-0.1 -> 0.02 ms).
+    32x64x64, every row, 0.07-0.1 -> 0.02 ms). ``smooth`` as in :func:`activation_update`.
     """
+    _check_cheap(fn, smooth)
     n_rows = row_count[0]
-    if n_rows * c == x.shape[0] or (fn <= 3 and n_rows * c > ROWS_FULL_ABOVE * x.shape[0]):
-        _activation_run(x, y, fn, alpha, lo, hi)
+    if n_rows * c == x.shape[0] or (fn <= CHEAP_MAX and n_rows * c > ROWS_FULL_ABOVE * x.shape[0]):
+        _activation_run(x, y, fn, alpha, lo, hi, smooth)
         return
     line = max(1, 64 // x.itemsize)
     for r in range(n_rows):
@@ -135,7 +164,7 @@ def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
                 prefetch(x, ahead + j)
                 prefetch(y, ahead + j)
         b = rows[r] * c
-        _activation_run(x[b:b + c], y[b:b + c], fn, alpha, lo, hi)
+        _activation_run(x[b:b + c], y[b:b + c], fn, alpha, lo, hi, smooth)
 
 
 @njit(cache=True, nogil=True)
