@@ -13,6 +13,7 @@ from numba import typed
 
 from . import kernels as K
 from .opcheck import check_ops
+from .ops import ActivationOp
 from .program import KIND_GROUPS, PATH_FLAGS
 from .slots import ACTIVATION, FLATTEN, INPUT, KIND, Builder
 from .weightops import PixelConvOp, WeightOp
@@ -45,12 +46,14 @@ class Program(NamedTuple):
 def path_flags(ops: list) -> tuple:
     """:data:`PATH_FLAGS` of a program of the operators ``ops``, each None or 1: a ``"lava"``
     layer; a pixel conv whose path mode may run gather-GEMM-scatter or the dense
-    recompute (:meth:`~sigmadelta.weightops.PixelConvOp.may_run`). They follow the layers'
-    path modes: :meth:`sigmadelta.Simulator.set_conv_path` asks again."""
+    recompute (:meth:`~sigmadelta.weightops.PixelConvOp.may_run`); a smooth activation
+    (:attr:`~sigmadelta.ops.ActivationOp.smooth`). They follow the layers' path modes:
+    :meth:`sigmadelta.Simulator.set_conv_path` asks again."""
     weight = [op for op in ops if isinstance(op, WeightOp)]
     pix = [op for op in weight if isinstance(op, PixelConvOp)]
     present = (any(op.enc.lava for op in weight),
-               any(op.may_run(K.PATH_GEMM) for op in pix), any(op.may_run(K.PATH_DENSE) for op in pix))
+               any(op.may_run(K.PATH_GEMM) for op in pix), any(op.may_run(K.PATH_DENSE) for op in pix),
+               any(op.smooth for op in ops if isinstance(op, ActivationOp)))
     return tuple(1 if v else None for v in present)
 
 

@@ -16,10 +16,12 @@ __all__ = ["loop_compiled", "cached_flags", "COMPILE_SECONDS", "compile_seconds"
 #: ``floats pix dense``; for ``pix`` and ``dense`` what leaving that group out saves; for
 #: every other flag (:data:`sigmadelta.program.FLAG_NAMES`) what setting it adds (``fixed``:
 #: the fixed-point bodies of ``pix`` and ``dense`` besides the float ones); ``"outside"``: the
-#: rest of a first ``sd.simulate`` (typed lists, dispatch).
+#: rest of a first ``sd.simulate`` (typed lists, dispatch). ``"loop"`` and ``"smooth"`` again
+#: since the smooth activations have their flag (load 5-6.6, two of each: 11.3-11.8 s, and
+#: 1.1-2.2 s more with ``smooth``; the same loop with every activation before it: 12.3-12.7 s).
 COMPILE_SECONDS = {"loop": 11.6, "pix": 6.5, "dense": 1.6, "fixed": 8.3, "conv": 5.0, "pool": 3.2,
                    "merge": 2.0, "resize": 1.2, "lava": 8.0, "gemm": 3.7, "recompute": 4.5,
-                   "outside": 1.0}
+                   "smooth": 1.7, "outside": 1.0}
 
 
 def compile_seconds(flags: tuple) -> float:
@@ -32,8 +34,8 @@ def compile_seconds(flags: tuple) -> float:
     from :data:`COMPILE_SECONDS`: the fixed-point bodies cost about what the float ones of the
     same weight groups do (measured: ``fixed`` 8.3 s beside ``pix + dense`` 8.1 s), and a loop
     of fixed-point layers alone about what a float one does. A sum of separately measured
-    parts: a guide for the first-run notice (the loop with every flag: 53.6 s estimated, 56.6 s
-    measured, load 3.0).
+    parts: a guide for the first-run notice (the loop with every flag: 55.3 s estimated; 56.6 s
+    measured, load 3.0, before the smooth activations had a flag).
     """
     s = COMPILE_SECONDS
     on = {name for name, v in zip(FLAG_NAMES, flags, strict=True) if v is not None}

@@ -91,6 +91,12 @@ class ActivationOp:
         self.inp, self.out = ins[0], out
         self.args = (_ACT_CODES[node.fn], float(node.alpha), float(node.lo), float(node.hi))
 
+    @property
+    def smooth(self) -> bool:
+        """Whether its function is a smooth one (sigmoid, tanh, gelu, ...: a code above
+        :data:`sigmadelta.kernels.CHEAP_MAX`), compiled into the loop only with flag ``smooth``."""
+        return self.args[0] > K.CHEAP_MAX
+
     SLOTS = layout("Activation", ["x", "y", "touched", "count", "rows", "row_count", "row_len", "fn"],
                    ["alpha", "lo", "hi"])
 

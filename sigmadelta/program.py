@@ -89,8 +89,9 @@ KIND_GROUPS = {"pix": (PIXCONV,), "conv": (CONV, CONVT), "dense": (DENSE,), "poo
 #: Code paths compiled into the loop only when a layer of the network may run them (the last
 #: arguments of run_frames, None or 1; :func:`sigmadelta.assemble.path_flags`): ``lava``, the
 #: ``"lava"`` quantizer's per-event encoder, int8 dense weights and range check (float layers);
-#: ``gemm``, a pixel conv's gather-GEMM-scatter; ``recompute``, its dense recompute.
-PATH_FLAGS = ("lava", "gemm", "recompute")
+#: ``gemm``, a pixel conv's gather-GEMM-scatter; ``recompute``, its dense recompute; ``smooth``,
+#: the activations other than relu, leaky relu, clip and identity (:data:`sigmadelta.kernels.CHEAP_MAX`).
+PATH_FLAGS = ("lava", "gemm", "recompute", "smooth")
 
 #: The names of run_frames' last arguments, in order (:attr:`sigmadelta.assemble.Program.flags`).
 FLAG_NAMES = ("floats", "fixed", *KIND_GROUPS, *PATH_FLAGS)
@@ -347,16 +348,17 @@ def _conv_float(c, p, F, I, D, frame, prime, st, lava):  # noqa: E741
 
 
 @njit(cache=True, nogil=True)
-def _run_other(c, p, F, I, D, frame, pool, merge, resize):  # noqa: E741
-    """Every op kind without counters; a group whose flag is None is left out at compile time."""
+def _run_other(c, p, F, I, D, frame, pool, merge, resize, smooth):  # noqa: E741
+    """Every op kind without counters; a group whose flag is None is left out at compile time,
+    and so are the smooth activations where ``smooth`` is None (one of them then raises)."""
     k = c[KIND]
     if k == ACTIVATION:
         if c[ACT.row_len] > 0:
             K.activation_rows(F[c[ACT.x]], F[c[ACT.y]], I[c[ACT.rows]], I[c[ACT.row_count]],
-                              c[ACT.row_len], c[ACT.fn], p[ACT_P.alpha], p[ACT_P.lo], p[ACT_P.hi])
+                              c[ACT.row_len], c[ACT.fn], p[ACT_P.alpha], p[ACT_P.lo], p[ACT_P.hi], smooth)
         else:
             K.activation_update(F[c[ACT.x]], F[c[ACT.y]], I[c[ACT.touched]], I[c[ACT.count]], c[ACT.fn],
-                                p[ACT_P.alpha], p[ACT_P.lo], p[ACT_P.hi])
+                                p[ACT_P.alpha], p[ACT_P.lo], p[ACT_P.hi], smooth)
     elif k == POOL and pool is not None:
         K.pool_update(F[c[POO.x]], I[c[POO.touched]], I[c[POO.count]], I[c[POO.in_hw]], c[POO.c],
                       I[c[POO.out_hw]], I[c[POO.kernel]], I[c[POO.stride]], I[c[POO.padding]],
@@ -395,7 +397,7 @@ def _run_other(c, p, F, I, D, frame, pool, merge, resize):  # noqa: E741
 
 @njit(cache=True, nogil=True)
 def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot, status,  # noqa: E741
-               floats, fixed, pix, conv, dense, pool, merge, resize, lava, gemm, recompute):
+               floats, fixed, pix, conv, dense, pool, merge, resize, lava, gemm, recompute, smooth):
     """Run ops ``lo:hi`` of the program over ``frames[T, N_in]`` (PyTorch layout, flat).
 
     ``floats`` / ``fixed`` are None when no weight layer has float / fixed-point weights
@@ -405,10 +407,11 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
     merge, resize`` (:data:`KIND_GROUPS`, :attr:`Program.kinds`): the loop of a network is
     compiled with the op kinds it has (one specialisation per set, each cached on disk); a
     row of a group left out would do nothing, so :attr:`Program.flags` passes them all.
-    ``lava, gemm, recompute`` (:data:`PATH_FLAGS`, :attr:`Program.paths`) likewise leave out
-    what only ``"lava"`` layers run and the pixel convs' gather-GEMM-scatter and
+    ``lava, gemm, recompute, smooth`` (:data:`PATH_FLAGS`, :attr:`Program.paths`) likewise leave
+    out what only ``"lava"`` layers run, the pixel convs' gather-GEMM-scatter and
     dense recompute where no layer's path mode can run them (a pixel conv whose chooser picks a
-    path left out raises instead of running another).
+    path left out raises instead of running another), and the smooth activation functions
+    where every activation is relu, leaky relu, clip or identity (a smooth one raises).
 
     Frame ``t`` is frame number ``frame0 + t`` of the stream (number 0 primes: every
     neuron is sent). Per frame and weight layer ``j``, ``stats[t, :, j]`` gets the
@@ -446,7 +449,7 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
                 elif floats is not None:
                     bad = _conv_float(c, p, F, I, D, frame_no, prime, st, lava)
             else:
-                _run_other(c, p, F, I, D, frame_no, pool, merge, resize)
+                _run_other(c, p, F, I, D, frame_no, pool, merge, resize, smooth)
             if bad != -1:
                 status[0], status[1] = o, bad
                 return t

@@ -185,10 +185,26 @@ def test_cached_flags_picks_what_trying_every_superset_picks(monkeypatch):
     assert 10 < sum(found) < 40, sum(found)  # draws with and without a loop with more flags
 
 
-def _stride2_net():
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2),
-                          nn.ReLU(), nn.Flatten(), nn.Linear(8 * 3 * 3, 4))
+def _stride2_net(act1=nn.ReLU, act2=nn.ReLU):
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), act1(), nn.Conv2d(8, 8, 3, stride=2),
+                          act2(), nn.Flatten(), nn.Linear(8 * 3 * 3, 4))
     return sd.convert(model, (1, 16, 16)), smooth_stream((1, 16, 16), t=5)
+
+
+def test_smooth_activations_compile_only_where_a_network_has_one():
+    """program.PATH_FLAGS ``smooth``: set for a network with a GELU or SiLU (which runs on a loop
+    that has it and equals the dense reference), not for one of ReLU, leaky ReLU and clip."""
+    smooth = P.PATH_FLAGS.index("smooth")
+    cheap = sd.convert(nn.Sequential(nn.Linear(6, 5), nn.LeakyReLU(0.1), nn.Linear(5, 4), nn.Hardtanh(),
+                                     nn.Linear(4, 3), nn.ReLU()), (6,))
+    assert sd.Simulator(cheap)._prog.paths[smooth] is None
+    net, frames = _stride2_net(nn.GELU, nn.SiLU)
+    sim = sd.Simulator(net)
+    assert sim._prog.paths[smooth] == 1
+    res = sim.run(frames, progress=False)
+    assert sim._flags[P.FLAG_NAMES.index("smooth")] == 1
+    ref = sd.reference(net, frames, progress=False)
+    np.testing.assert_allclose(res.outputs, ref, rtol=1e-6, atol=1e-6 * np.ptp(ref))
 
 
 def test_programs_name_the_paths_their_layers_may_run():
@@ -200,15 +216,15 @@ def test_programs_name_the_paths_their_layers_may_run():
     for op in (op for op in sim._weight_ops if op.has_paths):  # stride 2: fewer synops per
         c_in = op.w_cl.shape[2]  # event than the GEMM's multiply-adds per pixel with events
         assert op.costs[1] >= c_in * op.costs[0] and not K.gemm_may_win(c_in, *op.costs[:2])
-    assert sim._prog.paths == (None, None, 1)
+    assert sim._prog.paths == (None, None, 1, None)  # ReLU only: no smooth activations
     assert K.gemm_may_win(16, 1.0, 15.9) and not K.gemm_may_win(16, 1.0, 16.1)
     sim._flags = (1,) * len(sim._prog.flags)
     sim.set_conv_path("scatter")
-    assert sim._prog.paths == (None, None, None) and sim._flags is None  # asked again
+    assert sim._prog.paths == (None, None, None, None) and sim._flags is None  # asked again
     sim.set_conv_path("gemm")
-    assert sim._prog.paths == (None, 1, None)
+    assert sim._prog.paths == (None, 1, None, None)
     sim.set_conv_path("dense", layer=net.layer_names[0])
-    assert sim._prog.paths == (None, 1, 1)
+    assert sim._prog.paths == (None, 1, 1, None)
     model, shape = make("conv")
     assert sd.Simulator(sd.convert(model, shape))._prog.paths[0] is None  # no "lava" layer
     lava = sd.load_netx(LAVA_NET)
@@ -244,6 +260,12 @@ def test_a_path_left_out_of_the_loop_raises_rather_than_run_another():
     net, frames = _stride2_net()
     sim = sd.Simulator(net)
     sim.set_conv_path("gemm")
-    sim._flags = sim._prog._replace(paths=(None, None, None)).flags  # what a stale key would run
+    sim._flags = sim._prog._replace(paths=(None,) * len(P.PATH_FLAGS)).flags  # what a stale key would run
     with pytest.raises(RuntimeError, match="compiled without"):
+        sim.run(frames, progress=False)
+    relu_paths = sd.Simulator(net)._prog.paths  # the ReLU net's own loop: no smooth activations
+    sim = sd.Simulator(_stride2_net(nn.GELU)[0])
+    assert sim._prog.flags != sim._prog._replace(paths=relu_paths).flags
+    sim._flags = sim._prog._replace(paths=relu_paths).flags
+    with pytest.raises(RuntimeError, match="smooth activation .* compiled without"):
         sim.run(frames, progress=False)

@@ -137,11 +137,19 @@ def _all_touched(rng, n):
 @pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (1, 0.1, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0),
                                             (9, 0, 0, 0)])
 @pytest.mark.parametrize("busy", [False, True])
-def test_activation_update(fn, alpha, lo, hi, busy):
+@pytest.mark.parametrize("smooth", [None, 1])
+def test_activation_update(fn, alpha, lo, hi, busy, smooth):
+    """With ``smooth`` None (the smooth codes compiled out) a cheap code runs the same, a smooth
+    one raises, in the kernel and its twin."""
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=20), rng.normal(size=20)
     touched, count = (_all_touched if busy else _touched)(rng, 20)
-    _, a, _, b = _both("activation_update", x, y, touched, count, fn, alpha, lo, hi)
+    if smooth is None and fn > K.CHEAP_MAX:
+        for mod in (K, T):
+            with pytest.raises(RuntimeError, match="compiled without"):
+                mod.activation_update(x, y, touched, count, fn, alpha, lo, hi, smooth)
+        return
+    _, a, _, b = _both("activation_update", x, y, touched, count, fn, alpha, lo, hi, smooth)
     np.testing.assert_array_equal(a[1], b[1])
 
 
@@ -254,12 +262,13 @@ def test_pool_scan_by_channel_blocks_is_bit_identical(is_max, kernel, stride, pa
 
 
 @pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (1, 0.1, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0)])
-def test_activation_rows(fn, alpha, lo, hi):
+@pytest.mark.parametrize("smooth", [None, 1])
+def test_activation_rows(fn, alpha, lo, hi, smooth):
     rng = np.random.default_rng(14)
     x, y = rng.normal(size=300), rng.normal(size=300)
     rows = np.array([0, 3, 4, 9], np.int64)  # 3 of 100 pixels listed: under FULL_PASS_ABOVE
     assert 3 * 3 <= K.FULL_PASS_ABOVE * len(x)
-    _, a, _, b = _both("activation_rows", x, y, rows, np.array([3]), 3, fn, alpha, lo, hi)
+    _, a, _, b = _both("activation_rows", x, y, rows, np.array([3]), 3, fn, alpha, lo, hi, smooth)
     np.testing.assert_array_equal(a[1], b[1])
     assert np.array_equal(a[1][27:], y[27:])  # pixel 9 is not listed (row_count 3)
     assert np.array_equal(a[1][:3], T._pointwise(x[:3], fn, alpha, lo, hi))
@@ -274,23 +283,24 @@ def test_activation_rows_busy(fn, alpha, lo, hi):
     y = T._pointwise(x, fn, alpha, lo, hi)
     x[:57] = rng.normal(size=57)  # pixels 0-18 of 3 channels change and are listed
     rows = np.arange(20, dtype=np.int64)
-    _, a, _, b = _both("activation_rows", x, y, rows, np.array([19]), 3, fn, alpha, lo, hi)
+    _, a, _, b = _both("activation_rows", x, y, rows, np.array([19]), 3, fn, alpha, lo, hi, 1)
     np.testing.assert_allclose(a[1], b[1], rtol=1e-12)
     np.testing.assert_allclose(a[1], T._pointwise(x, fn, alpha, lo, hi), rtol=1e-12)
 
 
 @pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0)])
-def test_activation_rows_whole_map(fn, alpha, lo, hi):
+@pytest.mark.parametrize("smooth", [None, 1])
+def test_activation_rows_whole_map(fn, alpha, lo, hi, smooth):
     """Rows that cover every pixel (in any order), or most of them, take one contiguous pass:
     the listed neurons get f(x), the others keep y = f(x) (the engine's invariant)."""
     rng = np.random.default_rng(15)
     x = rng.normal(size=30)
     y = np.zeros(30)
-    K.activation_update(x, y, np.arange(30), np.array([30]), fn, alpha, lo, hi)  # y = f(x)
+    K.activation_update(x, y, np.arange(30), np.array([30]), fn, alpha, lo, hi, 1)  # y = f(x)
     for n in (10, 8):
         rows = rng.permutation(10)[:n].astype(np.int64)
         x[rows * 3 + 1] += rng.normal(size=n)  # the listed pixels change
-        _, a, _, b = _both("activation_rows", x, y, rows, np.array([n]), 3, fn, alpha, lo, hi)
+        _, a, _, b = _both("activation_rows", x, y, rows, np.array([n]), 3, fn, alpha, lo, hi, smooth)
         np.testing.assert_array_equal(a[1], b[1])
         y = b[1]
 
@@ -412,5 +422,5 @@ def test_busy_glue_passes_keep_values(n_a, n_b):
     y[union] += 1.0  # the add's outputs change again; relu on the union
     want_r = r.copy()
     want_r[union] = np.where(y[union] > 0, y[union], 0)
-    K.activation_update(y, r, touched, count, 0, 0.0, 0.0, 0.0)
+    K.activation_update(y, r, touched, count, 0, 0.0, 0.0, 0.0, None)
     np.testing.assert_array_equal(r, want_r)

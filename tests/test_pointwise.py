@@ -56,8 +56,8 @@ def test_kernels_equal_twin(name, dtype):
     touched = np.sort(rng.choice(len(x), 40, replace=False)).astype(np.int64)
     count = np.array([37], np.int64)
     y_k, y_t = np.full_like(x, 9.0), np.full_like(x, 9.0)
-    K.activation_update(x, y_k, touched, count, fn, alpha, lo, hi)
-    T.activation_update(x, y_t, touched, count, fn, alpha, lo, hi)
+    K.activation_update(x, y_k, touched, count, fn, alpha, lo, hi, 1)
+    T.activation_update(x, y_t, touched, count, fn, alpha, lo, hi, 1)
     tol = 1e-12 if dtype == np.float64 else 2e-6
     np.testing.assert_allclose(y_k, y_t, rtol=tol, atol=tol)
     untouched = np.setdiff1d(np.arange(len(x)), touched[:37])
@@ -70,14 +70,35 @@ def test_kernels_equal_twin(name, dtype):
     rows, c = np.array([0, 3, 7, 1, 2, 6, 5], np.int64), 8  # pixels of 8 channels
     for n_rows in (3, 6):  # 24 and 48 of 64 neurons: below and above ROWS_FULL_ABOVE
         y_k, y_t = np.full_like(x, 9.0), np.full_like(x, 9.0)
-        K.activation_rows(x, y_k, rows, np.array([n_rows]), c, fn, alpha, lo, hi)
-        T.activation_rows(x, y_t, rows, np.array([n_rows]), c, fn, alpha, lo, hi)
+        K.activation_rows(x, y_k, rows, np.array([n_rows]), c, fn, alpha, lo, hi, 1)
+        T.activation_rows(x, y_t, rows, np.array([n_rows]), c, fn, alpha, lo, hi, 1)
         np.testing.assert_allclose(y_k, y_t, rtol=tol, atol=tol)
         if fn <= 3 and n_rows * c > ROWS_FULL_ABOVE * len(x):  # busy: every neuron, f(x)
             np.testing.assert_allclose(y_k[40:48], T._pointwise(x[40:48], fn, alpha, lo, hi),
                                        rtol=tol, atol=tol)
         else:
             assert (y_k[40:48] == 9.0).all()  # pixel 5 is not listed
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_kernels_without_the_smooth_codes(name):
+    """Compiled with ``smooth`` None, the kernels run the cheap codes (relu, leaky, clip,
+    identity: up to K.CHEAP_MAX) as the twin does, and refuse every other one."""
+    alpha, lo, hi, _ = CASES[name]
+    fn, x = g.ACTIVATIONS.index(name), _x()
+    touched, count = np.arange(len(x), dtype=np.int64)[::3].copy(), np.array([5], np.int64)
+    rows = np.array([0, 3, 7, 5], np.int64)
+    calls = (("activation_update", (touched, count)), ("activation_rows", (rows, np.array([3]), 8)))
+    for kernel, lists in calls:
+        if fn > K.CHEAP_MAX:
+            with pytest.raises(RuntimeError, match="compiled without"):
+                getattr(K, kernel)(x, np.zeros_like(x), *lists, fn, alpha, lo, hi, None)
+            continue
+        y_k, y_t = np.full_like(x, 9.0), np.full_like(x, 9.0)
+        getattr(K, kernel)(x, y_k, *lists, fn, alpha, lo, hi, None)
+        getattr(T, kernel)(x, y_t, *lists, fn, alpha, lo, hi, None)
+        np.testing.assert_allclose(y_k, y_t, rtol=1e-12, atol=1e-15)
+        assert (y_k != 9.0).any()
 
 
 @pytest.mark.parametrize("per_channel", [True, False])

@@ -25,6 +25,7 @@ from .conv1x1 import conv1x1_dense, conv1x1_ok
 from .depthwise import DW_DENSE_ABOVE, depthwise_dense, depthwise_ok
 from .elementwise import (
     ADD_FULL_ABOVE,
+    CHEAP_MAX,
     FULL_PASS_ABOVE,
     activation_rows,
     activation_update,
@@ -109,6 +110,7 @@ from .spikemap import encode_map_1ch, make_map, no_map, prefer_map
 __all__ = [
     "ADD_FULL_ABOVE",
     "FULL_PASS_ABOVE",
+    "CHEAP_MAX",
     "FLOAT32_SUMS",
     "INT32_SUMS",
     "LAVA_MAP_MAX_C",

@@ -8,13 +8,16 @@ from numba import njit
 from .prefetch import prefetch
 
 __all__ = [
-    "FULL_PASS_ABOVE", "ADD_FULL_ABOVE", "ROWS_FULL_ABOVE", "pointwise", "activation_update",
+    "FULL_PASS_ABOVE", "ADD_FULL_ABOVE", "ROWS_FULL_ABOVE", "CHEAP_MAX", "pointwise", "activation_update",
     "activation_rows", "add_update", "mul_update",
     "concat_update", "flatten_update", "upsample_update", "fixed_point_update", "fixed_point_guard",
 ]
 
 RELU, LEAKY, CLIP, IDENTITY = 0, 1, 2, 3
 SIGMOID, TANH, GELU, GELU_TANH, SILU, HARDSWISH, HARDSIGMOID, ELU, SOFTPLUS, MISH = range(4, 14)
+#: the cheap activation codes are ``0..CHEAP_MAX`` (relu, leaky, clip, identity); the others
+#: (sigmoid, tanh, gelu, ...) are "smooth": their code is compiled only with ``smooth`` set
+CHEAP_MAX = IDENTITY
 _SQRT_HALF = 0.7071067811865476
 _SQRT_2_OVER_PI = 0.7978845608028654
 
@@ -75,56 +78,111 @@ ADD_FULL_ABOVE = 1 / 4
 ROWS_FULL_ABOVE = 1 / 2
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _cheap(v, fn, alpha, lo, hi):
+    """:func:`pointwise` of a cheap code (``0..CHEAP_MAX``): relu, leaky, clip, else identity."""
+    if fn == RELU:
+        return v if v > 0.0 else 0.0
+    if fn == LEAKY:
+        return v if v > 0.0 else alpha * v
+    if fn == CLIP:
+        return min(max(v, lo), hi)
+    return v
+
+
 @njit(cache=True, nogil=True)
-def activation_update(x, y, touched, count, fn, alpha, lo, hi):
+def _smooth_rows(x, y, rows, n_rows, c, fn, alpha, lo, hi):
+    """``y = f(x)`` (:func:`pointwise`) on the ``c`` neurons of each pixel ``rows[:n_rows]``
+    (``c = 1``: a neuron list), or on every neuron where the rows cover the map: the smooth
+    codes, compiled only where flag ``smooth`` is set (a function of its own: :func:`pointwise`
+    inlined into the kernels' call sites cost about 0.35 s of compile per kernel even where
+    ``smooth is None`` then pruned it, as the callee's IR is built first)."""
+    if n_rows * c == x.shape[0]:
+        for j in range(x.shape[0]):
+            y[j] = pointwise(x[j], fn, alpha, lo, hi)
+        return
+    line = max(1, 64 // x.itemsize)
+    for r in range(n_rows):
+        if c > 1 and r + 6 < n_rows:  # cold rows: fetch a few pixels ahead
+            ahead = rows[r + 6] * c
+            for j in range(0, c, line):
+                prefetch(x, ahead + j)
+                prefetch(y, ahead + j)
+        b = rows[r] * c
+        for j in range(b, b + c):
+            y[j] = pointwise(x[j], fn, alpha, lo, hi)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _smooth_code(fn, smooth):
+    """Whether ``fn`` is a smooth code (above ``CHEAP_MAX``) to run, where the kernel has them
+    (``smooth`` 1); a smooth code in a kernel compiled without them (``smooth`` None) raises."""
+    if smooth is None:
+        if fn > CHEAP_MAX:
+            raise RuntimeError("sigmadelta: a smooth activation in a frame loop compiled without them")
+        return False
+    return fn > CHEAP_MAX
+
+
+@njit(cache=True, nogil=True)
+def activation_update(x, y, touched, count, fn, alpha, lo, hi, smooth):
     """``y_i = f(x_i)`` for the touched ``i`` (``f``: :func:`pointwise` code ``fn``).
 
     Every neuron touched (the list holds each neuron once, so ``count == len(x)``; a layer
-    that ran its dense path lists them all), or a cheap ``f`` (codes 0-3) and more than
-    :data:`FULL_PASS_ABOVE` of them touched: one contiguous pass over every neuron
+    that ran its dense path lists them all), or a cheap ``f`` (codes ``0..CHEAP_MAX``) and more
+    than :data:`FULL_PASS_ABOVE` of them touched: one contiguous pass over every neuron
     (:func:`_activation_run`) instead of the indexed one. The engine keeps ``y = f(x)`` on
     every neuron (the first frame touches all, and an untouched ``x_i`` keeps its value), so
-    the untouched ones are rewritten with the value they hold."""
+    the untouched ones are rewritten with the value they hold. ``smooth``: None compiles the
+    cheap codes only (a smooth ``fn`` raises RuntimeError), 1 every code (:func:`_smooth_rows`)."""
     n = count[0]
-    if n == x.shape[0] or (fn <= 3 and n > FULL_PASS_ABOVE * x.shape[0]):
+    if _smooth_code(fn, smooth):
+        if smooth is not None:  # pruned at compile time where None
+            _smooth_rows(x, y, touched, n, 1, fn, alpha, lo, hi)
+        return
+    if n == x.shape[0] or n > FULL_PASS_ABOVE * x.shape[0]:
         _activation_run(x, y, fn, alpha, lo, hi)
         return
     for t in range(n):
         i = touched[t]
-        y[i] = pointwise(x[i], fn, alpha, lo, hi)
+        y[i] = _cheap(x[i], fn, alpha, lo, hi)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _activation_run(xs, ys, fn, alpha, lo, hi):
-    """``ys = f(xs)`` over contiguous arrays (ReLU, leaky ReLU and clip as their own loops,
-    which vectorise)."""
-    if fn == 0:
+    """``ys = f(xs)`` over contiguous arrays of a cheap code (ReLU, leaky ReLU and clip as
+    their own loops, which vectorise)."""
+    if fn == RELU:
         for j in range(xs.shape[0]):
             ys[j] = xs[j] if xs[j] > 0.0 else 0.0
-    elif fn == 1:
+    elif fn == LEAKY:
         for j in range(xs.shape[0]):
             ys[j] = xs[j] if xs[j] > 0.0 else alpha * xs[j]
-    elif fn == 2:
+    elif fn == CLIP:
         for j in range(xs.shape[0]):
             ys[j] = min(max(xs[j], lo), hi)
     else:  # a loop, not ys[:] = xs: a slice copy compiles Numba's shape-error formatting
         for j in range(xs.shape[0]):
-            ys[j] = pointwise(xs[j], fn, alpha, lo, hi)
+            ys[j] = xs[j]
 
 
 @njit(cache=True, nogil=True)
-def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
+def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi, smooth):
     """:func:`activation_update` on every channel of the pixels ``rows[:row_count[0]]``.
 
     ``y[p*c + j] = f(x[p*c + j])`` for ``j < c``: contiguous rows, no index list. Rows (each
-    listed once) that cover the whole map, or a cheap ``f`` (codes 0-3) on more than
-    :data:`ROWS_FULL_ABOVE` of it: one contiguous pass over every neuron instead, as
+    listed once) that cover the whole map, or a cheap ``f`` (codes ``0..CHEAP_MAX``) on more
+    than :data:`ROWS_FULL_ABOVE` of it: one contiguous pass over every neuron instead, as
     :func:`activation_update` does (the untouched ones are rewritten with the value they
     hold; 2-vCPU Xeon, AVX-512, float32: relu on 8x35x43, every row, 0.034 -> 0.004 ms;
-    32x64x64, every row, 0.07-0.1 -> 0.02 ms).
+    32x64x64, every row, 0.07-0.1 -> 0.02 ms). ``smooth`` as in :func:`activation_update`.
     """
     n_rows = row_count[0]
-    if n_rows * c == x.shape[0] or (fn <= 3 and n_rows * c > ROWS_FULL_ABOVE * x.shape[0]):
+    if _smooth_code(fn, smooth):
+        if smooth is not None:  # pruned at compile time where None
+            _smooth_rows(x, y, rows, n_rows, c, fn, alpha, lo, hi)
+        return
+    if n_rows * c == x.shape[0] or n_rows * c > ROWS_FULL_ABOVE * x.shape[0]:
         _activation_run(x, y, fn, alpha, lo, hi)
         return
     line = max(1, 64 // x.itemsize)

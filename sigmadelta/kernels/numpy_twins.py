@@ -5,11 +5,10 @@ tests; the engine never calls them. Where a kernel lists touched neurons, the
 twin lists the same set (the order may differ).
 """
 
-import math
-
 import numpy as np
 
-from .elementwise import ADD_FULL_ABOVE, FULL_PASS_ABOVE, ROWS_FULL_ABOVE
+from .elementwise import ADD_FULL_ABOVE
+from .numpy_twins_act import _pointwise, activation_rows, activation_update  # noqa: F401 (_pointwise: the tests)
 from .numpy_twins_depthwise import depthwise_dense
 from .numpy_twins_gemm import _from_run, conv1x1_dense, conv_gemm, conv_gemm_pixels
 from .numpy_twins_lava import (
@@ -178,37 +177,6 @@ def expand_pixel_groups(pg_list, pg_count, groups, cg, touched, count):
     idx = [(pg // groups) * groups * cg + (pg % groups) * cg + j
            for pg in pg_list[: pg_count[0]] for j in range(cg)]
     _set_list(touched, count, idx)
-
-
-def _pointwise(v, fn, alpha, lo, hi):
-    v = np.asarray(v, np.float64)
-    with np.errstate(over="ignore"):
-        sig = 1 / (1 + np.exp(-v))
-        sp = np.log1p(np.exp(alpha * v)) / alpha if alpha else v
-        sp1 = np.where(v > 20, v, np.log1p(np.exp(v)))
-        erf = np.vectorize(math.erf)(v / math.sqrt(2)) if v.size else v
-        return {0: lambda: np.maximum(v, 0), 1: lambda: np.where(v > 0, v, alpha * v),
-                2: lambda: np.clip(v, lo, hi), 3: lambda: v, 4: lambda: sig, 5: lambda: np.tanh(v),
-                6: lambda: 0.5 * v * (1 + erf),
-                7: lambda: 0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3))),
-                8: lambda: v * sig, 9: lambda: v * np.clip(v + 3, 0, 6) / 6,
-                10: lambda: np.clip(v + 3, 0, 6) / 6,
-                11: lambda: np.where(v > 0, v, alpha * (np.exp(v) - 1)),
-                12: lambda: np.where(alpha * v > hi, v, sp), 13: lambda: v * np.tanh(sp1)}[fn]()
-
-
-def activation_update(x, y, touched, count, fn, alpha, lo, hi):
-    idx = touched[: count[0]]
-    if fn <= 3 and len(idx) > FULL_PASS_ABOVE * len(x):  # busy: every neuron (y = f(x) holds)
-        idx = np.arange(len(x))
-    y[idx] = _pointwise(x[idx], fn, alpha, lo, hi)
-
-
-def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi):
-    idx = (rows[: row_count[0], None] * c + np.arange(c)).ravel()
-    if len(idx) == len(x) or (fn <= 3 and len(idx) > ROWS_FULL_ABOVE * len(x)):  # every neuron
-        idx = np.arange(len(x))
-    y[idx] = _pointwise(x[idx], fn, alpha, lo, hi)
 
 
 def mul_update(a, b, y, touched_a, count_a, touched_b, count_b, c, per_channel, touched, count,
