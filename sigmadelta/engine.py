@@ -446,8 +446,8 @@ def simulate(net: Network, frames: Iterable, record: str | None = None,
              workers: int = 2, timing: str = "frame", blas_threads: int | None = 1) -> Result | list[Result]:
     """Run a fresh :class:`Simulator` over a stream; see :meth:`Simulator.run`.
 
-    ``timing`` is ``"frame"`` or ``"pipelined"`` (Loihi's), ``blas_threads`` the BLAS threads
-    during the run (1; None: leave BLAS alone): see :class:`Simulator`.
+    ``timing`` (``"frame"``, ``"pipelined"``) and ``blas_threads`` (1; None: leave BLAS alone):
+    see :class:`Simulator`.
 
     ``frames`` of shape ``[B, T, *input_shape]`` (an array or tensor with one more
     dimension than a stream) are ``B`` independent streams: they run through
@@ -464,8 +464,8 @@ def simulate(net: Network, frames: Iterable, record: str | None = None,
         if record is not None:
             raise ValueError("record= is for one stream; run the streams one by one to record them")
         return simulate_batch(net, list(frames), workers, dtype, timing, blas_threads)
-    return Simulator(net, dtype=dtype, timing=timing, blas_threads=blas_threads).run(
-        frames, record=record, progress=progress)
+    sim = Simulator(net, dtype=dtype, timing=timing, blas_threads=blas_threads)
+    return sim.run(frames, record=record, progress=progress)
 
 
 def simulate_batch(net: Network, sources: Iterable, workers: int = 2,
@@ -486,7 +486,6 @@ def simulate_batch(net: Network, sources: Iterable, workers: int = 2,
     blas_threads : int or None
         BLAS threads while the streams run (1: one per worker); see :class:`Simulator`.
     """
-    check_blas_threads(blas_threads)
     sources = list(sources)
     if not sources:
         raise ValueError("no streams to simulate")
