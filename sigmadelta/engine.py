@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .assemble import build_program, path_flags
+from .blaslimit import blas_limit, check_blas_threads
 from .fixedpoint import AccumulatorOverflowError, overflow_message, spike_total_message
 from .frames import as_array as _as_array
 from .frames import check_frames, iter_checked
@@ -107,6 +108,10 @@ class Simulator:
         sees what its input node held one frame earlier (zeros before the first), so a change
         needs one frame per weight layer to reach the output, and biases act from the first
         frame. The dense reference follows the same timing (``sd.reference(..., timing=)``).
+    blas_threads : int or None
+        BLAS threads (the dense path's GEMM) during a ``run``/``step`` call, restored after
+        (:mod:`sigmadelta.blaslimit`). 1: more would fight the frame loop's one thread per
+        stream (small GEMMs up to 100x slower on a busy 2-core VM). None: leave BLAS alone.
 
     A Simulator holds one stream's state and is used by one thread at a time: a call
     from another thread while it runs raises :class:`SimulatorBusyError` (give each
@@ -115,8 +120,9 @@ class Simulator:
     """
 
     def __init__(self, net: Network, dtype=np.float64, profile: bool = False, chunk: int = 64,
-                 timing: str = "frame"):
+                 timing: str = "frame", blas_threads: int | None = 1):
         self.net = net
+        self.blas_threads = check_blas_threads(blas_threads)
         self.timing = check_timing(timing)
         self.dtype = state_dtype(dtype)
         self.profile = bool(profile)
@@ -235,7 +241,7 @@ class Simulator:
         """
         frame = _as_array(frame)
         _check_one(frame, self.net.input_shape, self.frame_no)
-        with self._use():
+        with self._use(), blas_limit(self.blas_threads):
             outs, _, error = self._run_chunk(frame[None])
         if error is not None:
             raise error
@@ -376,7 +382,7 @@ class Simulator:
         A stream that ends before the frames its ``len()`` announced (a truncated video)
         is recorded with ``source_complete`` 0 beside ``source_frames_expected``.
         """
-        with self._use():
+        with self._use(), blas_limit(self.blas_threads):
             return self._run(frames, record, progress, record_chunk)
 
     def _run(self, frames: Iterable, record: str | None, progress: bool | None,
@@ -437,10 +443,11 @@ def _is_batch(net: Network, frames) -> bool:
 
 def simulate(net: Network, frames: Iterable, record: str | None = None,
              progress: bool | None = None, dtype=np.float64,
-             workers: int = 2, timing: str = "frame") -> Result | list[Result]:
+             workers: int = 2, timing: str = "frame", blas_threads: int | None = 1) -> Result | list[Result]:
     """Run a fresh :class:`Simulator` over a stream; see :meth:`Simulator.run`.
 
-    ``timing`` is ``"frame"`` or ``"pipelined"`` (Loihi's; see :class:`Simulator`).
+    ``timing`` (``"frame"``, ``"pipelined"``) and ``blas_threads`` (1; None: leave BLAS alone):
+    see :class:`Simulator`.
 
     ``frames`` of shape ``[B, T, *input_shape]`` (an array or tensor with one more
     dimension than a stream) are ``B`` independent streams: they run through
@@ -456,12 +463,13 @@ def simulate(net: Network, frames: Iterable, record: str | None = None,
     if _is_batch(net, frames):
         if record is not None:
             raise ValueError("record= is for one stream; run the streams one by one to record them")
-        return simulate_batch(net, list(frames), workers=workers, dtype=dtype, timing=timing)
-    return Simulator(net, dtype=dtype, timing=timing).run(frames, record=record, progress=progress)
+        return simulate_batch(net, list(frames), workers, dtype, timing, blas_threads)
+    sim = Simulator(net, dtype=dtype, timing=timing, blas_threads=blas_threads)
+    return sim.run(frames, record=record, progress=progress)
 
 
 def simulate_batch(net: Network, sources: Iterable, workers: int = 2,
-                   dtype=np.float64, timing: str = "frame") -> list[Result]:
+                   dtype=np.float64, timing: str = "frame", blas_threads: int | None = 1) -> list[Result]:
     """Simulate independent streams in parallel; one :class:`Result` per stream, in order.
 
     Every stream gets its own :class:`Simulator` (its own state), so each result is
@@ -475,13 +483,15 @@ def simulate_batch(net: Network, sources: Iterable, workers: int = 2,
         Each an array ``[T, *input_shape]`` or an iterable of frames.
     workers : int
         Threads to use (1: run the streams one after the other).
+    blas_threads : int or None
+        BLAS threads while the streams run (1: one per worker); see :class:`Simulator`.
     """
     sources = list(sources)
     if not sources:
         raise ValueError("no streams to simulate")
 
     def one(src) -> Result:
-        return Simulator(net, dtype=dtype, timing=timing).run(src, progress=False)
+        return Simulator(net, dtype=dtype, timing=timing, blas_threads=blas_threads).run(src, progress=False)
 
     if workers <= 1 or len(sources) == 1:
         return [one(src) for src in sources]
