@@ -89,10 +89,11 @@ def scatter_i32(px_list, px_start, n_px, ev_ch, ev_val, w8, dz, geom, c_in, pg_l
                      pg_stamp, frame)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _rows_i32(dz, zb, ev_ch, ev_val, e0, e1, w8, wk, lw, s0, n_len):
     """``dz[zb + j] += s_e * w8[(wk + c_e) * lw + s0 + j]`` (int32) for the events
-    ``e0 <= e < e1`` and ``j < n_len``: the row update of :func:`scatter_i32`."""
+    ``e0 <= e < e1`` and ``j < n_len``: the row update of :func:`scatter_i32`. Not inlined by
+    Numba (LLVM inlines it): ``inline="always"`` made the int32 scatter 2-3% slower."""
     for e in range(e0, e1):
         v = int32(ev_val[e])
         wb = uint64((wk + ev_ch[e]) * lw + s0)
