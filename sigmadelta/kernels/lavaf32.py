@@ -23,7 +23,7 @@ from numba import njit, uint64
 from .pixel import _split
 from .simd import wfma, wfma_i8, wlanes, wload, wstore, wstore_i32, wzero_f32
 
-__all__ = ["lava_scatter_make", "scatter_f32", "fold_f32", "dense_f32"]
+__all__ = ["lava_scatter_make", "scatter_f32", "scatter_walker", "fold_f32", "dense_f32"]
 
 
 def lava_scatter_make(w_run: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -42,57 +42,81 @@ def scatter_f32(px_list, px_start, n_px, ev_ch, ev_val, w32, dz, geom, c_in, pg_
     ``[kh, c_in, lw]``) and float32 scratch ``dz``: ``dz += conv(s, W)``. The messages must be
     integers with ``max|s| * lava_l1(W) < 2**24``. Lists the reached output pixels as the
     float kernel does; returns its ``(synops, additions)``."""
-    w_in, h_out, w_out = geom[1], geom[2], geom[3]
-    sy, sx, py, px, cg = geom[4], geom[5], geom[6], geom[7], geom[10]
-    lw = geom[9] * cg  # the run layout's row (w32 may be padded)
-    synops, adds, npg = 0, 0.0, pg_count[0]
-    n_out = pg_stamp.shape[0]
-    reach = geom[11 + 2 * sx] * geom[11]
-    scan = npg == 0 and 8 * n_px * reach > n_out
-    iy, row0 = 0, -w_in - 1
-    for p in range(n_px):
-        e0, e1 = px_start[p], px_start[p + 1]
-        pix = px_list[p]
-        if pix < row0 or pix >= row0 + w_in:
-            iy = pix // w_in
-            row0 = iy * w_in
-        ix = pix - row0
-        r, oxh = _split(ix + px, sx)
-        ox0 = max(oxh - geom[11 + r] + 1, 0)
-        ox1 = min(oxh, w_out - 1)
-        if ox0 > ox1:
-            continue
-        s0 = (geom[11 + sx + r] + geom[11 + r] - 1 - oxh + ox0) * cg
-        n_len = (ox1 - ox0 + 1) * cg
-        mag = 0.0
-        for e in range(e0, e1):
-            mag += abs(ev_val[e])
-        ry, oyh = _split(iy + py, sy)
-        fan = 0
-        for m in range(geom[11 + 2 * sx + ry]):
-            oy = oyh - m
-            if oy < 0 or oy >= h_out:
+    return _walk_f32(px_list, px_start, n_px, ev_ch, ev_val, w32, dz, geom, c_in, pg_list, pg_count,
+                     pg_stamp, frame)
+
+
+def scatter_walker(rows):
+    """The pixel walk of the ``"lava"`` conv scatters (:func:`scatter_f32`,
+    :func:`sigmadelta.kernels.scatter_i32`) around the row update ``rows`` (an ``@njit``
+    function, called statically: one walker per row update; not cached itself, its cached
+    callers hold its code). For each pixel ``p`` with events ``e0 <= e < e1``, each kernel row
+    ``m`` it reaches and the run of output columns ``ox0..ox1`` in that row::
+
+        rows(dz, zb, ev_ch, ev_val, e0, e1, w, wk, lw, s0, n_len)
+        # dz[zb + j] += s_e * w[(wk + c_e) * lw + s0 + j],  j < n_len = (ox1 - ox0 + 1) * cg
+
+    with ``zb = (oy * w_out + ox0) * cg`` and ``wk = (ry + m * sy) * c_in``. The walker lists
+    the reached output pixels in ``pg_list`` (stamped ``frame`` in ``pg_stamp``; a dense step
+    stamps them all, then scans) and returns ``(synops, additions)``: per row,
+    ``synops += n_len * (e1 - e0)`` and ``additions += n_len * sum_e |s_e|``."""
+
+    @njit(nogil=True)
+    def walk(px_list, px_start, n_px, ev_ch, ev_val, w, dz, geom, c_in, pg_list, pg_count, pg_stamp,
+             frame):
+        w_in, h_out, w_out = geom[1], geom[2], geom[3]
+        sy, sx, py, px, cg = geom[4], geom[5], geom[6], geom[7], geom[10]
+        lw = geom[9] * cg  # the run layout's row (not from w's length: it may be padded)
+        synops, adds, npg = 0, 0.0, pg_count[0]
+        n_out = pg_stamp.shape[0]
+        reach = geom[11 + 2 * sx] * geom[11]
+        scan = npg == 0 and 8 * n_px * reach > n_out
+        iy, row0 = 0, -w_in - 1
+        for p in range(n_px):
+            e0, e1 = px_start[p], px_start[p + 1]
+            pix = px_list[p]
+            if pix < row0 or pix >= row0 + w_in:
+                iy = pix // w_in
+                row0 = iy * w_in
+            ix = pix - row0
+            r, oxh = _split(ix + px, sx)
+            ox0 = max(oxh - geom[11 + r] + 1, 0)
+            ox1 = min(oxh, w_out - 1)
+            if ox0 > ox1:
                 continue
-            _rows_f32(dz, uint64((oy * w_out + ox0) * cg), ev_ch, ev_val, e0, e1, w32,
-                      (ry + m * sy) * c_in, lw, s0, uint64(n_len))
-            if scan:
-                for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):
-                    pg_stamp[q] = frame
-            else:
-                for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):  # branchless listing
-                    new = pg_stamp[q] != frame
-                    pg_stamp[q] = frame
-                    pg_list[npg] = q
-                    npg += new
-            fan += n_len
-        synops += fan * (e1 - e0)
-        adds += mag * fan
-    if scan:
-        for q in range(n_out):
-            pg_list[npg] = q
-            npg += pg_stamp[q] == frame
-    pg_count[0] = npg
-    return synops, adds
+            s0 = (geom[11 + sx + r] + geom[11 + r] - 1 - oxh + ox0) * cg
+            n_len = (ox1 - ox0 + 1) * cg
+            mag = 0.0
+            for e in range(e0, e1):
+                mag += abs(ev_val[e])
+            ry, oyh = _split(iy + py, sy)
+            fan = 0
+            for m in range(geom[11 + 2 * sx + ry]):
+                oy = oyh - m
+                if oy < 0 or oy >= h_out:
+                    continue
+                rows(dz, uint64((oy * w_out + ox0) * cg), ev_ch, ev_val, e0, e1, w,
+                     (ry + m * sy) * c_in, lw, s0, uint64(n_len))
+                if scan:
+                    for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):
+                        pg_stamp[q] = frame
+                else:
+                    for q in range(oy * w_out + ox0, oy * w_out + ox1 + 1):  # branchless listing
+                        new = pg_stamp[q] != frame
+                        pg_stamp[q] = frame
+                        pg_list[npg] = q
+                        npg += new
+                fan += n_len
+            synops += fan * (e1 - e0)
+            adds += mag * fan
+        if scan:
+            for q in range(n_out):
+                pg_list[npg] = q
+                npg += pg_stamp[q] == frame
+        pg_count[0] = npg
+        return synops, adds
+
+    return walk
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -127,6 +151,9 @@ def _rows_f32(dz, zb, ev_ch, ev_val, e0, e1, w32, wk, lw, s0, n_len):
         wb = uint64((wk + ev_ch[e]) * lw + s0)
         for j in range(o, n_len):
             dz[zb + j] += v * w32[wb + j]
+
+
+_walk_f32 = scatter_walker(_rows_f32)
 
 
 @njit(cache=True, nogil=True)
