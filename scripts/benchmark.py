@@ -16,7 +16,8 @@ or listing) on the same events, which bounds any event scatter on this machine.
 ``--micro-pattern neuron,pixel,channels``: random neurons, whole pixels or a quarter of a
 pixel's channels change. ``--zoo``: networks in common styles (``scripts/_netzoo.py``) on 64x64
 frames of bikes, ``--dtype float32,float64``, ``--conv-path scatter,auto`` to compare paths.
-BLAS (the dense conv path's GEMM) is limited to ``--threads`` too.
+BLAS is limited to ``--threads`` for torch's side; the event side's runs hold it at one thread
+(the engine's ``blas_threads=1`` default: each stream's frame loop is one thread).
 ``--streams 1,2``: throughput of ``sd.simulate_batch`` with that many streams on as
 many threads. ``--many 8 --workers 1,2``: ``sd.simulate_many`` on 1 and 2 processes (_many.py).
 
