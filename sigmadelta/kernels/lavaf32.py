@@ -158,12 +158,13 @@ _walk_f32 = scatter_walker(_rows_f32)
 
 @njit(cache=True, nogil=True)
 def fold_f32(z, dz, pg_list, pg_count, cg):
-    """``z[q, :] += dz[q, :]; dz[q, :] = 0`` for the listed pixels ``pg_list[:pg_count[0]]``."""
+    """``z[q, :] += dz[q, :]; dz[q, :] = 0`` for the listed pixels ``pg_list[:pg_count[0]]``
+    (any dtype: ``lavaint.fold_i32`` is this kernel on int32 sums)."""
     for t in range(pg_count[0]):
         b = pg_list[t] * cg
         for j in range(cg):
             z[b + j] += dz[b + j]
-            dz[b + j] = 0.0
+            dz[b + j] = 0
 
 
 @njit(cache=True, nogil=True)

@@ -104,14 +104,9 @@ def _rows_i32(dz, zb, ev_ch, ev_val, e0, e1, w8, wk, lw, s0, n_len):
 _walk_i32 = scatter_walker(_rows_i32)
 
 
-@njit(cache=True, nogil=True)
-def fold_i32(z, dz, pg_list, pg_count, cg):
-    """``z[q, :] += dz[q, :]; dz[q, :] = 0`` for the listed pixels ``pg_list[:pg_count[0]]``."""
-    for t in range(pg_count[0]):
-        b = pg_list[t] * cg
-        for j in range(cg):
-            z[b + j] += dz[b + j]
-            dz[b + j] = 0
+#: ``z[q, :] += dz[q, :]; dz[q, :] = 0`` for the listed pixels: :func:`fold_f32`, typed for
+#: int32 sums (one generic kernel for both widths)
+fold_i32 = fold_f32
 
 
 def lava_map_make(geom: np.ndarray, w_cl: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -91,6 +91,21 @@ def _zero_codegen(context, builder, sig, args):
     return cgutils.get_null_value(context.get_value_type(sig.return_type))
 
 
+def _load_splat(context, builder, sig, args):
+    """For ``(acc, s, arr, idx)``: the vector type, ``arr``'s dtype, ``arr[idx : idx + n]``
+    loaded and ``s`` broadcast to every lane."""
+    vty = context.get_value_type(sig.args[0])
+    dt = sig.args[2].dtype
+    w = builder.load(_ptr(context, builder, sig.args[2], args[2], sig.args[3], args[3], vty),
+                     align=dt.bitwidth // 8)
+    sc = context.cast(builder, args[1], sig.args[1], dt)
+    sv = builder.insert_element(cgutils.get_null_value(vty), sc, ir.Constant(ir.IntType(32), 0))
+    sv = builder.shuffle_vector(sv, ir.Constant(vty, ir.Undefined),
+                                ir.Constant(ir.VectorType(ir.IntType(32), vty.count),
+                                            [0] * vty.count))
+    return vty, dt, w, sv
+
+
 @intrinsic
 def vload(typingctx, arr, idx):
     """``arr[idx : idx + L]`` as a vector (unaligned load)."""
@@ -116,15 +131,7 @@ def vmul_add(typingctx, acc, s, arr, idx):
         return None
 
     def codegen(context, builder, sig, args):
-        vty = context.get_value_type(sig.args[0])
-        dt = sig.args[2].dtype
-        w = builder.load(_ptr(context, builder, sig.args[2], args[2], sig.args[3], args[3], vty),
-                         align=dt.bitwidth // 8)
-        sc = context.cast(builder, args[1], sig.args[1], dt)
-        sv = builder.insert_element(cgutils.get_null_value(vty), sc, ir.Constant(ir.IntType(32), 0))
-        sv = builder.shuffle_vector(sv, ir.Constant(vty, ir.Undefined),
-                                    ir.Constant(ir.VectorType(ir.IntType(32), vty.count),
-                                                [0] * vty.count))
+        vty, dt, w, sv = _load_splat(context, builder, sig, args)
         if isinstance(dt, types.Integer):
             return builder.add(args[0], builder.mul(sv, w))
         return builder.fadd(args[0], builder.fmul(sv, w))
@@ -134,15 +141,7 @@ def vmul_add(typingctx, acc, s, arr, idx):
 
 def _fma(context, builder, sig, args):
     """The IR of ``acc + s * arr[idx:]`` by ``llvm.fma`` (signature ``(acc, s, arr, idx)``)."""
-    vty = context.get_value_type(sig.args[0])
-    dt = sig.args[2].dtype
-    w = builder.load(_ptr(context, builder, sig.args[2], args[2], sig.args[3], args[3], vty),
-                     align=dt.bitwidth // 8)
-    sc = context.cast(builder, args[1], sig.args[1], dt)
-    sv = builder.insert_element(cgutils.get_null_value(vty), sc, ir.Constant(ir.IntType(32), 0))
-    sv = builder.shuffle_vector(sv, ir.Constant(vty, ir.Undefined),
-                                ir.Constant(ir.VectorType(ir.IntType(32), vty.count),
-                                            [0] * vty.count))
+    vty, dt, w, sv = _load_splat(context, builder, sig, args)
     name = f"llvm.fma.v{vty.count}f{dt.bitwidth}"
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
     return builder.call(fma, [sv, w, args[0]])
