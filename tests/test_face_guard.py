@@ -4,6 +4,7 @@ and through ``_face_bc_layers.measure`` against ``sd.reference``."""
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,27 @@ def test_face_pan_seed_streams(monkeypatch):
                                   ["frames"][:3])
     assert not np.array_equal(op_mod.load_video("face-pan:2", limit=3),
                               op_mod.load_video("face-pan", limit=3))
+
+
+def test_margin_streams_append_pooled_frames_and_teacher_maps(monkeypatch):
+    """``finetune_face_bc --margin-streams``: each named stream's frames, 2x2-pooled, follow the
+    non-test frames in the order given, with the teacher's maps on them; none: unchanged."""
+    ft = _mod("finetune_face_bc", monkeypatch)
+    op_mod = _mod("_face_bc_op", monkeypatch)
+    clips = {"face-pan:5": np.full((2, 1, 4, 6), 0.25, np.float32),
+             "face-pan:6": np.arange(72, dtype=np.float32).reshape(3, 1, 4, 6) / 72}
+    monkeypatch.setattr(op_mod, "load_video", lambda name, limit=None: clips[name])
+    monkeypatch.setitem(sys.modules, "_face_bc_op", op_mod)
+    teacher = torch.nn.Conv2d(1, 1, 1)
+    frames, targets = torch.zeros(1, 1, 2, 3), torch.zeros(1, 1, 2, 3)
+    same = ft._with_extra(argparse.Namespace(margin_streams=""), teacher, frames, targets)
+    assert same[0] is frames and same[1] is targets
+    f, t = ft._with_extra(argparse.Namespace(margin_streams="face-pan:5,face-pan:6"), teacher,
+                          frames, targets)
+    assert f.shape == (6, 1, 2, 3) and t.shape == (6, 1, 2, 3)
+    np.testing.assert_allclose(f[1:3].numpy(), 0.25)
+    x6 = torch.from_numpy(clips["face-pan:6"])
+    want = (x6[..., ::2, ::2] + x6[..., 1::2, ::2] + x6[..., ::2, 1::2] + x6[..., 1::2, 1::2]) / 4
+    np.testing.assert_allclose(f[3:].numpy(), want.numpy(), rtol=1e-6)
+    with torch.no_grad():
+        np.testing.assert_allclose(t[1:].numpy(), teacher(f[1:]).numpy(), rtol=1e-6)
