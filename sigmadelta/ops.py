@@ -244,14 +244,28 @@ class GatherOp:
 
 
 class AddOp:
-    """Residual sum of two inputs; only neurons touched in either one are recomputed."""
+    """Residual sum of two inputs; only neurons touched in either one are recomputed.
+
+    Where both inputs are listed by pixel rows of the same length (pixel convs, or the
+    activations after them) the add reads those rows (``c`` channels a row;
+    :func:`sigmadelta.kernels.add_rows`, which stamps pixels in the first entries of the
+    output's ``stamp``) and the convs before it need not list their neurons; otherwise
+    (``c`` 0) it reads the neuron lists."""
 
     def __init__(self, node, ins, out):
         self.a, self.b = ins
         self.out = out
+        same = self.a.row_len > 0 and self.a.row_len == self.b.row_len
+        self.c = int(self.a.row_len) if same else 0
+
+    @property
+    def by_rows(self) -> bool:
+        """Whether it reads its inputs' pixel rows (so it needs neither neuron list)."""
+        return self.c > 0
 
     SLOTS = layout("Add", ["a", "b", "y", "a_touched", "a_count", "b_touched", "b_count",
-                           "out_touched", "out_count", "out_stamp"])
+                           "out_touched", "out_count", "out_stamp", "c", "a_rows", "a_row_count",
+                           "b_rows", "b_row_count"])
 
     def emit(self, b: Builder) -> None:
         o, r = self.out, b.row(ADD, self.SLOTS)
@@ -259,6 +273,10 @@ class AddOp:
         r.a_touched, r.a_count = b.i(self.a.touched), b.i(self.a.count)
         r.b_touched, r.b_count = b.i(self.b.touched), b.i(self.b.count)
         r.out_touched, r.out_count, r.out_stamp = b.i(o.touched), b.i(o.count), b.i(o.stamp)
+        r.c = self.c
+        ra, rb = ((self.a.rows, self.a.row_count), (self.b.rows, self.b.row_count)) if self.c else (
+            (self.a.touched, self.a.count), (self.b.touched, self.b.count))
+        r.a_rows, r.a_row_count, r.b_rows, r.b_row_count = b.i(ra[0]), b.i(ra[1]), b.i(rb[0]), b.i(rb[1])
         r.done()
 
 
@@ -358,7 +376,8 @@ def _skip_unneeded_listing(net: g.Network, ops: list) -> None:
     """Clear ``expand`` on pixel convs whose neuron list no consumer reads.
 
     A neuron list is read by every consumer except a pixel conv (which encodes the
-    pixel list) and an activation (which runs on the pixel list, and passes it on).
+    pixel list), an activation (which runs on the pixel list, and passes it on) and an add
+    whose inputs are both listed by pixel rows (:attr:`AddOp.by_rows`).
     """
     consumers: list[list[int]] = [[] for _ in net.nodes]
     for j, node in enumerate(net.nodes):
@@ -370,7 +389,7 @@ def _skip_unneeded_listing(net: g.Network, ops: list) -> None:
             if isinstance(net.nodes[j], g.Activation):
                 if needs(j):
                     return True
-            elif not isinstance(ops[j], PixelConvOp):
+            elif not (isinstance(ops[j], PixelConvOp) or (isinstance(ops[j], AddOp) and ops[j].by_rows)):
                 return True
         return False
 

@@ -367,6 +367,10 @@ def _run_other(c, p, F, I, D, frame, pool, merge, resize, smooth):  # noqa: E741
     elif k == FLATTEN:
         K.flatten_update(F[c[FLT.x]], I[c[FLT.touched]], I[c[FLT.count]], c[FLT.hw], c[FLT.c],
                          F[c[FLT.y]], I[c[FLT.out_touched]], I[c[FLT.out_count]])
+    elif k == ADD and merge is not None and c[ADD_C.c] > 0:
+        K.add_rows(F[c[ADD_C.a]], F[c[ADD_C.b]], F[c[ADD_C.y]], I[c[ADD_C.a_rows]],
+                   I[c[ADD_C.a_row_count]], I[c[ADD_C.b_rows]], I[c[ADD_C.b_row_count]], c[ADD_C.c],
+                   I[c[ADD_C.out_touched]], I[c[ADD_C.out_count]], I[c[ADD_C.out_stamp]], frame)
     elif k == ADD and merge is not None:
         K.add_update(F[c[ADD_C.a]], F[c[ADD_C.b]], F[c[ADD_C.y]], I[c[ADD_C.a_touched]],
                      I[c[ADD_C.a_count]], I[c[ADD_C.b_touched]], I[c[ADD_C.b_count]],

@@ -1,13 +1,14 @@
-"""NumPy twins of the activation kernels of :mod:`.elementwise` (see
+"""NumPy twins of the activation kernels of :mod:`.elementwise` and of its residual add by
+pixel rows (see
 :mod:`sigmadelta.kernels.numpy_twins`, which re-exports them; same signatures as the kernels)."""
 
 import math
 
 import numpy as np
 
-from .elementwise import CHEAP_MAX, FULL_PASS_ABOVE, ROWS_FULL_ABOVE
+from .elementwise import ADD_FULL_ABOVE, CHEAP_MAX, FULL_PASS_ABOVE, ROWS_FULL_ABOVE
 
-__all__ = ["activation_update", "activation_rows"]
+__all__ = ["activation_update", "activation_rows", "add_rows"]
 
 
 def _pointwise(v, fn, alpha, lo, hi):
@@ -46,3 +47,15 @@ def activation_rows(x, y, rows, row_count, c, fn, alpha, lo, hi, smooth):
     if len(idx) == len(x) or (fn <= CHEAP_MAX and len(idx) > ROWS_FULL_ABOVE * len(x)):  # every neuron
         idx = np.arange(len(x))
     y[idx] = _pointwise(x[idx], fn, alpha, lo, hi)
+
+
+def add_rows(a, b, y, rows_a, count_a, rows_b, count_b, c, touched, count, pstamp, frame):
+    ra, rb = rows_a[: count_a[0]], rows_b[: count_b[0]]
+    px = np.union1d(ra, rb)
+    idx = (px[:, None] * c + np.arange(c)).ravel().astype(np.int64)
+    busy = (len(ra) + len(rb)) * c > ADD_FULL_ABOVE * len(y)
+    done = np.arange(len(y)) if busy else idx
+    y[done] = a[done] + b[done]  # busy: every neuron (the engine keeps y = a + b on all)
+    pstamp[px] = frame
+    touched[: len(idx)] = idx
+    count[0] = len(idx)
