@@ -50,14 +50,49 @@ def test_add_rows_equals_add_update_on_the_expanded_lists(fa, fb, order, c):
     tb, cb = _expand(rb, nb, c)
     old = [y.copy(), np.zeros(n, np.int64), np.zeros(1, np.int64), np.full(n, -1, np.int64)]
     K.add_update(a, b, old[0], ta, ca, tb, cb, old[1], old[2], old[3], 3)
-    args = (a, b, y.copy(), ra, na, rb, nb, c, np.zeros(n, np.int64), np.zeros(1, np.int64),
-            np.full(n, -1, np.int64), 3)
-    _, new, _, twin = _both("add_rows", *args)
-    np.testing.assert_array_equal(new[2], old[0])
-    np.testing.assert_array_equal(new[2], twin[2])
-    assert new[9][0] == old[2][0]
-    np.testing.assert_array_equal(new[8][: new[9][0]], old[1][: old[2][0]])  # same order
-    assert _listed(new[8], new[9]) == _listed(twin[8], twin[9])
+    for expand in (True, False):
+        args = (a, b, y.copy(), ra, na, rb, nb, c, np.zeros(n_pix + 1, np.int64), np.zeros(1, np.int64),
+                expand, np.zeros(n, np.int64), np.zeros(1, np.int64), np.full(n, -1, np.int64), 3)
+        _, new, _, twin = _both("add_rows", *args)
+        np.testing.assert_array_equal(new[2], old[0])
+        np.testing.assert_array_equal(new[2], twin[2])
+        rows = new[8][: new[9][0]]
+        assert _listed(new[8], new[9]) == _listed(twin[8], twin[9])
+        np.testing.assert_array_equal((rows[:, None] * c + np.arange(c)).ravel(), old[1][: old[2][0]])
+        if expand:  # the same neuron list in the same order
+            np.testing.assert_array_equal(new[11][: new[12][0]], old[1][: old[2][0]])
+        else:
+            assert new[12][0] == 0
+
+
+@pytest.mark.parametrize("is_max", [True, False])
+@pytest.mark.parametrize("c", [1, 3, 19])
+@pytest.mark.parametrize("frac", [0.0, 0.01, 0.5, 1.0])
+def test_global_pool_rows_equals_pool_update(is_max, c, frac):
+    """Global pooling of a pixel-listed input: the values pool_update gives on the expanded
+    neuron list, bit for bit in float32 (same float64 sums in pixel order), the same list
+    and stamps; and the twin's values."""
+    rng = np.random.default_rng(int(10 * frac) + c)
+    h, w = 9, 11
+    n_pix, n = h * w, h * w * c
+    x = rng.normal(size=n).astype(np.float32)
+    rows, rc = _rows(rng, n_pix, frac, "shuffled")
+    t, cnt = _expand(rows, rc, c)
+    stamp = np.full(c, -1, np.int64)
+    stamp[c // 2] = 4  # already listed this frame: skipped by both
+    y0 = rng.normal(size=c).astype(np.float32)
+    hw = np.array([h, w])
+    old = [y0.copy(), np.zeros(c, np.int64), np.zeros(1, np.int64), stamp.copy()]
+    K.pool_update(x, t, cnt, hw, c, np.array([1, 1]), hw, hw, np.array([0, 0]), is_max, old[0], old[1],
+                  old[2], old[3], 4, np.zeros(n, np.uint8))
+    args = (x, rc, c, is_max, y0.copy(), np.zeros(c, np.int64), np.zeros(1, np.int64), stamp.copy(), 4,
+            np.zeros(c))
+    _, new, _, twin = _both("global_pool_rows", *args)
+    np.testing.assert_array_equal(new[4], old[0])
+    np.testing.assert_allclose(new[4], twin[4], rtol=1e-6)
+    np.testing.assert_array_equal(new[5][: new[6][0]], old[1][: old[2][0]])
+    assert _listed(new[5], new[6]) == _listed(twin[5], twin[6])
+    np.testing.assert_array_equal(new[7], old[3])
 
 
 class _NeuronListAdd(ops.AddOp):
