@@ -256,8 +256,8 @@ def add_rows(a, b, y, rows_a, count_a, rows_b, count_b, c, rows, row_count, expa
     row. ``pstamp[p]`` (one per pixel: the engine passes the output's neuron stamps, which
     the add by rows uses for nothing else) marks the pixels listed at ``frame``. Stamping and
     listing pixels instead of neurons (the activation and global pooling after it read the
-    rows): the ResNet block's add (131072 neurons, 85-90% listed) 0.27 -> 0.06 ms per frame
-    (thread CPU time, 2-vCPU AMD EPYC VM, Zen 4, float32)."""
+    rows): the ResNet block's add (131072 neurons, 85-90% listed) 0.27 -> 0.08 ms per frame
+    (thread CPU time, 2-vCPU AMD EPYC VM, Zen 4, float32, load average 4.3)."""
     n_all = y.shape[0]
     n_pix = n_all // c
     na, nb = count_a[0], count_b[0]
