@@ -283,7 +283,7 @@ class Simulator:
         :class:`NumericOverflowError`.
         """
         if self._stages is not None:
-            return self._stages.run_now(self, frames)
+            return self._stages.run_chunk(self, frames)
         x, stats, out, args = self._prepare(frames)
         done = run_profiled(self, x, stats, out) if self.profile else run_frames(*args, *self._flags)
         return self._finish(stats, out, done, len(x), self._finite)
@@ -383,16 +383,11 @@ class Simulator:
         recorder, complete = None, False
         bar = tqdm(total=total, unit="frame", desc="simulate",
                    disable=None if progress is None else not progress)
-
-        def opened():  # the first frames are valid
-            nonlocal recorder
-            if record is not None and recorder is None:
-                recorder = RunRecorder(record, self.net, record_chunk, frames_expected=total)
-
-        parts = chunks(frames, self.net.input_shape, self.chunk)
-        try:  # on an overflow: the frames before it, and the error
-            for out, st, error in (self._stages.results(self, parts, opened) if self._stages else
-                                   (opened() or self._run_chunk(c) for c in parts)):
+        try:
+            for chunk in chunks(frames, self.net.input_shape, self.chunk):
+                if record is not None and recorder is None:  # the first frames are valid
+                    recorder = RunRecorder(record, self.net, record_chunk, frames_expected=total)
+                out, st, error = self._run_chunk(chunk)  # on an overflow: the frames before it
                 if recorder is not None:
                     for k in range(len(out)):
                         recorder.append(st[k].astype(np.int64), out[k])

@@ -5,12 +5,16 @@ that no node after ``c`` reads a node before it. Stage A runs the nodes ``0..c``
 the rest. B's frame ``t`` needs only what A left in the cut node at frame ``t``
 (``lag = 0``; always for ``timing="frame"``) or ``t - 1`` (``lag = 1``: for
 ``timing="pipelined"`` where B's readers of the cut node run before its writers in the
-single-stage order), and A never needs B. So A runs one chunk of frames ahead, in a
-thread of its own, while B runs the chunk before (both compiled loops release the
-GIL)::
+single-stage order), and A never needs B. So each chunk of frames runs in two threads at
+once (both compiled loops release the GIL): A in a worker thread, B in the calling one,
+one frame behind A (:mod:`sigmadelta.stageloop`: a ring of :data:`RING` snapshots, handed
+over frame by frame)::
 
-    thread A:  A(chunk k+1): per frame t, run A's rows, save the cut node's listed state
-    thread B:  B(chunk k):   per frame t, [lag 0: apply saved t] run B's rows [lag 1: apply t]
+    thread A:  per frame t: run A's rows, save the cut node's listed state, publish t
+    thread B:  per frame t: [lag 0: wait for t, apply it] run B's rows [lag 1: wait, apply t]
+
+Wall time per frame -> max(A, B) plus the handoff; the pipeline fills and drains once per
+chunk (one frame). A single frame (``step``) runs A then B in the calling thread.
 
 The handoff is what B's first layers read of the cut node: its touched neurons
 ``touched[:count]``, its touched pixels ``rows[:row_count]`` (where it keeps them) and its
@@ -28,21 +32,19 @@ times also pick (after the second conv's relu).
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 from numba import njit
 
 from . import graph as g
 from .assemble import build_program
-from .cachetie import source_digest, tie_cache
 from .ops import pipeline_order
-from .program import run_frames
+from .stageloop import SYNC, run_stage_a, run_stage_b
 
 __all__ = ["cut_nodes", "choose_cut", "Stages", "NEURON_COST", "check_stages"]
 
+RING = 8  # snapshots of the cut node in flight: A runs at most this many frames ahead of B
 NEURON_COST = 8  # the cost model's work per neuron of a node, in MAC units
 
 
@@ -126,80 +128,6 @@ def _set(lst, i, a):
     lst[i] = a
 
 
-@njit(cache=True, nogil=True)
-def _save(t, value, touched, count, rows, row_count, row_len, sv, st, sc, sr, src):
-    """Save the cut node's listed state of frame ``t``: counts, lists, listed values."""
-    n = count[0]
-    sc[t] = n
-    st[t, :n] = touched[:n]
-    if row_len > 0:
-        m = row_count[0]
-        src[t] = m
-        sr[t, :m] = rows[:m]
-        for i in range(m):
-            p = rows[i] * row_len
-            sv[t, i * row_len:(i + 1) * row_len] = value[p:p + row_len]
-    else:
-        for i in range(n):
-            sv[t, i] = value[touched[i]]
-
-
-@njit(cache=True, nogil=True)
-def _apply(t, value, touched, count, rows, row_count, row_len, sv, st, sc, sr, src):
-    """Write frame ``t``'s saved cut-node state into B's arrays (the inverse of :func:`_save`)."""
-    n = sc[t]
-    count[0] = n
-    touched[:n] = st[t, :n]
-    if row_len > 0:
-        m = src[t]
-        row_count[0] = m
-        rows[:m] = sr[t, :m]
-        for i in range(m):
-            p = rows[i] * row_len
-            value[p:p + row_len] = sv[t, i * row_len:(i + 1) * row_len]
-    else:
-        for i in range(n):
-            value[touched[i]] = sv[t, i]
-
-
-@njit(cache=True, nogil=True)
-def run_stage_a(code, par, F, I, D, frames, frame0, lo, stats, out, out_slot, status, cut, row_len, snap,  # noqa: E741
-                floats, fixed, pix, conv, dense, pool, merge, resize, lava, gemm, recompute, smooth):
-    """Stage A over ``frames``: each frame through :func:`run_frames`, then the cut node's state
-    (``cut = (value, touched, count, rows, row_count)``) saved into ``snap`` at row ``t``.
-    Returns the frames completed (fewer on an overflow, ``status`` set as run_frames does)."""
-    n_rows = code.shape[0]
-    for t in range(frames.shape[0]):
-        if run_frames(code, par, F, I, D, frames[t:t + 1], frame0 + t, lo, n_rows, stats[t:t + 1],
-                      out[t:t + 1], out_slot, status, floats, fixed, pix, conv, dense, pool, merge, resize,
-                      lava, gemm, recompute, smooth) == 0:
-            return t
-        _save(t, cut[0], cut[1], cut[2], cut[3], cut[4], row_len, snap[0], snap[1], snap[2], snap[3],
-              snap[4])
-    return frames.shape[0]
-
-
-@njit(cache=True, nogil=True)
-def run_stage_b(code, par, F, I, D, frames, frame0, lo, stats, out, out_slot, status, cut, row_len,  # noqa: E741
-                snap, lag, floats, fixed, pix, conv, dense, pool, merge, resize, lava, gemm, recompute,
-                smooth):
-    """Stage B over ``frames``: frame ``t``'s saved cut state applied before (``lag`` 0) or after
-    (``lag`` 1) its rows; ``out[t]`` the output. Returns the frames completed."""
-    n_rows = code.shape[0]
-    for t in range(frames.shape[0]):
-        if lag == 0:
-            _apply(t, cut[0], cut[1], cut[2], cut[3], cut[4], row_len, snap[0], snap[1], snap[2],
-                   snap[3], snap[4])
-        if run_frames(code, par, F, I, D, frames[t:t + 1], frame0 + t, lo, n_rows, stats[t:t + 1],
-                      out[t:t + 1], out_slot, status, floats, fixed, pix, conv, dense, pool, merge,
-                      resize, lava, gemm, recompute, smooth) == 0:
-            return t
-        if lag == 1:
-            _apply(t, cut[0], cut[1], cut[2], cut[3], cut[4], row_len, snap[0], snap[1], snap[2],
-                   snap[3], snap[4])
-    return frames.shape[0]
-
-
 def _key(addr: np.ndarray) -> tuple[int, int]:
     return int(addr[0]), int(addr[1])
 
@@ -213,7 +141,7 @@ class Stages:
     """The two stage programs of a :class:`~sigmadelta.engine.Simulator` and their handoff.
 
     ``ops, states``: the Simulator's operators (:func:`sigmadelta.ops.build_ops`); ``cut``: a
-    node name or None (:func:`choose_cut`). :meth:`results` runs chunks of frames.
+    node name or None (:func:`choose_cut`). :meth:`run_chunk` runs a chunk of frames.
     """
 
     def __init__(self, net: g.Network, ops: list, states: list, dtype, timing: str, cut: str | None,
@@ -236,7 +164,8 @@ class Stages:
                           for a in (op.out.value, op.q.memory)]
         self._b_finite = [a for op in ops[self.node + 1:] if hasattr(op, "q")
                           for a in (op.out.value, op.q.memory)]
-        self._snaps: list = []
+        self._snaps: tuple | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def _privatise(self) -> list:
         """Give A a copy of every array its lists share with B's (same address and size)."""
@@ -258,30 +187,34 @@ class Stages:
         for _, _, orig, copy in self._private:
             copy[:] = orig
 
-    def _snap(self, k: int, t: int, dtype) -> tuple:
-        """Snapshot buffer ``k % 2`` for chunks of ``t`` frames (kept across chunks)."""
-        while len(self._snaps) < 2:
-            self._snaps.append(None)
-        s = self._snaps[k % 2]
-        if s is None or len(s[0]) < t:
+    def _ring(self, dtype) -> tuple:
+        """The ring of :data:`RING` snapshots of the cut node (made once)."""
+        if self._snaps is None:
             v, rows = self._b_cut[0], self._b_cut[3]
-            s = (np.zeros((t, len(v)), dtype), np.zeros((t, len(v)), np.int64), np.zeros(t, np.int64),
-                 np.zeros((t, max(len(rows), 1)), np.int64), np.zeros(t, np.int64))
-            self._snaps[k % 2] = s
-        return s
+            self._snaps = (np.zeros((RING, len(v)), dtype), np.zeros((RING, len(v)), np.int64),
+                           np.zeros(RING, np.int64), np.zeros((RING, max(len(rows), 1)), np.int64),
+                           np.zeros(RING, np.int64))
+        return self._snaps
 
-    def run_a(self, x, frame0, stats, out, status, snap, flags) -> tuple[int, bool]:
+    def _run_a(self, x, frame0, stats, out, status, sync, flags) -> tuple[int, bool]:
         """Stage A over a chunk: frames completed, and whether A's state is finite after it."""
         p = self.a
-        done = run_stage_a(p.code, p.par, p.F, p.I, p.D, x, frame0, 0, stats, out, -1, status, self._a_cut,
-                           self.row_len, snap, *flags)
+        try:
+            done = run_stage_a(p.code, p.par, p.F, p.I, p.D, x, frame0, 0, stats, out, -1, status,
+                               self._a_cut, self.row_len, self._ring(x.dtype), sync, *flags)
+        finally:
+            sync[SYNC.a_stop] |= sync[SYNC.a_done] < len(x)  # on an exception too: B stops waiting
         return done, all(np.isfinite(a).all() for a in self._a_finite)
 
-    def run_b(self, x, frame0, stats, out, status, snap, flags, limit) -> int:
-        """Stage B over the first ``limit`` frames of a chunk; frames completed."""
+    def _run_b(self, x, frame0, stats, out, status, sync, flags) -> int:
+        """Stage B over a chunk, as A's frames arrive; frames whose rows completed."""
         p = self.b
-        return run_stage_b(p.code, p.par, p.F, p.I, p.D, x[:limit], frame0, 0, stats, out, p.out_slot,
-                           status, self._b_cut, self.row_len, snap, self.lag, *flags)
+        try:
+            return run_stage_b(p.code, p.par, p.F, p.I, p.D, x, frame0, 0, stats, out, p.out_slot,
+                               status, self._b_cut, self.row_len, self._ring(x.dtype), sync, self.lag,
+                               *flags)
+        finally:
+            sync[SYNC.b_stop] |= 1  # on an exception too: A stops waiting
 
     def a_failed(self) -> None:
         """After A stopped inside a frame: B's view of the cut node is A's (as one program has it)."""
@@ -289,73 +222,33 @@ class Stages:
             if a is not b:
                 b[:] = a
 
-    def run_now(self, sim, frames):
-        """One chunk, A then B in this thread (``Simulator.step``)."""
-        job = self._job(sim, frames, 0, sim.frame_no)
-        self._a_job(sim, job)
-        return self._finish(sim, job)
-
-    def _job(self, sim, frames, k: int, frame0: int) -> dict:
-        """A chunk's arrays (``Simulator._prepare``) and its snapshot buffer and statuses."""
+    def run_chunk(self, sim, frames) -> tuple:
+        """One chunk: A in a worker thread, B in this one, frame by frame (one frame: A then B
+        here); the outputs, counters and error of ``Simulator._run_chunk``."""
         x, stats, out, _ = sim._prepare(frames)
-        return {"x": x, "stats": stats, "out": out, "frame0": frame0, "snap": self._snap(k, len(x), x.dtype),
-                "status_a": np.zeros(2, np.int64), "status_b": np.zeros(2, np.int64)}
-
-    def _finish(self, sim, job) -> tuple:
-        """Stage B over the chunk (up to where A stopped), then ``Simulator._finish``."""
-        t, a_done = len(job["x"]), job["a_done"]
-        limit = min(t, a_done + self.lag)  # lag 1: B's frame a reads A's frame a-1, as one program does
-        b_done = self.run_b(job["x"], job["frame0"], job["stats"], job["out"], job["status_b"], job["snap"],
-                            sim._flags, limit)
+        self._ring(x.dtype)  # here, before the threads share it
+        t, flags, sync = len(x), sim._flags, np.zeros(len(SYNC), np.int64)
+        status_a, status_b = np.zeros(2, np.int64), np.zeros(2, np.int64)
+        if t == 1:
+            a_done, a_finite = self._run_a(x, sim.frame_no, stats, out, status_a, sync, flags)
+            b_done = self._run_b(x, sim.frame_no, stats, out, status_b, sync, flags)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sigmadelta-stage-a")
+            fut = self._pool.submit(self._run_a, x, sim.frame_no, stats, out, status_a, sync, flags)
+            try:
+                b_done = self._run_b(x, sim.frame_no, stats, out, status_b, sync, flags)
+            finally:
+                a_done, a_finite = fut.result()
         done = t
-        if b_done < limit:  # B stopped first; A ran ahead, so the state is not one program's
-            done, prog, status = b_done, self.b, job["status_b"]
+        if sync[SYNC.b_stop] == 2:  # B's own overflow; A ran ahead, so the state is not one program's
+            done, prog, status = b_done, self.b, status_b
             sim._broken = "an overflow in stage B while stage A ran ahead"
         elif a_done < t:
-            done, prog, status = a_done, self.a, job["status_a"]
+            done, prog, status = a_done, self.a, status_a
             self.a_failed()
         if done < t:
             op = prog.row_op[status[0]]
             sim._status[:] = (int(np.flatnonzero(sim._prog.row_op == op)[0]), status[1])
-        finite = self._b_finite + ([] if job["a_finite"] else [np.array([np.nan])])
-        return sim._finish(job["stats"], job["out"], done, t, finite)
-
-    def results(self, sim, chunks, before):
-        """``(outputs, counters, error)`` per chunk of ``chunks`` (as ``Simulator._run_chunk``),
-        A one chunk ahead in a thread of its own; ``before()`` is called before the first runs."""
-        it = iter(chunks)
-        cur = next(it, None)
-        if cur is None:
-            return
-        before()
-        pool, k, fut = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sigmadelta-stage-a"), 0, None
-        try:
-            job = self._job(sim, cur, k, sim.frame_no)
-            fut = pool.submit(self._a_job, sim, job)
-            while job is not None:
-                nxt_frames = next(it, None)
-                fut.result()
-                nxt = None
-                if nxt_frames is not None and job["a_done"] == len(job["x"]):
-                    k += 1
-                    nxt = self._job(sim, nxt_frames, k, job["frame0"] + len(job["x"]))
-                    fut = pool.submit(self._a_job, sim, nxt)
-                result = self._finish(sim, job)
-                yield result
-                if result[2] is not None:
-                    return
-                job = nxt
-        finally:
-            pool.shutdown(wait=True)  # A's chunk under way (if any) ends first
-
-    def _a_job(self, sim, job) -> None:
-        job["a_done"], job["a_finite"] = self.run_a(job["x"], job["frame0"], job["stats"], job["out"],
-                                                    job["status_a"], job["snap"], sim._flags)
-
-
-def _digest() -> str:
-    """:func:`source_digest` and program.py: the stage loops hold run_frames' compiled code."""
-    return source_digest() + hashlib.sha256((Path(__file__).parent / "program.py").read_bytes()).hexdigest()
-
-
-tie_cache((_save, _apply, run_stage_a, run_stage_b), _digest())
+        finite = self._b_finite + ([] if a_finite else [np.array([np.nan])])
+        return sim._finish(stats, out, done, t, finite)
