@@ -32,7 +32,7 @@ from numba.extending import intrinsic
 from .cachetie import source_digest, tie_cache
 from .program import run_frames
 
-__all__ = ["SYNC", "run_stage_a", "run_stage_b", "save_cut", "apply_cut", "SPINS"]
+__all__ = ["SYNC", "run_stage", "save_cut", "apply_cut", "SPINS"]
 
 #: the slots of the shared ``sync`` array (int64)
 SYNC = namedtuple("Sync", ["a_done", "b_done", "a_stop", "b_stop"])(0, 1, 2, 3)
@@ -136,26 +136,16 @@ def apply_cut(t, value, touched, count, rows, row_count, row_len, sv, st, sc, sr
 
 
 @njit(cache=True, nogil=True)
-def run_stage_a(code, par, F, I, D, frames, frame0, lo, stats, out, out_slot, status, cut, row_len,  # noqa: E741
-                snap, sync, floats, fixed, pix, conv, dense, pool, merge, resize, lava, gemm, recompute,
-                smooth):
-    """Stage A over ``frames``: per frame its rows (:func:`run_frames`), then the cut node's
-    state (``cut = (value, touched, count, rows, row_count)``) saved into the ring ``snap``.
-    Returns the frames completed (fewer on an overflow, ``status`` set as run_frames sets it,
-    ``sync[SYNC.a_stop]`` raised; or where B stopped)."""
-    n_rows, ring = code.shape[0], snap[0].shape[0]
-    for t in range(frames.shape[0]):
-        if t >= ring and not _wait(sync, SYNC.b_done, t - ring + 1, SYNC.b_stop):
-            return t
-        if run_frames(code, par, F, I, D, frames[t:t + 1], frame0 + t, lo, n_rows, stats[t:t + 1],
-                      out[t:t + 1], out_slot, status, floats, fixed, pix, conv, dense, pool, merge, resize,
-                      lava, gemm, recompute, smooth) == 0:
-            _store_release(sync, SYNC.a_stop, 1)
-            return t
-        save_cut(t % ring, cut[0], cut[1], cut[2], cut[3], cut[4], row_len, snap[0], snap[1], snap[2],
-                 snap[3], snap[4])
-        _store_release(sync, SYNC.a_done, t + 1)
-    return frames.shape[0]
+def _give(t, cut, row_len, snap, sync):
+    """A's side of the handoff of frame ``t``: wait for its ring slot, save, publish (False:
+    B stopped first)."""
+    ring = snap[0].shape[0]
+    if t >= ring and not _wait(sync, SYNC.b_done, t - ring + 1, SYNC.b_stop):
+        return False
+    save_cut(t % ring, cut[0], cut[1], cut[2], cut[3], cut[4], row_len, snap[0], snap[1], snap[2],
+             snap[3], snap[4])
+    _store_release(sync, SYNC.a_done, t + 1)
+    return True
 
 
 @njit(cache=True, nogil=True)
@@ -169,27 +159,36 @@ def _take(t, cut, row_len, snap, sync):
 
 
 @njit(cache=True, nogil=True)
-def run_stage_b(code, par, F, I, D, frames, frame0, lo, stats, out, out_slot, status, cut, row_len,  # noqa: E741
-                snap, sync, lag, floats, fixed, pix, conv, dense, pool, merge, resize, lava, gemm, recompute,
-                smooth):
-    """Stage B over ``frames``: frame ``t``'s snapshot applied before (``lag`` 0) or after
-    (``lag`` 1) its rows; ``out[t]`` the output. Returns the frames whose rows completed;
-    ``sync[SYNC.b_stop]`` is raised when it returns (2 on an overflow of its own, else 1)."""
-    n_rows = code.shape[0]
+def run_stage(code, par, F, I, D, frames, frame0, lo, stats, out, out_slot, status, cut, row_len,  # noqa: E741
+              snap, sync, lag, floats, fixed, pix, conv, dense, pool, merge, resize, lava, gemm, recompute,
+              smooth):
+    """One stage over ``frames``, frame by frame through :func:`run_frames` (one function for
+    both, so that the frame loop is compiled into one more function, not two).
+
+    ``lag = -1``: stage A, which saves the cut node's state (``cut = (value, touched, count,
+    rows, row_count)``) into the ring ``snap`` after each frame; ``lag`` 0 / 1: stage B, which
+    applies frame ``t``'s snapshot before / after its rows. Returns the frames whose rows
+    completed; on an overflow ``status`` is set as run_frames sets it and the stage's flag
+    ``sync[SYNC.a_stop]`` / ``sync[SYNC.b_stop]`` is 2 (1: stopped because the other did,
+    or B finished).
+    """
+    n_rows, stop = code.shape[0], SYNC.a_stop if lag < 0 else SYNC.b_stop
     for t in range(frames.shape[0]):
         if lag == 0 and not _take(t, cut, row_len, snap, sync):
-            _store_release(sync, SYNC.b_stop, 1)
+            _store_release(sync, stop, 1)
             return t
         if run_frames(code, par, F, I, D, frames[t:t + 1], frame0 + t, lo, n_rows, stats[t:t + 1],
                       out[t:t + 1], out_slot, status, floats, fixed, pix, conv, dense, pool, merge,
                       resize, lava, gemm, recompute, smooth) == 0:
-            _store_release(sync, SYNC.b_stop, 2)
+            _store_release(sync, stop, 2)
             return t
-        if lag == 1 and not _take(t, cut, row_len, snap, sync):
-            _store_release(sync, SYNC.b_stop, 1)
+        if (lag < 0 and not _give(t, cut, row_len, snap, sync)) or (lag == 1 and not _take(t, cut, row_len,
+                                                                                             snap, sync)):
+            _store_release(sync, stop, 1)
             return t + 1
-        _store_release(sync, SYNC.b_done, t + 1)
-    _store_release(sync, SYNC.b_stop, 1)
+        if lag >= 0:
+            _store_release(sync, SYNC.b_done, t + 1)
+    _store_release(sync, stop, 1)
     return frames.shape[0]
 
 
@@ -198,4 +197,4 @@ def _digest() -> str:
     return source_digest() + hashlib.sha256((Path(__file__).parent / "program.py").read_bytes()).hexdigest()
 
 
-tie_cache((_wait, save_cut, apply_cut, run_stage_a, _take, run_stage_b), _digest())
+tie_cache((_wait, save_cut, apply_cut, _give, _take, run_stage), _digest())

@@ -40,7 +40,7 @@ from numba import njit
 from . import graph as g
 from .assemble import build_program
 from .ops import pipeline_order
-from .stageloop import SYNC, run_stage_a, run_stage_b
+from .stageloop import SYNC, run_stage
 
 __all__ = ["cut_nodes", "choose_cut", "Stages", "NEURON_COST", "check_stages"]
 
@@ -200,21 +200,21 @@ class Stages:
         """Stage A over a chunk: frames completed, and whether A's state is finite after it."""
         p = self.a
         try:
-            done = run_stage_a(p.code, p.par, p.F, p.I, p.D, x, frame0, 0, stats, out, -1, status,
-                               self._a_cut, self.row_len, self._ring(x.dtype), sync, *flags)
+            done = run_stage(p.code, p.par, p.F, p.I, p.D, x, frame0, 0, stats, out, -1, status,
+                             self._a_cut, self.row_len, self._ring(x.dtype), sync, -1, *flags)
         finally:
-            sync[SYNC.a_stop] |= sync[SYNC.a_done] < len(x)  # on an exception too: B stops waiting
+            sync[SYNC.a_stop] = max(sync[SYNC.a_stop], 1)  # on an exception too: B stops waiting
         return done, all(np.isfinite(a).all() for a in self._a_finite)
 
     def _run_b(self, x, frame0, stats, out, status, sync, flags) -> int:
         """Stage B over a chunk, as A's frames arrive; frames whose rows completed."""
         p = self.b
         try:
-            return run_stage_b(p.code, p.par, p.F, p.I, p.D, x, frame0, 0, stats, out, p.out_slot,
-                               status, self._b_cut, self.row_len, self._ring(x.dtype), sync, self.lag,
-                               *flags)
+            return run_stage(p.code, p.par, p.F, p.I, p.D, x, frame0, 0, stats, out, p.out_slot,
+                             status, self._b_cut, self.row_len, self._ring(x.dtype), sync, self.lag,
+                             *flags)
         finally:
-            sync[SYNC.b_stop] |= 1  # on an exception too: A stops waiting
+            sync[SYNC.b_stop] = max(sync[SYNC.b_stop], 1)  # on an exception too: A stops waiting
 
     def a_failed(self) -> None:
         """After A stopped inside a frame: B's view of the cut node is A's (as one program has it)."""
