@@ -56,31 +56,37 @@ def check_stages(stages) -> int:
     return int(stages)
 
 
-def _writers(net: g.Network, c: int) -> set[int]:
-    """The nodes that write the cut node's arrays: it and the sources whose lists it shares."""
-    out = {c}
-    while isinstance(net.nodes[c], g.Activation):
-        c = net.nodes[c].inputs[0]
-        out.add(c)
-    return out
+def _list_roots(net: g.Network) -> list[int]:
+    """Per node, the node whose touched lists it uses (an activation shares its input's)."""
+    root: list[int] = []
+    for j, node in enumerate(net.nodes):
+        root.append(root[node.inputs[0]] if isinstance(node, g.Activation) else j)
+    return root
 
 
 def cut_nodes(net: g.Network, timing: str = "frame") -> dict[int, int]:
-    """Every cut node of ``net`` as ``{node index: lag}`` (see the module docstring)."""
-    n = len(net.nodes)
+    """Every cut node of ``net`` as ``{node index: lag}`` (see the module docstring).
+
+    The cut node's lists are shared by the activations on them: B's readers are the nodes after
+    the cut that use those lists or read a node that does, A's writers the nodes up to the cut
+    that use them. ``lag`` 0 where every reader runs after every writer in the single-stage
+    order, 1 where before; a node where neither holds (pipelined only) is no cut.
+    """
+    n, root = len(net.nodes), _list_roots(net)
     order = pipeline_order(net) if timing == "pipelined" else list(range(n))
     pos = {k: i for i, k in enumerate(order)}
     cuts = {}
     for c in range(n - 1):
         if net.output <= c or any(u < c for j in range(c + 1, n) for u in net.nodes[j].inputs):
             continue
-        readers = [j for j in range(c + 1, n) if c in net.nodes[j].inputs]
-        writers = [pos[w] for w in _writers(net, c)]
+        group = {j for j in range(n) if root[j] == root[c]}
+        writers = [pos[j] for j in group if j <= c]
+        readers = [pos[j] for j in range(c + 1, n) if j in group or group & set(net.nodes[j].inputs)]
         if not readers:
             continue
-        if all(pos[r] > max(writers) for r in readers):
+        if min(readers) > max(writers):
             cuts[c] = 0
-        elif all(pos[r] < min(writers) for r in readers):
+        elif max(readers) < min(writers):
             cuts[c] = 1
     return cuts
 
