@@ -100,21 +100,24 @@ def _wait(sync, slot, target, stop):
 @njit(cache=True, nogil=True)
 def save_cut(t, value, touched, count, rows, row_count, row_len, sv, st, sc, sr, src):
     """Save the cut node's listed state into snapshot slot ``t``: the neuron list
-    ``touched[:count]``, the pixel list ``rows[:row_count]`` where ``row_len > 0``, and the
-    values of the listed neurons (by pixel rows where ``row_len > 0``)."""
+    ``touched[:count]``, the pixel list ``rows[:row_count]`` (empty arrays where not handed
+    over) and the values: of the listed pixels' ``row_len`` channels (``row_len > 0``), of the
+    listed neurons (0), or all of them (-1)."""
     n = count[0]
     sc[t] = n
     st[t, :n] = touched[:n]
+    m = row_count[0]
+    src[t] = m
+    sr[t, :m] = rows[:m]
     if row_len > 0:
-        m = row_count[0]
-        src[t] = m
-        sr[t, :m] = rows[:m]
         for i in range(m):
             p = rows[i] * row_len
             sv[t, i * row_len:(i + 1) * row_len] = value[p:p + row_len]
-    else:
+    elif row_len == 0:
         for i in range(n):
             sv[t, i] = value[touched[i]]
+    else:
+        sv[t, :] = value
 
 
 @njit(cache=True, nogil=True)
@@ -123,16 +126,18 @@ def apply_cut(t, value, touched, count, rows, row_count, row_len, sv, st, sc, sr
     n = sc[t]
     count[0] = n
     touched[:n] = st[t, :n]
+    m = src[t]
+    row_count[0] = m
+    rows[:m] = sr[t, :m]
     if row_len > 0:
-        m = src[t]
-        row_count[0] = m
-        rows[:m] = sr[t, :m]
         for i in range(m):
             p = rows[i] * row_len
             value[p:p + row_len] = sv[t, i * row_len:(i + 1) * row_len]
-    else:
+    elif row_len == 0:
         for i in range(n):
             value[touched[i]] = sv[t, i]
+    else:
+        value[:] = sv[t]
 
 
 @njit(cache=True, nogil=True)

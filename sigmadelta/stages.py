@@ -143,6 +143,27 @@ def _where(a: np.ndarray) -> tuple[int, int]:
     return a.__array_interface__["data"][0], a.nbytes
 
 
+def _handoff(s, own: dict) -> tuple[tuple, tuple, int]:
+    """A's and B's arrays of the cut node state ``s`` (value, touched, count, rows, row_count)
+    and the copy mode of :func:`sigmadelta.stageloop.save_cut`.
+
+    Only what both programs use is handed over (``own``: A's copies by the original's
+    address): an array only A uses is A's alone (B must not write it), one only B uses is
+    B's. The values go by the pixel list where it is handed over, else by the neuron list,
+    else whole (mode ``row_len``, 0, -1).
+    """
+    rows, row_count = (s.rows, s.row_count) if s.row_len else (None, None)
+    a_cut, b_cut, shared = [], [], []
+    for orig, blank in ((s.value, np.zeros(0, s.value.dtype)), (s.touched, np.zeros(0, np.int64)),
+                        (s.count, np.zeros(1, np.int64)), (rows, np.zeros(0, np.int64)),
+                        (row_count, np.zeros(1, np.int64))):
+        shared.append(orig is not None and _where(orig) in own)
+        a_cut.append(own[_where(orig)] if shared[-1] else blank)
+        b_cut.append(orig if shared[-1] else blank.copy())
+    mode = int(s.row_len) if shared[3] and shared[4] else (0 if shared[1] and shared[2] else -1)
+    return tuple(a_cut), tuple(b_cut), mode
+
+
 class Stages:
     """The two stage programs of a :class:`~sigmadelta.engine.Simulator` and their handoff.
 
@@ -160,12 +181,8 @@ class Stages:
         self.b = build_program(ops, states, net.output, dtype, [k for k in order if k > self.node])
         self._private = self._privatise()  # (A's list, slot, original, copy)
         s = states[self.node]
-        self.row_len = int(s.row_len)
-        empty = np.zeros(0, np.int64)
-        self._b_cut = (s.value, s.touched, s.count, s.rows if self.row_len else empty,
-                       s.row_count if self.row_len else np.zeros(1, np.int64))
         own = {_where(orig): copy for _, _, orig, copy in self._private}
-        self._a_cut = tuple(own.get(_where(a), a) for a in self._b_cut)
+        self._a_cut, self._b_cut, self.mode = _handoff(s, own)
         self._a_finite = [own.get(_where(a), a) for op in ops[:self.node + 1] if hasattr(op, "q")
                           for a in (op.out.value, op.q.memory)]
         self._b_finite = [a for op in ops[self.node + 1:] if hasattr(op, "q")
@@ -196,8 +213,8 @@ class Stages:
     def _ring(self, dtype) -> tuple:
         """The ring of :data:`RING` snapshots of the cut node (made once)."""
         if self._snaps is None:
-            v, rows = self._b_cut[0], self._b_cut[3]
-            self._snaps = (np.zeros((RING, len(v)), dtype), np.zeros((RING, len(v)), np.int64),
+            v, touched, rows = self._b_cut[0], self._b_cut[1], self._b_cut[3]
+            self._snaps = (np.zeros((RING, len(v)), dtype), np.zeros((RING, len(touched)), np.int64),
                            np.zeros(RING, np.int64), np.zeros((RING, max(len(rows), 1)), np.int64),
                            np.zeros(RING, np.int64))
         return self._snaps
@@ -207,7 +224,7 @@ class Stages:
         p = self.a
         try:
             done = run_stage(p.code, p.par, p.F, p.I, p.D, x, frame0, 0, stats, out, -1, status,
-                             self._a_cut, self.row_len, self._ring(x.dtype), sync, -1, *flags)
+                             self._a_cut, self.mode, self._ring(x.dtype), sync, -1, *flags)
         finally:
             sync[SYNC.a_stop] = max(sync[SYNC.a_stop], 1)  # on an exception too: B stops waiting
         return done, all(np.isfinite(a).all() for a in self._a_finite)
@@ -217,7 +234,7 @@ class Stages:
         p = self.b
         try:
             return run_stage(p.code, p.par, p.F, p.I, p.D, x, frame0, 0, stats, out, p.out_slot,
-                             status, self._b_cut, self.row_len, self._ring(x.dtype), sync, self.lag,
+                             status, self._b_cut, self.mode, self._ring(x.dtype), sync, self.lag,
                              *flags)
         finally:
             sync[SYNC.b_stop] = max(sync[SYNC.b_stop], 1)  # on an exception too: A stops waiting
@@ -225,8 +242,7 @@ class Stages:
     def a_failed(self) -> None:
         """After A stopped inside a frame: B's view of the cut node is A's (as one program has it)."""
         for b, a in zip(self._b_cut, self._a_cut, strict=True):
-            if a is not b:
-                b[:] = a
+            b[:] = a
 
     def run_chunk(self, sim, frames) -> tuple:
         """One chunk: A in a worker thread, B in this one, frame by frame (one frame: A then B
