@@ -7,7 +7,7 @@ the rest. B's frame ``t`` needs only what A left in the cut node at frame ``t``
 ``timing="pipelined"`` where B's readers of the cut node run before its writers in the
 single-stage order), and A never needs B. So each chunk of frames runs in two threads at
 once (both compiled loops release the GIL): A in a worker thread, B in the calling one,
-one frame behind A (:mod:`sigmadelta.stageloop`: a ring of :data:`RING` snapshots, handed
+one frame behind A (:mod:`sigmadelta.stageloop`: a ring of snapshots, :data:`RING_BYTES`, handed
 over frame by frame)::
 
     thread A:  per frame t: run A's rows, save the cut node's listed state, publish t
@@ -44,7 +44,8 @@ from .stageloop import SYNC, run_stage
 
 __all__ = ["cut_nodes", "choose_cut", "Stages", "NEURON_COST", "check_stages"]
 
-RING = 8  # snapshots of the cut node in flight: A runs at most this many frames ahead of B
+RING_BYTES = 8 << 20  # the snapshot ring's size: A runs up to 4-64 frames ahead of B (RING_FRAMES)
+RING_FRAMES = (4, 64)
 NEURON_COST = 8  # the cost model's work per neuron of a node, in MAC units
 
 
@@ -211,12 +212,16 @@ class Stages:
             copy[:] = orig
 
     def _ring(self, dtype) -> tuple:
-        """The ring of :data:`RING` snapshots of the cut node (made once)."""
+        """The ring of snapshots of the cut node (made once): as many as fit :data:`RING_BYTES`,
+        within :data:`RING_FRAMES` (a larger ring lets A run further ahead where B is held up,
+        e.g. by another process on the core)."""
         if self._snaps is None:
             v, touched, rows = self._b_cut[0], self._b_cut[1], self._b_cut[3]
-            self._snaps = (np.zeros((RING, len(v)), dtype), np.zeros((RING, len(touched)), np.int64),
-                           np.zeros(RING, np.int64), np.zeros((RING, max(len(rows), 1)), np.int64),
-                           np.zeros(RING, np.int64))
+            ring = RING_BYTES // (v.nbytes + touched.nbytes + rows.nbytes + 16)
+            ring = int(min(max(ring, RING_FRAMES[0]), RING_FRAMES[1]))
+            self._snaps = (np.zeros((ring, len(v)), dtype), np.zeros((ring, len(touched)), np.int64),
+                           np.zeros(ring, np.int64), np.zeros((ring, max(len(rows), 1)), np.int64),
+                           np.zeros(ring, np.int64))
         return self._snaps
 
     def _run_a(self, x, frame0, stats, out, status, sync, flags) -> tuple[int, bool]:

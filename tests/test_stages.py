@@ -10,6 +10,7 @@ import torch.nn as nn
 from _zoo import make, smooth_stream
 
 import sigmadelta as sd
+import sigmadelta.stages as staging
 from sigmadelta.fixedpoint import AccumulatorOverflowError
 from sigmadelta.numeric import NumericOverflowError
 from sigmadelta.stages import choose_cut, cut_nodes
@@ -91,6 +92,21 @@ def test_step_and_live_stream_are_the_array_run():
     np.testing.assert_array_equal(np.stack([sim.step(f) for f in frames[:6]]), truth[:6])
     live = sd.Simulator(net, timing="pipelined", stages=2).run(iter(list(frames)), progress=False)
     np.testing.assert_array_equal(live.outputs, truth)
+
+
+@pytest.mark.parametrize("timing", ["pipelined", "frame"])
+def test_a_ring_of_two_snapshots(monkeypatch, timing):
+    """A ring shorter than the chunk: A waits for B to free a slot, every second frame."""
+    monkeypatch.setattr(staging, "RING_FRAMES", (2, 2))
+    net = sd.load_netx(DATA / "sdnn.net")
+    frames, truth = _truth("sdnn", "changing")
+    sim = sd.Simulator(net, timing=timing, stages=2)
+    assert sim.chunk >= len(frames) > 2
+    res = sim.run(frames, progress=False)
+    assert len(sim._stages._snaps[0]) == 2
+    _assert_same(sd.simulate(net, frames, timing=timing, progress=False), res)
+    if timing == "pipelined":
+        np.testing.assert_array_equal(res.outputs, truth)
 
 
 def test_recording_is_the_single_stage_recording(tmp_path):
