@@ -65,11 +65,12 @@ def test_lava_ground_truth_through_two_stages(name):
     _every_cut(net, frames, timing="frame")
 
 
-@pytest.mark.parametrize("name,quantizer", [("conv", "herding"), ("bn2d_maxpool", "threshold"),
-                                            ("conv_groups_depthwise", "herding"),
-                                            ("gray_first_conv", "threshold"), ("avgpool_adaptive", "herding"),
-                                            ("residual", "herding"), ("linear", "threshold")])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,quantizer,dtype", [
+    ("conv", "herding", np.float32), ("conv", "herding", np.float64),
+    ("bn2d_maxpool", "threshold", np.float32), ("bn2d_maxpool", "threshold", np.float64),
+    ("conv_groups_depthwise", "herding", np.float64), ("gray_first_conv", "threshold", np.float64),
+    ("avgpool_adaptive", "herding", np.float64), ("residual", "herding", np.float64),
+    ("linear", "threshold", np.float64)])
 def test_converted_nets_every_cut(name, quantizer, dtype):
     model, shape = make(name)
     kw = {"threshold": 0.02} if quantizer == "threshold" else {}
