@@ -110,6 +110,21 @@ def test_a_ring_of_two_snapshots(monkeypatch, timing):
         np.testing.assert_array_equal(res.outputs, truth)
 
 
+@pytest.mark.parametrize("path", ["dense", "scatter"])
+def test_conv_path_choice_reaches_both_stages(path):
+    """set_conv_path after the stages are built: the same paths, outputs and counters."""
+    model, shape = make("bn2d_maxpool")
+    net = sd.convert(model, shape)
+    frames = smooth_stream(shape, t=9).astype(np.float64)
+    sims = [sd.Simulator(net), sd.Simulator(net, stages=2, cut=net.nodes[2].name, chunk=4)]
+    for sim in sims:
+        sim.set_conv_path(path)
+    one, two = (sim.run(frames, progress=False) for sim in sims)
+    _assert_same(one, two)
+    assert sims[1].conv_paths == sims[0].conv_paths
+    assert any(p[path] > 0 for p in sims[1].conv_paths.values())
+
+
 def test_recording_is_the_single_stage_recording(tmp_path):
     net = sd.load_netx(DATA / "conv.net")
     frames, _ = _truth("conv", "changing")
