@@ -15,7 +15,8 @@ The counters ``sync[SYNC.a_done]``, ``sync[SYNC.b_done]`` are published with rel
 and read with acquire loads (:func:`_load_acquire`, :func:`_store_release`), so that a
 snapshot is whole before the other thread reads it. A side that stops (an overflow) raises
 its flag ``sync[SYNC.a_stop]`` / ``sync[SYNC.b_stop]``; a waiting side then stops too. A
-wait spins with the ``pause`` instruction, then gives the core away (``sched_yield``).
+wait spins with the ``pause`` instruction, then gives the core away (``sched_yield``), then
+sleeps (``usleep``): on a busy machine the other side may be off its core for milliseconds.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from numba.extending import intrinsic
 from .cachetie import source_digest, tie_cache
 from .program import run_frames
 
-__all__ = ["SYNC", "run_stage", "save_cut", "apply_cut", "SPINS"]
+__all__ = ["SYNC", "run_stage", "save_cut", "apply_cut", "SPINS", "YIELDS", "NAP_US"]
 
 #: the slots of the shared ``sync`` array (int64)
 SYNC = namedtuple("Sync", ["a_done", "b_done", "a_stop", "b_stop"])(0, 1, 2, 3)
 SPINS = 500  # pause instructions before a waiting side yields its core (about 10 us on Zen 4)
+YIELDS = 200  # sched_yield calls before it sleeps (a wait this long: the other side lost its core)
+NAP_US = 20  # microseconds of one such sleep
 
 
 @intrinsic
@@ -82,9 +85,21 @@ def _sched_yield(typingctx):
     return types.none(), codegen
 
 
+@intrinsic
+def _usleep(typingctx, us):
+    """libc's ``usleep(us)``: sleep (a wait that has lasted: the other side is off its core)."""
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), [ir.IntType(32)]),
+                                            "usleep")
+        builder.call(fn, [builder.trunc(args[0], ir.IntType(32))])
+        return context.get_dummy_value()
+    return types.none(us), codegen
+
+
 @njit(cache=True, nogil=True)
 def _wait(sync, slot, target, stop):
-    """Wait until ``sync[slot] >= target`` (True) or the other side's flag ``sync[stop]`` (False)."""
+    """Wait until ``sync[slot] >= target`` (True) or the other side's flag ``sync[stop]`` (False):
+    :data:`SPINS` pauses, then :data:`YIELDS` yields of the core, then sleeps of :data:`NAP_US`."""
     spins = 0
     while _load_acquire(sync, slot) < target:
         if _load_acquire(sync, stop) != 0:
@@ -92,8 +107,10 @@ def _wait(sync, slot, target, stop):
         spins += 1
         if spins < SPINS:
             _pause()
-        else:
+        elif spins < SPINS + YIELDS:
             _sched_yield()
+        else:
+            _usleep(NAP_US)
     return True
 
 
