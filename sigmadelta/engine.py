@@ -151,8 +151,8 @@ class Simulator:
         self.layer_seconds = np.zeros(len(self._weight_ops))
         self._busy, self._broken = threading.Lock(), None
         self._finite = [a for op in self._weight_ops for a in (op.out.value, op.q.memory)]  # numeric
-        self._stages = None if check_stages(stages) == 1 else Stages(net, self._ops, self._states, self.dtype,
-                                                                   self.timing, cut, self.profile)
+        self._stages = None if check_stages(stages, cut) == 1 else Stages(
+            net, self._ops, self._states, self.dtype, self.timing, cut, self.profile)
         self.reset()
 
     @contextmanager

@@ -49,11 +49,13 @@ RING_FRAMES = (4, 64)
 NEURON_COST = 8  # the cost model's work per neuron of a node, in MAC units
 
 
-def check_stages(stages) -> int:
-    """``stages`` as 1 or 2; anything else is a ValueError."""
+def check_stages(stages, cut: str | None = None) -> int:
+    """``stages`` as 1 or 2; anything else, or a ``cut`` with one stage, is a ValueError."""
     if isinstance(stages, bool) or not isinstance(stages, (int, np.integer)) or int(stages) not in (1, 2):
         raise ValueError(f"stages must be 1 (one thread) or 2 (two threads, split at a cut node), "
                          f"got {stages!r}")
+    if cut is not None and int(stages) == 1:
+        raise ValueError(f"cut={cut!r} names where stages=2 splits the network; with stages=1 leave it out")
     return int(stages)
 
 

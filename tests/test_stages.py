@@ -195,6 +195,8 @@ def test_bad_stages_are_refused():
         sd.Simulator(net, stages=2, cut=net.nodes[inside[0]].name)
     with pytest.raises(ValueError, match="stages must be 1"):
         sd.Simulator(net, stages=3)
+    with pytest.raises(ValueError, match="with stages=1 leave it out"):
+        sd.Simulator(net, cut=net.nodes[1].name)
     with pytest.raises(ValueError, match="profile=True"):
         sd.Simulator(net, stages=2, profile=True)
     with pytest.raises(ValueError, match="one stream"):
