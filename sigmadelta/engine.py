@@ -116,7 +116,7 @@ class Simulator:
     stages : {1, 2}
         2: split the network at a cut node (``cut``, a node name; default: the one that balances
         the estimated work, :func:`sigmadelta.stages.choose_cut`) and run the two parts in two
-        threads, the first one chunk of frames ahead (:mod:`sigmadelta.stages`): same outputs,
+        threads, the second a frame behind the first (:mod:`sigmadelta.stages`): same outputs,
         counters and errors; after an overflow in the second part, call :meth:`reset`. A network
         without a cut node, or ``profile=True``, is a ValueError.
 
