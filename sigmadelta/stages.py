@@ -14,7 +14,8 @@ over frame by frame)::
     thread B:  per frame t: [lag 0: wait for t, apply it] run B's rows [lag 1: wait, apply t]
 
 Wall time per frame -> max(A, B) plus the handoff; the pipeline fills and drains once per
-chunk (one frame). A single frame (``step``) runs A then B in the calling thread.
+chunk (one frame). A single frame (``step``, or a stream given as an iterable, which runs
+frame by frame as the frames arrive) runs A then B in the calling thread: no gain there.
 
 The handoff is what B's first layers read of the cut node: its touched neurons
 ``touched[:count]``, its touched pixels ``rows[:row_count]`` (where it keeps them) and its
