@@ -201,3 +201,18 @@ def test_bad_stages_are_refused():
         sd.Simulator(net, stages=2, profile=True)
     with pytest.raises(ValueError, match="one stream"):
         sd.simulate(net, np.zeros((2, 3, *shape), np.float32), stages=2)
+
+
+@pytest.mark.parametrize("cut", ["input", "0", "1"])
+def test_numeric_overflow_is_the_single_stage_error(cut):
+    """A value leaves float64 at frame 3 (in stage A or B): the same NumericOverflowError."""
+    model, shape = make("linear")
+    net = sd.convert(model, shape)
+    frames = smooth_stream(shape, t=6).astype(np.float64)
+    frames[3, 2] = 1e307
+    messages = []
+    for sim in (sd.Simulator(net), sd.Simulator(net, stages=2, cut=cut)):
+        with pytest.raises(NumericOverflowError, match="at frame 3") as e:
+            sim.run(frames, progress=False)
+        messages.append((str(e.value), sim.frame_no))
+    assert messages[1] == messages[0]
