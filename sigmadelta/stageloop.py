@@ -22,6 +22,7 @@ sleeps (``usleep``): on a busy machine the other side may be off its core for mi
 from __future__ import annotations
 
 import hashlib
+import platform
 from collections import namedtuple
 from pathlib import Path
 
@@ -63,13 +64,17 @@ def _store_release(typingctx, arr, i, v):
     return types.none(arr, i, v), codegen
 
 
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
 @intrinsic
 def _pause(typingctx):
-    """The x86 ``pause`` instruction (a spin-wait hint)."""
+    """The x86 ``pause`` instruction (a spin-wait hint; nothing on other machines)."""
     def codegen(context, builder, sig, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                            "llvm.x86.sse2.pause")
-        builder.call(fn, [])
+        if _X86:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                "llvm.x86.sse2.pause")
+            builder.call(fn, [])
         return context.get_dummy_value()
     return types.none(), codegen
 
