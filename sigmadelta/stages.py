@@ -33,10 +33,12 @@ times also pick (after the second conv's relu).
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
+from tqdm.auto import tqdm
 
 from . import graph as g
 from .assemble import build_program
@@ -47,6 +49,7 @@ __all__ = ["cut_nodes", "choose_cut", "Stages", "NEURON_COST", "check_stages"]
 
 RING_BYTES = 8 << 20  # the snapshot ring's size: A runs up to 4-64 frames ahead of B (RING_FRAMES)
 RING_FRAMES = (4, 64)
+_ANNOUNCED: set = set()  # run_stage signatures whose compile was checked for in this process
 NEURON_COST = 8  # the cost model's work per neuron of a node, in MAC units
 
 
@@ -193,6 +196,7 @@ class Stages:
                           for a in (op.out.value, op.q.memory)]
         self._snaps: tuple | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._checked: set = set()  # loop flags whose compile was announced (_announce)
 
     def _privatise(self) -> list:
         """Give A a copy of every array its lists share with B's (same address and size)."""
@@ -227,9 +231,29 @@ class Stages:
                            np.zeros(ring, np.int64))
         return self._snaps
 
+    def _announce(self, args: tuple) -> None:
+        """Say so before the first call that compiles :func:`run_stage` (once per process and
+        specialisation): it holds the frame loop's code, about half its compile time."""
+        try:
+            sig = tuple(run_stage.typeof_pyval(a) for a in args)
+            if sig in _ANNOUNCED or sig in run_stage.overloads:
+                return
+            _ANNOUNCED.add(sig)
+            key = run_stage._cache._index_key(sig, run_stage.targetctx.codegen())
+            if key in run_stage._cache._cache_file._load_index():
+                return
+        except Exception:  # an internal attribute of Numba's moved: say nothing
+            return
+        tqdm.write("sigmadelta: compiling the two-stage loop (stages=2) once: 10-20 s on an idle "
+                   "2-core machine, more on a busy one; cached for later runs", file=sys.stderr)
+
     def _run_a(self, x, frame0, stats, out, status, sync, flags) -> tuple[int, bool]:
         """Stage A over a chunk: frames completed, and whether A's state is finite after it."""
         p = self.a
+        if flags not in self._checked:  # before the first call with these flags compiles
+            self._checked.add(flags)
+            self._announce((p.code, p.par, p.F, p.I, p.D, x, frame0, 0, stats, out, -1, status,
+                            self._a_cut, self.mode, self._ring(x.dtype), sync, -1, *flags))
         try:
             done = run_stage(p.code, p.par, p.F, p.I, p.D, x, frame0, 0, stats, out, -1, status,
                              self._a_cut, self.mode, self._ring(x.dtype), sync, -1, *flags)
