@@ -126,6 +126,9 @@ class PoolOp:
                  and tuple(self.out_hw) == (1, 1))
         self.by_rows = bool(whole and self.inp.row_len == self.c)
         self.acc = np.zeros(self.c, np.float64)  # float64 sums of the global pooling by rows
+        # the input's pixel count, read only by rows (else a private dummy: a two-stage run hands
+        # over what both stages' tables name, :mod:`sigmadelta.stages`)
+        self.row_count = self.inp.row_count if self.by_rows else np.zeros(1, np.int64)
 
     SLOTS = layout("Pool", ["x", "touched", "count", "in_hw", "c", "out_hw", "kernel", "stride",
                             "padding", "is_max", "y", "out_touched", "out_count", "out_stamp", "hit",
@@ -140,7 +143,7 @@ class PoolOp:
         r.y, r.out_touched, r.out_count, r.out_stamp = (b.f(o.value), b.i(o.touched), b.i(o.count),
                                                         b.i(o.stamp))
         r.hit = b.i(self.hit)
-        r.by_rows, r.row_count, r.acc = int(self.by_rows), b.i(i.row_count), b.d(self.acc)
+        r.by_rows, r.row_count, r.acc = int(self.by_rows), b.i(self.row_count), b.d(self.acc)
         r.done()
 
 

@@ -127,10 +127,12 @@ def save_cut(t, value, touched, count, rows, row_count, row_len, sv, st, sc, sr,
     listed neurons (0), or all of them (-1)."""
     n = count[0]
     sc[t] = n
-    st[t, :n] = touched[:n]
+    if st.shape[1] > 0:  # a count may be handed over without its list (a reader of the count only)
+        st[t, :n] = touched[:n]
     m = row_count[0]
     src[t] = m
-    sr[t, :m] = rows[:m]
+    if sr.shape[1] > 0:
+        sr[t, :m] = rows[:m]
     if row_len > 0:
         for i in range(m):
             p = rows[i] * row_len
@@ -147,10 +149,12 @@ def apply_cut(t, value, touched, count, rows, row_count, row_len, sv, st, sc, sr
     """Write snapshot slot ``t`` into the cut node's arrays (the inverse of :func:`save_cut`)."""
     n = sc[t]
     count[0] = n
-    touched[:n] = st[t, :n]
+    if st.shape[1] > 0:
+        touched[:n] = st[t, :n]
     m = src[t]
     row_count[0] = m
-    rows[:m] = sr[t, :m]
+    if sr.shape[1] > 0:
+        rows[:m] = sr[t, :m]
     if row_len > 0:
         for i in range(m):
             p = rows[i] * row_len
