@@ -21,6 +21,8 @@ channels, same values; the whole layer, 144 -> 24 channels at 16x16 with half th
 changing, 0.097 -> 0.056 ms, of which BLAS 0.012-0.017 ms).
 """
 
+import math
+
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
@@ -28,7 +30,7 @@ from numba.extending import overload
 from .pixel import Q_HERDING, _quantize
 from .recompute import conv_gemm
 
-__all__ = ["conv1x1_dense", "conv1x1_ok", "RUN_VALUES"]
+__all__ = ["conv1x1_dense", "conv1x1_ok", "single_exact", "RUN_VALUES"]
 
 #: values quantized per vector run (the ``|s|`` scratch: 8-16 KiB, in L1)
 RUN_VALUES = 2048
@@ -67,11 +69,32 @@ def _product_impl(P, w_cl, z, bias, use_bias, cols, geom, c_in):
     return lambda P, w_cl, z, bias, use_bias, cols, geom, c_in: None
 
 
+@njit(cache=True, nogil=True, inline="always")
+def single_exact(param, gain) -> bool:
+    """Can herding's ``rint(param * x)`` and ``gain * memory`` run in single precision on float32
+    state with the double-precision results? Yes if ``param`` is a power of two (``param * x``
+    is then exact in float32, or beyond its range in both) and ``gain`` a float32 (one
+    rounding of an exact product either way)."""
+    m, _ = math.frexp(param)
+    return m == 0.5 and np.float32(param) == param and np.float32(gain) == gain
+
+
 @njit(cache=True, nogil=True, fastmath={"reassoc"}, inline="always")
 def _encode_run(xs, ms, ws, ss, herding, param, gain):
     """Quantize a run of inputs (slices from 0, so that the loop vectorises):
-    ``memory``, ``ws = gain * memory`` and ``ss = |s|``."""
-    if herding == Q_HERDING:
+    ``memory``, ``ws = gain * memory`` and ``ss = |s|``. Herding with
+    :func:`single_exact` scales multiplies in the state's precision (float32 state: twice the
+    lanes, no conversions; float64: the same operations as the general loop) and subtracts in
+    float64 as the general loop does: the same values bit for bit (float32, 144 channels at
+    16x16, thread CPU time, alternating, 2-vCPU AMD EPYC Zen 4, load 4: 0.017 -> 0.009 ms)."""
+    if herding == Q_HERDING and single_exact(param, gain):
+        p1, g1 = np.float32(param), np.float32(gain)
+        for j in range(xs.shape[0]):
+            q = np.rint(p1 * xs[j])
+            ss[j] = abs(np.float64(q) - np.float64(ms[j]))
+            ms[j] = q
+            ws[j] = q * g1
+    elif herding == Q_HERDING:
         for j in range(xs.shape[0]):
             q = np.rint(param * xs[j])
             ss[j] = abs(q - ms[j])

@@ -24,6 +24,7 @@ so encoding all of them gives the scatter's events.
 import numpy as np
 from numba import njit
 
+from .conv1x1 import single_exact
 from .pixel import _quantize
 from .simd import lanes, vload, vmul_add_vv, vstore, vzero, wlanes, wload, wmul_add_vv, wstore, wzero
 
@@ -45,8 +46,23 @@ def depthwise_ok(groups: int, c_in: int, transposed: bool) -> bool:
 @njit(cache=True, nogil=True)
 def _encode_run(x, memory, herding, param, gain, mem_w, flag_w, mag):
     """Quantize a run of inputs (slices: indices from 0, so that the loop vectorises) into
-    ``mem_w = gain * memory``, ``flag_w = (s != 0)`` and ``mag = |s|``."""
-    if herding:
+    ``mem_w = gain * memory``, ``flag_w = (s != 0)`` and ``mag = |s|``. Herding with a
+    power-of-two scale and a float32 gain (:func:`sigmadelta.kernels.conv1x1.single_exact`)
+    scales in the state's precision, bit for bit the general loop's values. With it and
+    :func:`_quad_dw`, :func:`depthwise_dense` at scale 32 (float32, 3x3, half the inputs
+    changing, thread CPU time, main's kernel and this one alternating in one process, 2-vCPU
+    AMD EPYC VM (Zen 4, AVX-512), load 3.5-4): 32x32x96 stride 2 0.119 -> 0.093 ms,
+    16x16x144 stride 1 0.107 -> 0.068 ms; float64 32x32x16 0.091 -> 0.056 ms."""
+    if herding and single_exact(param, gain):
+        p1, g1 = np.float32(param), np.float32(gain)
+        for k in range(x.shape[0]):
+            q = np.rint(p1 * x[k])
+            s = np.float64(q) - np.float64(memory[k])
+            memory[k] = q
+            mem_w[k] = q * g1
+            flag_w[k] = s != 0.0
+            mag[k] = abs(s)
+    elif herding:
         for k in range(x.shape[0]):
             q = np.rint(param * x[k])
             s = q - memory[k]
