@@ -261,6 +261,34 @@ def test_pool_scan_by_channel_blocks_is_bit_identical(is_max, kernel, stride, pa
     assert 0 < len(outs[0][1]) < h_out * w_out * c or kernel == (16, 18)
 
 
+@pytest.mark.parametrize("is_max", [True, False])
+@pytest.mark.parametrize("c", [1, 3])
+def test_pool_scan_2x2_is_bit_identical(is_max, c):
+    """The branchless 2x2 scan against the general scan, float32, some outputs already stamped
+    this frame and some windows without a hit: same values (old ones kept), list and stamps."""
+    from sigmadelta.kernels.pool import _scan, _scan_2x2
+
+    rng = np.random.default_rng(9)
+    h, w, h_out, w_out = 12, 10, 6, 5
+    x = rng.normal(size=h * w * c).astype(np.float32)
+    hit = (rng.random(h * w * c) < 0.2).astype(np.uint8)
+    n_out = h_out * w_out * c
+    y0 = rng.normal(size=n_out).astype(np.float32)
+    st0 = np.where(rng.random(n_out) < 0.2, 1, -1).astype(np.int64)
+    outs = []
+    for scan in ("general", "2x2"):
+        y, t, st = y0.copy(), np.zeros(n_out, np.int64), st0.copy()
+        if scan == "general":
+            two = np.array([2, 2])
+            n = _scan(x, hit, h, w, c, h_out, w_out, two, two, np.array([0, 0]), is_max, y, t, st, 1)
+        else:
+            n = _scan_2x2(x, hit, w, c, h_out, w_out, is_max, y, t, st, 1)
+        outs.append((y, t[:n], st))
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert 0 < len(outs[0][1]) < n_out and np.any(outs[0][0] == y0) and np.any(outs[0][0] != y0)
+
+
 @pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (1, 0.1, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0)])
 @pytest.mark.parametrize("smooth", [None, 1])
 def test_activation_rows(fn, alpha, lo, hi, smooth):
