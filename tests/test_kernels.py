@@ -370,6 +370,35 @@ def test_simd_row_update_is_the_scalar_update(dtype):
     np.testing.assert_array_equal(z, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_simd_wide_vector_product_is_the_scalar_update(dtype):
+    """wzero / wmul_add_vv / wstore give bit for bit the scalar ``acc + a[i] * b[j]`` (separate
+    roundings), as vmul_add_vv does on narrow vectors."""
+    from numba import njit
+
+    from sigmadelta.kernels.simd import wlanes, wmul_add_vv, wstore, wzero
+
+    @njit
+    def taps(z, a, b, n_taps):
+        step = wlanes(z.itemsize)
+        for o in range(0, z.shape[0], step):
+            acc = wzero(z)
+            for t in range(n_taps):
+                acc = wmul_add_vv(acc, a, o + 3 * t, b, o + t)
+            wstore(z, o, acc)
+
+    rng = np.random.default_rng(2)
+    n, n_taps = 4 * (64 // np.dtype(dtype).itemsize), 5
+    a, b = ((rng.normal(size=n + 3 * n_taps) * 7).astype(dtype),
+            (rng.normal(size=n + n_taps) * 7).astype(dtype))
+    want = np.zeros(n, dtype)
+    for t in range(n_taps):
+        want = want + a[3 * t:3 * t + n] * b[t:t + n]  # in dtype, one tap at a time
+    z = np.zeros(n, dtype)
+    taps(z, a, b, n_taps)
+    np.testing.assert_array_equal(z, want)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_simd_fma_is_the_exact_sum_on_integers(dtype):
     """vfma (one rounding) gives s * w + z exactly where all are integers below the mantissa,
