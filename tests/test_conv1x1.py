@@ -112,9 +112,9 @@ def test_conv1x1_path_in_engine_equals_reference(dtype):
                                                (6.0, 1 / 6, False), (8.0, 0.1, False)])
 def test_conv1x1_single_precision_herding_matches_twin(dtype, param, gain, single):
     """Herding with a power-of-two scale and a float32 gain multiplies in the state's
-    precision (:func:`sigmadelta.kernels.conv1x1.single_exact`): memory, ``gain * memory``,
+    precision (:func:`sigmadelta.kernels.quantize.single_exact`): memory, ``gain * memory``,
     counters and listing bit for bit the twin's double-precision ones."""
-    from sigmadelta.kernels.conv1x1 import single_exact
+    from sigmadelta.kernels.quantize import single_exact
 
     assert single_exact(param, gain) == single
     case = _case(GEOMS[2], True, dtype, 3)

@@ -21,16 +21,15 @@ channels, same values; the whole layer, 144 -> 24 channels at 16x16 with half th
 changing, 0.097 -> 0.056 ms, of which BLAS 0.012-0.017 ms).
 """
 
-import math
-
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
 from .pixel import Q_HERDING, _quantize
+from .quantize import single_exact
 from .recompute import conv_gemm
 
-__all__ = ["conv1x1_dense", "conv1x1_ok", "single_exact", "RUN_VALUES"]
+__all__ = ["conv1x1_dense", "conv1x1_ok", "RUN_VALUES"]
 
 #: values quantized per vector run (the ``|s|`` scratch: 8-16 KiB, in L1)
 RUN_VALUES = 2048
@@ -67,16 +66,6 @@ def _product_impl(P, w_cl, z, bias, use_bias, cols, geom, c_in):
         return lambda P, w_cl, z, bias, use_bias, cols, geom, c_in: conv_gemm(
             P, w_cl, z, bias, use_bias, cols, geom, c_in)
     return lambda P, w_cl, z, bias, use_bias, cols, geom, c_in: None
-
-
-@njit(cache=True, nogil=True, inline="always")
-def single_exact(param, gain) -> bool:
-    """Can herding's ``rint(param * x)`` and ``gain * memory`` run in single precision on float32
-    state with the double-precision results? Yes if ``param`` is a power of two (``param * x``
-    is then exact in float32, or beyond its range in both) and ``gain`` a float32 (one
-    rounding of an exact product either way)."""
-    m, _ = math.frexp(param)
-    return m == 0.5 and np.float32(param) == param and np.float32(gain) == gain
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc"}, inline="always")

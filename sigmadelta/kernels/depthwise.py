@@ -24,8 +24,8 @@ so encoding all of them gives the scatter's events.
 import numpy as np
 from numba import njit
 
-from .conv1x1 import single_exact
 from .pixel import _quantize
+from .quantize import single_exact
 from .simd import lanes, vload, vmul_add_vv, vstore, vzero, wlanes, wload, wmul_add_vv, wstore, wzero
 
 __all__ = ["depthwise_dense", "depthwise_ok", "DW_DENSE_ABOVE"]
@@ -47,7 +47,7 @@ def depthwise_ok(groups: int, c_in: int, transposed: bool) -> bool:
 def _encode_run(x, memory, herding, param, gain, mem_w, flag_w, mag):
     """Quantize a run of inputs (slices: indices from 0, so that the loop vectorises) into
     ``mem_w = gain * memory``, ``flag_w = (s != 0)`` and ``mag = |s|``. Herding with a
-    power-of-two scale and a float32 gain (:func:`sigmadelta.kernels.conv1x1.single_exact`)
+    power-of-two scale and a float32 gain (:func:`sigmadelta.kernels.quantize.single_exact`)
     scales in the state's precision, bit for bit the general loop's values. With it and
     :func:`_quad_dw`, :func:`depthwise_dense` at scale 32 (float32, 3x3, half the inputs
     changing, thread CPU time, main's kernel and this one alternating in one process, 2-vCPU
