@@ -112,7 +112,9 @@ def _herd_pixel(xs, ms, ws, k, gain, single):
     numbers: reassociating their sum is exact). Inlined in Numba's IR, so the caller's
     ``fastmath`` flags are the ones that apply (:func:`_encode_herding` sets ``reassoc``)."""
     e, mag = 0, 0.0
-    if single:  # :func:`sigmadelta.kernels.quantize.single_exact`: the same values
+    if single:  # :func:`sigmadelta.kernels.quantize.single_exact`: the same values (scale 32,
+        # float32, 3x3 at 64x64x32: the encoder 0.094 -> 0.074 ms, 32x32x64 0.049 -> 0.039 ms,
+        # thread CPU time, alternating with main's, 2-vCPU AMD EPYC Zen 4, load 2.6)
         k1, g1 = np.float32(k), np.float32(gain)
         for j in range(xs.shape[0]):
             q = np.rint(k1 * xs[j])
