@@ -13,7 +13,9 @@ coordinate descent looks for the cheapest ``k``:
   error of one stream holding all their frames, as the guard pools its frames), and pooled
   regret agreement ``>= --min-regret``
   (frame ``t`` agrees when ``max a_t - a_t[argmax y_t] <= --guard-delta * delta_v`` and face
-  presence ``max > 0`` matches; ``delta_v`` each stream's ``fidelity.calibrate_delta``);
+  presence ``max > 0`` matches; ``delta_v`` each stream's ``fidelity.calibrate_delta``), or
+  with ``--guard-kind expected`` the expected regret agreement of ``_face_guard``
+  ``>= --min-regret``;
 * moves from ``k``: one layer coarser (``k_i + 1``), or one layer coarser and another finer
   (``k_i + 1, k_j - 1``: spends error where it buys the most synops). Every move is measured;
   the cheapest feasible one that is cheaper than ``k`` is taken; the search stops when none is
@@ -31,7 +33,7 @@ import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["add_layer_args", "feasible", "measure", "per_layer_search"]
+__all__ = ["add_layer_args", "feasible", "guard_record", "measure", "per_layer_search"]
 
 
 def add_layer_args(p: argparse.ArgumentParser) -> None:
@@ -51,16 +53,20 @@ def measure(model: nn.Module, streams: dict[str, tuple], values: dict[str, float
 
     ``streams`` maps a video name to ``(frames, ann outputs [T, cells], delta)``. Returns the
     per-stream ``synops_per_frame``, ``rel_err``, ``failures``, ``frames``, ``err_sq``
-    (``||y - a||^2``), ``ref_sq`` (``||a||^2``), and pooled ``synops_per_frame`` and
-    ``regret_agreement`` (frame-weighted) and ``rel_err`` (``sqrt(sum err_sq / sum ref_sq)``).
+    (``||y - a||^2``), ``ref_sq`` (``||a||^2``), ``expected_failures``
+    (``_face_guard.expected_agreement``), and pooled ``synops_per_frame`` and
+    ``regret_agreement`` (frame-weighted), ``rel_err`` (``sqrt(sum err_sq / sum ref_sq)``)
+    and ``expected_regret_agreement``.
     """
     from _face_bc_op import FRAME_SHAPE
+    from _face_guard import expected_agreement, tie_terms
 
     import sigmadelta as sd
     from sigmadelta import fidelity
 
     net = sd.convert(model, FRAME_SHAPE, scale=values, weight_bits=bits)
     per: dict[str, dict[str, float]] = {}
+    terms = {}
     for name, (x, a, delta) in streams.items():
         res = sd.simulate(net, x, progress=False)
         y = np.asarray(res.outputs, np.float64).reshape(a.shape)
@@ -70,23 +76,39 @@ def measure(model: nn.Module, streams: dict[str, tuple], values: dict[str, float
                      "rel_err": fidelity.relative_error(y, a),
                      "failures": int((~ok).sum()), "frames": len(a),
                      "err_sq": float(np.sum((y - a) ** 2)), "ref_sq": float(np.sum(a ** 2))}
+        terms[name] = tie_terms(y, a, delta)
+    ex = expected_agreement(terms, delta_mult)
+    for name, p in per.items():
+        p["expected_failures"] = ex["expected_failures"][name]
     frames = sum(p["frames"] for p in per.values())
     ref_sq = sum(p["ref_sq"] for p in per.values())
     return {"streams": per,
             "rel_err": float(np.sqrt(sum(p["err_sq"] for p in per.values()) / max(ref_sq, 1e-300))),
             "synops_per_frame": sum(p["synops_per_frame"] * p["frames"] for p in per.values())
             / frames,
-            "regret_agreement": 1.0 - sum(p["failures"] for p in per.values()) / frames}
+            "regret_agreement": 1.0 - sum(p["failures"] for p in per.values()) / frames,
+            "expected_regret_agreement": ex["expected_regret_agreement"]}
 
 
 def feasible(m: dict[str, Any], args: argparse.Namespace) -> bool:
     """Within ``--max-rel-err`` on every stream (``--err-bound each``) or pooled (``pooled``),
-    and ``--min-regret`` pooled."""
+    and ``--min-regret`` pooled (counted, or expected with ``--guard-kind expected``)."""
     if getattr(args, "err_bound", "each") == "pooled":
         err_ok = m["rel_err"] <= args.max_rel_err
     else:
         err_ok = all(p["rel_err"] <= args.max_rel_err for p in m["streams"].values())
-    return err_ok and m["regret_agreement"] >= args.min_regret
+    key = ("expected_regret_agreement" if getattr(args, "guard_kind", "count") == "expected"
+           else "regret_agreement")
+    return err_ok and m[key] >= args.min_regret
+
+
+def guard_record(m: dict[str, Any]) -> dict[str, Any]:
+    """The guard's figures of a :func:`measure` result (for the checkpoint's JSON)."""
+    return {"regret_agreement": m["regret_agreement"],
+            "failures": {n: q["failures"] for n, q in m["streams"].items()},
+            "frames": sum(q["frames"] for q in m["streams"].values()),
+            "expected_regret_agreement": round(m["expected_regret_agreement"], 6),
+            "expected_failures": {n: q["expected_failures"] for n, q in m["streams"].items()}}
 
 
 def _moves(k: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -144,5 +166,7 @@ def per_layer_search(model: nn.Module, streams: dict[str, tuple], start: dict[st
 def _step_record(k: tuple[int, ...], m: dict[str, Any]) -> dict[str, Any]:
     return {"exponents": list(k), "synops_per_frame": round(m["synops_per_frame"]),
             "regret_agreement": round(m["regret_agreement"], 5),
+            **({"expected_regret_agreement": round(m["expected_regret_agreement"], 5)}
+               if "expected_regret_agreement" in m else {}),
             "rel_err": {n: round(p["rel_err"], 5) for n, p in m["streams"].items()},
             "rel_err_pooled": round(m["rel_err"], 5)}

@@ -33,7 +33,13 @@ frames pooled instead of on each).
 ``--guard-streams bigbuckbunny,bikes,face-pan`` adds ``_face_pan``'s synthetic video (training
 faces of ``lfw_subset`` drifting, zooming and turning over bikes / bigbuckbunny backgrounds, 300
 frames) to the guard: it holds the near ties *on a face* that the two videos lack. The default
-stays ``bigbuckbunny,bikes`` so that recorded commands choose as before.
+stays ``bigbuckbunny,bikes`` so that recorded commands choose as before. ``face-pan:S`` is the
+same video drawn with seed ``S`` (``face-pan`` is seed 0).
+
+``--guard-kind expected`` (default ``count``) bounds the *expected* pooled regret agreement of
+``_face_guard`` instead of the counted one: each guard frame's failure probability from its
+top-two gap and the event perturbation of the top-two difference pooled over all guard frames,
+a figure that moves smoothly with the scales (the rule it serves: ``docs/face_bc_guard.md``).
 """
 
 from __future__ import annotations
@@ -55,13 +61,15 @@ FRAME_SHAPE = (1, 144, 176)
 
 def load_video(name: str, limit: int | None = None) -> np.ndarray:
     """Gray frames ``[T, 1, 144, 176]`` in [0, 1] of an embedded video, or of the synthetic
-    face video ``face-pan`` (``_face_pan``: 6 shots of 50 frames, seed 0; guard only)."""
+    face video ``face-pan`` (``_face_pan``: 6 shots of 50 frames, seed 0; ``face-pan:S`` seed
+    ``S``; guard only)."""
     from sigmadelta.datasets import open_source
 
-    if name == "face-pan":
+    if name == "face-pan" or name.startswith("face-pan:"):
         from _face_pan import face_pan_frames
 
-        return face_pan_frames(0, segments=6, frames_per_segment=50)["frames"][:limit]
+        seed = int(name.partition(":")[2] or 0)
+        return face_pan_frames(seed, segments=6, frames_per_segment=50)["frames"][:limit]
 
     kw = {} if limit is None else {"limit": limit}
     return open_source(name, size=FRAME_SHAPE[1:], gray=True, **kw).to_array().astype(np.float32)
@@ -76,6 +84,9 @@ def add_guard_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guard-streams", default="bigbuckbunny,bikes",
                    help="non-test videos the regret guard pools (also face-pan: a synthetic "
                         "face in front of a moving camera, _face_pan)")
+    p.add_argument("--guard-kind", choices=("count", "expected"), default="count",
+                   help="count failing guard frames, or their expectation under the pooled "
+                        "perturbation of the top-two difference (_face_guard)")
     from _face_bc_layers import add_layer_args
 
     add_layer_args(p)
@@ -85,7 +96,9 @@ def choose_command(args: argparse.Namespace) -> str:
     """The ``--choose-only`` command that chooses this operating point again (recorded)."""
     guard = "" if not args.min_regret else (
         f" --min-regret {args.min_regret:g} --guard-delta {args.guard_delta:g}"
-        f" --guard-streams {args.guard_streams}")
+        f" --guard-streams {args.guard_streams}"
+        + ("" if getattr(args, "guard_kind", "count") == "count"
+           else f" --guard-kind {args.guard_kind}"))
     if getattr(args, "per_layer", False):
         guard += f" --per-layer --layer-step {args.layer_step:g} --max-moves {args.max_moves}"
         if getattr(args, "err_bound", "each") != "each":
@@ -137,29 +150,31 @@ def _pick_guarded(pareto, model: nn.Module, points: list[dict], bits: dict[str, 
     ``--per-layer`` also within ``--max-rel-err`` on every guard stream (the search's start
     must be feasible for the search)."""
     per_layer = getattr(args, "per_layer", False)
+    expected = getattr(args, "guard_kind", "count") == "expected"
     if not getattr(args, "min_regret", 0.0) and not per_layer:
         return pareto.pick(points, None, args.max_rel_err)
     ok = sorted((p for p in points if p["rel_err"] <= args.max_rel_err),
                 key=lambda p: p["synops_per_frame"])
     for p in ok:
-        if per_layer:
-            from _face_bc_layers import feasible, measure
+        if per_layer or expected:
+            from _face_bc_layers import feasible, guard_record, measure
 
             m = measure(model, streams, p["values"], bits, args.guard_delta)
-            g = {"regret_agreement": m["regret_agreement"],
-                 "failures": {n: q["failures"] for n, q in m["streams"].items()},
-                 "frames": sum(q["frames"] for q in m["streams"].values())}
-            passes = feasible(m, args)
+            g = guard_record(m)
+            passes = (feasible(m, args) if per_layer
+                      else g["expected_regret_agreement"] >= args.min_regret)
         else:
             g = regret_guard(model, streams, p["values"], bits, args.guard_delta)
             passes = g["regret_agreement"] >= args.min_regret
         tqdm.write(f"guard {p['method']} {p['param']:g} x{p.get('factor', 1):g}: "
                    f"{p['synops_per_frame']:.0f} synops/frame, regret agreement "
                    f"{g['regret_agreement']:.4f} (failures {g['failures']})"
+                   + (f", expected {g['expected_regret_agreement']:.4f}" if expected else "")
                    + (f", rel err {[round(q['rel_err'], 5) for q in m['streams'].values()]}"
                       if per_layer else ""))
         if passes:
-            p["guard"] = {**g, "min_regret": args.min_regret, "delta_mult": args.guard_delta,
+            p["guard"] = {**g, "kind": getattr(args, "guard_kind", "count"),
+                          "min_regret": args.min_regret, "delta_mult": args.guard_delta,
                           "delta": {n: round(s[2], 5) for n, s in streams.items()}}
             return p
     return None
@@ -237,10 +252,9 @@ def _refine(pareto, model: nn.Module, op: dict, streams: dict[str, tuple],
     with torch.no_grad():
         ann = model(torch.as_tensor(test)).double().numpy()
     m = pareto.evaluate(model, FRAME_SHAPE, values, "herding", test, ann, None, bits)
-    meas = rec["measured"]
-    guard = {"regret_agreement": meas["regret_agreement"],
-             "failures": {n: p["failures"] for n, p in meas["streams"].items()},
-             "frames": sum(p["frames"] for p in meas["streams"].values()),
+    from _face_bc_layers import guard_record
+
+    guard = {**guard_record(rec["measured"]), "kind": getattr(args, "guard_kind", "count"),
              "min_regret": args.min_regret, "delta_mult": args.guard_delta,
              "delta": {n: round(s[2], 5) for n, s in streams.items()}}
     rec["start_scales"] = {n: round(float(v), 4) for n, v in op["values"].items()}

@@ -62,6 +62,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--margin-share", type=float, default=0.6,
                    help="first share of each video's frames the margin term trains on")
     p.add_argument("--epochs", type=int, default=8, help="margin fine-tune epochs")
+    p.add_argument("--margin-streams", default="",
+                   help="more non-test streams whose frames join the margin / distillation "
+                        "frames (e.g. face-pan:18,face-pan:24: synthetic face video seeds)")
     p.add_argument("--face-weight", type=float, default=2.0, help="BCE weight of faces")
     p.add_argument("--hard-weight", type=float, default=0.5,
                    help="BCE weight of mined hard negatives")
@@ -86,7 +89,7 @@ def _margin(args: argparse.Namespace, model, info: dict[str, Any], d, frames, ta
 
     from sigmadelta import fidelity
 
-    lengths = {v: len(load_video(v)) for v in NON_TEST}
+    lengths = {v: len(load_video(v)) for v in (*NON_TEST, *_extra(args))}
     idx, rest = margin_frames(frames, lengths, args.margin_share)
     k_val = validation_split({"x_train": d["group_train"], "y_train": d["y_train"]},
                              args.val_frac, args.seed + 7)[1]
@@ -115,11 +118,28 @@ def _margin(args: argparse.Namespace, model, info: dict[str, Any], d, frames, ta
            "start_weights_sha256": hashlib.sha256(start.read_bytes()).hexdigest(), **hist,
            "gaps_before": before, "gaps_after": gaps(model),
            **{k: getattr(args, k) for k in ("margin_weight", "change_weight", "margin",
-                                            "margin_share", "epochs", "lr", "distill", "floor", "face_weight",
-                                            "hard_weight", "select", "min_val_acc",
-                                            "max_val_drop", "keep")}}
+                                            "margin_share", "margin_streams", "epochs", "lr",
+                                            "distill", "floor", "face_weight", "hard_weight",
+                                            "select", "min_val_acc", "max_val_drop", "keep")}}
     tqdm.write(json.dumps(rec, indent=1))
     return model, rec, val_record(model, x_val, y_val, k_val)
+
+
+def _extra(args: argparse.Namespace) -> list[str]:
+    return [v for v in args.margin_streams.split(",") if v]
+
+
+def _with_extra(args: argparse.Namespace, teacher, frames: torch.Tensor, targets: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``--margin-streams``: their 2x2-pooled frames and the teacher's maps appended (after the
+    non-test videos, in the order given; ``margin_frames`` splits each by ``--margin-share``)."""
+    from _face_bc_op import load_video
+
+    for v in _extra(args):
+        x = F.avg_pool2d(torch.from_numpy(load_video(v)), 2)
+        with torch.no_grad():
+            frames, targets = torch.cat([frames, x]), torch.cat([targets, teacher(x)])
+    return frames, targets
 
 
 def _recount(comp: dict[str, Any], model) -> None:
@@ -149,6 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     d = patch_data(args.seed, teacher, args.n_hard, Path(args.work))
     frames, targets = distill_frames(teacher, Path(args.work))
     if args.margin_weight > 0 or args.change_weight > 0:
+        frames, targets = _with_extra(args, teacher, frames, targets)
         model, rec, val = _margin(args, model, info, d, frames, targets)
         info["compression"]["margin_finetune"] = rec
         _recount(info["compression"], model)

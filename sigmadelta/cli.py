@@ -256,8 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("convert", help="a torch model -> a sigma-delta network file (net.h5)")
-    c.add_argument("model", help="a saved torch model (torch.save(model)) or module:factory "
-                                 "(imported from the working directory too)")
+    c.add_argument("model", help="a saved torch model (torch.save(model)), module:factory "
+                                 "(imported from the working directory too) or "
+                                 "'module:factory(width=16, depth=2)' (literal arguments)")
     c.add_argument("--weights", help="a state dict (.pt) to load into the model first")
     c.add_argument("--input-shape", type=_shape, required=True,
                    help="one frame's shape without batch: 784 or 1,144,176")
@@ -333,7 +334,8 @@ def _add_demo_parser(sub) -> None:
     d.add_argument("--scale", default=None, help="override the herding scale (one number)")
     d.add_argument("--model", default=None,
                    help="your own video model instead of the face detector: a saved torch model "
-                        "file or module:factory, imported from the working directory too (input "
+                        "file or module:factory, imported from the working directory too, "
+                        "optionally with literal arguments: 'module:factory(width=16)' (input "
                         "1 or 3 channels; frames at 144x176)")
     d.add_argument("--weights", default=None, help="state dict to load into --model")
     d.add_argument("--out", default="demo_out", help="output folder (PNG, run.h5, report.json)")

@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from . import fidelity
+from .torchlimit import DEFAULT_TORCH_THREADS, torch_limit
 
 __all__ = ["run_face_demo", "run_video_demo", "run_digits_demo", "DEFAULT_FACE_SCALES"]
 
@@ -42,23 +43,37 @@ def _ann_outputs(model, frames: np.ndarray) -> np.ndarray:
 
 
 def run_face_demo(video: str = "carphone", frames: int | None = None, out: str = "demo_out",
-                  scale=None, progress: bool = True, frontier: bool = True) -> dict:
+                  scale=None, progress: bool = True, frontier: bool = True,
+                  torch_threads: int | None = DEFAULT_TORCH_THREADS) -> dict:
     """The face detectors (uncompressed and compressed) as sigma-delta spikes on a video,
-    side by side with the dense float ANN (see :mod:`sigmadelta.demo_face`)."""
+    side by side with the dense float ANN (see :mod:`sigmadelta.demo_face`).
+
+    Every demo runs torch (conversion, ANN passes, calibration, frontier) on
+    ``torch_threads`` intra-op threads (:mod:`sigmadelta.torchlimit`; None: torch's own
+    setting), restored afterwards."""
     from .demo_face import run_face_chain
 
-    return run_face_chain(video, frames, out, scale, progress, frontier)
+    with torch_limit(torch_threads):
+        return run_face_chain(video, frames, out, scale, progress, frontier)
 
 
 def run_video_demo(model, name: str, video: str = "carphone", frames: int | None = None,
-                   out: str = "demo_out", scale=24.0, progress: bool = True) -> dict:
+                   out: str = "demo_out", scale=24.0, progress: bool = True,
+                   torch_threads: int | None = DEFAULT_TORCH_THREADS) -> dict:
     """Convert ``model``, stream ``video`` through it, compare with its dense float ANN, report.
 
     Frames are read at the model's input size (grayscale for one channel). Prints the
     per-layer table, energy and fidelity (:mod:`sigmadelta.fidelity`, no presence
     notion, delta from one gray level of input noise); writes ``activity.png``,
     ``run.h5`` (with the fidelity as attributes) and ``report.json`` into ``out``.
+    torch runs on ``torch_threads`` threads (as in :func:`run_face_demo`).
     """
+    with torch_limit(torch_threads):
+        return _video_demo(model, name, video, frames, out, scale, progress)
+
+
+def _video_demo(model, name: str, video: str, frames: int | None, out: str, scale,
+                progress: bool) -> dict:
     import sigmadelta as sd
     from sigmadelta.datasets import open_source
 
@@ -100,8 +115,15 @@ def _input_shape(model) -> tuple[int, ...]:
     return (int(first.in_channels), 144, 176)
 
 
-def run_digits_demo(scale=None, progress: bool = True, out: str = "demo_out") -> dict:
-    """SDQN MLP on Temporal digits: ANN vs sigma-delta accuracy, synops per frame, fidelity."""
+def run_digits_demo(scale=None, progress: bool = True, out: str = "demo_out",
+                    torch_threads: int | None = DEFAULT_TORCH_THREADS) -> dict:
+    """SDQN MLP on Temporal digits: ANN vs sigma-delta accuracy, synops per frame, fidelity
+    (torch on ``torch_threads`` threads, as in :func:`run_face_demo`)."""
+    with torch_limit(torch_threads):
+        return _digits_demo(scale, progress, out)
+
+
+def _digits_demo(scale, progress: bool, out: str) -> dict:
     import sigmadelta as sd
     from sigmadelta.datasets import open_source
     from sigmadelta.models import list_pretrained, load_pretrained

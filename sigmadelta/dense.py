@@ -37,6 +37,7 @@ from .fixedpoint import (
     overflow_message,
     spike_total_message,
 )
+from .torchlimit import DEFAULT_TORCH_THREADS, torch_limit
 
 __all__ = ["evaluate", "layer_weights", "weighted", "dense_node", "fixed_point_layer"]
 
@@ -60,7 +61,8 @@ def layer_weights(net: g.Network, dtype: torch.dtype = torch.float64,
 
 def evaluate(net: g.Network, x: torch.Tensor, quantize: Quantize | None = None,
              weights: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
-             fixed_point: bool = False, keep: bool = False) -> torch.Tensor | list[torch.Tensor]:
+             fixed_point: bool = False, keep: bool = False,
+             torch_threads: int | None = DEFAULT_TORCH_THREADS) -> torch.Tensor | list[torch.Tensor]:
     """Every node of ``net`` on the batch ``x`` ``[B, *input_shape]`` (see module docstring).
 
     Parameters
@@ -74,9 +76,19 @@ def evaluate(net: g.Network, x: torch.Tensor, quantize: Quantize | None = None,
         ``W_int`` for them), as the event simulation does.
     keep : bool
         Return the values of all nodes (a list, by node index), not only the output.
+    torch_threads : int or None
+        torch's intra-op threads during the walk (:mod:`sigmadelta.torchlimit`), restored
+        afterwards; 1 by default, None leaves torch alone (what a caller that holds its
+        own limit around a backward pass passes).
     """
     if weights is None:
         weights = layer_weights(net, fixed_point=fixed_point)
+    with torch_limit(torch_threads):
+        return _walk(net, x, quantize, weights, fixed_point, keep)
+
+
+def _walk(net, x, quantize, weights, fixed_point: bool, keep: bool):
+    """:func:`evaluate`'s loop over the nodes."""
     vals: list[torch.Tensor] = []
     j = 0
     for n in net.nodes:

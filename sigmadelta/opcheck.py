@@ -148,6 +148,10 @@ def _flatten(op: FlattenOp, n_out: int, where: str) -> None:
 
 def _add(op: AddOp, n_out: int, where: str) -> None:
     _need(_n(op.a.value) == _n(op.b.value) == n_out, where, "inputs and output of different sizes")
+    if op.c:  # by pixel rows: each input's rows hold every pixel; the stamps one per pixel
+        px = n_out // op.c
+        _need(px * op.c == n_out and min(_n(op.a.rows), _n(op.b.rows)) >= px, where,
+              f"{n_out} values are not pixels of {op.c} channels with a row list each")
 
 
 def _concat(op: ConcatOp, n_out: int, where: str) -> None:

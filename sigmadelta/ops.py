@@ -109,7 +109,11 @@ class ActivationOp:
 
 
 class PoolOp:
-    """Average / max pooling of every window containing a touched input."""
+    """Average / max pooling of every window containing a touched input.
+
+    A global pooling (one window: the whole map, no padding) of an input listed by pixel
+    rows reads the rows (``by_rows``; :func:`sigmadelta.kernels.global_pool_rows`), not the
+    neuron list."""
 
     def __init__(self, node: g.Pool, ins, out, in_shape):
         self.inp, self.out = ins[0], out
@@ -118,9 +122,14 @@ class PoolOp:
         self.geom = (pair(node.kernel), pair(node.stride), pair(node.padding), node.op == "max")
         n_in = self.inp.value.shape[0]  # the kernel's input mask, as bytes of an int64 array
         self.hit = np.zeros((n_in + 7) // 8, np.int64)
+        whole = (tuple(self.geom[0]) == tuple(self.in_hw) and not self.geom[2].any()
+                 and tuple(self.out_hw) == (1, 1))
+        self.by_rows = bool(whole and self.inp.row_len == self.c)
+        self.acc = np.zeros(self.c, np.float64)  # float64 sums of the global pooling by rows
 
     SLOTS = layout("Pool", ["x", "touched", "count", "in_hw", "c", "out_hw", "kernel", "stride",
-                            "padding", "is_max", "y", "out_touched", "out_count", "out_stamp", "hit"])
+                            "padding", "is_max", "y", "out_touched", "out_count", "out_stamp", "hit",
+                            "by_rows", "row_count", "acc"])
 
     def emit(self, b: Builder) -> None:
         i, o, r = self.inp, self.out, b.row(POOL, self.SLOTS)
@@ -131,6 +140,7 @@ class PoolOp:
         r.y, r.out_touched, r.out_count, r.out_stamp = (b.f(o.value), b.i(o.touched), b.i(o.count),
                                                         b.i(o.stamp))
         r.hit = b.i(self.hit)
+        r.by_rows, r.row_count, r.acc = int(self.by_rows), b.i(i.row_count), b.d(self.acc)
         r.done()
 
 
@@ -244,14 +254,30 @@ class GatherOp:
 
 
 class AddOp:
-    """Residual sum of two inputs; only neurons touched in either one are recomputed."""
+    """Residual sum of two inputs; only neurons touched in either one are recomputed.
+
+    Where both inputs are listed by pixel rows of the same length (pixel convs, or the
+    activations after them) the add reads those rows (``c`` channels a row;
+    :func:`sigmadelta.kernels.add_rows`, which stamps pixels in the first entries of the
+    output's ``stamp``), lists its own output by pixel rows too (``row_len = c``) and per
+    neuron only if ``expand`` (see :func:`build_ops`); the convs before it then need not list
+    their neurons. Otherwise (``c`` 0) it reads and writes neuron lists."""
 
     def __init__(self, node, ins, out):
         self.a, self.b = ins
         self.out = out
+        same = self.a.row_len > 0 and self.a.row_len == self.b.row_len
+        self.c = int(self.a.row_len) if same else 0
+        self.expand = True  # list output neurons too; build_ops clears it when unneeded
+
+    @property
+    def by_rows(self) -> bool:
+        """Whether it reads its inputs' pixel rows (so it needs neither neuron list)."""
+        return self.c > 0
 
     SLOTS = layout("Add", ["a", "b", "y", "a_touched", "a_count", "b_touched", "b_count",
-                           "out_touched", "out_count", "out_stamp"])
+                           "out_touched", "out_count", "out_stamp", "c", "a_rows", "a_row_count",
+                           "b_rows", "b_row_count", "out_rows", "out_row_count", "expand"])
 
     def emit(self, b: Builder) -> None:
         o, r = self.out, b.row(ADD, self.SLOTS)
@@ -259,6 +285,11 @@ class AddOp:
         r.a_touched, r.a_count = b.i(self.a.touched), b.i(self.a.count)
         r.b_touched, r.b_count = b.i(self.b.touched), b.i(self.b.count)
         r.out_touched, r.out_count, r.out_stamp = b.i(o.touched), b.i(o.count), b.i(o.stamp)
+        r.c, r.expand = self.c, int(self.expand)
+        ra, rb = ((self.a.rows, self.a.row_count), (self.b.rows, self.b.row_count)) if self.c else (
+            (self.a.touched, self.a.count), (self.b.touched, self.b.count))
+        r.a_rows, r.a_row_count, r.b_rows, r.b_row_count = b.i(ra[0]), b.i(ra[1]), b.i(rb[0]), b.i(rb[1])
+        r.out_rows, r.out_row_count = b.i(o.rows), b.i(o.row_count)
         r.done()
 
 
@@ -320,7 +351,7 @@ def build_ops(net: g.Network, dtype=np.float64) -> tuple[list, list[NodeState], 
         else:
             out = _node_state(node, dtype)
         op = _make_op(node, ins, out, in_shapes, dtype)
-        if isinstance(op, PixelConvOp):
+        if isinstance(op, PixelConvOp) or (isinstance(op, AddOp) and op.by_rows):
             out = out._replace(row_len=int(node.shape[0]))
             op.out = out
         states.append(out)
@@ -355,10 +386,12 @@ def pipeline_order(net: g.Network) -> list[int]:
 
 
 def _skip_unneeded_listing(net: g.Network, ops: list) -> None:
-    """Clear ``expand`` on pixel convs whose neuron list no consumer reads.
+    """Clear ``expand`` on pixel convs and adds by rows whose neuron list no consumer reads.
 
     A neuron list is read by every consumer except a pixel conv (which encodes the
-    pixel list) and an activation (which runs on the pixel list, and passes it on).
+    pixel list), an activation (which runs on the pixel list, and passes it on), an add
+    whose inputs are both listed by pixel rows and a global pooling of such an input
+    (``by_rows`` of :class:`AddOp` and :class:`PoolOp`).
     """
     consumers: list[list[int]] = [[] for _ in net.nodes]
     for j, node in enumerate(net.nodes):
@@ -370,13 +403,15 @@ def _skip_unneeded_listing(net: g.Network, ops: list) -> None:
             if isinstance(net.nodes[j], g.Activation):
                 if needs(j):
                     return True
-            elif not isinstance(ops[j], PixelConvOp):
+            elif not (isinstance(ops[j], PixelConvOp) or getattr(ops[j], "by_rows", False)):
                 return True
         return False
 
     for i, op in enumerate(ops):
         if isinstance(op, PixelConvOp):
             op.expand = op.fixed or needs(i)  # fixed point: z is rebuilt on the neuron list
+        elif isinstance(op, AddOp) and op.by_rows:
+            op.expand = needs(i)
 
 def _make_op(node, ins, out, in_shapes, dtype):
     if isinstance(node, g.Input):

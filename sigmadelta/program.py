@@ -359,6 +359,10 @@ def _run_other(c, p, F, I, D, frame, pool, merge, resize, smooth):  # noqa: E741
         else:
             K.activation_update(F[c[ACT.x]], F[c[ACT.y]], I[c[ACT.touched]], I[c[ACT.count]], c[ACT.fn],
                                 p[ACT_P.alpha], p[ACT_P.lo], p[ACT_P.hi], smooth)
+    elif k == POOL and pool is not None and c[POO.by_rows] != 0:
+        K.global_pool_rows(F[c[POO.x]], I[c[POO.row_count]], c[POO.c], c[POO.is_max] != 0, F[c[POO.y]],
+                           I[c[POO.out_touched]], I[c[POO.out_count]], I[c[POO.out_stamp]], frame,
+                           D[c[POO.acc]])
     elif k == POOL and pool is not None:
         K.pool_update(F[c[POO.x]], I[c[POO.touched]], I[c[POO.count]], I[c[POO.in_hw]], c[POO.c],
                       I[c[POO.out_hw]], I[c[POO.kernel]], I[c[POO.stride]], I[c[POO.padding]],
@@ -367,6 +371,11 @@ def _run_other(c, p, F, I, D, frame, pool, merge, resize, smooth):  # noqa: E741
     elif k == FLATTEN:
         K.flatten_update(F[c[FLT.x]], I[c[FLT.touched]], I[c[FLT.count]], c[FLT.hw], c[FLT.c],
                          F[c[FLT.y]], I[c[FLT.out_touched]], I[c[FLT.out_count]])
+    elif k == ADD and merge is not None and c[ADD_C.c] > 0:
+        K.add_rows(F[c[ADD_C.a]], F[c[ADD_C.b]], F[c[ADD_C.y]], I[c[ADD_C.a_rows]],
+                   I[c[ADD_C.a_row_count]], I[c[ADD_C.b_rows]], I[c[ADD_C.b_row_count]], c[ADD_C.c],
+                   I[c[ADD_C.out_rows]], I[c[ADD_C.out_row_count]], c[ADD_C.expand] != 0,
+                   I[c[ADD_C.out_touched]], I[c[ADD_C.out_count]], I[c[ADD_C.out_stamp]], frame)
     elif k == ADD and merge is not None:
         K.add_update(F[c[ADD_C.a]], F[c[ADD_C.b]], F[c[ADD_C.y]], I[c[ADD_C.a_touched]],
                      I[c[ADD_C.a_count]], I[c[ADD_C.b_touched]], I[c[ADD_C.b_count]],

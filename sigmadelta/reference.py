@@ -35,6 +35,7 @@ from . import graph as g
 from .dense import dense_node, evaluate, layer_weights, weighted
 from .frames import iter_checked
 from .numeric import NumericOverflowError
+from .torchlimit import DEFAULT_TORCH_THREADS, check_torch_threads, torch_limit
 
 __all__ = ["reference", "Reference", "dense_node"]
 
@@ -76,11 +77,14 @@ def _quantize(node: g.Dense | g.Conv, x: torch.Tensor, sent: torch.Tensor | None
 
 
 class Reference:
-    """Stateful dense evaluation of a :class:`~sigmadelta.graph.Network`, frame by frame."""
+    """Stateful dense evaluation of a :class:`~sigmadelta.graph.Network`, frame by frame
+    (each :meth:`step` on ``torch_threads`` intra-op threads, see :func:`reference`)."""
 
-    def __init__(self, net: g.Network, timing: str = "frame"):
+    def __init__(self, net: g.Network, timing: str = "frame",
+                 torch_threads: int | None = DEFAULT_TORCH_THREADS):
         self.net = net
         self.timing = g.check_timing(timing)
+        self.torch_threads = check_torch_threads(torch_threads)
         if self.timing == "pipelined" and any(n.weight_bits for n in net.weight_layers):
             raise NotImplementedError("timing='pipelined' in the dense reference: fixed-point "
                                       "(weight_bits) layers are not delayed yet")
@@ -109,18 +113,21 @@ class Reference:
         Every node's value of that frame stays in ``self.values`` (batch of one).
         """
         x = torch.from_numpy(np.asarray(frame, np.float64))[None]
-        self.values = evaluate(self.net, x, self._quantize, self._w, fixed_point=True, keep=True)
+        self.values = evaluate(self.net, x, self._quantize, self._w, fixed_point=True, keep=True,
+                               torch_threads=self.torch_threads)
         return self.values[self.net.output][0].numpy()
 
 
 def reference(net: g.Network, frames: Iterable, progress: bool | None = None,
-              timing: str = "frame") -> np.ndarray:
+              timing: str = "frame", torch_threads: int | None = DEFAULT_TORCH_THREADS) -> np.ndarray:
     """Dense outputs ``[T, *output_shape]`` of the quantized network on a stream.
 
-    ``timing`` is ``"frame"`` or ``"pipelined"`` (see the module docstring).
+    ``timing`` is ``"frame"`` or ``"pipelined"`` (see the module docstring). torch runs on
+    ``torch_threads`` intra-op threads (:mod:`sigmadelta.torchlimit`; default 1: a batch of
+    one frame gains nothing from more; None leaves torch alone), restored afterwards.
     """
-    ref = Reference(net, timing)
-    with torch.no_grad():
+    ref = Reference(net, timing, torch_threads)
+    with torch.no_grad(), torch_limit(torch_threads):  # one setting for all steps
         outs = [ref.step(f) for f in tqdm(iter_checked(frames, net.input_shape), desc="reference",
                                           disable=None if progress is None else not progress)]
     return np.stack(outs)

@@ -137,7 +137,8 @@ class RoundingNet(nn.Module):
             costs.append(c)
             return x
 
-        y = evaluate(self.net, frames.to(self.dtype), quantizer if quantize else None, self.weights)
+        y = evaluate(self.net, frames.to(self.dtype), quantizer if quantize else None, self.weights,
+                     torch_threads=None)  # the caller (sigmadelta.scales) holds the limit
         cost = torch.stack(costs) if costs else torch.zeros(len(self.names), dtype=self.dtype)
         return y, cost
 

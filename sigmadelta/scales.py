@@ -35,6 +35,7 @@ from .dense import evaluate
 from .frames import check_frames
 from .graph import per_layer
 from .rounding import COSTS, LOSSES, PER, RoundingNet, _check_choice, fan_out
+from .torchlimit import DEFAULT_TORCH_THREADS, torch_limit
 
 __all__ = [
     "LOSSES",
@@ -49,12 +50,13 @@ __all__ = [
 ]
 
 
-def _as_net(net_or_model, input_shape) -> g.Network:
+def _as_net(net_or_model, input_shape, torch_threads: int | None = None) -> g.Network:
+    """The network, or the model converted (inside a :func:`torch_limit` block: None)."""
     if isinstance(net_or_model, g.Network):
         return net_or_model
     if input_shape is None:
         raise ValueError("input_shape is required when a torch model (not a Network) is given")
-    return convert(net_or_model, input_shape)
+    return convert(net_or_model, input_shape, torch_threads=torch_threads)
 
 
 def _frames(frames, input_shape: Sequence[int]) -> torch.Tensor:
@@ -81,7 +83,7 @@ def uniform_scales(net_or_model: g.Network | nn.Module, input_shape: Sequence[in
     """
     if not np.isfinite(k) or k <= 0:
         raise ValueError(f"k must be a finite number > 0, got {k}")
-    return {name: float(k) for name in _as_net(net_or_model, input_shape).layer_names}
+    return {name: float(k) for name in _as_net(net_or_model, input_shape, DEFAULT_TORCH_THREADS).layer_names}
 
 
 def _layer_inputs(rn: RoundingNet, frames: torch.Tensor, chunk: int = 256) -> list[list[torch.Tensor]]:
@@ -90,21 +92,24 @@ def _layer_inputs(rn: RoundingNet, frames: torch.Tensor, chunk: int = 256) -> li
     out: list[list[torch.Tensor]] = [[] for _ in idx]
     with torch.no_grad():
         for s in range(0, frames.shape[0], chunk):
-            vals = evaluate(rn.net, frames[s:s + chunk].to(rn.dtype), weights=rn.weights, keep=True)
+            vals = evaluate(rn.net, frames[s:s + chunk].to(rn.dtype), weights=rn.weights, keep=True,
+                            torch_threads=None)  # in the caller's block
             for j, i in enumerate(idx):
                 out[j].append(vals[i])
     return out
 
 
 def calibrate_percentile(model: nn.Module | g.Network, frames, input_shape: Sequence[int] | None = None,
-                         percentile: float = 99.9, levels: float = 32.0) -> dict[str, float]:
+                         percentile: float = 99.9, levels: float = 32.0,
+                         torch_threads: int | None = DEFAULT_TORCH_THREADS) -> dict[str, float]:
     """Per-layer scales from activation percentiles: ``k_l = levels / P_p(|a_l|)``.
 
     ``P_p(|a_l|)`` is the ``percentile``-th percentile of the nonzero magnitudes of
     layer ``l``'s input activations in the float ANN over ``frames`` (the robust
     maximum of the ANN-to-SNN conversion toolkits, Rueckauer et al. 2017), so that
     this range is cut into about ``levels`` quanta. A layer whose input is always
-    zero gets ``k = levels``. For the threshold quantizer use ``1 / k_l``.
+    zero gets ``k = levels``. For the threshold quantizer use ``1 / k_l``. torch runs on
+    ``torch_threads`` intra-op threads (:mod:`sigmadelta.torchlimit`; None: leave torch alone).
 
     Returns
     -------
@@ -115,10 +120,12 @@ def calibrate_percentile(model: nn.Module | g.Network, frames, input_shape: Sequ
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
     if not np.isfinite(levels) or levels <= 0:
         raise ValueError(f"levels must be a finite number > 0, got {levels}")
-    net = _as_net(model, input_shape)
-    rn = RoundingNet(net, dtype=torch.float64)
+    with torch_limit(torch_threads):
+        net = _as_net(model, input_shape)
+        rn = RoundingNet(net, dtype=torch.float64)
+        layer_inputs = _layer_inputs(rn, _frames(frames, net.input_shape))
     out = {}
-    for name, chunks in zip(rn.names, _layer_inputs(rn, _frames(frames, net.input_shape)), strict=True):
+    for name, chunks in zip(rn.names, layer_inputs, strict=True):
         a = torch.cat(chunks).abs().flatten().numpy()
         a = a[a > 0]
         p = float(np.percentile(a, percentile)) if a.size else 1.0
@@ -159,7 +166,7 @@ def _init_values(model, frames, input_shape, net, init, quantizer) -> list:
     """Resolve ``init`` (None: percentile calibration with 32 levels) to a list per layer."""
     names = net.layer_names
     if init is None:
-        k = calibrate_percentile(net, frames, input_shape)
+        k = calibrate_percentile(net, frames, input_shape, torch_threads=None)  # in the caller's block
         vals = [k[n] for n in names]
         return [1.0 / v for v in vals] if quantizer == "threshold" else vals
     vals = per_layer(init, names, "init")
@@ -172,22 +179,25 @@ def _init_values(model, frames, input_shape, net, init, quantizer) -> list:
 
 def scale_objective(model: nn.Module | g.Network, frames, input_shape: Sequence[int] | None,
                     values: float | Sequence | Mapping, lam: float, loss: str = "kl",
-                    quantizer: str = "herding", per: str = "layer", cost: str = "soft") -> dict:
+                    quantizer: str = "herding", per: str = "layer", cost: str = "soft",
+                    torch_threads: int | None = DEFAULT_TORCH_THREADS) -> dict:
     """Evaluate the surrogate objective ``J = E + lam * S / M`` on a whole stream.
 
     ``values`` are scales (herding) or thresholds, in any form ``init`` of
     :func:`optimize_scales` accepts. Returns ``{"objective", "error", "cost"}``
-    (``cost`` is the surrogate ``sum_l S_l / M``, a fraction of a dense pass).
+    (``cost`` is the surrogate ``sum_l S_l / M``, a fraction of a dense pass). torch runs
+    on ``torch_threads`` intra-op threads (as in :func:`optimize_scales`).
     """
     _validate(lam, loss, per, quantizer, 1, 1.0, cost)
-    net = _as_net(model, input_shape)
-    x = _frames(frames, net.input_shape)
-    vals = _init_values(model, x, input_shape, net, values, quantizer)
-    rn = RoundingNet(net, quantizer, per, vals, cost, dtype=torch.float64)
-    ref = _reference_outputs(rn, x)
-    norm = _norm(ref, loss)
-    with torch.no_grad():
-        obj, err, share = rn.objective(x, ref, lam, loss, norm)
+    with torch_limit(torch_threads):
+        net = _as_net(model, input_shape)
+        x = _frames(frames, net.input_shape)
+        vals = _init_values(model, x, input_shape, net, values, quantizer)
+        rn = RoundingNet(net, quantizer, per, vals, cost, dtype=torch.float64)
+        ref = _reference_outputs(rn, x)
+        norm = _norm(ref, loss)
+        with torch.no_grad():
+            obj, err, share = rn.objective(x, ref, lam, loss, norm)
     return {"objective": float(obj), "error": float(err), "cost": float(share)}
 
 
@@ -225,6 +235,7 @@ def optimize_scales(
     quantizer: str = "herding", init: float | Sequence | Mapping | None = None,
     progress: bool | None = None, seed: int = 0, cost: str = "soft", window: int = 64,
     temperature: float = 0.1, history: list | None = None,
+    torch_threads: int | None = DEFAULT_TORCH_THREADS,
 ) -> dict[str, float | np.ndarray]:
     """Optimise per-layer (or per-unit) scales or thresholds: ``min J = E + lam * S / M``.
 
@@ -264,6 +275,10 @@ def optimize_scales(
     history : list, optional
         If given, one dict ``{"epoch", "objective", "error", "cost"}`` (epoch means) is
         appended per epoch.
+    torch_threads : int or None
+        torch's intra-op threads during the search (:mod:`sigmadelta.torchlimit`), restored
+        afterwards. 1 (default): the small batches of a window gain nothing from more and
+        spin against other work; None leaves torch's own setting.
 
     Returns
     -------
@@ -274,11 +289,12 @@ def optimize_scales(
     _validate(lam, loss, per, quantizer, epochs, lr, cost)
     if not isinstance(window, (int, np.integer)) or window < 2:
         raise ValueError(f"window must be an integer >= 2, got {window!r}")
-    net = _as_net(model, input_shape)
-    x = _frames(frames, net.input_shape)
-    vals = _init_values(model, x, input_shape, net, init, quantizer)
-    rn = RoundingNet(net, quantizer, per, vals, cost, temperature)
-    ref = _reference_outputs(rn, x)
-    norm = _norm(ref, loss)
-    _fit(rn, x, ref, lam, loss, norm, epochs, lr, window, seed, progress, history)
-    return rn.values()
+    with torch_limit(torch_threads):
+        net = _as_net(model, input_shape)
+        x = _frames(frames, net.input_shape)
+        vals = _init_values(model, x, input_shape, net, init, quantizer)
+        rn = RoundingNet(net, quantizer, per, vals, cost, temperature)
+        ref = _reference_outputs(rn, x)
+        norm = _norm(ref, loss)
+        _fit(rn, x, ref, lam, loss, norm, epochs, lr, window, seed, progress, history)
+        return rn.values()

@@ -20,7 +20,7 @@ LAYERS = [
     ["sigmadelta._version", "sigmadelta.kernels", "sigmadelta.cachetie"],
     ["sigmadelta.nodes", "sigmadelta.nodecheck", "sigmadelta.graph", "sigmadelta.fixedpoint",
      "sigmadelta.stats", "sigmadelta.energy", "sigmadelta.fidelity", "sigmadelta.frames", "sigmadelta.io",
-     "sigmadelta.numeric", "sigmadelta.filelock", "sigmadelta.blaslimit"],
+     "sigmadelta.numeric", "sigmadelta.filelock", "sigmadelta.blaslimit", "sigmadelta.torchlimit"],
     ["sigmadelta.slots", "sigmadelta.layout"],
     ["sigmadelta.weightops", "sigmadelta.ops"],
     ["sigmadelta.opcheck", "sigmadelta.program", "sigmadelta.loopcache", "sigmadelta.assemble"],

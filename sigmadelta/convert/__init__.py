@@ -25,6 +25,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from .. import graph as g
 from ..graph import per_layer
+from ..torchlimit import DEFAULT_TORCH_THREADS, torch_limit
 from .mappers import FUNCTION_MAPPERS, HINTS, METHOD_MAPPERS, MODULE_MAPPERS, UnsupportedLayerError
 from .routing import drop_dead_gathers
 
@@ -188,6 +189,7 @@ def convert(
     threshold: float | Sequence[float] | Mapping[str, float] | None = None,
     weight_bits: int | Sequence[int] | Mapping[str, int] | None = None,
     acc_bits: int = 32,
+    torch_threads: int | None = DEFAULT_TORCH_THREADS,
 ) -> g.Network:
     """Convert a PyTorch model into a sigma-delta :class:`~sigmadelta.graph.Network`.
 
@@ -212,6 +214,10 @@ def convert(
     acc_bits : int
         Fixed point: the signed accumulator width (8..64) beyond which the simulation
         raises :class:`~sigmadelta.fixedpoint.AccumulatorOverflowError`.
+    torch_threads : int or None
+        torch's intra-op threads while tracing and propagating shapes
+        (:mod:`sigmadelta.torchlimit`), restored afterwards. 1 (default): one frame's
+        pass gains nothing from more and spins against other work; None leaves torch alone.
 
     Raises
     ------
@@ -232,7 +238,8 @@ def convert(
     was_training = model.training
     model.eval()
     try:
-        net = _build(model, input_shape)
+        with torch_limit(torch_threads):
+            net = _build(model, input_shape)
     finally:
         model.train(was_training)
     names = net.layer_names

@@ -29,6 +29,7 @@ from .elementwise import (
     FULL_PASS_ABOVE,
     activation_rows,
     activation_update,
+    add_rows,
     add_update,
     concat_update,
     fixed_point_guard,
@@ -83,7 +84,7 @@ from .pixel import (
     make_geom,
     run_layout,
 )
-from .pool import pool_update
+from .pool import global_pool_rows, pool_update
 from .quantize import (
     herding_encode,
     herding_encode_units,
@@ -161,6 +162,7 @@ __all__ = [
     "activation_rows",
     "activation_update",
     "add_update",
+    "add_rows",
     "mul_update",
     "upsample_update",
     "axis_fan",
@@ -194,6 +196,7 @@ __all__ = [
     "mask_words",
     "no_map",
     "pool_update",
+    "global_pool_rows",
     "prefer_map",
     "run_layout",
     "threshold_encode",

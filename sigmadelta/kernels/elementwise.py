@@ -9,7 +9,7 @@ from .prefetch import prefetch
 
 __all__ = [
     "FULL_PASS_ABOVE", "ADD_FULL_ABOVE", "ROWS_FULL_ABOVE", "CHEAP_MAX", "pointwise", "activation_update",
-    "activation_rows", "add_update", "mul_update",
+    "activation_rows", "add_update", "add_rows", "mul_update",
     "concat_update", "flatten_update", "upsample_update", "fixed_point_update", "fixed_point_guard",
 ]
 
@@ -239,6 +239,65 @@ def add_update(a, b, y, touched_a, count_a, touched_b, count_b, touched, count, 
         i = touched[t]
         y[i] = a[i] + b[i]
     count[0] = n
+
+
+@njit(cache=True, nogil=True)
+def add_rows(a, b, y, rows_a, count_a, rows_b, count_b, c, rows, row_count, expand, touched, count,
+             pstamp, frame):
+    """:func:`add_update` on inputs listed by pixel rows: ``y_i = a_i + b_i`` on every channel
+    of the pixels ``rows_a[:count_a[0]]`` and ``rows_b[:count_b[0]]`` (each a pixel conv's or
+    its activation's ``rows``, ``c`` channels a pixel); the union of the pixels is listed in
+    ``rows[:row_count[0]]`` and, if ``expand``, per neuron in ``touched[:count[0]]``.
+
+    The lists are the ones :func:`add_update` makes from the two inputs' neuron lists (each
+    pixel's ``c`` neurons in row order): busy (more than :data:`ADD_FULL_ABOVE` of the neurons
+    in the two counts together) in increasing order, after one contiguous pass summing every
+    neuron; otherwise the rows of ``a``, then those of ``b`` not already listed, summed row by
+    row. ``pstamp[p]`` (one per pixel: the engine passes the output's neuron stamps, which
+    the add by rows uses for nothing else) marks the pixels listed at ``frame``. Stamping and
+    listing pixels instead of neurons (the activation and global pooling after it read the
+    rows): the ResNet block's add (131072 neurons, 85-90% listed) 0.27 -> 0.08 ms per frame
+    (thread CPU time, 2-vCPU AMD EPYC VM, Zen 4, float32, load average 4.3)."""
+    n_all = y.shape[0]
+    n_pix = n_all // c
+    na, nb = count_a[0], count_b[0]
+    if na == n_pix or nb == n_pix or (na + nb) * c > ADD_FULL_ABOVE * n_all:
+        full = na == n_pix or nb == n_pix
+        if not full:
+            _stamp(rows_a, na, pstamp, frame)
+            _stamp(rows_b, nb, pstamp, frame)
+        for i in range(n_all):
+            y[i] = a[i] + b[i]
+        n = 0
+        for p in range(n_pix):  # branchless listing: n <= p (rows holds n_pix + 1)
+            rows[n] = p
+            n += full or pstamp[p] == frame
+    else:
+        n = _rows_union(a, b, y, rows_a, na, c, rows, 0, pstamp, frame)
+        n = _rows_union(a, b, y, rows_b, nb, c, rows, n, pstamp, frame)
+    row_count[0] = n
+    if expand:
+        for r in range(n):
+            base = rows[r] * c
+            for j in range(c):
+                touched[r * c + j] = base + j
+        count[0] = n * c
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rows_union(a, b, y, in_rows, n_in, c, rows, n, pstamp, frame):
+    """Sum and list (from ``rows[n]`` on) the pixels of ``in_rows[:n_in]`` not yet stamped
+    ``frame``; returns the new length of the list."""
+    for r in range(n_in):
+        p = in_rows[r]
+        if pstamp[p] != frame:
+            pstamp[p] = frame
+            base = p * c
+            for j in range(c):
+                y[base + j] = a[base + j] + b[base + j]
+            rows[n] = p
+            n += 1
+    return n
 
 
 @njit(cache=True, nogil=True, inline="always")

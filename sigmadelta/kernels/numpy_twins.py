@@ -8,7 +8,13 @@ twin lists the same set (the order may differ).
 import numpy as np
 
 from .elementwise import ADD_FULL_ABOVE
-from .numpy_twins_act import _pointwise, activation_rows, activation_update  # noqa: F401 (_pointwise: the tests)
+from .numpy_twins_act import (  # noqa: F401 (_pointwise: the tests)
+    _pointwise,
+    activation_rows,
+    activation_update,
+    add_rows,
+    global_pool_rows,
+)
 from .numpy_twins_depthwise import depthwise_dense
 from .numpy_twins_gemm import _from_run, conv1x1_dense, conv_gemm, conv_gemm_pixels
 from .numpy_twins_lava import (
@@ -35,7 +41,8 @@ __all__ = [
     "activation_update", "add_update", "mul_update", "upsample_update", "concat_update",
     "flatten_update", "fixed_point_update", "fixed_point_guard", "pool_update", "encode_pixels",
     "conv_scatter_pixels", "encode_scatter_1ch", "encode_map_1ch", "conv_layer_step",
-    "encode_rows", "list_rows", "activation_rows",
+    "encode_rows", "list_rows", "activation_rows", "add_rows",
+    "global_pool_rows",
 ]
 
 

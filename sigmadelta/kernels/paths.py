@@ -32,16 +32,23 @@ FRAMES = (-1, PATH_STATE.frames_scatter, PATH_STATE.frames_dense, PATH_STATE.fra
 #: dense recompute per dense multiply-add of the layer (encoding every input included),
 #: gather-GEMM-scatter per multiply-add of its GEMM (``C_in * kh*kw * C_out`` per pixel with
 #: events; its gather and scatter of the rows included). Only the ratios within a row matter.
-#: Float32 (item size 4): fitted on a 2-vCPU Intel Xeon VM (AVX-512; torch's oneDNN and
-#: OpenBLAS both use it) by ``scripts/benchmark.py --micro --dtype float32,float64 --activity
-#: 0.01,0.05,0.2,0.5 --micro-pattern neuron,pixel,channels --conv-path scatter,dense,gemm,auto
-#: --frames 12 --repeats 3 --fit-costs`` (forced paths, 3x3 convs C_in = C_out at 64x64; per
-#: path the median over activities and patterns of the layer's thread CPU time / its units of
-#: work; load average 4-7 from other jobs). On the zoo nets (30 frames of bikes, thread CPU
-#: time, alternating with the table before) it ran VGG 1.07-1.10x, ResNet-18 1.02-1.06x,
-#: MobileNetV2 1.01-1.08x, depthwise-separable 1.03-1.05x as fast, the ResNet block 0.98-1.00x.
-#: Float64 (item size 8) keeps the earlier fit (a 2-vCPU AMD EPYC, AVX2, load 9-10): this
-#: machine's float64 fit ``{16: (0.2994, 0.0803, 0.1219), 32: (0.191, 0.0516, 0.0625), 64:
+#: Float32 (item size 4): fitted on a 2-vCPU AMD EPYC VM (Zen 4, AVX-512) on the busy points,
+#: where the paths compete, by ``scripts/benchmark.py --micro --dtype float32 --activity
+#: 0.2,0.35,0.5 --micro-pattern neuron,pixel,channels --conv-path scatter,dense,gemm --frames 8
+#: --repeats 2 --fit-costs`` (forced paths, 3x3 convs C_in = C_out at 64x64; per path the
+#: median over activities and patterns of the layer's thread CPU time / its units of work;
+#: load average 2-2.4). The row before (a 2-vCPU Intel Xeon VM, activities 0.01-0.5: ``{16:
+#: (0.2045, 0.0583, 0.0822), 32: (0.1056, 0.0271, 0.0394), 64: (0.0808, 0.0189, 0.0242)}``)
+#: took the scatter at 0.106 ns per synop at C=32, a median raised by the fixed costs per frame
+#: of the points at 1-5%; busy, on a quiet machine, it runs at 0.065-0.085 (0.072-0.077 in the
+#: ResNet block), so that row sent the block's 32-channel convs to the GEMM paths at 1.3-1.4x
+#: the scatter's time. On the zoo nets (30 frames of bikes, thread CPU time, alternating with
+#: the row before in one process, 4 passes, load 2.8-3.5) this row ran the ResNet block 1.13x
+#: (passes 0.99-1.20x) and VGG 1.08x (1.05-1.10x) as fast, MobileNetV2 and depthwise-separable
+#: within 1%, ResNet-18 0.94-0.96x (its 2x2-8x8 maps, which the 64x64 fit does not see, move to
+#: the scatter; it stays near 3x dense torch).
+#: Float64 (item size 8) keeps the earlier fit (a 2-vCPU AMD EPYC, AVX2, load 9-10): the Intel
+#: Xeon VM's float64 fit ``{16: (0.2994, 0.0803, 0.1219), 32: (0.191, 0.0516, 0.0625), 64:
 #: (0.1489, 0.0416, 0.0401)}`` picked the same paths on the micro sweep but slower ones on the
 #: zoo (gather-GEMM-scatter for 1x1 convs, whose dense path needs no im2col and costs less per
 #: multiply-add than the 3x3 convs fitted): MobileNetV2 0.91-0.94x, the ResNet block and
@@ -49,7 +56,7 @@ FRAMES = (-1, PATH_STATE.frames_scatter, PATH_STATE.frames_dense, PATH_STATE.fra
 #: (thread CPU time against this row, one process, load 4-5: VGG 0.89x the time, the ResNet
 #: block 1.10x, the other nets within 4%), so float64 keeps this row.
 PATH_COSTS = {
-    4: {16: (0.2045, 0.0583, 0.0822), 32: (0.1056, 0.0271, 0.0394), 64: (0.0808, 0.0189, 0.0242)},
+    4: {16: (0.1602, 0.0517, 0.0735), 32: (0.0828, 0.0313, 0.042), 64: (0.0642, 0.0256, 0.0296)},
     8: {16: (2.163, 0.717, 0.8859), 32: (1.4354, 0.5674, 0.5712), 64: (1.2606, 0.4653, 0.5201)},
 }
 
