@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 import sigmadelta as sd
-import sigmadelta.engine as sd_engine
+import sigmadelta.profiling as sd_profiling
 
 __all__ = ["bench_micro", "plot_micro", "print_micro", "bare_scatter", "fit_costs", "print_costs",
            "PATTERNS"]
@@ -95,13 +95,13 @@ def _bare_events(c: int, hw: tuple[int, int], activity: float, frames: int, seed
 def _thread_clock():
     """While open, the engine's profiler (which reads ``time.perf_counter``) times every op
     in the calling thread's CPU time (``time.thread_time``) instead of the wall clock."""
-    real = sd_engine.time
+    real = sd_profiling.time
     names = {k: getattr(time, k) for k in dir(time) if not k.startswith("_")}
-    sd_engine.time = types.SimpleNamespace(**{**names, "perf_counter": time.thread_time})
+    sd_profiling.time = types.SimpleNamespace(**{**names, "perf_counter": time.thread_time})
     try:
         yield
     finally:
-        sd_engine.time = real
+        sd_profiling.time = real
 
 
 def _profiled(net, x, dtype, path) -> sd.Simulator:

@@ -36,7 +36,8 @@ network's input size, times ``--input-scale`` (default 64: Lava's 6 fractional b
 rounded; our time per step against Lava's fixed-point CPU simulation on the same frames, when
 Lava imports in this process or ``--lava-python`` names an interpreter that has it
 (``scripts/lava_ground_truth.py --time``, a child process per pass). The two sides alternate,
-pass for pass; each keeps its best pass.
+pass for pass; each keeps its best pass. Ours runs with ``stages=1`` and ``stages=2`` (two threads,
+the network cut at a cut node: :mod:`sigmadelta.stages`), alternating too.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ import importlib
 import importlib.util
 import itertools
 import json
-import os
 import resource
 import sys
 import time
@@ -75,6 +75,7 @@ from _micro import (  # noqa: E402
     print_costs,
     print_micro,
 )
+from _netx import bench_netx  # noqa: E402
 from _netzoo import ZOO, zoo_from_args  # noqa: E402
 
 __all__ = ["main", "synthetic_model", "synthetic_frames", "DenseRunner", "bench_network",
@@ -331,64 +332,6 @@ def _network_and_frames(args) -> tuple[g.Network, np.ndarray, str]:
     return net, frames, what
 
 
-def _netx_frames(args, shape: tuple[int, ...]) -> np.ndarray:
-    from sigmadelta.datasets import open_source
-
-    if len(shape) != 3:
-        raise SystemExit("--netx: the network's input must be (C, H, W) to take a video")
-    src = open_source(args.video or "carphone", limit=args.frames, size=shape[1:], gray=shape[0] == 1)
-    frames = np.stack(list(src)).astype(np.float64)
-    if frames.shape[1:] != shape:
-        raise SystemExit(f"--netx: the video gives frames {frames.shape[1:]}, the network takes {shape}")
-    return np.rint(frames * args.input_scale)
-
-
-def _lava_pass(path: str, frames: np.ndarray, python: str | None) -> float | None:
-    """Lava's ms per step on ``frames``: in this process if Lava imports, else via ``python``."""
-    import subprocess
-    import tempfile
-
-    script = Path(__file__).resolve().parent / "lava_ground_truth.py"
-    if python is None:
-        if importlib.util.find_spec("lava") is None:
-            return None
-        sys.path.insert(0, str(script.parent))
-        from lava_ground_truth import time_lava
-
-        return 1e3 * time_lava(path, frames)
-    with tempfile.TemporaryDirectory() as tmp:
-        npy = Path(tmp) / "frames.npy"
-        np.save(npy, frames)
-        done = subprocess.run([python, str(script), "--time", path, "--frames-npy", str(npy)],
-                              capture_output=True, text=True, check=True)
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["lava_ms_per_step"])
-
-
-def bench_netx(args) -> dict:
-    """Our event engine (pipelined) against Lava's fixed-point simulation, ms per step."""
-    net = sd.load_netx(args.netx)
-    frames = _netx_frames(args, net.input_shape)
-    sd.simulate(net, frames[:2], timing="pipelined", progress=False)  # compile / load the cache
-    sim = sd.Simulator(net, dtype=np.float64, timing="pipelined")
-    ours, lava = [], []
-    for _ in range(args.repeats):
-        sim.reset()
-        t0 = time.perf_counter()
-        res = sim.run(frames, progress=False)
-        ours.append(1e3 * (time.perf_counter() - t0) / len(frames))
-        ms = _lava_pass(args.netx, frames, args.lava_python)
-        if ms is not None:
-            lava.append(ms)
-    out = {"netx": args.netx, "frames": len(frames), "ms_per_step": min(ours),
-           "ms_per_step_passes": ours, "load_average": list(os.getloadavg()),
-           "op_reduction": float(net.dense_macs().sum() * len(frames) / max(res.stats.synops.sum(), 1))}
-    if lava:
-        ratios = [b / a for a, b in zip(ours, lava, strict=True)]  # pass by pass: the two sides alternate
-        out.update(lava_ms_per_step=min(lava), lava_ms_per_step_passes=lava,
-                   speedup_over_lava=min(lava) / min(ours), speedup_passes=ratios)
-    return out
-
-
 def _print_network(r: dict, what: str) -> None:
     print(f"network: {what}; {r['frames']} frames; dtype {r['dtype']}")
     print(f"{'layer':>8} {'synops/fr':>11} {'MACs/fr':>11} {'event ms':>9} {'dense ms':>9} "
@@ -502,6 +445,10 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{r['netx']}: {r['frames']} frames, {r['ms_per_step']:.3f} ms per step (pipelined, "
                   f"op reduction {r['op_reduction']:.1f}x){lava}; load average "
                   + ", ".join(f"{v:.1f}" for v in r["load_average"]))
+            sp2 = r.get("speedup_passes_stages2", [])
+            print(f"stages=2 (cut at {r['stages2_cut']!r}): {r['ms_per_step_stages2']:.3f} ms per step"
+                  + (f"; {r['speedup_over_lava_stages2']:.0f}x faster than Lava (pass by pass "
+                     f"{min(sp2):.0f}-{max(sp2):.0f}x)" if sp2 else ""))
     elif args.zoo is not None:
         out["zoo"] = zoo_from_args(args, dtypes, bench_network, paths)
     elif args.micro:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ from .assemble import build_program, path_flags
 from .blaslimit import blas_limit, check_blas_threads
 from .fixedpoint import AccumulatorOverflowError, overflow_message, spike_total_message
 from .frames import as_array as _as_array
-from .frames import check_frames, iter_checked
+from .frames import check_frames, chunks, is_batch, iter_checked
 from .frames import check_one as _check_one
 from .graph import Network, check_timing
 from .kernels import PATH_NAMES
@@ -42,7 +41,9 @@ from .loopcache import cached_flags, compile_seconds, loop_compiled
 from .numeric import NumericOverflowError, first_bad_frame, lava_range_message
 from .numeric import overflow_message as numeric_message
 from .ops import build_ops, pipeline_order, to_torch_layout
+from .profiling import run_profiled
 from .program import run_frames
+from .stages import Stages, check_stages
 from .stats import MEASURED, Stats
 
 __all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked",
@@ -112,6 +113,12 @@ class Simulator:
         BLAS threads (the dense path's GEMM) during a ``run``/``step`` call, restored after
         (:mod:`sigmadelta.blaslimit`). 1: more would fight the frame loop's one thread per
         stream (small GEMMs up to 100x slower on a busy 2-core VM). None: leave BLAS alone.
+    stages : {1, 2}
+        2: split the network at a cut node (``cut``, a node name; default: the one that balances
+        the estimated work, :func:`sigmadelta.stages.choose_cut`) and run the two parts in two
+        threads, the second a frame behind the first (:mod:`sigmadelta.stages`): same outputs,
+        counters and errors; after an overflow in the second part, call :meth:`reset`. A network
+        without a cut node, or ``profile=True``, is a ValueError.
 
     A Simulator holds one stream's state and is used by one thread at a time: a call
     from another thread while it runs raises :class:`SimulatorBusyError` (give each
@@ -120,7 +127,8 @@ class Simulator:
     """
 
     def __init__(self, net: Network, dtype=np.float64, profile: bool = False, chunk: int = 64,
-                 timing: str = "frame", blas_threads: int | None = 1):
+                 timing: str = "frame", blas_threads: int | None = 1, stages: int = 1,
+                 cut: str | None = None):
         self.net = net
         self.blas_threads = check_blas_threads(blas_threads)
         self.timing = check_timing(timing)
@@ -143,6 +151,8 @@ class Simulator:
         self.layer_seconds = np.zeros(len(self._weight_ops))
         self._busy, self._broken = threading.Lock(), None
         self._finite = [a for op in self._weight_ops for a in (op.out.value, op.q.memory)]  # numeric
+        self._stages = None if check_stages(stages, cut) == 1 else Stages(
+            net, self._ops, self._states, self.dtype, self.timing, cut, self.profile)
         self.reset()
 
     @contextmanager
@@ -177,6 +187,8 @@ class Simulator:
         for op in self._weight_ops:
             op.reset()
         self.frame_no = 0
+        if self._stages is not None:
+            self._stages.reset()
 
     def encoder_memory(self, layer: int | str) -> np.ndarray:
         """A weight layer's input encoder memory, in PyTorch layout (a copy).
@@ -270,6 +282,14 @@ class Simulator:
         (:mod:`sigmadelta.numeric`) ends the completed frames before it and gives a
         :class:`NumericOverflowError`.
         """
+        if self._stages is not None:
+            return self._stages.run_chunk(self, frames)
+        x, stats, out, args = self._prepare(frames)
+        done = run_profiled(self, x, stats, out) if self.profile else run_frames(*args, *self._flags)
+        return self._finish(stats, out, done, len(x), self._finite)
+
+    def _prepare(self, frames: np.ndarray) -> tuple:
+        """A chunk's flat frames, counters, output rows and run_frames' arguments (flags chosen)."""
         x = np.ascontiguousarray(frames.reshape(len(frames), self._n_in), dtype=self.dtype)
         t = len(x)
         stats = np.zeros((t, len(MEASURED), len(self._weight_ops)))
@@ -283,12 +303,12 @@ class Simulator:
         if self._flags is None:
             self._flags = cached_flags(args, p.flags)
         self._announce_compile(*args, *self._flags)
-        if self.profile:
-            done = self._run_profiled(x, stats, out)
-        else:
-            done = run_frames(*args, *self._flags)
+        return x, stats, out, args
+
+    def _finish(self, stats, out, done: int, t: int, finite: list) -> tuple:
+        """Outputs, counters and error of a chunk of ``t`` frames of which ``done`` completed."""
         fixed_stop, error = done < t, None
-        bad = first_bad_frame(stats[:done], out[:done], self._finite, self.net.layer_names, self.dtype)
+        bad = first_bad_frame(stats[:done], out[:done], finite, self.net.layer_names, self.dtype)
         if bad is not None:  # before a fixed-point stop, if both
             t_bad, reason, exact = bad
             error = NumericOverflowError(numeric_message(self.frame_no + t_bad, self.frame_no + done - 1,
@@ -301,39 +321,6 @@ class Simulator:
             self.last_stats[:] = stats[done - 1]
         outs = np.array(to_torch_layout(out[:done], self.net.output_shape), order="C")  # a copy
         return outs, stats[:done], error
-
-    def _run_profiled(self, x: np.ndarray, stats: np.ndarray, out: np.ndarray) -> int:
-        """:func:`run_frames` op by op, adding each op's wall-clock time to ``node_seconds``.
-
-        The cost of one empty call (measured once: median of 25) is subtracted from
-        every op's time, so that the times are the kernels' own.
-        """
-        p, clock, n_rows = self._prog, time.perf_counter, len(self._prog.code)
-        call = self._call_seconds(x[:1], stats[:1], out[:1])
-        for t in range(len(x)):
-            for r in range(n_rows):
-                t0 = clock()
-                done = run_frames(p.code, p.par, p.F, p.I, p.D, x[t:t + 1], self.frame_no + t, r, r + 1,
-                                  stats[t:t + 1], out[t:t + 1], p.out_slot if r == n_rows - 1 else -1,
-                                  self._status, *self._flags)
-                self.node_seconds[p.row_op[r]] += max(clock() - t0 - call, 0.0)
-                if not done:
-                    return t
-        layer = [k for k, op in enumerate(self._ops) if any(op is w for w in self._weight_ops)]
-        self.layer_seconds[:] = self.node_seconds[layer]
-        return len(x)
-
-    def _call_seconds(self, x: np.ndarray, stats: np.ndarray, out: np.ndarray) -> float:
-        """Median wall-clock seconds of a call of :func:`run_frames` that runs no op."""
-        if self._call is None:
-            p, times = self._prog, []
-            for _ in range(25):
-                t0 = time.perf_counter()
-                run_frames(p.code, p.par, p.F, p.I, p.D, x, 1, 0, 0, stats, out, -1, self._status,
-                           *self._flags)
-                times.append(time.perf_counter() - t0)
-            self._call = float(np.median(times))
-        return self._call
 
     def _overflow_error(self) -> AccumulatorOverflowError | NumericOverflowError:
         """The error of a fixed-point stop: ``status = (row, neuron)``, or ``(row, -2 - input)``
@@ -397,7 +384,7 @@ class Simulator:
         bar = tqdm(total=total, unit="frame", desc="simulate",
                    disable=None if progress is None else not progress)
         try:
-            for chunk in _chunks(frames, self.net.input_shape, self.chunk):
+            for chunk in chunks(frames, self.net.input_shape, self.chunk):
                 if record is not None and recorder is None:  # the first frames are valid
                     recorder = RunRecorder(record, self.net, record_chunk, frames_expected=total)
                 out, st, error = self._run_chunk(chunk)  # on an overflow: the frames before it
@@ -424,30 +411,14 @@ class Simulator:
         return Result(outs[0] if len(outs) == 1 else np.concatenate(outs), stats)
 
 
-def _chunks(frames: Iterable, shape: tuple[int, ...], size: int):
-    """Validated frames as arrays: slices of ``size`` frames of an array, else one by one."""
-    if isinstance(frames, np.ndarray) or hasattr(frames, "detach"):
-        frames = check_frames(frames, shape)  # validated as a whole, before any work
-        for i in range(0, len(frames), size):
-            yield frames[i:i + size]
-        return
-    for f in iter_checked(frames, shape):  # a live stream: each frame as soon as it comes
-        yield f[None]
-
-
-def _is_batch(net: Network, frames) -> bool:
-    """``frames`` is an array / tensor ``[B, T, *input_shape]`` (several streams)."""
-    ndim = getattr(frames, "ndim", None)
-    return ndim is not None and ndim == len(net.input_shape) + 2
-
-
 def simulate(net: Network, frames: Iterable, record: str | None = None,
              progress: bool | None = None, dtype=np.float64,
-             workers: int = 2, timing: str = "frame", blas_threads: int | None = 1) -> Result | list[Result]:
+             workers: int = 2, timing: str = "frame", blas_threads: int | None = 1,
+             stages: int = 1) -> Result | list[Result]:
     """Run a fresh :class:`Simulator` over a stream; see :meth:`Simulator.run`.
 
-    ``timing`` (``"frame"``, ``"pipelined"``) and ``blas_threads`` (1; None: leave BLAS alone):
-    see :class:`Simulator`.
+    ``timing`` (``"frame"``, ``"pipelined"``), ``blas_threads`` (1; None: leave BLAS alone) and
+    ``stages`` (2: two threads on one stream; not for several streams): see :class:`Simulator`.
 
     ``frames`` of shape ``[B, T, *input_shape]`` (an array or tensor with one more
     dimension than a stream) are ``B`` independent streams: they run through
@@ -460,11 +431,13 @@ def simulate(net: Network, frames: Iterable, record: str | None = None,
     >>> results = sd.simulate(net, clips)       # clips: [B, T, *input_shape] -> list of B
     """
     check_timing(timing)
-    if _is_batch(net, frames):
+    if is_batch(net, frames):
         if record is not None:
             raise ValueError("record= is for one stream; run the streams one by one to record them")
+        if check_stages(stages) != 1:
+            raise ValueError("stages=2 is for one stream; several streams already run on `workers` threads")
         return simulate_batch(net, list(frames), workers, dtype, timing, blas_threads)
-    sim = Simulator(net, dtype=dtype, timing=timing, blas_threads=blas_threads)
+    sim = Simulator(net, dtype=dtype, timing=timing, blas_threads=blas_threads, stages=stages)
     return sim.run(frames, record=record, progress=progress)
 
 

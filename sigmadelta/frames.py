@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["as_array", "check_one", "check_frames", "iter_checked"]
+__all__ = ["as_array", "check_one", "check_frames", "iter_checked", "chunks", "is_batch"]
 
 
 def as_array(frame) -> np.ndarray:
@@ -61,3 +61,20 @@ def iter_checked(frames: Iterable, shape: tuple[int, ...]):
         yield frame
     if n == 0:
         raise ValueError("the stream is empty: no frames to simulate")
+
+
+def chunks(frames: Iterable, shape: tuple[int, ...], size: int):
+    """Validated frames as arrays: slices of ``size`` frames of an array, else one by one."""
+    if isinstance(frames, np.ndarray) or hasattr(frames, "detach"):
+        frames = check_frames(frames, shape)  # validated as a whole, before any work
+        for i in range(0, len(frames), size):
+            yield frames[i:i + size]
+        return
+    for f in iter_checked(frames, shape):  # a live stream: each frame as soon as it comes
+        yield f[None]
+
+
+def is_batch(net, frames) -> bool:
+    """``frames`` is an array / tensor ``[B, T, *net.input_shape]`` (several streams)."""
+    ndim = getattr(frames, "ndim", None)
+    return ndim is not None and ndim == len(net.input_shape) + 2

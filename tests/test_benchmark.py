@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import sigmadelta.engine as sd_engine
+import sigmadelta.profiling as sd_profiling
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 
@@ -60,7 +60,7 @@ def test_benchmark_micro_smoke(benchmark, capsys):
     # clock is the wall clock again afterwards
     assert m["speedup_cpu"] == pytest.approx(m["dense_cpu_ms"] / m["event_cpu_ms"])
     assert m["event_cpu_ms"] > 0 and len(m["speedup_cpu_spread"]) == 2
-    assert sd_engine.time is time
+    assert sd_profiling.time is time
 
 
 @pytest.mark.slow

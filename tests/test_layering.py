@@ -24,7 +24,7 @@ LAYERS = [
     ["sigmadelta.slots", "sigmadelta.layout"],
     ["sigmadelta.weightops", "sigmadelta.ops"],
     ["sigmadelta.opcheck", "sigmadelta.program", "sigmadelta.loopcache", "sigmadelta.assemble"],
-    ["sigmadelta.engine"],
+    ["sigmadelta.stageloop", "sigmadelta.engine", "sigmadelta.stages", "sigmadelta.profiling"],
     ["sigmadelta.convert", "sigmadelta.dense", "sigmadelta.reference", "sigmadelta.rounding",
      "sigmadelta.scales", "sigmadelta.compress", "sigmadelta.loaders", "sigmadelta.sources",
      "sigmadelta.runs", "sigmadelta.many"],
