@@ -105,3 +105,30 @@ def test_conv1x1_path_in_engine_equals_reference(dtype):
         np.testing.assert_array_equal(stats, base_stats, err_msg=name)
     dense_paths = runs["dense"][2]
     assert dense_paths["expand"]["dense"] == t and dense_paths["project"]["dense"] == t
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("param,gain,single", [(8.0, 1 / 8, True), (0.25, 4.0, True),
+                                               (6.0, 1 / 6, False), (8.0, 0.1, False)])
+def test_conv1x1_single_precision_herding_matches_twin(dtype, param, gain, single):
+    """Herding with a power-of-two scale and a float32 gain multiplies in the state's
+    precision (:func:`sigmadelta.kernels.quantize.single_exact`): memory, ``gain * memory``,
+    counters and listing bit for bit the twin's double-precision ones."""
+    from sigmadelta.kernels.quantize import single_exact
+
+    assert single_exact(param, gain) == single
+    case = _case(GEOMS[2], True, dtype, 3)
+    rng = np.random.default_rng(5)
+    x = case["x"].astype(np.float64)
+    case["x"] = (x * 7.3 + rng.normal(size=len(x)) * 1e3 * (rng.random(len(x)) < 0.05)).astype(dtype)
+    case["memory"] = np.rint(param * case["x"].astype(np.float64) * (rng.random(len(x)) < 0.5)).astype(dtype)
+    case.update(param=param, gain=gain)
+    q = np.rint(param * case["x"].astype(np.float64))  # in double precision, as the general loop
+    ra, a, rb, b = both_named("conv1x1_dense", case)
+    assert (ra[0], ra[1], ra[3]) == (rb[0], rb[1], rb[3]) and ra[2] == rb[2]
+    assert ra[0] == np.count_nonzero(q - case["memory"])
+    np.testing.assert_array_equal(a["memory"], q.astype(dtype))
+    expect_w = (q.astype(dtype).astype(np.float64) * gain).astype(dtype)  # one rounding
+    np.testing.assert_array_equal(a["mem_w"][: len(q)], expect_w)
+    np.testing.assert_array_equal(a["pg_stamp"], b["pg_stamp"])
+    assert a["pg_list"][: a["pg_count"][0]].tolist() == listed(b["pg_list"], b["pg_count"])

@@ -20,7 +20,10 @@ from sigmadelta.kernels import numpy_twins as T
 GEOMS = [(7, 9, 5, 1, (3, 3), (1, 1), (1, 1), (1, 1)), (8, 7, 16, 1, (3, 3), (2, 2), (1, 1), (1, 1)),
          (9, 8, 3, 2, (5, 3), (2, 1), (2, 0), (1, 1)), (10, 9, 4, 1, (3, 3), (1, 1), (2, 2), (2, 2)),
          (6, 6, 9, 3, (1, 1), (1, 1), (0, 0), (1, 1)),
-         (1, 1, 3, 1, (1, 1), (1, 1), (2, 2), (1, 1))]  # float32: a flag row outgrows the scratch
+         (1, 1, 3, 1, (1, 1), (1, 1), (2, 2), (1, 1)),  # float32: a flag row outgrows the scratch
+         # output rows of 4 pixels and more (four at a time, then the rest); 40 channels:
+         # whole wide vectors, then a narrow one, then single channels
+         (5, 11, 40, 1, (3, 3), (1, 1), (1, 1), (1, 1)), (9, 19, 24, 1, (3, 3), (2, 2), (1, 1), (1, 1))]
 
 
 def _out(n, k, s, p, d):

@@ -261,6 +261,34 @@ def test_pool_scan_by_channel_blocks_is_bit_identical(is_max, kernel, stride, pa
     assert 0 < len(outs[0][1]) < h_out * w_out * c or kernel == (16, 18)
 
 
+@pytest.mark.parametrize("is_max", [True, False])
+@pytest.mark.parametrize("c", [1, 3])
+def test_pool_scan_2x2_is_bit_identical(is_max, c):
+    """The branchless 2x2 scan against the general scan, float32, some outputs already stamped
+    this frame and some windows without a hit: same values (old ones kept), list and stamps."""
+    from sigmadelta.kernels.pool import _scan, _scan_2x2
+
+    rng = np.random.default_rng(9)
+    h, w, h_out, w_out = 12, 10, 6, 5
+    x = rng.normal(size=h * w * c).astype(np.float32)
+    hit = (rng.random(h * w * c) < 0.2).astype(np.uint8)
+    n_out = h_out * w_out * c
+    y0 = rng.normal(size=n_out).astype(np.float32)
+    st0 = np.where(rng.random(n_out) < 0.2, 1, -1).astype(np.int64)
+    outs = []
+    for scan in ("general", "2x2"):
+        y, t, st = y0.copy(), np.zeros(n_out, np.int64), st0.copy()
+        if scan == "general":
+            two = np.array([2, 2])
+            n = _scan(x, hit, h, w, c, h_out, w_out, two, two, np.array([0, 0]), is_max, y, t, st, 1)
+        else:
+            n = _scan_2x2(x, hit, w, c, h_out, w_out, is_max, y, t, st, 1)
+        outs.append((y, t[:n], st))
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert 0 < len(outs[0][1]) < n_out and np.any(outs[0][0] == y0) and np.any(outs[0][0] != y0)
+
+
 @pytest.mark.parametrize("fn,alpha,lo,hi", [(0, 0, 0, 0), (1, 0.1, 0, 0), (2, 0, -0.5, 0.7), (3, 0, 0, 0)])
 @pytest.mark.parametrize("smooth", [None, 1])
 def test_activation_rows(fn, alpha, lo, hi, smooth):
@@ -339,6 +367,35 @@ def test_simd_row_update_is_the_scalar_update(dtype):
     want = z.copy()
     want[2:2 + n] = want[2:2 + n] + s * w[5:5 + n]
     update(z, s, w, 2, 5, n)
+    np.testing.assert_array_equal(z, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_simd_wide_vector_product_is_the_scalar_update(dtype):
+    """wzero / wmul_add_vv / wstore give bit for bit the scalar ``acc + a[i] * b[j]`` (separate
+    roundings), as vmul_add_vv does on narrow vectors."""
+    from numba import njit
+
+    from sigmadelta.kernels.simd import wlanes, wmul_add_vv, wstore, wzero
+
+    @njit
+    def taps(z, a, b, n_taps):
+        step = wlanes(z.itemsize)
+        for o in range(0, z.shape[0], step):
+            acc = wzero(z)
+            for t in range(n_taps):
+                acc = wmul_add_vv(acc, a, o + 3 * t, b, o + t)
+            wstore(z, o, acc)
+
+    rng = np.random.default_rng(2)
+    n, n_taps = 4 * (64 // np.dtype(dtype).itemsize), 5
+    a, b = ((rng.normal(size=n + 3 * n_taps) * 7).astype(dtype),
+            (rng.normal(size=n + n_taps) * 7).astype(dtype))
+    want = np.zeros(n, dtype)
+    for t in range(n_taps):
+        want = want + a[3 * t:3 * t + n] * b[t:t + n]  # in dtype, one tap at a time
+    z = np.zeros(n, dtype)
+    taps(z, a, b, n_taps)
     np.testing.assert_array_equal(z, want)
 
 

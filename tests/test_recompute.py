@@ -73,6 +73,26 @@ def test_dense_recompute_matches_twin(geom, herding, dtype):
     assert listed(a["pg_list"], a["pg_count"]) == listed(b["pg_list"], b["pg_count"])
 
 
+@pytest.mark.parametrize("geom", GEOMS[:2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("param,gain", [(8.0, 1 / 8), (6.0, 1 / 6), (8.0, 0.1)])
+def test_dense_herding_scales_in_double_precision(geom, dtype, param, gain):
+    """The herding encoder's values (memory, ``gain * memory`` in the padded input) are those of
+    double precision, whether the scale is a power of two with a float32 gain (scaled in
+    float32: :func:`sigmadelta.kernels.quantize.single_exact`) or not; counters as the twin's."""
+    case = _dense_case(geom, True, 5, dtype)
+    x = (case["x"].astype(np.float64) * 5.7).astype(dtype)
+    case.update(x=x, param=param, gain=gain)
+    q = np.rint(param * x.astype(np.float64))
+    ra, a, rb, b = both_named("conv_layer_dense", case)
+    assert ra[0] == rb[0] == np.count_nonzero(q - case["memory"]) and ra[1] == rb[1] and ra[3] == rb[3]
+    np.testing.assert_array_equal(a["memory"], q.astype(dtype))
+    h, w, c_in = int(case["geom"][0]), int(case["geom"][1]), case["c_in"]
+    py, px = int(case["geom"][6]), int(case["geom"][7])
+    inner = a["mem_w"].reshape(h + 2 * py, w + 2 * px, c_in)[py:py + h, px:px + w].ravel()
+    np.testing.assert_array_equal(inner, (q.astype(dtype).astype(np.float64) * gain).astype(dtype))
+
+
 def _scratch(case, kind):
     """``rowbuf`` for the GEMM path (im2col rows: one, five or as the engine sizes them) or
     shorter than a row (one SIMD vector of zeros, as fixed point's register-blocked loop takes)."""

@@ -26,6 +26,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from .pixel import Q_HERDING, _quantize
+from .quantize import single_exact
 from .recompute import conv_gemm
 
 __all__ = ["conv1x1_dense", "conv1x1_ok", "RUN_VALUES"]
@@ -70,8 +71,19 @@ def _product_impl(P, w_cl, z, bias, use_bias, cols, geom, c_in):
 @njit(cache=True, nogil=True, fastmath={"reassoc"}, inline="always")
 def _encode_run(xs, ms, ws, ss, herding, param, gain):
     """Quantize a run of inputs (slices from 0, so that the loop vectorises):
-    ``memory``, ``ws = gain * memory`` and ``ss = |s|``."""
-    if herding == Q_HERDING:
+    ``memory``, ``ws = gain * memory`` and ``ss = |s|``. Herding with
+    :func:`single_exact` scales multiplies in the state's precision (float32 state: twice the
+    lanes, no conversions; float64: the same operations as the general loop) and subtracts in
+    float64 as the general loop does: the same values bit for bit (float32, 144 channels at
+    16x16, thread CPU time, alternating, 2-vCPU AMD EPYC Zen 4, load 4: 0.017 -> 0.009 ms)."""
+    if herding == Q_HERDING and single_exact(param, gain):
+        p1, g1 = np.float32(param), np.float32(gain)
+        for j in range(xs.shape[0]):
+            q = np.rint(p1 * xs[j])
+            ss[j] = abs(np.float64(q) - np.float64(ms[j]))
+            ms[j] = q
+            ws[j] = q * g1
+    elif herding == Q_HERDING:
         for j in range(xs.shape[0]):
             q = np.rint(param * xs[j])
             ss[j] = abs(q - ms[j])

@@ -1,5 +1,7 @@
 """Input change detection and the sigma-delta quantizers (encoders)."""
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -8,6 +10,7 @@ from .bits import cttz
 __all__ = [
     "load_frame", "mask_words", "SMALL_C", "mark_changed", "touch_all", "herding_encode",
     "herding_encode_units", "threshold_encode", "lava_encode", "lava_range_check", "INT32_LIMIT",
+    "single_exact",
 ]
 
 
@@ -17,6 +20,16 @@ SMALL_C = 4  # up to this many input channels the frame is loaded pixel by pixel
 def mask_words(c: int, hw: int) -> int:
     """Length of the change mask :func:`load_frame` needs for ``c`` channels of ``hw`` pixels."""
     return 0 if c <= SMALL_C else ((c + 63) // 64) * hw
+
+
+@njit(cache=True, nogil=True, inline="always")
+def single_exact(param, gain) -> bool:
+    """Can herding's ``rint(param * x)`` and ``gain * memory`` run in single precision on float32
+    state with the double-precision results? Yes if ``param`` is a power of two (``param * x``
+    is then exact in float32, or beyond its range in both) and ``gain`` a float32 (one
+    rounding of an exact product either way)."""
+    m, _ = math.frexp(param)
+    return m == 0.5 and np.float32(param) == param and np.float32(gain) == gain
 
 
 @njit(cache=True, nogil=True)

@@ -183,6 +183,12 @@ def expand_pixel_groups(pg_list, pg_count, groups, cg, touched, count):
 
     With ``C = groups * Cg`` and ``pg = p*groups + g``, ``p*C + g*Cg = pg * Cg``: no division.
     """
+    if cg == 1:  # one neuron per (pixel, group), e.g. a depthwise conv: a copy that vectorises
+        n = pg_count[0]
+        for t in range(n):
+            touched[t] = pg_list[t]
+        count[0] = n
+        return
     n = 0
     for t in range(pg_count[0]):
         base = pg_list[t] * cg

@@ -21,8 +21,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_jitable, register_model
 
 __all__ = ["Vec", "lanes", "vload", "vstore", "vmul_add", "vmul_add_vv", "vfma", "vadd", "vzero",
-           "VECTOR_BYTES", "WIDE_BYTES", "wlanes", "wload", "wstore", "wfma", "wzero_f32", "wfma_i8",
-           "wstore_i32"]
+           "VECTOR_BYTES", "WIDE_BYTES", "wlanes", "wload", "wstore", "wfma", "wmul_add_vv", "wzero",
+           "wzero_f32", "wfma_i8", "wstore_i32"]
 
 VECTOR_BYTES = 32  # AVX2; a narrower machine splits each vector, a wider one is not used fully
 WIDE_BYTES = 64  # the w* intrinsics: AVX-512 (LLVM splits them in two on an AVX2 machine)
@@ -159,24 +159,26 @@ def vfma(typingctx, acc, s, arr, idx):
     return acc(acc, s, arr, idx), _fma
 
 
+def _mul_add_vv(context, builder, sig, args):
+    """The IR of ``acc + a[i:] * b[j:]`` (signature ``(acc, a, i, b, j)``), rounded as scalars."""
+    vty = context.get_value_type(sig.args[0])
+    dt = sig.args[3].dtype
+    va = builder.load(_ptr(context, builder, sig.args[1], args[1], sig.args[2], args[2], vty),
+                      align=dt.bitwidth // 8)
+    vb = builder.load(_ptr(context, builder, sig.args[3], args[3], sig.args[4], args[4], vty),
+                      align=dt.bitwidth // 8)
+    if isinstance(dt, types.Integer):
+        return builder.add(args[0], builder.mul(va, vb))
+    return builder.fadd(args[0], builder.fmul(va, vb))
+
+
 @intrinsic
 def vmul_add_vv(typingctx, acc, a, i, b, j):
     """``acc + a[i : i + L] * b[j : j + L]`` (element by element, rounded as scalars)."""
     if not (_ok(a, i) and _ok(b, j)) or a.dtype != b.dtype or acc != _vec_of(b):
         return None
 
-    def codegen(context, builder, sig, args):
-        vty = context.get_value_type(sig.args[0])
-        dt = sig.args[3].dtype
-        va = builder.load(_ptr(context, builder, sig.args[1], args[1], sig.args[2], args[2], vty),
-                          align=dt.bitwidth // 8)
-        vb = builder.load(_ptr(context, builder, sig.args[3], args[3], sig.args[4], args[4], vty),
-                          align=dt.bitwidth // 8)
-        if isinstance(dt, types.Integer):
-            return builder.add(args[0], builder.mul(va, vb))
-        return builder.fadd(args[0], builder.fmul(va, vb))
-
-    return acc(acc, a, i, b, j), codegen
+    return acc(acc, a, i, b, j), _mul_add_vv
 
 
 @intrinsic
@@ -231,6 +233,25 @@ def wfma(typingctx, acc, s, arr, idx):
         return None
 
     return acc(acc, s, arr, idx), _fma
+
+
+@intrinsic
+def wmul_add_vv(typingctx, acc, a, i, b, j):
+    """:func:`vmul_add_vv` on wide vectors: ``acc + a[i : i + W] * b[j : j + W]``, the multiply
+    and the add rounded separately (bit for bit the scalar loop's result)."""
+    if not (_ok(a, i) and _ok(b, j)) or a.dtype != b.dtype or acc != _vec_of(b, WIDE_BYTES):
+        return None
+
+    return acc(acc, a, i, b, j), _mul_add_vv
+
+
+@intrinsic
+def wzero(typingctx, arr):
+    """A wide vector of zeros of ``arr``'s element type."""
+    if not (isinstance(arr, types.Array) and isinstance(arr.dtype, (types.Float, types.Integer))):
+        return None
+
+    return _vec_of(arr, WIDE_BYTES)(arr), _zero_codegen
 
 
 # int8 weights into float32 wide vectors (exact: every int8 is a float32).
