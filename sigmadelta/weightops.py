@@ -385,7 +385,8 @@ class PixelConvOp(WeightOp):
         their own."""
         fan = self._mean_fan()
         per_event, per_pixel, per_frame = K.path_costs(c_in, itemsize, fan, node.dense_macs(), gemm_macs,
-                                                       K.conv1x1_ok(self.pgeom, self.w_cl, self.out.value))
+                                                       K.conv1x1_ok(self.pgeom, self.w_cl, self.out.value),
+                                                       self.w_cl.shape[3])
         if c_in == 1:
             per_frame = np.inf
         if self.fixed or self.enc.lava:

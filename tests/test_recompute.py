@@ -243,6 +243,26 @@ def test_path_costs_table():
     assert K.path_costs(16, 8, 1, 1, 1) == pytest.approx((s8, g8, d8))
     s1, d1, g1 = K.PATH_COSTS_1X1[4][64]  # a 1x1 kernel: its own table (above it: the last row)
     assert K.path_costs(96, 4, 24, 1000, 96 * 24, True) == pytest.approx((s1 * 24, g1 * 96 * 24, d1 * 1000))
+    # fewer output channels than one SIMD vector: each row of a tap costs a whole vector
+    assert K.path_costs(16, 4, 9, 1000, 144, c_out=1)[0] == pytest.approx(s16 * 9 * 16)
+    assert K.path_costs(16, 8, 9 * 4, 1, 1, c_out=4)[0] == pytest.approx(s8 * 9 * 8)
+    assert K.path_costs(16, 4, 9 * 16, 1000, 2304, c_out=16)[0] == pytest.approx(s16 * 144)
+
+
+def test_chooser_costs_see_output_channels_per_group(monkeypatch):
+    """The pixel convs give the cost model their output channels (1 -> 8: 8; 8 -> 1: 1), so
+    a row shorter than a vector is costed as a whole vector."""
+    seen = []
+    real = K.path_costs
+
+    def spy(*args, **kw):
+        seen.append(args[6] if len(args) > 6 else kw.get("c_out"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(K, "path_costs", spy)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1))
+    sd.Simulator(sd.convert(model, (1, 12, 12), scale=16.0), dtype=np.float32)
+    assert 1 in seen and 8 in seen
 
 
 class _Busy(nn.Module):

@@ -13,7 +13,7 @@ from numba import njit
 
 __all__ = ["choose_path", "choose_dense", "path_costs", "gemm_may_win", "PATH_AUTO", "PATH_SCATTER",
            "PATH_DENSE", "PATH_GEMM", "PATH_NAMES", "PATH_STATE", "PATH_COSTS", "PATH_COSTS_1X1",
-           "FIRST_EVENT_SHARE", "FRAMES"]
+           "FIRST_EVENT_SHARE", "FRAMES", "VECTOR_BYTES"]
 
 #: a layer's path mode (``pstate[PATH_STATE.mode]``); the path a frame runs is one of the last three
 PATH_AUTO, PATH_SCATTER, PATH_DENSE, PATH_GEMM = range(4)
@@ -79,13 +79,26 @@ PATH_COSTS_1X1 = {
 FIRST_EVENT_SHARE = 0.5
 
 
+#: The width, in bytes, of the SIMD vectors the scatter adds output rows with: a row of
+#: ``C_out`` outputs of one tap costs at least one vector (16 float32, 8 float64 lanes). The
+#: tables were fitted on convs with ``C_out = C_in >= 16``; a layer with fewer output channels
+#: per group pays whole vectors for fewer synops, so its fan is taken at ``VECTOR_BYTES /
+#: itemsize`` outputs a row. Measured on the demo net's last conv (48 -> 1 channels, 9 synops
+#: per event, float32, carphone): its scatter took about 29 ns per event, where the per-synop
+#: cost alone says 0.7 ns; taken at 16 outputs a row it recomputes densely, as it ran fastest
+#: (the demo 0.421 -> 0.366 ms per frame, thread CPU time, 4 alternating passes, load 0.8).
+VECTOR_BYTES = 64
+
+
 def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
-               gemm_macs: float, kernel_1x1: bool = False) -> tuple[float, float, float]:
+               gemm_macs: float, kernel_1x1: bool = False, c_out: int = 0) -> tuple[float, float, float]:
     """A layer's cost model (:data:`PATH_COSTS`; ``kernel_1x1``, a float 1x1, stride-1,
     unpadded conv (:func:`sigmadelta.kernels.conv1x1_ok`): :data:`PATH_COSTS_1X1`):
     ``(ns per event of the scatter, ns per pixel with events of
     gather-GEMM-scatter, ns per frame of the dense recompute)`` for ``fan`` synops per event,
-    ``dense_macs`` per frame and ``gemm_macs`` per pixel with events.
+    ``dense_macs`` per frame and ``gemm_macs`` per pixel with events; ``c_out``, the layer's
+    output channels per group (0: unknown), scales the fan up where a row of outputs is
+    shorter than one SIMD vector (:data:`VECTOR_BYTES`).
 
     Below the table's first row (``C_in < 16``) gather-GEMM-scatter is left out (infinite
     cost): it was not fitted there, and its short GEMMs lose: on the ResNet block's stem
@@ -97,6 +110,9 @@ def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
     lo = max(k for k in keys if k <= c)
     t = 0.0 if hi == lo else np.log(c / lo) / np.log(hi / lo)
     s, d, g = ((1 - t) * a + t * b for a, b in zip(table[lo], table[hi], strict=True))
+    lanes = VECTOR_BYTES // itemsize
+    if 0 < c_out < lanes:  # a row of fewer outputs than one vector costs a whole vector
+        fan *= lanes / c_out
     return s * fan, (np.inf if c_in < keys[0] else g * gemm_macs), d * dense_macs
 
 
