@@ -268,22 +268,28 @@ def test_per_layer_error_bound_each_or_pooled(monkeypatch):
                                argparse.Namespace(**vars(args), err_bound="pooled"))
 
 
+def measure_clips(op_mod, clips, delta=0.05):
+    """The shipped ``face_detector_bc`` at half its scales, and short non-test clips
+    ``((name, frames), ...)`` with its ANN maps: ``(model, info, streams, scales, bits, delta)``,
+    ``streams[name] = (frames, maps, delta)`` as ``_face_bc_layers.measure`` takes them."""
+    info = pretrained_info("face_detector_bc")
+    model = load_pretrained("face_detector_bc")
+    values = {n: v * 0.5 for n, v in info["operating_point"]["scales"].items()}
+    streams = {}
+    for name, limit in clips:
+        x = op_mod.load_video(name, limit=limit)
+        with torch.no_grad():
+            streams[name] = (x, model(torch.from_numpy(x)).double().numpy().reshape(limit, -1), delta)
+    return model, info, streams, values, info["operating_point"]["weight_bits"], delta
+
+
 def test_per_layer_measure_counts_what_the_reference_run_counts(monkeypatch):
     """``_face_bc_layers.measure`` on two short non-test clips against sd.reference by hand:
     relative error, regret failures, and the frame-weighted pooling of synops."""
     _scripts_path(monkeypatch)
     layers = _script_module("_face_bc_layers")
-    op_mod = _script_module("_face_bc_op")
-    info = pretrained_info("face_detector_bc")
-    model = load_pretrained("face_detector_bc")
-    bits, delta = info["operating_point"]["weight_bits"], 0.05
-    values = {n: v * 0.5 for n, v in info["operating_point"]["scales"].items()}
-    streams = {}
-    for name, limit in (("bikes", 5), ("bigbuckbunny", 3)):
-        x = op_mod.load_video(name, limit=limit)
-        with torch.no_grad():
-            streams[name] = (x, model(torch.from_numpy(x)).double().numpy().reshape(limit, -1),
-                             delta)
+    model, info, streams, values, bits, delta = measure_clips(
+        _script_module("_face_bc_op"), (("bikes", 5), ("bigbuckbunny", 3)))
     m = layers.measure(model, streams, values, bits, 1.0)
     net = sd.convert(model, info["input_shape"], scale=values, weight_bits=bits)
     for name, (x, a, _) in streams.items():

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sigmadelta.models import load_pretrained, pretrained_info
+from test_face_bc import measure_clips
 
 import sigmadelta as sd
 
@@ -98,17 +98,8 @@ def test_measure_expected_agreement_against_the_reference_run(monkeypatch):
     """``_face_bc_layers.measure`` on short non-test clips: its expected agreement is the twin's
     on sd.reference outputs; ``feasible`` reads it only with ``--guard-kind expected``."""
     layers = _mod("_face_bc_layers", monkeypatch)
-    op_mod = _mod("_face_bc_op", monkeypatch)
-    info = pretrained_info("face_detector_bc")
-    model = load_pretrained("face_detector_bc")
-    bits, delta = info["operating_point"]["weight_bits"], 0.05
-    values = {n: v * 0.5 for n, v in info["operating_point"]["scales"].items()}
-    streams = {}
-    for name, limit in (("bikes", 5), ("face-pan:1", 4)):
-        x = op_mod.load_video(name, limit=limit)
-        with torch.no_grad():
-            streams[name] = (x, model(torch.from_numpy(x)).double().numpy().reshape(limit, -1),
-                             delta)
+    model, info, streams, values, bits, _ = measure_clips(_mod("_face_bc_op", monkeypatch),
+                                                          (("bikes", 5), ("face-pan:1", 4)))
     m = layers.measure(model, streams, values, bits, 1.0)
     net = sd.convert(model, info["input_shape"], scale=values, weight_bits=bits)
     ref = [(sd.reference(net, x, progress=False).reshape(a.shape), a, d)
