@@ -13,12 +13,16 @@ from numba import typed
 
 from . import kernels as K
 from .opcheck import check_ops
-from .ops import ActivationOp
+from .ops import ActivationOp, InputOp, PoolOp
 from .program import KIND_GROUPS, PATH_FLAGS
 from .slots import ACTIVATION, FLATTEN, INPUT, KIND, Builder
 from .weightops import PixelConvOp, WeightOp
 
-__all__ = ["Program", "build_program", "path_flags"]
+__all__ = ["Program", "build_program", "path_flags", "FUSE_INPUT_POOL"]
+
+#: Run an input and the pooling that is its only consumer as one op where they are adjacent in
+#: the run order (:func:`sigmadelta.kernels.input_pool`); False runs them apart (for comparison).
+FUSE_INPUT_POOL = True
 
 
 class Program(NamedTuple):
@@ -68,7 +72,14 @@ def build_program(ops: list, states: list, output: int, dtype,
     check_ops(ops, states, output)  # every kernel's indices within its arrays (sigmadelta.opcheck)
     b, row_op = Builder(dtype), []
     column = {id(op): j for j, op in enumerate(o for o in ops if isinstance(o, WeightOp))}
-    for k in (range(len(ops)) if order is None else order):
+    seq = list(range(len(ops))) if order is None else list(order)
+    for k in seq:  # fused: an input and its pooling, both in this program, the pooling right after
+        if isinstance(ops[k], (InputOp, PoolOp)):
+            ops[k].fused = False
+    for k, nxt in zip(seq, seq[1:], strict=False):
+        if FUSE_INPUT_POOL and isinstance(ops[k], InputOp) and ops[k].pool is ops[nxt]:
+            ops[k].fused = ops[nxt].fused = True
+    for k in seq:
         op = ops[k]
         n_rows = len(b.code)
         if isinstance(op, WeightOp):

@@ -64,9 +64,13 @@ class InputOp:
 
     With more than ``kernels.quantize.SMALL_C`` (4) channels it keeps the last frame in
     PyTorch layout (``prev``) and a change mask (see :func:`sigmadelta.kernels.load_frame`).
+    ``pool``: the pooling that is its only consumer (up to ``SMALL_C`` channels), else None;
+    ``fused`` (set by :func:`sigmadelta.assemble.build_program` where that pooling runs right
+    after it): its row runs both (:func:`sigmadelta.kernels.input_pool`).
     """
 
-    SLOTS = layout("Input", ["channels", "value", "touched", "count", "prev", "mask"])
+    SLOTS = layout("Input", ["channels", "value", "touched", "count", "prev", "mask", "fused"])
+    pool, fused = None, False
 
     def __init__(self, node, ins, out):
         self.out = out
@@ -80,7 +84,7 @@ class InputOp:
         o, r = self.out, b.row(INPUT, self.SLOTS)
         r.channels = int(self.shape[0]) if len(self.shape) == 3 else 1
         r.value, r.touched, r.count = b.f(o.value), b.i(o.touched), b.i(o.count)
-        r.prev, r.mask = b.f(self.prev), b.i(self.mask)
+        r.prev, r.mask, r.fused = b.f(self.prev), b.i(self.mask), int(self.fused)
         r.done()
 
 
@@ -113,7 +117,9 @@ class PoolOp:
 
     A global pooling (one window: the whole map, no padding) of an input listed by pixel
     rows reads the rows (``by_rows``; :func:`sigmadelta.kernels.global_pool_rows`), not the
-    neuron list."""
+    neuron list. ``fused``: run by its input's row (:class:`InputOp`), its own row does nothing."""
+
+    fused = False
 
     def __init__(self, node: g.Pool, ins, out, in_shape):
         self.inp, self.out = ins[0], out
@@ -132,7 +138,7 @@ class PoolOp:
 
     SLOTS = layout("Pool", ["x", "touched", "count", "in_hw", "c", "out_hw", "kernel", "stride",
                             "padding", "is_max", "y", "out_touched", "out_count", "out_stamp", "hit",
-                            "by_rows", "row_count", "acc"])
+                            "by_rows", "row_count", "acc", "fused"])
 
     def emit(self, b: Builder) -> None:
         i, o, r = self.inp, self.out, b.row(POOL, self.SLOTS)
@@ -144,6 +150,7 @@ class PoolOp:
                                                         b.i(o.stamp))
         r.hit = b.i(self.hit)
         r.by_rows, r.row_count, r.acc = int(self.by_rows), b.i(self.row_count), b.d(self.acc)
+        r.fused = int(self.fused)
         r.done()
 
 
@@ -360,6 +367,11 @@ def build_ops(net: g.Network, dtype=np.float64) -> tuple[list, list[NodeState], 
         states.append(out)
         ops.append(op)
     _skip_unneeded_listing(net, ops)
+    for i, op in enumerate(ops):  # an input whose only consumer is a pooling (InputOp.pool)
+        users = [j for j, node in enumerate(net.nodes) if i in node.inputs]
+        if (isinstance(op, InputOp) and len(users) == 1 and isinstance(ops[users[0]], PoolOp)
+                and not ops[users[0]].by_rows and op.mask.shape[0] == 0):  # SMALL_C channels at most
+            op.pool = ops[users[0]]
     weight_ops = [op for op in ops if isinstance(op, WeightOp)]
     return ops, states, weight_ops
 

@@ -359,6 +359,8 @@ def _run_other(c, p, F, I, D, frame, pool, merge, resize, smooth):  # noqa: E741
         else:
             K.activation_update(F[c[ACT.x]], F[c[ACT.y]], I[c[ACT.touched]], I[c[ACT.count]], c[ACT.fn],
                                 p[ACT_P.alpha], p[ACT_P.lo], p[ACT_P.hi], smooth)
+    elif k == POOL and c[POO.fused] != 0:
+        pass  # run by its input's row (run_frames)
     elif k == POOL and pool is not None and c[POO.by_rows] != 0:
         K.global_pool_rows(F[c[POO.x]], I[c[POO.row_count]], c[POO.c], c[POO.is_max] != 0, F[c[POO.y]],
                            I[c[POO.out_touched]], I[c[POO.out_count]], I[c[POO.out_stamp]], frame,
@@ -439,7 +441,14 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
         for o in range(lo, hi):
             c, p = code[o], par[o]
             k, bad = c[KIND], -1
-            if k == INPUT:
+            if k == INPUT and pool is not None and c[INP.fused] != 0:  # and the pooling after it
+                q = code[o + 1]
+                K.input_pool(frames[t], F[c[INP.value]], I[c[INP.touched]], I[c[INP.count]],
+                             I[q[POO.in_hw]], q[POO.c], I[q[POO.out_hw]], I[q[POO.kernel]],
+                             I[q[POO.stride]], I[q[POO.padding]], q[POO.is_max] != 0, F[q[POO.y]],
+                             I[q[POO.out_touched]], I[q[POO.out_count]], I[q[POO.out_stamp]],
+                             frame_no, I[q[POO.hit]].view(np.uint8), prime)
+            elif k == INPUT:
                 K.load_frame(frames[t], c[INP.channels], F[c[INP.value]], F[c[INP.prev]],
                              I[c[INP.mask]], I[c[INP.touched]], I[c[INP.count]], prime)
             elif k == PIXCONV and pix is not None:  # a weight layer: its fixed-point or float path

@@ -84,7 +84,7 @@ from .pixel import (
     make_geom,
     run_layout,
 )
-from .pool import global_pool_rows, pool_update
+from .pool import global_pool_rows, input_pool, pool_update
 from .quantize import (
     herding_encode,
     herding_encode_units,
@@ -196,6 +196,7 @@ __all__ = [
     "mask_words",
     "no_map",
     "pool_update",
+    "input_pool",
     "global_pool_rows",
     "prefer_map",
     "run_layout",

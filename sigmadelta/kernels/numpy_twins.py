@@ -42,7 +42,7 @@ __all__ = [
     "flatten_update", "fixed_point_update", "fixed_point_guard", "pool_update", "encode_pixels",
     "conv_scatter_pixels", "encode_scatter_1ch", "encode_map_1ch", "conv_layer_step",
     "encode_rows", "list_rows", "activation_rows", "add_rows",
-    "global_pool_rows",
+    "global_pool_rows", "input_pool",
 ]
 
 
@@ -256,6 +256,14 @@ def pool_update(
     stamp[out] = frame
     _set_list(touched, count, out)
 
+
+
+def input_pool(frame, value, touched_in, count_in, in_hw, c, out_hw, kernel, stride, padding, is_max,
+               y, touched, count, stamp, frame_no, hit, prime):
+    """``load_frame`` then ``pool_update`` (the input's own list is the kernel's scratch)."""
+    load_frame(frame, c, value, np.zeros(0), None, touched_in, count_in, prime)
+    pool_update(value, touched_in, count_in, in_hw, c, out_hw, kernel, stride, padding, is_max, y,
+                touched, count, stamp, frame_no, hit)
 
 def fixed_point_update(acc, touched, count, c, bias, z, limit):
     idx = touched[: count[0]]

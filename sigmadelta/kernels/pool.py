@@ -3,7 +3,7 @@
 import numpy as np
 from numba import njit
 
-__all__ = ["pool_update", "global_pool_rows", "SCAN_CHANNELS_FROM"]
+__all__ = ["pool_update", "global_pool_rows", "SCAN_CHANNELS_FROM", "input_pool"]
 
 
 @njit(cache=True, nogil=True)
@@ -255,3 +255,61 @@ def global_pool_rows(x, row_count, c, is_max, y, touched, count, stamp, frame, a
                 n += 1
                 y[j] = acc[j] if is_max else acc[j] / n_pix
     count[0] = n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _flag_changes(frame, c, hw, value, hit, prime):
+    """Load ``frame`` (PyTorch layout) channels-last into ``value`` and set ``hit[i]`` (0/1) for
+    every changed neuron ``i`` (all if ``prime``); returns their count. Branchless and with no
+    list: the one-channel loop vectorises."""
+    n = 0
+    for p in range(hw):
+        for ch in range(c):
+            i = p * c + ch
+            v = frame[ch * hw + p]
+            d = prime or v != value[i]
+            value[i] = v
+            hit[i] = d
+            n += d
+    return n
+
+
+@njit(cache=True, nogil=True)
+def input_pool(
+    frame, value, touched_in, count_in, in_hw, c, out_hw, kernel, stride, padding, is_max,
+    y, touched, count, stamp, frame_no, hit, prime,
+):
+    """The input node and its only consumer, a pooling, in one pass where it can.
+
+    As :func:`sigmadelta.kernels.load_frame` (``c`` up to ``SMALL_C`` channels) followed by
+    :func:`pool_update`: ``value[p*c + ch] = frame[ch*H*W + p]``, and the pooled outputs
+    ``y, touched[:count[0]], stamp`` of every window holding a changed input (all if
+    ``prime``), the same values, stamps and list. The changed inputs are flagged in ``hit``
+    straight from the frame; when :func:`pool_update` would scan 2x2 windows at stride 2
+    (at least 1/32 of the inputs changed) the scan reads those flags, and the input's own
+    list ``touched_in, count_in`` (read by no one else) is not written; otherwise the list is
+    made from the flags, in increasing order as ``load_frame``'s, and :func:`pool_update`
+    runs on it. (The demo network's 144x176 gray input and 2x2 average, carphone, float32,
+    thread CPU time alternating with ``load_frame`` + ``pool_update``: 0.057 -> 0.040 ms per
+    frame, 2-vCPU AMD EPYC VM (Zen 4), load 1.1.)
+    """
+    h_in, w_in = in_hw[0], in_hw[1]
+    n_in = h_in * w_in * c
+    if c == 1:
+        n = _flag_changes(frame, 1, n_in, value, hit, prime)
+    else:
+        n = _flag_changes(frame, c, h_in * w_in, value, hit, prime)
+    if (32 * n >= n_in and kernel[0] == 2 and kernel[1] == 2 and stride[0] == 2 and stride[1] == 2
+            and padding[0] == 0 and padding[1] == 0 and 2 * out_hw[0] <= h_in and 2 * out_hw[1] <= w_in):
+        count[0] = _scan_2x2(value, hit, w_in, c, out_hw[0], out_hw[1], is_max, y, touched, stamp,
+                             frame_no)
+        hit[:n_in] = 0
+        return
+    m = 0
+    for i in range(n_in):  # the changed inputs in increasing order (branchless), flags cleared
+        touched_in[m] = i
+        m += hit[i]
+        hit[i] = 0
+    count_in[0] = m
+    pool_update(value, touched_in, count_in, in_hw, c, out_hw, kernel, stride, padding, is_max, y,
+                touched, count, stamp, frame_no, hit)
