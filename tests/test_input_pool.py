@@ -108,7 +108,9 @@ def test_fused_network_is_the_unfused_one(monkeypatch, name, timing, dtype):
     net = sd.convert(model, shape, scale=8.0)
     frames = _stream(shape, dtype, t=11)
     kw = {"dtype": dtype, "timing": timing}
-    _same(_run(net, frames, False, monkeypatch, **kw), _run(net, frames, True, monkeypatch, **kw))
+    ref = _run(net, frames, False, monkeypatch, **kw)
+    _same(ref, _run(net, frames, True, monkeypatch, **kw))
+    _same(ref, _run(net, frames, True, monkeypatch, profile=True, **kw))  # row by row
 
 
 @pytest.mark.parametrize("timing", ["frame", "pipelined"])
@@ -122,6 +124,9 @@ def test_two_stages_at_every_cut_are_the_unfused_run(monkeypatch, timing):
     cuts = sd.stages.cut_nodes(net, timing)
     assert 0 in cuts and 1 in cuts
     for c in cuts:
-        two = _run(net, frames, True, monkeypatch, dtype=np.float32, timing=timing, stages=2,
-                   cut=net.nodes[c].name, chunk=4)
-        _same(ref, two)
+        monkeypatch.setattr(assemble, "FUSE_INPUT_POOL", True)
+        two = sd.Simulator(net, dtype=np.float32, timing=timing, stages=2, cut=net.nodes[c].name,
+                           chunk=4)
+        code = two._stages.a.code  # fused in the first stage unless cut at the input
+        assert (code[code[:, KIND] == INPUT][0, INP.fused] != 0) == (c != 0)
+        _same(ref, two.run(frames, progress=False))

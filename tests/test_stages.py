@@ -85,6 +85,16 @@ def test_fixed_point_every_cut():
     _every_cut(net, smooth_stream(shape, t=11))
 
 
+@pytest.mark.parametrize("timing,dtype", [("frame", np.float32), ("pipelined", np.float64)])
+def test_input_fused_with_its_pooling_every_cut(timing, dtype):
+    """An input run with its pooling (kernels.input_pool): apart when cut at the input, fused in
+    the first stage when cut after the pooling."""
+    model = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 5 * 6, 3))
+    net = sd.convert(model, (3, 10, 12), scale=8.0)
+    _every_cut(net, smooth_stream((3, 10, 12), t=11).astype(dtype), timing=timing, dtype=dtype)
+
+
 def test_step_and_live_stream_are_the_array_run():
     """One frame at a time (A then B in one thread) and an iterable of frames."""
     net = sd.load_netx(DATA / "sdnn.net")
