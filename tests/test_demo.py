@@ -98,6 +98,35 @@ def test_report_layers_by_name_with_labels():
     assert layer_record(sd.convert(model, (1, 9, 10), scale=3.0))["weight_bits"] is None
 
 
+def test_frames_figure_colorbars_titles_and_both_anns():
+    """frames.png: each detector's ANN and sigma-delta maps with a labelled logit colorbar;
+    the face box is named only on frames that have one."""
+    from types import SimpleNamespace
+
+    from sigmadelta.demo_plots import frames_figure
+    from sigmadelta.plots import _plt
+
+    model, net = _tiny_fixed_point()
+    rng = np.random.default_rng(1)
+    x = rng.random((3, 1, 9, 10), dtype=np.float32)
+    runs = [SimpleNamespace(det=SimpleNamespace(name=name, model=model), net=net,
+                            ann=rng.normal(size=(3, 1, 5, 6)),
+                            res=SimpleNamespace(outputs=rng.normal(size=(3, 1, 5, 6))))
+            for name in ("big", "small")]
+    spikes = {t: rng.random((9, 10)) for t in range(3)}
+    fig = frames_figure(x, runs, spikes, [None, [1, 1, 6, 6], None], [0, 1])
+    try:
+        titles = [a.get_title() for a in fig.axes]
+        assert "face box (yellow)" not in titles[0] and "no face box" in titles[0]
+        assert "frame 1: face box (yellow)" in titles[6]
+        assert titles[1:5] == ["ANN, big", "sigma-delta, big", "ANN, small", "sigma-delta, small"]
+        labels = [a.get_xlabel() for a in fig.axes]
+        for name in ("big", "small"):
+            assert sum(lab.startswith(f"face logit, {name}") for lab in labels) == 1
+    finally:
+        _plt().close(fig)
+
+
 def test_face_hit_rate_on_hand_made_maps():
     from sigmadelta.models import cell_centre, face_detector
 
