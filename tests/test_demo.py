@@ -40,6 +40,10 @@ def test_face_demo_writes_report(tmp_path, capsys):
     bc = pretrained_info("face_detector_bc")
     bits = bc["operating_point"]["weight_bits"]
     assert rows[3]["bits"] == "-".join(str(bits[n]) for n in sorted(bits, key=int))
+    assert report["face_detector_bc"]["weight_bits"] == bits  # by layer name, as the checkpoint
+    labels = report["face_detector_bc"]["layer_labels"]
+    assert set(labels) == set(bits) and labels["1"].startswith("conv1 ")
+    assert "weight bits {" + ", ".join(f"'{labels[n]}': {bits[n]}" for n in bits) + "}" in out
     assert rows[3]["weights_kept"] == bc["compression"]["weights_kept"]
     from sigmadelta.datasets import face_boxes
 
