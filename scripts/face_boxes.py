@@ -35,10 +35,19 @@ MIN_NEIGHBORS = 5
 MIN_SIZE_FRACTION = 0.25
 
 
+def _cv2():
+    """OpenCV, or an ImportError naming the package to install."""
+    try:
+        import cv2
+    except ImportError as e:
+        raise ImportError("scripts/face_boxes.py needs OpenCV: pip install opencv-python-headless "
+                          '(or pip install "sigmadelta[annotate]")') from e
+    return cv2
+
+
 def detect(frames: np.ndarray) -> list[list[int] | None]:
     """Largest frontal-face box per frame of ``frames`` ``[T, 1, H, W]`` (floats in [0, 1])."""
-    import cv2
-
+    cv2 = _cv2()
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     if cascade.empty():
         raise RuntimeError("OpenCV's haarcascade_frontalface_default.xml could not be loaded")
@@ -56,18 +65,26 @@ def detect(frames: np.ndarray) -> list[list[int] | None]:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Command-line entry point; returns the JSON record written."""
-    import cv2
-    from sigmadelta.datasets import open_source
-
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--video", default="carphone", help="embedded video name")
     p.add_argument("--shape", type=int, nargs=2, default=(144, 176),
                    help="frame height and width the detector is fed")
     p.add_argument("--frames", type=int, default=None, help="first N frames (default all)")
     p.add_argument("--out", default="datasets/annotations/carphone_faces.json")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command-line entry point; returns the JSON record written. Arguments are parsed (and
+    ``--help`` answered) before OpenCV is imported, so only a real run needs it."""
+    args = _parser().parse_args(argv)
+    try:
+        cv2 = _cv2()
+    except ImportError as e:
+        raise SystemExit(f"error: {e}") from None
+    from sigmadelta.datasets import open_source
+
     kw = {} if args.frames is None else {"limit": args.frames}
     src = open_source(args.video, size=tuple(args.shape), gray=True, **kw)
     frames = src.to_array()

@@ -35,8 +35,8 @@ from . import fidelity as fd
 from .energy import EnergyModel
 from .io import write_fidelity
 
-__all__ = ["run_face_chain", "load_detector", "face_hit_rate", "spike_maps", "TARGETS",
-           "UNCOMPRESSED", "COMPRESSED"]
+__all__ = ["run_face_chain", "load_detector", "face_hit_rate", "spike_maps", "operating_point_line",
+           "by_label", "layer_record", "TARGETS", "UNCOMPRESSED", "COMPRESSED"]
 
 UNCOMPRESSED, COMPRESSED = "face_detector", "face_detector_bc"
 DEFAULT_SCALE = 24.0
@@ -261,8 +261,7 @@ def run_face_chain(video: str = "carphone", frames: int | None = None, out: str 
             continue
         r = _run(det, x, os.path.join(out, file), progress)
         runs.append(r)
-        bits = f", weight bits {det.weight_bits}" if det.weight_bits else ", float weights"
-        print(f"\n{det.name}: sigma-delta, herding scales {_fmt(r.net)}{bits}")
+        print("\n" + operating_point_line(det.name, r.net))
         print(r.res.stats.summary(describe_energy=False))
         print(f"simulated in {r.seconds:.2f} s ({len(x) / r.seconds:.0f} frames/s, recording "
               f"included); wrote {os.path.join(out, file)}")
@@ -310,9 +309,32 @@ def _wrap(text: str) -> None:
     print(textwrap.fill(text, 110, subsequent_indent="  "))
 
 
-def _fmt(net) -> dict:
-    return {label: round(float(n.scale), 3) for label, n in zip(net.layer_labels, net.weight_layers,
-                                                               strict=True)}
+def by_label(net, values) -> dict:
+    """``values`` (one per weight layer, in order) keyed by the layer labels the demo prints
+    (``conv1 3x3/2 1->8``; a bare ``nn.Sequential`` name such as ``"1"`` reads like a position)."""
+    return dict(zip(net.layer_labels, values, strict=True))
+
+
+def operating_point_line(name: str, net) -> str:
+    """The printed operating point of a converted detector: its herding scales ``k`` and, with
+    fixed-point weights, its weight bits, both by layer label."""
+    scales = by_label(net, [round(float(n.scale), 3) for n in net.weight_layers])
+    bits = [n.weight_bits for n in net.weight_layers]
+    what = f"weight bits {by_label(net, bits)}" if any(bits) else "float weights"
+    return f"{name}: sigma-delta, herding scales {scales}, {what}"
+
+
+def layer_record(net) -> dict:
+    """A converted detector's operating point for ``report.json``, by layer name (the keys
+    ``sd.convert`` takes back): ``weight_bits`` (None with float weights), herding ``scales``,
+    and ``layer_labels`` (name -> the label the demo prints)."""
+    def by_name(values) -> dict:
+        return dict(zip(net.layer_names, values, strict=True))
+
+    bits = [n.weight_bits for n in net.weight_layers]
+    return {"weight_bits": by_name(bits) if any(bits) else None,
+            "scales": by_name([float(n.scale) for n in net.weight_layers]),
+            "layer_labels": by_name(net.layer_labels)}
 
 
 def _report(video, x, runs, rows, points) -> dict:
@@ -329,6 +351,5 @@ def _report(video, x, runs, rows, points) -> dict:
     }
     for r in runs:
         report[r.det.name] = {"fidelity": r.fid.to_dict(), "energy_J": r.res.stats.energy(),
-                              "weight_bits": r.det.weight_bits,
-                              "scales": {n.name: float(n.scale) for n in r.net.weight_layers}}
+                              **layer_record(r.net)}
     return report

@@ -15,7 +15,7 @@ from . import fidelity as fd
 from .fixedpoint import AccumulatorOverflowError
 from .plots import _plt
 
-__all__ = ["UNIFORM_K", "FACTORS", "frontier_points", "plot_frontier", "face_figure"]
+__all__ = ["UNIFORM_K", "FACTORS", "frontier_points", "plot_frontier", "face_figure", "frames_figure"]
 
 UNIFORM_K = (8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
 FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -91,14 +91,29 @@ def _decision_xy(out: np.ndarray, model):
     return x, y, present
 
 
-def face_figure(x, runs, spikes, boxes, picks, path: str) -> str:
-    """Per picked frame: input (face box, decision cells), ANN map, sigma-delta maps, spikes."""
+def _frame_title(t: int, has_box: bool, runs, marks) -> str:
+    where = "face box (yellow)" if has_box else "no face box stored"
+    return (f"frame {t}: {where}; sigma-delta decisions\n"
+            + ", ".join(f"{m[1]} {r.det.name}" for r, m in zip(runs, marks, strict=False)))
+
+
+def frames_figure(x, runs, spikes, boxes, picks):
+    """The figure of :func:`face_figure`: one row per picked frame ``t``.
+
+    Columns: the input frame (the stored face box, where there is one, and each detector's
+    sigma-delta decision cell, the maximum logit); per detector its dense float ANN's face-logit
+    map and its sigma-delta network's, both on the colour scale of that ANN's logits over all
+    frames (one labelled colorbar per detector); the herding spikes into the first weight
+    layer, ``sum_c |s_c|`` at each pixel (with its own colorbar).
+    """
     plt = _plt()
-    maps = [("ANN, " + runs[0].det.name, runs[0].ann, runs[0].ann)]
-    maps += [("sigma-delta, " + r.det.name, r.res.outputs, r.ann) for r in runs]
+    maps = []
+    for r in runs:
+        maps += [("ANN, " + r.det.name, r.ann, r), ("sigma-delta, " + r.det.name, r.res.outputs, r)]
     ncol = 2 + len(maps)
-    fig, ax = plt.subplots(len(picks), ncol, figsize=(3.3 * ncol, 2.9 * len(picks)), squeeze=False)
-    marks = ("c+", "mx")
+    fig, ax = plt.subplots(len(picks), ncol, figsize=(3.3 * ncol, 3.2 * len(picks) + 0.6),
+                           squeeze=False, layout="compressed")
+    marks, images = ("c+", "mx"), {}
     for row, t in enumerate(picks):
         a = ax[row, 0]
         a.imshow(x[t].squeeze(0), cmap="gray", vmin=0, vmax=1)
@@ -109,18 +124,28 @@ def face_figure(x, runs, spikes, boxes, picks, path: str) -> str:
         for r, m in zip(runs, marks, strict=False):
             px, py, _ = _decision_xy(r.res.outputs[t], r.det.model)
             a.plot(px, py, m, ms=11, mew=2)
-        a.set_title(f"frame {t}: face box (yellow); sigma-delta decisions\n"
-                    + ", ".join(f"{m[1]} {r.det.name}" for r, m in zip(runs, marks, strict=False)),
-                    fontsize=8)
-        for c, (title, out, ref) in enumerate(maps, start=1):
-            ax[row, c].imshow(out[t].squeeze(0), cmap="magma", vmin=float(ref.min()), vmax=float(ref.max()))
+        a.set_title(_frame_title(t, box is not None, runs, marks), fontsize=8)
+        for c, (title, out, r) in enumerate(maps, start=1):
+            images[r.det.name] = ax[row, c].imshow(out[t].squeeze(0), cmap="magma",
+                                                   vmin=float(r.ann.min()), vmax=float(r.ann.max()))
             ax[row, c].set_title(title, fontsize=8)
-        ax[row, -1].imshow(spikes[t], cmap="viridis")
+        im = ax[row, -1].imshow(spikes[t], cmap="viridis")
+        fig.colorbar(im, ax=ax[row, -1], shrink=0.8).set_label("sum of |s| over channels", fontsize=7)
         ax[row, -1].set_title(f"spikes into {runs[0].net.layer_labels[0]}\n"
                               f"(sum of |s| = {int(spikes[t].sum())})", fontsize=8)
         for a in ax[row]:
             a.axis("off")
-    fig.tight_layout()
+    for i, r in enumerate(runs):
+        cols = ax[:, 1 + 2 * i:3 + 2 * i]
+        fig.colorbar(images[r.det.name], ax=cols, location="bottom", shrink=0.8, aspect=30).set_label(
+            f"face logit, {r.det.name} (range of its ANN over all frames)", fontsize=8)
+    return fig
+
+
+def face_figure(x, runs, spikes, boxes, picks, path: str) -> str:
+    """Write :func:`frames_figure` to ``path`` (PNG)."""
+    plt = _plt()
+    fig = frames_figure(x, runs, spikes, boxes, picks)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
