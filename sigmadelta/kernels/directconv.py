@@ -17,11 +17,11 @@ pixel by pixel. ``C_out`` not a multiple of the lanes: the weights are padded wi
 columns and the sums go to a scratch map, copied out with the bias.
 
 Why written out (``direct_vectors`` picks the block): against ``conv_gemm`` and torch's
-``F.conv2d`` (oneDNN, one thread) in one process, alternating, thread CPU time, 3x3 convs,
-2-vCPU Intel Xeon VM (AVX-512), load 3.5-4.5, direct / GEMM / torch in ms: 64x64 C=16 float32
-0.48 / 1.01 / 0.77, C=32 0.74 / 1.55 / 1.13, C=64 4.52 / 5.54 / 4.81; float64 0.58 / 1.35,
-2.55 / 4.16, 9.90 / 14.7 (torch float32 0.57, 1.58, 4.93). Blocks of 24 sums (12x2, 6x4) ran
-1.0-1.7x slower than 16, blocks of 8 (8x1, 4x2) 1.1-1.4x slower (scripts in DEVELOPERS.md,
+``F.conv2d`` (oneDNN, one thread) in one process, alternating, thread CPU time, 3x3 convs at
+64x64, 2-vCPU Intel Xeon VM (AVX-512), load 2.2-2.4, direct / GEMM / torch float32 in ms:
+C=16 float32 0.31 / 0.75 / 0.59, C=32 0.81 / 1.56 / 1.12, C=64 2.72 / 4.10 / 3.25; float64
+0.56 / 1.30, 1.72 / 3.20, 8.60 / 10.2. Blocks of 24 sums (12x2, 6x4) ran 1.0-1.7x the time
+of 16, blocks of 8 (8x1, 4x2) 1.1-1.4x (``scripts/bench_directconv.py``; DEVELOPERS.md,
 "Speed work").
 """
 
