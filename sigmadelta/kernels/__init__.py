@@ -23,6 +23,7 @@ events through one matrix product (:mod:`sigmadelta.kernels.gathergemm`), chosen
 
 from .conv1x1 import conv1x1_dense, conv1x1_ok
 from .depthwise import DW_DENSE_ABOVE, depthwise_dense, depthwise_ok
+from .directconv import direct_conv, direct_vectors
 from .elementwise import (
     ADD_FULL_ABOVE,
     CHEAP_MAX,
@@ -152,6 +153,8 @@ __all__ = [
     "choose_dense",
     "path_costs",
     "conv_gemm",
+    "direct_conv",
+    "direct_vectors",
     "conv_gemm_pixels",
     "gemm_layout",
     "pixel_rows",

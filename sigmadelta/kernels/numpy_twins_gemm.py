@@ -8,7 +8,7 @@ import numpy as np
 
 from .numpy_twins_maps import _merge_touched
 
-__all__ = ["conv_gemm", "conv_gemm_pixels", "conv1x1_dense"]
+__all__ = ["conv_gemm", "conv_gemm_pixels", "conv1x1_dense", "direct_conv"]
 
 
 def _from_run(w_run, geom):
@@ -67,6 +67,19 @@ def conv_gemm(P, w_cl, z, bias, use_bias, cols, geom, c_in):
             win = img[ky:ky + sy * (h_out - 1) + 1:sy, kx:kx + sx * (w_out - 1) + 1:sx]
             out += win @ w4[ky, kx]
     z[:] = out.ravel() + bias if use_bias else out.ravel()
+
+
+def direct_conv(P, w_cl, z, bias, use_bias, geom, c_in, nv):
+    """``z[oy, ox, j] = [bias +] sum over ky, kx, c of P[oy*sy + ky, ox*sx + kx, c] * W[ky, kx, c, j]``
+    in float64 by ``np.einsum`` over the strided windows of the padded input (``nv``, the
+    kernel's block choice, changes nothing here)."""
+    h_in, w_in, h_out, w_out, sy, sx, py, px, kh, kw, cg = (int(v) for v in geom[:11])
+    img = np.asarray(P, np.float64).reshape(h_in + 2 * py, w_in + 2 * px, c_in)
+    w4 = np.asarray(w_cl, np.float64).reshape(kh, kw, c_in, cg)
+    win = np.stack([np.stack([img[ky:ky + sy * (h_out - 1) + 1:sy, kx:kx + sx * (w_out - 1) + 1:sx]
+                              for kx in range(kw)], 2) for ky in range(kh)], 2)  # [oy, ox, ky, kx, c]
+    out = np.einsum("yxabc,abcj->yxj", win, w4).ravel()
+    z[:] = out + bias if use_bias else out
 
 
 def conv1x1_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w, rowbuf,

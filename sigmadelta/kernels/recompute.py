@@ -7,7 +7,8 @@ again. :func:`dense_recompute` then runs, for the whole layer::
     z = bias + conv(gain * memory, W)                   # the whole map at once
     (fixed point: acc = conv(memory, W_int), no bias; the caller rebuilds z from acc)
 
-Float layers run the conv as GEMM (:func:`conv_gemm`): the zero-padded input
+Float layers run the conv directly where that is faster (a register-blocked SIMD loop,
+:mod:`.directconv`; every 3x3 shape measured), else as GEMM (:func:`conv_gemm`): the zero-padded input
 (channels last) is unrolled, a chunk of output pixels at a time, into rows of
 ``kh*kw*C_in`` values (im2col) and multiplied by the weights ``W[(ky, kx, c), j]``
 through ``np.dot`` (BLAS ``sgemm``/``dgemm``, called from compiled code; needs scipy).
@@ -45,6 +46,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from . import directconv
+from .directconv import direct_conv, direct_vectors
 from .pixel import Q_HERDING, Q_LAVA, _quantize, _split
 from .quantize import single_exact
 from .simd import lanes, vload, vmul_add, vstore
@@ -348,17 +351,26 @@ def _add(z, bias, lo, hi):
 
 
 def _conv_whole(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
-    """``z = [bias +] conv(P, W)``: :func:`conv_gemm` for floats (``scratch`` holds the im2col
-    rows; one row is allocated if it holds none), :func:`_conv_all` for integers (``scratch``:
-    zeros, one SIMD vector). Floats compile only the GEMM: the loop and its blocks are a
-    third of the dense path's compile."""
+    """``z = [bias +] conv(P, W)``: for floats the register-blocked direct conv
+    (:func:`sigmadelta.kernels.direct_conv`) where :func:`sigmadelta.kernels.direct_vectors`
+    picks a block for the layer's shape, else :func:`conv_gemm` (``scratch`` holds the im2col
+    rows; one row is allocated if it holds none); :func:`_conv_all` for integers (``scratch``:
+    zeros, one SIMD vector). Floats compile only these: the integer loop and its blocks are a
+    third of the dense path's compile. :data:`sigmadelta.kernels.directconv.DIRECT_CONV` is
+    read when this compiles (``False``: the GEMM always)."""
     raise NotImplementedError("compiled code only")
 
 
 @overload(_conv_whole, jit_options={"nogil": True})
 def _conv_whole_impl(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
     if isinstance(z.dtype, types.Float):
+        direct = directconv.DIRECT_CONV
+
         def gemm(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
+            nv = direct_vectors(geom, c_in, z.itemsize) if direct else 0
+            if nv:
+                direct_conv(P, w_cl, z, bias, use_bias, geom, c_in, nv)
+                return
             k = geom[8] * geom[9] * c_in
             conv_gemm(P, w_cl, z, bias, use_bias, scratch if scratch.shape[0] >= k else np.empty(k, z.dtype),
                       geom, c_in)

@@ -22,7 +22,7 @@ from numba.extending import intrinsic, models, register_jitable, register_model
 
 __all__ = ["Vec", "lanes", "vload", "vstore", "vmul_add", "vmul_add_vv", "vfma", "vadd", "vzero",
            "VECTOR_BYTES", "WIDE_BYTES", "wlanes", "wload", "wstore", "wfma", "wmul_add_vv", "wzero",
-           "wzero_f32", "wfma_i8", "wstore_i32"]
+           "wzero_f32", "wfma_i8", "wstore_i32", "wfma_bcast"]
 
 VECTOR_BYTES = 32  # AVX2; a narrower machine splits each vector, a wider one is not used fully
 WIDE_BYTES = 64  # the w* intrinsics: AVX-512 (LLVM splits them in two on an AVX2 machine)
@@ -233,6 +233,33 @@ def wfma(typingctx, acc, s, arr, idx):
         return None
 
     return acc(acc, s, arr, idx), _fma
+
+
+@intrinsic
+def wfma_bcast(typingctx, acc, a, i, b, j):
+    """``acc + a[i] * b[j : j + W]``: the element ``a[i]`` broadcast to every lane (loaded with
+    no wraparound test, so that the address stays one register plus the index), one fused
+    multiply-add per lane (float vectors of ``b``'s dtype, ``a`` of the same dtype)."""
+    if (not (_ok(a, i) and _ok(b, j)) or a.dtype != b.dtype or acc != _vec_of(b, WIDE_BYTES)
+            or not isinstance(b.dtype, types.Float)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(sig.args[0])
+        dt = sig.args[3].dtype
+        ety = context.get_value_type(dt)
+        sc = builder.load(_ptr(context, builder, sig.args[1], args[1], sig.args[2], args[2], ety),
+                          align=dt.bitwidth // 8)
+        w = builder.load(_ptr(context, builder, sig.args[3], args[3], sig.args[4], args[4], vty),
+                         align=dt.bitwidth // 8)
+        sv = builder.insert_element(cgutils.get_null_value(vty), sc, ir.Constant(ir.IntType(32), 0))
+        sv = builder.shuffle_vector(sv, ir.Constant(vty, ir.Undefined),
+                                    ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count))
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
+                                             f"llvm.fma.v{vty.count}f{dt.bitwidth}")
+        return builder.call(fma, [sv, w, args[0]])
+
+    return acc(acc, a, i, b, j), codegen
 
 
 @intrinsic

@@ -1,0 +1,330 @@
+"""Direct convolution of the dense recompute path, register-blocked (float layers).
+
+``z = [bias +] conv(P, W)`` over the whole map, ``P`` the zero-padded channels-last input
+(:func:`sigmadelta.kernels.recompute.padded_size`), ``W = w_cl[(ky, kx, c), j]``::
+
+    z[q, j] = bias[q, j] + sum over ky, kx, c of P[oy*sy + ky, ox*sx + kx, c] * W[ky, kx, c, j]
+
+without the im2col copy and BLAS call of :func:`sigmadelta.kernels.conv_gemm`. The output
+channels run in wide SIMD vectors (:func:`sigmadelta.kernels.simd.wlanes`: 16 float32 or 8
+float64 lanes); a block of ``nx`` output pixels along x times ``nv`` vectors keeps its
+``nx * nv`` sums in registers (written-out locals, 16 of them: ``16x1``, ``8x2`` or ``4x4``)
+over every tap and input channel: each step loads the ``nv`` weight vectors of ``(tap, c)``
+(contiguous in ``w_cl``), broadcasts one input per pixel and adds the products by fused
+multiply-add. The bias starts the sums. The last block of a row is moved left to end at
+the row's end (it recomputes a few pixels: the same values); rows narrower than a block run
+pixel by pixel. ``C_out`` not a multiple of the lanes: the weights are padded with zero
+columns and the sums go to a scratch map, copied out with the bias.
+
+Why written out (``direct_vectors`` picks the block): against ``conv_gemm`` and torch's
+``F.conv2d`` (oneDNN, one thread) in one process, alternating, thread CPU time, 3x3 convs at
+64x64, 2-vCPU Intel Xeon VM (AVX-512), load 2.2-2.4, direct / GEMM / torch float32 in ms:
+C=16 float32 0.31 / 0.75 / 0.59, C=32 0.81 / 1.56 / 1.12, C=64 2.72 / 4.10 / 3.25; float64
+0.56 / 1.30, 1.72 / 3.20, 8.60 / 10.2. Blocks of 24 sums (12x2, 6x4) ran 1.0-1.7x the time
+of 16, blocks of 8 (8x1, 4x2) 1.1-1.4x (``scripts/bench_directconv.py``; DEVELOPERS.md,
+"Speed work").
+"""
+
+import numpy as np
+from numba import njit
+
+from .simd import wfma_bcast, wlanes, wload, wstore, wzero
+
+__all__ = ["DIRECT_CONV", "direct_conv", "direct_vectors"]
+
+#: use the direct conv where :func:`direct_vectors` picks a block (read when the dense path
+#: compiles; ``False``: always :func:`sigmadelta.kernels.conv_gemm`)
+DIRECT_CONV = True
+
+
+@njit(cache=True, nogil=True)
+def direct_vectors(geom, c_in, itemsize):
+    """Wide vectors per block (4, 2 or 1: blocks of 4x4, 8x2, 16x1 pixels x vectors) for a
+    layer of geometry ``geom``, or 0 where the GEMM stays (1x1 kernels, rows too narrow).
+    Measured (module docstring): 4x4 wherever the vectors come in fours (float32: exactly
+    four; with eight, 8x2 ran 0.85x the time), else 8x2 for an even count, else 16x1."""
+    w_out, kh, kw, cg = geom[3], geom[8], geom[9], geom[10]
+    lanes = wlanes(itemsize)
+    nvec = (cg + lanes - 1) // lanes
+    if kh * kw == 1:
+        return 0
+    if nvec % 4 == 0 and (nvec == 4 or itemsize == 8) and w_out >= 4:
+        return 4
+    if nvec % 2 == 0 and w_out >= 8:
+        return 2
+    if w_out >= 16:
+        return 1
+    if nvec % 4 == 0 and w_out >= 4:
+        return 4
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _block16x1(P, wf, z, bias, use_bias, b0, step, zo, j0, cs, w_pad, kh, kw, c_in):  # noqa: C901
+    """16 output pixels (inputs from ``P[b0 + i*step]`` on, outputs ``z[zo + i*cs]`` on) times
+    1 wide vector of output channels: 16 sums in registers over every tap and input channel."""
+    if use_bias:
+        a0_0 = wload(bias, zo)
+        a1_0 = wload(bias, zo + cs)
+        a2_0 = wload(bias, zo + 2 * cs)
+        a3_0 = wload(bias, zo + 3 * cs)
+        a4_0 = wload(bias, zo + 4 * cs)
+        a5_0 = wload(bias, zo + 5 * cs)
+        a6_0 = wload(bias, zo + 6 * cs)
+        a7_0 = wload(bias, zo + 7 * cs)
+        a8_0 = wload(bias, zo + 8 * cs)
+        a9_0 = wload(bias, zo + 9 * cs)
+        a10_0 = wload(bias, zo + 10 * cs)
+        a11_0 = wload(bias, zo + 11 * cs)
+        a12_0 = wload(bias, zo + 12 * cs)
+        a13_0 = wload(bias, zo + 13 * cs)
+        a14_0 = wload(bias, zo + 14 * cs)
+        a15_0 = wload(bias, zo + 15 * cs)
+    else:
+        a0_0 = a1_0 = a2_0 = a3_0 = a4_0 = a5_0 = a6_0 = a7_0 = wzero(z)
+        a8_0 = a9_0 = a10_0 = a11_0 = a12_0 = a13_0 = a14_0 = a15_0 = wzero(z)
+    for ky in range(kh):
+        for kx in range(kw):
+            b = b0 + (ky * w_pad + kx) * c_in
+            wb = (ky * kw + kx) * c_in * cs + j0
+            for c in range(c_in):
+                wo, i = wb + c * cs, b + c
+                a0_0 = wfma_bcast(a0_0, P, i, wf, wo)
+                a1_0 = wfma_bcast(a1_0, P, i + step, wf, wo)
+                a2_0 = wfma_bcast(a2_0, P, i + 2 * step, wf, wo)
+                a3_0 = wfma_bcast(a3_0, P, i + 3 * step, wf, wo)
+                a4_0 = wfma_bcast(a4_0, P, i + 4 * step, wf, wo)
+                a5_0 = wfma_bcast(a5_0, P, i + 5 * step, wf, wo)
+                a6_0 = wfma_bcast(a6_0, P, i + 6 * step, wf, wo)
+                a7_0 = wfma_bcast(a7_0, P, i + 7 * step, wf, wo)
+                a8_0 = wfma_bcast(a8_0, P, i + 8 * step, wf, wo)
+                a9_0 = wfma_bcast(a9_0, P, i + 9 * step, wf, wo)
+                a10_0 = wfma_bcast(a10_0, P, i + 10 * step, wf, wo)
+                a11_0 = wfma_bcast(a11_0, P, i + 11 * step, wf, wo)
+                a12_0 = wfma_bcast(a12_0, P, i + 12 * step, wf, wo)
+                a13_0 = wfma_bcast(a13_0, P, i + 13 * step, wf, wo)
+                a14_0 = wfma_bcast(a14_0, P, i + 14 * step, wf, wo)
+                a15_0 = wfma_bcast(a15_0, P, i + 15 * step, wf, wo)
+    wstore(z, zo, a0_0)
+    wstore(z, zo + cs, a1_0)
+    wstore(z, zo + 2 * cs, a2_0)
+    wstore(z, zo + 3 * cs, a3_0)
+    wstore(z, zo + 4 * cs, a4_0)
+    wstore(z, zo + 5 * cs, a5_0)
+    wstore(z, zo + 6 * cs, a6_0)
+    wstore(z, zo + 7 * cs, a7_0)
+    wstore(z, zo + 8 * cs, a8_0)
+    wstore(z, zo + 9 * cs, a9_0)
+    wstore(z, zo + 10 * cs, a10_0)
+    wstore(z, zo + 11 * cs, a11_0)
+    wstore(z, zo + 12 * cs, a12_0)
+    wstore(z, zo + 13 * cs, a13_0)
+    wstore(z, zo + 14 * cs, a14_0)
+    wstore(z, zo + 15 * cs, a15_0)
+
+
+@njit(cache=True, nogil=True)
+def _block8x2(P, wf, z, bias, use_bias, b0, step, zo, j0, cs, w_pad, kh, kw, c_in):  # noqa: C901
+    """8 output pixels (inputs from ``P[b0 + i*step]`` on, outputs ``z[zo + i*cs]`` on) times
+    2 wide vectors of output channels: 16 sums in registers over every tap and input channel."""
+    W = wlanes(z.itemsize)  # noqa: N806
+    if use_bias:
+        a0_0 = wload(bias, zo)
+        a0_1 = wload(bias, zo + W)
+        a1_0 = wload(bias, zo + cs)
+        a1_1 = wload(bias, zo + cs + W)
+        a2_0 = wload(bias, zo + 2 * cs)
+        a2_1 = wload(bias, zo + 2 * cs + W)
+        a3_0 = wload(bias, zo + 3 * cs)
+        a3_1 = wload(bias, zo + 3 * cs + W)
+        a4_0 = wload(bias, zo + 4 * cs)
+        a4_1 = wload(bias, zo + 4 * cs + W)
+        a5_0 = wload(bias, zo + 5 * cs)
+        a5_1 = wload(bias, zo + 5 * cs + W)
+        a6_0 = wload(bias, zo + 6 * cs)
+        a6_1 = wload(bias, zo + 6 * cs + W)
+        a7_0 = wload(bias, zo + 7 * cs)
+        a7_1 = wload(bias, zo + 7 * cs + W)
+    else:
+        a0_0 = a0_1 = a1_0 = a1_1 = a2_0 = a2_1 = a3_0 = a3_1 = wzero(z)
+        a4_0 = a4_1 = a5_0 = a5_1 = a6_0 = a6_1 = a7_0 = a7_1 = wzero(z)
+    for ky in range(kh):
+        for kx in range(kw):
+            b = b0 + (ky * w_pad + kx) * c_in
+            wb = (ky * kw + kx) * c_in * cs + j0
+            for c in range(c_in):
+                wo, i = wb + c * cs, b + c
+                a0_0 = wfma_bcast(a0_0, P, i, wf, wo)
+                a0_1 = wfma_bcast(a0_1, P, i, wf, wo + W)
+                a1_0 = wfma_bcast(a1_0, P, i + step, wf, wo)
+                a1_1 = wfma_bcast(a1_1, P, i + step, wf, wo + W)
+                a2_0 = wfma_bcast(a2_0, P, i + 2 * step, wf, wo)
+                a2_1 = wfma_bcast(a2_1, P, i + 2 * step, wf, wo + W)
+                a3_0 = wfma_bcast(a3_0, P, i + 3 * step, wf, wo)
+                a3_1 = wfma_bcast(a3_1, P, i + 3 * step, wf, wo + W)
+                a4_0 = wfma_bcast(a4_0, P, i + 4 * step, wf, wo)
+                a4_1 = wfma_bcast(a4_1, P, i + 4 * step, wf, wo + W)
+                a5_0 = wfma_bcast(a5_0, P, i + 5 * step, wf, wo)
+                a5_1 = wfma_bcast(a5_1, P, i + 5 * step, wf, wo + W)
+                a6_0 = wfma_bcast(a6_0, P, i + 6 * step, wf, wo)
+                a6_1 = wfma_bcast(a6_1, P, i + 6 * step, wf, wo + W)
+                a7_0 = wfma_bcast(a7_0, P, i + 7 * step, wf, wo)
+                a7_1 = wfma_bcast(a7_1, P, i + 7 * step, wf, wo + W)
+    wstore(z, zo, a0_0)
+    wstore(z, zo + W, a0_1)
+    wstore(z, zo + cs, a1_0)
+    wstore(z, zo + cs + W, a1_1)
+    wstore(z, zo + 2 * cs, a2_0)
+    wstore(z, zo + 2 * cs + W, a2_1)
+    wstore(z, zo + 3 * cs, a3_0)
+    wstore(z, zo + 3 * cs + W, a3_1)
+    wstore(z, zo + 4 * cs, a4_0)
+    wstore(z, zo + 4 * cs + W, a4_1)
+    wstore(z, zo + 5 * cs, a5_0)
+    wstore(z, zo + 5 * cs + W, a5_1)
+    wstore(z, zo + 6 * cs, a6_0)
+    wstore(z, zo + 6 * cs + W, a6_1)
+    wstore(z, zo + 7 * cs, a7_0)
+    wstore(z, zo + 7 * cs + W, a7_1)
+
+
+@njit(cache=True, nogil=True)
+def _block4x4(P, wf, z, bias, use_bias, b0, step, zo, j0, cs, w_pad, kh, kw, c_in):  # noqa: C901
+    """4 output pixels (inputs from ``P[b0 + i*step]`` on, outputs ``z[zo + i*cs]`` on) times
+    4 wide vectors of output channels: 16 sums in registers over every tap and input channel."""
+    W = wlanes(z.itemsize)  # noqa: N806
+    if use_bias:
+        a0_0 = wload(bias, zo)
+        a0_1 = wload(bias, zo + W)
+        a0_2 = wload(bias, zo + 2 * W)
+        a0_3 = wload(bias, zo + 3 * W)
+        a1_0 = wload(bias, zo + cs)
+        a1_1 = wload(bias, zo + cs + W)
+        a1_2 = wload(bias, zo + cs + 2 * W)
+        a1_3 = wload(bias, zo + cs + 3 * W)
+        a2_0 = wload(bias, zo + 2 * cs)
+        a2_1 = wload(bias, zo + 2 * cs + W)
+        a2_2 = wload(bias, zo + 2 * cs + 2 * W)
+        a2_3 = wload(bias, zo + 2 * cs + 3 * W)
+        a3_0 = wload(bias, zo + 3 * cs)
+        a3_1 = wload(bias, zo + 3 * cs + W)
+        a3_2 = wload(bias, zo + 3 * cs + 2 * W)
+        a3_3 = wload(bias, zo + 3 * cs + 3 * W)
+    else:
+        a0_0 = a0_1 = a0_2 = a0_3 = a1_0 = a1_1 = a1_2 = a1_3 = wzero(z)
+        a2_0 = a2_1 = a2_2 = a2_3 = a3_0 = a3_1 = a3_2 = a3_3 = wzero(z)
+    for ky in range(kh):
+        for kx in range(kw):
+            b = b0 + (ky * w_pad + kx) * c_in
+            wb = (ky * kw + kx) * c_in * cs + j0
+            for c in range(c_in):
+                wo, i = wb + c * cs, b + c
+                a0_0 = wfma_bcast(a0_0, P, i, wf, wo)
+                a0_1 = wfma_bcast(a0_1, P, i, wf, wo + W)
+                a0_2 = wfma_bcast(a0_2, P, i, wf, wo + 2 * W)
+                a0_3 = wfma_bcast(a0_3, P, i, wf, wo + 3 * W)
+                a1_0 = wfma_bcast(a1_0, P, i + step, wf, wo)
+                a1_1 = wfma_bcast(a1_1, P, i + step, wf, wo + W)
+                a1_2 = wfma_bcast(a1_2, P, i + step, wf, wo + 2 * W)
+                a1_3 = wfma_bcast(a1_3, P, i + step, wf, wo + 3 * W)
+                a2_0 = wfma_bcast(a2_0, P, i + 2 * step, wf, wo)
+                a2_1 = wfma_bcast(a2_1, P, i + 2 * step, wf, wo + W)
+                a2_2 = wfma_bcast(a2_2, P, i + 2 * step, wf, wo + 2 * W)
+                a2_3 = wfma_bcast(a2_3, P, i + 2 * step, wf, wo + 3 * W)
+                a3_0 = wfma_bcast(a3_0, P, i + 3 * step, wf, wo)
+                a3_1 = wfma_bcast(a3_1, P, i + 3 * step, wf, wo + W)
+                a3_2 = wfma_bcast(a3_2, P, i + 3 * step, wf, wo + 2 * W)
+                a3_3 = wfma_bcast(a3_3, P, i + 3 * step, wf, wo + 3 * W)
+    wstore(z, zo, a0_0)
+    wstore(z, zo + W, a0_1)
+    wstore(z, zo + 2 * W, a0_2)
+    wstore(z, zo + 3 * W, a0_3)
+    wstore(z, zo + cs, a1_0)
+    wstore(z, zo + cs + W, a1_1)
+    wstore(z, zo + cs + 2 * W, a1_2)
+    wstore(z, zo + cs + 3 * W, a1_3)
+    wstore(z, zo + 2 * cs, a2_0)
+    wstore(z, zo + 2 * cs + W, a2_1)
+    wstore(z, zo + 2 * cs + 2 * W, a2_2)
+    wstore(z, zo + 2 * cs + 3 * W, a2_3)
+    wstore(z, zo + 3 * cs, a3_0)
+    wstore(z, zo + 3 * cs + W, a3_1)
+    wstore(z, zo + 3 * cs + 2 * W, a3_2)
+    wstore(z, zo + 3 * cs + 3 * W, a3_3)
+
+
+
+@njit(cache=True, nogil=True)
+def _pixel(P, wf, z, bias, use_bias, b0, zo, j0, cs, nv, w_pad, kh, kw, c_in):
+    """One output pixel, ``nv`` wide vectors of output channels one after the other."""
+    W = wlanes(z.itemsize)  # noqa: N806
+    for v in range(nv):
+        a = wload(bias, zo + v * W) if use_bias else wzero(z)
+        for ky in range(kh):
+            for kx in range(kw):
+                b = b0 + (ky * w_pad + kx) * c_in
+                wb = (ky * kw + kx) * c_in * cs + j0 + v * W
+                for c in range(c_in):
+                    a = wfma_bcast(a, P, b + c, wf, wb + c * cs)
+        wstore(z, zo + v * W, a)
+
+
+@njit(cache=True, nogil=True)
+def _block(P, wf, z, bias, use_bias, b0, step, zo, j0, cs, nv, w_pad, kh, kw, c_in):
+    """The block of ``nv`` vectors (:func:`_block4x4`, :func:`_block8x2`, :func:`_block16x1`)."""
+    if nv == 4:
+        _block4x4(P, wf, z, bias, use_bias, b0, step, zo, j0, cs, w_pad, kh, kw, c_in)
+    elif nv == 2:
+        _block8x2(P, wf, z, bias, use_bias, b0, step, zo, j0, cs, w_pad, kh, kw, c_in)
+    else:
+        _block16x1(P, wf, z, bias, use_bias, b0, step, zo, j0, cs, w_pad, kh, kw, c_in)
+
+
+@njit(cache=True, nogil=True)
+def _conv_rows(P, wf, z, bias, use_bias, geom, c_in, cs, nv):
+    """``z = [bias +] conv(P, W)``, ``cs`` (a multiple of ``nv`` vectors) the channel stride of
+    ``wf`` and ``z``: per output row and group of ``nv`` vectors, blocks of ``16 / nv``
+    pixels (the last one moved left to end at the row's end), or pixel by pixel."""
+    h_out, w_out, sy, sx, kh, kw = geom[2], geom[3], geom[4], geom[5], geom[8], geom[9]
+    w_pad = geom[1] + 2 * geom[7]
+    W = wlanes(z.itemsize)  # noqa: N806
+    nx = 16 // nv
+    step = sx * c_in
+    for oy in range(h_out):
+        rb = oy * sy * w_pad * c_in
+        zr = oy * w_out * cs
+        for j0 in range(0, cs, nv * W):
+            if w_out < nx:
+                for ox in range(w_out):
+                    _pixel(P, wf, z, bias, use_bias, rb + ox * step, zr + ox * cs + j0, j0, cs, nv,
+                           w_pad, kh, kw, c_in)
+                continue
+            for o in range(0, w_out, nx):
+                ox = min(o, w_out - nx)
+                _block(P, wf, z, bias, use_bias, rb + ox * step, step, zr + ox * cs + j0, j0, cs, nv,
+                       w_pad, kh, kw, c_in)
+
+
+@njit(cache=True, nogil=True)
+def direct_conv(P, w_cl, z, bias, use_bias, geom, c_in, nv):
+    """``z = [bias +] conv(P, W)`` over the whole map (module docstring), ``P`` the
+    zero-padded input, ``w_cl`` the weights ``[ky, kx, c, j]`` (flat or not), ``nv`` the
+    vectors per block (:func:`direct_vectors`, not 0). ``C_out`` not a multiple of ``nv``
+    vectors: weights padded to whole groups, sums in a scratch map, then ``z = [bias +] sums``."""
+    cg = geom[10]
+    g = nv * wlanes(z.itemsize)  # channels per group of vectors
+    wf = w_cl.reshape(w_cl.size)
+    if cg % g == 0:
+        _conv_rows(P, wf, z, bias, use_bias, geom, c_in, cg, nv)
+        return
+    cs = cg + g - cg % g
+    k = wf.shape[0] // cg
+    wp = np.zeros(k * cs, z.dtype)
+    for r in range(k):
+        wp[r * cs:r * cs + cg] = wf[r * cg:(r + 1) * cg]
+    n_out = z.shape[0] // cg
+    zp = np.empty(n_out * cs, z.dtype)
+    _conv_rows(P, wp, zp, bias, False, geom, c_in, cs, nv)
+    for q in range(n_out):
+        for j in range(cg):
+            z[q * cg + j] = zp[q * cs + j] + bias[q * cg + j] if use_bias else zp[q * cs + j]
