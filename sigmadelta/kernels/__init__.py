@@ -69,6 +69,7 @@ from .paths import (
     choose_dense,
     choose_path,
     gemm_may_win,
+    path_cost_table,
     path_costs,
 )
 from .pixel import (
@@ -151,6 +152,7 @@ __all__ = [
     "gemm_may_win",
     "choose_dense",
     "path_costs",
+    "path_cost_table",
     "conv_gemm",
     "conv_gemm_pixels",
     "gemm_layout",
