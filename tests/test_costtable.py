@@ -3,9 +3,11 @@ built-in one of this CPU, the user's fitted file, the environment's override, th
 bad files fail with the file and the problem named; a saved fit reads back as the same costs."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
+from test_benchmark import benchmark  # noqa: F401  (the script, loaded in this process)
 
 import sigmadelta.kernels as K
 from sigmadelta.kernels import costtable as CT
@@ -145,3 +147,33 @@ def test_paths_module_keeps_the_fallback_tables():
     assert K.PATH_COSTS is CT.PATH_COSTS and K.PATH_COSTS_1X1 is CT.PATH_COSTS_1X1
     assert all(min(r) > 0 and np.isfinite(r).all() for t in CT.BUILTIN_COSTS.values()
                for by_size in t.values() for rows in by_size.values() for r in rows.values())
+
+
+MICRO = ["--json", "--repeats", "1", "--frames", "3", "--micro-hw", "8", "8", "--micro-pattern", "pixel",
+         "--activity", "0.3", "--conv-path", "scatter,dense,gemm"]
+
+
+def test_benchmark_saves_its_fit_as_this_cpus_table(benchmark, capsys):  # noqa: F811
+    """``--micro --fit-costs --save-costs``: the fit printed is the one saved and then used."""
+    benchmark.main([*MICRO, "--micro", "--micro-channels", "4,16", "--dtype", "float32", "--fit-costs",
+                    "--save-costs"])
+    r = json.loads(capsys.readouterr().out)
+    path = CT.user_costs_path("testcpu")
+    assert r["saved_costs"] == str(path)
+    fit = {int(s): {int(c): tuple(v) for c, v in rows.items()} for s, rows in r["path_costs"].items()}
+    assert CT.load_costs(path) == ("testcpu", {"3x3": fit})
+    assert K.path_cost_table().sources["3x3"][4] == f"{path} (fitted on testcpu)"
+    s, d, g = fit[4][16]
+    assert K.path_costs(16, 4, 3, 5, 7) == pytest.approx((3 * s, 7 * g, 5 * d))
+
+
+def test_calibrate_fits_every_table(benchmark, capsys, monkeypatch):  # noqa: F811
+    """``--calibrate``: 3x3 and 1x1, float32 and float64, in one command (tiny points here)."""
+    monkeypatch.setattr(sys.modules["_costs"], "CALIBRATION", {
+        "activity": "0.3", "micro_pattern": "pixel", "conv_path": "scatter,dense,gemm", "frames": 3,
+        "repeats": 1, "micro_channels": "4", "micro_hw": (8, 8)})
+    benchmark.main(["--json", "--calibrate", "--save-costs"])
+    r = json.loads(capsys.readouterr().out)
+    assert r["cpu"] == "testcpu" and sorted(r["path_costs"]) == ["1x1", "3x3"]
+    _, tables = CT.load_costs(r["saved_costs"])
+    assert {k: sorted(v) for k, v in tables.items()} == {"3x3": [4, 8], "1x1": [4, 8]}

@@ -84,11 +84,26 @@ PATH_COSTS_1X1 = {
 
 #: Built-in tables by CPU id (:func:`host_cpu`): per kernel kind (``"3x3"``: :data:`PATH_COSTS`'s
 #: convs, ``"1x1"``: :data:`PATH_COSTS_1X1`'s) the rows by item size and ``C_in``; a CPU or part
-#: not listed takes the fallback tables. ``"rocketlake"``: a 2-vCPU Intel Xeon VM (AVX-512,
-#: family 6 model 167), fitted by ``python scripts/benchmark.py --calibrate`` (the busy points
-#: of :data:`PATH_COSTS`' fit, 3x3 and 1x1, float32 and float64; load average in the entry).
+#: not listed takes the fallback tables. ``"znver4"``: the Zen 4 float32 fit of :data:`PATH_COSTS`.
+#: ``"rocketlake"``: a 2-vCPU Intel Xeon VM (AVX-512, family 6 model 167), every part fitted at
+#: the busy points as :data:`PATH_COSTS` (``python scripts/benchmark.py --micro --dtype
+#: float32,float64 --activity 0.2,0.35,0.5 --micro-pattern neuron,pixel,channels --conv-path
+#: scatter,dense,gemm --frames 8 --repeats 2 --fit-costs``, and with ``--micro-kernel 1``; what
+#: ``--calibrate`` runs; load average 2.7-3.6). Against the fallback its float32 scatter costs
+#: 2.6-3.0 dense multiply-adds a synop (Zen 4: 2.5-3.1) and its float64 scatter 2.3-2.6
+#: (fallback: 2.5-3.0).
 BUILTIN_COSTS = {
     "znver4": {"3x3": {4: PATH_COSTS[4]}},
+    "rocketlake": {
+        "3x3": {
+            4: {16: (0.2581, 0.1006, 0.1493), 32: (0.1371, 0.0511, 0.059), 64: (0.101, 0.0332, 0.0378)},
+            8: {16: (0.3628, 0.161, 0.2011), 32: (0.2736, 0.1092, 0.1279), 64: (0.1853, 0.0717, 0.0649)},
+        },
+        "1x1": {
+            4: {16: (1.1255, 0.2187, 0.4255), 32: (0.4474, 0.1143, 0.1803), 64: (0.213, 0.0685, 0.0847)},
+            8: {16: (1.6679, 0.3974, 0.5324), 32: (0.6429, 0.2192, 0.2654), 64: (0.3622, 0.1433, 0.1367)},
+        },
+    },
 }
 
 #: the environment variable naming a cost table file (or ``builtin``: no user file)
