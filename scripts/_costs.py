@@ -89,8 +89,10 @@ def calibrate_args(args) -> dict:
     for k, v in CALIBRATION.items():
         setattr(args, k, v)
     dtypes, paths = (np.float32, np.float64), tuple(CALIBRATION["conv_path"].split(","))
-    tables = {kind: fit_costs(_sweep(args, dtypes, paths, k)) for kind, k in (("3x3", 3), ("1x1", 1))}
-    out = {"cpu": costtable.host_cpu(), "path_costs": tables, "load_average": list(os.getloadavg())}
+    rows = {kind: _sweep(args, dtypes, paths, k) for kind, k in (("3x3", 3), ("1x1", 1))}
+    tables = {kind: fit_costs(r) for kind, r in rows.items()}
+    out = {"cpu": costtable.host_cpu(), "path_costs": tables, "load_average": list(os.getloadavg()),
+           "micro": rows}
     if args.save_costs:
         out["saved_costs"] = str(costtable.save_costs(tables, notes=_notes(tables, dtypes)))
     if not args.json:

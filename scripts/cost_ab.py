@@ -8,6 +8,11 @@ simulator is built under its table (the chooser's costs are fixed at build).
 
 python scripts/cost_ab.py --zoo vgg,resnet_block --dtype float32,float64 --passes 4
 python scripts/cost_ab.py --model face_detector --video carphone --frames 60 --dtype float32
+python scripts/cost_ab.py --zoo resnet_block --dtype float32 --per-layer
+
+``--per-layer``: the chooser's blind spots: per conv layer with paths, the whole net's time with
+that layer forced to each path (the others automatic, this machine's table) over the time with
+all automatic, alternating pass for pass.
 """
 
 from __future__ import annotations
@@ -72,6 +77,36 @@ def ab(net, model, frames, dtype, tables: dict, passes: int) -> dict:
     return {"times": times, "conv_paths": {k: s.conv_paths for k, s in sims.items()}}
 
 
+def per_layer(net, frames, dtype, passes: int) -> list[tuple]:
+    """Per conv layer with paths and per forced path: (layer, path, median over passes of the
+    whole net's thread CPU time with that layer forced over all automatic, min, max, frames
+    the chooser gave each path)."""
+    auto = sd.Simulator(net, dtype=dtype)
+    auto.run(frames, progress=False)
+    chosen, rows = auto.conv_paths, []
+    for layer in chosen:
+        sims = {"auto": auto}
+        for p in ("scatter", "dense", "gemm"):
+            sims[p] = sd.Simulator(net, dtype=dtype)
+            try:
+                sims[p].set_conv_path(p, layer)
+            except ValueError:  # a "lava" layer without gemm
+                sims.pop(p)
+        t = {k: [] for k in sims}
+        for s in sims.values():
+            s.run(frames, progress=False)  # warm
+        for _ in range(passes):
+            for k, s in sims.items():
+                s.reset()
+                t[k].append(_timed(lambda s=s: s.run(frames, progress=False))[0])
+        base = np.array(t["auto"])
+        for k in sims:
+            if k != "auto":
+                r = np.array(t[k]) / base
+                rows.append((layer, k, float(np.median(r)), float(r.min()), float(r.max()), chosen[layer]))
+    return rows
+
+
 def _frames(video: str, n: int, size=None) -> np.ndarray:
     from sigmadelta.datasets import open_source
 
@@ -88,16 +123,23 @@ def main() -> None:
     p.add_argument("--dtype", default="float32,float64")
     p.add_argument("--passes", type=int, default=4)
     p.add_argument("--scale", type=float, default=32.0)
+    p.add_argument("--per-layer", action="store_true", help="each layer forced to each path")
     p.add_argument("--new", default="builtin", help="the new side's table (default: this CPU's)")
+    p.add_argument("--old", default="", help="the old side's table file (default: the fallback)")
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "old.json"
         old.write_text(costtable.costs_json("fallback", dict(costtable.KERNELS)))
-        tables = {"old": str(old), "new": args.new}
+        tables = {"old": args.old or str(old), "new": args.new}
         for name, net, model, frames in _nets(args):
             for dt in args.dtype.split(","):
+                if args.per_layer:
+                    for row in per_layer(net, frames, np.dtype(dt), args.passes):
+                        print(f"{name} {dt} {row[0]} forced {row[1]}: {row[2]:.3f}x the time of auto "
+                              f"(passes {row[3]:.3f}-{row[4]:.3f}); auto took {row[5]}", flush=True)
+                    continue
                 r = ab(net, model, frames, np.dtype(dt), tables, args.passes)
                 _print(name, dt, r)
 

@@ -4,6 +4,7 @@ bad files fail with the file and the problem named; a saved fit reads back as th
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +178,28 @@ def test_calibrate_fits_every_table(benchmark, capsys, monkeypatch):  # noqa: F8
     assert r["cpu"] == "testcpu" and sorted(r["path_costs"]) == ["1x1", "3x3"]
     _, tables = CT.load_costs(r["saved_costs"])
     assert {k: sorted(v) for k, v in tables.items()} == {"3x3": [4, 8], "1x1": [4, 8]}
+
+
+def test_fit_prices_the_scatter_per_synop_and_per_pixel(monkeypatch):
+    """``fit_costs``: the scatter's time as ``a * synops + b * pixels with events`` (exact here:
+    a = 0.1 ns, b = 100 ns), priced at half of ``C_in`` events per pixel; dense and GEMM: the
+    median time per unit of work."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    from _micro import PIXEL_SHARE, fit_costs
+
+    macs = 1e8  # the layer's dense multiply-adds per frame: dense_gmacs_per_s * dense_ms * 1e6
+
+    def row(path, ns, synops=1.0, pixels=0.0):
+        return {"channels": 16, "kernel": 3, "dtype": "float32", "path": path, "event_cpu_ms": ns / 1e6,
+                "dense_gmacs_per_s": 50.0, "dense_ms": macs / 50e6, "op_reduction": macs / synops,
+                "changed_pixels": pixels}
+
+    scatter = [row("scatter", 0.1 * s + 100 * p, s, p) for s, p in ((1e6, 2000), (2e6, 2500), (3e6, 4000))]
+    rows = [*scatter, row("dense", 2e6), row("dense", 3e6), row("dense", 2.5e6),
+            row("gemm", 1e5, pixels=1000)]
+    (s, d, g), = fit_costs(rows)[4].values()
+    assert s == pytest.approx(0.1 + 100 / (9 * 16 * PIXEL_SHARE * 16), abs=1e-4)  # 0.1868
+    assert d == pytest.approx(0.025) and g == pytest.approx(1e5 / (1000 * 16 * 9 * 16), abs=1e-4)
+    # fewer than three scatter rows: the median of time per synop
+    assert fit_costs([*scatter[:2], *rows[3:]])[4][16][0] == pytest.approx(
+        np.median([(0.1 * 1e6 + 2e5) / 1e6, (0.2e6 + 2.5e5) / 2e6]), abs=1e-4)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections import namedtuple
 from functools import lru_cache
 from pathlib import Path
@@ -88,20 +89,20 @@ PATH_COSTS_1X1 = {
 #: ``"rocketlake"``: a 2-vCPU Intel Xeon VM (AVX-512, family 6 model 167), every part fitted at
 #: the busy points as :data:`PATH_COSTS` (``python scripts/benchmark.py --micro --dtype
 #: float32,float64 --activity 0.2,0.35,0.5 --micro-pattern neuron,pixel,channels --conv-path
-#: scatter,dense,gemm --frames 8 --repeats 2 --fit-costs``, and with ``--micro-kernel 1``; what
-#: ``--calibrate`` runs; load average 2.7-3.6). Against the fallback its float32 scatter costs
-#: 2.6-3.0 dense multiply-adds a synop (Zen 4: 2.5-3.1) and its float64 scatter 2.3-2.6
-#: (fallback: 2.5-3.0).
+#: scatter,dense,gemm --frames 8 --repeats 2 --fit-costs``, and with ``--micro-kernel 1``: what
+#: ``--calibrate`` runs), the mean of two such fits (load average 2.7-4.0; the two differed by
+#: up to 16% in float32 and 29% in float64 per entry, median 9%). Its float32 scatter costs 2.5-3.1 dense
+#: multiply-adds a synop (as Zen 4's), its float64 scatter 2.4-2.6 (the fallback's 2.5-3.0).
 BUILTIN_COSTS = {
     "znver4": {"3x3": {4: PATH_COSTS[4]}},
     "rocketlake": {
         "3x3": {
-            4: {16: (0.2581, 0.1006, 0.1493), 32: (0.1371, 0.0511, 0.059), 64: (0.101, 0.0332, 0.0378)},
-            8: {16: (0.3628, 0.161, 0.2011), 32: (0.2736, 0.1092, 0.1279), 64: (0.1853, 0.0717, 0.0649)},
+            4: {16: (0.2528, 0.1019, 0.1427), 32: (0.1402, 0.0507, 0.0591), 64: (0.1011, 0.033, 0.0373)},
+            8: {16: (0.3791, 0.1573, 0.1885), 32: (0.2622, 0.1026, 0.1118), 64: (0.1891, 0.074, 0.0703)},
         },
         "1x1": {
-            4: {16: (1.1255, 0.2187, 0.4255), 32: (0.4474, 0.1143, 0.1803), 64: (0.213, 0.0685, 0.0847)},
-            8: {16: (1.6679, 0.3974, 0.5324), 32: (0.6429, 0.2192, 0.2654), 64: (0.3622, 0.1433, 0.1367)},
+            4: {16: (1.1928, 0.2302, 0.4597), 32: (0.4672, 0.1242, 0.1897), 64: (0.2234, 0.0742, 0.0908)},
+            8: {16: (1.7023, 0.4349, 0.5788), 32: (0.6632, 0.2389, 0.2761), 64: (0.3677, 0.1516, 0.1427)},
         },
     },
 }
@@ -192,8 +193,9 @@ def costs_json(cpu: str, tables: dict, notes: dict | None = None) -> str:
     ``notes``: free-form provenance, e.g. the command and load average)."""
     kernels = {k: {str(s): {str(c): list(v) for c, v in sorted(r.items())} for s, r in sorted(t.items())}
                for k, t in tables.items()}
-    return json.dumps({"format": COSTS_FORMAT, "version": 1, "cpu": cpu, "kernels": kernels,
-                       "notes": notes or {}}, indent=1) + "\n"
+    text = json.dumps({"format": COSTS_FORMAT, "version": 1, "cpu": cpu, "kernels": kernels,
+                       "notes": notes or {}}, indent=1)
+    return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + " ".join(m[1].split()) + "]", text) + "\n"
 
 
 def save_costs(tables: dict, cpu: str | None = None, path=None, notes: dict | None = None) -> Path:
