@@ -87,22 +87,22 @@ PATH_COSTS_1X1 = {
 #: convs, ``"1x1"``: :data:`PATH_COSTS_1X1`'s) the rows by item size and ``C_in``; a CPU or part
 #: not listed takes the fallback tables. ``"znver4"``: the Zen 4 float32 fit of :data:`PATH_COSTS`.
 #: ``"rocketlake"``: a 2-vCPU Intel Xeon VM (AVX-512, family 6 model 167), every part fitted at
-#: the busy points as :data:`PATH_COSTS` (``python scripts/benchmark.py --micro --dtype
-#: float32,float64 --activity 0.2,0.35,0.5 --micro-pattern neuron,pixel,channels --conv-path
-#: scatter,dense,gemm --frames 8 --repeats 2 --fit-costs``, and with ``--micro-kernel 1``: what
-#: ``--calibrate`` runs), the mean of two such fits (load average 2.7-4.0; the two differed by
-#: up to 16% in float32 and 29% in float64 per entry, median 9%). Its float32 scatter costs 2.5-3.1 dense
-#: multiply-adds a synop (as Zen 4's), its float64 scatter 2.4-2.6 (the fallback's 2.5-3.0).
+#: the busy points as :data:`PATH_COSTS` (``python scripts/benchmark.py --calibrate``: the
+#: ``--micro`` sweep of :data:`PATH_COSTS`' command for 3x3 and, ``--micro-kernel 1``, 1x1 convs
+#: in float32 and float64), its scatter priced per synop and per pixel with events (the fit of
+#: ``scripts/_micro.py``, unlike the fallback's one median); the mean of two fits, load average
+#: 2.6-3.6 (entries differed by a median 12%, up to 44%, mostly whole rows: the ratios within a
+#: row, all that the chooser uses, by a median 9%, up to 27%).
 BUILTIN_COSTS = {
     "znver4": {"3x3": {4: PATH_COSTS[4]}},
     "rocketlake": {
         "3x3": {
-            4: {16: (0.2528, 0.1019, 0.1427), 32: (0.1402, 0.0507, 0.0591), 64: (0.1011, 0.033, 0.0373)},
-            8: {16: (0.3791, 0.1573, 0.1885), 32: (0.2622, 0.1026, 0.1118), 64: (0.1891, 0.074, 0.0703)},
+            4: {16: (0.2288, 0.0973, 0.1311), 32: (0.1112, 0.0495, 0.058), 64: (0.0977, 0.0327, 0.0379)},
+            8: {16: (0.3015, 0.1546, 0.2021), 32: (0.2341, 0.1015, 0.1233), 64: (0.1933, 0.0793, 0.0711)},
         },
         "1x1": {
-            4: {16: (1.1928, 0.2302, 0.4597), 32: (0.4672, 0.1242, 0.1897), 64: (0.2234, 0.0742, 0.0908)},
-            8: {16: (1.7023, 0.4349, 0.5788), 32: (0.6632, 0.2389, 0.2761), 64: (0.3677, 0.1516, 0.1427)},
+            4: {16: (1.1286, 0.2619, 0.5471), 32: (0.4685, 0.1349, 0.2227), 64: (0.2233, 0.0721, 0.1039)},
+            8: {16: (1.1702, 0.415, 0.6301), 32: (0.553, 0.2371, 0.298), 64: (0.3141, 0.1499, 0.1519)},
         },
     },
 }

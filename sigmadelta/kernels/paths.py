@@ -90,6 +90,16 @@ def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime):
     events are expected at :data:`FIRST_EVENT_SHARE` of the touched inputs, and the choice is
     between the scatter (``FIRST_EVENT_SHARE * n_touched * per_event``) and the dense path
     (how events spread over pixels is unknown: no gather-GEMM-scatter).
+
+    ``per_event`` holds the scatter's cost per pixel with events too, spread over that pixel's
+    events at half of ``C_in`` (the fit, ``scripts/_micro.py`` ``fit_costs``: on the Intel Xeon
+    VM, float32 3x3, 0.09-0.13 ns a synop plus 90-130 ns a pixel with events; the zoo layers
+    run 0.4-0.6 events per touched input). Priced so, the ResNet block's
+    ``features.1.body.1.0`` (32 -> 32, 64x64), which a one-median fit of the same sweep sent to
+    the dense path and gather-GEMM-scatter on every frame at 1.10x the forced scatter's time,
+    scatters on 27 of 30 frames (float32; the fallback table: 8) and the block runs 1.05x as
+    fast as on the fallback table (float64 1.04x; thread CPU time, median of 8 alternating
+    passes, load 1.8-2.2).
     """
     path = pstate[MODE]
     if path == PATH_AUTO:
