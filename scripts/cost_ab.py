@@ -36,12 +36,16 @@ __all__ = ["ab"]
 
 def _sim(net, dtype, table: str) -> sd.Simulator:
     """A simulator built under cost table ``table`` (a file or ``builtin``)."""
+    before = os.environ.get(costtable.COSTS_ENV)
     os.environ[costtable.COSTS_ENV] = table
     costtable.path_cost_table.cache_clear()
     try:
         return sd.Simulator(net, dtype=dtype)
     finally:
-        os.environ.pop(costtable.COSTS_ENV)
+        if before is None:
+            os.environ.pop(costtable.COSTS_ENV)
+        else:
+            os.environ[costtable.COSTS_ENV] = before
         costtable.path_cost_table.cache_clear()
 
 
