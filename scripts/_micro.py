@@ -22,7 +22,7 @@ import sigmadelta as sd
 import sigmadelta.profiling as sd_profiling
 
 __all__ = ["bench_micro", "plot_micro", "print_micro", "bare_scatter", "fit_costs", "print_costs",
-           "PATTERNS"]
+           "PATTERNS", "PIXEL_SHARE"]
 
 
 #: how the input changes from frame to frame in the micro benchmark
@@ -205,32 +205,57 @@ def _micro_row(net, res, runs, c, hw, activity, frames, n_bare, n_in, path) -> d
             "kernel_efficiency": syn_rate / mac_rate}
 
 
+#: :func:`fit_costs` prices the scatter's synop at this share of ``C_in`` events per pixel with
+#: events (its time per pixel spread over that pixel's synops): the zoo nets' layers ran 0.37-0.99
+#: events per touched input, most 0.4-0.6 (:data:`sigmadelta.kernels.FIRST_EVENT_SHARE`)
+PIXEL_SHARE = 0.5
+
+
+def _scatter_cost(runs: list[tuple[float, float, float]], fan: float, c: int) -> float:
+    """ns per synop of the scatter from ``(ns, synops, pixels with events)`` per row: the least
+    squares ``ns = a * synops + b * pixels`` (a cost per synop and one per pixel with events),
+    priced at :data:`PIXEL_SHARE` ``* c`` events per pixel of ``fan`` synops each:
+    ``a + b / (fan * PIXEL_SHARE * c)``. The median of ``ns / synops`` where the rows cannot
+    separate the two (fewer than 3, or a negative term)."""
+    t, syn, px = np.array(runs, float).T
+    median = float(np.median(t / syn))
+    if len(t) < 3:
+        return median
+    (a, b), *_ = np.linalg.lstsq(np.stack([syn, px], 1), t, rcond=None)
+    return float(a + b / (fan * PIXEL_SHARE * c)) if a > 0 and b >= 0 else median
+
+
 def fit_costs(rows: list[dict]) -> dict:
     """The chooser's cost model (``sigmadelta.kernels.PATH_COSTS``) from forced-path rows.
 
-    Per dtype item size, channel count and path, the median over the rows (activities,
-    patterns) of the event layer's time per unit of work, in ns (its thread CPU time where the
-    rows have it, else its wall-clock time): the scatter per synop, the
-    dense recompute per dense multiply-add of the layer, gather-GEMM-scatter per multiply-add
-    of its GEMM (``C_in * k*k * C_out`` per changed pixel, ``k`` the row's ``kernel``: every
-    changed pixel has events here). Returns ``{itemsize: {C: (scatter, dense, gemm)}}``
-    (rows of one kernel size: ``PATH_COSTS``, or ``PATH_COSTS_1X1`` from 1x1 rows); paths not
-    measured are left out.
+    Per dtype item size, channel count and path, from the event layer's time (its thread CPU
+    time where the rows have it, else its wall-clock time) per unit of work, in ns: the dense
+    recompute per dense multiply-add of the layer and gather-GEMM-scatter per multiply-add of
+    its GEMM (``C_in * k*k * C_out`` per changed pixel, ``k`` the row's ``kernel``: every
+    changed pixel has events here), each the median over the rows (activities, patterns); the
+    scatter per synop from a cost per synop and one per pixel with events
+    (:func:`_scatter_cost`; on a 2-vCPU Intel Xeon VM, float32, 3x3: 0.09-0.13 ns per synop and
+    90-130 ns per pixel, so at C=16 a synop costs 0.38 ns at 3.8 events per pixel and 0.20 at
+    15; one median over the patterns, 3-61 events per pixel, does not see it). Returns ``{itemsize:
+    {C: (scatter, dense, gemm)}}`` (rows of one kernel size: ``PATH_COSTS``, or
+    ``PATH_COSTS_1X1`` from 1x1 rows); paths not measured are left out.
     """
     table: dict = {}
     for r in rows:
-        c, ms = r["channels"], r.get("event_cpu_ms", r["event_ms_per_frame"]) * 1e6
-        synops = r["dense_gmacs_per_s"] * r["dense_ms"] * 1e6 / r["op_reduction"]
-        work = {"scatter": synops, "dense": r["dense_gmacs_per_s"] * r["dense_ms"] * 1e6,
-                "gemm": r["changed_pixels"] * c * r.get("kernel", 3) ** 2 * c}.get(r["path"])
-        if work:
-            key = (np.dtype(r["dtype"]).itemsize, c)
-            table.setdefault(key, {}).setdefault(r["path"], []).append(ms / work)
+        ms = r["event_cpu_ms"] if "event_cpu_ms" in r else r["event_ms_per_frame"]
+        c, ns, k = r["channels"], ms * 1e6, r.get("kernel", 3)
+        macs = r["dense_gmacs_per_s"] * r["dense_ms"] * 1e6
+        work = {"scatter": (macs / r["op_reduction"], r["changed_pixels"]), "dense": (macs,),
+                "gemm": (r["changed_pixels"] * c * k**2 * c,)}.get(r["path"])
+        if work and work[0]:
+            key = (np.dtype(r["dtype"]).itemsize, c, k)
+            table.setdefault(key, {}).setdefault(r["path"], []).append((ns, *work))
     out: dict = {}
-    for (size, c), by_path in sorted(table.items()):
+    for (size, c, k), by_path in sorted(table.items()):
         if all(p in by_path for p in ("scatter", "dense", "gemm")):
-            out.setdefault(size, {})[c] = tuple(round(float(np.median(by_path[p])), 4)
-                                                for p in ("scatter", "dense", "gemm"))
+            scatter = _scatter_cost(by_path["scatter"], k * k * c, c)
+            dense, gemm = (float(np.median([ns / w for ns, w in by_path[p]])) for p in ("dense", "gemm"))
+            out.setdefault(size, {})[c] = tuple(round(v, 4) for v in (scatter, dense, gemm))
     return out
 
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import itertools
 import json
 import resource
 import sys
@@ -65,16 +64,9 @@ from sigmadelta.dense import dense_node
 from sigmadelta.loaders import load_torch_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _costs import calibrate_args, micro_from_args  # noqa: E402
 from _many import many_from_args  # noqa: E402
-from _micro import (  # noqa: E402
-    PATTERNS,
-    bare_scatter,
-    bench_micro,
-    fit_costs,
-    plot_micro,
-    print_costs,
-    print_micro,
-)
+from _micro import bare_scatter, bench_micro, plot_micro  # noqa: E402
 from _netx import bench_netx  # noqa: E402
 from _netzoo import ZOO, zoo_from_args  # noqa: E402
 
@@ -383,6 +375,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-costs", action="store_true",
                    help="--micro with --conv-path scatter,dense,gemm: fit the conv path chooser's "
                         "cost model (sigmadelta.kernels.PATH_COSTS) and print it")
+    p.add_argument("--save-costs", action="store_true",
+                   help="--micro --fit-costs or --calibrate: save the fit as this CPU's cost table "
+                        "(per-user cache; sigmadelta.kernels.path_cost_table() then uses it)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit every cost table of the chooser (3x3 and 1x1, float32 and float64) at "
+                        "the busy points and print it (scripts/_costs.py); with --save-costs")
     p.add_argument("--plot", help="--micro: write a PNG of speedup and efficiency against activity")
     p.add_argument("--zoo", nargs="?", const=",".join(ZOO), default=None,
                    help="networks in common styles against dense torch (3x64x64, --video, default "
@@ -403,17 +401,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-scale", type=float, default=64.0,
                    help="--netx: frames in [0, 1] times this, rounded (Lava's integer input)")
     return p
-
-
-def _floats(text: str, flag: str) -> list[float]:
-    """Parse a comma list of numbers in (0, 1]; a clear error names the flag otherwise."""
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise SystemExit(f"{flag}: expected numbers separated by commas, got {text!r}") from None
-    if not vals or any(not 0 < v <= 1 for v in vals):
-        raise SystemExit(f"{flag}: every value must lie in (0, 1], got {text!r}")
-    return vals
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -451,23 +438,10 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{min(sp2):.0f}-{max(sp2):.0f}x)" if sp2 else ""))
     elif args.zoo is not None:
         out["zoo"] = zoo_from_args(args, dtypes, bench_network, paths)
+    elif args.calibrate:
+        out.update(calibrate_args(args))
     elif args.micro:
-        out["micro"] = []
-        patterns = args.micro_pattern.split(",")
-        if any(pt not in PATTERNS for pt in patterns):
-            sys.exit(f"--micro-pattern: one or more of {', '.join(PATTERNS)}, got {args.micro_pattern!r}")
-        for dt, pt, a in itertools.product(dtypes, patterns, _floats(args.activity, "--activity")):
-            out["micro"] += bench_micro([int(c) for c in args.micro_channels.split(",")],
-                                        tuple(args.micro_hw), a, max(args.frames, 3), dt,
-                                        args.repeats, paths, pt, args.micro_kernel)
-        if args.plot:
-            out["plot"] = plot_micro(out["micro"], args.plot)
-        if args.fit_costs:
-            out["path_costs"] = fit_costs(out["micro"])
-        if not args.json:
-            print_micro(out["micro"])
-            if args.fit_costs:
-                print_costs(out["path_costs"], "PATH_COSTS_1X1" if args.micro_kernel == 1 else "PATH_COSTS")
+        out.update(micro_from_args(args, dtypes, paths))
     else:
         net, frames, what = _network_and_frames(args)
         out["network"] = bench_network(net, frames, dtype, args.repeats, paths)

@@ -232,16 +232,18 @@ def test_choose_path_modes_and_costs():
 
 def test_path_costs_table():
     """The cost model scales by the work of each path and interpolates between table rows."""
-    s16, d16, g16 = K.PATH_COSTS[4][16]  # the table: (scatter, dense, gemm)
+    table, table_1x1 = (K.path_cost_table().tables[k] for k in ("3x3", "1x1"))  # this machine's
+    s16, d16, g16 = table[4][16]  # the table: (scatter, dense, gemm)
     assert K.path_costs(16, 4, 9 * 16, 1000, 2304) == pytest.approx((s16 * 144, g16 * 2304, d16 * 1000))
-    (s_lo, d_lo, g_lo), (s_hi, d_hi, g_hi) = K.PATH_COSTS[4][16], K.PATH_COSTS[4][32]
-    mid = K.path_costs(int(round(np.sqrt(16 * 32))), 4, 1, 1, 1)  # about halfway in log C
-    assert mid == pytest.approx(((s_lo + s_hi) / 2, (g_lo + g_hi) / 2, (d_lo + d_hi) / 2), rel=0.02)
-    s8, d8, g8 = K.PATH_COSTS[8][16]
+    (s_lo, d_lo, g_lo), (s_hi, d_hi, g_hi) = table[4][16], table[4][32]
+    mid, t = K.path_costs(23, 4, 1, 1, 1), np.log(23 / 16) / np.log(2)  # linear in log C
+    lo, hi = np.array((s_lo, g_lo, d_lo)), np.array((s_hi, g_hi, d_hi))
+    assert mid == pytest.approx(tuple((1 - t) * lo + t * hi))
+    s8, d8, g8 = table[8][16]
     # below the table: its first row, without gather-GEMM-scatter (not fitted there)
     assert K.path_costs(3, 8, 1, 1, 1) == pytest.approx((s8, np.inf, d8))
     assert K.path_costs(16, 8, 1, 1, 1) == pytest.approx((s8, g8, d8))
-    s1, d1, g1 = K.PATH_COSTS_1X1[4][64]  # a 1x1 kernel: its own table (above it: the last row)
+    s1, d1, g1 = table_1x1[4][64]  # a 1x1 kernel: its own table (above it: the last row)
     assert K.path_costs(96, 4, 24, 1000, 96 * 24, True) == pytest.approx((s1 * 24, g1 * 96 * 24, d1 * 1000))
     # fewer output channels than one SIMD vector: each row of a tap costs a whole vector
     assert K.path_costs(16, 4, 9, 1000, 144, c_out=1)[0] == pytest.approx(s16 * 9 * 16)

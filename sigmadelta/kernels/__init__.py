@@ -70,6 +70,7 @@ from .paths import (
     choose_dense,
     choose_path,
     gemm_may_win,
+    path_cost_table,
     path_costs,
 )
 from .pixel import (
@@ -152,6 +153,7 @@ __all__ = [
     "gemm_may_win",
     "choose_dense",
     "path_costs",
+    "path_cost_table",
     "conv_gemm",
     "direct_conv",
     "direct_vectors",

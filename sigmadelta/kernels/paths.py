@@ -2,7 +2,7 @@
 :mod:`.recompute`, gather-GEMM-scatter of :mod:`.gathergemm`) a pixel conv layer runs
 this frame, chosen before encoding from what is already known (this frame's touched
 inputs, the last frame's events and pixels with events per touched input) and a cost
-model per path (:data:`PATH_COSTS`, :func:`path_costs`); the rule is in
+model per path (:func:`path_costs`; its table follows the machine: :mod:`.costtable`); the rule is in
 :func:`choose_path`. Every path gives the same outputs and counters;
 ``pstate[FRAMES[path]]`` counts the frames each one ran."""
 
@@ -11,9 +11,11 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from .costtable import PATH_COSTS, PATH_COSTS_1X1, path_cost_table
+
 __all__ = ["choose_path", "choose_dense", "path_costs", "gemm_may_win", "PATH_AUTO", "PATH_SCATTER",
            "PATH_DENSE", "PATH_GEMM", "PATH_NAMES", "PATH_STATE", "PATH_COSTS", "PATH_COSTS_1X1",
-           "FIRST_EVENT_SHARE", "FRAMES", "VECTOR_BYTES"]
+           "path_cost_table", "FIRST_EVENT_SHARE", "FRAMES", "VECTOR_BYTES"]
 
 #: a layer's path mode (``pstate[PATH_STATE.mode]``); the path a frame runs is one of the last three
 PATH_AUTO, PATH_SCATTER, PATH_DENSE, PATH_GEMM = range(4)
@@ -25,52 +27,6 @@ PATH_STATE = namedtuple("PathState", ["mode", "last_events", "last_touched", "la
 MODE, LAST_EVENTS, LAST_TOUCHED, LAST_PIXELS = (PATH_STATE.mode, PATH_STATE.last_events,
                                                 PATH_STATE.last_touched, PATH_STATE.last_pixels)
 FRAMES = (-1, PATH_STATE.frames_scatter, PATH_STATE.frames_dense, PATH_STATE.frames_gemm)
-
-#: The chooser's cost model: nanoseconds per unit of work of each path, by state dtype
-#: (item size in bytes) and input channels ``C_in`` (between the listed ones: log-linear,
-#: outside them: the nearest). Per entry ``(scatter, dense, gemm)``: scatter per synop,
-#: dense recompute per dense multiply-add of the layer (encoding every input included),
-#: gather-GEMM-scatter per multiply-add of its GEMM (``C_in * kh*kw * C_out`` per pixel with
-#: events; its gather and scatter of the rows included). Only the ratios within a row matter.
-#: Float32 (item size 4): fitted on a 2-vCPU AMD EPYC VM (Zen 4, AVX-512) on the busy points,
-#: where the paths compete, by ``scripts/benchmark.py --micro --dtype float32 --activity
-#: 0.2,0.35,0.5 --micro-pattern neuron,pixel,channels --conv-path scatter,dense,gemm --frames 8
-#: --repeats 2 --fit-costs`` (forced paths, 3x3 convs C_in = C_out at 64x64; per path the
-#: median over activities and patterns of the layer's thread CPU time / its units of work;
-#: load average 2-2.4). The row before (a 2-vCPU Intel Xeon VM, activities 0.01-0.5: ``{16:
-#: (0.2045, 0.0583, 0.0822), 32: (0.1056, 0.0271, 0.0394), 64: (0.0808, 0.0189, 0.0242)}``)
-#: took the scatter at 0.106 ns per synop at C=32, a median raised by the fixed costs per frame
-#: of the points at 1-5%; busy, on a quiet machine, it runs at 0.065-0.085 (0.072-0.077 in the
-#: ResNet block), so that row sent the block's 32-channel convs to the GEMM paths at 1.3-1.4x
-#: the scatter's time. On the zoo nets (30 frames of bikes, thread CPU time, alternating with
-#: the row before in one process, 4 passes, load 2.8-3.5) this row ran the ResNet block 1.13x
-#: (passes 0.99-1.20x) and VGG 1.08x (1.05-1.10x) as fast, MobileNetV2 and depthwise-separable
-#: within 1%, ResNet-18 0.94-0.96x (its 2x2-8x8 maps, which the 64x64 fit does not see, move to
-#: the scatter; it stays near 3x dense torch).
-#: Float64 (item size 8) keeps the earlier fit (a 2-vCPU AMD EPYC, AVX2, load 9-10): the Intel
-#: Xeon VM's float64 fit ``{16: (0.2994, 0.0803, 0.1219), 32: (0.191, 0.0516, 0.0625), 64:
-#: (0.1489, 0.0416, 0.0401)}`` picked the same paths on the micro sweep but slower ones on the
-#: zoo (gather-GEMM-scatter for 1x1 convs, whose dense path needs no im2col and costs less per
-#: multiply-add than the 3x3 convs fitted): MobileNetV2 0.91-0.94x, the ResNet block and
-#: depthwise-separable 0.93-1.00x. With :data:`PATH_COSTS_1X1` for the 1x1s it is still mixed
-#: (thread CPU time against this row, one process, load 4-5: VGG 0.89x the time, the ResNet
-#: block 1.10x, the other nets within 4%), so float64 keeps this row.
-PATH_COSTS = {
-    4: {16: (0.1602, 0.0517, 0.0735), 32: (0.0828, 0.0313, 0.042), 64: (0.0642, 0.0256, 0.0296)},
-    8: {16: (2.163, 0.717, 0.8859), 32: (1.4354, 0.5674, 0.5712), 64: (1.2606, 0.4653, 0.5201)},
-}
-
-#: :data:`PATH_COSTS` of float 1x1, stride-1, unpadded convs (same units of work; strided 1x1s,
-#: whose dense path is im2col's, keep :data:`PATH_COSTS`): the scatter's work per event is
-#: ``C_out`` synops only, the dense path's a plain GEMM (:mod:`.conv1x1`), so the 3x3 fit
-#: misjudged both (on MobileNetV2 and the depthwise-separable net 16-32-channel 1x1s scattered
-#: on up to half the frames at 3-4x the dense path's time). Fitted as ``PATH_COSTS`` but on a
-#: 1x1 layer (``--micro-kernel 1``, paths ``scatter,dense,gemm``, same command otherwise;
-#: 2-vCPU Intel Xeon VM with AVX-512, load average 2-4).
-PATH_COSTS_1X1 = {
-    4: {16: (1.0427, 0.1457, 0.4126), 32: (0.4282, 0.0767, 0.1586), 64: (0.2294, 0.0459, 0.0712)},
-    8: {16: (1.3184, 0.2258, 0.4972), 32: (0.6352, 0.1254, 0.2319), 64: (0.3828, 0.0801, 0.1058)},
-}
 
 #: :func:`choose_path`'s expected events per touched input where the last frame tells nothing
 #: (the frame after the first, or after a frame that touched nothing). On the zoo nets (30
@@ -92,8 +48,9 @@ VECTOR_BYTES = 64
 
 def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
                gemm_macs: float, kernel_1x1: bool = False, c_out: int = 0) -> tuple[float, float, float]:
-    """A layer's cost model (:data:`PATH_COSTS`; ``kernel_1x1``, a float 1x1, stride-1,
-    unpadded conv (:func:`sigmadelta.kernels.conv1x1_ok`): :data:`PATH_COSTS_1X1`):
+    """A layer's cost model from the table in use (:func:`path_cost_table`: this CPU's; its
+    ``"3x3"`` part, like :data:`PATH_COSTS`, or for ``kernel_1x1``, a float 1x1, stride-1,
+    unpadded conv (:func:`sigmadelta.kernels.conv1x1_ok`), its ``"1x1"`` part):
     ``(ns per event of the scatter, ns per pixel with events of
     gather-GEMM-scatter, ns per frame of the dense recompute)`` for ``fan`` synops per event,
     ``dense_macs`` per frame and ``gemm_macs`` per pixel with events; ``c_out``, the layer's
@@ -103,7 +60,7 @@ def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
     Below the table's first row (``C_in < 16``) gather-GEMM-scatter is left out (infinite
     cost): it was not fitted there, and its short GEMMs lose: on the ResNet block's stem
     (3 -> 32 channels, 64x64, float32) it took 28 of 30 frames at 1.9x the scatter's time."""
-    table = (PATH_COSTS_1X1 if kernel_1x1 else PATH_COSTS)[8 if itemsize > 4 else 4]
+    table = path_cost_table().tables["1x1" if kernel_1x1 else "3x3"][8 if itemsize > 4 else 4]
     keys = sorted(table)
     c = min(max(c_in, keys[0]), keys[-1])
     hi = next(k for k in keys if k >= c)
@@ -133,6 +90,16 @@ def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime):
     events are expected at :data:`FIRST_EVENT_SHARE` of the touched inputs, and the choice is
     between the scatter (``FIRST_EVENT_SHARE * n_touched * per_event``) and the dense path
     (how events spread over pixels is unknown: no gather-GEMM-scatter).
+
+    ``per_event`` holds the scatter's cost per pixel with events too, spread over that pixel's
+    events at half of ``C_in`` (the fit, ``scripts/_micro.py`` ``fit_costs``: on the Intel Xeon
+    VM, float32 3x3, 0.09-0.13 ns a synop plus 90-130 ns a pixel with events; the zoo layers
+    run 0.4-0.6 events per touched input). Priced so, the ResNet block's
+    ``features.1.body.1.0`` (32 -> 32, 64x64), which a one-median fit of the same sweep sent to
+    the dense path and gather-GEMM-scatter on every frame at 1.10x the forced scatter's time,
+    scatters on 27 of 30 frames (float32; the fallback table: 8) and the block runs 1.05x as
+    fast as on the fallback table (float64 1.04x; thread CPU time, median of 8 alternating
+    passes, load 1.8-2.2).
     """
     path = pstate[MODE]
     if path == PATH_AUTO:
