@@ -90,19 +90,22 @@ PATH_COSTS_1X1 = {
 #: the busy points as :data:`PATH_COSTS` (``python scripts/benchmark.py --calibrate``: the
 #: ``--micro`` sweep of :data:`PATH_COSTS`' command for 3x3 and, ``--micro-kernel 1``, 1x1 convs
 #: in float32 and float64), its scatter priced per synop and per pixel with events (the fit of
-#: ``scripts/_micro.py``, unlike the fallback's one median); the mean of two fits, load average
-#: 2.6-3.6 (entries differed by a median 12%, up to 44%, mostly whole rows: the ratios within a
-#: row, all that the chooser uses, by a median 9%, up to 27%).
+#: ``scripts/_micro.py``, unlike the fallback's one median), with the dense path's direct conv
+#: (:mod:`.directconv`); the mean of two fits, load average 1.0 (entries within 10% of each
+#: other). Against the fit before the direct conv, alternating in one process
+#: (``scripts/cost_ab.py --old``/``--new``, 4 passes, thread CPU time, load 1.0): the zoo nets
+#: 0.94-1.20x as fast (ResNet block float32 1.17x, ResNet-18 1.15x / 1.20x, VGG float64 0.94x),
+#: the demo net 1.17x in float32 (its layer ``3`` recomputes densely on 51 of 60 frames).
 BUILTIN_COSTS = {
     "znver4": {"3x3": {4: PATH_COSTS[4]}},
     "rocketlake": {
         "3x3": {
-            4: {16: (0.2288, 0.0973, 0.1311), 32: (0.1112, 0.0495, 0.058), 64: (0.0977, 0.0327, 0.0379)},
-            8: {16: (0.3015, 0.1546, 0.2021), 32: (0.2341, 0.1015, 0.1233), 64: (0.1933, 0.0793, 0.0711)},
+            4: {16: (0.1759, 0.0534, 0.1071), 32: (0.0949, 0.0275, 0.0512), 64: (0.0837, 0.0266, 0.0334)},
+            8: {16: (0.2343, 0.0857, 0.141), 32: (0.1817, 0.0546, 0.0798), 64: (0.1633, 0.0527, 0.0559)},
         },
         "1x1": {
-            4: {16: (1.1286, 0.2619, 0.5471), 32: (0.4685, 0.1349, 0.2227), 64: (0.2233, 0.0721, 0.1039)},
-            8: {16: (1.1702, 0.415, 0.6301), 32: (0.553, 0.2371, 0.298), 64: (0.3141, 0.1499, 0.1519)},
+            4: {16: (0.9008, 0.2072, 0.4176), 32: (0.3599, 0.1137, 0.1746), 64: (0.1799, 0.0666, 0.0818)},
+            8: {16: (1.0673, 0.3707, 0.5197), 32: (0.4614, 0.2111, 0.2311), 64: (0.2814, 0.1319, 0.1346)},
         },
     },
 }
