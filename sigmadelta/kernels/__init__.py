@@ -57,6 +57,7 @@ from .lavaint import (
     scatter_i32,
 )
 from .layer import conv_layer_dense, conv_layer_gemm, conv_layer_step
+from .narrowconv import narrow_channels, narrow_conv
 from .paths import (
     FIRST_EVENT_SHARE,
     PATH_AUTO,
@@ -157,6 +158,8 @@ __all__ = [
     "conv_gemm",
     "direct_conv",
     "direct_vectors",
+    "narrow_conv",
+    "narrow_channels",
     "conv_gemm_pixels",
     "gemm_layout",
     "pixel_rows",

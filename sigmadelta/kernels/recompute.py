@@ -48,6 +48,7 @@ from numba.extending import overload
 
 from . import directconv
 from .directconv import direct_conv, direct_vectors
+from .narrowconv import narrow_channels, narrow_conv
 from .pixel import Q_HERDING, Q_LAVA, _quantize, _split
 from .quantize import single_exact
 from .simd import lanes, vload, vmul_add, vstore
@@ -367,6 +368,9 @@ def _conv_whole_impl(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
         direct = directconv.DIRECT_CONV
 
         def gemm(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
+            if direct and narrow_channels(geom, c_in, z.itemsize):
+                narrow_conv(P, w_cl, z, bias, use_bias, geom, c_in)
+                return
             nv = direct_vectors(geom, c_in, z.itemsize) if direct else 0
             if nv:
                 direct_conv(P, w_cl, z, bias, use_bias, geom, c_in, nv)
