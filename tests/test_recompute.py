@@ -443,3 +443,44 @@ def test_herding_encode_all_pixels_or_some(geom, quiet):
     np.testing.assert_allclose(a["z"], b["z"], rtol=1e-10, atol=1e-10)
     np.testing.assert_array_equal(a["memory"], b["memory"])
     assert listed(a["pg_list"], a["pg_count"]) == listed(b["pg_list"], b["pg_count"])
+
+
+#: layers whose input channels are whole chunks of the herding encoder (16, 32) or not (20)
+WIDE_GEOMS = [(6, 7, 16, 5, (3, 3), (1, 1), (1, 1)), (7, 6, 32, 4, (3, 3), (2, 2), (1, 1)),
+              (5, 9, 32, 3, (1, 3), (1, 2), (0, 1)), (5, 4, 20, 3, (3, 3), (1, 1), (1, 1))]
+
+
+@pytest.mark.parametrize("geom", WIDE_GEOMS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("param,gain", [(8.0, 1 / 8), (6.0, 1 / 6)])
+@pytest.mark.parametrize("quiet", [0.0, 0.3])
+def test_herding_encoder_chunks_and_runs(geom, dtype, param, gain, quiet):
+    """The herding encoder over whole chunks of channels (float32 scale) or not, with pixels
+    without events scattered over the map (runs of pixels with events stamped at once):
+    counters, memory, listing and ``z`` as the twin's; the padded input ``gain * memory`` in
+    double precision, rounded once."""
+    case = _dense_case(geom, True, 7, dtype)
+    c_in = case["c_in"]
+    rng = np.random.default_rng(11)
+    x = (case["x"].astype(np.float64) * 5.7).astype(dtype)
+    q = np.rint(param * x.astype(np.float64))
+    mem = q + rng.integers(-2, 3, size=len(q))
+    calm = np.flatnonzero(rng.random(len(q) // c_in) < quiet)
+    for p in calm:
+        mem[p * c_in:(p + 1) * c_in] = q[p * c_in:(p + 1) * c_in]
+    case.update(x=x, param=param, gain=gain, memory=mem.astype(dtype))
+    case["touched"][:len(q)], case["count"][0] = np.arange(len(q)), len(q)
+    ra, a, rb, b = both_named("conv_layer_dense", case)
+    assert ra[0] == rb[0] == np.count_nonzero(q - mem)
+    assert ra[1] == rb[1] and ra[3] == rb[3] and ra[4] == rb[4]
+    assert ra[2] == pytest.approx(rb[2])
+    np.testing.assert_array_equal(a["memory"], q.astype(dtype))
+    h, w = int(case["geom"][0]), int(case["geom"][1])
+    py, px = int(case["geom"][6]), int(case["geom"][7])
+    padded = a["mem_w"].reshape(h + 2 * py, w + 2 * px, c_in)
+    want = np.zeros_like(padded)
+    want[py:py + h, px:px + w] = (q.astype(dtype).astype(np.float64) * gain).astype(dtype).reshape(h, w, c_in)
+    np.testing.assert_array_equal(padded, want)  # double precision's values, padding 0
+    tol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(a["z"], b["z"], rtol=tol, atol=tol)
+    assert listed(a["pg_list"], a["pg_count"]) == listed(b["pg_list"], b["pg_count"])
