@@ -41,3 +41,10 @@ def both_named(fn_name, case: dict, **override):
 
 def listed(touched, count):
     return sorted(touched[: count[0]].tolist())
+
+
+def conv_geom(h, w, c_out, k, stride, padding):
+    """``(geom, output pixels)`` of a conv of kernel ``k`` on an ``h`` x ``w`` input."""
+    h_out = (h + 2 * padding[0] - k[0]) // stride[0] + 1
+    w_out = (w + 2 * padding[1] - k[1]) // stride[1] + 1
+    return K.make_geom((h, w), (h_out, w_out), stride, padding, k, c_out), h_out * w_out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from _twins import both_named, listed, params
+from _twins import both_named, conv_geom, listed, params
 from test_recompute import _dense_case, _lava_case, _run, _video
 
 import sigmadelta as sd
@@ -24,11 +24,6 @@ SHAPES = [(6, 20, 5, 16, (3, 3), (1, 1), (1, 1)), (5, 37, 3, 40, (3, 3), (1, 1),
           (3, 3, 3, 24, (3, 3), (1, 1), (1, 1))]
 
 
-def _geom(h, w, c_out, k, stride, padding):
-    h_out = (h + 2 * padding[0] - k[0]) // stride[0] + 1
-    w_out = (w + 2 * padding[1] - k[1]) // stride[1] + 1
-    return K.make_geom((h, w), (h_out, w_out), stride, padding, k, c_out), h_out * w_out
-
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -37,7 +32,7 @@ def test_direct_conv_matches_twin(shape, dtype, nv):
     """Every block (``nv`` vectors) on every shape, bias or not: the twin's sums up to rounding,
     the whole of ``z`` written (it starts as NaN)."""
     h, w, c_in, c_out, k, stride, padding = shape
-    geom, n_out = _geom(h, w, c_out, k, stride, padding)
+    geom, n_out = conv_geom(h, w, c_out, k, stride, padding)
     rng = np.random.default_rng(c_out + nv)
     n_pad = (h + 2 * padding[0]) * (w + 2 * padding[1]) * c_in
     tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -55,7 +50,7 @@ def test_direct_conv_matches_twin(shape, dtype, nv):
 def test_direct_conv_equals_gemm_on_integers():
     """Integer inputs and weights (sums exact in float64, as a ``"lava"`` layer's): the direct
     conv and the GEMM give the same ``z`` bit for bit."""
-    geom, n_out = _geom(9, 26, 32, (3, 3), (1, 1), (1, 1))
+    geom, n_out = conv_geom(9, 26, 32, (3, 3), (1, 1), (1, 1))
     rng = np.random.default_rng(3)
     P = np.rint(50 * rng.normal(size=11 * 28 * 6))
     w_cl = np.rint(20 * rng.normal(size=(3, 3, 6, 32)))
@@ -73,9 +68,9 @@ def test_direct_conv_equals_gemm_on_integers():
 def test_direct_vectors_rule(hw, c_out, itemsize, nv):
     """The block per shape: 4x4 where the vectors come in fours (float32: exactly four), 8x2
     for an even count, 16x1 for rows of 16 or more, else the GEMM (0); 1x1 kernels: the GEMM."""
-    geom, _ = _geom(*hw, c_out, (3, 3), (1, 1), (1, 1))
+    geom, _ = conv_geom(*hw, c_out, (3, 3), (1, 1), (1, 1))
     assert K.direct_vectors(geom, 8, itemsize) == nv
-    geom1, _ = _geom(*hw, c_out, (1, 1), (1, 1), (0, 0))
+    geom1, _ = conv_geom(*hw, c_out, (1, 1), (1, 1), (0, 0))
     assert K.direct_vectors(geom1, 8, itemsize) == 0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from _twins import both_named, listed, params
+from _twins import both_named, conv_geom, listed, params
 from test_recompute import _dense_case, _run, _video
 
 import sigmadelta as sd
@@ -23,18 +23,13 @@ SHAPES = [(18, 22, 48, 1, (3, 3), (1, 1), (1, 1)), (7, 9, 5, 1, (3, 3), (1, 1), 
           (5, 6, 40, 1, (1, 3), (1, 2), (0, 1))]
 
 
-def _geom(h, w, c_out, k, stride, padding):
-    h_out = (h + 2 * padding[0] - k[0]) // stride[0] + 1
-    w_out = (w + 2 * padding[1] - k[1]) // stride[1] + 1
-    return K.make_geom((h, w), (h_out, w_out), stride, padding, k, c_out), h_out * w_out
-
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_narrow_conv_matches_twin(shape, dtype):
     """The twin's sums up to rounding, bias or not, the whole of ``z`` written (it starts as NaN)."""
     h, w, c_in, c_out, k, stride, padding = shape
-    geom, n_out = _geom(h, w, c_out, k, stride, padding)
+    geom, n_out = conv_geom(h, w, c_out, k, stride, padding)
     rng = np.random.default_rng(c_in + c_out)
     n_pad = (h + 2 * padding[0]) * (w + 2 * padding[1]) * c_in
     tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -52,7 +47,7 @@ def test_narrow_conv_matches_twin(shape, dtype):
 def test_narrow_conv_exact_on_integers():
     """Integer inputs and weights (sums exact in float64, as a ``"lava"`` layer's): ``z`` bit
     for bit the GEMM's."""
-    geom, n_out = _geom(9, 26, 1, (3, 3), (1, 1), (1, 1))
+    geom, n_out = conv_geom(9, 26, 1, (3, 3), (1, 1), (1, 1))
     rng = np.random.default_rng(3)
     P = np.rint(50 * rng.normal(size=11 * 28 * 12))
     w_cl = np.rint(20 * rng.normal(size=(3, 3, 12, 1)))
@@ -70,7 +65,7 @@ def test_narrow_conv_exact_on_integers():
 def test_narrow_rule(c_in, c_out, kw, itemsize, narrow, nv):
     """One output channel with window rows of two wide vectors or more: the narrow conv; at most
     half a vector of output channels: never the register blocks (the GEMM, where not narrow)."""
-    geom, _ = _geom(18, 22, c_out, (kw, kw), (1, 1), (kw // 2, kw // 2))
+    geom, _ = conv_geom(18, 22, c_out, (kw, kw), (1, 1), (kw // 2, kw // 2))
     assert K.narrow_channels(geom, c_in, itemsize) == narrow
     assert K.direct_vectors(geom, c_in, itemsize) == nv
 
@@ -114,7 +109,7 @@ def test_one_output_net_dense_equals_reference_and_scatter(dtype):
     torch.manual_seed(2)
     frames = _video(6)
     net = sd.convert(_OneOut().eval(), frames.shape[1:], scale=32.0)
-    geom, _ = _geom(12, 16, 1, (3, 3), (1, 1), (1, 1))  # the last conv: 24x32 frames halved
+    geom, _ = conv_geom(12, 16, 1, (3, 3), (1, 1), (1, 1))  # the last conv: 24x32 frames halved
     assert K.narrow_channels(geom, 16, np.dtype(dtype).itemsize)
     ref = sd.reference(net, frames, progress=False)
     t = len(frames)
