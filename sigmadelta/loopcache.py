@@ -19,8 +19,12 @@ __all__ = ["loop_compiled", "cached_flags", "COMPILE_SECONDS", "compile_seconds"
 #: rest of a first ``sd.simulate`` (typed lists, dispatch). ``"loop"`` and ``"smooth"`` again
 #: since the smooth activations have their flag (load 5-6.6, two of each: 11.3-11.8 s, and
 #: 1.1-2.2 s more with ``smooth``; the same loop with every activation before it: 12.3-12.7 s).
+#: ``"recompute"`` 4.5 s before the dense path's direct conv (:mod:`.kernels.directconv`) and
+#: its chunked herding encoder: they add about 9 s (the direct conv compiled alone: 8-10 s of
+#: CPU per float dtype); ``scripts/first_run.py`` with an empty cache went from 49.4-50.2 s to
+#: 79.5-79.7 s of CPU time (two runs each, alternating, load 1.6-2.0, a 2-vCPU Intel Xeon VM).
 COMPILE_SECONDS = {"loop": 11.6, "pix": 6.5, "dense": 1.6, "fixed": 8.3, "conv": 5.0, "pool": 3.2,
-                   "merge": 2.0, "resize": 1.2, "lava": 8.0, "gemm": 3.7, "recompute": 4.5,
+                   "merge": 2.0, "resize": 1.2, "lava": 8.0, "gemm": 3.7, "recompute": 13.5,
                    "smooth": 1.7, "outside": 1.0}
 
 
