@@ -30,11 +30,16 @@ from numba import njit
 
 from .simd import wfma_bcast, wlanes, wload, wstore, wzero
 
-__all__ = ["DIRECT_CONV", "direct_conv", "direct_vectors"]
+__all__ = ["DIRECT_CONV", "direct_conv", "direct_vectors", "direct_enabled"]
 
 #: use the direct conv where :func:`direct_vectors` picks a block (read when the dense path
 #: compiles; ``False``: always :func:`sigmadelta.kernels.conv_gemm`)
 DIRECT_CONV = True
+
+
+def direct_enabled() -> bool:
+    """:data:`DIRECT_CONV` as it is now (the dense path reads it when it compiles)."""
+    return DIRECT_CONV
 
 
 @njit(cache=True, nogil=True)

@@ -46,9 +46,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import directconv
 from .convint import conv_all as _conv_all
-from .directconv import direct_conv, direct_vectors
+from .directconv import direct_conv, direct_enabled, direct_vectors
 from .narrowconv import narrow_channels, narrow_conv
 from .pixel import Q_HERDING, Q_LAVA, _quantize, _split
 from .quantize import single_exact
@@ -378,7 +377,7 @@ def _conv_whole(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
 @overload(_conv_whole, jit_options={"nogil": True})
 def _conv_whole_impl(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
     if isinstance(z.dtype, types.Float):
-        direct = directconv.DIRECT_CONV
+        direct = direct_enabled()
 
         def gemm(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
             if direct and narrow_channels(geom, c_in, z.itemsize):
