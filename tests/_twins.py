@@ -48,3 +48,22 @@ def conv_geom(h, w, c_out, k, stride, padding):
     h_out = (h + 2 * padding[0] - k[0]) // stride[0] + 1
     w_out = (w + 2 * padding[1] - k[1]) // stride[1] + 1
     return K.make_geom((h, w), (h_out, w_out), stride, padding, k, c_out), h_out * w_out
+
+
+def check_dense_against_twin_and_scatter(case: dict, dtype) -> None:
+    """``conv_layer_dense`` on ``case`` against its NumPy twin and the event scatter
+    (``conv_layer_step``) on copies of the same state: equal counters and listings, equal
+    ``memory``, ``z`` up to rounding."""
+    import pytest
+
+    ra, a, rb, b = both_named("conv_layer_dense", case)
+    scatter = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in case.items()}
+    rs = K.conv_layer_step(*(scatter[n] for n in params("conv_layer_step")))
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for other, r in ((b, rb), (scatter, rs)):
+        assert (ra[0], ra[1], ra[3]) == (r[0], r[1], r[3])
+        assert ra[2] == pytest.approx(r[2])
+        np.testing.assert_allclose(a["z"], other["z"], rtol=tol, atol=tol)
+        np.testing.assert_array_equal(a["memory"], other["memory"])
+        assert listed(a["out_touched"], a["out_count"]) == listed(other["out_touched"], other["out_count"])
+        assert listed(a["pg_list"], a["pg_count"]) == listed(other["pg_list"], other["pg_count"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from _twins import both_named, conv_geom, listed, params
+from _twins import both_named, check_dense_against_twin_and_scatter, conv_geom, params
 from test_recompute import _dense_case, _lava_case, _run, _video
 
 import sigmadelta as sd
@@ -87,17 +87,7 @@ def test_dense_layer_direct_matches_twin_and_scatter(geom, herding, dtype):
     case = _dense_case(geom, herding, 4, dtype)
     g = case["geom"]
     assert K.direct_vectors(g, case["c_in"], np.dtype(dtype).itemsize) > 0
-    ra, a, rb, b = both_named("conv_layer_dense", case)
-    scatter = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in case.items()}
-    rs = K.conv_layer_step(*(scatter[n] for n in params("conv_layer_step")))
-    tol = 1e-4 if dtype == np.float32 else 1e-10
-    for other, r in ((b, rb), (scatter, rs)):
-        assert (ra[0], ra[1], ra[3]) == (r[0], r[1], r[3])
-        assert ra[2] == pytest.approx(r[2])
-        np.testing.assert_allclose(a["z"], other["z"], rtol=tol, atol=tol)
-        np.testing.assert_array_equal(a["memory"], other["memory"])
-        assert listed(a["out_touched"], a["out_count"]) == listed(other["out_touched"], other["out_count"])
-        assert listed(a["pg_list"], a["pg_count"]) == listed(other["pg_list"], other["pg_count"])
+    check_dense_against_twin_and_scatter(case, dtype)
 
 
 @pytest.mark.parametrize("geom", WIDE)
