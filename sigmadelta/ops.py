@@ -405,8 +405,10 @@ def _skip_unneeded_listing(net: g.Network, ops: list) -> None:
 
     A neuron list is read by every consumer except a pixel conv (which encodes the
     pixel list), an activation (which runs on the pixel list, and passes it on), an add
-    whose inputs are both listed by pixel rows and a global pooling of such an input
-    (``by_rows`` of :class:`AddOp` and :class:`PoolOp`).
+    whose inputs are both listed by pixel rows, a global pooling of such an input
+    (``by_rows`` of :class:`AddOp` and :class:`PoolOp`) and a float depthwise conv, which
+    then lists the neurons itself on the frames it scatters (``ConvOp.lazy``: its dense
+    path reads every input, so the frames it recomputes need no list).
     """
     consumers: list[list[int]] = [[] for _ in net.nodes]
     for j, node in enumerate(net.nodes):
@@ -418,15 +420,30 @@ def _skip_unneeded_listing(net: g.Network, ops: list) -> None:
             if isinstance(net.nodes[j], g.Activation):
                 if needs(j):
                     return True
-            elif not (isinstance(ops[j], PixelConvOp) or getattr(ops[j], "by_rows", False)):
+            elif not (isinstance(ops[j], PixelConvOp) or getattr(ops[j], "by_rows", False)
+                      or _lists_lazily(ops[j])):
                 return True
         return False
+
+    def mark_lazy(i: int) -> None:  # the depthwise convs reading node i's rows (through activations)
+        for j in consumers[i]:
+            if isinstance(net.nodes[j], g.Activation):
+                mark_lazy(j)
+            elif _lists_lazily(ops[j]):
+                ops[j].lazy = True
 
     for i, op in enumerate(ops):
         if isinstance(op, PixelConvOp):
             op.expand = op.fixed or needs(i)  # fixed point: z is rebuilt on the neuron list
         elif isinstance(op, AddOp) and op.by_rows:
             op.expand = needs(i)
+        if isinstance(op, (PixelConvOp, AddOp)) and op.out.row_len > 0 and not op.expand:
+            mark_lazy(i)
+
+
+def _lists_lazily(op) -> bool:
+    return isinstance(op, ConvOp) and op.lists_lazily
+
 
 def _make_op(node, ins, out, in_shapes, dtype):
     if isinstance(node, g.Input):

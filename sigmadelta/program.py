@@ -306,9 +306,9 @@ def _conv_core(c, p, F, I, D, ev_val, w, z, gain, mem_w, bias, frame, prime, st,
     w4 = w.reshape((c[CNV.kh], c[CNV.kw], c[CNV.c_in], c[CNV.cg]))
     pg_list, pg_count = I[c[CNV.pg_list]], I[c[CNV.pg_count]]
     pg_count[0] = 0
-    pstate, x = I[c[CNV.pstate]], F[c[ENC.x]]
-    if c[CNV.dw] != 0 and K.choose_dense(pstate, I[c[ENC.count]][0], x.shape[0],
-                                         p[CNV_P.dense_above], prime):
+    pstate, x, lazy = I[c[CNV.pstate]], F[c[ENC.x]], c[CNV.lazy] != 0
+    n_touched = I[c[CNV.in_row_count]][0] * c[CNV.in_row_len] if lazy else I[c[ENC.count]][0]
+    if c[CNV.dw] != 0 and K.choose_dense(pstate, n_touched, x.shape[0], p[CNV_P.dense_above], prime):
         n_ev, syn, adds = K.depthwise_dense(
             x, F[c[ENC.memory]], c[ENC.enc] == HERDING, p[WP.param], gain, w4, bias, c[CNV.fixed] == 0, z,
             I[c[CNV.in_hw]], I[c[CNV.out_hw]], I[c[CNV.stride]], I[c[CNV.padding]], I[c[CNV.dilation]],
@@ -317,6 +317,9 @@ def _conv_core(c, p, F, I, D, ev_val, w, z, gain, mem_w, bias, frame, prime, st,
         _count(c, st, n_ev, syn, adds, 0.0, _conv_list(c, I, prime))
         pstate[K.PATH_STATE.last_events] = n_ev
         return
+    if lazy:  # the input is listed by pixel rows only (ConvOp.lazy): list its neurons
+        K.expand_pixel_groups(I[c[CNV.in_rows]], I[c[CNV.in_row_count]], 1, c[CNV.in_row_len],
+                              I[c[ENC.touched]], I[c[ENC.count]])
     n_ev, unit_adds = _encode(c, p, F, I, D, ev_val, lava)
     args = (I[c[CNV.ev_idx]], ev_val, n_ev, gain, w4, z, I[c[CNV.in_hw]], I[c[CNV.out_hw]],
             I[c[CNV.stride]], I[c[CNV.padding]], I[c[CNV.dilation]], c[CNV.groups], pg_list, pg_count,

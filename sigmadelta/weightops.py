@@ -201,11 +201,18 @@ class ConvOp(WeightOp):
     Every event ``(i, s)`` adds ``s * w_cl[ky, kx, c]`` to the output pixels whose window
     holds input neuron ``i`` (:func:`sigmadelta.kernels.conv_scatter`); the reached
     (pixel, group) pairs are listed, then expanded to neurons.
+
+    ``lazy`` (set by :func:`sigmadelta.ops.build_ops`, depthwise float layers only): the input
+    is listed by pixel rows alone (its producer does not list its neurons); the layer takes
+    its touched count from the rows (``row_count * row_len``) and lists the input's neurons
+    itself only on frames it scatters (the dense path reads every input).
     """
 
     SLOTS = layout("Conv", ["kh", "kw", "c_in", "cg", "in_hw", "out_hw", "stride", "padding",
                             "dilation", "pg_list", "pg_count", "pg_stamp", "groups", "dw", "pstate",
-                            "mem_w", "flag_w", "fan_y", "fan_x", "hit"], ["dense_above"], base=WEIGHT)
+                            "mem_w", "flag_w", "fan_y", "fan_x", "hit", "lazy", "in_rows",
+                            "in_row_count", "in_row_len"], ["dense_above"], base=WEIGHT)
+    lazy = False
 
     def __init__(self, node: g.Conv, ins, out, dtype, in_shape):
         super().__init__(node, ins, out, dtype, in_shape)
@@ -244,6 +251,12 @@ class ConvOp(WeightOp):
         self.fan = tuple(np.asarray(f, np.int64) for f in n_fan)
         self.hit = np.zeros(-(-c_in // 8) if self.dw else 0, np.int64)
 
+    @property
+    def lists_lazily(self) -> bool:
+        """Can it list its input's neurons itself (``lazy``)? A float depthwise layer (a
+        fixed-point one checks its touched inputs before its path is chosen)."""
+        return bool(self.dw and not self.fixed)
+
     def set_path(self, mode: int) -> None:
         """Path mode of a depthwise layer from the next frame on (see :meth:`PixelConvOp.set_path`);
         other layers of this kind run the scatter only."""
@@ -275,6 +288,8 @@ class ConvOp(WeightOp):
         r.dw, r.pstate, r.dense_above = int(self.dw), b.i(self.pstate), self.dense_above
         r.mem_w, r.flag_w, r.hit = b.w(self.mem_w, self.fixed), b.i(self.flag_w), b.i(self.hit)
         r.fan_y, r.fan_x = b.i(self.fan[0]), b.i(self.fan[1])
+        r.lazy, r.in_rows, r.in_row_count = int(self.lazy), b.i(self.inp.rows), b.i(self.inp.row_count)
+        r.in_row_len = int(self.inp.row_len)
         r.done()
 
     def reset(self) -> None:
