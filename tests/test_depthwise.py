@@ -80,6 +80,7 @@ def test_depthwise_dense_matches_twin(geom, herding, dtype):
     np.testing.assert_allclose(a["z"], b["z"], rtol=tol, atol=tol)
     np.testing.assert_array_equal(a["memory"], b["memory"])
     assert listed(a["pg_list"], a["pg_count"]) == listed(b["pg_list"], b["pg_count"])
+    assert np.all(np.diff(a["pg_list"][:a["pg_count"][0]]) > 0)  # listed in increasing order
     assert a["flag_w"].sum() == ra[0]  # one flag per event (padding stays 0)
 
 

@@ -36,6 +36,7 @@ __all__ = ["depthwise_dense", "depthwise_ok", "DW_DENSE_ABOVE"]
 #: on a 2-vCPU AMD EPYC at load average 10-13: the event path (encode and scatter) took
 #: 0.2-0.7x the dense path's time at 4-9% of the inputs spiking, 0.9-1.6x at 18%, 3.2-4.2x at 36%
 DW_DENSE_ABOVE = 0.2
+_EIGHT_ONES = np.uint64(0x0101010101010101)  # eight reached flags (uint8 1) in one word
 
 
 def depthwise_ok(groups: int, c_in: int, transposed: bool) -> bool:
@@ -214,7 +215,13 @@ def _list_dw(flag_w, hit, rb, kh, kw, dy, dx, w_pad, c, q, pg_list, npg):
 def _list_row(flag_w, hrow, oy, w_out, sy, sx, kh, kw, dy, dx, w_pad, c, pg_list, npg):
     """:func:`_list_dw` for a whole output row ``oy`` at once: OR the taps' flags into ``hrow``
     (``w_out * c`` bytes; one slice per tap and row, not per output pixel), then list the
-    pairs ``q * c + g`` with a flag, in increasing order (branchless: ``npg <= q * c + g``)."""
+    pairs ``q * c + g`` with a flag, in increasing order (branchless: ``npg <= q * c + g``),
+    eight flags (one 64-bit word) at a time: a word of eight reached pairs stores their eight
+    indices at once, a word of none skips them. Against testing the eight flags byte by byte
+    and storing through ``pg_list[npg + k]`` (isolated, float32, thread CPU time, alternating,
+    2-vCPU Intel Xeon VM with AVX-512, load 5.8-6.2, two runs) the listing took 0.80-0.88x
+    the time on 16x16x144 stride 1 (half or a tenth of the inputs changing), 0.85-1.05x on
+    32x32x96 stride 2 (there the strided OR of the taps' flags is most of it)."""
     m = w_out * c
     h = hrow[:m]
     for i in range(m):
@@ -232,18 +239,19 @@ def _list_row(flag_w, hrow, oy, w_out, sy, sx, kh, kw, dy, dx, w_pad, c, pg_list
                     hs, ss = h[ox * c:ox * c + c], src[ox * sx * c:ox * sx * c + c]
                     for g in range(c):
                         hs[g] |= ss[g]
-    q0, i = oy * m, 0
-    while i + 8 <= m:  # eight pairs at a time where all eight are reached (busy layers: most)
-        if h[i] & h[i + 1] & h[i + 2] & h[i + 3] & h[i + 4] & h[i + 5] & h[i + 6] & h[i + 7]:
-            for k in range(8):
-                pg_list[npg + k] = q0 + i + k
+    q0, m8 = oy * m, m - m % 8
+    words = hrow[:m8].view(np.uint64)  # eight flags a word
+    for t in range(m8 // 8):  # all eight reached (busy layers: most), none, or some
+        if words[t] == _EIGHT_ONES:
+            dst, base = pg_list[npg:npg + 8], q0 + 8 * t
+            for k in range(8):  # indices from 0: no wraparound test, one vector store
+                dst[k] = base + k
             npg += 8
-        else:
-            for k in range(i, i + 8):
+        elif words[t] != 0:
+            for k in range(8 * t, 8 * t + 8):
                 pg_list[npg] = q0 + k
                 npg += h[k] != 0
-        i += 8
-    for k in range(i, m):
+    for k in range(m8, m):
         pg_list[npg] = q0 + k
         npg += h[k] != 0
     return npg
