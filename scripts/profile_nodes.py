@@ -9,6 +9,11 @@ setup, ``scripts/_netzoo.py``), after a warm-up pass. Per node: microseconds per
 each side and the ratio torch / event (above 1: the event engine is faster)::
 
     python scripts/profile_nodes.py mobilenet_v2 --frames 30 --dtype float32 --scale 32
+
+``--model NAME --video VIDEO`` (instead of a zoo network): a shipped model at its recorded
+operating point on the video at its own size, loaded as ``scripts/benchmark.py`` loads it::
+
+    python scripts/profile_nodes.py --model face_detector --video carphone --frames 60
 """
 
 import argparse
@@ -23,17 +28,18 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _netzoo import SHAPE, zoo_model  # noqa: E402
-from benchmark import DenseRunner  # noqa: E402
+from benchmark import DenseRunner, _network_and_frames  # noqa: E402
 from sigmadelta.datasets import open_source  # noqa: E402
 
 import sigmadelta as sd  # noqa: E402
 import sigmadelta.profiling as profiling  # noqa: E402
 
 
-def event_seconds(net, frames: np.ndarray, dtype, repeats: int) -> np.ndarray:
+def event_seconds(net, frames: np.ndarray, dtype, repeats: int, path: str = "auto") -> np.ndarray:
     """Thread CPU seconds per frame of each node of the event engine."""
     profiling.time.perf_counter = time.thread_time  # the profiler reads this module's clock
     sim = sd.Simulator(net, dtype=dtype, profile=True)
+    sim.set_conv_path(path)
     sim.run(frames, progress=False)  # compile and warm up
     sim.node_seconds[:] = 0.0
     for _ in range(repeats):
@@ -68,11 +74,27 @@ def describe(node) -> str:
     return text
 
 
+def load(ap: argparse.ArgumentParser, args) -> tuple:
+    """(network, frames): a zoo network at 64x64, or ``--model`` as the benchmark loads it."""
+    if (args.network is None) == (args.model is None):
+        ap.error("name a zoo network or --model, not both")
+    if args.model:
+        args.net = None
+        net, frames, _ = _network_and_frames(args)
+        return net, frames
+    frames = np.stack(list(open_source(args.video, size=(64, 64), gray=False,
+                                       limit=args.frames))).astype(np.float32)
+    calib = np.stack(list(open_source("bigbuckbunny", size=(64, 64), gray=False, limit=16)))
+    return sd.convert(zoo_model(args.network, calib), SHAPE, scale=args.scale), frames
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("network", help="a zoo network (scripts/_netzoo.py)")
+    ap.add_argument("network", nargs="?", help="a zoo network (scripts/_netzoo.py)")
+    ap.add_argument("--model", help="a shipped model (instead of a zoo network)")
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--video", default="bikes")
+    ap.add_argument("--conv-path", default="auto", help="auto, scatter, dense or gemm")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--scale", type=float, default=32.0)
     ap.add_argument("--repeats", type=int, default=3)
@@ -80,11 +102,8 @@ def main(argv=None):
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     threadpool_limits(1)
-    frames = np.stack(list(open_source(args.video, size=(64, 64), gray=False,
-                                       limit=args.frames))).astype(np.float32)
-    calib = np.stack(list(open_source("bigbuckbunny", size=(64, 64), gray=False, limit=16)))
-    net = sd.convert(zoo_model(args.network, calib), SHAPE, scale=args.scale)
-    ev = event_seconds(net, frames, np.dtype(args.dtype), args.repeats)
+    net, frames = load(ap, args)
+    ev = event_seconds(net, frames, np.dtype(args.dtype), args.repeats, args.conv_path)
     tn = torch_seconds(net, frames, args.repeats)
     print(f"{'node':>4} {'':28} {'event us':>9} {'torch us':>9} {'torch/event':>11}")
     for i, node in enumerate(net.nodes):

@@ -109,6 +109,7 @@ from .recompute import (
 )
 from .routing import gather_update, pixel_map_update
 from .scatter import conv_scatter, convt_scatter, dense_scatter, expand_pixel_groups
+from .smallconv import small_channels, small_conv
 from .spikemap import encode_map_1ch, make_map, no_map, prefer_map
 
 __all__ = [
@@ -160,6 +161,8 @@ __all__ = [
     "direct_vectors",
     "narrow_conv",
     "narrow_channels",
+    "small_conv",
+    "small_channels",
     "conv_gemm_pixels",
     "gemm_layout",
     "pixel_rows",

@@ -16,7 +16,15 @@ from .numpy_twins_act import (  # noqa: F401 (_pointwise: the tests)
     global_pool_rows,
 )
 from .numpy_twins_depthwise import depthwise_dense
-from .numpy_twins_gemm import _from_run, conv1x1_dense, conv_gemm, conv_gemm_pixels, direct_conv, narrow_conv
+from .numpy_twins_gemm import (
+    _from_run,
+    conv1x1_dense,
+    conv_gemm,
+    conv_gemm_pixels,
+    direct_conv,
+    narrow_conv,
+    small_conv,
+)
 from .numpy_twins_lava import (
     dense_f32,
     fold_f32,
@@ -34,7 +42,8 @@ from .numpy_twins_maps import _merge_touched, convt_scatter, gather_update, pixe
 __all__ = [
     "fold_i32", "lava_conv_step", "lava_dense_step", "lava_encode_map", "lava_map", "scatter_f32",
     "fold_f32", "max_abs", "scatter_i32", "dense_f32", "convt_scatter", "pixel_map_update",
-    "gather_update", "conv_gemm", "direct_conv", "narrow_conv", "conv_gemm_pixels", "conv1x1_dense",
+    "gather_update", "conv_gemm", "direct_conv", "narrow_conv", "small_conv", "conv_gemm_pixels",
+    "conv1x1_dense",
     "conv_layer_gemm",
     "dense_recompute", "depthwise_dense", "conv_layer_dense", "load_frame", "mark_changed",
     "touch_all", "herding_encode", "herding_encode_units", "threshold_encode", "lava_encode",

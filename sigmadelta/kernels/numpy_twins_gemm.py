@@ -8,7 +8,7 @@ import numpy as np
 
 from .numpy_twins_maps import _merge_touched
 
-__all__ = ["conv_gemm", "conv_gemm_pixels", "conv1x1_dense", "direct_conv", "narrow_conv"]
+__all__ = ["conv_gemm", "conv_gemm_pixels", "conv1x1_dense", "direct_conv", "narrow_conv", "small_conv"]
 
 
 def _from_run(w_run, geom):
@@ -83,6 +83,11 @@ def direct_conv(P, w_cl, z, bias, use_bias, geom, c_in, nv):
 
 
 def narrow_conv(P, w_cl, z, bias, use_bias, geom, c_in):
+    """The same sums as :func:`direct_conv` (the kernel only orders them differently)."""
+    direct_conv(P, w_cl, z, bias, use_bias, geom, c_in, 0)
+
+
+def small_conv(P, w_cl, z, bias, use_bias, geom, c_in):
     """The same sums as :func:`direct_conv` (the kernel only orders them differently)."""
     direct_conv(P, w_cl, z, bias, use_bias, geom, c_in, 0)
 

@@ -1,7 +1,7 @@
 """Average and max pooling of the touched neurons, channels-last."""
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 __all__ = ["pool_update", "global_pool_rows", "SCAN_CHANNELS_FROM", "input_pool"]
 
@@ -134,27 +134,37 @@ def _block8(x, hit, ya, yb, xa, xb, w_in, c, g, is_max):
 
 @njit(cache=True, nogil=True, inline="always")
 def _scan_2x2_rows(x, hit, w_in, c, h_out, w_out, is_max, y, touched, stamp, frame):
-    """The body of :func:`_scan_2x2` (inlined: ``c`` may be a literal). Branchless: every
-    output's flag is computed, and its stamp, value and listing are selected by it (noisy
-    video hits a random part of the windows, where branches mispredict)."""
-    row = w_in * c
-    n, o = 0, 0
+    """The body of :func:`_scan_2x2` (inlined: ``c`` may be a literal), an output row at a
+    time in two passes. First, branchless, every output's flag ``f`` (a window input hit and
+    the output not yet stamped ``frame``) is computed, its stamp and value selected by it,
+    and ``f`` kept in ``touched[o]``; then the row's flags are compacted in place into the
+    list (``touched[n] = o`` with ``n <= o``: every flag is read before its slot is written).
+    Unsigned indices: no negative-index wraparound test, so the first pass vectorises. (The
+    demo network's 144x176 gray input and 2x2 average, 60 frames of carphone, float32: the
+    fused input and pooling 0.046 -> 0.038 ms per frame against the one-pass listing before it,
+    best of 20 alternating passes, thread CPU time, 2-vCPU Intel Xeon VM (AVX-512), load 2.5.)"""
+    row, cc, wc = uint64(w_in * c), uint64(c), uint64(w_out * c)
+    n = 0
     for oy in range(h_out):
-        for ox in range(w_out):
-            j0 = (2 * oy * w_in + 2 * ox) * c
-            for ch in range(c):
-                j = j0 + ch
-                a, b, d, e = x[j], x[j + c], x[j + row], x[j + row + c]
-                if is_max:
-                    v = max(max(max(max(-np.inf, a), b), d), e)
-                else:  # same order and rounding as :func:`_scan`
-                    v = ((((0.0 + a) + b) + d) + e) * 0.25
-                f = ((hit[j] | hit[j + c] | hit[j + row] | hit[j + row + c]) != 0) & (stamp[o] != frame)
-                stamp[o] = frame if f else stamp[o]
-                y[o] = v if f else y[o]
-                touched[n] = o  # n <= o: in bounds
-                n += f
-                o += 1
+        o0, jr = uint64(oy) * wc, uint64(2 * oy) * row
+        for k in range(wc):
+            ox = uint64(k) // cc
+            j = jr + uint64(2) * ox * cc + (uint64(k) - ox * cc)
+            o = o0 + uint64(k)
+            a, b, d, e = x[j], x[j + cc], x[j + row], x[j + row + cc]
+            if is_max:
+                v = max(max(max(max(-np.inf, a), b), d), e)
+            else:  # same order and rounding as :func:`_scan`
+                v = ((((0.0 + a) + b) + d) + e) * 0.25
+            f = ((hit[j] | hit[j + cc] | hit[j + row] | hit[j + row + cc]) != 0) & (stamp[o] != frame)
+            stamp[o] = frame if f else stamp[o]
+            y[o] = v if f else y[o]
+            touched[o] = f
+        for k in range(wc):
+            o = o0 + uint64(k)
+            f = touched[o]
+            touched[n] = o
+            n += f
     return n
 
 
