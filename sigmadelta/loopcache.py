@@ -24,8 +24,8 @@ __all__ = ["loop_compiled", "cached_flags", "COMPILE_SECONDS", "compile_seconds"
 #: CPU per float dtype); ``scripts/first_run.py`` with an empty cache went from 49.4-50.2 s to
 #: 79.5-79.7 s of CPU time (two runs each, alternating, load 1.6-2.0, a 2-vCPU Intel Xeon VM).
 COMPILE_SECONDS = {"loop": 11.6, "pix": 6.5, "dense": 1.6, "fixed": 8.3, "conv": 5.0, "pool": 3.2,
-                   "merge": 2.0, "resize": 1.2, "lava": 8.0, "gemm": 3.7, "recompute": 13.5,
-                   "smooth": 1.7, "outside": 1.0}
+                   "merge": 2.0, "resize": 1.2, "lava": 8.0, "gemm": 3.7, "recompute": 6.0,
+                   "smooth": 1.7, "direct": 9.0, "narrow": 1.0, "outside": 1.0}
 
 
 def compile_seconds(flags: tuple) -> float:
