@@ -12,14 +12,15 @@ import numpy as np
 from numba import typed
 
 from . import kernels as K
+from .kernels.directconv import direct_enabled
 from .opcheck import check_ops
 from .ops import ActivationOp, InputOp, PoolOp
 from .program import KIND_GROUPS, PATH_FLAGS
 from .slots import ACTIVATION, FLATTEN, INPUT, KIND, Builder
 from .weightops import PixelConvOp, WeightOp
 
-__all__ = ["Program", "build_program", "path_flags", "share_dense_scratch", "FUSE_INPUT_POOL",
-           "SHARE_DENSE_SCRATCH"]
+__all__ = ["Program", "build_program", "path_flags", "dense_convs", "share_dense_scratch",
+           "FUSE_INPUT_POOL", "SHARE_DENSE_SCRATCH"]
 
 #: Pixel convs of one program whose zero-padded input has the same layout share one buffer
 #: for it (:func:`share_dense_scratch`); False gives each its own (for comparison).
@@ -56,13 +57,16 @@ def path_flags(ops: list) -> tuple:
     """:data:`PATH_FLAGS` of a program of the operators ``ops``, each None or 1: a ``"lava"``
     layer; a pixel conv whose path mode may run gather-GEMM-scatter or the dense
     recompute (:meth:`~sigmadelta.weightops.PixelConvOp.may_run`); a smooth activation
-    (:attr:`~sigmadelta.ops.ActivationOp.smooth`). They follow the layers' path modes:
-    :meth:`sigmadelta.Simulator.set_conv_path` asks again."""
+    (:attr:`~sigmadelta.ops.ActivationOp.smooth`); a float pixel conv that may recompute and
+    whose shape the direct or the narrow conv takes (:func:`dense_convs`). They follow the
+    layers' path modes: :meth:`sigmadelta.Simulator.set_conv_path` asks again."""
     weight = [op for op in ops if isinstance(op, WeightOp)]
     pix = [op for op in weight if isinstance(op, PixelConvOp)]
-    present = (any(op.enc.lava for op in weight),
-               any(op.may_run(K.PATH_GEMM) for op in pix), any(op.may_run(K.PATH_DENSE) for op in pix),
-               any(op.smooth for op in ops if isinstance(op, ActivationOp)))
+    dense = [op for op in pix if op.may_run(K.PATH_DENSE)]
+    convs = [dense_convs(op) for op in dense]
+    present = (any(op.enc.lava for op in weight), any(op.may_run(K.PATH_GEMM) for op in pix), dense,
+               any(op.smooth for op in ops if isinstance(op, ActivationOp)),
+               any(d for d, _ in convs), any(n for _, n in convs))
     return tuple(1 if v else None for v in present)
 
 
@@ -89,6 +93,21 @@ def share_dense_scratch(ops: list) -> None:
         if key not in pools:
             pools[key] = np.zeros_like(buf)
         op.dense_bufs = (pools[key], op.dense_bufs[1])
+
+
+def dense_convs(op: PixelConvOp) -> tuple[bool, bool]:
+    """``(direct, narrow)``: whether the dense recompute of pixel conv ``op`` convolves by the
+    register-blocked direct conv (:func:`sigmadelta.kernels.direct_vectors` picks a block) or
+    by the narrow conv (:func:`sigmadelta.kernels.narrow_channels`, tried first) rather than
+    by the GEMM, as the compiled dense path decides it (float layers; not where
+    :data:`sigmadelta.kernels.directconv.DIRECT_CONV` is off; a fixed-point layer runs its
+    integer loop)."""
+    if op.fixed or not direct_enabled():
+        return False, False
+    c_in, itemsize = op.w_cl.shape[2], np.dtype(op.wdtype).itemsize
+    if K.narrow_channels(op.pgeom, c_in, itemsize):
+        return False, True
+    return K.direct_vectors(op.pgeom, c_in, itemsize) > 0, False
 
 
 def build_program(ops: list, states: list, output: int, dtype,

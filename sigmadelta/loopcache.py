@@ -20,12 +20,18 @@ __all__ = ["loop_compiled", "cached_flags", "COMPILE_SECONDS", "compile_seconds"
 #: since the smooth activations have their flag (load 5-6.6, two of each: 11.3-11.8 s, and
 #: 1.1-2.2 s more with ``smooth``; the same loop with every activation before it: 12.3-12.7 s).
 #: ``"recompute"`` 4.5 s before the dense path's direct conv (:mod:`.kernels.directconv`) and
-#: its chunked herding encoder: they add about 9 s (the direct conv compiled alone: 8-10 s of
-#: CPU per float dtype); ``scripts/first_run.py`` with an empty cache went from 49.4-50.2 s to
-#: 79.5-79.7 s of CPU time (two runs each, alternating, load 1.6-2.0, a 2-vCPU Intel Xeon VM).
+#: its chunked herding encoder, 13.5 s with them; since ``"direct"`` and ``"narrow"`` have their
+#: flags (:func:`sigmadelta.assemble.dense_convs`), ``"recompute"`` is the rest. Measured by
+#: ``python scripts/compile_times.py --loop '["floats","pix","dense",...]'`` (empty cache each,
+#: alternating, load 1.9-7.7, a 2-vCPU Intel Xeon VM (AVX-512); raw CPU seconds, 2.7x the
+#: figures here then, scaled by ``"loop"``): ``floats pix dense`` 31.4, with ``recompute``
+#: 44.5-53.4, ``narrow`` besides it -2.5..+0 (within the noise), ``direct`` +5.4..+12.7 (after
+#: ``direct_conv`` made one call of its row loop: compiled alone 12.1 -> 1.7 s). ``scripts/first_run.py``
+#: (no layer there takes the direct or narrow conv) from an empty cache: 69.9 and 77.9 s of CPU
+#: on main against 49.7 and 56.4 s (alternating, load 2.5-4.7).
 COMPILE_SECONDS = {"loop": 11.6, "pix": 6.5, "dense": 1.6, "fixed": 8.3, "conv": 5.0, "pool": 3.2,
-                   "merge": 2.0, "resize": 1.2, "lava": 8.0, "gemm": 3.7, "recompute": 13.5,
-                   "smooth": 1.7, "outside": 1.0}
+                   "merge": 2.0, "resize": 1.2, "lava": 8.0, "gemm": 3.7, "recompute": 6.5,
+                   "smooth": 1.7, "direct": 3.3, "narrow": 0.5, "outside": 1.0}
 
 
 def compile_seconds(flags: tuple) -> float:

@@ -90,8 +90,11 @@ KIND_GROUPS = {"pix": (PIXCONV,), "conv": (CONV, CONVT), "dense": (DENSE,), "poo
 #: arguments of run_frames, None or 1; :func:`sigmadelta.assemble.path_flags`): ``lava``, the
 #: ``"lava"`` quantizer's per-event encoder, int8 dense weights and range check (float layers);
 #: ``gemm``, a pixel conv's gather-GEMM-scatter; ``recompute``, its dense recompute; ``smooth``,
-#: the activations other than relu, leaky relu, clip and identity (:data:`sigmadelta.kernels.CHEAP_MAX`).
-PATH_FLAGS = ("lava", "gemm", "recompute", "smooth")
+#: the activations other than relu, leaky relu, clip and identity (:data:`sigmadelta.kernels.CHEAP_MAX`);
+#: ``direct`` and ``narrow``, the dense recompute's register-blocked and narrow conv of float layers
+#: (:func:`sigmadelta.kernels.direct_vectors`, :func:`sigmadelta.kernels.narrow_channels`; left
+#: out, the GEMM convolves instead: the same sums up to rounding).
+PATH_FLAGS = ("lava", "gemm", "recompute", "smooth", "direct", "narrow")
 
 #: The names of run_frames' last arguments, in order (:attr:`sigmadelta.assemble.Program.flags`).
 FLAG_NAMES = ("floats", "fixed", *KIND_GROUPS, *PATH_FLAGS)
@@ -125,11 +128,12 @@ def _lava_range(c, p, F):
 
 @njit(cache=True, nogil=True, inline="always")
 def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, w_g, gbuf, bias, gain,  # noqa: E741
-              frame, prime, st, gemm, recompute):
+              frame, prime, st, gemm, recompute, direct, narrow):
     """One pixel-conv frame on one set of weight-layer arrays (float or int64), by the path
     ``choose_path`` picks: the dense recompute (``conv_layer_dense``), gather-GEMM-scatter
     (``conv_layer_gemm``) or the event scatter (``conv_layer_step``); the first two are
-    compiled only where their flag (:data:`PATH_FLAGS`) is 1."""
+    compiled only where their flag (:data:`PATH_FLAGS`) is 1, and the dense recompute's direct
+    and narrow convs only where ``direct`` / ``narrow`` are."""
     herding = c[PIX.enc] == HERDING
     mode = K.Q_HERDING if herding else (K.Q_LAVA if c[PIX.enc] == LAVA else K.Q_THRESHOLD)
     x, pstate, fixed = F[c[PIX.x]], I[c[PIX.pstate]], c[PIX.fixed] != 0
@@ -143,7 +147,7 @@ def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, w
             x, F[c[PIX.memory]], mode, p[WP.param], gain, c[PIX.c_in], w_cl, bias, not fixed, z,
             I[c[PIX.geom]], mem_w, rowbuf, I[c[PIX.pg_list]], I[c[PIX.pg_count]], I[c[PIX.pg_stamp]],
             frame, prime, c[PIX.expand] != 0, I[c[PIX.out_touched]], I[c[PIX.out_count]],
-            I[c[PIX.mgeom]], p[WP.lava_k], LAVA_SHIFT)
+            I[c[PIX.mgeom]], p[WP.lava_k], LAVA_SHIFT, direct, narrow)
     elif path == K.PATH_GEMM and gemm is not None:
         r = K.conv_layer_gemm(
             x, I[c[PIX.touched]], I[c[PIX.count]], I[c[PIX.rows]], I[c[PIX.row_count]],
@@ -176,7 +180,7 @@ def _pix_count(c, st, r, herding, pstate):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pix_fixed(c, p, F, I, frame, prime, st, gemm, recompute):  # noqa: E741
+def _pix_fixed(c, p, F, I, frame, prime, st, gemm, recompute, direct, narrow):  # noqa: E741
     """A fixed-point pixel conv's frame: guard, integrate, ``z`` from the accumulator (-1 or a status)."""
     guard = _fixed_guard(c, p, F, I, I[c[PIX.rows]], I[c[PIX.row_count]],
                          c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)  # by pixel rows or neurons
@@ -185,12 +189,12 @@ def _pix_fixed(c, p, F, I, frame, prime, st, gemm, recompute):  # noqa: E741
     _pix_core(c, p, F, I, I[c[PIX.w]], I[c[PIX.acc]], I[c[PIX.ev_val]], I[c[PIX.vbuf]],
               I[c[PIX.smap]], I[c[PIX.wtap]], I[c[PIX.w_cl]], I[c[PIX.mem_w]], I[c[PIX.rowbuf]],
               I[c[PIX.w_g]], I[c[PIX.gbuf]], I[c[PIX.acc]],  # acc as the (unread) bias: added after
-              1, frame, prime, st, gemm, recompute)
+              1, frame, prime, st, gemm, recompute, direct, narrow)
     return _fixed_update(c, p, F, I)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pix_float(c, p, F, I, frame, prime, st, lava, gemm, recompute):  # noqa: E741
+def _pix_float(c, p, F, I, frame, prime, st, lava, gemm, recompute, direct, narrow):  # noqa: E741
     """A float pixel conv's frame (-1, or where a ``"lava"`` layer's integers would have wrapped).
     A float64 ``"lava"`` layer on its scatter path takes :func:`sigmadelta.kernels.lava_conv_step`."""
     pstate = I[c[PIX.pstate]]
@@ -212,7 +216,7 @@ def _pix_float(c, p, F, I, frame, prime, st, lava, gemm, recompute):  # noqa: E7
         _pix_core(c, p, F, I, F[c[PIX.w]], F[c[PIX.acc]], F[c[PIX.ev_val]], F[c[PIX.vbuf]],
                   F[c[PIX.smap]], F[c[PIX.wtap]], F[c[PIX.w_cl]], F[c[PIX.mem_w]], F[c[PIX.rowbuf]],
                   F[c[PIX.w_g]], F[c[PIX.gbuf]], F[c[PIX.bias]], p[WP.gain], frame, prime, st, gemm,
-                  recompute)
+                  recompute, direct, narrow)
     return _lava_range(c, p, F) if lava is not None else -1
 
 
@@ -411,7 +415,8 @@ def _run_other(c, p, F, I, D, frame, pool, merge, resize, smooth):  # noqa: E741
 
 @njit(cache=True, nogil=True)
 def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot, status,  # noqa: E741
-               floats, fixed, pix, conv, dense, pool, merge, resize, lava, gemm, recompute, smooth):
+               floats, fixed, pix, conv, dense, pool, merge, resize, lava, gemm, recompute, smooth,
+               direct, narrow):
     """Run ops ``lo:hi`` of the program over ``frames[T, N_in]`` (PyTorch layout, flat).
 
     ``floats`` / ``fixed`` are None when no weight layer has float / fixed-point weights
@@ -421,11 +426,13 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
     merge, resize`` (:data:`KIND_GROUPS`, :attr:`Program.kinds`): the loop of a network is
     compiled with the op kinds it has (one specialisation per set, each cached on disk); a
     row of a group left out would do nothing, so :attr:`Program.flags` passes them all.
-    ``lava, gemm, recompute, smooth`` (:data:`PATH_FLAGS`, :attr:`Program.paths`) likewise leave
-    out what only ``"lava"`` layers run, the pixel convs' gather-GEMM-scatter and
-    dense recompute where no layer's path mode can run them (a pixel conv whose chooser picks a
-    path left out raises instead of running another), and the smooth activation functions
-    where every activation is relu, leaky relu, clip or identity (a smooth one raises).
+    ``lava, gemm, recompute, smooth, direct, narrow`` (:data:`PATH_FLAGS`,
+    :attr:`Program.paths`) likewise leave out what only ``"lava"`` layers run, the pixel
+    convs' gather-GEMM-scatter and dense recompute where no layer's path mode can run them (a
+    pixel conv whose chooser picks a path left out raises instead of running another), the
+    smooth activation functions where every activation is relu, leaky relu, clip or identity
+    (a smooth one raises), and the dense recompute's direct and narrow convs where no float
+    layer's shape takes them (the GEMM convolves instead).
 
     Frame ``t`` is frame number ``frame0 + t`` of the stream (number 0 primes: every
     neuron is sent). Per frame and weight layer ``j``, ``stats[t, :, j]`` gets the
@@ -456,9 +463,10 @@ def run_frames(code, par, F, I, D, frames, frame0, lo, hi, stats, out, out_slot,
                              I[c[INP.mask]], I[c[INP.touched]], I[c[INP.count]], prime)
             elif k == PIXCONV and pix is not None:  # a weight layer: its fixed-point or float path
                 if fixed is not None and c[PIX.fixed] != 0:
-                    bad = _pix_fixed(c, p, F, I, frame_no, prime, st, gemm, recompute)
+                    bad = _pix_fixed(c, p, F, I, frame_no, prime, st, gemm, recompute, direct, narrow)
                 elif floats is not None:
-                    bad = _pix_float(c, p, F, I, frame_no, prime, st, lava, gemm, recompute)
+                    bad = _pix_float(c, p, F, I, frame_no, prime, st, lava, gemm, recompute, direct,
+                                     narrow)
             elif k == DENSE and dense is not None:
                 if fixed is not None and c[DNS.fixed] != 0:
                     bad = _dense_fixed(c, p, F, I, D, prime, st, lava)

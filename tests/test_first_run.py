@@ -216,19 +216,77 @@ def test_programs_name_the_paths_their_layers_may_run():
     for op in (op for op in sim._weight_ops if op.has_paths):  # stride 2: fewer synops per
         c_in = op.w_cl.shape[2]  # event than the GEMM's multiply-adds per pixel with events
         assert op.costs[1] >= c_in * op.costs[0] and not K.gemm_may_win(c_in, *op.costs[:2])
-    assert sim._prog.paths == (None, None, 1, None)  # ReLU only: no smooth activations
+    assert sim._prog.paths == (None, None, 1, None, None, None)  # ReLU only; 8 channels: the GEMM
     assert K.gemm_may_win(16, 1.0, 15.9) and not K.gemm_may_win(16, 1.0, 16.1)
     sim._flags = (1,) * len(sim._prog.flags)
     sim.set_conv_path("scatter")
-    assert sim._prog.paths == (None, None, None, None) and sim._flags is None  # asked again
+    assert sim._prog.paths == (None,) * 6 and sim._flags is None  # asked again
     sim.set_conv_path("gemm")
-    assert sim._prog.paths == (None, 1, None, None)
+    assert sim._prog.paths == (None, 1, None, None, None, None)
     sim.set_conv_path("dense", layer=net.layer_names[0])
-    assert sim._prog.paths == (None, 1, 1, None)
+    assert sim._prog.paths == (None, 1, 1, None, None, None)
     model, shape = make("conv")
     assert sd.Simulator(sd.convert(model, shape))._prog.paths[0] is None  # no "lava" layer
     lava = sd.load_netx(LAVA_NET)
     assert sd.Simulator(lava)._prog.paths[0] == 1
+
+
+def _conv_net(c_out, dtype=np.float64, net=None):
+    """A 3x3 conv of 16 channels to ``c_out`` at 20x20 (padding 1) after a 1x1 conv (the GEMM's),
+    then a dense layer (or ``net``), on a Simulator."""
+    if net is None:
+        model = nn.Sequential(nn.Conv2d(1, 16, 1), nn.ReLU(), nn.Conv2d(16, c_out, 3, padding=1),
+                              nn.ReLU(), nn.Flatten(), nn.Linear(c_out * 20 * 20, 3))
+        net = sd.convert(model, (1, 20, 20))
+    return sd.Simulator(net, dtype=dtype)
+
+
+def test_programs_name_the_dense_convs_their_layers_take():
+    """program.PATH_FLAGS ``direct`` / ``narrow``: set only where a float pixel conv that may
+    recompute has a shape the direct conv (kernels.direct_vectors) or the narrow conv
+    (kernels.narrow_channels, tried first) takes; not for C_out at most half a SIMD vector, nor
+    for fixed-point layers or a layer held on the scatter; set_conv_path asks again."""
+    direct, narrow = P.PATH_FLAGS.index("direct"), P.PATH_FLAGS.index("narrow")
+    for c_out, dtype, want in ((4, np.float64, (None, None)), (8, np.float32, (None, None)),
+                               (8, np.float64, (1, None)), (32, np.float32, (1, None)),
+                               (1, np.float64, (None, 1)), (1, np.float32, (None, 1))):
+        sim = _conv_net(c_out, dtype)
+        op = sim._weight_ops[1]
+        c_in, itemsize = op.w_cl.shape[2], np.dtype(dtype).itemsize
+        assert (K.direct_vectors(op.pgeom, c_in, itemsize) > 0 and c_out > 1, K.narrow_channels(
+            op.pgeom, c_in, itemsize)) == tuple(w == 1 for w in want), (c_out, dtype)
+        assert (sim._prog.paths[direct], sim._prog.paths[narrow]) == want, (c_out, dtype)
+        sim.set_conv_path("scatter", layer=sim.net.layer_names[1])
+        assert (sim._prog.paths[direct], sim._prog.paths[narrow]) == (None, None)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1))
+    fixed = sd.Simulator(sd.convert(model, (1, 20, 20), weight_bits=8))
+    assert fixed._prog.paths[direct] is None and fixed._prog.paths[P.PATH_FLAGS.index("recompute")] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("c_out", [32, 1])
+def test_a_loop_without_the_dense_convs_runs_the_same(c_out):
+    """A layer whose shape takes the direct (or narrow) conv, forced onto the dense path, on the
+    loop without that conv (the GEMM convolves) and on its own loop: the same outputs up to
+    rounding, the same counters, both equal to the reference."""
+    frames = smooth_stream((1, 20, 20), t=4)
+    net, runs = _conv_net(c_out).net, []
+    for leave_out in (False, True):
+        sim = _conv_net(c_out, net=net)
+        sim.set_conv_path("dense")
+        flags = dict(zip(P.FLAG_NAMES, sim._prog.flags, strict=True))
+        assert flags["direct" if c_out > 1 else "narrow"] == 1
+        if leave_out:
+            flags["direct"] = flags["narrow"] = None
+        sim._flags = tuple(flags.values())
+        runs.append(sim.run(frames, progress=False))
+        assert all(p["dense"] == len(frames) for p in sim.conv_paths.values())
+    ref = sd.reference(net, frames, progress=False)
+    for res in runs:
+        np.testing.assert_allclose(res.outputs, ref, rtol=1e-9, atol=1e-9 * np.ptp(ref))
+    np.testing.assert_allclose(runs[0].outputs, runs[1].outputs, rtol=1e-12, atol=1e-12 * np.ptp(ref))
+    for name in ("events", "synops", "additions", "neuron_updates"):
+        np.testing.assert_array_equal(getattr(runs[0].stats, name), getattr(runs[1].stats, name))
 
 
 @pytest.mark.slow

@@ -50,7 +50,7 @@ def _dense_case(geom, herding, seed, dtype):
                 w_run=K.run_layout(w_cl, (sy, sx)), ev_val=np.zeros(n_in, dtype),
                 vbuf=np.zeros(c_in, dtype), mem_w=np.zeros((h + 2 * py) * (w + 2 * px) * c_in, dtype),
                 rowbuf=np.zeros(max(cg, 8), dtype), mgeom=np.zeros(0, np.int64),
-                smap=np.zeros(0, dtype), wtap=np.zeros(0, dtype))
+                smap=np.zeros(0, dtype), wtap=np.zeros(0, dtype), direct=1, narrow=1)
     return case
 
 

@@ -323,17 +323,22 @@ def direct_conv(P, w_cl, z, bias, use_bias, geom, c_in, nv):
     cg = geom[10]
     g = nv * wlanes(z.itemsize)  # channels per group of vectors
     wf = w_cl.reshape(w_cl.size)
-    if cg % g == 0:
-        _conv_rows(P, wf, z, bias, use_bias, geom, c_in, cg, nv)
+    cs = cg + (g - cg % g) % g
+    if cs == cg:
+        wp, zp = wf, z
+    else:  # one call of _conv_rows: a second one doubles the LLVM module that this one links in
+        k = wf.shape[0] // cg
+        wp = np.zeros(k * cs, z.dtype)
+        for r in range(k):
+            for j in range(cg):
+                wp[r * cs + j] = wf[r * cg + j]
+        zp = np.empty(z.shape[0] // cg * cs, z.dtype)
+    _conv_rows(P, wp, zp, bias, use_bias and cs == cg, geom, c_in, cs, nv)
+    if cs == cg:
         return
-    cs = cg + g - cg % g
-    k = wf.shape[0] // cg
-    wp = np.zeros(k * cs, z.dtype)
-    for r in range(k):
-        wp[r * cs:r * cs + cg] = wf[r * cg:(r + 1) * cg]
-    n_out = z.shape[0] // cg
-    zp = np.empty(n_out * cs, z.dtype)
-    _conv_rows(P, wp, zp, bias, False, geom, c_in, cs, nv)
-    for q in range(n_out):
+    for q in range(z.shape[0] // cg):
         for j in range(cg):
-            z[q * cg + j] = zp[q * cs + j] + bias[q * cg + j] if use_bias else zp[q * cs + j]
+            z[q * cg + j] = zp[q * cs + j]
+        if use_bias:
+            for j in range(cg):
+                z[q * cg + j] += bias[q * cg + j]

@@ -108,13 +108,14 @@ def conv_layer_gemm(x, touched, count, rows, row_count, in_rows, memory, herding
 @njit(cache=True, nogil=True, inline="always")
 def conv_layer_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w, rowbuf,
                      pg_list, pg_count, pg_stamp, frame, prime, expand, out_touched, out_count,
-                     mgeom, lava_k=1.0, lava_shift=0):
+                     mgeom, lava_k=1.0, lava_shift=0, direct=1, narrow=1):
     """One conv layer's frame by the dense recompute path (:func:`dense_recompute`).
 
     Lists the outputs as :func:`conv_layer_step` does and leaves the frame's events in the
     spike-map state (``mgeom``) for the next frame's choice. ``herding`` is the quantizer
     mode (``Q_LAVA``: ``z += conv(messages)``, see :mod:`.recompute`). Returns ``(events,
-    synops, additions, touched output neurons, pixels with events)``.
+    synops, additions, touched output neurons, pixels with events)``. ``direct`` / ``narrow``
+    None: the register-blocked / narrow conv left out of the compiled code (the GEMM instead).
     """
     pg_count[0] = 0
     if herding != Q_LAVA and conv1x1_ok(geom, w_cl, z):  # a plain GEMM, no im2col
@@ -124,7 +125,7 @@ def conv_layer_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias
     else:
         n_ev, synops, adds, n_px = dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias,
                                                    use_bias, z, geom, mem_w, rowbuf, pg_list, pg_count,
-                                                   pg_stamp, frame, lava_k, lava_shift)
+                                                   pg_stamp, frame, lava_k, lava_shift, direct, narrow)
     if mgeom.shape[0] > 0:
         mgeom[1] = n_ev  # the next frame's path
     n_out = list_rows(pg_list, pg_count, pg_stamp, frame, z.shape[0] // pg_stamp.shape[0], prime,

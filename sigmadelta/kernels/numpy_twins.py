@@ -421,10 +421,12 @@ def conv_layer_gemm(x, touched, count, rows, row_count, in_rows, memory, herding
 
 
 def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w,
-                    rowbuf, pg_list, pg_count, pg_stamp, frame, lava_k=1.0, lava_shift=0):
+                    rowbuf, pg_list, pg_count, pg_stamp, frame, lava_k=1.0, lava_shift=0, direct=1,
+                    narrow=1):
     """Encode every input; the counters and reached pixels are those of scattering the events;
     ``z`` is the conv of the whole memory (all of it scattered onto zeros) plus the bias;
-    ``"lava"`` (mode 2): ``z`` plus the events scattered."""
+    ``"lava"`` (mode 2): ``z`` plus the events scattered. ``direct``, ``narrow``: which conv
+    kernel the compiled one may take, the same sums here."""
     n = len(x)
     all_in, n_all = np.arange(n), np.array([n])
     idx, val = np.zeros(n, np.int64), np.zeros(n)
@@ -453,7 +455,7 @@ def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias,
 
 def conv_layer_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w,
                      rowbuf, pg_list, pg_count, pg_stamp, frame, prime, expand, out_touched,
-                     out_count, mgeom, lava_k=1.0, lava_shift=0):
+                     out_count, mgeom, lava_k=1.0, lava_shift=0, direct=1, narrow=1):
     pg_count[0] = 0
     n_ev, synops, adds, n_px = dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias,
                                                use_bias, z, geom, mem_w, rowbuf, pg_list, pg_count,

@@ -411,28 +411,44 @@ def _add(z, bias, lo, hi):
         z[i] += bias[i]
 
 
-def _conv_whole(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
+def _conv_whole(P, w_cl, z, bias, use_bias, scratch, geom, c_in, direct, narrow):
     """``z = [bias +] conv(P, W)``: for floats the register-blocked direct conv
     (:func:`sigmadelta.kernels.direct_conv`) where :func:`sigmadelta.kernels.direct_vectors`
     picks a block for the layer's shape, else :func:`conv_gemm` (``scratch`` holds the im2col
     rows; one row is allocated if it holds none); :func:`_conv_all` for integers (``scratch``:
     zeros, one SIMD vector). Floats compile only these: the integer loop and its blocks are a
     third of the dense path's compile. :data:`sigmadelta.kernels.directconv.DIRECT_CONV` is
-    read when this compiles (``False``: the GEMM always)."""
+    read when this compiles (``False``: the GEMM always).
+
+    ``direct`` / ``narrow`` None (:func:`_compiled_in`) leave the register-blocked / narrow
+    conv out at compile time (the GEMM runs instead: the same sums up to rounding): the
+    direct conv is most of the dense path's compile (alone, from an empty cache: 15-18 s of
+    CPU per float dtype against 2 s for the GEMM or the narrow conv), and a network none of
+    whose layers has a shape it takes does not need it
+    (:func:`sigmadelta.assemble.path_flags`)."""
     raise NotImplementedError("compiled code only")
 
 
-@overload(_conv_whole, jit_options={"nogil": True})
-def _conv_whole_impl(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
-    if isinstance(z.dtype, types.Float):
-        direct = direct_enabled()
+def _compiled_in(flag) -> bool:
+    """Whether a flag argument of :func:`_conv_whole` (its Numba type) asks for its kernel: anything
+    but None (an argument None, or left out with the default None)."""
+    if isinstance(flag, types.Omitted):
+        return flag.value is not None
+    return not isinstance(flag, types.NoneType)
 
-        def gemm(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
-            if direct and narrow_channels(geom, c_in, z.itemsize):
+
+@overload(_conv_whole, jit_options={"nogil": True})
+def _conv_whole_impl(P, w_cl, z, bias, use_bias, scratch, geom, c_in, direct, narrow):
+    if isinstance(z.dtype, types.Float):
+        use_narrow = direct_enabled() and _compiled_in(narrow)
+        use_direct = direct_enabled() and _compiled_in(direct)
+
+        def gemm(P, w_cl, z, bias, use_bias, scratch, geom, c_in, direct, narrow):
+            if use_narrow and narrow_channels(geom, c_in, z.itemsize):
                 narrow_conv(P, w_cl, z, bias, use_bias, geom, c_in)
                 return
-            nv = direct_vectors(geom, c_in, z.itemsize) if direct else 0
-            if nv:
+            nv = direct_vectors(geom, c_in, z.itemsize) if use_direct else 0
+            if use_direct and nv:
                 direct_conv(P, w_cl, z, bias, use_bias, geom, c_in, nv)
                 return
             k = geom[8] * geom[9] * c_in
@@ -440,7 +456,7 @@ def _conv_whole_impl(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
                       geom, c_in)
         return gemm
 
-    def loop(P, w_cl, z, bias, use_bias, scratch, geom, c_in):
+    def loop(P, w_cl, z, bias, use_bias, scratch, geom, c_in, direct, narrow):
         _conv_all(P, w_cl.reshape(w_cl.size), z, bias, use_bias, scratch, geom, c_in)
     return loop
 
@@ -465,7 +481,7 @@ def lava_dense_exact(w_cl: np.ndarray, max_message: float = LAVA_MAX_MESSAGE) ->
 
 @njit(cache=True, nogil=True, inline="always")
 def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w, rowbuf,
-                    pg_list, pg_count, pg_stamp, frame, lava_k=1.0, lava_shift=0):
+                    pg_list, pg_count, pg_stamp, frame, lava_k=1.0, lava_shift=0, direct=1, narrow=1):
     """Encode every input, recompute ``z`` over the whole map, list the reached output pixels.
 
     ``w_cl``: the channels-last conv weights ``[ky, kx, c, j]`` (groups 1), flat or not;
@@ -479,18 +495,19 @@ def dense_recompute(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias,
     conv of the messages instead, ``z += conv(s, W)``, through ``mem_w[padded_size:]`` (as
     long as ``z``, scratch). Reached output pixels go to ``pg_list`` (one spare slot), as
     :func:`sigmadelta.kernels.conv_scatter_pixels` lists them. Returns ``(events, synops,
-    additions, pixels with events)``.
+    additions, pixels with events)``. ``direct`` / ``narrow``: None leaves the register-blocked /
+    narrow conv out of the compiled code (:func:`_conv_whole`; the GEMM runs instead).
     """
     n_ev, synops, adds, n_px = _encode_all(x, memory, herding, param, gain, c_in, mem_w, geom,
                                            pg_stamp, frame, lava_k, lava_shift)
     if herding == Q_LAVA:
         n_pad = (geom[0] + 2 * geom[6]) * (geom[1] + 2 * geom[7]) * c_in
         dz = mem_w[n_pad:n_pad + z.shape[0]]
-        _conv_whole(mem_w[:n_pad], w_cl, dz, bias, False, rowbuf, geom, c_in)
+        _conv_whole(mem_w[:n_pad], w_cl, dz, bias, False, rowbuf, geom, c_in, direct, narrow)
         for i in range(z.shape[0]):
             z[i] += dz[i]
     else:
-        _conv_whole(mem_w, w_cl, z, bias, use_bias, rowbuf, geom, c_in)
+        _conv_whole(mem_w, w_cl, z, bias, use_bias, rowbuf, geom, c_in, direct, narrow)
     npg = pg_count[0]
     for q in range(pg_stamp.shape[0]):  # branchless: npg <= q
         pg_list[npg] = q
