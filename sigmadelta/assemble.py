@@ -98,14 +98,15 @@ def share_dense_scratch(ops: list) -> None:
 def dense_convs(op: PixelConvOp) -> tuple[bool, bool]:
     """``(direct, narrow)``: whether the dense recompute of pixel conv ``op`` convolves by the
     register-blocked direct conv (:func:`sigmadelta.kernels.direct_vectors` picks a block) or
-    by the narrow conv (:func:`sigmadelta.kernels.narrow_channels`, tried first) rather than
+    by the narrow or small conv (:func:`sigmadelta.kernels.narrow_channels` and
+    :func:`sigmadelta.kernels.small_channels`, tried first, in that order) rather than
     by the GEMM, as the compiled dense path decides it (float layers; not where
     :data:`sigmadelta.kernels.directconv.DIRECT_CONV` is off; a fixed-point layer runs its
     integer loop)."""
     if op.fixed or not direct_enabled():
         return False, False
     c_in, itemsize = op.w_cl.shape[2], np.dtype(op.wdtype).itemsize
-    if K.narrow_channels(op.pgeom, c_in, itemsize):
+    if K.narrow_channels(op.pgeom, c_in, itemsize) or K.small_channels(op.pgeom, c_in, itemsize):
         return False, True
     return K.direct_vectors(op.pgeom, c_in, itemsize) > 0, False
 

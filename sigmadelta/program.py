@@ -91,8 +91,9 @@ KIND_GROUPS = {"pix": (PIXCONV,), "conv": (CONV, CONVT), "dense": (DENSE,), "poo
 #: ``"lava"`` quantizer's per-event encoder, int8 dense weights and range check (float layers);
 #: ``gemm``, a pixel conv's gather-GEMM-scatter; ``recompute``, its dense recompute; ``smooth``,
 #: the activations other than relu, leaky relu, clip and identity (:data:`sigmadelta.kernels.CHEAP_MAX`);
-#: ``direct`` and ``narrow``, the dense recompute's register-blocked and narrow conv of float layers
-#: (:func:`sigmadelta.kernels.direct_vectors`, :func:`sigmadelta.kernels.narrow_channels`; left
+#: ``direct`` and ``narrow``, the dense recompute's register-blocked conv and its narrow and
+#: small convs of float layers (:func:`sigmadelta.kernels.direct_vectors`,
+#: :func:`sigmadelta.kernels.narrow_channels`, :func:`sigmadelta.kernels.small_channels`; left
 #: out, the GEMM convolves instead: the same sums up to rounding).
 PATH_FLAGS = ("lava", "gemm", "recompute", "smooth", "direct", "narrow")
 

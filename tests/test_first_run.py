@@ -243,18 +243,20 @@ def _conv_net(c_out, dtype=np.float64, net=None):
 
 def test_programs_name_the_dense_convs_their_layers_take():
     """program.PATH_FLAGS ``direct`` / ``narrow``: set only where a float pixel conv that may
-    recompute has a shape the direct conv (kernels.direct_vectors) or the narrow conv
-    (kernels.narrow_channels, tried first) takes; not for C_out at most half a SIMD vector, nor
-    for fixed-point layers or a layer held on the scatter; set_conv_path asks again."""
+    recompute has a shape the direct conv (kernels.direct_vectors) or the narrow or small conv
+    (kernels.narrow_channels, kernels.small_channels, tried first) takes; neither for fixed-point
+    layers or a layer held on the scatter; set_conv_path asks again."""
     direct, narrow = P.PATH_FLAGS.index("direct"), P.PATH_FLAGS.index("narrow")
-    for c_out, dtype, want in ((4, np.float64, (None, None)), (8, np.float32, (None, None)),
+    for c_out, dtype, want in ((4, np.float64, (None, 1)), (8, np.float32, (None, 1)),
                                (8, np.float64, (1, None)), (32, np.float32, (1, None)),
                                (1, np.float64, (None, 1)), (1, np.float32, (None, 1))):
         sim = _conv_net(c_out, dtype)
         op = sim._weight_ops[1]
         c_in, itemsize = op.w_cl.shape[2], np.dtype(dtype).itemsize
-        assert (K.direct_vectors(op.pgeom, c_in, itemsize) > 0 and c_out > 1, K.narrow_channels(
-            op.pgeom, c_in, itemsize)) == tuple(w == 1 for w in want), (c_out, dtype)
+        narrow_or_small = K.narrow_channels(op.pgeom, c_in, itemsize) or K.small_channels(
+            op.pgeom, c_in, itemsize)
+        assert (K.direct_vectors(op.pgeom, c_in, itemsize) > 0 and c_out > 1, narrow_or_small) == tuple(
+            w == 1 for w in want), (c_out, dtype)
         assert (sim._prog.paths[direct], sim._prog.paths[narrow]) == want, (c_out, dtype)
         sim.set_conv_path("scatter", layer=sim.net.layer_names[1])
         assert (sim._prog.paths[direct], sim._prog.paths[narrow]) == (None, None)
@@ -264,9 +266,9 @@ def test_programs_name_the_dense_convs_their_layers_take():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("c_out", [32, 1])
+@pytest.mark.parametrize("c_out", [32, 4, 1])
 def test_a_loop_without_the_dense_convs_runs_the_same(c_out):
-    """A layer whose shape takes the direct (or narrow) conv, forced onto the dense path, on the
+    """A layer whose shape takes the direct (or the narrow or small) conv, forced onto the dense path, on the
     loop without that conv (the GEMM convolves) and on its own loop: the same outputs up to
     rounding, the same counters, both equal to the reference."""
     frames = smooth_stream((1, 20, 20), t=4)
@@ -275,7 +277,7 @@ def test_a_loop_without_the_dense_convs_runs_the_same(c_out):
         sim = _conv_net(c_out, net=net)
         sim.set_conv_path("dense")
         flags = dict(zip(P.FLAG_NAMES, sim._prog.flags, strict=True))
-        assert flags["direct" if c_out > 1 else "narrow"] == 1
+        assert flags["direct" if c_out > 4 else "narrow"] == 1
         if leave_out:
             flags["direct"] = flags["narrow"] = None
         sim._flags = tuple(flags.values())

@@ -355,14 +355,8 @@ def conv_gemm(P, w_cl, z, bias, use_bias, cols, geom, c_in):
     ``W = w_cl.reshape(kh*kw*C_in, C_out)`` (BLAS through ``np.dot``) and the bias added
     to the chunk while it is in cache. ``cols`` (float, at least one row of
     ``kh*kw*C_in``) is the scratch: its length sets the chunk. A 1x1, stride-1,
-    unpadded conv reads ``P`` as the matrix itself. A few output channels and few input
-    channels (:func:`sigmadelta.kernels.small_channels`) run :func:`sigmadelta.kernels.small_conv`
-    instead, the same sums in another order (BLAS on ``kh*kw*C_in`` columns times at most 8:
-    the demo's layer ``1``, 1 -> 8 channels, 36x44 out, float32, 0.047 -> 0.026 ms).
+    unpadded conv reads ``P`` as the matrix itself.
     """
-    if small_channels(geom, c_in, z.itemsize):
-        small_conv(P, w_cl, z, bias, use_bias, geom, c_in)
-        return
     h_out, w_out, sy, sx, kh, kw, cg = geom[2], geom[3], geom[4], geom[5], geom[8], geom[9], geom[10]
     w_pad = geom[1] + 2 * geom[7]
     k = kh * kw * c_in
@@ -414,14 +408,18 @@ def _add(z, bias, lo, hi):
 def _conv_whole(P, w_cl, z, bias, use_bias, scratch, geom, c_in, direct, narrow):
     """``z = [bias +] conv(P, W)``: for floats the register-blocked direct conv
     (:func:`sigmadelta.kernels.direct_conv`) where :func:`sigmadelta.kernels.direct_vectors`
-    picks a block for the layer's shape, else :func:`conv_gemm` (``scratch`` holds the im2col
+    picks a block for the layer's shape; :func:`sigmadelta.kernels.narrow_conv` for one output
+    channel and :func:`sigmadelta.kernels.small_conv` for a few output and input channels
+    (:func:`sigmadelta.kernels.small_channels`: the same sums in another order where BLAS
+    multiplied ``kh*kw*C_in`` columns by at most 8: the demo's layer ``1``, 1 -> 8 channels,
+    36x44 out, float32, 0.047 -> 0.026 ms); else :func:`conv_gemm` (``scratch`` holds the im2col
     rows; one row is allocated if it holds none); :func:`_conv_all` for integers (``scratch``:
     zeros, one SIMD vector). Floats compile only these: the integer loop and its blocks are a
     third of the dense path's compile. :data:`sigmadelta.kernels.directconv.DIRECT_CONV` is
     read when this compiles (``False``: the GEMM always).
 
-    ``direct`` / ``narrow`` None (:func:`_compiled_in`) leave the register-blocked / narrow
-    conv out at compile time (the GEMM runs instead: the same sums up to rounding): the
+    ``direct`` / ``narrow`` None (:func:`_compiled_in`) leave the register-blocked / the narrow
+    and small convs out at compile time (the GEMM runs instead: the same sums up to rounding): the
     direct conv is most of the dense path's compile (alone, from an empty cache: 15-18 s of
     CPU per float dtype against 2 s for the GEMM or the narrow conv), and a network none of
     whose layers has a shape it takes does not need it
@@ -446,6 +444,9 @@ def _conv_whole_impl(P, w_cl, z, bias, use_bias, scratch, geom, c_in, direct, na
         def gemm(P, w_cl, z, bias, use_bias, scratch, geom, c_in, direct, narrow):
             if use_narrow and narrow_channels(geom, c_in, z.itemsize):
                 narrow_conv(P, w_cl, z, bias, use_bias, geom, c_in)
+                return
+            if use_narrow and small_channels(geom, c_in, z.itemsize):
+                small_conv(P, w_cl, z, bias, use_bias, geom, c_in)
                 return
             nv = direct_vectors(geom, c_in, z.itemsize) if use_direct else 0
             if use_direct and nv:
