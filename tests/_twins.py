@@ -50,6 +50,28 @@ def conv_geom(h, w, c_out, k, stride, padding):
     return K.make_geom((h, w), (h_out, w_out), stride, padding, k, c_out), h_out * w_out
 
 
+def check_whole_conv_against_twin(fn_name: str, shape: tuple, dtype, seed: int, **extra) -> None:
+    """A whole-map conv kernel ``fn_name(P, w_cl, z, bias, use_bias, geom, c_in, **extra)``
+    (``z = [bias +] conv(P, W)``) on random data of ``shape`` (``h, w, c_in, c_out, k, stride,
+    padding``) against its NumPy twin, bias or not: the twin's sums up to rounding (a tolerance
+    growing with the taps summed), and the whole of ``z`` written (it starts as NaN)."""
+    h, w, c_in, c_out, k, stride, padding = shape
+    geom, n_out = conv_geom(h, w, c_out, k, stride, padding)
+    rng = np.random.default_rng(seed)
+    n_pad = (h + 2 * padding[0]) * (w + 2 * padding[1]) * c_in
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for use_bias in (True, False):
+        args = dict(P=rng.normal(size=n_pad).astype(dtype),
+                    w_cl=rng.normal(size=(*k, c_in, c_out)).astype(dtype),
+                    z=np.full(n_out * c_out, np.nan, dtype),
+                    bias=rng.normal(size=n_out * c_out).astype(dtype),
+                    use_bias=use_bias, geom=geom, c_in=c_in, **extra)
+        _, a, _, b = both_named(fn_name, args)
+        assert not np.isnan(a["z"]).any(), f"{fn_name} left part of z unwritten"
+        scale = np.abs(b["z"]).max()
+        np.testing.assert_allclose(a["z"], b["z"], rtol=0, atol=tol * scale * k[0] * k[1] * c_in)
+
+
 def check_dense_against_twin_and_scatter(case: dict, dtype) -> None:
     """``conv_layer_dense`` on ``case`` against its NumPy twin and the event scatter
     (``conv_layer_step``) on copies of the same state: equal counters and listings, equal

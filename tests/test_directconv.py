@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from _twins import both_named, check_dense_against_twin_and_scatter, conv_geom, params
+from _twins import (
+    check_dense_against_twin_and_scatter,
+    check_whole_conv_against_twin,
+    conv_geom,
+    params,
+)
 from test_recompute import _dense_case, _lava_case, _run, _video
 
 import sigmadelta as sd
@@ -31,20 +36,7 @@ SHAPES = [(6, 20, 5, 16, (3, 3), (1, 1), (1, 1)), (5, 37, 3, 40, (3, 3), (1, 1),
 def test_direct_conv_matches_twin(shape, dtype, nv):
     """Every block (``nv`` vectors) on every shape, bias or not: the twin's sums up to rounding,
     the whole of ``z`` written (it starts as NaN)."""
-    h, w, c_in, c_out, k, stride, padding = shape
-    geom, n_out = conv_geom(h, w, c_out, k, stride, padding)
-    rng = np.random.default_rng(c_out + nv)
-    n_pad = (h + 2 * padding[0]) * (w + 2 * padding[1]) * c_in
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    for use_bias in (True, False):
-        args = dict(P=rng.normal(size=n_pad).astype(dtype),
-                    w_cl=rng.normal(size=(*k, c_in, c_out)).astype(dtype),
-                    z=np.full(n_out * c_out, np.nan, dtype),
-                    bias=rng.normal(size=n_out * c_out).astype(dtype),
-                    use_bias=use_bias, geom=geom, c_in=c_in, nv=nv)
-        _, a, _, b = both_named("direct_conv", args)
-        scale = np.abs(b["z"]).max()
-        np.testing.assert_allclose(a["z"], b["z"], rtol=0, atol=tol * scale * k[0] * k[1] * c_in)
+    check_whole_conv_against_twin("direct_conv", shape, dtype, seed=shape[3] + nv, nv=nv)
 
 
 def test_direct_conv_equals_gemm_on_integers():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from _twins import both_named, check_dense_against_twin_and_scatter, conv_geom
+from _twins import check_dense_against_twin_and_scatter, check_whole_conv_against_twin, conv_geom
 from test_recompute import _dense_case, _run, _video
 
 import sigmadelta as sd
@@ -28,20 +28,7 @@ SHAPES = [(18, 22, 48, 1, (3, 3), (1, 1), (1, 1)), (7, 9, 5, 1, (3, 3), (1, 1), 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_narrow_conv_matches_twin(shape, dtype):
     """The twin's sums up to rounding, bias or not, the whole of ``z`` written (it starts as NaN)."""
-    h, w, c_in, c_out, k, stride, padding = shape
-    geom, n_out = conv_geom(h, w, c_out, k, stride, padding)
-    rng = np.random.default_rng(c_in + c_out)
-    n_pad = (h + 2 * padding[0]) * (w + 2 * padding[1]) * c_in
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    for use_bias in (True, False):
-        args = dict(P=rng.normal(size=n_pad).astype(dtype),
-                    w_cl=rng.normal(size=(*k, c_in, c_out)).astype(dtype),
-                    z=np.full(n_out * c_out, np.nan, dtype),
-                    bias=rng.normal(size=n_out * c_out).astype(dtype),
-                    use_bias=use_bias, geom=geom, c_in=c_in)
-        _, a, _, b = both_named("narrow_conv", args)
-        scale = np.abs(b["z"]).max()
-        np.testing.assert_allclose(a["z"], b["z"], rtol=0, atol=tol * scale * k[0] * k[1] * c_in)
+    check_whole_conv_against_twin("narrow_conv", shape, dtype, seed=shape[2] + shape[3])
 
 
 def test_narrow_conv_exact_on_integers():

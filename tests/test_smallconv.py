@@ -8,7 +8,7 @@ the scatter.
 
 import numpy as np
 import pytest
-from _twins import both_named, check_dense_against_twin_and_scatter, conv_geom
+from _twins import check_dense_against_twin_and_scatter, check_whole_conv_against_twin, conv_geom
 from test_recompute import _dense_case
 
 from sigmadelta import kernels as K
@@ -26,19 +26,8 @@ def test_small_conv_matches_twin(shape, dtype):
     at most one short vector of output channels (8 float32, 4 float64 lanes)."""
     h, w, c_in, c_out, k, stride, padding = shape
     c_out = min(c_out, 32 // np.dtype(dtype).itemsize)
-    geom, n_out = conv_geom(h, w, c_out, k, stride, padding)
-    rng = np.random.default_rng(c_in + c_out)
-    n_pad = (h + 2 * padding[0]) * (w + 2 * padding[1]) * c_in
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    for use_bias in (True, False):
-        args = dict(P=rng.normal(size=n_pad).astype(dtype),
-                    w_cl=rng.normal(size=(*k, c_in, c_out)).astype(dtype),
-                    z=np.full(n_out * c_out, np.nan, dtype),
-                    bias=rng.normal(size=n_out * c_out).astype(dtype),
-                    use_bias=use_bias, geom=geom, c_in=c_in)
-        _, a, _, b = both_named("small_conv", args)
-        scale = np.abs(b["z"]).max()
-        np.testing.assert_allclose(a["z"], b["z"], rtol=0, atol=tol * scale * k[0] * k[1] * c_in)
+    check_whole_conv_against_twin("small_conv", (h, w, c_in, c_out, k, stride, padding), dtype,
+                                  seed=c_in + c_out)
 
 
 def test_small_conv_exact_on_integers():
