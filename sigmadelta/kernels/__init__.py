@@ -99,18 +99,12 @@ from .quantize import (
     threshold_encode,
     touch_all,
 )
-from .recompute import (
-    GEMM_BYTES,
-    conv_gemm,
-    dense_recompute,
-    gemm_rows,
-    lava_dense_exact,
-    padded_size,
-)
+from .recompute import dense_recompute, lava_dense_exact, padded_size
 from .routing import gather_update, pixel_map_update
 from .scatter import conv_scatter, convt_scatter, dense_scatter, expand_pixel_groups
 from .smallconv import small_channels, small_conv
 from .spikemap import encode_map_1ch, make_map, no_map, prefer_map
+from .wholeconv import GEMM_BYTES, conv_gemm, gemm_rows
 
 __all__ = [
     "ADD_FULL_ABOVE",

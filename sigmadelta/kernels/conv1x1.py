@@ -27,7 +27,7 @@ from numba.extending import overload
 
 from .pixel import Q_HERDING, _quantize
 from .quantize import single_exact
-from .recompute import conv_gemm
+from .wholeconv import conv_gemm
 
 __all__ = ["conv1x1_dense", "conv1x1_ok", "RUN_VALUES"]
 
