@@ -192,7 +192,7 @@ def _take(t, cut, row_len, snap, sync):
 @njit(cache=True, nogil=True)
 def run_stage(code, par, F, I, D, frames, frame0, lo, stats, out, out_slot, status, cut, row_len,  # noqa: E741
               snap, sync, lag, floats, fixed, pix, conv, dense, pool, merge, resize, lava, gemm, recompute,
-              smooth):
+              smooth, direct, narrow):
     """One stage over ``frames``, frame by frame through :func:`run_frames` (one function for
     both, so that the frame loop is compiled into one more function, not two).
 
@@ -210,7 +210,7 @@ def run_stage(code, par, F, I, D, frames, frame0, lo, stats, out, out_slot, stat
             return t
         if run_frames(code, par, F, I, D, frames[t:t + 1], frame0 + t, lo, n_rows, stats[t:t + 1],
                       out[t:t + 1], out_slot, status, floats, fixed, pix, conv, dense, pool, merge,
-                      resize, lava, gemm, recompute, smooth) == 0:
+                      resize, lava, gemm, recompute, smooth, direct, narrow) == 0:
             _store_release(sync, stop, 2)
             return t
         if (lag < 0 and not _give(t, cut, row_len, snap, sync)) or (lag == 1 and not _take(t, cut, row_len,
