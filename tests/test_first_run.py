@@ -112,6 +112,7 @@ def test_programs_name_the_op_kinds_they_compile():
         assert {g for g, k in zip(groups, kinds, strict=True) if k} == present, name
 
 
+@pytest.mark.slow  # compiles the whole loop once more (about a minute on 2 cores)
 def test_a_loop_without_the_unused_kinds_runs_the_same_as_the_full_one():
     model, shape = make("conv")
     frames = smooth_stream(shape, t=4)

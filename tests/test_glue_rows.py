@@ -125,8 +125,14 @@ def _block():
     return Block().eval(), (3, 12, 14)
 
 
-@pytest.mark.parametrize("name", ["residual", "block"])
-@pytest.mark.parametrize("path", ["scatter", "dense", "auto"])
+_SLOW = pytest.mark.slow  # each case compiles its own loop (30-40 s on 2 cores): two in the quick run
+
+
+@pytest.mark.parametrize("name, path", [
+    ("residual", "scatter"), ("block", "dense"), pytest.param("residual", "dense", marks=_SLOW),
+    pytest.param("residual", "auto", marks=_SLOW), pytest.param("block", "scatter", marks=_SLOW),
+    pytest.param("block", "auto", marks=_SLOW),
+])
 def test_add_by_rows_keeps_outputs_and_counters(monkeypatch, name, path):
     """A network whose residual adds read pixel rows gives the outputs (bit for bit) and the
     counters of the same network with its adds on neuron lists, on every conv path."""
