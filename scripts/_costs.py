@@ -5,9 +5,10 @@ of every table (``--calibrate``).
 
 ``python scripts/benchmark.py --calibrate --save-costs`` runs the busy points where the paths
 compete (activities 0.2, 0.35, 0.5; patterns neuron, pixel, channels; forced paths scatter,
-dense, gemm; 8 frames, 2 repeats; C = 16, 32, 64 at 64x64), for 3x3 and 1x1 convs in float32
-and float64, prints the tables in the form of ``BUILTIN_COSTS`` and writes them to the per-user
-file that :func:`sigmadelta.kernels.path_cost_table` then uses on this CPU.
+dense, gemm; 8 frames, 2 repeats; C = 16, 32, 64 at 64x64, and for 1x1 convs also the
+projections of :data:`CALIBRATION_1X1`), for 3x3 and 1x1 convs in float32 and float64, prints
+the tables in the form of ``BUILTIN_COSTS`` and writes them to the per-user file that
+:func:`sigmadelta.kernels.path_cost_table` then uses on this CPU.
 """
 
 from __future__ import annotations
@@ -22,12 +23,38 @@ from _micro import PATTERNS, bench_micro, fit_costs, plot_micro, print_costs, pr
 
 from sigmadelta.kernels import costtable
 
-__all__ = ["micro_from_args", "calibrate_args", "CALIBRATION", "print_builtin"]
+__all__ = ["micro_from_args", "calibrate_args", "CALIBRATION", "CALIBRATION_1X1", "print_builtin"]
 
 #: ``--calibrate``: the busy points of the cost tables' fit (each overrides its flag)
 CALIBRATION = {"activity": "0.2,0.35,0.5", "micro_pattern": "neuron,pixel,channels",
                "conv_path": "scatter,dense,gemm", "frames": 8, "repeats": 2, "micro_channels": "16,32,64",
                "micro_hw": (64, 64)}
+
+#: ``--calibrate``: the 1x1 table's extra rows, ``C_in:C_out:H`` (an H x H map), the 1x1
+#: projections of a MobileNetV2-style net at their own map sizes (96 -> 24 at 16x16, 192 -> 32
+#: at 8x8). Fitted at ``C_in = C_out`` only up to 64, the table took the 64 row for them, whose
+#: scatter is cheaper per synop (whole SIMD rows of 64 outputs, not 24) and dense path cheaper
+#: per multiply-add (the encoding of every input spread over 64 outputs, not 24): it scattered
+#: MobileNetV2's 96 -> 24 projection on 16 of 30 frames at about 1.5x its dense path's time.
+CALIBRATION_1X1 = "16,32,64,96:24:16,192:32:8"
+
+
+def _channels(text: str) -> list:
+    """``--micro-channels``: a comma list of ``C`` (``C_in = C_out = C`` at ``--micro-hw``),
+    ``C_in:C_out`` or ``C_in:C_out:H`` (an H x H map) or ``C_in:C_out:HxW``."""
+    out = []
+    for tok in text.split(","):
+        parts = tok.split(":")
+        try:
+            vals = [int(v) for v in parts[:2]]
+            hw = [tuple(int(v) for v in parts[2].split("x"))] if len(parts) == 3 else []
+        except ValueError:
+            vals, hw = [], []
+        hw = [h * 2 if len(h) == 1 else h for h in hw]
+        if len(parts) > 3 or not vals or min(vals) < 1 or any(len(h) != 2 or min(h) < 1 for h in hw):
+            sys.exit(f"--micro-channels: C, C_in:C_out or C_in:C_out:H[xW] separated by commas, got {tok!r}")
+        out.append(vals[0] if len(parts) == 1 else (*vals, *hw))
+    return out
 
 
 def _floats(text: str, flag: str) -> list[float]:
@@ -48,7 +75,7 @@ def _sweep(args, dtypes, paths, kernel: int) -> list[dict]:
         sys.exit(f"--micro-pattern: one or more of {', '.join(PATTERNS)}, got {args.micro_pattern!r}")
     rows = []
     for dt, pt, a in itertools.product(dtypes, patterns, _floats(args.activity, "--activity")):
-        rows += bench_micro([int(c) for c in args.micro_channels.split(",")], tuple(args.micro_hw), a,
+        rows += bench_micro(_channels(args.micro_channels), tuple(args.micro_hw), a,
                             max(args.frames, 3), dt, args.repeats, paths, pt, kernel)
     return rows
 
@@ -89,7 +116,9 @@ def calibrate_args(args) -> dict:
     for k, v in CALIBRATION.items():
         setattr(args, k, v)
     dtypes, paths = (np.float32, np.float64), tuple(CALIBRATION["conv_path"].split(","))
-    rows = {kind: _sweep(args, dtypes, paths, k) for kind, k in (("3x3", 3), ("1x1", 1))}
+    rows = {"3x3": _sweep(args, dtypes, paths, 3)}
+    args.micro_channels = CALIBRATION_1X1
+    rows["1x1"] = _sweep(args, dtypes, paths, 1)
     tables = {kind: fit_costs(r) for kind, r in rows.items()}
     out = {"cpu": costtable.host_cpu(), "path_costs": tables, "load_average": list(os.getloadavg()),
            "micro": rows}

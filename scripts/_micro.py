@@ -21,8 +21,8 @@ import torch.nn as nn
 import sigmadelta as sd
 import sigmadelta.profiling as sd_profiling
 
-__all__ = ["bench_micro", "plot_micro", "print_micro", "bare_scatter", "fit_costs", "print_costs",
-           "PATTERNS", "PIXEL_SHARE"]
+__all__ = ["bench_micro", "micro_shape", "plot_micro", "print_micro", "bare_scatter", "fit_costs",
+           "print_costs", "PATTERNS", "PIXEL_SHARE"]
 
 
 #: how the input changes from frame to frame in the micro benchmark
@@ -138,11 +138,23 @@ def _micro_once(net, x, dtype, conv, xt, bare, path="auto") -> tuple:
             float(sim.node_seconds.sum()), next(iter(sim.conv_paths.values())), cpu_event, cpu_dense)
 
 
+def micro_shape(spec, hw: tuple[int, int]) -> tuple[int, int, tuple[int, int]]:
+    """``(C_in, C_out, (H, W))`` of one entry of :func:`bench_micro`'s ``channels``: ``C``
+    (``C_in = C_out = C`` at ``hw``), ``(C_in, C_out)`` or ``(C_in, C_out, (H, W))``."""
+    if isinstance(spec, (int, np.integer)):
+        return int(spec), int(spec), tuple(hw)
+    c_in, c_out, *rest = spec
+    return int(c_in), int(c_out), tuple(rest[0]) if rest else tuple(hw)
+
+
 def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, frames: int = 30,
                 dtype=np.float64, repeats: int = 5, paths=("auto",), pattern: str = "neuron",
                 kernel: int = 3) -> list[dict]:
     """One ``kernel`` x ``kernel`` conv (3 or 1; C_in = C_out = C, stride 1, padding
-    ``kernel // 2``) at ``activity``: event step vs torch conv2d.
+    ``kernel // 2``) at ``activity``: event step vs torch conv2d. An entry of ``channels``
+    may also name ``(C_in, C_out)`` or ``(C_in, C_out, (H, W))`` (:func:`micro_shape`: a
+    zoo net's 1x1 projection at its own map size, e.g. ``(96, 24, (16, 16))``); the rows'
+    ``channels`` is ``C_in``, ``c_out`` and ``hw`` the rest.
 
     The input changes by ``pattern`` (:func:`_micro_frames`: random neurons, whole pixels
     or a quarter of the channels of random pixels).
@@ -159,14 +171,15 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
     if kernel not in (1, 3):
         raise ValueError(f"bench_micro: kernel 1 or 3, got {kernel!r}")
     out = []
-    for c in channels:
+    for spec in channels:
+        c, c_out, hw_c = micro_shape(spec, hw)
         torch.manual_seed(c)
-        conv = nn.Conv2d(c, c, kernel, padding=kernel // 2).eval()
-        shape = (c, *hw)
+        conv = nn.Conv2d(c, c_out, kernel, padding=kernel // 2).eval()
+        shape = (c, *hw_c)
         net = sd.convert(conv, shape, scale=16.0)
         x = _micro_frames(shape, frames, activity, c, pattern)
         xt = torch.from_numpy(x[0])[None]
-        bare = _bare_events(c, hw, activity, frames - 1, c)
+        bare = _bare_events(c, hw_c, activity, frames - 1, c)
         _micro_once(net, x[:3], dtype, conv, xt, (*bare[:2], bare[2][:1], bare[3]))  # warm up
         by_path = {p: [] for p in paths}
         for _ in range(repeats):
@@ -175,9 +188,9 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
         res = sd.Simulator(net, dtype=dtype).run(x, progress=False)
         changed = (np.diff(x, axis=0) != 0).any(axis=1).sum() / (frames - 1)  # pixels per frame
         for p, runs in by_path.items():
-            row = _micro_row(net, res, runs, c, hw, activity, frames, bare[3], x[0].size, p)
+            row = _micro_row(net, res, runs, c, hw_c, activity, frames, bare[3], x[0].size, p)
             out.append({**row, "pattern": pattern, "dtype": np.dtype(dtype).name, "kernel": kernel,
-                        "changed_pixels": float(changed)})
+                        "c_out": c_out, "changed_pixels": float(changed)})
     return out
 
 
@@ -244,16 +257,17 @@ def fit_costs(rows: list[dict]) -> dict:
     for r in rows:
         ms = r["event_cpu_ms"] if "event_cpu_ms" in r else r["event_ms_per_frame"]
         c, ns, k = r["channels"], ms * 1e6, r.get("kernel", 3)
+        c_out = r.get("c_out", c)
         macs = r["dense_gmacs_per_s"] * r["dense_ms"] * 1e6
         work = {"scatter": (macs / r["op_reduction"], r["changed_pixels"]), "dense": (macs,),
-                "gemm": (r["changed_pixels"] * c * k**2 * c,)}.get(r["path"])
+                "gemm": (r["changed_pixels"] * c * k**2 * c_out,)}.get(r["path"])
         if work and work[0]:
-            key = (np.dtype(r["dtype"]).itemsize, c, k)
+            key = (np.dtype(r["dtype"]).itemsize, c, k, c_out)
             table.setdefault(key, {}).setdefault(r["path"], []).append((ns, *work))
     out: dict = {}
-    for (size, c, k), by_path in sorted(table.items()):
+    for (size, c, k, c_out), by_path in sorted(table.items()):
         if all(p in by_path for p in ("scatter", "dense", "gemm")):
-            scatter = _scatter_cost(by_path["scatter"], k * k * c, c)
+            scatter = _scatter_cost(by_path["scatter"], k * k * c_out, c)
             dense, gemm = (float(np.median([ns / w for ns, w in by_path[p]])) for p in ("dense", "gemm"))
             out.setdefault(size, {})[c] = tuple(round(v, 4) for v in (scatter, dense, gemm))
     return out

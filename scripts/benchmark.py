@@ -364,7 +364,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--streams", default="", help="e.g. 1,2: simulate_batch scaling")
     p.add_argument("--micro", action="store_true", help="single-conv kernel efficiency")
     p.add_argument("--micro-hw", type=int, nargs=2, default=(64, 64))
-    p.add_argument("--micro-channels", default="16,32,64")
+    p.add_argument("--micro-channels", default="16,32,64",
+                   help="--micro: C (C_in = C_out), C_in:C_out or C_in:C_out:H[xW] (own map size), "
+                        "separated by commas")
     p.add_argument("--micro-kernel", type=int, choices=(1, 3), default=3,
                    help="--micro: the conv's kernel size (1: fits PATH_COSTS_1X1 with --fit-costs)")
     p.add_argument("--activity", default="0.05",

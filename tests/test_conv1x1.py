@@ -132,3 +132,20 @@ def test_conv1x1_single_precision_herding_matches_twin(dtype, param, gain, singl
     np.testing.assert_array_equal(a["mem_w"][: len(q)], expect_w)
     np.testing.assert_array_equal(a["pg_stamp"], b["pg_stamp"])
     assert a["pg_list"][: a["pg_count"][0]].tolist() == listed(b["pg_list"], b["pg_count"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1e4, 3e6])
+def test_conv1x1_large_spikes_count_exactly(dtype, size):
+    """Herding sums a pixel's ``|s|`` in the state's precision below ``SUM_EXACT`` and in
+    float64 from there on: large spikes (a pixel's sum near 4e5 and near 1e9) give the twin's
+    events and additions exactly."""
+    case = _case(GEOMS[2], True, dtype, 3)
+    rng = np.random.default_rng(9)
+    n = len(case["x"])
+    case["x"] = (rng.integers(-size, size, n) / case["param"] + 0.25 / case["param"]).astype(dtype)
+    ra, a, rb, b = both_named("conv1x1_dense", case)
+    assert (ra[0], ra[1], ra[3]) == (rb[0], rb[1], rb[3]) and ra[2] == rb[2]
+    big = np.abs(np.rint(case["param"] * case["x"].astype(np.float64)) - case["memory"])
+    assert (big.reshape(-1, case["c_in"]).sum(1).max() >= K.conv1x1.SUM_EXACT) == (size > 1e5)
+    np.testing.assert_array_equal(a["memory"], b["memory"])

@@ -173,11 +173,13 @@ def test_calibrate_fits_every_table(benchmark, capsys, monkeypatch):  # noqa: F8
     monkeypatch.setattr(sys.modules["_costs"], "CALIBRATION", {
         "activity": "0.3", "micro_pattern": "pixel", "conv_path": "scatter,dense,gemm", "frames": 3,
         "repeats": 1, "micro_channels": "4", "micro_hw": (8, 8)})
+    monkeypatch.setattr(sys.modules["_costs"], "CALIBRATION_1X1", "4,8:4:6")
     benchmark.main(["--json", "--calibrate", "--save-costs"])
     r = json.loads(capsys.readouterr().out)
     assert r["cpu"] == "testcpu" and sorted(r["path_costs"]) == ["1x1", "3x3"]
     _, tables = CT.load_costs(r["saved_costs"])
     assert {k: sorted(v) for k, v in tables.items()} == {"3x3": [4, 8], "1x1": [4, 8]}
+    assert sorted(tables["3x3"][4]) == [4] and sorted(tables["1x1"][4]) == [4, 8]  # the projection's row
 
 
 def test_fit_prices_the_scatter_per_synop_and_per_pixel(monkeypatch):
@@ -203,3 +205,41 @@ def test_fit_prices_the_scatter_per_synop_and_per_pixel(monkeypatch):
     # fewer than three scatter rows: the median of time per synop
     assert fit_costs([*scatter[:2], *rows[3:]])[4][16][0] == pytest.approx(
         np.median([(0.1 * 1e6 + 2e5) / 1e6, (0.2e6 + 2.5e5) / 2e6]), abs=1e-4)
+
+
+def test_fit_of_a_projection_counts_its_output_channels(monkeypatch):
+    """``fit_costs`` on rows of a ``C_in -> C_out`` layer (``c_out``): the GEMM's work per pixel
+    with events is ``C_in * k*k * C_out`` and the scatter's fan ``k*k * C_out``; keyed by ``C_in``."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    from _micro import PIXEL_SHARE, fit_costs
+
+    macs = 96 * 24 * 256.0
+
+    def row(path, ns, synops=1.0, pixels=0.0):
+        return {"channels": 96, "c_out": 24, "kernel": 1, "dtype": "float32", "path": path,
+                "event_cpu_ms": ns / 1e6, "dense_gmacs_per_s": 50.0, "dense_ms": macs / 50e6,
+                "op_reduction": macs / synops, "changed_pixels": pixels}
+
+    scatter = [row("scatter", 0.5 * s + 200 * p, s, p) for s, p in ((1e4, 50), (2e4, 60), (3e4, 100))]
+    (c, (s, d, g)), = fit_costs([*scatter, row("dense", 1e5), row("gemm", 3e4, pixels=100)])[4].items()
+    assert c == 96
+    assert s == pytest.approx(0.5 + 200 / (24 * PIXEL_SHARE * 96), abs=1e-4)
+    assert d == pytest.approx(1e5 / macs, abs=1e-4) and g == pytest.approx(3e4 / (100 * 96 * 24), abs=1e-4)
+
+
+def test_micro_runs_a_projection_at_its_own_map_size(benchmark, capsys):  # noqa: F811
+    """``--micro-channels C_in:C_out:HxW``: a 1x1 ``C_in -> C_out`` layer on its own map beside
+    a ``C``-channel one at ``--micro-hw``; each event reaches its pixel's ``C_out`` outputs."""
+    benchmark.main([*MICRO, "--micro", "--micro-channels", "4,8:4:6x5", "--dtype", "float32",
+                    "--micro-kernel", "1", "--fit-costs"])
+    r = json.loads(capsys.readouterr().out)
+    shapes = [(m["channels"], m["c_out"], m["hw"]) for m in r["micro"]]
+    assert shapes == [(4, 4, [8, 8])] * 3 + [(8, 4, [6, 5])] * 3
+    assert all(m["op_reduction"] == pytest.approx(1 / m["event_rate"]) for m in r["micro"])
+    assert sorted(r["path_costs"]["4"]) == ["4", "8"]
+
+
+@pytest.mark.parametrize("bad", ["8:", "8:4:6x", "8:4:0", "a", "8:4:6:2"])
+def test_micro_rejects_a_bad_channel_spec(benchmark, bad):  # noqa: F811
+    with pytest.raises(SystemExit, match="--micro-channels: C, C_in:C_out or C_in:C_out:H"):
+        benchmark.main(["--micro", "--micro-channels", f"4,{bad}"])

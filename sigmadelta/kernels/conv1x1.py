@@ -29,7 +29,7 @@ from .pixel import Q_HERDING, _quantize
 from .quantize import single_exact
 from .wholeconv import conv_gemm
 
-__all__ = ["conv1x1_dense", "conv1x1_ok", "RUN_VALUES"]
+__all__ = ["conv1x1_dense", "conv1x1_ok", "RUN_VALUES", "SUM_EXACT"]
 
 #: values quantized per vector run (the ``|s|`` scratch: 8-16 KiB, in L1)
 RUN_VALUES = 2048
@@ -107,6 +107,31 @@ def _pixel_sums(ss):
     return e, mag
 
 
+#: :func:`_pixel_sums_narrow` is exact while a pixel's sum of ``|s|`` stays below this (whole
+#: numbers in float32: every partial sum of non-negative terms is at most the total)
+SUM_EXACT = 2.0**23
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _pixel_sums_narrow(ss):
+    """:func:`_pixel_sums` with the count in float32 and the sum in ``ss``'s own precision:
+    no widening of each value (float32 state: the reduction runs on twice the lanes, without
+    conversions). Exact for herding (whole numbers) while the sum stays below
+    :data:`SUM_EXACT`; the caller takes :func:`_pixel_sums` otherwise. Encode and sums of a
+    whole map, float32, thread CPU time, alternating with :func:`_pixel_sums` in one process
+    (7 passes, best; 2-vCPU Intel Xeon VM with AVX-512, load 3.3): 96 and 144 channels at
+    16x16, 192 at 8x8, 2-50% of the inputs changing, 0.79-0.90x the time; 16 at 32x32 and 24 at
+    16x16 0.85-1.0x. A compiled function of its own, not inlined in Numba's IR: there the
+    caller's flags would apply (:func:`conv1x1_dense` has no ``reassoc``), and the reduction
+    would not vectorise; LLVM inlines it keeping its own flags."""
+    e, mag = np.float32(0.0), np.float32(0.0)
+    for j in range(ss.shape[0]):
+        v = ss[j]
+        e += np.float32(1.0) if v != 0.0 else np.float32(0.0)
+        mag += v
+    return int(e), mag
+
+
 @njit(cache=True, nogil=True)
 def conv1x1_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z, geom, mem_w, rowbuf,
                   pg_list, pg_count, pg_stamp, frame):
@@ -124,13 +149,19 @@ def conv1x1_dense(x, memory, herding, param, gain, c_in, w_cl, bias, use_bias, z
     run = max(1, min(RUN_VALUES, ss.shape[0]) // c_in)  # pixels per vector run
     n_ev, adds, n_px = 0, 0.0, 0
     npg = pg_count[0]
+    narrow = herding == Q_HERDING  # whole-number spikes: the narrow sums are exact
     for p0 in range(0, n_pix, run):
         p1 = min(p0 + run, n_pix)
         a, b = p0 * c_in, p1 * c_in
         _encode_run(x[a:b], memory[a:b], mem_w[a:b], ss[:b - a], herding, param, gain)
         for p in range(p0, p1):
             o = (p - p0) * c_in
-            e, mag = _pixel_sums(ss[o:o + c_in])
+            if narrow:
+                e, mag = _pixel_sums_narrow(ss[o:o + c_in])
+                if mag >= SUM_EXACT:
+                    e, mag = _pixel_sums(ss[o:o + c_in])
+            else:
+                e, mag = _pixel_sums(ss[o:o + c_in])
             if e:
                 n_ev += e
                 adds += mag
