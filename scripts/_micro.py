@@ -20,6 +20,7 @@ import torch.nn as nn
 
 import sigmadelta as sd
 import sigmadelta.profiling as sd_profiling
+from sigmadelta.kernels.paths import FIT_PIXEL_SHARE
 
 __all__ = ["bench_micro", "plot_micro", "print_micro", "bare_scatter", "fit_costs", "print_costs",
            "PATTERNS", "PIXEL_SHARE"]
@@ -208,7 +209,7 @@ def _micro_row(net, res, runs, c, hw, activity, frames, n_bare, n_in, path) -> d
 #: :func:`fit_costs` prices the scatter's synop at this share of ``C_in`` events per pixel with
 #: events (its time per pixel spread over that pixel's synops): the zoo nets' layers ran 0.37-0.99
 #: events per touched input, most 0.4-0.6 (:data:`sigmadelta.kernels.FIRST_EVENT_SHARE`)
-PIXEL_SHARE = 0.5
+PIXEL_SHARE = FIT_PIXEL_SHARE
 
 
 def _scatter_cost(runs: list[tuple[float, float, float]], fan: float, c: int) -> float:
