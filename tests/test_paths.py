@@ -76,3 +76,23 @@ def test_micro_layer_recomputes_where_events_are_thin():
         sim.run(np.stack(x), progress=False)
         paths = next(iter(sim.conv_paths.values()))
         assert (paths["dense"] >= 4) == dense, (pattern, paths)
+
+
+def test_fit_pixel_costs_recovers_the_pixel_term(monkeypatch):
+    """``scripts/_micro.py`` ``fit_pixel_costs``: ``b`` of ``ns = a * synops + b * pixels`` over
+    the forced-scatter rows (exact here: a = 0.1 ns, b = 100 ns); nothing from two rows."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    from _micro import fit_pixel_costs
+
+    macs = 1e8
+
+    def row(ns, synops, pixels, path="scatter"):
+        return {"channels": 16, "kernel": 3, "dtype": "float32", "path": path, "event_cpu_ms": ns / 1e6,
+                "dense_gmacs_per_s": 50.0, "dense_ms": macs / 50e6, "op_reduction": macs / synops,
+                "changed_pixels": pixels}
+
+    rows = [row(0.1 * s + 100 * p, s, p) for s, p in ((1e6, 2000), (2e6, 2500), (3e6, 4000))]
+    assert fit_pixel_costs([*rows, row(5e5, 1.0, 0.0, "dense")]) == {4: {16: pytest.approx(100.0)}}
+    assert fit_pixel_costs(rows[:2]) == {}
