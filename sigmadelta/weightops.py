@@ -484,4 +484,4 @@ class PixelConvOp(WeightOp):
             self.smap[0][1] = -1  # no last frame: the map path
         ps = K.PATH_STATE
         self.pstate[[ps.last_events, ps.last_touched, ps.last_pixels, ps.frames_scatter,
-                     ps.frames_dense, ps.frames_gemm]] = 0
+                     ps.frames_dense, ps.frames_gemm, ps.first_inputs]] = 0

@@ -96,3 +96,21 @@ def test_fit_pixel_costs_recovers_the_pixel_term(monkeypatch):
     rows = [row(0.1 * s + 100 * p, s, p) for s, p in ((1e6, 2000), (2e6, 2500), (3e6, 4000))]
     assert fit_pixel_costs([*rows, row(5e5, 1.0, 0.0, "dense")]) == {4: {16: pytest.approx(100.0)}}
     assert fit_pixel_costs(rows[:2]) == {}
+
+
+def test_frame_after_the_first_expects_the_first_frames_share():
+    """The frame after the first expects events at the share of the first frame's inputs that
+    spiked (here 90 of 100: 0.9 * 50 touched * 2 ns = 90 ns against the dense 80: dense); a
+    frame after one that touched nothing at :data:`FIRST_EVENT_SHARE` (0.5 * 50 * 2 = 50:
+    the scatter)."""
+    S = K.PATH_STATE  # noqa: N806
+    ps = np.zeros(len(S), np.int64)
+    assert K.choose_path(ps, 100, 2.0, np.inf, 80.0, True, 0.0, 0.0) == K.PATH_DENSE
+    ps[S.last_events] = 90  # the first frame's events (the frame loop's counters)
+    assert ps[S.first_inputs] == 100 and ps[S.last_touched] == 0
+    assert K.choose_path(ps, 50, 2.0, np.inf, 80.0, False, 0.0, 0.0) == K.PATH_DENSE
+    assert ps[S.first_inputs] == 0
+    ps[S.last_touched], ps[S.last_events] = 0, 0  # a frame that touched nothing
+    assert K.choose_path(ps, 50, 2.0, np.inf, 80.0, False, 0.0, 0.0) == K.PATH_SCATTER
+    ps[S.first_inputs], ps[S.last_touched], ps[S.last_events] = 100, 0, 40  # first frame: 40%
+    assert K.choose_path(ps, 50, 2.0, np.inf, 80.0, False, 0.0, 0.0) == K.PATH_SCATTER

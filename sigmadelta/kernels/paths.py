@@ -22,11 +22,14 @@ __all__ = ["choose_path", "choose_dense", "path_costs", "gemm_may_win", "PATH_AU
 PATH_AUTO, PATH_SCATTER, PATH_DENSE, PATH_GEMM = range(4)
 PATH_NAMES = {"auto": PATH_AUTO, "scatter": PATH_SCATTER, "dense": PATH_DENSE, "gemm": PATH_GEMM}
 #: entries of a layer's path state ``pstate`` (int64): mode; the last frame's events, touched
-#: inputs and pixels with events; frames run by the scatter, the dense path, gather-GEMM-scatter
+#: inputs and pixels with events; frames run by the scatter, the dense path, gather-GEMM-scatter;
+#: the inputs of the first frame (every one sent) until the frame after it has chosen
 PATH_STATE = namedtuple("PathState", ["mode", "last_events", "last_touched", "last_pixels",
-                                      "frames_scatter", "frames_dense", "frames_gemm"])(*range(7))
+                                      "frames_scatter", "frames_dense", "frames_gemm",
+                                      "first_inputs"])(*range(8))
 MODE, LAST_EVENTS, LAST_TOUCHED, LAST_PIXELS = (PATH_STATE.mode, PATH_STATE.last_events,
                                                 PATH_STATE.last_touched, PATH_STATE.last_pixels)
+FIRST_INPUTS = PATH_STATE.first_inputs
 FRAMES = (-1, PATH_STATE.frames_scatter, PATH_STATE.frames_dense, PATH_STATE.frames_gemm)
 
 #: :func:`choose_path`'s expected events per touched input where the last frame tells nothing
@@ -126,11 +129,13 @@ def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime, px_co
     the 8 priced) the per-event price alone took the scatter at 0.5-0.6x torch where the dense
     path ran 0.9-1.0x.
 
-    Where nothing was touched last frame, and on the frame after the first (every input
-    spikes on the first, which says nothing about the events per touched input later), the
-    events are expected at :data:`FIRST_EVENT_SHARE` of the touched inputs, and the choice is
-    between the scatter (``FIRST_EVENT_SHARE * n_touched * per_event``) and the dense path
-    (how events spread over pixels is unknown: no gather-GEMM-scatter).
+    Where nothing was touched last frame the events are expected at :data:`FIRST_EVENT_SHARE`
+    of the touched inputs; on the frame after the first (every input is sent on the first) at
+    the first frame's share of inputs that spiked (``pstate[FIRST_INPUTS]``, its inputs); the
+    choice is between the scatter (``share * n_touched * per_event``) and the dense path (how
+    events spread over pixels is unknown: no gather-GEMM-scatter). On the micro sweep (random
+    changes of 47.5% of the inputs, 95% of them events; 97% of the first frame's inputs spiked)
+    the fixed share of 0.5 scattered that frame at twice the dense path's time.
 
     ``per_event`` holds the scatter's cost per pixel with events too, spread over that pixel's
     events at half of ``C_in`` (the fit, ``scripts/_micro.py`` ``fit_costs``: on the Intel Xeon
@@ -147,7 +152,10 @@ def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime, px_co
         if prime:
             path = PATH_DENSE
         elif pstate[LAST_TOUCHED] == 0:
-            t_scatter = FIRST_EVENT_SHARE * n_touched * per_event
+            share = FIRST_EVENT_SHARE
+            if pstate[FIRST_INPUTS] > 0:  # the frame after the first: its share of inputs that spiked
+                share = pstate[LAST_EVENTS] / pstate[FIRST_INPUTS]
+            t_scatter = share * n_touched * per_event
             path = PATH_DENSE if per_frame < t_scatter else PATH_SCATTER
         else:
             f = n_touched / pstate[LAST_TOUCHED]
@@ -161,6 +169,7 @@ def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime, px_co
                 path = PATH_DENSE
     pstate[FRAMES[path]] += 1
     pstate[LAST_TOUCHED] = 0 if prime else n_touched
+    pstate[FIRST_INPUTS] = n_touched if prime else 0
     return path
 
 
