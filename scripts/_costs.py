@@ -19,7 +19,7 @@ import sys
 import time
 
 import numpy as np
-from _micro import PATTERNS, bench_micro, fit_costs, plot_micro, print_costs, print_micro
+from _micro import PATTERNS, bench_micro, fit_costs, fit_pixel_costs, plot_micro, print_costs, print_micro
 
 from sigmadelta.kernels import costtable
 
@@ -97,6 +97,7 @@ def micro_from_args(args, dtypes, paths) -> dict:
     kind = "1x1" if args.micro_kernel == 1 else "3x3"
     if args.fit_costs or args.save_costs:
         out["path_costs"] = fit_costs(out["micro"])
+        out["scatter_pixel_ns"] = fit_pixel_costs(out["micro"])
     if args.save_costs:
         out["saved_costs"] = str(costtable.save_costs({kind: out["path_costs"]},
                                                       notes=_notes([kind], dtypes)))
@@ -104,6 +105,7 @@ def micro_from_args(args, dtypes, paths) -> dict:
         print_micro(out["micro"])
         if "path_costs" in out:
             print_costs(out["path_costs"], "PATH_COSTS_1X1" if kind == "1x1" else "PATH_COSTS")
+            print(f"scatter ns per pixel with events (SCATTER_PIXEL_NS): {out['scatter_pixel_ns']}")
         if "saved_costs" in out:
             print(f"saved as this CPU's ({costtable.host_cpu()}) table: {out['saved_costs']}")
     return out
@@ -121,11 +123,12 @@ def calibrate_args(args) -> dict:
     rows["1x1"] = _sweep(args, dtypes, paths, 1)
     tables = {kind: fit_costs(r) for kind, r in rows.items()}
     out = {"cpu": costtable.host_cpu(), "path_costs": tables, "load_average": list(os.getloadavg()),
-           "micro": rows}
+           "scatter_pixel_ns": fit_pixel_costs(rows["3x3"]), "micro": rows}
     if args.save_costs:
         out["saved_costs"] = str(costtable.save_costs(tables, notes=_notes(tables, dtypes)))
     if not args.json:
         print_builtin(out["cpu"], tables)
+        print(f"scatter ns per pixel with events, 3x3 (SCATTER_PIXEL_NS): {out['scatter_pixel_ns']}")
         print("load average " + ", ".join(f"{v:.1f}" for v in out["load_average"]))
         if "saved_costs" in out:
             print(f"saved as this CPU's table: {out['saved_costs']}")

@@ -20,9 +20,10 @@ import torch.nn as nn
 
 import sigmadelta as sd
 import sigmadelta.profiling as sd_profiling
+from sigmadelta.kernels.paths import FIT_PIXEL_SHARE
 
 __all__ = ["bench_micro", "micro_shape", "plot_micro", "print_micro", "bare_scatter", "fit_costs",
-           "print_costs", "PATTERNS", "PIXEL_SHARE"]
+           "fit_pixel_costs", "print_costs", "PATTERNS", "PIXEL_SHARE"]
 
 
 #: how the input changes from frame to frame in the micro benchmark
@@ -221,7 +222,7 @@ def _micro_row(net, res, runs, c, hw, activity, frames, n_bare, n_in, path) -> d
 #: :func:`fit_costs` prices the scatter's synop at this share of ``C_in`` events per pixel with
 #: events (its time per pixel spread over that pixel's synops): the zoo nets' layers ran 0.37-0.99
 #: events per touched input, most 0.4-0.6 (:data:`sigmadelta.kernels.FIRST_EVENT_SHARE`)
-PIXEL_SHARE = 0.5
+PIXEL_SHARE = FIT_PIXEL_SHARE
 
 
 def _scatter_cost(runs: list[tuple[float, float, float]], fan: float, c: int) -> float:
@@ -230,12 +231,39 @@ def _scatter_cost(runs: list[tuple[float, float, float]], fan: float, c: int) ->
     priced at :data:`PIXEL_SHARE` ``* c`` events per pixel of ``fan`` synops each:
     ``a + b / (fan * PIXEL_SHARE * c)``. The median of ``ns / synops`` where the rows cannot
     separate the two (fewer than 3, or a negative term)."""
+    t, syn, _ = np.array(runs, float).T
+    ab = _scatter_fit(runs)
+    return float(ab[0] + ab[1] / (fan * PIXEL_SHARE * c)) if ab else float(np.median(t / syn))
+
+
+def _scatter_fit(runs: list[tuple[float, float, float]]) -> tuple[float, float] | None:
+    """``(a, b)`` of the least squares ``ns = a * synops + b * pixels`` over ``(ns, synops,
+    pixels with events)`` rows; None where the rows cannot separate them (fewer than 3, or a
+    negative term)."""
     t, syn, px = np.array(runs, float).T
-    median = float(np.median(t / syn))
     if len(t) < 3:
-        return median
+        return None
     (a, b), *_ = np.linalg.lstsq(np.stack([syn, px], 1), t, rcond=None)
-    return float(a + b / (fan * PIXEL_SHARE * c)) if a > 0 and b >= 0 else median
+    return (float(a), float(b)) if a > 0 and b >= 0 else None
+
+
+def fit_pixel_costs(rows: list[dict]) -> dict:
+    """The scatter's ns per pixel with events (``b`` of :func:`_scatter_cost`'s fit), from the
+    forced-scatter rows of a micro sweep: ``{itemsize: {C: b}}`` where the rows separate it,
+    the figure behind ``sigmadelta.kernels.paths.SCATTER_PIXEL_NS``."""
+    table: dict = {}
+    for r in rows:
+        if r["path"] == "scatter":
+            ms = r["event_cpu_ms"] if "event_cpu_ms" in r else r["event_ms_per_frame"]
+            macs = r["dense_gmacs_per_s"] * r["dense_ms"] * 1e6
+            key = (np.dtype(r["dtype"]).itemsize, r["channels"])
+            table.setdefault(key, []).append((ms * 1e6, macs / r["op_reduction"], r["changed_pixels"]))
+    out: dict = {}
+    for (size, c), runs in sorted(table.items()):
+        ab = _scatter_fit(runs)
+        if ab:
+            out.setdefault(size, {})[c] = round(ab[1], 1)
+    return out
 
 
 def fit_costs(rows: list[dict]) -> dict:

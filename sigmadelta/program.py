@@ -140,7 +140,7 @@ def _pix_core(c, p, F, I, w, z, ev_val, vbuf, smap, wtap, w_cl, mem_w, rowbuf, w
     x, pstate, fixed = F[c[PIX.x]], I[c[PIX.pstate]], c[PIX.fixed] != 0
     n_touched = I[c[PIX.row_count]][0] * (c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)
     path = K.choose_path(pstate, n_touched, p[PIX_P.cost_event], p[PIX_P.cost_pixel],
-                         p[PIX_P.cost_frame], prime)
+                         p[PIX_P.cost_frame], prime, p[PIX_P.cost_px_scatter], p[PIX_P.px_per_event])
     if (path == K.PATH_DENSE and recompute is None) or (path == K.PATH_GEMM and gemm is None):
         raise RuntimeError("sigmadelta: a conv path this frame loop was compiled without")
     if path == K.PATH_DENSE and recompute is not None:  # pruned at compile time where None
@@ -201,7 +201,7 @@ def _pix_float(c, p, F, I, frame, prime, st, lava, gemm, recompute, direct, narr
     pstate = I[c[PIX.pstate]]
     if lava is not None and c[PIX.w8] >= 0 and pstate[K.PATH_STATE.mode] == K.PATH_SCATTER:
         n_touched = I[c[PIX.row_count]][0] * (c[PIX.c_in] if c[PIX.in_rows] != 0 else 1)
-        K.choose_path(pstate, n_touched, 0.0, 0.0, 0.0, prime)  # counts the frame
+        K.choose_path(pstate, n_touched, 0.0, 0.0, 0.0, prime, 0.0, 0.0)  # counts the frame
         z = F[c[PIX.acc]]
         r = K.lava_conv_step(
             F[c[PIX.x]], I[c[PIX.touched]], I[c[PIX.count]], I[c[PIX.rows]], I[c[PIX.row_count]],

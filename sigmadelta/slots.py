@@ -34,7 +34,7 @@ __all__ = ["NC", "NP", "KIND", "layout", "Builder", "COUNTER_ROWS", "Counters", 
            "DENSE", "CONV", "ACTIVATION", "POOL", "FLATTEN", "ADD", "CONCAT", "MUL", "UPSAMPLE",
            "CONVT", "RESAMPLE", "GATHER"]
 
-NC, NP = 48, 8  # columns of the code and parameter tables
+NC, NP = 48, 10  # columns of the code and parameter tables
 KIND = 0  # column of the op kind in every row
 # op kinds (column KIND): one per operator class of sigmadelta.ops
 (INPUT, PIXCONV, DENSE, CONV, ACTIVATION, POOL, FLATTEN, ADD, CONCAT, MUL, UPSAMPLE, CONVT, RESAMPLE,

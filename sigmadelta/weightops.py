@@ -327,7 +327,8 @@ class PixelConvOp(WeightOp):
                                  "vbuf", "pg_list", "pg_count", "pg_stamp", "expand", "kh", "c_in",
                                  "lw", "mgeom", "smap", "wtap", "w_cl", "mem_w", "rowbuf", "w_g", "gbuf",
                                  "pstate", "w8", "dz", "l1"],
-                   ["cost_event", "cost_pixel", "cost_frame"], base=WEIGHT)
+                   ["cost_event", "cost_pixel", "cost_frame", "cost_px_scatter", "px_per_event"],
+                   base=WEIGHT)
 
     @staticmethod
     def takes(node: g.Conv) -> bool:
@@ -373,6 +374,8 @@ class PixelConvOp(WeightOp):
             self.pstate[K.PATH_STATE.mode] = K.PATH_SCATTER  # dense path on every layer (DEVELOPERS)
         self.has_paths = True
         self.costs = self._costs(node, c_in, c_in * kh * kw * cg, itemsize)
+        self.scatter_pixel = K.scatter_pixel_cost(c_in, itemsize, self.costs[0],
+                                                  K.conv1x1_ok(self.pgeom, self.w_cl, self.out.value))
         self._lava_int(w_cl, dtype)
 
     def _lava_int(self, w_cl: np.ndarray, dtype) -> None:
@@ -434,6 +437,7 @@ class PixelConvOp(WeightOp):
         r.w_g, r.gbuf = b.w(self.w_g.reshape(-1), fx), b.w(self.gbuf, fx)
         r.pstate = b.i(self.pstate)  # shared, not copied
         r.cost_event, r.cost_pixel, r.cost_frame = self.costs
+        r.cost_px_scatter, r.px_per_event = self.scatter_pixel
         r.w8, r.dz = (b.i(self.w8), b.i(self.dz)) if self.w8 is not None else (-1, -1)
         r.l1 = self.l1
         r.done()
@@ -480,4 +484,4 @@ class PixelConvOp(WeightOp):
             self.smap[0][1] = -1  # no last frame: the map path
         ps = K.PATH_STATE
         self.pstate[[ps.last_events, ps.last_touched, ps.last_pixels, ps.frames_scatter,
-                     ps.frames_dense, ps.frames_gemm]] = 0
+                     ps.frames_dense, ps.frames_gemm, ps.first_inputs]] = 0

@@ -73,6 +73,7 @@ from .paths import (
     gemm_may_win,
     path_cost_table,
     path_costs,
+    scatter_pixel_cost,
 )
 from .pixel import (
     Q_HERDING,
@@ -149,6 +150,7 @@ __all__ = [
     "gemm_may_win",
     "choose_dense",
     "path_costs",
+    "scatter_pixel_cost",
     "path_cost_table",
     "conv_gemm",
     "direct_conv",

@@ -15,17 +15,21 @@ from .costtable import PATH_COSTS, PATH_COSTS_1X1, path_cost_table
 
 __all__ = ["choose_path", "choose_dense", "path_costs", "gemm_may_win", "PATH_AUTO", "PATH_SCATTER",
            "PATH_DENSE", "PATH_GEMM", "PATH_NAMES", "PATH_STATE", "PATH_COSTS", "PATH_COSTS_1X1",
-           "path_cost_table", "FIRST_EVENT_SHARE", "FRAMES", "VECTOR_BYTES"]
+           "path_cost_table", "FIRST_EVENT_SHARE", "FRAMES", "VECTOR_BYTES", "scatter_pixel_cost",
+           "FIT_PIXEL_SHARE", "SCATTER_PIXEL_NS"]
 
 #: a layer's path mode (``pstate[PATH_STATE.mode]``); the path a frame runs is one of the last three
 PATH_AUTO, PATH_SCATTER, PATH_DENSE, PATH_GEMM = range(4)
 PATH_NAMES = {"auto": PATH_AUTO, "scatter": PATH_SCATTER, "dense": PATH_DENSE, "gemm": PATH_GEMM}
 #: entries of a layer's path state ``pstate`` (int64): mode; the last frame's events, touched
-#: inputs and pixels with events; frames run by the scatter, the dense path, gather-GEMM-scatter
+#: inputs and pixels with events; frames run by the scatter, the dense path, gather-GEMM-scatter;
+#: the inputs of the first frame (every one sent) until the frame after it has chosen
 PATH_STATE = namedtuple("PathState", ["mode", "last_events", "last_touched", "last_pixels",
-                                      "frames_scatter", "frames_dense", "frames_gemm"])(*range(7))
+                                      "frames_scatter", "frames_dense", "frames_gemm",
+                                      "first_inputs"])(*range(8))
 MODE, LAST_EVENTS, LAST_TOUCHED, LAST_PIXELS = (PATH_STATE.mode, PATH_STATE.last_events,
                                                 PATH_STATE.last_touched, PATH_STATE.last_pixels)
+FIRST_INPUTS = PATH_STATE.first_inputs
 FRAMES = (-1, PATH_STATE.frames_scatter, PATH_STATE.frames_dense, PATH_STATE.frames_gemm)
 
 #: :func:`choose_path`'s expected events per touched input where the last frame tells nothing
@@ -44,6 +48,39 @@ FIRST_EVENT_SHARE = 0.5
 #: cost alone says 0.7 ns; taken at 16 outputs a row it recomputes densely, as it ran fastest
 #: (the demo 0.421 -> 0.366 ms per frame, thread CPU time, 4 alternating passes, load 0.8).
 VECTOR_BYTES = 64
+
+
+#: The tables price the scatter's synop at this share of ``C_in`` events per pixel with events
+#: (``scripts/_micro.py`` ``fit_costs``): its cost per pixel spread over that many events.
+FIT_PIXEL_SHARE = 0.5
+
+#: ns per pixel with events of the scatter (3x3 and larger kernels), by state item size: the
+#: encoder's group, the loop over kernel rows and the listing of the reached outputs, whatever
+#: the pixel's events. The fit of ``scripts/_micro.py`` (``ns = a * synops + b * pixels``) on a
+#: 2-vCPU Intel Xeon VM (AVX-512) put it at 90-130 ns in float32; the built-in table's C=16 row
+#: with the quiet machine's 0.57x torch at 19% random neurons (3.1 events per pixel) gives 109.
+#: Float64: 1.4-1.5x float32's in the same fit under load (170-210 against 120-150 ns at C=16-32).
+SCATTER_PIXEL_NS = {4: 120.0, 8: 160.0}
+
+
+def scatter_pixel_cost(c_in: int, itemsize: int, per_event: float,
+                       kernel_1x1: bool = False) -> tuple[float, float]:
+    """The scatter's cost per pixel with events, apart from its cost per event:
+    ``(ns per pixel, pixels per event that per_event already holds)`` for
+    :func:`choose_path` (``px_cost, px_per_event``).
+
+    The tables price an event at :data:`FIT_PIXEL_SHARE` ``* C_in`` events per pixel, so
+    ``per_event`` (:func:`path_costs`) holds ``px_cost / (FIT_PIXEL_SHARE * C_in)`` of the
+    pixel's cost; a frame of ``E`` events on ``P`` pixels then costs
+    ``E * per_event + px_cost * (P - E * px_per_event)``. ``px_cost`` is
+    :data:`SCATTER_PIXEL_NS`, at most ``per_event / px_per_event`` (the whole price of an event
+    at the fitted share). ``(0, 0)``, the per-event price alone, for 1x1 kernels (one row per
+    pixel, their own table) and below the tables' first row (``C_in < 16``, not fitted)."""
+    table = path_cost_table().tables["3x3"][8 if itemsize > 4 else 4]
+    if kernel_1x1 or c_in < min(table) or not per_event > 0:
+        return 0.0, 0.0
+    share = 1.0 / (FIT_PIXEL_SHARE * c_in)
+    return min(SCATTER_PIXEL_NS[8 if itemsize > 4 else 4], per_event / share), share
 
 
 def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
@@ -74,7 +111,7 @@ def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
 
 
 @njit(cache=True, nogil=True)
-def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime):
+def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime, px_cost=0.0, px_per_event=0.0):
     """The path of this frame (and count the frame under it): ``PATH_SCATTER``,
     ``PATH_DENSE`` or ``PATH_GEMM``.
 
@@ -82,14 +119,23 @@ def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime):
     frame (every input is sent); else, with ``f = n_touched / last_touched`` (this frame's
     touched inputs over the last frame's), the path of least expected cost::
 
-        scatter: f * last_events * per_event      gemm: f * last_pixels * per_pixel
-        dense:   per_frame
+        scatter: f * (last_events * per_event + px_cost * (last_pixels - last_events * px_per_event))
+        gemm:    f * last_pixels * per_pixel          dense: per_frame
 
-    Where nothing was touched last frame, and on the frame after the first (every input
-    spikes on the first, which says nothing about the events per touched input later), the
-    events are expected at :data:`FIRST_EVENT_SHARE` of the touched inputs, and the choice is
-    between the scatter (``FIRST_EVENT_SHARE * n_touched * per_event``) and the dense path
-    (how events spread over pixels is unknown: no gather-GEMM-scatter).
+    ``px_cost, px_per_event`` (:func:`scatter_pixel_cost`) price the scatter's pixels apart
+    from its events: ``per_event`` holds the cost of ``px_per_event`` pixels per event (the
+    fitted events per pixel); a frame whose events spread thinner over more pixels costs more.
+    On the micro sweep (3x3, C=16, float32, 19% random neurons: 3.1 events per pixel against
+    the 8 priced) the per-event price alone took the scatter at 0.5-0.6x torch where the dense
+    path ran 0.9-1.0x.
+
+    Where nothing was touched last frame the events are expected at :data:`FIRST_EVENT_SHARE`
+    of the touched inputs; on the frame after the first (every input is sent on the first) at
+    the first frame's share of inputs that spiked (``pstate[FIRST_INPUTS]``, its inputs); the
+    choice is between the scatter (``share * n_touched * per_event``) and the dense path (how
+    events spread over pixels is unknown: no gather-GEMM-scatter). On the micro sweep (random
+    changes of 47.5% of the inputs, 95% of them events; 97% of the first frame's inputs spiked)
+    the fixed share of 0.5 scattered that frame at twice the dense path's time.
 
     ``per_event`` holds the scatter's cost per pixel with events too, spread over that pixel's
     events at half of ``C_in`` (the fit, ``scripts/_micro.py`` ``fit_costs``: on the Intel Xeon
@@ -106,11 +152,15 @@ def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime):
         if prime:
             path = PATH_DENSE
         elif pstate[LAST_TOUCHED] == 0:
-            t_scatter = FIRST_EVENT_SHARE * n_touched * per_event
+            share = FIRST_EVENT_SHARE
+            if pstate[FIRST_INPUTS] > 0:  # the frame after the first: its share of inputs that spiked
+                share = pstate[LAST_EVENTS] / pstate[FIRST_INPUTS]
+            t_scatter = share * n_touched * per_event
             path = PATH_DENSE if per_frame < t_scatter else PATH_SCATTER
         else:
             f = n_touched / pstate[LAST_TOUCHED]
-            best = f * pstate[LAST_EVENTS] * per_event
+            best = f * (pstate[LAST_EVENTS] * per_event
+                        + px_cost * (pstate[LAST_PIXELS] - pstate[LAST_EVENTS] * px_per_event))
             path = PATH_SCATTER
             t_gemm = f * pstate[LAST_PIXELS] * per_pixel
             if t_gemm < best:
@@ -119,6 +169,7 @@ def choose_path(pstate, n_touched, per_event, per_pixel, per_frame, prime):
                 path = PATH_DENSE
     pstate[FRAMES[path]] += 1
     pstate[LAST_TOUCHED] = 0 if prime else n_touched
+    pstate[FIRST_INPUTS] = n_touched if prime else 0
     return path
 
 
