@@ -37,7 +37,7 @@ def _case(c_in, c_out, hw, k, s, dtype, rng):
         P[p:p + hw, p:p + hw] = fr
         padded.append(P.ravel())
     w = (rng.normal(0, 1, (k, k, c_in, c_out)) / np.sqrt(k * k * c_in)).astype(dtype)
-    bias = rng.normal(0, 0.1, ho * ho * c_out).astype(dtype)
+    bias = np.tile(rng.normal(0, 0.1, c_out), ho * ho).astype(dtype)  # per channel, as a layer's
     cols = np.zeros(K.gemm_rows(ho * ho, k * k * c_in, np.dtype(dtype).itemsize) * k * k * c_in, dtype)
     tx = [torch.from_numpy(fr.transpose(2, 0, 1)[None].astype(np.float32).copy()) for fr in frames]
     tw = torch.from_numpy(w.transpose(3, 2, 0, 1).astype(np.float32).copy())

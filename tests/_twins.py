@@ -64,7 +64,7 @@ def check_whole_conv_against_twin(fn_name: str, shape: tuple, dtype, seed: int, 
         args = dict(P=rng.normal(size=n_pad).astype(dtype),
                     w_cl=rng.normal(size=(*k, c_in, c_out)).astype(dtype),
                     z=np.full(n_out * c_out, np.nan, dtype),
-                    bias=rng.normal(size=n_out * c_out).astype(dtype),
+                    bias=np.tile(rng.normal(size=c_out), n_out).astype(dtype),  # per channel
                     use_bias=use_bias, geom=geom, c_in=c_in, **extra)
         _, a, _, b = both_named(fn_name, args)
         assert not np.isnan(a["z"]).any(), f"{fn_name} left part of z unwritten"

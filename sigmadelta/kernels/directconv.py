@@ -5,6 +5,12 @@
 
     z[q, j] = bias[q, j] + sum over ky, kx, c of P[oy*sy + ky, ox*sx + kx, c] * W[ky, kx, c, j]
 
+The bias map is a layer's channel bias tiled over the pixels (``bias[q, j] = bias[0, j]``:
+:func:`sigmadelta.nodecheck` holds a conv's bias to one per output channel, and the pixel
+conv tiles it), so the blocks read its first ``C_out`` entries only: the whole map, streamed
+from beyond L2 on each dense frame, was 512 KB more of the ResNet block's working set per
+64x64x32 conv.
+
 without the im2col copy and BLAS call of :func:`sigmadelta.kernels.conv_gemm`. The output
 channels run in wide SIMD vectors (:func:`sigmadelta.kernels.simd.wlanes`: 16 float32 or 8
 float64 lanes); a block of ``nx`` output pixels along x times ``nv`` vectors keeps its
@@ -73,22 +79,22 @@ def _block16x1(P, wf, z, bias, use_bias, b0, step, zo, j0, cs, w_pad, kh, kw, c_
     """16 output pixels (inputs from ``P[b0 + i*step]`` on, outputs ``z[zo + i*cs]`` on) times
     1 wide vector of output channels: 16 sums in registers over every tap and input channel."""
     if use_bias:
-        a0_0 = wload(bias, zo)
-        a1_0 = wload(bias, zo + cs)
-        a2_0 = wload(bias, zo + 2 * cs)
-        a3_0 = wload(bias, zo + 3 * cs)
-        a4_0 = wload(bias, zo + 4 * cs)
-        a5_0 = wload(bias, zo + 5 * cs)
-        a6_0 = wload(bias, zo + 6 * cs)
-        a7_0 = wload(bias, zo + 7 * cs)
-        a8_0 = wload(bias, zo + 8 * cs)
-        a9_0 = wload(bias, zo + 9 * cs)
-        a10_0 = wload(bias, zo + 10 * cs)
-        a11_0 = wload(bias, zo + 11 * cs)
-        a12_0 = wload(bias, zo + 12 * cs)
-        a13_0 = wload(bias, zo + 13 * cs)
-        a14_0 = wload(bias, zo + 14 * cs)
-        a15_0 = wload(bias, zo + 15 * cs)
+        a0_0 = wload(bias, j0)
+        a1_0 = wload(bias, j0)
+        a2_0 = wload(bias, j0)
+        a3_0 = wload(bias, j0)
+        a4_0 = wload(bias, j0)
+        a5_0 = wload(bias, j0)
+        a6_0 = wload(bias, j0)
+        a7_0 = wload(bias, j0)
+        a8_0 = wload(bias, j0)
+        a9_0 = wload(bias, j0)
+        a10_0 = wload(bias, j0)
+        a11_0 = wload(bias, j0)
+        a12_0 = wload(bias, j0)
+        a13_0 = wload(bias, j0)
+        a14_0 = wload(bias, j0)
+        a15_0 = wload(bias, j0)
     else:
         a0_0 = a1_0 = a2_0 = a3_0 = a4_0 = a5_0 = a6_0 = a7_0 = wzero(z)
         a8_0 = a9_0 = a10_0 = a11_0 = a12_0 = a13_0 = a14_0 = a15_0 = wzero(z)
@@ -138,22 +144,22 @@ def _block8x2(P, wf, z, bias, use_bias, b0, step, zo, j0, cs, w_pad, kh, kw, c_i
     2 wide vectors of output channels: 16 sums in registers over every tap and input channel."""
     W = wlanes(z.itemsize)  # noqa: N806
     if use_bias:
-        a0_0 = wload(bias, zo)
-        a0_1 = wload(bias, zo + W)
-        a1_0 = wload(bias, zo + cs)
-        a1_1 = wload(bias, zo + cs + W)
-        a2_0 = wload(bias, zo + 2 * cs)
-        a2_1 = wload(bias, zo + 2 * cs + W)
-        a3_0 = wload(bias, zo + 3 * cs)
-        a3_1 = wload(bias, zo + 3 * cs + W)
-        a4_0 = wload(bias, zo + 4 * cs)
-        a4_1 = wload(bias, zo + 4 * cs + W)
-        a5_0 = wload(bias, zo + 5 * cs)
-        a5_1 = wload(bias, zo + 5 * cs + W)
-        a6_0 = wload(bias, zo + 6 * cs)
-        a6_1 = wload(bias, zo + 6 * cs + W)
-        a7_0 = wload(bias, zo + 7 * cs)
-        a7_1 = wload(bias, zo + 7 * cs + W)
+        a0_0 = wload(bias, j0)
+        a0_1 = wload(bias, j0 + W)
+        a1_0 = wload(bias, j0)
+        a1_1 = wload(bias, j0 + W)
+        a2_0 = wload(bias, j0)
+        a2_1 = wload(bias, j0 + W)
+        a3_0 = wload(bias, j0)
+        a3_1 = wload(bias, j0 + W)
+        a4_0 = wload(bias, j0)
+        a4_1 = wload(bias, j0 + W)
+        a5_0 = wload(bias, j0)
+        a5_1 = wload(bias, j0 + W)
+        a6_0 = wload(bias, j0)
+        a6_1 = wload(bias, j0 + W)
+        a7_0 = wload(bias, j0)
+        a7_1 = wload(bias, j0 + W)
     else:
         a0_0 = a0_1 = a1_0 = a1_1 = a2_0 = a2_1 = a3_0 = a3_1 = wzero(z)
         a4_0 = a4_1 = a5_0 = a5_1 = a6_0 = a6_1 = a7_0 = a7_1 = wzero(z)
@@ -203,22 +209,22 @@ def _block4x4(P, wf, z, bias, use_bias, b0, step, zo, j0, cs, w_pad, kh, kw, c_i
     4 wide vectors of output channels: 16 sums in registers over every tap and input channel."""
     W = wlanes(z.itemsize)  # noqa: N806
     if use_bias:
-        a0_0 = wload(bias, zo)
-        a0_1 = wload(bias, zo + W)
-        a0_2 = wload(bias, zo + 2 * W)
-        a0_3 = wload(bias, zo + 3 * W)
-        a1_0 = wload(bias, zo + cs)
-        a1_1 = wload(bias, zo + cs + W)
-        a1_2 = wload(bias, zo + cs + 2 * W)
-        a1_3 = wload(bias, zo + cs + 3 * W)
-        a2_0 = wload(bias, zo + 2 * cs)
-        a2_1 = wload(bias, zo + 2 * cs + W)
-        a2_2 = wload(bias, zo + 2 * cs + 2 * W)
-        a2_3 = wload(bias, zo + 2 * cs + 3 * W)
-        a3_0 = wload(bias, zo + 3 * cs)
-        a3_1 = wload(bias, zo + 3 * cs + W)
-        a3_2 = wload(bias, zo + 3 * cs + 2 * W)
-        a3_3 = wload(bias, zo + 3 * cs + 3 * W)
+        a0_0 = wload(bias, j0)
+        a0_1 = wload(bias, j0 + W)
+        a0_2 = wload(bias, j0 + 2 * W)
+        a0_3 = wload(bias, j0 + 3 * W)
+        a1_0 = wload(bias, j0)
+        a1_1 = wload(bias, j0 + W)
+        a1_2 = wload(bias, j0 + 2 * W)
+        a1_3 = wload(bias, j0 + 3 * W)
+        a2_0 = wload(bias, j0)
+        a2_1 = wload(bias, j0 + W)
+        a2_2 = wload(bias, j0 + 2 * W)
+        a2_3 = wload(bias, j0 + 3 * W)
+        a3_0 = wload(bias, j0)
+        a3_1 = wload(bias, j0 + W)
+        a3_2 = wload(bias, j0 + 2 * W)
+        a3_3 = wload(bias, j0 + 3 * W)
     else:
         a0_0 = a0_1 = a0_2 = a0_3 = a1_0 = a1_1 = a1_2 = a1_3 = wzero(z)
         a2_0 = a2_1 = a2_2 = a2_3 = a3_0 = a3_1 = a3_2 = a3_3 = wzero(z)
@@ -268,7 +274,7 @@ def _pixel(P, wf, z, bias, use_bias, b0, zo, j0, cs, nv, w_pad, kh, kw, c_in):
     """One output pixel, ``nv`` wide vectors of output channels one after the other."""
     W = wlanes(z.itemsize)  # noqa: N806
     for v in range(nv):
-        a = wload(bias, zo + v * W) if use_bias else wzero(z)
+        a = wload(bias, j0 + v * W) if use_bias else wzero(z)
         for ky in range(kh):
             for kx in range(kw):
                 b = b0 + (ky * w_pad + kx) * c_in
