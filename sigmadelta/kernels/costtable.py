@@ -105,18 +105,24 @@ PATH_COSTS_1X1 = {
 #: before (``scripts/cost_ab.py``, 6 alternating passes, thread CPU time, best pass / pass by
 #: pass, load 4): MobileNetV2 float32 1.02x / 1.05x as fast, float64 1.08x / 1.12x (its 1x1s
 #: move to the dense path), depthwise-separable float32 1.00x / 1.05x, float64 1.10x / 1.09x.
+#: Both parts refitted after the direct conv's per-channel bias and the scatter's per-pixel price
+#: (:func:`.paths.scatter_pixel_cost`): the mean of two ``--calibrate`` fits at load 1.0 (the dense
+#: path now 1.2-2x cheaper than the scatter and gather-GEMM-scatter against the fit before).
+#: Against the table before (``scripts/cost_ab.py --old``, 4 alternating passes, thread CPU time,
+#: load 1.0): ResNet block float32 1.05x as fast, VGG 1.08x, MobileNetV2 0.99x, the demo net on
+#: carphone 0.98x best pass / 1.02x pass by pass (its layer ``3`` dense on all 60 frames).
 BUILTIN_COSTS = {
     "znver4": {"3x3": {4: PATH_COSTS[4]}},
     "rocketlake": {
         "3x3": {
-            4: {16: (0.1759, 0.0534, 0.1071), 32: (0.0949, 0.0275, 0.0512), 64: (0.0837, 0.0266, 0.0334)},
-            8: {16: (0.2343, 0.0857, 0.141), 32: (0.1817, 0.0546, 0.0798), 64: (0.1633, 0.0527, 0.0559)},
+            4: {16: (0.3192, 0.0628, 0.1741), 32: (0.1338, 0.0316, 0.08), 64: (0.1132, 0.029, 0.0506)},
+            8: {16: (0.3559, 0.107, 0.2188), 32: (0.2664, 0.0708, 0.1126), 64: (0.2316, 0.0634, 0.0736)},
         },
         "1x1": {
-            4: {16: (1.6058, 0.3251, 0.7208), 32: (0.6249, 0.1618, 0.2997), 64: (0.3034, 0.088, 0.1405),
-                96: (0.756, 0.1477, 0.281), 192: (0.5257, 0.1121, 0.2033)},
-            8: {16: (1.7542, 0.5262, 0.8662), 32: (0.7798, 0.2853, 0.379), 64: (0.4212, 0.1834, 0.1965),
-                96: (0.7897, 0.209, 0.2763), 192: (0.5546, 0.1664, 0.2098)},
+            4: {16: (1.3483, 0.25, 0.645), 32: (0.5903, 0.1203, 0.2742), 64: (0.2671, 0.0704, 0.1281),
+                96: (0.6001, 0.0829, 0.2459), 192: (0.4136, 0.0696, 0.1676)},
+            8: {16: (1.6931, 0.5257, 0.8285), 32: (0.7662, 0.2835, 0.3654), 64: (0.4385, 0.1862, 0.1924),
+                96: (0.6557, 0.1775, 0.2502), 192: (0.499, 0.1343, 0.1946)},
         },
     },
 }
