@@ -151,6 +151,7 @@ def bench_zoo(names, frames: np.ndarray, calib: np.ndarray, dtypes, scale: float
             r = bench_network(net, frames, dt, repeats, paths)
             for path, b in r["by_path"].items():
                 rows.append({"network": name, "dtype": np.dtype(dt).name, "path": path,
+                             "dense_dtype": r["dense_dtype"],
                              "speedup": b["speedup"], "speedup_spread": b["speedup_spread"],
                              "speedup_cpu": b["speedup_cpu"], "speedup_cpu_spread": b["speedup_cpu_spread"],
                              "op_reduction": r["op_reduction"], "event_fps": b["event_fps"],
@@ -174,7 +175,8 @@ def zoo_from_args(args, dtypes, bench_network, paths=("auto",)) -> list[dict]:
                      bench_network, paths)
     if not args.json:
         for r in rows:
-            print(f"zoo {r['network']:>20} {r['dtype']} {r['path']}: speedup {r['speedup']:.2f}x (passes "
+            print(f"zoo {r['network']:>20} {r['dtype']} {r['path']} (torch {r['dense_dtype']}): "
+                  f"speedup {r['speedup']:.2f}x (passes "
                   f"{r['speedup_spread'][0]:.2f}-{r['speedup_spread'][1]:.2f}x; thread CPU time "
                   f"{r['speedup_cpu']:.2f}x, {r['speedup_cpu_spread'][0]:.2f}-"
                   f"{r['speedup_cpu_spread'][1]:.2f}x), op reduction "

@@ -43,6 +43,7 @@ the network cut at a cut node: :mod:`sigmadelta.stages`), alternating too.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import json
@@ -100,15 +101,16 @@ def synthetic_frames(shape: tuple[int, ...], t: int, seed: int = 0) -> np.ndarra
 
 
 class DenseRunner:
-    """Run a converted network densely with float32 torch ops, batch 1, node by node."""
+    """Run a converted network densely with torch ops in ``dtype`` (float32: the model a user
+    has), batch 1, node by node."""
 
-    def __init__(self, net: g.Network):
-        self.net = net
+    def __init__(self, net: g.Network, dtype=np.float32):
+        self.net, self.dtype = net, np.dtype(dtype)
         self.params = {}
         for i, n in enumerate(net.nodes):
             if isinstance(n, (g.Conv, g.Dense)):
-                self.params[i] = (torch.from_numpy(np.asarray(n.weight, np.float32)),
-                                  torch.from_numpy(np.asarray(n.bias, np.float32)))
+                self.params[i] = (torch.from_numpy(np.asarray(n.weight, self.dtype)),
+                                  torch.from_numpy(np.asarray(n.bias, self.dtype)))
 
     def node(self, i: int, ins: list[torch.Tensor]) -> torch.Tensor:
         """Dense output of node ``i`` (with a batch axis) from its inputs."""
@@ -133,9 +135,9 @@ class DenseRunner:
 class _DenseSide:
     """Dense torch, batch 1, frame by frame; ``once()`` times one pass over the stream."""
 
-    def __init__(self, net: g.Network, frames: np.ndarray):
-        self.net, self.runner = net, DenseRunner(net)
-        self.x = torch.from_numpy(np.ascontiguousarray(frames, np.float32))
+    def __init__(self, net: g.Network, frames: np.ndarray, dtype=np.float32):
+        self.net, self.runner = net, DenseRunner(net, dtype)
+        self.x = torch.from_numpy(np.ascontiguousarray(frames, dtype))
         with torch.no_grad():
             for f in self.x[:3]:
                 self.runner.run(f)
@@ -192,7 +194,7 @@ def _best(runs: list[tuple[float, float, np.ndarray]]) -> tuple[float, float, np
 
 
 def bench_network(net: g.Network, frames: np.ndarray, dtype=np.float64, repeats: int = 3,
-                  paths: tuple[str, ...] = ("auto",)) -> dict:
+                  paths: tuple[str, ...] = ("auto",), dense_dtype: str = "float32") -> dict:
     """Dense torch vs event simulation on one network and stream; see module docstring.
 
     The two sides alternate, pass for pass, ``repeats`` times, and each keeps its best
@@ -200,8 +202,10 @@ def bench_network(net: g.Network, frames: np.ndarray, dtype=np.float64, repeats:
     ``"dense"``, ``"auto"``: :meth:`sd.Simulator.set_conv_path`) an event side per path joins
     the alternation; ``by_path`` gives each one's speedup (best pass) and its spread (the
     speedups of pass ``i``, dense over event, min and max); the other figures are the last path's.
+    Dense torch runs in float32 (the model a user has), with ``dense_dtype="same"`` in ``dtype``.
     """
-    dense = _DenseSide(net, frames)
+    torch_dtype = np.dtype(dtype) if dense_dtype == "same" else np.dtype(np.float32)
+    dense = _DenseSide(net, frames, torch_dtype)
     sides = [_EventSide(net, frames, dtype, p) for p in paths]
     d_runs, p_runs = [], [[] for _ in paths]
     for _ in range(repeats):
@@ -238,7 +242,7 @@ def bench_network(net: g.Network, frames: np.ndarray, dtype=np.float64, repeats:
                        "dense_gmacs_per_s": mac_rate / 1e9, "kernel_efficiency": syn_rate / mac_rate})
     reduction = float(macs.sum() * t / max(synops.sum(), 1))
     speedup = dense_s / ev["seconds"]
-    return {"frames": t, "dtype": np.dtype(dtype).name, "layers": layers,
+    return {"frames": t, "dtype": np.dtype(dtype).name, "dense_dtype": torch_dtype.name, "layers": layers,
             "op_reduction": reduction, "speedup": speedup, "speedup_over_reduction":
             speedup / reduction, "event_fps": t / ev["seconds"], "dense_fps": t / dense_s,
             "speedup_cpu_time": dense_cpu / ev["cpu_seconds"],
@@ -397,6 +401,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--conv-path", default="auto",
                    help="conv layers' path(s): auto, scatter, dense, gemm (gather-GEMM-scatter); "
                         "comma separated to compare them in one run (e.g. scatter,auto)")
+    p.add_argument("--dense-dtype", choices=("float32", "same"), default="float32",
+                   help="dense torch's dtype: float32 (the model a user has; default) or the same "
+                        "as the event side's --dtype (a network or --zoo)")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
     p.add_argument("--netx", help="a lava-dl netx file: our time per step against Lava's")
     p.add_argument("--lava-python", help="--netx: a Python with lava-nc and lava-dl, to time Lava")
@@ -439,14 +446,15 @@ def main(argv: list[str] | None = None) -> dict:
                   + (f"; {r['speedup_over_lava_stages2']:.0f}x faster than Lava (pass by pass "
                      f"{min(sp2):.0f}-{max(sp2):.0f}x)" if sp2 else ""))
     elif args.zoo is not None:
-        out["zoo"] = zoo_from_args(args, dtypes, bench_network, paths)
+        out["zoo"] = zoo_from_args(args, dtypes, functools.partial(bench_network,
+                                                                   dense_dtype=args.dense_dtype), paths)
     elif args.calibrate:
         out.update(calibrate_args(args))
     elif args.micro:
         out.update(micro_from_args(args, dtypes, paths))
     else:
         net, frames, what = _network_and_frames(args)
-        out["network"] = bench_network(net, frames, dtype, args.repeats, paths)
+        out["network"] = bench_network(net, frames, dtype, args.repeats, paths, args.dense_dtype)
         if not args.json:
             _print_network(out["network"], what)
         if args.streams:

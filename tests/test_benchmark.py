@@ -154,6 +154,29 @@ def test_benchmark_zoo_smoke():
     for z in r["zoo"]:
         assert z["speedup"] > 0 and z["op_reduction"] > 0
         assert z["speedup_spread"][0] <= z["speedup_spread"][1]
+        assert z["dense_dtype"] == "float32"  # torch's side: the user's float32 model by default
+
+
+def test_dense_runner_in_float64_computes_what_float32_does(benchmark):
+    """``--dense-dtype same``: the dense side in float64 gives torch's outputs up to float32's
+    rounding, as the float32 side does."""
+    import numpy as np
+    import torch
+
+    import sigmadelta as sd
+
+    bench = benchmark
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(4, 2, 3, stride=2))
+    net = sd.convert(model.eval(), (3, 10, 12))
+    x = torch.rand(3, 10, 12)
+    with torch.no_grad():
+        y32 = bench.DenseRunner(net).run(x)
+        y64 = bench.DenseRunner(net, np.float64).run(x.double())
+        ref = model(x[None])
+    assert y32.dtype == torch.float32 and y64.dtype == torch.float64
+    np.testing.assert_allclose(y64.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y32.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_benchmark_rejects_bad_zoo_and_dtype(benchmark):
