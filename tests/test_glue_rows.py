@@ -125,11 +125,12 @@ def _block():
     return Block().eval(), (3, 12, 14)
 
 
-_SLOW = pytest.mark.slow  # each case compiles its own loop (30-40 s on 2 cores): two in the quick run
+_SLOW = pytest.mark.slow  # each case compiles its own loop (15-40 s on 2 cores): one in the quick run
 
 
 @pytest.mark.parametrize("name, path", [
-    ("residual", "scatter"), ("block", "dense"), pytest.param("residual", "dense", marks=_SLOW),
+    ("residual", "scatter"), pytest.param("block", "dense", marks=_SLOW),
+    pytest.param("residual", "dense", marks=_SLOW),
     pytest.param("residual", "auto", marks=_SLOW), pytest.param("block", "scatter", marks=_SLOW),
     pytest.param("block", "auto", marks=_SLOW),
 ])
