@@ -48,7 +48,8 @@ def _case(geom, herding, seed, dtype, frac=0.5):
     w_cl = (np.rint(4 * w_cl) if fixed else w_cl).astype(dtype)
     gain = 1 if fixed else (1 / param if herding else 1.0)
     acc = np.int64 if fixed else np.float64
-    bias = (np.zeros(n_out) if fixed else rng.normal(size=n_out)).astype(dtype)  # fixed: unread
+    per_channel = np.zeros(c * cg) if fixed else rng.normal(size=c * cg)  # fixed: unread
+    bias = np.tile(per_channel, ho * wo).astype(dtype)  # channels-last, as the engine tiles it
     z = np.zeros(n_out, acc)
     spare = (np.zeros(n_out, np.int64), np.zeros(1, np.int64), np.full(ho * wo * c, -1, np.int64))
     T.conv_scatter(np.arange(n_in), (mem * gain).astype(acc), n_in, 1, w_cl.astype(acc), z, (h, w),

@@ -24,6 +24,7 @@ so encoding all of them gives the scatter's events.
 import numpy as np
 from numba import njit
 
+from .conv1x1 import SUM_EXACT, _pixel_sums_narrow
 from .pixel import _quantize
 from .quantize import single_exact
 from .simd import lanes, vload, vmul_add_vv, vstore, vzero, wlanes, wload, wmul_add_vv, wstore, wzero
@@ -49,7 +50,9 @@ def _encode_run(x, memory, herding, param, gain, mem_w, flag_w, mag):
     """Quantize a run of inputs (slices: indices from 0, so that the loop vectorises) into
     ``mem_w = gain * memory``, ``flag_w = (s != 0)`` and ``mag = |s|``. Herding with a
     power-of-two scale and a float32 gain (:func:`sigmadelta.kernels.quantize.single_exact`)
-    scales in the state's precision, bit for bit the general loop's values. With it and
+    scales and subtracts in the state's precision, bit for bit the general loop's values
+    (which subtract in float64 and round to float32: rounding twice through a format of at
+    least ``2*24 + 2`` bits gives the once-rounded difference). With it and
     :func:`_quad_dw`, :func:`depthwise_dense` at scale 32 (float32, 3x3, half the inputs
     changing, thread CPU time, main's kernel and this one alternating in one process, 2-vCPU
     AMD EPYC VM (Zen 4, AVX-512), load 3.5-4): 32x32x96 stride 2 0.119 -> 0.093 ms,
@@ -58,7 +61,7 @@ def _encode_run(x, memory, herding, param, gain, mem_w, flag_w, mag):
         p1, g1 = np.float32(param), np.float32(gain)
         for k in range(x.shape[0]):
             q = np.rint(p1 * x[k])
-            s = np.float64(q) - np.float64(memory[k])
+            s = q - memory[k]  # float32: the float64 difference rounded once (see above)
             memory[k] = q
             mem_w[k] = q * g1
             flag_w[k] = s != 0.0
@@ -95,17 +98,30 @@ def _pixel_sums(flag_w, mag):
 def _encode_dw(x, memory, herding, param, gain, c, w_in, py, px, w_pad, mem_w, flag_w, fan_y,
                fan_x, cg, mag):
     """Quantize every input, a row of pixels at a time, into ``mem_w = gain * memory`` and
-    ``flag_w = (s != 0)``, both zero-padded by ``(py, px)`` (``mag``: scratch of ``len(x)``).
+    ``flag_w = (s != 0)``, both zero-padded by ``(py, px)`` (``mag``: scratch of one input
+    row, ``w_in * c``, reused row after row so that it stays in L1: a scratch of the whole map
+    written and read back cost a map's worth of cache lines). Herding sums a pixel's ``|s|``
+    in the state's precision (:func:`sigmadelta.kernels.conv1x1._pixel_sums_narrow`, exact
+    below ``SUM_EXACT``, else the float64 sums). With the per-channel bias, isolated, float32,
+    half the inputs changing, thread CPU time, main's kernel and this one alternating in one
+    process (7 passes, best; 2-vCPU Intel Xeon VM (AVX-512), load 3.4): 32x32x96 stride 2
+    0.275 -> 0.226 ms (caches flushed before each call: 0.332 -> 0.284), 16x16x144 stride 2
+    0.097 -> 0.073 ms, stride 1 and 8x8x192 unchanged (0.98-1.02x).
     Returns ``(events, synops, additions)``."""
     n_ev, synops, adds = 0, 0, 0.0
     run = w_in * c
     for iy in range(x.shape[0] // run):
         i, pb = iy * run, ((iy + py) * w_pad + px) * c
         _encode_run(x[i:i + run], memory[i:i + run], herding, param, gain, mem_w[pb:pb + run],
-                    flag_w[pb:pb + run], mag[i:i + run])
+                    flag_w[pb:pb + run], mag[:run])
         for ix in range(w_in):
             o = ix * c
-            e, m = _pixel_sums(flag_w[pb + o:pb + o + c], mag[i + o:i + o + c])
+            if herding:  # whole-number spikes: the narrow sums are exact below SUM_EXACT
+                e, m = _pixel_sums_narrow(mag[o:o + c])
+                if m >= SUM_EXACT:
+                    e, m = _pixel_sums(flag_w[pb + o:pb + o + c], mag[o:o + c])
+            else:
+                e, m = _pixel_sums(flag_w[pb + o:pb + o + c], mag[o:o + c])
             if e:
                 fan = fan_y[iy] * fan_x[ix] * cg
                 n_ev += e
@@ -116,12 +132,12 @@ def _encode_dw(x, memory, herding, param, gain, c, w_in, py, px, w_pad, mem_w, f
 
 @njit(cache=True, nogil=True, inline="always")
 def _row_dw(z, zb, bias, use_bias, mem_w, w, rb, kh, kw, dy, dx, w_pad, c, g):
-    """``z[zb+g:zb+c] = bias + sum over taps mem_w[tap's pixel] * w[tap]`` (one output pixel,
+    """``z[zb+g:zb+c] = bias[g:c] + sum over taps mem_w[tap's pixel] * w[tap]`` (one output pixel,
     channel multiplier 1, channels from ``g`` on): whole SIMD vectors of channels kept in
     registers over the taps."""
     n = lanes(z.itemsize)
     while g + n <= c:
-        acc = vload(bias, zb + g) if use_bias else vzero(z)
+        acc = vload(bias, g) if use_bias else vzero(z)
         for ky in range(kh):
             pr = rb + ky * dy * w_pad * c + g
             for kx in range(kw):
@@ -129,7 +145,7 @@ def _row_dw(z, zb, bias, use_bias, mem_w, w, rb, kh, kw, dy, dx, w_pad, c, g):
         vstore(z, zb + g, acc)
         g += n
     for t in range(g, c):  # the channels after the last whole vector
-        v = bias[zb + t] if use_bias else z[zb + t] * 0
+        v = bias[t] if use_bias else z[zb + t] * 0
         for ky in range(kh):
             pr = rb + ky * dy * w_pad * c + t
             for kx in range(kw):
@@ -153,8 +169,8 @@ def _quad_dw(z, zb, bias, use_bias, mem_w, w, rb, kh, kw, dy, dx, w_pad, c, sx):
     g = 0
     while g + n <= c:
         if use_bias:
-            a0, a1 = wload(bias, zb + g), wload(bias, zb + c + g)
-            a2, a3 = wload(bias, zb + 2 * c + g), wload(bias, zb + 3 * c + g)
+            a0 = wload(bias, g)  # one channel's bias for the four pixels
+            a1, a2, a3 = a0, a0, a0
         else:
             a0, a1, a2, a3 = wzero(z), wzero(z), wzero(z), wzero(z)
         for ky in range(kh):
@@ -262,13 +278,15 @@ def depthwise_dense(x, memory, herding, param, gain, w_cl, bias, use_bias, z, in
                     padding, dilation, mem_w, flag_w, fan_y, fan_x, hit, mag, pg_list, pg_count):
     """Encode every input and recompute a depthwise conv's ``z`` (see the module docstring).
 
-    ``w_cl[ky, kx, g, j]`` (``C_in = groups``, ``Cg`` outputs per group), ``z`` and ``bias``
-    channels-last (``bias`` read only if ``use_bias``); ``mem_w`` (weight dtype) and
+    ``w_cl[ky, kx, g, j]`` (``C_in = groups``, ``Cg`` outputs per group), ``z`` channels-last;
+    ``bias``: the per-channel bias, its first ``C_in * Cg`` entries read (the engine passes
+    its channels-last map, the same bias at every pixel; read only if ``use_bias``: one
+    vector per channel block for all the pixels, in L1, not a map); ``mem_w`` (weight dtype) and
     ``flag_w`` (uint8) hold the zero-padded input, ``(h_in + 2*py) * (w_in + 2*px) * C_in``
     (their padding must stay 0); ``fan_y, fan_x``: per input row / column, the taps inside
     the output (:func:`sigmadelta.kernels.axis_fan`); ``hit``: uint8 scratch of ``C_in``;
-    ``mag``: scratch of ``len(x)`` (the spikes' magnitudes, then the reached flags of one
-    output row, :func:`_list_row`, when ``w_out * C_in`` bytes fit).
+    ``mag``: scratch of ``len(x)`` (the spikes' magnitudes of one input row, kept in L1, then
+    the reached flags of one output row, :func:`_list_row`, when ``w_out * C_in`` bytes fit).
     The reached (pixel, group) pairs ``q * groups + g`` go to ``pg_list`` from
     ``pg_count[0]`` on. Returns ``(events, synops, additions)``.
     """
@@ -295,7 +313,7 @@ def depthwise_dense(x, memory, herding, param, gain, w_cl, bias, use_bias, z, in
             rb = (oy * sy * w_pad + ox * sx) * c  # padded index of the window's first input
             if cg != 1:
                 for o in range(c_out):
-                    z[zb + o] = bias[zb + o] if use_bias else z[zb + o] * 0
+                    z[zb + o] = bias[o] if use_bias else z[zb + o] * 0
                 for t in range(kh * kw):
                     pb = rb + ((t // kw) * dy * w_pad + (t % kw) * dx) * c
                     for g in range(c):
