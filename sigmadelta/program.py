@@ -314,12 +314,16 @@ def _conv_core(c, p, F, I, D, ev_val, w, z, gain, mem_w, bias, frame, prime, st,
     pstate, x, lazy = I[c[CNV.pstate]], F[c[ENC.x]], c[CNV.lazy] != 0
     n_touched = I[c[CNV.in_row_count]][0] * c[CNV.in_row_len] if lazy else I[c[ENC.count]][0]
     if c[CNV.dw] != 0 and K.choose_dense(pstate, n_touched, x.shape[0], p[CNV_P.dense_above], prime):
+        one = c[CNV.cg] == 1 and not prime  # one output per pair: its list is the neuron list
+        if one:
+            pg_list, pg_count = I[c[CNV.out_touched]], I[c[CNV.out_count]]
+            pg_count[0] = 0
         n_ev, syn, adds = K.depthwise_dense(
             x, F[c[ENC.memory]], c[ENC.enc] == HERDING, p[WP.param], gain, w4, bias, c[CNV.fixed] == 0, z,
             I[c[CNV.in_hw]], I[c[CNV.out_hw]], I[c[CNV.stride]], I[c[CNV.padding]], I[c[CNV.dilation]],
             mem_w, I[c[CNV.flag_w]].view(np.uint8), I[c[CNV.fan_y]], I[c[CNV.fan_x]],
             I[c[CNV.hit]].view(np.uint8), ev_val, pg_list, pg_count)
-        _count(c, st, n_ev, syn, adds, 0.0, _conv_list(c, I, prime))
+        _count(c, st, n_ev, syn, adds, 0.0, pg_count[0] if one else _conv_list(c, I, prime))
         pstate[K.PATH_STATE.last_events] = n_ev
         return
     if lazy:  # the input is listed by pixel rows only (ConvOp.lazy): list its neurons

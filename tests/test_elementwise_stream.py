@@ -87,3 +87,18 @@ def test_add_switching_mid_stream(expand, shuffled):
             np.testing.assert_array_equal(out_t[: out_c[0]], _neurons(out_rows, out_rc))
         busy.add((na[0] + nb[0]) * C > ADD_FULL_ABOVE * n)
     assert busy == {True, False}  # both variants ran, in turn
+
+
+@pytest.mark.parametrize("lo,hi", [(-0.5, 0.7), (0.0, 6.0), (-1e300, 0.1), (0.3, 1e39)])
+def test_clip_pass_in_float32_equals_the_double_clip(lo, hi):
+    """The contiguous pass clips float32 values between bounds rounded to float32: the same
+    values as clipping in double and rounding once, at and around the bounds too."""
+    edges = [np.float32(v) for v in (lo, hi) if abs(v) < 3e38]
+    near = [np.nextafter(e, t) for e in edges for t in (-np.inf, np.inf)]
+    x = np.array(edges + near + [0.0, -0.0, np.inf, -np.inf, 3e38, -3e38, 1e-3], np.float32)
+    y = np.zeros_like(x)
+    rows, count = np.arange(len(x) + 1, dtype=np.int64), np.array([len(x)], np.int64)
+    K.activation_rows(x, y, rows, count, 1, 2, 0.0, lo, hi, None)
+    with np.errstate(over="ignore"):  # a bound beyond float32: rounds to infinity
+        want = np.clip(x.astype(np.float64), lo, hi).astype(np.float32)
+    np.testing.assert_array_equal(y, want)
