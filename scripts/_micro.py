@@ -277,7 +277,7 @@ def fit_costs(rows: list[dict]) -> dict:
     gather-GEMM-scatter over the whole-pixel rows where there are any: it competes only where
     events come by whole pixels, and there it costs more per multiply-add than where every
     pixel has events: float32, 3x3, C=32, 0.12-0.13 ns against 0.08-0.11, so the median of
-    all patterns, 0.09, took it at 47.5% whole pixels where the dense path ran 1.5x as fast); the
+    all patterns, 0.09, took it at 47.5% whole pixels where the dense path ran 1.45x as fast); the
     scatter per synop from a cost per synop and one per pixel with events
     (:func:`_scatter_cost`; on a 2-vCPU Intel Xeon VM, float32, 3x3: 0.09-0.13 ns per synop and
     90-130 ns per pixel, so at C=16 a synop costs 0.38 ns at 3.8 events per pixel and 0.20 at

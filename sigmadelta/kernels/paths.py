@@ -65,8 +65,11 @@ FIT_PIXEL_SHARE = 0.5
 #: float64 201-204 / 245-298 / 225-632. One price for every ``C_in`` (120 ns float32, 160
 #: float64) underpriced the pixels at C=32-64: on the micro sweep (a quarter of the channels of
 #: 80-100% of the pixels changing, 8-16 events a pixel) the chooser scattered at C=32 and 64 where
-#: the dense path ran 1.1-1.2x as fast.
-SCATTER_PIXEL_NS = {4: {16: 180.0, 32: 230.0, 64: 500.0}, 8: {16: 200.0, 32: 270.0, 64: 430.0}}
+#: the dense path ran 1.1-1.2x as fast. C=16 keeps that price: at the fitted 180-210 ns the demo
+#: net's layer ``5`` (24 -> 48 channels, 17x21, carphone) recomputed on 45 of 60 frames (33 before),
+#: where forcing its scatter ran the net 0.92x the time (thread CPU time, 6 alternating passes,
+#: load 2.7; its dense path costs more per multiply-add on that small map than the table says).
+SCATTER_PIXEL_NS = {4: {16: 120.0, 32: 230.0, 64: 500.0}, 8: {16: 160.0, 32: 270.0, 64: 430.0}}
 
 
 def by_channels(rows: dict, c_in: int):
