@@ -65,15 +65,16 @@ FIT_PIXEL_SHARE = 0.5
 #: float64 201-204 / 245-298 / 225-632. One price for every ``C_in`` (120 ns float32, 160
 #: float64) underpriced the pixels at C=32-64: on the micro sweep (a quarter of the channels of
 #: 80-100% of the pixels changing, 8-16 events a pixel) the chooser scattered at C=32 and 64 where
-#: the dense path ran 1.1-1.2x as fast. C=16 keeps that price: at the fitted 180-210 ns the demo
-#: net's layer ``5`` (24 -> 48 channels, 17x21, carphone) recomputed on 45 of 60 frames (33 before),
-#: where forcing its scatter ran the net 0.92x the time (thread CPU time, 6 alternating passes,
-#: load 2.7; its dense path costs more per multiply-add on that small map than the table says).
-#: C=64 float32 takes 300, between what the sweep's two closest points allow with the table's
-#: other prices (above 150: a quarter of the channels of every pixel, 15 events a pixel,
-#: recomputes, 1.1-1.2x as fast; below 445: 19% of random neurons, 12 a pixel, scatters; at 500
-#: it recomputed at 0.91x torch where the scatter ran 1.12x, load 4).
-SCATTER_PIXEL_NS = {4: {16: 120.0, 32: 230.0, 64: 300.0}, 8: {16: 160.0, 32: 270.0, 64: 430.0}}
+#: the dense path ran 1.1-1.2x as fast. C=16 and 32 keep that price: at the fitted 180-230 ns the
+#: demo net's layer ``5`` (24 -> 48 channels, 17x21, carphone) recomputed on 41-45 of 60 frames
+#: (33 before), where forcing its scatter ran the net 0.92x the time (thread CPU time, 6
+#: alternating passes, load 2.7; its dense path costs more per multiply-add on that small map
+#: than the table says), and the net 0.85-1.04x as fast. C=64 takes 300, between what the
+#: sweep's two closest points allow with the table's other prices (above 150: a quarter of the
+#: channels of every pixel, 15 events a pixel, recomputes, 1.1-1.2x as fast; below 445: 19% of
+#: random neurons, 12 a pixel, scatters; at 500 it recomputed at 0.91x torch where the scatter
+#: ran 1.12x, load 4). Float64 likewise 160 to C=32, 430 at C=64 (its fits: 225-632).
+SCATTER_PIXEL_NS = {4: {16: 120.0, 32: 120.0, 64: 300.0}, 8: {16: 160.0, 32: 160.0, 64: 430.0}}
 
 
 def by_channels(rows: dict, c_in: int):
