@@ -273,7 +273,11 @@ def fit_costs(rows: list[dict]) -> dict:
     time where the rows have it, else its wall-clock time) per unit of work, in ns: the dense
     recompute per dense multiply-add of the layer and gather-GEMM-scatter per multiply-add of
     its GEMM (``C_in * k*k * C_out`` per changed pixel, ``k`` the row's ``kernel``: every
-    changed pixel has events here), each the median over the rows (activities, patterns); the
+    changed pixel has events here), each the median over the rows (activities, patterns;
+    gather-GEMM-scatter over the whole-pixel rows where there are any: it competes only where
+    events come by whole pixels, and there it costs more per multiply-add than where every
+    pixel has events: float32, 3x3, C=32, 0.12-0.13 ns against 0.08-0.11, so the median of
+    all patterns, 0.09, took it at 47.5% whole pixels where the dense path ran 1.45x as fast); the
     scatter per synop from a cost per synop and one per pixel with events
     (:func:`_scatter_cost`; on a 2-vCPU Intel Xeon VM, float32, 3x3: 0.09-0.13 ns per synop and
     90-130 ns per pixel, so at C=16 a synop costs 0.38 ns at 3.8 events per pixel and 0.20 at
@@ -291,12 +295,14 @@ def fit_costs(rows: list[dict]) -> dict:
                 "gemm": (r["changed_pixels"] * c * k**2 * c_out,)}.get(r["path"])
         if work and work[0]:
             key = (np.dtype(r["dtype"]).itemsize, c, k, c_out)
-            table.setdefault(key, {}).setdefault(r["path"], []).append((ns, *work))
+            path = "gemm_pixel" if r["path"] == "gemm" and r.get("pattern") == "pixel" else r["path"]
+            table.setdefault(key, {}).setdefault(path, []).append((ns, *work))
     out: dict = {}
     for (size, c, k, c_out), by_path in sorted(table.items()):
-        if all(p in by_path for p in ("scatter", "dense", "gemm")):
+        if all(p in by_path for p in ("scatter", "dense")) and ("gemm" in by_path or "gemm_pixel" in by_path):
             scatter = _scatter_cost(by_path["scatter"], k * k * c_out, c)
-            dense, gemm = (float(np.median([ns / w for ns, w in by_path[p]])) for p in ("dense", "gemm"))
+            dense, gemm = (float(np.median([ns / w for ns, w in by_path[p]]))
+                           for p in ("dense", "gemm_pixel" if "gemm_pixel" in by_path else "gemm"))
             out.setdefault(size, {})[c] = tuple(round(v, 4) for v in (scatter, dense, gemm))
     return out
 

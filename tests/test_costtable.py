@@ -207,6 +207,27 @@ def test_fit_prices_the_scatter_per_synop_and_per_pixel(monkeypatch):
         np.median([(0.1 * 1e6 + 2e5) / 1e6, (0.2e6 + 2.5e5) / 2e6]), abs=1e-4)
 
 
+def test_fit_prices_the_gemm_on_whole_pixel_rows(monkeypatch):
+    """``fit_costs``: gather-GEMM-scatter's price is the median over the whole-pixel rows
+    (``pattern`` ``"pixel"``) where there are any, else over every row."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    from _micro import fit_costs
+
+    macs = 1e8
+
+    def row(path, ns, pattern, pixels=1000.0, synops=1e6):
+        return {"channels": 16, "kernel": 3, "dtype": "float32", "path": path, "event_cpu_ms": ns / 1e6,
+                "dense_gmacs_per_s": 50.0, "dense_ms": macs / 50e6, "op_reduction": macs / synops,
+                "changed_pixels": pixels, "pattern": pattern}
+
+    unit = 1000 * 16 * 9 * 16  # the GEMM's multiply-adds at 1000 pixels
+    rows = [row("scatter", 2e5, "neuron"), row("dense", 2e6, "neuron"), row("gemm", 0.1 * unit, "neuron"),
+            row("gemm", 0.1 * unit, "channels"), row("gemm", 0.3 * unit, "pixel"),
+            row("gemm", 0.2 * unit, "pixel")]
+    assert fit_costs(rows)[4][16][2] == pytest.approx(0.25)
+    assert fit_costs(rows[:4])[4][16][2] == pytest.approx(0.1)
+
+
 def test_fit_of_a_projection_counts_its_output_channels(monkeypatch):
     """``fit_costs`` on rows of a ``C_in -> C_out`` layer (``c_out``): the GEMM's work per pixel
     with events is ``C_in * k*k * C_out`` and the scatter's fan ``k*k * C_out``; keyed by ``C_in``."""

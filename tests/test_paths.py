@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import sigmadelta.kernels as K
-from sigmadelta.kernels.paths import FIT_PIXEL_SHARE, SCATTER_PIXEL_NS
+from sigmadelta.kernels.paths import FIT_PIXEL_SHARE, SCATTER_PIXEL_NS, by_channels
 
 
 def _state(events, pixels, touched):
@@ -38,17 +38,33 @@ def test_pixel_cost_prices_thin_events():
 
 
 def test_scatter_pixel_cost_from_the_table():
-    """The pixel price is the constant, capped at a whole event's price at the fitted share;
-    none for 1x1 kernels and below the table."""
+    """The pixel price is the table's at ``C_in``, capped at a whole event's price at the
+    fitted share; none for 1x1 kernels and below the table."""
     for itemsize in (4, 8):
         per_event = K.path_costs(32, itemsize, 9 * 32, 1, 1)[0]
         px, share = K.scatter_pixel_cost(32, itemsize, per_event)
         assert share == pytest.approx(1 / (FIT_PIXEL_SHARE * 32))
-        assert px == pytest.approx(min(SCATTER_PIXEL_NS[itemsize], per_event / share))
+        assert px == pytest.approx(min(SCATTER_PIXEL_NS[itemsize][32], per_event / share))
         assert K.scatter_pixel_cost(32, itemsize, per_event, kernel_1x1=True) == (0.0, 0.0)
         assert K.scatter_pixel_cost(3, itemsize, per_event) == (0.0, 0.0)
     px, share = K.scatter_pixel_cost(16, 4, 1.0)  # a cheap event: the cap
     assert px * share == pytest.approx(1.0)
+
+
+def test_pixel_price_by_channels():
+    """The pixel price grows with ``C_in``: the table's entries at the listed ``C_in``,
+    log-linear between them (at the geometric mean, the arithmetic mean of the two), the
+    nearest outside; tuples entry by entry (as :func:`path_costs` reads its rows)."""
+    rows = {16: 100.0, 64: 300.0}
+    assert by_channels(rows, 16) == 100.0 and by_channels(rows, 64) == 300.0
+    assert by_channels(rows, 32) == pytest.approx(200.0)
+    assert by_channels(rows, 8) == 100.0 and by_channels(rows, 256) == 300.0
+    assert by_channels({16: (1.0, 2.0), 64: (3.0, 6.0)}, 32) == pytest.approx((2.0, 4.0))
+    for itemsize in (4, 8):
+        ns = SCATTER_PIXEL_NS[itemsize]
+        assert list(ns.values()) == sorted(ns.values())
+        per_event = 1e6  # no cap
+        assert [K.scatter_pixel_cost(c, itemsize, per_event)[0] for c in sorted(ns)] == list(ns.values())
 
 
 def test_micro_layer_recomputes_where_events_are_thin():

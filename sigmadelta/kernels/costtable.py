@@ -111,11 +111,21 @@ PATH_COSTS_1X1 = {
 #: Against the table before (``scripts/cost_ab.py --old``, 4 alternating passes, thread CPU time,
 #: load 1.0): ResNet block float32 1.05x as fast, VGG 1.08x, MobileNetV2 0.99x, the demo net on
 #: carphone 0.98x best pass / 1.02x pass by pass (its layer ``3`` dense on all 60 frames).
+#: Its ``"3x3"`` float32 gather-GEMM-scatter column was then refitted on the whole-pixel rows
+#: alone (``scripts/_micro.py`` ``fit_costs``: gather-GEMM-scatter competes only where events
+#: come by whole pixels, and there it costs more per multiply-add than where every pixel has
+#: events), as the ratio to the dense path of two fits at load 2-3, g / d 3.48, 3.01, 2.23 at
+#: C=16/32/64 (the column before: 2.77, 2.53, 1.74), times the dense column kept: the column
+#: before took gather-GEMM-scatter at 47.5% whole pixels (C=32-64) where the dense path ran
+#: 1.1-1.5x as fast. Float64's fit moved the same way (3.04, 2.49, 1.47 against 2.04, 1.59,
+#: 1.16) but is not taken: VGG's ``features.1.0`` then left gather-GEMM-scatter on 9 of 30
+#: frames for the scatter and the dense path, 0.94x as fast (``scripts/cost_ab.py --old``, 4
+#: alternating passes, thread CPU time, passes 0.91-0.98x, load 3.2).
 BUILTIN_COSTS = {
     "znver4": {"3x3": {4: PATH_COSTS[4]}},
     "rocketlake": {
         "3x3": {
-            4: {16: (0.3192, 0.0628, 0.1741), 32: (0.1338, 0.0316, 0.08), 64: (0.1132, 0.029, 0.0506)},
+            4: {16: (0.3192, 0.0628, 0.2187), 32: (0.1338, 0.0316, 0.0951), 64: (0.1132, 0.029, 0.0647)},
             8: {16: (0.3559, 0.107, 0.2188), 32: (0.2664, 0.0708, 0.1126), 64: (0.2316, 0.0634, 0.0736)},
         },
         "1x1": {

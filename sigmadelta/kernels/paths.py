@@ -16,7 +16,7 @@ from .costtable import PATH_COSTS, PATH_COSTS_1X1, path_cost_table
 __all__ = ["choose_path", "choose_dense", "path_costs", "gemm_may_win", "PATH_AUTO", "PATH_SCATTER",
            "PATH_DENSE", "PATH_GEMM", "PATH_NAMES", "PATH_STATE", "PATH_COSTS", "PATH_COSTS_1X1",
            "path_cost_table", "FIRST_EVENT_SHARE", "FRAMES", "VECTOR_BYTES", "scatter_pixel_cost",
-           "FIT_PIXEL_SHARE", "SCATTER_PIXEL_NS"]
+           "FIT_PIXEL_SHARE", "SCATTER_PIXEL_NS", "by_channels"]
 
 #: a layer's path mode (``pstate[PATH_STATE.mode]``); the path a frame runs is one of the last three
 PATH_AUTO, PATH_SCATTER, PATH_DENSE, PATH_GEMM = range(4)
@@ -54,13 +54,40 @@ VECTOR_BYTES = 64
 #: (``scripts/_micro.py`` ``fit_costs``): its cost per pixel spread over that many events.
 FIT_PIXEL_SHARE = 0.5
 
-#: ns per pixel with events of the scatter (3x3 and larger kernels), by state item size: the
-#: encoder's group, the loop over kernel rows and the listing of the reached outputs, whatever
-#: the pixel's events. The fit of ``scripts/_micro.py`` (``ns = a * synops + b * pixels``) on a
-#: 2-vCPU Intel Xeon VM (AVX-512) put it at 90-130 ns in float32; the built-in table's C=16 row
-#: with the quiet machine's 0.57x torch at 19% random neurons (3.1 events per pixel) gives 109.
-#: Float64: 1.4-1.5x float32's in the same fit under load (170-210 against 120-150 ns at C=16-32).
-SCATTER_PIXEL_NS = {4: 120.0, 8: 160.0}
+#: ns per pixel with events of the scatter (3x3 and larger kernels), by state item size and
+#: ``C_in`` (between the listed ones log-linear, outside them the nearest: :func:`by_channels`):
+#: the encoder's group, the loop over kernel rows and the listing of the reached outputs, whatever
+#: the pixel's events; it grows with ``C_in`` (a pixel's tap rows of ``C_out`` outputs are loaded
+#: and stored once per pixel). ``b`` of the fit of ``scripts/_micro.py`` (``fit_pixel_costs``:
+#: ``ns = a * synops + b * pixels`` over the forced-scatter rows of the ``--calibrate`` sweep) on
+#: a 2-vCPU Intel Xeon VM (AVX-512), which moves by up to 1.6x from fit to fit: float32 135-219 /
+#: 194-297 / 280-698 ns at C=16/32/64 over the fits of the built-in table and two at load 2-3,
+#: float64 201-204 / 245-298 / 225-632. One price for every ``C_in`` (120 ns float32, 160
+#: float64) underpriced the pixels at C=32-64: on the micro sweep (a quarter of the channels of
+#: 80-100% of the pixels changing, 8-16 events a pixel) the chooser scattered at C=32 and 64 where
+#: the dense path ran 1.1-1.2x as fast. C=16 and 32 keep that price: at the fitted 180-230 ns the
+#: demo net's layer ``5`` (24 -> 48 channels, 17x21, carphone) recomputed on 41-45 of 60 frames
+#: (33 before), where forcing its scatter ran the net 0.92x the time (thread CPU time, 6
+#: alternating passes, load 2.7; its dense path costs more per multiply-add on that small map
+#: than the table says), and the net 0.85-1.04x as fast. C=64 takes 300, between what the
+#: sweep's two closest points allow with the table's other prices (above 150: a quarter of the
+#: channels of every pixel, 15 events a pixel, recomputes, 1.1-1.2x as fast; below 445: 19% of
+#: random neurons, 12 a pixel, scatters; at 500 it recomputed at 0.91x torch where the scatter
+#: ran 1.12x, load 4). Float64 likewise 160 to C=32, 430 at C=64 (its fits: 225-632).
+SCATTER_PIXEL_NS = {4: {16: 120.0, 32: 120.0, 64: 300.0}, 8: {16: 160.0, 32: 160.0, 64: 430.0}}
+
+
+def by_channels(rows: dict, c_in: int):
+    """The entry of ``rows`` (``{C_in: value or tuple}``) for ``c_in``: log-linear in ``C_in``
+    between the listed ones, the nearest outside them (as :func:`path_costs` reads its table)."""
+    keys = sorted(rows)
+    c = min(max(c_in, keys[0]), keys[-1])
+    hi = next(k for k in keys if k >= c)
+    lo = max(k for k in keys if k <= c)
+    t = 0.0 if hi == lo else np.log(c / lo) / np.log(hi / lo)
+    if isinstance(rows[lo], tuple):
+        return tuple((1 - t) * a + t * b for a, b in zip(rows[lo], rows[hi], strict=True))
+    return (1 - t) * rows[lo] + t * rows[hi]
 
 
 def scatter_pixel_cost(c_in: int, itemsize: int, per_event: float,
@@ -73,14 +100,15 @@ def scatter_pixel_cost(c_in: int, itemsize: int, per_event: float,
     ``per_event`` (:func:`path_costs`) holds ``px_cost / (FIT_PIXEL_SHARE * C_in)`` of the
     pixel's cost; a frame of ``E`` events on ``P`` pixels then costs
     ``E * per_event + px_cost * (P - E * px_per_event)``. ``px_cost`` is
-    :data:`SCATTER_PIXEL_NS`, at most ``per_event / px_per_event`` (the whole price of an event
-    at the fitted share). ``(0, 0)``, the per-event price alone, for 1x1 kernels (one row per
-    pixel, their own table) and below the tables' first row (``C_in < 16``, not fitted)."""
+    :data:`SCATTER_PIXEL_NS` at ``c_in``, at most ``per_event / px_per_event`` (the whole price
+    of an event at the fitted share). ``(0, 0)``, the per-event price alone, for 1x1 kernels
+    (one row per pixel, their own table) and below the tables' first row (``C_in < 16``, not
+    fitted)."""
     table = path_cost_table().tables["3x3"][8 if itemsize > 4 else 4]
     if kernel_1x1 or c_in < min(table) or not per_event > 0:
         return 0.0, 0.0
     share = 1.0 / (FIT_PIXEL_SHARE * c_in)
-    return min(SCATTER_PIXEL_NS[8 if itemsize > 4 else 4], per_event / share), share
+    return min(by_channels(SCATTER_PIXEL_NS[8 if itemsize > 4 else 4], c_in), per_event / share), share
 
 
 def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
@@ -98,16 +126,11 @@ def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
     cost): it was not fitted there, and its short GEMMs lose: on the ResNet block's stem
     (3 -> 32 channels, 64x64, float32) it took 28 of 30 frames at 1.9x the scatter's time."""
     table = path_cost_table().tables["1x1" if kernel_1x1 else "3x3"][8 if itemsize > 4 else 4]
-    keys = sorted(table)
-    c = min(max(c_in, keys[0]), keys[-1])
-    hi = next(k for k in keys if k >= c)
-    lo = max(k for k in keys if k <= c)
-    t = 0.0 if hi == lo else np.log(c / lo) / np.log(hi / lo)
-    s, d, g = ((1 - t) * a + t * b for a, b in zip(table[lo], table[hi], strict=True))
+    s, d, g = by_channels(table, c_in)
     lanes = VECTOR_BYTES // itemsize
     if 0 < c_out < lanes:  # a row of fewer outputs than one vector costs a whole vector
         fan *= lanes / c_out
-    return s * fan, (np.inf if c_in < keys[0] else g * gemm_macs), d * dense_macs
+    return s * fan, (np.inf if c_in < min(table) else g * gemm_macs), d * dense_macs
 
 
 @njit(cache=True, nogil=True)
