@@ -79,7 +79,7 @@ def _every_path_dtypes() -> list:
     In one process: float64 (the suite's dtype). Under pytest-xdist (``make test``: two
     workers): float64 and float32, even-numbered workers float64 first, odd ones float32
     first, so that on a cold cache the first two workers compile one loop each at once (the
-    float32 one serves the float32 tests, which would otherwise compile seven loops of
+    float32 one serves the float32 tests, which would otherwise compile eight loops of
     their own) and then each loads the other's from Numba's cache.
     """
     worker = os.environ.get("PYTEST_XDIST_WORKER")
