@@ -16,8 +16,15 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,data]"
 	touch $(STAMP)
 
+# Two pytest-xdist workers (one per core of a small machine), each given whole test files
+# (a file's module fixtures, such as test_many.py's dask cluster, start once): on a cold
+# Numba cache the two compile the tests' two shared frame loops at once (tests/conftest.py).
+# TEST_WORKERS=auto takes one worker per CPU; TEST_WORKERS=0 runs in this one process.
+TEST_WORKERS ?= 2
+PYTEST_XDIST = -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_XDIST)
 
 demo: $(STAMP)
 	$(BIN)/sigmadelta demo

@@ -1,7 +1,9 @@
 """One writer at a time: an exclusive, non-blocking ``flock`` on a lock file.
 
 Used by a recording's writer (``<recording>.lock``, :mod:`sigmadelta.io.record`) and by a
-many-stream run's output directory (``<out>/.lock``, :mod:`sigmadelta.runs`).
+many-stream run's output directory (``<out>/.lock``, :mod:`sigmadelta.runs`); with ``wait=True``
+(block until the holder releases) by the test suite's parallel workers, so that one of them
+compiles a shared frame loop into Numba's cache while the others wait to load it.
 
 The kernel drops an ``flock`` when its holder dies, however it dies, so a killed writer
 never leaves a stale lock. The lock file is removed on release, while still locked. A
@@ -40,17 +42,20 @@ class FileLock:
     purpose
         What the lock is for, in words ("write the recording run.h5"), for the error raised
         when the lock file cannot be created or locked at all.
+    wait
+        False (default): raise ``busy(fd)`` at once when the lock is held; True: block until
+        its holder releases it (``busy`` is then never called).
     """
 
     def __init__(self, lock_path: str, busy: Callable[[int], BaseException], payload: bytes,
-                 purpose: str):
+                 purpose: str, wait: bool = False):
         self.lock_path, self.fd = lock_path, None
         if fcntl is None:
             return
         while True:
             fd = self._open(purpose)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 error = busy(fd)
                 os.close(fd)
