@@ -3,7 +3,8 @@
 Used by a recording's writer (``<recording>.lock``, :mod:`sigmadelta.io.record`) and by a
 many-stream run's output directory (``<out>/.lock``, :mod:`sigmadelta.runs`); with ``wait=True``
 (block until the holder releases) by the test suite's parallel workers, so that one of them
-compiles a shared frame loop into Numba's cache while the others wait to load it.
+compiles a shared frame loop into Numba's cache while the others wait to load it; and, waiting,
+around every save to Numba's on-disk cache (:func:`lock_numba_cache_saves`).
 
 The kernel drops an ``flock`` when its holder dies, however it dies, so a killed writer
 never leaves a stale lock. The lock file is removed on release, while still locked. A
@@ -24,7 +25,7 @@ try:
 except ImportError:  # not a POSIX system: nothing is locked there
     fcntl = None
 
-__all__ = ["FileLock"]
+__all__ = ["FileLock", "lock_numba_cache_saves"]
 
 
 class FileLock:
@@ -94,3 +95,34 @@ class FileLock:
             pass
         os.close(self.fd)
         self.fd = None
+
+
+def lock_numba_cache_saves() -> None:
+    """Make each save to Numba's on-disk cache hold a waiting lock beside the function's index.
+
+    Numba saves a new specialisation by reading the function's index (``<fn>.nbi``), taking
+    the first data file number (``<fn>.<n>.nbc``) the index does not name, then writing the
+    index and the data file, without a lock. Two processes that save two specialisations of
+    one function at once (the float32 and float64 frame loops compiled by two dask workers,
+    or two test workers) take the same number: the data file then holds one's code while the
+    index names it for both signatures, and a later run loads the wrong code. Holding
+    ``<fn>.nbi.lock`` (waiting) across the read and both writes makes the second saver see
+    the first's entry. Idempotent; where Numba's internals moved, nothing changes.
+    """
+    from numba.core import caching
+
+    cls = getattr(caching, "IndexDataCacheFile", None)
+    save = getattr(cls, "save", None)
+    if save is None or getattr(save, "_sigmadelta_locked", False):
+        return
+
+    def locked_save(self, key, data):
+        lock = FileLock(self._index_path + ".lock", RuntimeError, b"", "save to Numba's cache",
+                        wait=True)
+        try:
+            save(self, key, data)
+        finally:
+            lock.release()
+
+    locked_save._sigmadelta_locked, locked_save.__wrapped__ = True, save
+    cls.save = locked_save

@@ -34,6 +34,7 @@ from numba import njit
 from . import graph as g
 from . import kernels as K
 from .cachetie import source_digest, tie_cache
+from .filelock import lock_numba_cache_saves
 from .ops import (
     ActivationOp,
     AddOp,
@@ -498,3 +499,4 @@ _TIED = (_fixed_update, _fixed_guard, _lava_range, _pix_core, _pix_count, _pix_f
          _count, _dense_core, _dense_fixed, _dense_float, _conv_list, _conv_core, _conv_fixed, _conv_float,
          _run_other, run_frames)
 tie_cache(_TIED, source_digest())
+lock_numba_cache_saves()  # processes compiling at once (dask workers) never mix up entries

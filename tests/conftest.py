@@ -32,37 +32,6 @@ settings.register_profile("long", max_examples=1500, deadline=None, suppress_hea
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-def _one_numba_cache_writer_at_a_time():
-    """Numba saves a new cache entry by reading the function's index, taking the first free
-    data file number, then writing the index and the data file, unlocked: two processes that
-    save two specialisations of one function at once (pytest-xdist workers compiling the
-    float32 and float64 loops) can take the same number, and the index would then name the
-    other's code for a signature. Here each save holds a lock beside the index
-    (:class:`sigmadelta.filelock.FileLock`, waiting). Where Numba's internals moved, nothing
-    changes."""
-    from numba.core import caching
-
-    from sigmadelta.filelock import FileLock
-
-    cls = getattr(caching, "IndexDataCacheFile", None)
-    save = getattr(cls, "save", None)
-    if save is None or getattr(save, "_locked", False):
-        return
-
-    def locked_save(self, key, data):
-        lock = FileLock(self._index_path + ".lock", RuntimeError, b"", "save to Numba's cache", wait=True)
-        try:
-            save(self, key, data)
-        finally:
-            lock.release()
-
-    locked_save._locked = True
-    cls.save = locked_save
-
-
-_one_numba_cache_writer_at_a_time()
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _torch_on_one_thread():
     import torch
