@@ -18,6 +18,7 @@ import sys
 import threading
 import warnings
 
+from . import stop
 from .cli_many import add_many_arguments, cmd_report_runs, cmd_simulate_many, is_many
 from .loaders import load_torch_model
 
@@ -373,8 +374,10 @@ def _one_line(e: BaseException) -> str:
     return text or type(e).__name__
 
 
-def _on_sigterm(signum, frame):
-    raise KeyboardInterrupt("stopped by SIGTERM")
+def _on_signal(signum, frame):
+    """SIGTERM and Ctrl-C: stop between frames, never inside a recording's write
+    (:mod:`sigmadelta.stop`)."""
+    stop.request("stopped by SIGTERM" if signum == signal.SIGTERM else "stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,7 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prefix = f"sigmadelta {args.command}"
     main_thread = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    caught = [sig for sig in (signal.SIGTERM, signal.SIGINT)  # an ignored Ctrl-C stays ignored
+              if main_thread and signal.getsignal(sig) is not signal.SIG_IGN]
+    old = {sig: signal.signal(sig, _on_signal) for sig in caught}
     try:
         with warnings.catch_warnings():
             warnings.showwarning = lambda message, *a, **k: print(
@@ -400,8 +405,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{'' if user else ' (an unexpected error: --traceback shows where)'}", file=sys.stderr)
         return 2 if user else 1
     finally:
-        if main_thread and old is not None:
-            signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        stop.clear()
     return 0
 
 

@@ -45,6 +45,8 @@ from .profiling import run_profiled
 from .program import run_frames
 from .stages import Stages, check_stages
 from .stats import MEASURED, Stats
+from .stop import check as check_stop
+from .stop import uninterrupted
 
 __all__ = ["Simulator", "simulate", "simulate_batch", "Result", "check_frames", "iter_checked",
            "state_dtype", "SimulatorBusyError"]
@@ -387,7 +389,8 @@ class Simulator:
             for chunk in chunks(frames, self.net.input_shape, self.chunk):
                 if record is not None and recorder is None:  # the first frames are valid
                     recorder = RunRecorder(record, self.net, record_chunk, frames_expected=total)
-                out, st, error = self._run_chunk(chunk)  # on an overflow: the frames before it
+                with uninterrupted(raise_after=False):  # a signal inside Numba's dispatch
+                    out, st, error = self._run_chunk(chunk)  # on an overflow: the frames before it
                 if recorder is not None:
                     for k in range(len(out)):
                         recorder.append(st[k].astype(np.int64), out[k])
@@ -396,6 +399,7 @@ class Simulator:
                 outs.append(out)
                 rows.append(st)
                 bar.update(len(out))
+                check_stop()  # a stop request made in the chunk, or dropped by Python, ends it here
             complete = True
         finally:
             bar.close()

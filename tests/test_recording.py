@@ -257,7 +257,7 @@ def test_cli_simulate_stopped_by_sigterm_keeps_its_frames(tmp_path):
         time.sleep(0.005)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert len(err.strip().splitlines()) == 1 and "stopped" in err and "complete=False" in err
     n = read_run_info(path)["frames"]
     assert 64 <= n < len(frames)

@@ -45,6 +45,7 @@ import numpy as np
 from ..fidelity import Fidelity
 from ..filelock import FileLock
 from ..stats import MEASURED, Stats
+from ..stop import uninterrupted
 from .netfile import FormatError
 
 __all__ = ["RunRecorder", "read_run", "read_run_info", "RecordingInUseError", "check_record_chunk",
@@ -166,9 +167,15 @@ class RunRecorder:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered frames, flush, then advance ``/frames`` and flush again."""
+        """Write the buffered frames, flush, then advance ``/frames`` and flush again; a stop
+        request (:mod:`sigmadelta.stop`) made meanwhile is left for the simulator's frame loop
+        to raise once the frames of its chunk are all appended."""
         if not self._rows:
             return
+        with uninterrupted(raise_after=False):
+            self._write_chunk()
+
+    def _write_chunk(self) -> None:
         rows, outs = np.stack(self._rows), np.stack(self._outs)
         m = self.n + len(rows)
         for k, c in enumerate(MEASURED):
@@ -185,10 +192,16 @@ class RunRecorder:
         self._rows, self._outs = [], []
 
     def close(self, complete: bool = True, source_complete: bool | None = None) -> None:
-        """Write what is buffered; mark the run (and its source) complete; close; unlock."""
+        """Write what is buffered; mark the run (and its source) complete; close; unlock
+        (all of it, a stop request notwithstanding)."""
+        with uninterrupted(raise_after=False):
+            self._close(complete, source_complete)
+
+    def _close(self, complete: bool, source_complete: bool | None) -> None:
         try:
             if self.f.id.valid:
-                self.flush()
+                if self._rows:
+                    self._write_chunk()
                 if source_complete is not None:
                     self.f["source_complete"][0] = int(bool(source_complete))
                 self.f["complete"][0] = int(bool(complete))
