@@ -122,6 +122,7 @@ def test_feasible_reads_the_expected_agreement_only_when_asked(monkeypatch):
     assert not layers.feasible(m2, args)
 
 
+@pytest.mark.slow  # renders three 300-frame videos: 18-25 s of a 2-minute cached make test
 def test_face_pan_seed_streams(monkeypatch):
     """``face-pan`` is seed 0, ``face-pan:S`` seed S, of the 6 x 50-frame guard video."""
     op_mod = _mod("_face_bc_op", monkeypatch)
