@@ -1,10 +1,9 @@
 """The one frame loop, compiled: a network as a table of ops run by one Numba function.
 
-:func:`sigmadelta.assemble.build_program` turns the runtime operators of
-:mod:`sigmadelta.ops` into a :class:`~sigmadelta.assemble.Program`: a table
-``code[n_ops, NC]`` (op kind, weight-layer column, then the slots of the op's arrays),
-scalars ``par[n_ops, NP]`` and three typed lists of 1-D arrays that share memory with the
-operators' state:
+:func:`sigmadelta.assemble.build_program` turns the runtime operators of :mod:`sigmadelta.ops`
+into a :class:`~sigmadelta.assemble.Program`: a table ``code[n_ops, NC]`` (op kind, weight-layer
+column, then the slots of the op's arrays), scalars ``par[n_ops, NP]`` and three typed lists of
+1-D arrays that share memory with the operators' state:
 
 * ``F`` (state dtype): node values, encoder memories, float weights, accumulators;
 * ``I`` (int64): neuron and pixel lists, counts, stamps, geometry, fixed-point
@@ -18,12 +17,11 @@ operators' state:
             dispatch on the op kind -> kernels (sigmadelta.kernels), counters into stats[t]
         out[t] = value of the output node      # channels-last
 
-so a chunk costs one Python call, and the whole loop runs without the GIL (threads
-over streams scale). Every operator class declares its row's columns once, by name
-(``SLOTS``, :mod:`sigmadelta.slots`) and fills them in its ``emit``; the functions
-below (``_run_other``, the weight layers' float and fixed-point bodies) read them by
-the same names (``c[PIX.memory]``), as compile-time constants. A frame's counters go
-to the rows :data:`sigmadelta.slots.COUNTER_ROWS`.
+so a chunk costs one Python call, and the whole loop runs without the GIL (threads over streams
+scale). Every operator class declares its row's columns once, by name (``SLOTS``,
+:mod:`sigmadelta.slots`) and fills them in its ``emit``; the functions below (``_run_other``, the
+weight layers' float and fixed-point bodies) read them by the same names (``c[PIX.memory]``), as
+compile-time constants. A frame's counters go to the rows :data:`sigmadelta.slots.COUNTER_ROWS`.
 """
 
 from __future__ import annotations
