@@ -9,6 +9,7 @@ torch's bounds what an event scatter can reach on the machine.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import time
 import types
@@ -150,7 +151,7 @@ def micro_shape(spec, hw: tuple[int, int]) -> tuple[int, int, tuple[int, int]]:
 
 def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, frames: int = 30,
                 dtype=np.float64, repeats: int = 5, paths=("auto",), pattern: str = "neuron",
-                kernel: int = 3) -> list[dict]:
+                kernel: int = 3, dense_dtype: str = "float32") -> list[dict]:
     """One ``kernel`` x ``kernel`` conv (3 or 1; C_in = C_out = C, stride 1, padding
     ``kernel // 2``) at ``activity``: event step vs torch conv2d. An entry of ``channels``
     may also name ``(C_in, C_out)`` or ``(C_in, C_out, (H, W))`` (:func:`micro_shape`: a
@@ -167,11 +168,13 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
     layer's wall-clock ``speedup = dense time / event time`` (about efficiency / activity)
     and ``frame_speedup``, the same with the event side's input loading counted too;
     ``speedup_cpu`` (spread ``speedup_cpu_spread``): the same in thread CPU time (torch's over
-    the event layer's), the figure to trust under load.
+    the event layer's), the figure to trust under load. Torch runs float32 (the model a user
+    has), with ``dense_dtype="same"`` in ``dtype``; the rows' ``dense_dtype`` says which.
     """
     if kernel not in (1, 3):
         raise ValueError(f"bench_micro: kernel 1 or 3, got {kernel!r}")
     out = []
+    torch_dtype = torch.float64 if dense_dtype == "same" and np.dtype(dtype) == np.float64 else torch.float32
     for spec in channels:
         c, c_out, hw_c = micro_shape(spec, hw)
         torch.manual_seed(c)
@@ -179,19 +182,21 @@ def bench_micro(channels=(16, 32, 64), hw=(64, 64), activity: float = 0.05, fram
         shape = (c, *hw_c)
         net = sd.convert(conv, shape, scale=16.0)
         x = _micro_frames(shape, frames, activity, c, pattern)
-        xt = torch.from_numpy(x[0])[None]
+        conv_t = copy.deepcopy(conv).to(torch_dtype)
+        xt = torch.from_numpy(x[0])[None].to(torch_dtype)
         bare = _bare_events(c, hw_c, activity, frames - 1, c)
-        _micro_once(net, x[:3], dtype, conv, xt, (*bare[:2], bare[2][:1], bare[3]))  # warm up
+        _micro_once(net, x[:3], dtype, conv_t, xt, (*bare[:2], bare[2][:1], bare[3]))  # warm up
         by_path = {p: [] for p in paths}
         for _ in range(repeats):
             for p in paths:
-                by_path[p].append(_micro_once(net, x, dtype, conv, xt, bare, p))
+                by_path[p].append(_micro_once(net, x, dtype, conv_t, xt, bare, p))
         res = sd.Simulator(net, dtype=dtype).run(x, progress=False)
         changed = (np.diff(x, axis=0) != 0).any(axis=1).sum() / (frames - 1)  # pixels per frame
         for p, runs in by_path.items():
             row = _micro_row(net, res, runs, c, hw_c, activity, frames, bare[3], x[0].size, p)
             out.append({**row, "pattern": pattern, "dtype": np.dtype(dtype).name, "kernel": kernel,
-                        "c_out": c_out, "changed_pixels": float(changed)})
+                        "c_out": c_out, "changed_pixels": float(changed),
+                        "dense_dtype": str(torch_dtype).removeprefix("torch.")})
     return out
 
 

@@ -403,7 +403,7 @@ def _parser() -> argparse.ArgumentParser:
                         "comma separated to compare them in one run (e.g. scatter,auto)")
     p.add_argument("--dense-dtype", choices=("float32", "same"), default="float32",
                    help="dense torch's dtype: float32 (the model a user has; default) or the same "
-                        "as the event side's --dtype (a network or --zoo)")
+                        "as the event side's --dtype (a network, --zoo or --micro)")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
     p.add_argument("--netx", help="a lava-dl netx file: our time per step against Lava's")
     p.add_argument("--lava-python", help="--netx: a Python with lava-nc and lava-dl, to time Lava")
