@@ -53,6 +53,30 @@ def test_direct_conv_equals_gemm_on_integers():
     np.testing.assert_array_equal(za, zb)
 
 
+@pytest.mark.parametrize("h,w,sy", [(9, 37, 1), (10, 16, 2), (5, 20, 1)])
+def test_c16_rows_equal_general_block(h, w, sy):
+    """A float32 3x3 16 -> 16 layer (``c16_fits``) runs the block with its shape fixed: the
+    general 16x1 block's ``z`` bit for bit (the same sums in the same order), bias or not, rows
+    that are and are not whole blocks, strides 1 and 2 along y; and the twin's sums."""
+    from sigmadelta.kernels import directconv as dc
+
+    h_out = (h - 1) // sy + 1
+    geom, n_out = conv_geom(h, w, 16, (3, 3), (sy, 1), (1, 1))
+    assert dc.c16_fits(geom, 16, 4) and n_out == h_out * w
+    rng = np.random.default_rng(h * w)
+    P = rng.normal(size=(h + 2) * (w + 2) * 16).astype(np.float32)
+    w_cl = rng.normal(size=(3, 3, 16, 16)).astype(np.float32)
+    bias = np.tile(rng.normal(size=16), n_out).astype(np.float32)
+    for use_bias in (True, False):
+        za, zb = np.full(n_out * 16, np.nan, np.float32), np.full(n_out * 16, np.nan, np.float32)
+        K.direct_conv(P, w_cl, za, bias, use_bias, geom, 16, 1)
+        dc._conv_rows(P, w_cl.reshape(-1), zb, bias, use_bias, geom, 16, 16, 1)
+        assert not np.isnan(za).any()
+        np.testing.assert_array_equal(za, zb)
+    check_whole_conv_against_twin("direct_conv", (h, w, 16, 16, (3, 3), (sy, 1), (1, 1)), np.float32,
+                                  seed=h, nv=1)
+
+
 @pytest.mark.parametrize("hw,c_out,itemsize,nv", [
     ((64, 64), 16, 4, 1), ((64, 64), 32, 4, 2), ((64, 64), 64, 4, 4), ((16, 16), 128, 4, 2),
     ((64, 64), 16, 8, 2), ((64, 64), 32, 8, 4), ((16, 16), 128, 8, 4), ((64, 64), 48, 4, 1),
@@ -68,7 +92,7 @@ def test_direct_vectors_rule(hw, c_out, itemsize, nv):
 
 #: dense layers the direct conv runs (rows of 16 or more, or 4x4 blocks)
 WIDE = [(6, 20, 5, 16, (3, 3), (1, 1), (1, 1)), (5, 34, 4, 24, (3, 3), (2, 2), (1, 1)),
-        (4, 8, 3, 64, (3, 3), (1, 1), (1, 1))]
+        (4, 8, 3, 64, (3, 3), (1, 1), (1, 1)), (5, 18, 16, 16, (3, 3), (1, 1), (1, 1))]
 
 
 @pytest.mark.parametrize("geom", WIDE)
@@ -99,7 +123,8 @@ def test_lava_dense_direct_bit_for_bit(geom):
 
 
 class _Wide(nn.Module):
-    """3x3 convs of 16-64 channels at 24x32 (blocks 16x1, 8x2, 4x4), stride 2, a residual add."""
+    """3x3 convs of 16-64 channels at 24x32 (blocks 16x1, 8x2, 4x4; 16 -> 16 channels with the
+    shape fixed), stride 2, a residual add."""
 
     def __init__(self):
         super().__init__()
@@ -107,11 +132,12 @@ class _Wide(nn.Module):
         self.b = nn.Conv2d(32, 32, 3, padding=1)
         self.c = nn.Conv2d(32, 64, 3, stride=2, padding=1)
         self.d = nn.Conv2d(64, 16, 3, padding=1)
+        self.e = nn.Conv2d(16, 16, 3, padding=1)
 
     def forward(self, x):
         y = torch.relu(self.a(x))
         y = torch.relu(self.b(y)) + y
-        return self.d(torch.relu(self.c(y)))
+        return self.e(torch.relu(self.d(torch.relu(self.c(y)))))
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ from numba import njit
 
 from .simd import wfma_bcast, wlanes, wload, wstore, wzero
 
-__all__ = ["DIRECT_CONV", "direct_conv", "direct_vectors", "direct_enabled"]
+__all__ = ["DIRECT_CONV", "direct_conv", "direct_vectors", "direct_enabled", "c16_fits", "C16"]
 
 #: use the direct conv where :func:`direct_vectors` picks a block (read when the dense path
 #: compiles; ``False``: always :func:`sigmadelta.kernels.conv_gemm`)
@@ -269,6 +269,86 @@ def _block4x4(P, wf, z, bias, use_bias, b0, step, zo, j0, cs, w_pad, kh, kw, c_i
 
 
 
+#: the input and output channels of :func:`_rows_c16`'s layers: one float32 wide vector
+C16 = 16
+
+
+@njit(cache=True, nogil=True)
+def c16_fits(geom, c_in, itemsize) -> bool:
+    """Whether :func:`_rows_c16` runs a layer: float32, 16 input and 16 output channels (one
+    wide vector), a 3x3 kernel, stride 1 along x and rows of at least 16 pixels."""
+    return (itemsize == 4 and c_in == C16 and geom[10] == C16 and geom[8] == 3 and geom[9] == 3
+            and geom[5] == 1 and geom[3] >= 16)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _block_c16(P, wf, z, bias, use_bias, b0, zo, w_pad):  # noqa: C901
+    """:func:`_block16x1` with its shape fixed at compile time (C_in = C_out = 16, 3x3, stride
+    1 along x): the same sums in the same order, so the same ``z`` bit for bit. Every input
+    offset is then a constant from one base, where the general block adds a runtime step 16
+    times per input channel (float32, 3x3 16->16 at 64x64: 0.34-0.40 -> 0.22-0.27 ms, thread
+    CPU time, alternating, 2-vCPU Intel Xeon VM (AVX-512), load 2.3; the general block inlined
+    with literal shapes 0.25-0.29: this one is written out)."""
+    if use_bias:
+        a0 = wload(bias, 0)
+    else:
+        a0 = wzero(z)
+    a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = a0
+    for ky in range(3):
+        for kx in range(3):
+            b = b0 + (ky * w_pad + kx) * C16
+            wb = (ky * 3 + kx) * C16 * C16
+            for c in range(C16):
+                wo, i = wb + c * C16, b + c
+                a0 = wfma_bcast(a0, P, i, wf, wo)
+                a1 = wfma_bcast(a1, P, i + 16, wf, wo)
+                a2 = wfma_bcast(a2, P, i + 32, wf, wo)
+                a3 = wfma_bcast(a3, P, i + 48, wf, wo)
+                a4 = wfma_bcast(a4, P, i + 64, wf, wo)
+                a5 = wfma_bcast(a5, P, i + 80, wf, wo)
+                a6 = wfma_bcast(a6, P, i + 96, wf, wo)
+                a7 = wfma_bcast(a7, P, i + 112, wf, wo)
+                a8 = wfma_bcast(a8, P, i + 128, wf, wo)
+                a9 = wfma_bcast(a9, P, i + 144, wf, wo)
+                a10 = wfma_bcast(a10, P, i + 160, wf, wo)
+                a11 = wfma_bcast(a11, P, i + 176, wf, wo)
+                a12 = wfma_bcast(a12, P, i + 192, wf, wo)
+                a13 = wfma_bcast(a13, P, i + 208, wf, wo)
+                a14 = wfma_bcast(a14, P, i + 224, wf, wo)
+                a15 = wfma_bcast(a15, P, i + 240, wf, wo)
+    wstore(z, zo, a0)
+    wstore(z, zo + 16, a1)
+    wstore(z, zo + 32, a2)
+    wstore(z, zo + 48, a3)
+    wstore(z, zo + 64, a4)
+    wstore(z, zo + 80, a5)
+    wstore(z, zo + 96, a6)
+    wstore(z, zo + 112, a7)
+    wstore(z, zo + 128, a8)
+    wstore(z, zo + 144, a9)
+    wstore(z, zo + 160, a10)
+    wstore(z, zo + 176, a11)
+    wstore(z, zo + 192, a12)
+    wstore(z, zo + 208, a13)
+    wstore(z, zo + 224, a14)
+    wstore(z, zo + 240, a15)
+
+
+@njit(cache=True, nogil=True)
+def _rows_c16(P, wf, z, bias, use_bias, geom):
+    """:func:`_conv_rows` for a layer :func:`c16_fits` (16 pixels x 1 vector per block, the
+    last block of a row moved left to end at the row's end), by :func:`_block_c16`."""
+    h_out, w_out, sy = geom[2], geom[3], geom[4]
+    w_pad = geom[1] + 2 * geom[7]
+    for oy in range(h_out):
+        rb = oy * sy * w_pad * C16
+        zr = oy * w_out * C16
+        for o in range(0, w_out, 16):
+            ox = min(o, w_out - 16)
+            _block_c16(P, wf, z, bias, use_bias, rb + ox * C16, zr + ox * C16, w_pad)
+
+
+
 @njit(cache=True, nogil=True)
 def _pixel(P, wf, z, bias, use_bias, b0, zo, j0, cs, nv, w_pad, kh, kw, c_in):
     """One output pixel, ``nv`` wide vectors of output channels one after the other."""
@@ -325,8 +405,13 @@ def direct_conv(P, w_cl, z, bias, use_bias, geom, c_in, nv):
     """``z = [bias +] conv(P, W)`` over the whole map (module docstring), ``P`` the
     zero-padded input, ``w_cl`` the weights ``[ky, kx, c, j]`` (flat or not), ``nv`` the
     vectors per block (:func:`direct_vectors`, not 0). ``C_out`` not a multiple of ``nv``
-    vectors: weights padded to whole groups, sums in a scratch map, then ``z = [bias +] sums``."""
+    vectors: weights padded to whole groups, sums in a scratch map, then ``z = [bias +] sums``.
+    A layer :func:`c16_fits` (float32, 3x3, 16 -> 16 channels) runs :func:`_rows_c16`: the
+    16x1 block's sums, its shape fixed at compile time."""
     cg = geom[10]
+    if c16_fits(geom, c_in, z.itemsize):  # the same sums in the same order, its shape fixed
+        _rows_c16(P, w_cl.reshape(w_cl.size), z, bias, use_bias, geom)
+        return
     g = nv * wlanes(z.itemsize)  # channels per group of vectors
     wf = w_cl.reshape(w_cl.size)
     cs = cg + (g - cg % g) % g
