@@ -428,9 +428,9 @@ def test_chooser_fan_is_the_scatters(hw, k, stride, pad):
 @pytest.mark.parametrize("geom", GEOMS)
 @pytest.mark.parametrize("quiet", [None, 0, "middle", "last"])
 def test_herding_encode_all_pixels_or_some(geom, quiet):
-    """The herding encoder of the dense path defers stamping while every pixel has events
-    (then stamps every reachable output at once) and falls back at the first quiet pixel:
-    counters, memory, listing and ``z`` as the twin's, whichever pixel is the first quiet one."""
+    """The herding encoder of the dense path stamps every reachable output at once where every
+    pixel has events, else by windows around the pixels with events: counters, memory, listing
+    and ``z`` as the twin's, whichever pixel is the quiet one."""
     case = _dense_case(geom, True, 5, np.float64)
     c_in = case["c_in"]
     n_px = len(case["x"]) // c_in
@@ -460,7 +460,7 @@ WIDE_GEOMS = [(6, 7, 16, 5, (3, 3), (1, 1), (1, 1)), (7, 6, 32, 4, (3, 3), (2, 2
 @pytest.mark.parametrize("quiet", [0.0, 0.3])
 def test_herding_encoder_chunks_and_runs(geom, dtype, param, gain, quiet):
     """The herding encoder over whole chunks of channels (float32 scale) or not, with pixels
-    without events scattered over the map (runs of pixels with events stamped at once):
+    without events scattered over the map (the outputs stamped by windows):
     counters, memory, listing and ``z`` as the twin's; the padded input ``gain * memory`` in
     double precision, rounded once."""
     case = _dense_case(geom, True, 7, dtype)
@@ -488,3 +488,28 @@ def test_herding_encoder_chunks_and_runs(geom, dtype, param, gain, quiet):
     tol = 1e-5 if dtype == np.float32 else 1e-10  # of the largest |z|: sums of terms that large
     np.testing.assert_allclose(a["z"], b["z"], rtol=tol, atol=tol * max(1.0, np.abs(b["z"]).max()))
     assert listed(a["pg_list"], a["pg_count"]) == listed(b["pg_list"], b["pg_count"])
+
+
+#: (input h, w), kernel, stride, padding: strides larger than the kernel, padding wider than its half
+STAMP_GEOMS = [((7, 9), (3, 3), (1, 1), (1, 1)), ((8, 7), (3, 3), (2, 2), (1, 1)),
+               ((6, 11), (1, 3), (1, 2), (0, 1)), ((9, 8), (1, 1), (2, 3), (0, 0)),
+               ((5, 6), (5, 3), (2, 1), (3, 2))]
+
+
+@pytest.mark.parametrize("hw,k,stride,pad", STAMP_GEOMS)
+@pytest.mark.parametrize("share", [0.1, 0.5, 0.9])
+def test_stamp_windows_is_reach_per_input(hw, k, stride, pad, share):
+    """The dense encoder's stamping by windows (the map of pixels with events dilated by the
+    window) stamps the same output pixels as :func:`_reach` input by input, strides larger than
+    the kernel (inputs that reach nothing) and padding wider than the kernel's half included."""
+    from sigmadelta.kernels.recompute import _reach, _stamp_windows
+
+    h_out = (hw[0] + 2 * pad[0] - k[0]) // stride[0] + 1
+    w_out = (hw[1] + 2 * pad[1] - k[1]) // stride[1] + 1
+    geom = K.make_geom(hw, (h_out, w_out), stride, pad, k, 4)
+    has = (np.random.default_rng(int(10 * share)).random(hw[0] * hw[1]) < share).astype(np.uint8)
+    a, b = np.full(h_out * w_out, 3), np.full(h_out * w_out, 3)
+    _stamp_windows(has, geom, a, 7)
+    for p in np.flatnonzero(has):
+        _reach(p, geom, b, 7)
+    np.testing.assert_array_equal(a, b)
