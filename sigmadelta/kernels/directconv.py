@@ -32,7 +32,8 @@ of 16, blocks of 8 (8x1, 4x2) 1.1-1.4x (``scripts/bench_directconv.py``; DEVELOP
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .simd import wfma_bcast, wlanes, wload, wstore, wzero
 
@@ -349,6 +350,24 @@ def _rows_c16(P, wf, z, bias, use_bias, geom):
 
 
 
+def _run_c16(P, wf, z, bias, use_bias, geom, c_in):
+    """Run :func:`_rows_c16` where :func:`c16_fits`; whether it ran. Compiled in for float32
+    ``z`` only (float64 layers never take it: 1 s less of their dense path's compile)."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_run_c16, jit_options={"nogil": True})
+def _run_c16_impl(P, wf, z, bias, use_bias, geom, c_in):
+    if z.dtype == types.float32:
+        def run(P, wf, z, bias, use_bias, geom, c_in):
+            if c16_fits(geom, c_in, 4):
+                _rows_c16(P, wf, z, bias, use_bias, geom)
+                return True
+            return False
+        return run
+    return lambda P, wf, z, bias, use_bias, geom, c_in: False
+
+
 @njit(cache=True, nogil=True)
 def _pixel(P, wf, z, bias, use_bias, b0, zo, j0, cs, nv, w_pad, kh, kw, c_in):
     """One output pixel, ``nv`` wide vectors of output channels one after the other."""
@@ -409,8 +428,7 @@ def direct_conv(P, w_cl, z, bias, use_bias, geom, c_in, nv):
     A layer :func:`c16_fits` (float32, 3x3, 16 -> 16 channels) runs :func:`_rows_c16`: the
     16x1 block's sums, its shape fixed at compile time."""
     cg = geom[10]
-    if c16_fits(geom, c_in, z.itemsize):  # the same sums in the same order, its shape fixed
-        _rows_c16(P, w_cl.reshape(w_cl.size), z, bias, use_bias, geom)
+    if _run_c16(P, w_cl.reshape(w_cl.size), z, bias, use_bias, geom, c_in):  # the same sums, shape fixed
         return
     g = nv * wlanes(z.itemsize)  # channels per group of vectors
     wf = w_cl.reshape(w_cl.size)
