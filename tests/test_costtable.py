@@ -264,3 +264,19 @@ def test_micro_runs_a_projection_at_its_own_map_size(benchmark, capsys):  # noqa
 def test_micro_rejects_a_bad_channel_spec(benchmark, bad):  # noqa: F811
     with pytest.raises(SystemExit, match="--micro-channels: C, C_in:C_out or C_in:C_out:H"):
         benchmark.main(["--micro", "--micro-channels", f"4,{bad}"])
+
+
+def test_dense_price_of_16_to_16_float32():
+    """A float32 16 -> 16 conv (its direct conv's shape fixed) prices its dense frame at
+    ``C16_DENSE_SHARE`` of the table's ``C_in = 16`` row; float64, other ``C_out`` and 1x1s
+    at the row itself."""
+    from sigmadelta.kernels import paths
+
+    macs = 1e6
+    row = {4: paths.by_channels(paths.path_cost_table().tables["3x3"][4], 16)[1] * macs,
+           8: paths.by_channels(paths.path_cost_table().tables["3x3"][8], 16)[1] * macs}
+    assert paths.path_costs(16, 4, 9.0, macs, 100.0, False, 16)[2] == pytest.approx(
+        paths.C16_DENSE_SHARE * row[4])
+    assert paths.path_costs(16, 8, 9.0, macs, 100.0, False, 16)[2] == pytest.approx(row[8])
+    assert paths.path_costs(16, 4, 9.0, macs, 100.0, False, 32)[2] == pytest.approx(row[4])
+    assert 0 < paths.C16_DENSE_SHARE < 1
