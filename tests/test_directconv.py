@@ -53,28 +53,32 @@ def test_direct_conv_equals_gemm_on_integers():
     np.testing.assert_array_equal(za, zb)
 
 
-@pytest.mark.parametrize("h,w,sy", [(9, 37, 1), (10, 16, 2), (5, 20, 1)])
-def test_c16_rows_equal_general_block(h, w, sy):
-    """A float32 3x3 16 -> 16 layer (``c16_fits``) runs the block with its shape fixed: the
-    general 16x1 block's ``z`` bit for bit (the same sums in the same order), bias or not, rows
-    that are and are not whole blocks, strides 1 and 2 along y; and the twin's sums."""
+@pytest.mark.parametrize("h,w,sy,c", [(9, 37, 1, 16), (10, 16, 2, 16), (5, 20, 1, 16), (6, 13, 1, 32),
+                                      (7, 8, 2, 32)])
+def test_fixed_shape_rows_equal_general_block(h, w, sy, c):
+    """A float32 3x3 ``c`` -> ``c`` layer (``fixed_channels``: 16, 32) runs its block with
+    the shape fixed: the general block's ``z`` bit for bit (the same sums in the same order),
+    bias or not, rows that are and are not whole blocks, strides 1 and 2 along y; and the
+    twin's sums. Other shapes and float64 keep the general block."""
     from sigmadelta.kernels import directconv as dc
 
-    h_out = (h - 1) // sy + 1
-    geom, n_out = conv_geom(h, w, 16, (3, 3), (sy, 1), (1, 1))
-    assert dc.c16_fits(geom, 16, 4) and n_out == h_out * w
+    geom, n_out = conv_geom(h, w, c, (3, 3), (sy, 1), (1, 1))
+    nv = K.direct_vectors(geom, c, 4)
+    assert dc.fixed_channels(geom, c, 4) == c and dc.fixed_channels(geom, c, 8) == 0
+    assert dc.fixed_channels(geom, c // 2, 4) == 0
+    assert dc.fixed_channels(conv_geom(h, w, 64, (3, 3), (sy, 1), (1, 1))[0], 64, 4) == 0
     rng = np.random.default_rng(h * w)
-    P = rng.normal(size=(h + 2) * (w + 2) * 16).astype(np.float32)
-    w_cl = rng.normal(size=(3, 3, 16, 16)).astype(np.float32)
-    bias = np.tile(rng.normal(size=16), n_out).astype(np.float32)
+    P = rng.normal(size=(h + 2) * (w + 2) * c).astype(np.float32)
+    w_cl = rng.normal(size=(3, 3, c, c)).astype(np.float32)
+    bias = np.tile(rng.normal(size=c), n_out).astype(np.float32)
     for use_bias in (True, False):
-        za, zb = np.full(n_out * 16, np.nan, np.float32), np.full(n_out * 16, np.nan, np.float32)
-        K.direct_conv(P, w_cl, za, bias, use_bias, geom, 16, 1)
-        dc._conv_rows(P, w_cl.reshape(-1), zb, bias, use_bias, geom, 16, 16, 1)
+        za, zb = np.full(n_out * c, np.nan, np.float32), np.full(n_out * c, np.nan, np.float32)
+        K.direct_conv(P, w_cl, za, bias, use_bias, geom, c, nv)
+        dc._conv_rows(P, w_cl.reshape(-1), zb, bias, use_bias, geom, c, c, nv)
         assert not np.isnan(za).any()
         np.testing.assert_array_equal(za, zb)
-    check_whole_conv_against_twin("direct_conv", (h, w, 16, 16, (3, 3), (sy, 1), (1, 1)), np.float32,
-                                  seed=h, nv=1)
+    check_whole_conv_against_twin("direct_conv", (h, w, c, c, (3, 3), (sy, 1), (1, 1)), np.float32,
+                                  seed=h, nv=nv)
 
 
 @pytest.mark.parametrize("hw,c_out,itemsize,nv", [

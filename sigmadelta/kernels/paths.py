@@ -112,7 +112,7 @@ def scatter_pixel_cost(c_in: int, itemsize: int, per_event: float,
 
 
 #: the dense recompute's cost of a float32 16 -> 16 conv against the table's ``C_in = 16`` row
-#: (fitted before its direct conv ran with the shape fixed, :func:`.directconv.c16_fits`): the
+#: (fitted before its direct conv ran with the shape fixed, :func:`.directconv.fixed_channels`): the
 #: layer's dense frame 0.57 -> 0.44 ms at 64x64 (encoder 0.15 + conv 0.36 + listing 0.07 ->
 #: 0.14 + 0.23 + 0.07, thread CPU time, 2-vCPU Intel Xeon VM (AVX-512), load 2.4). Without it
 #: the chooser scattered at 8% random neurons at 0.82x torch where the dense path ran 0.98x.
