@@ -1,5 +1,6 @@
 """Face boxes, the receptive-field geometry of the detector, and the compressed detector."""
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -336,6 +337,8 @@ def test_face_pan_guard_stream_is_fixed_in_range_and_uses_training_faces_only():
     distinct training face (lfw_subset 0-79, never the test faces 80-99) per shot."""
     pytest.importorskip("skimage")
     fp = _script_module("_face_pan")
+    # the two background videos decoded once for the four videos below (2 s a decode)
+    fp._backgrounds = functools.lru_cache(maxsize=1)(fp._backgrounds)
     a = fp.face_pan_frames(3, segments=2, frames_per_segment=4)
     b = fp.face_pan_frames(3, segments=2, frames_per_segment=4)
     np.testing.assert_array_equal(a["frames"], b["frames"])

