@@ -266,17 +266,23 @@ def test_micro_rejects_a_bad_channel_spec(benchmark, bad):  # noqa: F811
         benchmark.main(["--micro", "--micro-channels", f"4,{bad}"])
 
 
-def test_dense_price_of_16_to_16_float32():
-    """A float32 16 -> 16 conv (its direct conv's shape fixed) prices its dense frame at
-    ``C16_DENSE_SHARE`` of the table's ``C_in = 16`` row; float64, other ``C_out`` and 1x1s
-    at the row itself."""
+@pytest.mark.parametrize("c", [16, 32])
+def test_dense_price_of_fixed_shape_float32(c):
+    """A float32 ``C -> C`` conv, ``C`` 16 or 32 (its direct conv's shape fixed), prices its
+    dense frame at ``FIXED_DENSE_SHARE[C]`` of the table's ``C_in = C`` row; float64, other
+    ``C_out``, other ``C`` and 1x1s at the row itself."""
     from sigmadelta.kernels import paths
 
     macs = 1e6
-    row = {4: paths.by_channels(paths.path_cost_table().tables["3x3"][4], 16)[1] * macs,
-           8: paths.by_channels(paths.path_cost_table().tables["3x3"][8], 16)[1] * macs}
-    assert paths.path_costs(16, 4, 9.0, macs, 100.0, False, 16)[2] == pytest.approx(
-        paths.C16_DENSE_SHARE * row[4])
-    assert paths.path_costs(16, 8, 9.0, macs, 100.0, False, 16)[2] == pytest.approx(row[8])
-    assert paths.path_costs(16, 4, 9.0, macs, 100.0, False, 32)[2] == pytest.approx(row[4])
-    assert 0 < paths.C16_DENSE_SHARE < 1
+
+    def row(itemsize, c_in):
+        return paths.by_channels(paths.path_cost_table().tables["3x3"][itemsize], c_in)[1] * macs
+
+    assert paths.path_costs(c, 4, 9.0, macs, 100.0, False, c)[2] == pytest.approx(
+        paths.FIXED_DENSE_SHARE[c] * row(4, c))
+    assert paths.path_costs(c, 8, 9.0, macs, 100.0, False, c)[2] == pytest.approx(row(8, c))
+    assert paths.path_costs(c, 4, 9.0, macs, 100.0, False, 2 * c)[2] == pytest.approx(row(4, c))
+    assert paths.path_costs(c, 4, 9.0, macs, 100.0, True, c)[2] == pytest.approx(
+        paths.by_channels(paths.path_cost_table().tables["1x1"][4], c)[1] * macs)
+    assert paths.path_costs(64, 4, 9.0, macs, 100.0, False, 64)[2] == pytest.approx(row(4, 64))
+    assert 0 < paths.FIXED_DENSE_SHARE[c] < 1

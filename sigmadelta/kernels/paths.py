@@ -16,7 +16,7 @@ from .costtable import PATH_COSTS, PATH_COSTS_1X1, path_cost_table
 __all__ = ["choose_path", "choose_dense", "path_costs", "gemm_may_win", "PATH_AUTO", "PATH_SCATTER",
            "PATH_DENSE", "PATH_GEMM", "PATH_NAMES", "PATH_STATE", "PATH_COSTS", "PATH_COSTS_1X1",
            "path_cost_table", "FIRST_EVENT_SHARE", "FRAMES", "VECTOR_BYTES", "scatter_pixel_cost",
-           "FIT_PIXEL_SHARE", "SCATTER_PIXEL_NS", "by_channels", "C16_DENSE_SHARE"]
+           "FIT_PIXEL_SHARE", "SCATTER_PIXEL_NS", "by_channels", "FIXED_DENSE_SHARE"]
 
 #: a layer's path mode (``pstate[PATH_STATE.mode]``); the path a frame runs is one of the last three
 PATH_AUTO, PATH_SCATTER, PATH_DENSE, PATH_GEMM = range(4)
@@ -111,13 +111,16 @@ def scatter_pixel_cost(c_in: int, itemsize: int, per_event: float,
     return min(by_channels(SCATTER_PIXEL_NS[8 if itemsize > 4 else 4], c_in), per_event / share), share
 
 
-#: the dense recompute's cost of a float32 16 -> 16 conv against the table's ``C_in = 16`` row
-#: (fitted before its direct conv ran with the shape fixed, :func:`.directconv.fixed_channels`): the
-#: layer's dense frame 0.57 -> 0.44 ms at 64x64 (encoder 0.15 + conv 0.36 + listing 0.07 ->
-#: 0.14 + 0.23 + 0.07, thread CPU time, 2-vCPU Intel Xeon VM (AVX-512), load 2.4). Without it
-#: the chooser scattered at 8% random neurons at 0.82x torch where the dense path ran 0.98x.
-#: A refit of the row (``--calibrate``) times the fixed shape itself: this is then 1.0.
-C16_DENSE_SHARE = 0.77
+#: the dense recompute's cost of a float32 3x3 conv of ``C -> C`` channels against the table's
+#: ``C_in = C`` row, for the ``C`` whose direct conv runs with the shape fixed
+#: (:func:`.directconv.fixed_channels`; the rows were fitted before): 16 -> 16, the layer's
+#: dense frame 0.57 -> 0.44 ms at 64x64 (encoder 0.15 + conv 0.36 + listing 0.07 -> 0.14 +
+#: 0.23 + 0.07); 32 -> 32, 1.59 -> 1.27 ms (encoder 0.32 + conv 1.15 -> 0.25 + 0.91, listing
+#: 0.12); thread CPU time, 2-vCPU Intel Xeon VM (AVX-512), load 2.4-2.9. Without them the
+#: chooser scattered at 8% random neurons (C=16) at 0.82x torch where the dense path ran 0.98x,
+#: and at 19% of a quarter of the channels (C=32) at 0.80-0.84x where it ran 1.01-1.18x. A
+#: refit of the rows (``--calibrate``) times the fixed shape itself: these are then 1.0.
+FIXED_DENSE_SHARE = {16: 0.77, 32: 0.80}
 
 
 def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
@@ -129,8 +132,8 @@ def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
     gather-GEMM-scatter, ns per frame of the dense recompute)`` for ``fan`` synops per event,
     ``dense_macs`` per frame and ``gemm_macs`` per pixel with events; ``c_out``, the layer's
     output channels per group (0: unknown), scales the fan up where a row of outputs is
-    shorter than one SIMD vector (:data:`VECTOR_BYTES`). A float32 3x3 conv of 16 -> 16
-    channels prices its dense frame at :data:`C16_DENSE_SHARE` of the table's.
+    shorter than one SIMD vector (:data:`VECTOR_BYTES`). A float32 3x3 conv of ``C -> C``
+    channels, ``C`` 16 or 32, prices its dense frame at :data:`FIXED_DENSE_SHARE` of the table's.
 
     Below the table's first row (``C_in < 16``) gather-GEMM-scatter is left out (infinite
     cost): it was not fitted there, and its short GEMMs lose: on the ResNet block's stem
@@ -140,8 +143,8 @@ def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
     lanes = VECTOR_BYTES // itemsize
     if 0 < c_out < lanes:  # a row of fewer outputs than one vector costs a whole vector
         fan *= lanes / c_out
-    if itemsize == 4 and c_in == c_out == 16 and not kernel_1x1:
-        d *= C16_DENSE_SHARE
+    if itemsize == 4 and c_in == c_out and not kernel_1x1:
+        d *= FIXED_DENSE_SHARE.get(c_in, 1.0)
     return s * fan, (np.inf if c_in < min(table) else g * gemm_macs), d * dense_macs
 
 
