@@ -349,8 +349,12 @@ def plot_micro(rows: list[dict], path: str) -> str:
                              and r.get("pattern", "neuron") == pt and r.get("dtype", "float64") == dt),
                             key=lambda r: r["activity"])
                 a = [100 * r["event_rate"] for r in rs]
+                if not rs:
+                    continue
+                torch_dt = rs[0].get("dense_dtype", "float32")
                 style = {"color": col, "mfc": col if dt == "float32" else "none",
-                         "label": f"C={c} {p}" + (f" {dt}" if len(dtypes) > 1 else "")}
+                         "label": f"C={c} {p}" + (f" {dt}" if len(dtypes) > 1 else "")
+                         + (f" (torch {torch_dt})" if torch_dt != "float32" else "")}
                 ax[i].loglog(a, [r.get("speedup_cpu", r["speedup"]) for r in rs], marks[p], **style)
                 if i == 0:
                     ax[-1].semilogx(a, [r["kernel_efficiency"] for r in rs], marks[p], **style)
