@@ -402,9 +402,10 @@ class PixelConvOp(WeightOp):
         fixed point (no integer BLAS) and ``"lava"`` layers never run gather-GEMM-scatter on
         their own."""
         fan = self._mean_fan()
+        fixed = K.fixed_channels(self.pgeom, c_in, itemsize)  # its direct conv's shape fixed, or 0
         per_event, per_pixel, per_frame = K.path_costs(c_in, itemsize, fan, node.dense_macs(), gemm_macs,
                                                        K.conv1x1_ok(self.pgeom, self.w_cl, self.out.value),
-                                                       self.w_cl.shape[3])
+                                                       self.w_cl.shape[3], fixed)
         if c_in == 1:
             per_frame = np.inf
         if self.fixed or self.enc.lava:

@@ -268,21 +268,28 @@ def test_micro_rejects_a_bad_channel_spec(benchmark, bad):  # noqa: F811
 
 @pytest.mark.parametrize("c", [16, 32])
 def test_dense_price_of_fixed_shape_float32(c):
-    """A float32 ``C -> C`` conv, ``C`` 16 or 32 (its direct conv's shape fixed), prices its
-    dense frame at ``FIXED_DENSE_SHARE[C]`` of the table's ``C_in = C`` row; float64, other
-    ``C_out``, other ``C`` and 1x1s at the row itself."""
-    from sigmadelta.kernels import paths
+    """A layer whose direct conv runs with the shape fixed (``fixed_channels``: float32 3x3,
+    ``C -> C`` of 16 or 32, stride 1 along x) prices its dense frame at
+    ``FIXED_DENSE_SHARE[C]`` of the table's ``C_in = C`` row; float64, other ``C_out``,
+    stride 2 along x, too narrow rows and 1x1s at the row itself."""
+    from sigmadelta.kernels import fixed_channels, make_geom, paths
 
     macs = 1e6
 
-    def row(itemsize, c_in):
-        return paths.by_channels(paths.path_cost_table().tables["3x3"][itemsize], c_in)[1] * macs
+    def price(itemsize, c_out=c, stride=(1, 1), hw=(64, 64), k=3):
+        geom = make_geom(hw, tuple((n + 2 * (k // 2) - k) // s + 1 for n, s in zip(hw, stride, strict=True)),
+                         stride, (k // 2, k // 2), (k, k), c_out)
+        return paths.path_costs(c, itemsize, 9.0, macs, 100.0, k == 1, c_out,
+                                fixed_channels(geom, c, itemsize))[2]
 
-    assert paths.path_costs(c, 4, 9.0, macs, 100.0, False, c)[2] == pytest.approx(
-        paths.FIXED_DENSE_SHARE[c] * row(4, c))
-    assert paths.path_costs(c, 8, 9.0, macs, 100.0, False, c)[2] == pytest.approx(row(8, c))
-    assert paths.path_costs(c, 4, 9.0, macs, 100.0, False, 2 * c)[2] == pytest.approx(row(4, c))
-    assert paths.path_costs(c, 4, 9.0, macs, 100.0, True, c)[2] == pytest.approx(
-        paths.by_channels(paths.path_cost_table().tables["1x1"][4], c)[1] * macs)
-    assert paths.path_costs(64, 4, 9.0, macs, 100.0, False, 64)[2] == pytest.approx(row(4, 64))
+    def row(itemsize, kind="3x3"):
+        return paths.by_channels(paths.path_cost_table().tables[kind][itemsize], c)[1] * macs
+
+    assert price(4) == pytest.approx(paths.FIXED_DENSE_SHARE[c] * row(4))
+    assert price(4, stride=(2, 1)) == pytest.approx(paths.FIXED_DENSE_SHARE[c] * row(4))
+    assert price(8) == pytest.approx(row(8))
+    assert price(4, c_out=2 * c) == pytest.approx(row(4))
+    assert price(4, stride=(1, 2)) == pytest.approx(row(4))
+    assert price(4, hw=(8, 4)) == pytest.approx(row(4))
+    assert price(4, k=1) == pytest.approx(row(4, "1x1"))
     assert 0 < paths.FIXED_DENSE_SHARE[c] < 1

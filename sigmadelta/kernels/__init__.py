@@ -23,7 +23,7 @@ events through one matrix product (:mod:`sigmadelta.kernels.gathergemm`), chosen
 
 from .conv1x1 import conv1x1_dense, conv1x1_ok
 from .depthwise import DW_DENSE_ABOVE, depthwise_dense, depthwise_ok
-from .directconv import direct_conv, direct_vectors
+from .directconv import direct_conv, direct_vectors, fixed_channels
 from .elementwise import (
     ADD_FULL_ABOVE,
     CHEAP_MAX,
@@ -155,6 +155,7 @@ __all__ = [
     "conv_gemm",
     "direct_conv",
     "direct_vectors",
+    "fixed_channels",
     "narrow_conv",
     "narrow_channels",
     "small_conv",

@@ -453,10 +453,10 @@ def direct_conv(P, w_cl, z, bias, use_bias, geom, c_in, nv):
     A layer :func:`fixed_channels` takes (float32, 3x3, 16 or 32 channels in and out) runs
     its block with the shape fixed at compile time: the same sums."""
     cg = geom[10]
-    if _run_fixed(P, w_cl.reshape(w_cl.size), z, bias, use_bias, geom, c_in):  # the same sums, shape fixed
+    wf = w_cl.reshape(w_cl.size)
+    if _run_fixed(P, wf, z, bias, use_bias, geom, c_in):  # the same sums, shape fixed
         return
     g = nv * wlanes(z.itemsize)  # channels per group of vectors
-    wf = w_cl.reshape(w_cl.size)
     cs = cg + (g - cg % g) % g
     if cs == cg:
         wp, zp = wf, z

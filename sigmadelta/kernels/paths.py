@@ -123,8 +123,8 @@ def scatter_pixel_cost(c_in: int, itemsize: int, per_event: float,
 FIXED_DENSE_SHARE = {16: 0.77, 32: 0.80}
 
 
-def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
-               gemm_macs: float, kernel_1x1: bool = False, c_out: int = 0) -> tuple[float, float, float]:
+def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float, gemm_macs: float,
+               kernel_1x1: bool = False, c_out: int = 0, fixed: int = 0) -> tuple[float, float, float]:
     """A layer's cost model from the table in use (:func:`path_cost_table`: this CPU's; its
     ``"3x3"`` part, like :data:`PATH_COSTS`, or for ``kernel_1x1``, a float 1x1, stride-1,
     unpadded conv (:func:`sigmadelta.kernels.conv1x1_ok`), its ``"1x1"`` part):
@@ -132,8 +132,10 @@ def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
     gather-GEMM-scatter, ns per frame of the dense recompute)`` for ``fan`` synops per event,
     ``dense_macs`` per frame and ``gemm_macs`` per pixel with events; ``c_out``, the layer's
     output channels per group (0: unknown), scales the fan up where a row of outputs is
-    shorter than one SIMD vector (:data:`VECTOR_BYTES`). A float32 3x3 conv of ``C -> C``
-    channels, ``C`` 16 or 32, prices its dense frame at :data:`FIXED_DENSE_SHARE` of the table's.
+    shorter than one SIMD vector (:data:`VECTOR_BYTES`). ``fixed``, the channels of a layer
+    whose direct conv runs with the shape fixed (:func:`.directconv.fixed_channels`: float32
+    3x3, ``C -> C`` of 16 or 32; 0: none), prices its dense frame at
+    :data:`FIXED_DENSE_SHARE` of the table's.
 
     Below the table's first row (``C_in < 16``) gather-GEMM-scatter is left out (infinite
     cost): it was not fitted there, and its short GEMMs lose: on the ResNet block's stem
@@ -143,8 +145,7 @@ def path_costs(c_in: int, itemsize: int, fan: float, dense_macs: float,
     lanes = VECTOR_BYTES // itemsize
     if 0 < c_out < lanes:  # a row of fewer outputs than one vector costs a whole vector
         fan *= lanes / c_out
-    if itemsize == 4 and c_in == c_out and not kernel_1x1:
-        d *= FIXED_DENSE_SHARE.get(c_in, 1.0)
+    d *= FIXED_DENSE_SHARE.get(fixed, 1.0)
     return s * fan, (np.inf if c_in < min(table) else g * gemm_macs), d * dense_macs
 
 
