@@ -77,7 +77,7 @@ def _sweep(args, dtypes, paths, kernel: int) -> list[dict]:
     for dt, pt, a in itertools.product(dtypes, patterns, _floats(args.activity, "--activity")):
         rows += bench_micro(_channels(args.micro_channels), tuple(args.micro_hw), a,
                             max(args.frames, 3), dt, args.repeats, paths, pt, kernel,
-                            getattr(args, "dense_dtype", "float32"))
+                            args.dense_dtype)
     return rows
 
 

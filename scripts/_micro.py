@@ -348,9 +348,9 @@ def plot_micro(rows: list[dict], path: str) -> str:
                 rs = sorted((r for r in rows if r["channels"] == c and r.get("path", "auto") == p
                              and r.get("pattern", "neuron") == pt and r.get("dtype", "float64") == dt),
                             key=lambda r: r["activity"])
-                a = [100 * r["event_rate"] for r in rs]
                 if not rs:
                     continue
+                a = [100 * r["event_rate"] for r in rs]
                 torch_dt = rs[0].get("dense_dtype", "float32")
                 style = {"color": col, "mfc": col if dt == "float32" else "none",
                          "label": f"C={c} {p}" + (f" {dt}" if len(dtypes) > 1 else "")

@@ -68,7 +68,9 @@ def clear() -> None:
 def uninterrupted(raise_after: bool = True):
     """A block a stop request never interrupts: a request made inside is raised when the
     outermost block of this thread ends normally (an exception leaving the block wins), or,
-    with ``raise_after=False`` (a recording's close: the run has ended), left noted."""
+    with ``raise_after=False``, left noted for the caller's :func:`check` (the simulator's
+    frame loop, after a chunk's compiled run and its recording) or for no one (a recording's
+    close: the run has ended)."""
     _DEPTH.n = _depth() + 1
     try:
         yield
